@@ -1,0 +1,833 @@
+/**
+ * Compiles a validated rule set once into flat tables and closures, so that a decision does
+ * array and typed-array work only: no tree walking, no string parsing, no regex per request.
+ *
+ * Segment matching uses boolean-expression indexing. For every segment the compiler derives a
+ * set of "keys" (a tag, a tag prefix, the presence of an attribute or of a brand's CLV, a brand's
+ * stage) of which a matching person must hold at least one, picking the cheapest such set; the
+ * segment is filed under those keys. A request looks up the keys the person holds and evaluates
+ * only the segments filed under them, plus the few that no key can guard (`not`-only segments).
+ * The cost therefore follows the number of segments a person could match, not the number of
+ * segments in the rule set.
+ */
+import { parseDateTime, parseDuration, parseQuietHours } from './time.js';
+import type { Channel, Condition, MessageType, Profile, RuleSet, Scalar, Scoring } from './types.js';
+import { CHANNELS, PUSH_CHANNELS } from './types.js';
+
+/** Evaluation state of one request; the compiled rule set owns one and reuses it. */
+export interface EvalState {
+  profile: Profile;
+  attrs: Record<string, unknown>;
+  clv: Record<string, unknown>;
+  /** key id -> epoch when the person holds the key */
+  keyStamp: Int32Array;
+  epoch: number;
+  /** stage position per stage-brand (ladder index; -1 off the ladder) */
+  stagePos: Int32Array;
+  /** segment index -> epoch when evaluated; result in segResult */
+  segSeen: Int32Array;
+  segResult: Uint8Array;
+  segments: CompiledSegment[];
+}
+
+export type Predicate = (s: EvalState) => boolean;
+
+export interface CompiledSegment {
+  readonly index: number;
+  readonly id: string;
+  readonly test: Predicate;
+  /** Selling points of the segment, best first. */
+  readonly sellingPoints: readonly string[];
+}
+
+export interface CompiledCreative {
+  readonly index: number;
+  readonly id: string;
+  readonly message: MessageType;
+  readonly sellingPoints: ReadonlySet<string>;
+  /** Bit per ladder position (and one for off-ladder stages); all bits when unrestricted. */
+  readonly stageMask: number;
+  /** Bit per channel (CHANNELS order), already intersected with the campaign's channels. */
+  readonly channelMask: number;
+  readonly formats: readonly string[] | null;
+  readonly weight: number;
+  readonly hash: number;
+}
+
+export interface CompiledCap {
+  readonly max: number;
+  readonly windowMs: number;
+}
+
+export interface CompiledCampaign {
+  readonly index: number;
+  readonly id: string;
+  readonly brand: string;
+  /** index into CompiledRuleSet.brands */
+  readonly brandIndex: number;
+  readonly segments: Int32Array;
+  readonly stageMask: number;
+  readonly priority: number;
+  readonly weight: number;
+  readonly flightStart: number;
+  readonly flightEnd: number;
+  readonly caps: readonly CompiledCap[];
+  /** The most impressions any cap looks at: how many times the store must keep. */
+  readonly keepImpressions: number;
+  /** The longest cap window, in ms (0 without caps). */
+  readonly longestCapMs: number;
+  readonly channelMask: number;
+  readonly timezone: string;
+  /** Quiet hours in minutes after midnight in `timezone`, or null. */
+  readonly quietStart: number;
+  readonly quietEnd: number;
+  readonly hasQuietHours: boolean;
+  readonly holdout: number;
+  readonly hash: number;
+  readonly creatives: readonly CompiledCreative[];
+}
+
+export interface ResolvedScoring {
+  readonly clv: number;
+  readonly clvScale: number;
+  readonly sellingPoints: number;
+  readonly affinity: number;
+}
+
+/** Key kinds: the prefix of a key's name in the key table (for explain and debugging). */
+const enum KeyKind {
+  Tag = 0,
+  Prefix = 1,
+  Attr = 2,
+  Clv = 3,
+  Stage = 4,
+}
+
+const MAX_EPOCH = 0x3fffffff;
+
+export const CHANNEL_BIT: ReadonlyMap<string, number> = new Map(CHANNELS.map((c, i) => [c, 1 << i]));
+export const ALL_CHANNELS_MASK = (1 << CHANNELS.length) - 1;
+export const PUSH_MASK = PUSH_CHANNELS.reduce((m, c) => m | (CHANNEL_BIT.get(c) ?? 0), 0);
+
+export function channelMaskOf(channels: readonly string[] | undefined): number {
+  if (channels === undefined) return ALL_CHANNELS_MASK;
+  let mask = 0;
+  for (let i = 0; i < channels.length; i++) mask |= CHANNEL_BIT.get(channels[i] as string) ?? 0;
+  return mask;
+}
+
+/** 32-bit FNV-1a of a string; stable across processes and versions. */
+export function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** Mixes two 32-bit hashes into one well-spread unsigned 32-bit value (murmur3 finaliser). */
+export function mixHash(a: number, b: number): number {
+  let h = (a ^ Math.imul(b, 0x9e3779b1)) >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A person's keys, derived once per profile object and reused while the object lives. */
+interface PreparedPerson {
+  readonly keys: Int32Array;
+  readonly hash: number;
+}
+
+interface Guard {
+  keys: number[];
+  cost: number;
+}
+
+const EMPTY: Record<string, unknown> = Object.freeze(Object.create(null));
+
+export class CompiledRuleSet {
+  readonly source: RuleSet;
+  readonly funnel: readonly string[];
+  readonly stageIndex: ReadonlyMap<string, number>;
+  readonly defaultStage: string;
+  readonly segments: readonly CompiledSegment[];
+  readonly segmentIndex: ReadonlyMap<string, number>;
+  readonly campaigns: readonly CompiledCampaign[];
+  readonly campaignIndex: ReadonlyMap<string, number>;
+  readonly brands: readonly string[];
+  readonly scoring: ResolvedScoring;
+  /** segment index -> campaigns listing it */
+  readonly campaignsBySegment: readonly Int32Array[];
+
+  /** Exact tags the rules mention -> key id. */
+  private readonly tagKeys = new Map<string, number>();
+  /** Tag prefixes (without `*`) -> key id, and the distinct prefix lengths, longest first. */
+  private readonly prefixKeys = new Map<string, number>();
+  private prefixLengths: number[] = [];
+  private readonly attrKeys = new Map<string, number>();
+  private readonly clvKeys = new Map<string, number>();
+  /** brands named in stage conditions, with their key ids per ladder position (+1 off-ladder) */
+  private readonly stageBrands: string[] = [];
+  private readonly stageBrandIndex = new Map<string, number>();
+  private stageKeyBase: number[] = [];
+  private keyCount = 0;
+
+  /** key id -> segments filed under it */
+  private postings: Int32Array[] = [];
+  /** segments that no key guards: evaluated for everyone */
+  private unguarded: Int32Array = new Int32Array(0);
+
+  private readonly prepared = new WeakMap<Profile, PreparedPerson>();
+  private readonly state: EvalState;
+  /** Matched segment indices of the last evaluation (valid until the next one). */
+  private readonly matched: Int32Array;
+  /** Key ids of the current request's context tags (scratch). */
+  private readonly contextKeys: number[] = [];
+  /** segment index -> epoch when put in the matched list */
+  private readonly listed: Int32Array;
+  /** campaign index -> epoch when reached in the current request */
+  private readonly campaignMarks: Int32Array;
+  private readonly reached: Int32Array;
+
+  constructor(ruleSet: RuleSet) {
+    this.source = ruleSet;
+    this.funnel = ruleSet.funnel.slice();
+    this.stageIndex = new Map(this.funnel.map((s, i) => [s, i]));
+    this.defaultStage = ruleSet.defaultStage ?? this.funnel[0] ?? '';
+    this.scoring = resolveScoring(ruleSet.scoring);
+
+    const segIndex = new Map<string, number>();
+    ruleSet.segments.forEach((s, i) => segIndex.set(s.id, i));
+    this.segmentIndex = segIndex;
+
+    // Collect stage brands first: their key ids are laid out as one block per brand.
+    for (const seg of ruleSet.segments) this.collectStageBrands(seg.when);
+    for (const brand of this.stageBrands) {
+      this.stageKeyBase.push(this.keyCount);
+      this.keyCount += this.funnel.length + 1;
+    }
+
+    const segments: CompiledSegment[] = [];
+    const sp = ruleSet.sellingPoints ?? {};
+    for (let i = 0; i < ruleSet.segments.length; i++) {
+      const seg = ruleSet.segments[i]!;
+      segments.push({
+        index: i,
+        id: seg.id,
+        test: this.compileCondition(seg.when),
+        sellingPoints: Object.hasOwn(sp, seg.id) ? (sp[seg.id] ?? []).slice() : [],
+      });
+    }
+    this.segments = segments;
+
+    // Index segments by their cheapest guard.
+    const guards = new Map<number, Guard | null>();
+    const buckets: number[][] = [];
+    const unguarded: number[] = [];
+    for (let i = 0; i < segments.length; i++) {
+      const g = this.guardOfSegment(i, guards, new Set());
+      if (g === null) unguarded.push(i);
+      else for (const k of g.keys) (buckets[k] ??= []).push(i);
+    }
+    this.postings = Array.from({ length: this.keyCount }, (_, k) => Int32Array.from(buckets[k] ?? []));
+    this.unguarded = Int32Array.from(unguarded);
+
+    // Campaigns.
+    const brands: string[] = [];
+    const brandIndex = new Map<string, number>();
+    const bySegment: number[][] = segments.map(() => []);
+    const campaigns: CompiledCampaign[] = [];
+    for (let ci = 0; ci < ruleSet.campaigns.length; ci++) {
+      const c = ruleSet.campaigns[ci]!;
+      let bi = brandIndex.get(c.brand);
+      if (bi === undefined) {
+        bi = brands.length;
+        brands.push(c.brand);
+        brandIndex.set(c.brand, bi);
+      }
+      const segs = c.segments.map((id) => segIndex.get(id) ?? -1).filter((i) => i >= 0);
+      for (const s of new Set(segs)) bySegment[s]!.push(ci);
+      const timezone = c.timing?.timezone ?? 'UTC';
+      const flightTz = c.flight?.timezone ?? timezone;
+      const quiet = c.timing?.quietHours === undefined ? null : parseQuietHours(c.timing.quietHours);
+      const caps = (c.frequencyCap ?? []).map((cap) => ({
+        max: cap.max,
+        windowMs: parseDuration(cap.per) ?? 0,
+      }));
+      const campaignChannels = channelMaskOf(c.channels);
+      const creatives: CompiledCreative[] = c.creatives.map((cr, i) => ({
+        index: i,
+        id: cr.id,
+        message: cr.message,
+        sellingPoints: new Set(cr.sellingPoints ?? []),
+        stageMask: this.stageMaskOf(cr.stages),
+        channelMask: cr.channels === undefined ? campaignChannels : channelMaskOf(cr.channels) & campaignChannels,
+        formats: cr.formats === undefined || cr.formats.length === 0 ? null : cr.formats.slice(),
+        weight: cr.weight ?? 1,
+        hash: hashString(cr.id),
+      }));
+      campaigns.push({
+        index: ci,
+        id: c.id,
+        brand: c.brand,
+        brandIndex: bi,
+        segments: Int32Array.from(segs),
+        stageMask: this.stageMaskOf(c.stages),
+        priority: c.priority ?? 0,
+        weight: c.weight ?? 1,
+        flightStart: parseFlight(c.flight?.start, flightTz, Number.NEGATIVE_INFINITY),
+        flightEnd: parseFlight(c.flight?.end, flightTz, Number.POSITIVE_INFINITY),
+        caps,
+        keepImpressions: caps.reduce((m, cap) => Math.max(m, cap.max), 0),
+        longestCapMs: caps.reduce((m, cap) => Math.max(m, cap.windowMs), 0),
+        channelMask: campaignChannels,
+        timezone,
+        quietStart: quiet?.start ?? 0,
+        quietEnd: quiet?.end ?? 0,
+        hasQuietHours: quiet !== null,
+        holdout: c.holdout ?? 0,
+        hash: hashString(c.id),
+        creatives,
+      });
+    }
+    this.campaigns = campaigns;
+    this.campaignIndex = new Map(campaigns.map((c) => [c.id, c.index]));
+    this.brands = brands;
+    this.campaignsBySegment = bySegment.map((l) => Int32Array.from(l));
+
+    this.state = {
+      profile: { id: '', tags: [] },
+      attrs: EMPTY,
+      clv: EMPTY,
+      keyStamp: new Int32Array(this.keyCount),
+      epoch: 0,
+      stagePos: new Int32Array(this.stageBrands.length),
+      segSeen: new Int32Array(segments.length),
+      segResult: new Uint8Array(segments.length),
+      segments,
+    };
+    this.matched = new Int32Array(segments.length);
+    this.listed = new Int32Array(segments.length);
+    this.campaignMarks = new Int32Array(campaigns.length);
+    this.reached = new Int32Array(campaigns.length);
+  }
+
+  /** Position of `stage` on the ladder, or -1. */
+  stagePosition(stage: unknown): number {
+    return typeof stage === 'string' ? (this.stageIndex.get(stage) ?? -1) : -1;
+  }
+
+  /** The person's stage name for a brand (the default stage when none is recorded). */
+  stageOf(profile: Profile, brand: string): string {
+    const stages = profile.stages as Record<string, unknown> | undefined;
+    const s = stages === undefined || stages === null ? undefined : stages[brand];
+    return typeof s === 'string' ? s : this.defaultStage;
+  }
+
+  /** Bit of a stage in stage masks: its ladder position, or the last bit off the ladder. */
+  stageBit(stage: string): number {
+    const p = this.stageIndex.get(stage);
+    return 1 << (p === undefined ? this.funnel.length : p);
+  }
+
+  /**
+   * Evaluates every segment for a person. Returns the matched segment indices (ascending) in
+   * a scratch array valid until the next call, and their count. Never throws on odd profiles.
+   */
+  evaluate(profile: Profile, contextTags: readonly string[] | undefined): { list: Int32Array; count: number } {
+    const st = this.state;
+    let epoch = st.epoch + 1;
+    if (epoch > MAX_EPOCH) {
+      st.keyStamp.fill(0);
+      st.segSeen.fill(0);
+      this.listed.fill(0);
+      this.campaignMarks.fill(0);
+      epoch = 1;
+    }
+    st.epoch = epoch;
+    st.profile = profile;
+    const attrs = profile.attrs as Record<string, unknown> | undefined;
+    st.attrs = attrs !== null && typeof attrs === 'object' ? attrs : EMPTY;
+    const clv = profile.clv as Record<string, unknown> | undefined;
+    st.clv = clv !== null && typeof clv === 'object' ? clv : EMPTY;
+
+    const stamp = st.keyStamp;
+    const person = this.prepare(profile);
+    const keys = person.keys;
+    for (let i = 0; i < keys.length; i++) stamp[keys[i]!] = epoch;
+    const ctxKeys = this.contextKeys;
+    ctxKeys.length = 0;
+    if (contextTags !== undefined) {
+      for (let i = 0; i < contextTags.length; i++) {
+        const t = contextTags[i];
+        if (typeof t === 'string') this.tagKeysOf(t, ctxKeys);
+      }
+      for (let i = 0; i < ctxKeys.length; i++) stamp[ctxKeys[i]!] = epoch;
+    }
+    // Stage positions per stage-brand, and their keys (which depend on the profile only, so
+    // they are part of the prepared keys already).
+    for (let b = 0; b < this.stageBrands.length; b++) {
+      st.stagePos[b] = this.stagePosition(this.stageOf(profile, this.stageBrands[b]!));
+    }
+
+    // Candidates: the unguarded segments, then those filed under keys the person holds.
+    // A segment may already have been evaluated as a reference from another one: `listed`
+    // marks what is in the matched list, `segSeen` what has been evaluated.
+    let count = this.visitList(this.unguarded, 0);
+    const postings = this.postings;
+    for (let i = 0; i < keys.length; i++) count = this.visitList(postings[keys[i]!]!, count);
+    for (let i = 0; i < ctxKeys.length; i++) count = this.visitList(postings[ctxKeys[i]!]!, count);
+    const matched = this.matched;
+    if (count > 1) matched.subarray(0, count).sort();
+    return { list: matched, count };
+  }
+
+  private visitList(list: Int32Array, count: number): number {
+    const st = this.state;
+    const epoch = st.epoch;
+    const seen = st.segSeen;
+    const listed = this.listed;
+    const segs = this.segments;
+    const matched = this.matched;
+    for (let j = 0; j < list.length; j++) {
+      const s = list[j]!;
+      if (listed[s] === epoch) continue;
+      listed[s] = epoch;
+      let ok: boolean;
+      if (seen[s] === epoch) ok = st.segResult[s] === 1;
+      else {
+        seen[s] = epoch;
+        ok = segs[s]!.test(st);
+        st.segResult[s] = ok ? 1 : 0;
+      }
+      if (ok) matched[count++] = s;
+    }
+    return count;
+  }
+
+  /** Ids of the segments the person matches, in rule-set order. */
+  matchSegments(profile: Profile, contextTags?: readonly string[]): string[] {
+    const { list, count } = this.evaluate(profile, contextTags);
+    const out: string[] = new Array(count);
+    for (let i = 0; i < count; i++) out[i] = this.segments[list[i]!]!.id;
+    return out;
+  }
+
+  /** Whether segment `index` matched in the last evaluation. */
+  segmentMatched(index: number): boolean {
+    const st = this.state;
+    return st.segSeen[index] === st.epoch && st.segResult[index] === 1;
+  }
+
+  /** Scratch list for the campaigns reached in the current request. */
+  campaignScratch(): Int32Array {
+    return this.reached;
+  }
+
+  /** Marks a campaign as reached in the current request; false when it already was. */
+  markCampaign(index: number): boolean {
+    const epoch = this.state.epoch;
+    if (this.campaignMarks[index] === epoch) return false;
+    this.campaignMarks[index] = epoch;
+    return true;
+  }
+
+  /** Stable 32-bit hash of a person id, cached with the prepared profile. */
+  personHash(profile: Profile): number {
+    return this.prepare(profile).hash;
+  }
+
+  // ---- private: request helpers -------------------------------------------------------------
+
+  private prepare(profile: Profile): PreparedPerson {
+    let p = this.prepared.get(profile);
+    if (p !== undefined) return p;
+    const keys: number[] = [];
+    const tags = profile.tags;
+    if (Array.isArray(tags)) {
+      for (let i = 0; i < tags.length; i++) {
+        const t: unknown = tags[i];
+        if (typeof t === 'string') this.tagKeysOf(t, keys);
+      }
+    }
+    const attrs = profile.attrs as Record<string, unknown> | undefined;
+    if (attrs !== null && typeof attrs === 'object' && this.attrKeys.size > 0) {
+      for (const name in attrs) {
+        const k = this.attrKeys.get(name);
+        if (k !== undefined && isScalar(attrs[name])) keys.push(k);
+      }
+    }
+    const clv = profile.clv as Record<string, unknown> | undefined;
+    if (clv !== null && typeof clv === 'object' && this.clvKeys.size > 0) {
+      for (const brand in clv) {
+        const k = this.clvKeys.get(brand);
+        if (k !== undefined && typeof clv[brand] === 'number') keys.push(k);
+      }
+    }
+    for (let b = 0; b < this.stageBrands.length; b++) {
+      const pos = this.stagePosition(this.stageOf(profile, this.stageBrands[b]!));
+      keys.push(this.stageKeyBase[b]! + (pos < 0 ? this.funnel.length : pos));
+    }
+    p = { keys: Int32Array.from(keys), hash: hashString(typeof profile.id === 'string' ? profile.id : '') };
+    this.prepared.set(profile, p);
+    return p;
+  }
+
+  private tagKeysOf(tag: string, out: number[]): void {
+    const k = this.tagKeys.get(tag);
+    if (k !== undefined) out.push(k);
+    const lens = this.prefixLengths;
+    for (let i = 0; i < lens.length; i++) {
+      const len = lens[i]!;
+      if (tag.length < len) continue;
+      const pk = this.prefixKeys.get(tag.length === len ? tag : tag.slice(0, len));
+      if (pk !== undefined) out.push(pk);
+    }
+  }
+
+  // ---- private: compilation -----------------------------------------------------------------
+
+  private newKey(map: Map<string, number>, name: string): number {
+    let k = map.get(name);
+    if (k === undefined) {
+      k = this.keyCount++;
+      map.set(name, k);
+    }
+    return k;
+  }
+
+  private tagKey(tag: string): { kind: KeyKind; key: number } {
+    if (tag.endsWith('*')) {
+      const prefix = tag.slice(0, -1);
+      const key = this.newKey(this.prefixKeys, prefix);
+      if (!this.prefixLengths.includes(prefix.length)) {
+        this.prefixLengths.push(prefix.length);
+        this.prefixLengths.sort((a, b) => b - a);
+      }
+      return { kind: KeyKind.Prefix, key };
+    }
+    return { kind: KeyKind.Tag, key: this.newKey(this.tagKeys, tag) };
+  }
+
+  private collectStageBrands(c: Condition): void {
+    const o = c as Record<string, unknown>;
+    if (typeof o.stage === 'string' && !this.stageBrandIndex.has(o.stage)) {
+      this.stageBrandIndex.set(o.stage, this.stageBrands.length);
+      this.stageBrands.push(o.stage);
+    }
+    if (Array.isArray(o.all)) for (const x of o.all) this.collectStageBrands(x as Condition);
+    if (Array.isArray(o.any)) for (const x of o.any) this.collectStageBrands(x as Condition);
+    if (o.not !== undefined && o.not !== null) this.collectStageBrands(o.not as Condition);
+  }
+
+  private stageMaskOf(stages: readonly string[] | undefined): number {
+    if (stages === undefined) return (1 << (this.funnel.length + 1)) - 1;
+    let m = 0;
+    for (const s of stages) {
+      const p = this.stageIndex.get(s);
+      if (p !== undefined) m |= 1 << p;
+    }
+    return m;
+  }
+
+  private compileCondition(c: Condition): Predicate {
+    const o = c as Record<string, unknown>;
+    const parts: Predicate[] = [];
+    if (typeof o.tag === 'string') {
+      const { key } = this.tagKey(o.tag);
+      parts.push((s) => s.keyStamp[key] === s.epoch);
+    } else if (typeof o.attr === 'string') {
+      parts.push(...compileComparisons(o, attrReader(o.attr)));
+      this.newKey(this.attrKeys, o.attr);
+    } else if (typeof o.clv === 'string') {
+      parts.push(...compileComparisons(o, clvReader(o.clv)));
+      this.newKey(this.clvKeys, o.clv);
+    } else if (typeof o.stage === 'string') {
+      const b = this.stageBrandIndex.get(o.stage)!;
+      parts.push(...this.compileStage(o, b));
+    } else if (typeof o.segment === 'string') {
+      const target = this.segmentIndex.get(o.segment);
+      if (target === undefined) parts.push(() => false);
+      else parts.push((s) => evalSegment(s, target));
+    }
+    if (Array.isArray(o.all)) {
+      const kids = (o.all as Condition[]).map((x) => this.compileCondition(x));
+      parts.push(...kids); // AND-ed with the rest below
+    }
+    if (Array.isArray(o.any)) {
+      const kids = (o.any as Condition[]).map((x) => this.compileCondition(x));
+      parts.push(anyOf(kids));
+    }
+    if (o.not !== undefined && o.not !== null && typeof o.not === 'object') {
+      const inner = this.compileCondition(o.not as Condition);
+      parts.push((s) => !inner(s));
+    }
+    return allOf(parts);
+  }
+
+  private compileStage(o: Record<string, unknown>, brand: number): Predicate[] {
+    // Evaluate the condition once per possible position (-1 = off the ladder) into a bitmask.
+    const n = this.funnel.length;
+    const pos = (v: unknown) => (typeof v === 'string' ? (this.stageIndex.get(v) ?? -2) : -2);
+    let mask = 0;
+    for (let p = -1; p < n; p++) {
+      if (stageSatisfies(o, p, pos)) mask |= 1 << (p + 1);
+    }
+    return [(s) => (mask & (1 << (s.stagePos[brand]! + 1))) !== 0];
+  }
+
+  private stageKeysFor(o: Record<string, unknown>, brand: number): number[] {
+    const n = this.funnel.length;
+    const pos = (v: unknown) => (typeof v === 'string' ? (this.stageIndex.get(v) ?? -2) : -2);
+    const keys: number[] = [];
+    const base = this.stageKeyBase[brand]!;
+    for (let p = -1; p < n; p++) {
+      if (stageSatisfies(o, p, pos)) keys.push(base + (p < 0 ? n : p));
+    }
+    return keys;
+  }
+
+  private guardOfSegment(i: number, memo: Map<number, Guard | null>, visiting: Set<number>): Guard | null {
+    if (memo.has(i)) return memo.get(i) ?? null;
+    if (visiting.has(i)) return null;
+    visiting.add(i);
+    const g = this.guardOf(this.source.segments[i]!.when, memo, visiting);
+    visiting.delete(i);
+    memo.set(i, g);
+    return g;
+  }
+
+  /** A cheapest set of keys one of which every matching person holds; null when none exists. */
+  private guardOf(c: Condition, memo: Map<number, Guard | null>, visiting: Set<number>): Guard | null {
+    const o = c as Record<string, unknown>;
+    const options: Guard[] = [];
+    if (typeof o.tag === 'string') {
+      const { kind, key } = this.tagKey(o.tag);
+      options.push({ keys: [key], cost: kind === KeyKind.Tag ? 1 : 4 });
+    } else if (typeof o.attr === 'string') {
+      options.push({ keys: [this.newKey(this.attrKeys, o.attr)], cost: 50 });
+    } else if (typeof o.clv === 'string') {
+      options.push({ keys: [this.newKey(this.clvKeys, o.clv)], cost: 20 });
+    } else if (typeof o.stage === 'string') {
+      const keys = this.stageKeysFor(o, this.stageBrandIndex.get(o.stage)!);
+      options.push({ keys, cost: 10 * keys.length });
+    } else if (typeof o.segment === 'string') {
+      const t = this.segmentIndex.get(o.segment);
+      if (t === undefined) options.push({ keys: [], cost: 0 });
+      else {
+        const g = this.guardOfSegment(t, memo, visiting);
+        if (g !== null) options.push(g);
+      }
+    }
+    if (Array.isArray(o.all)) {
+      for (const x of o.all as Condition[]) {
+        const g = this.guardOf(x, memo, visiting);
+        if (g !== null) options.push(g);
+      }
+    }
+    if (Array.isArray(o.any)) {
+      const kids = (o.any as Condition[]).map((x) => this.guardOf(x, memo, visiting));
+      if (kids.every((g) => g !== null)) {
+        const keys = new Set<number>();
+        let cost = 0;
+        for (const g of kids as Guard[]) {
+          for (const k of g.keys) keys.add(k);
+          cost += g.cost;
+        }
+        options.push({ keys: [...keys], cost });
+      }
+    }
+    // `not` guards nothing. The parts of one object are AND-ed: any one part's guard will do.
+    let best: Guard | null = null;
+    for (const g of options) if (best === null || g.cost < best.cost) best = g;
+    return best;
+  }
+}
+
+function evalSegment(s: EvalState, i: number): boolean {
+  if (s.segSeen[i] === s.epoch) return s.segResult[i] === 1;
+  // Mark before evaluating: validated rule sets have no cycles, but a stray one must not recurse.
+  s.segSeen[i] = s.epoch;
+  s.segResult[i] = 0;
+  const ok = s.segments[i]!.test(s);
+  s.segResult[i] = ok ? 1 : 0;
+  return ok;
+}
+
+function allOf(parts: Predicate[]): Predicate {
+  switch (parts.length) {
+    case 0:
+      return () => true;
+    case 1:
+      return parts[0]!;
+    case 2: {
+      const a = parts[0]!;
+      const b = parts[1]!;
+      return (s) => a(s) && b(s);
+    }
+    case 3: {
+      const a = parts[0]!;
+      const b = parts[1]!;
+      const c = parts[2]!;
+      return (s) => a(s) && b(s) && c(s);
+    }
+    default:
+      return (s) => {
+        for (let i = 0; i < parts.length; i++) if (!parts[i]!(s)) return false;
+        return true;
+      };
+  }
+}
+
+function anyOf(parts: Predicate[]): Predicate {
+  switch (parts.length) {
+    case 0:
+      return () => false;
+    case 1:
+      return parts[0]!;
+    case 2: {
+      const a = parts[0]!;
+      const b = parts[1]!;
+      return (s) => a(s) || b(s);
+    }
+    default:
+      return (s) => {
+        for (let i = 0; i < parts.length; i++) if (parts[i]!(s)) return true;
+        return false;
+      };
+  }
+}
+
+type Reader = (s: EvalState) => unknown;
+
+function attrReader(name: string): Reader {
+  return (s) => s.attrs[name];
+}
+/** A CLV that is not a number counts as missing. */
+function clvReader(brand: string): Reader {
+  return (s) => {
+    const v = s.clv[brand];
+    return typeof v === 'number' ? v : undefined;
+  };
+}
+
+function isScalar(v: unknown): v is Scalar {
+  const t = typeof v;
+  return t === 'number' || t === 'string' || t === 'boolean';
+}
+
+/** Comparison operators of an attr or clv leaf, each a predicate (all must hold). */
+function compileComparisons(o: Record<string, unknown>, read: Reader): Predicate[] {
+  const out: Predicate[] = [];
+  if ('eq' in o) {
+    const x = o.eq;
+    out.push((s) => {
+      const v = read(s);
+      return isScalar(v) && v === x;
+    });
+  }
+  if ('ne' in o) {
+    const x = o.ne;
+    out.push((s) => {
+      const v = read(s);
+      return isScalar(v) && v !== x;
+    });
+  }
+  const num = (key: string, cmp: (v: number, x: number) => boolean) => {
+    if (!(key in o)) return;
+    const x = o[key];
+    if (typeof x !== 'number') {
+      out.push(() => false);
+      return;
+    }
+    out.push((s) => {
+      const v = read(s);
+      return typeof v === 'number' && cmp(v, x);
+    });
+  };
+  num('gt', (v, x) => v > x);
+  num('gte', (v, x) => v >= x);
+  num('lt', (v, x) => v < x);
+  num('lte', (v, x) => v <= x);
+  if ('between' in o) {
+    const b = o.between;
+    const lo = Array.isArray(b) ? b[0] : undefined;
+    const hi = Array.isArray(b) ? b[1] : undefined;
+    if (typeof lo !== 'number' || typeof hi !== 'number') out.push(() => false);
+    else
+      out.push((s) => {
+        const v = read(s);
+        return typeof v === 'number' && v >= lo && v <= hi;
+      });
+  }
+  if ('in' in o) {
+    const list = Array.isArray(o.in) ? (o.in as unknown[]) : [];
+    if (list.length <= 8) {
+      out.push((s) => {
+        const v = read(s);
+        if (!isScalar(v)) return false;
+        for (let i = 0; i < list.length; i++) if (list[i] === v) return true;
+        return false;
+      });
+    } else {
+      const set = new Set(list);
+      out.push((s) => {
+        const v = read(s);
+        return isScalar(v) && set.has(v);
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Whether a stage leaf holds for a person at ladder position `p` (-1: a stage not on the
+ * ladder). `pos` maps a stage name in the rule to its position (-2 when unknown).
+ */
+function stageSatisfies(o: Record<string, unknown>, p: number, pos: (v: unknown) => number): boolean {
+  if ('eq' in o && !(p >= 0 && pos(o.eq) === p)) return false;
+  if ('ne' in o && p >= 0 && pos(o.ne) === p) return false;
+  const ord = p >= 0;
+  if ('gt' in o && !(ord && p > pos(o.gt) && pos(o.gt) >= 0)) return false;
+  if ('gte' in o && !(ord && p >= pos(o.gte) && pos(o.gte) >= 0)) return false;
+  if ('lt' in o && !(ord && p < pos(o.lt) && pos(o.lt) >= 0)) return false;
+  if ('lte' in o && !(ord && p <= pos(o.lte) && pos(o.lte) >= 0)) return false;
+  if ('between' in o) {
+    const b = Array.isArray(o.between) ? o.between : [];
+    const lo = pos(b[0]);
+    const hi = pos(b[1]);
+    if (!(ord && lo >= 0 && hi >= 0 && p >= lo && p <= hi)) return false;
+  }
+  if ('in' in o) {
+    const list = Array.isArray(o.in) ? o.in : [];
+    if (!(p >= 0 && list.some((x) => pos(x) === p))) return false;
+  }
+  return true;
+}
+
+function parseFlight(v: unknown, tz: string, fallback: number): number {
+  if (v === undefined || v === null) return fallback;
+  if (v instanceof Date) return v.getTime();
+  if (typeof v !== 'string') return fallback;
+  return parseDateTime(v, tz) ?? fallback;
+}
+
+function resolveScoring(s: Scoring | undefined): ResolvedScoring {
+  return {
+    clv: s?.clv ?? 1,
+    clvScale: s?.clvScale ?? 1000,
+    sellingPoints: s?.sellingPoints ?? 1,
+    affinity: s?.affinity ?? 1,
+  };
+}
+
+export function compileRuleSet(ruleSet: RuleSet): CompiledRuleSet {
+  return new CompiledRuleSet(ruleSet);
+}
+
+export type { Channel };

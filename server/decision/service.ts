@@ -1,0 +1,173 @@
+/**
+ * The decision path of the server: resolve identity, load the person (cache, then store, under a
+ * deadline), evaluate the active rule set, shape the answer. Knows nothing of HTTP.
+ */
+import type { CompiledRuleSet } from '../../rules/compile.js';
+import { decide } from '../../rules/decide.js';
+import type { DecisionRequest, Explanation, FrequencyCounters, PlacementDecision, Profile } from '../../rules/types.js';
+import type { PersonRecord, ProfileStore } from '../store/types.js';
+import type { DecideInput } from './request.js';
+
+/** The rule set that decides, with what identifies it. Replaced as a whole, never mutated. */
+export interface ActiveRuleSet {
+  readonly version: number;
+  readonly checksum: string;
+  readonly compiled: CompiledRuleSet;
+  readonly activatedAt: number;
+}
+
+/** Synchronous cache look-ups, when the store has a cache in front of it. */
+export interface PersonPeek {
+  /** A cached person, or undefined when not cached. */
+  peekPerson(pid: string): PersonRecord | undefined;
+  /** A cached alias: the pid, null for a cached miss, undefined when not cached. */
+  peekAlias(kind: string, value: string): string | null | undefined;
+}
+
+export interface DecideOutput {
+  ruleset: number;
+  /** The person id decided for; null when aliases resolved to nobody. */
+  user: string | null;
+  decisions: PlacementDecision[];
+  /** Set when the store did not answer in time and only context tags were used. */
+  degraded?: true;
+  explain?: Explanation;
+}
+
+export interface DecisionOutcome {
+  readonly output: DecideOutput;
+  /** Why the person's data could not be used: `timeout` or `store_error`; null when it was. */
+  readonly degradedBy: 'timeout' | 'store_error' | null;
+}
+
+export interface DecisionServiceOptions {
+  /** Default deadline of a decision, ms; a request may ask for less. */
+  deadlineMs: number;
+  /** Time reserved after the store look-up for evaluation and writing, ms. */
+  reserveMs?: number;
+  now?: () => number;
+}
+
+const NO_COUNTERS: FrequencyCounters = Object.freeze({});
+const TIMEOUT = Symbol('timeout');
+const FAILED = Symbol('failed');
+type Late = typeof TIMEOUT | typeof FAILED;
+
+export class DecisionService {
+  private active: ActiveRuleSet;
+  private readonly store: ProfileStore & Partial<PersonPeek>;
+  private readonly deadlineMs: number;
+  private readonly reserveMs: number;
+  private readonly now: () => number;
+
+  constructor(store: ProfileStore & Partial<PersonPeek>, active: ActiveRuleSet, opts: DecisionServiceOptions) {
+    this.store = store;
+    this.active = active;
+    this.deadlineMs = opts.deadlineMs;
+    this.reserveMs = opts.reserveMs ?? Math.min(1, opts.deadlineMs / 4);
+    this.now = opts.now ?? Date.now;
+  }
+
+  get ruleSet(): ActiveRuleSet {
+    return this.active;
+  }
+
+  /** Swaps the rule set atomically; decisions already started finish on the one they began with. */
+  setRuleSet(next: ActiveRuleSet): void {
+    this.active = next;
+  }
+
+  /** Synchronous when the cache has everything; otherwise a promise that settles by the deadline. */
+  decide(input: DecideInput): DecisionOutcome | Promise<DecisionOutcome> {
+    const rs = this.active;
+    const started = this.now();
+    const store = this.store;
+    let pid: string | null = null;
+    if (input.user.kind === 'id') {
+      pid = input.user.id;
+    } else if (store.peekAlias !== undefined) {
+      let allMissed = true;
+      for (const [kind, value] of input.user.aliases) {
+        const hit = store.peekAlias(kind, value);
+        if (typeof hit === 'string') {
+          pid = hit;
+          break;
+        }
+        if (hit === undefined) allMissed = false;
+      }
+      if (pid === null && allMissed) return this.finish(rs, input, null, null, null, started);
+    }
+    if (pid !== null && store.peekPerson !== undefined) {
+      const hit = store.peekPerson(pid);
+      if (hit !== undefined) return this.finish(rs, input, pid, hit, null, started);
+    }
+    const budget = Math.max(0, Math.min(input.deadlineMs ?? this.deadlineMs, this.deadlineMs) - this.reserveMs);
+    return this.slowPath(rs, input, pid, budget, started);
+  }
+
+  private async slowPath(
+    rs: ActiveRuleSet,
+    input: DecideInput,
+    knownPid: string | null,
+    budgetMs: number,
+    started: number,
+  ): Promise<DecisionOutcome> {
+    const load = async (): Promise<{ pid: string | null; record: PersonRecord | null }> => {
+      let pid = knownPid;
+      if (pid === null && input.user.kind === 'aliases') {
+        const found = await Promise.all(input.user.aliases.map(([k, v]) => this.store.resolveAlias(k, v)));
+        pid = found.find((x): x is string => typeof x === 'string') ?? null;
+      }
+      if (pid === null) return { pid: null, record: null };
+      return { pid, record: await this.store.loadPerson(pid) };
+    };
+    const result = await withDeadline(load(), budgetMs);
+    if (result === TIMEOUT || result === FAILED) {
+      const pid = knownPid ?? (input.user.kind === 'id' ? input.user.id : null);
+      return this.finish(rs, input, pid, null, result === TIMEOUT ? 'timeout' : 'store_error', started);
+    }
+    return this.finish(rs, input, result.pid, result.record, null, started);
+  }
+
+  private finish(
+    rs: ActiveRuleSet,
+    input: DecideInput,
+    pid: string | null,
+    record: PersonRecord | null,
+    degradedBy: 'timeout' | 'store_error' | null,
+    now: number,
+  ): DecisionOutcome {
+    const profile: Profile = record?.profile ?? { id: pid ?? anonymousId(input), tags: [] };
+    const request: DecisionRequest = { placements: input.placements, explain: input.explain };
+    if (input.contextTags !== undefined) request.contextTags = input.contextTags;
+    const result = decide(rs.compiled, profile, record?.counters ?? NO_COUNTERS, request, now);
+    const output: DecideOutput = { ruleset: rs.version, user: pid, decisions: result.decisions };
+    if (degradedBy !== null) output.degraded = true;
+    if (result.explain !== undefined) output.explain = result.explain;
+    return { output, degradedBy };
+  }
+}
+
+/** A stable id for someone known by aliases only, so hold-outs stay stable for them too. */
+function anonymousId(input: DecideInput): string {
+  if (input.user.kind === 'id') return input.user.id;
+  const first = input.user.aliases[0];
+  return first === undefined ? '' : `${first[0]}:${first[1]}`;
+}
+
+/** The promise's value, or TIMEOUT when it is late, or FAILED when it rejects. */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | Late> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(TIMEOUT), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(FAILED);
+      },
+    );
+  });
+}

@@ -1,0 +1,70 @@
+/**
+ * Every error a client can get, in one catalog: a stable code, an HTTP status and what it means.
+ * Bodies look like `{"error": {"code": "...", "message": "...", "path": "..."}}`.
+ * docs/errors.md lists the same codes; a test keeps the two in step.
+ */
+export const ERRORS = {
+  bad_json: { status: 400, text: 'The body is not valid JSON' },
+  bad_msgpack: { status: 400, text: 'The body is not valid MessagePack' },
+  bad_request: { status: 400, text: 'The request is malformed' },
+  invalid_field: { status: 400, text: 'A field has the wrong type or value' },
+  missing_field: { status: 400, text: 'A required field is missing' },
+  unknown_field: { status: 400, text: 'A field is not part of the contract' },
+  forbidden_key: { status: 400, text: 'Keys named __proto__, constructor or prototype are refused' },
+  unauthorized: { status: 401, text: 'A bearer token is required' },
+  forbidden: { status: 403, text: 'The token does not have the scope this route needs' },
+  not_found: { status: 404, text: 'No such route' },
+  method_not_allowed: { status: 405, text: 'The route does not take this method' },
+  body_too_large: { status: 413, text: 'The body is larger than the limit' },
+  unsupported_media_type: { status: 415, text: 'Send application/json or application/msgpack' },
+  invalid_ruleset: { status: 422, text: 'The rule set is not valid' },
+  internal: { status: 500, text: 'Something went wrong on our side' },
+  store_unavailable: { status: 503, text: 'The profile store does not answer' },
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; path?: string };
+}
+
+/** An error meant for the client: carries its code, status and the path of the bad field. */
+export class ClientError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly path: string | undefined;
+
+  constructor(code: ErrorCode, message?: string, path?: string) {
+    super(message ?? ERRORS[code].text);
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.path = path;
+  }
+
+  toBody(): ErrorBody {
+    const body: ErrorBody = { error: { code: this.code, message: this.message } };
+    if (this.path !== undefined) body.error.path = this.path;
+    return body;
+  }
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  201: '201 Created',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
+  422: '422 Unprocessable Entity',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+};
+
+/** The status line uWebSockets.js wants (`"404 Not Found"`). */
+export function statusLine(status: number): string {
+  return STATUS_TEXT[status] ?? `${status} Status`;
+}

@@ -1,0 +1,188 @@
+/**
+ * The data plane on uWebSockets.js: POST /v1/decide. No Fetch API objects, no frameworks: the
+ * body is read straight from uWS, the answer written corked in one go. Every response path
+ * checks for an aborted request before writing.
+ */
+import uWS from '@trufflesuite/uws-js-unofficial';
+import type { DecideOutput, DecisionOutcome, DecisionService } from '../decision/service.js';
+import { type BodyFormat, bodyFormat, msgpack, parseDecideBody } from '../decision/request.js';
+import { ClientError, type ErrorCode, statusLine } from '../errors.js';
+
+export interface DataPlaneOptions {
+  service: DecisionService;
+  maxBodyBytes: number;
+  /** Called when a decision request arrives, before anything else. */
+  onRequest?: () => void;
+  /** Called once per decision request when it is answered or aborted (metrics, drain). */
+  onDecision?: (outcome: DecisionOutcome | null, status: number, elapsedMs: number) => void;
+  onError?: (err: unknown) => void;
+}
+
+export interface Listener {
+  readonly port: number;
+  /** Stops accepting connections; requests in flight still finish. */
+  close(): void;
+}
+
+const CONTENT_TYPE: Record<BodyFormat, string> = {
+  json: 'application/json',
+  msgpack: 'application/msgpack',
+};
+
+/** What a route handler needs to answer once, and only if the client is still there. */
+interface Exchange {
+  res: uWS.HttpResponse;
+  /** answered or aborted: nothing may be written any more */
+  closed: boolean;
+  format: BodyFormat;
+  started: number;
+}
+
+export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
+  const app = uWS.App();
+  const maxBody = opts.maxBodyBytes;
+  const onDecision = opts.onDecision;
+  const onError = opts.onError ?? ((err: unknown) => console.error('decision failed', err));
+
+  /** Writes the answer unless the request was aborted; false when it was. */
+  const answer = (ex: Exchange, status: number, payload: unknown): boolean => {
+    if (ex.closed) return false;
+    ex.closed = true;
+    const body = ex.format === 'json' ? JSON.stringify(payload) : msgpack.pack(payload);
+    ex.res.cork(() => {
+      ex.res.writeStatus(statusLine(status)).writeHeader('content-type', CONTENT_TYPE[ex.format]).end(body);
+    });
+    return true;
+  };
+
+  const fail = (ex: Exchange, err: unknown): void => {
+    const known = err instanceof ClientError;
+    if (!known) onError(err);
+    const e = known ? err : new ClientError('internal');
+    if (answer(ex, e.status, e.toBody())) onDecision?.(null, e.status, performance.now() - ex.started);
+  };
+
+  const done = (ex: Exchange, outcome: DecisionOutcome): void => {
+    if (answer(ex, 200, outcome.output satisfies DecideOutput)) {
+      onDecision?.(outcome, 200, performance.now() - ex.started);
+    }
+  };
+
+  const run = (ex: Exchange, body: Buffer): void => {
+    try {
+      const input = parseDecideBody(body, ex.format);
+      const result = opts.service.decide(input);
+      if (result instanceof Promise) {
+        result.then(
+          (outcome) => done(ex, outcome),
+          (err: unknown) => fail(ex, err),
+        );
+      } else {
+        done(ex, result);
+      }
+    } catch (err) {
+      fail(ex, err);
+    }
+  };
+
+  app.post('/v1/decide', (res, req) => {
+    const format = bodyFormat(req.getHeader('content-type'));
+    const declared = req.getHeader('content-length');
+    const ex: Exchange = { res, closed: false, format: format ?? 'json', started: performance.now() };
+    opts.onRequest?.();
+    res.onAborted(() => {
+      if (ex.closed) return;
+      ex.closed = true;
+      onDecision?.(null, 499, performance.now() - ex.started);
+    });
+    if (format === null) {
+      reject(ex, 'unsupported_media_type', 'Send application/json or application/msgpack', true, onDecision);
+      return;
+    }
+    if (declared !== '' && Number(declared) > maxBody) {
+      reject(ex, 'body_too_large', `The body is larger than ${maxBody} bytes`, true, onDecision);
+      return;
+    }
+    let chunks: Buffer[] | null = null;
+    let size = 0;
+    res.onData((chunk, isLast) => {
+      if (ex.closed) return;
+      size += chunk.byteLength;
+      if (size > maxBody) {
+        reject(ex, 'body_too_large', `The body is larger than ${maxBody} bytes`, true, onDecision);
+        return;
+      }
+      if (isLast && chunks === null) {
+        // The common case: the whole body in one chunk. Copy it: uWS reuses the memory.
+        run(ex, Buffer.from(new Uint8Array(chunk)));
+        return;
+      }
+      (chunks ??= []).push(Buffer.from(new Uint8Array(chunk)));
+      if (isLast) run(ex, Buffer.concat(chunks, size));
+    });
+  });
+
+  app.any('/v1/decide', (res) => {
+    res.cork(() => {
+      res
+        .writeStatus(statusLine(405))
+        .writeHeader('allow', 'POST')
+        .writeHeader('content-type', 'application/json')
+        .end(JSON.stringify(new ClientError('method_not_allowed', 'POST /v1/decide only').toBody()));
+    });
+  });
+
+  app.any('/*', (res, req) => {
+    const url = req.getUrl();
+    res.cork(() => {
+      res
+        .writeStatus(statusLine(404))
+        .writeHeader('content-type', 'application/json')
+        .end(JSON.stringify(new ClientError('not_found', `No route ${url} on the data plane`).toBody()));
+    });
+  });
+
+  return app;
+}
+
+/** Answers an error before the body was read; closes the connection when the body is unread. */
+function reject(
+  ex: Exchange,
+  code: ErrorCode,
+  message: string,
+  closeConnection: boolean,
+  onDecision: DataPlaneOptions['onDecision'],
+): void {
+  if (ex.closed) return;
+  ex.closed = true;
+  const err = new ClientError(code, message);
+  const body = ex.format === 'json' ? JSON.stringify(err.toBody()) : msgpack.pack(err.toBody());
+  ex.res.cork(() => {
+    ex.res
+      .writeStatus(statusLine(err.status))
+      .writeHeader('content-type', CONTENT_TYPE[ex.format])
+      .end(body, closeConnection);
+  });
+  onDecision?.(null, err.status, performance.now() - ex.started);
+}
+
+/** Listens on host:port (0 picks a free port). */
+export function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<Listener> {
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (socket) => {
+      if (socket === false) {
+        reject(new Error(`The data plane could not listen on ${host}:${port} (in use?)`));
+        return;
+      }
+      let open = true;
+      resolve({
+        port: uWS.us_socket_local_port(socket as unknown as uWS.us_socket),
+        close() {
+          if (!open) return;
+          open = false;
+          uWS.us_listen_socket_close(socket);
+        },
+      });
+    });
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * `npm start`: the server process. Reads the configuration, loads the rule set (refusing to
+ * start when it is invalid), opens the store and both listeners, and drains on SIGTERM/SIGINT.
+ */
+import { startServer } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { RuleSetFileError } from './ruleset-file.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const server = await startServer(config);
+  const rs = server.service.ruleSet;
+  const host = config.host === '0.0.0.0' ? 'localhost' : config.host;
+  console.log(
+    `mindshare: rule set ${config.rulesetFile} (version ${rs.version}, ${rs.compiled.segments.length} segments, ${rs.compiled.campaigns.length} campaigns)`,
+  );
+  console.log(`mindshare: data plane on http://${host}:${server.dataPort}, control plane on http://${host}:${server.adminPort}`);
+  console.log('mindshare: no tokens are configured: the control plane is OPEN to anyone who can reach it');
+  console.log('try:');
+  console.log(
+    `  curl -s http://${host}:${server.dataPort}/v1/decide -H 'content-type: application/json' -d '{"user":{"id":"p-1001"},"placements":[{"id":"home-banner","channels":["display"],"formats":["banner-300x250"]},{"id":"daily-push","channels":["app_push","sms","email"]}]}'`,
+  );
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`mindshare: ${signal}: draining`);
+    server.close().then(
+      () => {
+        console.log('mindshare: stopped');
+        process.exit(0);
+      },
+      (e: unknown) => {
+        console.error('mindshare: error while stopping', e);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  if (e instanceof ConfigError || e instanceof RuleSetFileError) {
+    console.error(`mindshare: cannot start.\n${e.message}`);
+  } else {
+    console.error('mindshare: cannot start:', e);
+  }
+  process.exit(1);
+});
