@@ -1,0 +1,160 @@
+/**
+ * Time in the rule-set language: durations (`30m`, `1d`), quiet hours (`22:00-08:00`), date-times
+ * with or without an offset, and IANA time-zone offsets. Pure: every function takes the instant
+ * it is asked about; nothing reads the clock.
+ */
+
+const MINUTE_MS = 60_000;
+/** Offsets are cached per quarter hour of UTC: zone transitions fall on quarter hours. */
+const BUCKET_MS = 15 * MINUTE_MS;
+const MAX_CACHED_BUCKETS = 4096;
+
+const DURATION = /^(\d{1,6})(s|m|h|d|w)$/;
+const UNIT_MS: Record<string, number> = { s: 1000, m: MINUTE_MS, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** A duration such as `90s`, `30m`, `12h`, `1d`, `2w`, in ms; null when malformed or zero. */
+export function parseDuration(text: string): number | null {
+  const m = DURATION.exec(text);
+  if (m === null) return null;
+  const n = Number(m[1]) * (UNIT_MS[m[2] as string] ?? 0);
+  return n > 0 ? n : null;
+}
+
+const CLOCK = /^([01]\d|2[0-3]):([0-5]\d)$/;
+
+/** Minutes after midnight of `HH:MM`, or null. */
+export function parseClock(text: string): number | null {
+  const m = CLOCK.exec(text);
+  return m === null ? null : Number(m[1]) * 60 + Number(m[2]);
+}
+
+/**
+ * Quiet hours `HH:MM-HH:MM` as minutes after midnight; may cross midnight (`22:00-08:00`).
+ * Null when malformed or empty (start equal to end).
+ */
+export function parseQuietHours(text: string): { start: number; end: number } | null {
+  const dash = text.indexOf('-');
+  if (dash < 0) return null;
+  const start = parseClock(text.slice(0, dash).trim());
+  const end = parseClock(text.slice(dash + 1).trim());
+  if (start === null || end === null || start === end) return null;
+  return { start, end };
+}
+
+interface Zone {
+  readonly format: Intl.DateTimeFormat;
+  readonly offsets: Map<number, number>;
+}
+const zones = new Map<string, Zone | null>();
+
+function zone(tz: string): Zone | null {
+  let z = zones.get(tz);
+  if (z !== undefined) return z;
+  try {
+    const format = new Intl.DateTimeFormat('en-US', {
+      timeZone: tz,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
+    z = { format, offsets: new Map() };
+  } catch {
+    z = null;
+  }
+  zones.set(tz, z);
+  return z;
+}
+
+/** Whether `tz` is an IANA time zone this runtime knows (`Asia/Shanghai`, `UTC`). */
+export function isTimeZone(tz: string): boolean {
+  return tz.length > 0 && zone(tz) !== null;
+}
+
+/**
+ * The offset of `tz` from UTC at instant `t`, in minutes (Shanghai: 480). An unknown zone is
+ * UTC. Cached per quarter hour, so the hot path rarely formats a date.
+ */
+export function tzOffsetMinutes(tz: string, t: number): number {
+  const z = zone(tz);
+  if (z === null) return 0;
+  const bucket = Math.floor(t / BUCKET_MS);
+  const hit = z.offsets.get(bucket);
+  if (hit !== undefined) return hit;
+  const at = bucket * BUCKET_MS;
+  let y = 0;
+  let mo = 0;
+  let d = 0;
+  let h = 0;
+  let mi = 0;
+  let s = 0;
+  for (const part of z.format.formatToParts(at)) {
+    const v = Number(part.value);
+    switch (part.type) {
+      case 'year':
+        y = v;
+        break;
+      case 'month':
+        mo = v;
+        break;
+      case 'day':
+        d = v;
+        break;
+      case 'hour':
+        h = v;
+        break;
+      case 'minute':
+        mi = v;
+        break;
+      case 'second':
+        s = v;
+        break;
+    }
+  }
+  const offset = Math.round((Date.UTC(y, mo - 1, d, h, mi, s) - at) / MINUTE_MS);
+  if (z.offsets.size >= MAX_CACHED_BUCKETS) z.offsets.clear();
+  z.offsets.set(bucket, offset);
+  return offset;
+}
+
+const DATE_TIME =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(Z|[+-]\d{2}:?\d{2})?$/;
+
+/**
+ * An ISO 8601 date or date-time as epoch ms. With `Z` or an offset it is that instant; without,
+ * it is wall-clock time in `tz` (a bare date is midnight there). Null when malformed or when a
+ * field is out of range (`2026-02-30`).
+ */
+export function parseDateTime(text: string, tz: string): number | null {
+  const m = DATE_TIME.exec(text.trim());
+  if (m === null) return null;
+  const [, ys, mos, ds, hs, mis, ss, frac, off] = m;
+  const y = Number(ys);
+  const mo = Number(mos);
+  const d = Number(ds);
+  const h = hs === undefined ? 0 : Number(hs);
+  const mi = mis === undefined ? 0 : Number(mis);
+  const s = ss === undefined ? 0 : Number(ss);
+  const ms = frac === undefined ? 0 : Math.floor(Number(`0.${frac}`) * 1000);
+  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return null;
+  const wall = Date.UTC(y, mo - 1, d, h, mi, s, ms);
+  if (new Date(wall).getUTCDate() !== d) return null; // 30 February and the like
+  if (off !== undefined) {
+    if (off === 'Z') return wall;
+    const sign = off[0] === '-' ? -1 : 1;
+    const digits = off.slice(1).replace(':', '');
+    const oh = Number(digits.slice(0, 2));
+    const om = Number(digits.slice(2));
+    if (oh > 23 || om > 59) return null;
+    return wall - sign * (oh * 60 + om) * MINUTE_MS;
+  }
+  if (!isTimeZone(tz)) return null;
+  // Wall-clock time in a zone: guess with the offset at that wall time read as UTC, then correct
+  // once (right everywhere but inside a DST gap, where the later reading wins).
+  const first = wall - tzOffsetMinutes(tz, wall) * MINUTE_MS;
+  const second = wall - tzOffsetMinutes(tz, first) * MINUTE_MS;
+  return second;
+}
