@@ -8,7 +8,6 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY rules ./rules
 COPY server ./server
 COPY bench ./bench
-COPY load-tests ./load-tests
 RUN npm run build
 
 # Runtime stage: production dependencies and the compiled code only, as a non-root user.

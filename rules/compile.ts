@@ -95,7 +95,7 @@ export interface ResolvedScoring {
 }
 
 /** Key kinds: the prefix of a key's name in the key table (for explain and debugging). */
-const enum KeyKind {
+enum KeyKind {
   Tag = 0,
   Prefix = 1,
   Attr = 2,
@@ -202,7 +202,7 @@ export class CompiledRuleSet {
     this.scoring = resolveScoring(ruleSet.scoring);
 
     const segIndex = new Map<string, number>();
-    ruleSet.segments.forEach((s, i) => segIndex.set(s.id, i));
+    for (let i = 0; i < ruleSet.segments.length; i++) segIndex.set(ruleSet.segments[i]!.id, i);
     this.segmentIndex = segIndex;
 
     // Collect stage brands first: their key ids are laid out as one block per brand.
@@ -266,7 +266,8 @@ export class CompiledRuleSet {
         message: cr.message,
         sellingPoints: new Set(cr.sellingPoints ?? []),
         stageMask: this.stageMaskOf(cr.stages),
-        channelMask: cr.channels === undefined ? campaignChannels : channelMaskOf(cr.channels) & campaignChannels,
+        channelMask:
+          cr.channels === undefined ? campaignChannels : channelMaskOf(cr.channels) & campaignChannels,
         formats: cr.formats === undefined || cr.formats.length === 0 ? null : cr.formats.slice(),
         weight: cr.weight ?? 1,
         hash: hashString(cr.id),
@@ -339,7 +340,10 @@ export class CompiledRuleSet {
    * Evaluates every segment for a person. Returns the matched segment indices (ascending) in
    * a scratch array valid until the next call, and their count. Never throws on odd profiles.
    */
-  evaluate(profile: Profile, contextTags: readonly string[] | undefined): { list: Int32Array; count: number } {
+  evaluate(
+    profile: Profile,
+    contextTags: readonly string[] | undefined,
+  ): { list: Int32Array; count: number } {
     const st = this.state;
     let epoch = st.epoch + 1;
     if (epoch > MAX_EPOCH) {

@@ -22,7 +22,13 @@ function ruleSet(c: ConditionCase): RuleSet {
     funnel: ['aware', 'appeal', 'act', 'advocate'],
     segments: [...(c.segments ?? []), { id: 'target', when: c.when }],
     campaigns: [
-      { id: 'c', brand: 'b', segments: ['target'], channels: ['display'], creatives: [{ id: 'k', message: 'brand' }] },
+      {
+        id: 'c',
+        brand: 'b',
+        segments: ['target'],
+        channels: ['display'],
+        creatives: [{ id: 'k', message: 'brand' }],
+      },
     ],
   };
 }

@@ -40,7 +40,7 @@ describe('decide: table of cases', () => {
     if (c.contextTags !== undefined) request.contextTags = c.contextTags;
     const result = decide(compiled, c.person, c.counters ?? {}, request, Date.parse(c.now));
     expect(result.decisions).toHaveLength(c.placements.length);
-    result.decisions.forEach((d, i) => expect(d).toMatchObject(c.expect[i] ?? {}));
+    for (const [i, d] of result.decisions.entries()) expect(d).toMatchObject(c.expect[i] ?? {});
     for (const [campaign, reason] of Object.entries(c.reasons ?? {})) {
       const e = result.explain?.campaigns.find((x) => x.campaign === campaign);
       expect(e, `explain entry for ${campaign}`).toBeDefined();
@@ -96,7 +96,11 @@ describe('decide: hold-out', () => {
     )!;
     const r = decide(compiled, person(id), {}, { ...request, explain: true }, now);
     expect(r.decisions[0]).toMatchObject({ campaign: 'phone', creative: null, variant: 'control' });
-    expect(r.explain?.campaigns[0]).toMatchObject({ campaign: 'phone', status: 'dropped', reason: 'holdout' });
+    expect(r.explain?.campaigns[0]).toMatchObject({
+      campaign: 'phone',
+      status: 'dropped',
+      reason: 'holdout',
+    });
   });
 });
 
@@ -164,7 +168,11 @@ describe('decide: the demo rule set', () => {
       },
       now,
     );
-    expect(r.decisions[0]).toMatchObject({ campaign: 'x90-launch', creative: 'x90-camera-hero', channel: 'display' });
+    expect(r.decisions[0]).toMatchObject({
+      campaign: 'x90-launch',
+      creative: 'x90-camera-hero',
+      channel: 'display',
+    });
     // The X90 campaign is used; the push slot has nothing else for this person.
     expect(r.decisions[1]).toEqual({ placement: 'daily-push', campaign: null });
   });

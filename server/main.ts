@@ -14,7 +14,9 @@ async function main(): Promise<void> {
   console.log(
     `mindshare: rule set ${config.rulesetFile} (version ${rs.version}, ${rs.compiled.segments.length} segments, ${rs.compiled.campaigns.length} campaigns)`,
   );
-  console.log(`mindshare: data plane on http://${host}:${server.dataPort}, control plane on http://${host}:${server.adminPort}`);
+  console.log(
+    `mindshare: data plane on http://${host}:${server.dataPort}, control plane on http://${host}:${server.adminPort}`,
+  );
   console.log('mindshare: no tokens are configured: the control plane is OPEN to anyone who can reach it');
   console.log('try:');
   console.log(

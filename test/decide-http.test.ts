@@ -6,7 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../server/app.js';
 import { loadConfig } from '../server/config.js';
 import { RedisStore } from '../server/store/redis.js';
-import { CONTRACT_NOW, type DecideTarget, describeDecideContract, seedContractPeople } from './decide.contract.js';
+import {
+  CONTRACT_NOW,
+  type DecideTarget,
+  describeDecideContract,
+  seedContractPeople,
+} from './decide.contract.js';
 import { postJson } from './http.js';
 import { type RedisHandle, startRedis } from './redis-server.js';
 
@@ -20,7 +25,10 @@ describe('embedded store', () => {
     await seedContractPeople(server.store);
   });
   afterAll(() => server.close());
-  describeDecideContract('embedded store', (): DecideTarget => ({ port: server.dataPort, store: server.store }));
+  describeDecideContract(
+    'embedded store',
+    (): DecideTarget => ({ port: server.dataPort, store: server.store }),
+  );
 });
 
 describe('Redis store', () => {
@@ -53,7 +61,12 @@ describe('Redis store', () => {
       context: { tags: ['circle:mobile-gamer'] },
     };
     const store = new RedisStore({ url: redis.url });
-    await store.putProfile({ id: 'p-degraded', tags: ['circle:business'], attrs: { price_band: 9000 }, stages: { vivo: 'appeal' } });
+    await store.putProfile({
+      id: 'p-degraded',
+      tags: ['circle:business'],
+      attrs: { price_band: 9000 },
+      stages: { vivo: 'appeal' },
+    });
     await store.close();
     const normal = await postJson(url, body);
     expect(normal.body.degraded).toBeUndefined();
@@ -76,7 +89,12 @@ describe('Redis store', () => {
 
     await redis.restart();
     const store2 = new RedisStore({ url: redis.url });
-    await store2.putProfile({ id: 'p-degraded', tags: ['circle:business'], attrs: { price_band: 9000 }, stages: { vivo: 'appeal' } });
+    await store2.putProfile({
+      id: 'p-degraded',
+      tags: ['circle:business'],
+      attrs: { price_band: 9000 },
+      stages: { vivo: 'appeal' },
+    });
     await store2.close();
     let back = false;
     for (let i = 0; i < 100 && !back; i++) {

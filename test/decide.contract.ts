@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { hashString, mixHash } from '../rules/compile.js';
 import type { Profile } from '../rules/types.js';
+import type { ErrorBody } from '../server/errors.js';
 import type { ProfileStore } from '../server/store/types.js';
 import { packr, postJson, postMsgpack, rawRequest } from './http.js';
 
@@ -22,7 +23,9 @@ export function treatedId(base: string, campaigns: Record<string, number>): stri
   for (let i = 0; ; i++) {
     const id = `${base}-${i}`;
     const h = hashString(id);
-    const held = Object.entries(campaigns).some(([c, share]) => mixHash(h, hashString(c) ^ 0x5bd1e995) / 2 ** 32 < share);
+    const held = Object.entries(campaigns).some(
+      ([c, share]) => mixHash(h, hashString(c) ^ 0x5bd1e995) / 2 ** 32 < share,
+    );
     if (!held) return id;
   }
 }
@@ -124,26 +127,43 @@ export function describeDecideContract(name: string, target: () => DecideTarget)
       expect(r.status).toBe(200);
       expect(r.body.user).toBeNull();
       expect(r.body.degraded).toBeUndefined();
-      expect(r.body.decisions[0]).toMatchObject({ campaign: 'x90-launch', segment: 'mobile-gamer', stage: 'aware' });
+      expect(r.body.decisions[0]).toMatchObject({
+        campaign: 'x90-launch',
+        segment: 'mobile-gamer',
+        stage: 'aware',
+      });
       const byId = await postJson(url(), { user: { id: 'p-never-seen' }, placements: [BANNER] });
-      expect(byId.body).toMatchObject({ user: 'p-never-seen', decisions: [{ placement: 'home-banner', campaign: null }] });
+      expect(byId.body).toMatchObject({
+        user: 'p-never-seen',
+        decisions: [{ placement: 'home-banner', campaign: null }],
+      });
     });
 
     it('explains on request', async () => {
       const r = await postJson(url(), { user: { id: BIZ_ID }, placements: [BANNER], explain: true });
       expect(r.body.explain.segments).toContain('highend-business');
-      const byId = Object.fromEntries(r.body.explain.campaigns.map((c: { campaign: string }) => [c.campaign, c]));
+      const byId = Object.fromEntries(
+        r.body.explain.campaigns.map((c: { campaign: string }) => [c.campaign, c]),
+      );
       expect(byId['x90-launch']).toMatchObject({ status: 'chosen', placement: 'home-banner' });
       expect(byId['brightpad-back-to-school']).toMatchObject({ status: 'dropped', reason: 'no_segment' });
     });
 
     it('counts frequency caps per person across all their aliases', async () => {
       const { store } = target();
-      const before = await postJson(url(), { user: { ids: { idfa: `idfa-${BIZ_ID}` } }, placements: [BANNER] });
+      const before = await postJson(url(), {
+        user: { ids: { idfa: `idfa-${BIZ_ID}` } },
+        placements: [BANNER],
+      });
       expect(before.body.decisions[0].campaign).toBe('x90-launch');
       // Three impressions seen on other devices today: the daily cap of 3 is reached.
-      for (let i = 1; i <= 3; i++) await store.recordImpression(BIZ_ID, 'x90-launch', CONTRACT_NOW - i * 3_600_000, 10, 86_400_000 * 30);
-      for (const user of [{ ids: { idfa: `idfa-${BIZ_ID}` } }, { ids: { cookie: `ck-${BIZ_ID}` } }, { id: BIZ_ID }]) {
+      for (let i = 1; i <= 3; i++)
+        await store.recordImpression(BIZ_ID, 'x90-launch', CONTRACT_NOW - i * 3_600_000, 10, 86_400_000 * 30);
+      for (const user of [
+        { ids: { idfa: `idfa-${BIZ_ID}` } },
+        { ids: { cookie: `ck-${BIZ_ID}` } },
+        { id: BIZ_ID },
+      ]) {
         const r = await postJson(url(), { user, placements: [BANNER], explain: true });
         expect(r.body.decisions[0]).toEqual({ placement: 'home-banner', campaign: null });
         const x90 = r.body.explain.campaigns.find((c: { campaign: string }) => c.campaign === 'x90-launch');
@@ -156,7 +176,14 @@ export function describeDecideContract(name: string, target: () => DecideTarget)
         ['malformed JSON', '{"user": {"id": "x"', 'application/json', 400, 'bad_json'],
         ['a body that is not an object', '[1,2]', 'application/json', 400, 'invalid_field'],
         ['no placements', '{"user":{"id":"x"}}', 'application/json', 400, 'missing_field', 'placements'],
-        ['a wrong type', '{"user":{"id":7},"placements":[{"id":"a"}]}', 'application/json', 400, 'invalid_field', 'user.id'],
+        [
+          'a wrong type',
+          '{"user":{"id":7},"placements":[{"id":"a"}]}',
+          'application/json',
+          400,
+          'invalid_field',
+          'user.id',
+        ],
         [
           'an unknown channel',
           '{"user":{"id":"x"},"placements":[{"id":"a","channels":["display","fax"]}]}',
@@ -173,9 +200,22 @@ export function describeDecideContract(name: string, target: () => DecideTarget)
           'unknown_field',
           'placements[0].channel',
         ],
-        ['a __proto__ key', '{"user":{"id":"x","__proto__":{"admin":true}},"placements":[{"id":"a"}]}', 'application/json', 400, 'forbidden_key', 'user.__proto__'],
+        [
+          'a __proto__ key',
+          '{"user":{"id":"x","__proto__":{"admin":true}},"placements":[{"id":"a"}]}',
+          'application/json',
+          400,
+          'forbidden_key',
+          'user.__proto__',
+        ],
         ['garbage MessagePack', Buffer.from([0xc1, 0xff, 0x00]), 'application/msgpack', 400, 'bad_msgpack'],
-        ['an unsupported media type', 'user=x', 'application/x-www-form-urlencoded', 415, 'unsupported_media_type'],
+        [
+          'an unsupported media type',
+          'user=x',
+          'application/x-www-form-urlencoded',
+          415,
+          'unsupported_media_type',
+        ],
       ];
       it.each(cases)('%s', async (_name, body, type, status, code, path) => {
         const res = await fetch(url(), { method: 'POST', headers: { 'content-type': type }, body });
@@ -189,7 +229,11 @@ export function describeDecideContract(name: string, target: () => DecideTarget)
       });
 
       it('a body over 64 KiB gets 413, declared or streamed', async () => {
-        const big = JSON.stringify({ user: { id: 'x' }, placements: [{ id: 'a' }], context: { tags: ['x'.repeat(70_000)] } });
+        const big = JSON.stringify({
+          user: { id: 'x' },
+          placements: [{ id: 'a' }],
+          context: { tags: ['x'.repeat(70_000)] },
+        });
         const declared = await postJson(url(), big);
         expect(declared.status).toBe(413);
         expect(declared.body.error.code).toBe('body_too_large');
@@ -204,11 +248,11 @@ export function describeDecideContract(name: string, target: () => DecideTarget)
       it('unknown routes get 404 and wrong methods 405', async () => {
         const notFound = await fetch(`http://127.0.0.1:${target().port}/v1/nope`);
         expect(notFound.status).toBe(404);
-        expect((await notFound.json()).error.code).toBe('not_found');
+        expect(((await notFound.json()) as ErrorBody).error.code).toBe('not_found');
         const wrong = await fetch(url(), { method: 'GET' });
         expect(wrong.status).toBe(405);
         expect(wrong.headers.get('allow')).toBe('POST');
-        expect((await wrong.json()).error.code).toBe('method_not_allowed');
+        expect(((await wrong.json()) as ErrorBody).error.code).toBe('method_not_allowed');
       });
 
       it('survives clients that send half a body and vanish', async () => {

@@ -10,7 +10,11 @@ export interface Reply {
   body: any;
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -22,7 +26,11 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
 
 export async function postMsgpack(url: string, body: unknown): Promise<Reply> {
   const payload = body instanceof Uint8Array ? body : packr.pack(body);
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: payload });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/msgpack' },
+    body: payload,
+  });
   const buf = Buffer.from(await res.arrayBuffer());
   return { status: res.status, headers: res.headers, body: buf.length === 0 ? null : packr.unpack(buf) };
 }

@@ -10,7 +10,9 @@ import { ClientError } from '../errors.js';
 
 export type BodyFormat = 'json' | 'msgpack';
 
-export type UserRef = { kind: 'id'; id: string } | { kind: 'aliases'; aliases: Array<[kind: string, value: string]> };
+export type UserRef =
+  | { kind: 'id'; id: string }
+  | { kind: 'aliases'; aliases: Array<[kind: string, value: string]> };
 
 export interface DecideInput {
   user: UserRef;
@@ -45,7 +47,11 @@ export function bodyFormat(contentType: string): BodyFormat | null {
   const semi = contentType.indexOf(';');
   const type = (semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
   if (type === 'application/json') return 'json';
-  if (type === 'application/msgpack' || type === 'application/x-msgpack' || type === 'application/vnd.msgpack') {
+  if (
+    type === 'application/msgpack' ||
+    type === 'application/x-msgpack' ||
+    type === 'application/vnd.msgpack'
+  ) {
     return 'msgpack';
   }
   return null;
@@ -85,7 +91,11 @@ function keys(o: Record<string, unknown>, path: string, allowed: ReadonlySet<str
     const at = path === '' ? k : `${path}.${k}`;
     if (FORBIDDEN_KEYS.has(k)) throw new ClientError('forbidden_key', `${at}: key "${k}" is not allowed`, at);
     if (allowed !== null && !allowed.has(k)) {
-      throw new ClientError('unknown_field', `${at}: unknown field; expected one of ${[...allowed].join(', ')}`, at);
+      throw new ClientError(
+        'unknown_field',
+        `${at}: unknown field; expected one of ${[...allowed].join(', ')}`,
+        at,
+      );
     }
   }
 }
@@ -114,7 +124,8 @@ export function checkDecideRequest(data: unknown): DecideInput {
   keys(top, '', TOP);
   if (top.user === undefined) throw new ClientError('missing_field', 'user is required', 'user');
   const user = checkUser(top.user);
-  if (top.placements === undefined) throw new ClientError('missing_field', 'placements is required', 'placements');
+  if (top.placements === undefined)
+    throw new ClientError('missing_field', 'placements is required', 'placements');
   const rawPlacements = array(top.placements, 'placements', LIMITS.placements);
   if (rawPlacements.length === 0) {
     throw new ClientError('invalid_field', 'placements must list at least one placement', 'placements');
@@ -123,7 +134,11 @@ export function checkDecideRequest(data: unknown): DecideInput {
   const placements = rawPlacements.map((p, i) => {
     const placement = checkPlacement(p, `placements[${i}]`);
     if (seen.has(placement.id)) {
-      throw new ClientError('invalid_field', `placements[${i}].id: "${placement.id}" appears twice`, `placements[${i}].id`);
+      throw new ClientError(
+        'invalid_field',
+        `placements[${i}].id: "${placement.id}" appears twice`,
+        `placements[${i}].id`,
+      );
     }
     seen.add(placement.id);
     return placement;
@@ -145,7 +160,11 @@ export function checkDecideRequest(data: unknown): DecideInput {
   if (top.deadlineMs !== undefined) {
     const d = top.deadlineMs;
     if (typeof d !== 'number' || !Number.isInteger(d) || d < 1 || d > LIMITS.maxDeadlineMs) {
-      throw new ClientError('invalid_field', `deadlineMs must be a whole number from 1 to ${LIMITS.maxDeadlineMs}`, 'deadlineMs');
+      throw new ClientError(
+        'invalid_field',
+        `deadlineMs must be a whole number from 1 to ${LIMITS.maxDeadlineMs}`,
+        'deadlineMs',
+      );
     }
     deadlineMs = d;
   }
@@ -166,11 +185,16 @@ function checkUser(v: unknown): UserRef {
   for (const [kind, value] of Object.entries(ids)) {
     const at = `user.ids.${kind}`;
     if (!ALIAS_KIND.test(kind)) {
-      throw new ClientError('invalid_field', `${at}: an alias kind is lower-case letters, digits, - or _`, at);
+      throw new ClientError(
+        'invalid_field',
+        `${at}: an alias kind is lower-case letters, digits, - or _`,
+        at,
+      );
     }
     aliases.push([kind, string(value, at, LIMITS.idLength)]);
   }
-  if (aliases.length === 0) throw new ClientError('invalid_field', 'user.ids must name at least one alias', 'user.ids');
+  if (aliases.length === 0)
+    throw new ClientError('invalid_field', 'user.ids must name at least one alias', 'user.ids');
   if (aliases.length > LIMITS.aliases) {
     throw new ClientError('invalid_field', `user.ids has more than ${LIMITS.aliases} aliases`, 'user.ids');
   }
@@ -187,7 +211,11 @@ function checkPlacement(v: unknown, path: string): Placement {
     placement.channels = list.map((c, i) => {
       const at = `${path}.channels[${i}]`;
       if (typeof c !== 'string' || !CHANNEL_SET.has(c)) {
-        throw new ClientError('invalid_field', `${at}: unknown channel ${JSON.stringify(c)}; use one of ${CHANNELS.join(', ')}`, at);
+        throw new ClientError(
+          'invalid_field',
+          `${at}: unknown channel ${JSON.stringify(c)}; use one of ${CHANNELS.join(', ')}`,
+          at,
+        );
       }
       return c as Channel;
     });

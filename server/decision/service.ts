@@ -4,7 +4,13 @@
  */
 import type { CompiledRuleSet } from '../../rules/compile.js';
 import { decide } from '../../rules/decide.js';
-import type { DecisionRequest, Explanation, FrequencyCounters, PlacementDecision, Profile } from '../../rules/types.js';
+import type {
+  DecisionRequest,
+  Explanation,
+  FrequencyCounters,
+  PlacementDecision,
+  Profile,
+} from '../../rules/types.js';
 import type { PersonRecord, ProfileStore } from '../store/types.js';
 import type { DecideInput } from './request.js';
 
@@ -60,7 +66,11 @@ export class DecisionService {
   private readonly reserveMs: number;
   private readonly now: () => number;
 
-  constructor(store: ProfileStore & Partial<PersonPeek>, active: ActiveRuleSet, opts: DecisionServiceOptions) {
+  constructor(
+    store: ProfileStore & Partial<PersonPeek>,
+    active: ActiveRuleSet,
+    opts: DecisionServiceOptions,
+  ) {
     this.store = store;
     this.active = active;
     this.deadlineMs = opts.deadlineMs;
@@ -101,7 +111,10 @@ export class DecisionService {
       const hit = store.peekPerson(pid);
       if (hit !== undefined) return this.finish(rs, input, pid, hit, null, started);
     }
-    const budget = Math.max(0, Math.min(input.deadlineMs ?? this.deadlineMs, this.deadlineMs) - this.reserveMs);
+    const budget = Math.max(
+      0,
+      Math.min(input.deadlineMs ?? this.deadlineMs, this.deadlineMs) - this.reserveMs,
+    );
     return this.slowPath(rs, input, pid, budget, started);
   }
 

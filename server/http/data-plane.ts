@@ -4,8 +4,8 @@
  * checks for an aborted request before writing.
  */
 import uWS from '@trufflesuite/uws-js-unofficial';
-import type { DecideOutput, DecisionOutcome, DecisionService } from '../decision/service.js';
 import { type BodyFormat, bodyFormat, msgpack, parseDecideBody } from '../decision/request.js';
+import type { DecideOutput, DecisionOutcome, DecisionService } from '../decision/service.js';
 import { ClientError, type ErrorCode, statusLine } from '../errors.js';
 
 export interface DataPlaneOptions {

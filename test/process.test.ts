@@ -1,0 +1,116 @@
+/**
+ * The server as a newcomer runs it: the compiled process (`npm start` runs the same file), its
+ * first lines, the curl line it prints, a clean stop on SIGTERM, and refusals at start.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { projectRoot } from '../server/config.js';
+
+const root = projectRoot();
+const main = join(root, 'dist', 'server', 'main.js');
+
+interface Run {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function run(env: Record<string, string>): Run {
+  const child = spawn(process.execPath, [main], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    out += c.toString('utf8');
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    err += c.toString('utf8');
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+async function waitFor(check: () => boolean, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error('timed out waiting for the server');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeAll(() => {
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+}, 180_000);
+
+describe('the server process', () => {
+  it('starts on the embedded demo, answers the curl line it prints, and stops cleanly on SIGTERM', async () => {
+    const server = run({ PORT: '0', ADMIN_PORT: '0' });
+    try {
+      await waitFor(() => server.stdout().includes("-d '"), 30_000);
+      const out = server.stdout();
+      expect(out).toContain('OPEN');
+      const line = out.split('\n').find((l) => l.includes('curl -s'));
+      const url = /curl -s (\S+)/.exec(line ?? '')?.[1];
+      const body = /-d '([^']+)'/.exec(line ?? '')?.[1];
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1\/decide$/);
+      const res = await fetch(url ?? '', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: body ?? '',
+      });
+      expect(res.status).toBe(200);
+      const answer = (await res.json()) as { user: string; decisions: Array<{ campaign: string | null }> };
+      expect(answer.user).toBe('p-1001');
+      expect(answer.decisions).toHaveLength(2);
+      expect(answer.decisions[0]?.campaign).not.toBeNull();
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+    expect(await server.exited).toBe(0);
+    expect(server.stdout()).toContain('stopped');
+  }, 60_000);
+
+  it('refuses to start on an invalid rule set and says why, problem by problem', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mindshare-rules-'));
+    const file = join(dir, 'broken.yaml');
+    writeFileSync(
+      file,
+      [
+        'funnel: [aware, appeal, act, advocate]',
+        'segments:',
+        '  - { id: gamers, when: { tag: "circle:mobile-gamer" } }',
+        'campaigns:',
+        '  - id: launch',
+        '    brand: vivo',
+        '    segments: [gamerz]',
+        '    channels: [display]',
+        '    holdout: 0.9',
+        '    creatives: [ { id: hero, message: brand, stages: [byu] } ]',
+        '',
+      ].join('\n'),
+    );
+    const server = run({ PORT: '0', ADMIN_PORT: '0', RULESET_FILE: file });
+    expect(await server.exited).toBe(1);
+    const err = server.stderr();
+    expect(err).toContain(file);
+    expect(err).toContain('campaigns[0].segments[0]');
+    expect(err).toContain('campaigns[0].holdout');
+    expect(err).toContain('campaigns[0].creatives[0].stages[0]');
+  }, 30_000);
+
+  it('refuses a bad configuration, naming the variable', async () => {
+    const server = run({ PORT: 'eighty', ADMIN_PORT: '0' });
+    expect(await server.exited).toBe(1);
+    expect(server.stderr()).toContain('PORT="eighty"');
+  }, 30_000);
+});
