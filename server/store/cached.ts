@@ -1,0 +1,329 @@
+/**
+ * A short-lived in-process cache in front of a profile store: people (profile + counters) and
+ * alias resolutions, each an LRU bounded by entries and by age (lru-cache).
+ *
+ * - Misses are cached too (an unknown person, an alias nobody has), so unknown traffic does not
+ *   reach the backing store on every request.
+ * - Concurrent loads of the same person (or alias) share one backing call.
+ * - A write through this store updates or drops what it touches at once: a cached entry never
+ *   outlives a write made through this instance, and one made elsewhere by at most the TTL
+ *   (sooner once another instance's writes are announced and `invalidatePerson` /
+ *   `invalidateAlias` are called).
+ * - Cached records are frozen and shared: the same profile object is handed out until it is
+ *   replaced, so per-profile work done by the evaluator is reused too.
+ */
+import { LRUCache } from 'lru-cache';
+import type { FrequencyCounters, Profile } from '../../rules/types.js';
+import type { PersonPeek } from '../decision/service.js';
+import { aliasMember, appendImpression, impressionLimits, setCounter } from './codec.js';
+import type { PersonRecord, ProfileStore } from './types.js';
+
+export interface CachedStoreOptions {
+  /** People kept (profile + counters, misses included). */
+  maxPeople: number;
+  /** Alias resolutions kept (misses included). */
+  maxAliases: number;
+  /** Longest an entry is used, ms. */
+  ttlMs: number;
+  /** The clock entries age by (tests inject one). Default performance.now. */
+  now?: () => number;
+}
+
+export interface CacheStats {
+  people: { size: number; hits: number; misses: number };
+  aliases: { size: number; hits: number; misses: number };
+  /** Calls to the backing store made for cache misses. */
+  backingLoads: number;
+  /** Misses that joined a load already in flight instead of making their own. */
+  coalesced: number;
+  invalidations: number;
+}
+
+/** A cached alias miss (lru-cache does not store null). */
+const NOBODY = Symbol('nobody');
+type AliasEntry = string | typeof NOBODY;
+
+interface InFlight<T> {
+  promise: Promise<T>;
+  /** Set when a write made the result out of date before it arrived: do not cache it. */
+  stale: boolean;
+}
+
+const EMPTY_COUNTERS: FrequencyCounters = Object.freeze({});
+
+export class CachedStore implements ProfileStore, PersonPeek {
+  private readonly backing: ProfileStore;
+  private readonly people: LRUCache<string, PersonRecord>;
+  private readonly aliases: LRUCache<string, AliasEntry>;
+  private readonly loadingPeople = new Map<string, InFlight<PersonRecord>>();
+  private readonly loadingAliases = new Map<string, InFlight<string | null>>();
+  private readonly counts = {
+    peopleHits: 0,
+    peopleMisses: 0,
+    aliasHits: 0,
+    aliasMisses: 0,
+    backingLoads: 0,
+    coalesced: 0,
+    invalidations: 0,
+  };
+
+  constructor(backing: ProfileStore, opts: CachedStoreOptions) {
+    this.backing = backing;
+    const ttl = Math.max(1, opts.ttlMs);
+    const clock = opts.now === undefined ? {} : { perf: { now: opts.now }, ttlResolution: 0 };
+    this.people = new LRUCache<string, PersonRecord>({ max: Math.max(1, opts.maxPeople), ttl, ...clock });
+    this.aliases = new LRUCache<string, AliasEntry>({ max: Math.max(1, opts.maxAliases), ttl, ...clock });
+  }
+
+  get kind(): ProfileStore['kind'] {
+    return this.backing.kind;
+  }
+
+  // ---- PersonPeek: synchronous, for the hot path -------------------------------------------------
+
+  peekPerson(pid: string): PersonRecord | undefined {
+    const hit = this.people.get(pid);
+    if (hit !== undefined) this.counts.peopleHits++;
+    // A miss here is counted by the load that follows it.
+    return hit;
+  }
+
+  peekAlias(kind: string, value: string): string | null | undefined {
+    const hit = this.aliases.get(aliasMember(kind, value));
+    if (hit === undefined) return undefined;
+    this.counts.aliasHits++;
+    return hit === NOBODY ? null : hit;
+  }
+
+  // ---- reads ------------------------------------------------------------------------------------
+
+  loadPerson(pid: string): Promise<PersonRecord> {
+    const hit = this.people.get(pid);
+    if (hit !== undefined) {
+      this.counts.peopleHits++;
+      return Promise.resolve(hit);
+    }
+    this.counts.peopleMisses++;
+    const pending = this.loadingPeople.get(pid);
+    if (pending !== undefined) {
+      this.counts.coalesced++;
+      return pending.promise;
+    }
+    this.counts.backingLoads++;
+    const flight: InFlight<PersonRecord> = {
+      stale: false,
+      promise: this.backing.loadPerson(pid).then(
+        (record) => {
+          if (this.loadingPeople.get(pid) === flight) this.loadingPeople.delete(pid);
+          const frozen = freezeRecord(record);
+          if (!flight.stale) this.people.set(pid, frozen);
+          return frozen;
+        },
+        (err: unknown) => {
+          if (this.loadingPeople.get(pid) === flight) this.loadingPeople.delete(pid);
+          throw err;
+        },
+      ),
+    };
+    this.loadingPeople.set(pid, flight);
+    return flight.promise;
+  }
+
+  resolveAlias(kind: string, value: string): Promise<string | null> {
+    const member = aliasMember(kind, value);
+    const hit = this.aliases.get(member);
+    if (hit !== undefined) {
+      this.counts.aliasHits++;
+      return Promise.resolve(hit === NOBODY ? null : hit);
+    }
+    this.counts.aliasMisses++;
+    const pending = this.loadingAliases.get(member);
+    if (pending !== undefined) {
+      this.counts.coalesced++;
+      return pending.promise;
+    }
+    this.counts.backingLoads++;
+    const flight: InFlight<string | null> = {
+      stale: false,
+      promise: this.backing.resolveAlias(kind, value).then(
+        (pid) => {
+          if (this.loadingAliases.get(member) === flight) this.loadingAliases.delete(member);
+          if (!flight.stale) this.aliases.set(member, pid ?? NOBODY);
+          return pid;
+        },
+        (err: unknown) => {
+          if (this.loadingAliases.get(member) === flight) this.loadingAliases.delete(member);
+          throw err;
+        },
+      ),
+    };
+    this.loadingAliases.set(member, flight);
+    return flight.promise;
+  }
+
+  /** Always from the backing store: whoever asks for one profile wants it as stored now. */
+  getProfile(pid: string): Promise<Profile | null> {
+    return this.backing.getProfile(pid);
+  }
+
+  // ---- writes: through to the backing store, then the cache follows ------------------------------
+
+  async putProfile(profile: Profile): Promise<void> {
+    this.invalidatePerson(profile.id);
+    try {
+      await this.backing.putProfile(profile);
+    } finally {
+      this.invalidatePerson(profile.id);
+    }
+  }
+
+  async putProfiles(profiles: readonly Profile[]): Promise<void> {
+    for (const p of profiles) this.invalidatePerson(p.id);
+    try {
+      await this.backing.putProfiles(profiles);
+    } finally {
+      for (const p of profiles) this.invalidatePerson(p.id);
+    }
+  }
+
+  async linkAliases(pid: string, aliases: Readonly<Record<string, string>>): Promise<void> {
+    const entries = Object.entries(aliases);
+    for (const [kind, value] of entries) this.invalidateAlias(kind, value);
+    try {
+      await this.backing.linkAliases(pid, aliases);
+    } finally {
+      for (const [kind, value] of entries) this.invalidateAlias(kind, value);
+    }
+  }
+
+  async recordImpression(
+    pid: string,
+    campaignId: string,
+    at: number,
+    keep: number,
+    ttlMs: number,
+  ): Promise<void> {
+    // A load already on its way may have read the counters before this write.
+    this.dropLoading(pid);
+    try {
+      await this.backing.recordImpression(pid, campaignId, at, keep, ttlMs);
+    } catch (e) {
+      this.invalidatePerson(pid);
+      throw e;
+    }
+    // Update the cached counters the same way the store did, keeping the entry's age.
+    const cached = this.people.get(pid, { updateAgeOnGet: false });
+    if (cached === undefined) return;
+    const limits = impressionLimits(keep, ttlMs);
+    const counters: Record<string, number[]> = {};
+    for (const c of Object.keys(cached.counters)) setCounter(counters, c, cached.counters[c]!.slice());
+    setCounter(
+      counters,
+      campaignId,
+      appendImpression(cached.counters[campaignId] ?? [], at, limits.keep, limits.ttlMs),
+    );
+    this.people.set(pid, freezeRecord({ profile: cached.profile, counters }), { noUpdateTTL: true });
+  }
+
+  async forgetPerson(pid: string): Promise<boolean> {
+    this.invalidatePerson(pid);
+    this.invalidateAliasesOf(pid);
+    try {
+      return await this.backing.forgetPerson(pid);
+    } finally {
+      this.invalidatePerson(pid);
+      this.invalidateAliasesOf(pid);
+    }
+  }
+
+  ping(): Promise<void> {
+    return this.backing.ping();
+  }
+
+  close(): Promise<void> {
+    this.people.clear();
+    this.aliases.clear();
+    return this.backing.close();
+  }
+
+  // ---- invalidation (also for writes announced by other instances) --------------------------------
+
+  /** Forgets what is cached about a person; a load in flight is not cached when it lands. */
+  invalidatePerson(pid: string): void {
+    this.counts.invalidations++;
+    this.people.delete(pid);
+    this.dropLoading(pid);
+  }
+
+  /** Forgets a cached alias resolution (hit or miss). */
+  invalidateAlias(kind: string, value: string): void {
+    this.counts.invalidations++;
+    const member = aliasMember(kind, value);
+    this.aliases.delete(member);
+    const flight = this.loadingAliases.get(member);
+    if (flight !== undefined) {
+      flight.stale = true;
+      this.loadingAliases.delete(member);
+    }
+  }
+
+  /** Drops everything cached. */
+  clear(): void {
+    this.people.clear();
+    this.aliases.clear();
+    for (const f of this.loadingPeople.values()) f.stale = true;
+    for (const f of this.loadingAliases.values()) f.stale = true;
+    this.loadingPeople.clear();
+    this.loadingAliases.clear();
+  }
+
+  stats(): CacheStats {
+    const c = this.counts;
+    return {
+      people: { size: this.people.size, hits: c.peopleHits, misses: c.peopleMisses },
+      aliases: { size: this.aliases.size, hits: c.aliasHits, misses: c.aliasMisses },
+      backingLoads: c.backingLoads,
+      coalesced: c.coalesced,
+      invalidations: c.invalidations,
+    };
+  }
+
+  private dropLoading(pid: string): void {
+    const flight = this.loadingPeople.get(pid);
+    if (flight !== undefined) {
+      flight.stale = true;
+      this.loadingPeople.delete(pid);
+    }
+  }
+
+  /** Cached aliases pointing at the person (rare: forgetting a person). */
+  private invalidateAliasesOf(pid: string): void {
+    const members: string[] = [];
+    for (const [member, entry] of this.aliases.entries()) if (entry === pid) members.push(member);
+    for (const member of members) this.aliases.delete(member);
+    for (const [member, flight] of this.loadingAliases) {
+      flight.stale = true;
+      this.loadingAliases.delete(member);
+    }
+  }
+}
+
+/** The record frozen all the way down, so that sharing it is safe. */
+function freezeRecord(record: PersonRecord): PersonRecord {
+  const profile = record.profile === null ? null : deepFreeze(record.profile);
+  let counters = record.counters;
+  if (Object.keys(counters).length === 0) counters = EMPTY_COUNTERS;
+  else {
+    for (const c of Object.keys(counters)) Object.freeze(counters[c]);
+    Object.freeze(counters);
+  }
+  return Object.freeze({ profile, counters });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+  }
+  return value;
+}
