@@ -60,6 +60,11 @@ type ScriptsPipeline = ChainableCommander & {
   msDelIfEquals(key: string, value: string): ScriptsPipeline;
 };
 
+/** Redis cannot be reached right now; the client keeps reconnecting. */
+export class RedisUnavailableError extends Error {
+  readonly code = 'redis_unavailable';
+}
+
 const DEL_IF_EQUALS_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -77,6 +82,7 @@ export class RedisStore implements ProfileStore {
   private healthy = true;
   private closed = false;
   private connectionErrors = 0;
+  private lastError = '';
   private corruptValues = 0;
 
   constructor(opts: RedisStoreOptions) {
@@ -113,6 +119,7 @@ export class RedisStore implements ProfileStore {
 
     this.redis.on('error', (err: Error) => {
       this.connectionErrors++;
+      this.lastError = err.message;
       if (this.healthy && !this.closed) {
         this.healthy = false;
         this.log(`Redis unavailable (${err.message}); commands fail until it is back, reconnecting`);
@@ -142,6 +149,7 @@ export class RedisStore implements ProfileStore {
 
   async loadPerson(pid: string): Promise<PersonRecord> {
     if (this.starting !== null) await this.starting;
+    this.assertUp();
     const replies = await this.redis
       .pipeline()
       .getBuffer(this.pKey(pid))
@@ -156,17 +164,20 @@ export class RedisStore implements ProfileStore {
 
   async resolveAlias(kind: string, value: string): Promise<string | null> {
     if (this.starting !== null) await this.starting;
+    this.assertUp();
     return this.redis.get(this.aliasKey(aliasMember(kind, value)));
   }
 
   async getProfile(pid: string): Promise<Profile | null> {
     if (this.starting !== null) await this.starting;
+    this.assertUp();
     return this.decodeProfileReply(await this.redis.getBuffer(this.pKey(pid)));
   }
 
   async putProfile(profile: Profile): Promise<void> {
     const bytes = encodeProfile(profile);
     if (this.starting !== null) await this.starting;
+    this.assertUp();
     await this.redis.set(this.pKey(profile.id), bytes);
   }
 
@@ -174,6 +185,7 @@ export class RedisStore implements ProfileStore {
     // Encode everything first: a profile that cannot be encoded writes nothing.
     const encoded = profiles.map((p) => [this.pKey(p.id), encodeProfile(p)] as const);
     if (this.starting !== null) await this.starting;
+    this.assertUp();
     for (let i = 0; i < encoded.length; i += this.batchSize) {
       const pipe = this.redis.pipeline();
       const end = Math.min(encoded.length, i + this.batchSize);
@@ -189,6 +201,7 @@ export class RedisStore implements ProfileStore {
     const members = Object.entries(aliases).map(([kind, value]) => aliasMember(kind, value));
     if (members.length === 0) return;
     if (this.starting !== null) await this.starting;
+    this.assertUp();
     const pipe = this.redis.pipeline();
     for (const member of members) pipe.getset(this.aliasKey(member), pid);
     pipe.sadd(this.axKey(pid), ...members);
@@ -216,11 +229,13 @@ export class RedisStore implements ProfileStore {
     if (!Number.isFinite(at)) throw new TypeError(`impression time must be a finite number, got ${at}`);
     const limits = impressionLimits(keep, ttlMs);
     if (this.starting !== null) await this.starting;
+    this.assertUp();
     await this.scripts.msRecordImpression(this.fcKey(pid), campaignId, at, limits.keep, limits.ttlMs);
   }
 
   async forgetPerson(pid: string): Promise<boolean> {
     if (this.starting !== null) await this.starting;
+    this.assertUp();
     const axKey = this.axKey(pid);
     // Atomically: the aliases the person had, and everything kept under the person's hash tag.
     const [members, deleted] = checked(
@@ -240,6 +255,7 @@ export class RedisStore implements ProfileStore {
 
   async ping(): Promise<void> {
     if (this.starting !== null) await this.starting;
+    this.assertUp();
     await this.redis.ping();
   }
 
@@ -254,6 +270,15 @@ export class RedisStore implements ProfileStore {
       }
     }
     if (this.redis.status !== 'end') this.redis.disconnect();
+  }
+
+  /** Fails at once, saying why, while the connection is not ready. */
+  private assertUp(): void {
+    const status = this.redis.status;
+    if (status === 'ready') return;
+    if (this.closed) throw new RedisUnavailableError('the Redis store is closed');
+    const why = this.lastError === '' ? '' : ` (last error: ${this.lastError})`;
+    throw new RedisUnavailableError(`Redis is not connected, ${status}${why}`);
   }
 
   stats(): RedisStoreStats {

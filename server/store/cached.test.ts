@@ -1,0 +1,330 @@
+/** The cache in front of a store: ages, misses, coalescing, and writes that keep it honest. */
+import { describe, expect, it } from 'vitest';
+import type { Profile } from '../../rules/types.js';
+import { CachedStore } from './cached.js';
+import { EmbeddedStore } from './embedded.js';
+import type { PersonRecord, ProfileStore } from './types.js';
+
+const T0 = Date.parse('2026-11-24T04:00:00.000Z');
+const DAY = 86_400_000;
+const TTL = 1000;
+
+/** An embedded store that counts reads and can hold them until released. */
+class CountingStore extends EmbeddedStore {
+  loads = 0;
+  aliasLookups = 0;
+  closedCalls = 0;
+  private gate: Promise<void> | null = null;
+  private open: (() => void) | null = null;
+
+  hold(): void {
+    this.gate = new Promise((r) => {
+      this.open = r;
+    });
+  }
+  release(): void {
+    this.open?.();
+    this.gate = null;
+  }
+  override async loadPerson(pid: string): Promise<PersonRecord> {
+    this.loads++;
+    const gate = this.gate;
+    // Read after the gate opens, as a slow network would deliver a read made earlier...
+    if (gate !== null) {
+      const record = await super.loadPerson(pid);
+      await gate;
+      return record;
+    }
+    return super.loadPerson(pid);
+  }
+  override async resolveAlias(kind: string, value: string): Promise<string | null> {
+    this.aliasLookups++;
+    const gate = this.gate;
+    const pid = await super.resolveAlias(kind, value);
+    if (gate !== null) await gate;
+    return pid;
+  }
+  override async close(): Promise<void> {
+    this.closedCalls++;
+    return super.close();
+  }
+}
+
+function setup(opts: { maxPeople?: number; maxAliases?: number } = {}) {
+  let t = 5_000_000;
+  const now = () => t;
+  const backing = new CountingStore({ now });
+  const cache = new CachedStore(backing, {
+    maxPeople: opts.maxPeople ?? 100,
+    maxAliases: opts.maxAliases ?? 100,
+    ttlMs: TTL,
+    now,
+  });
+  return {
+    backing,
+    cache,
+    advance(ms: number) {
+      t += ms;
+    },
+  };
+}
+
+const alice: Profile = {
+  id: 'alice',
+  tags: ['circle:business'],
+  attrs: { price_band: 6000 },
+  stages: { vivo: 'appeal' },
+};
+
+describe('CachedStore', () => {
+  it('serves a person from the cache until the TTL, then loads again', async () => {
+    const { backing, cache, advance } = setup();
+    await backing.putProfile(alice);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    const first = await cache.loadPerson('alice');
+    expect(first.profile).toEqual(alice);
+    expect(await cache.loadPerson('alice')).toBe(first);
+    expect(cache.peekPerson('alice')).toBe(first);
+    expect(backing.loads).toBe(1);
+    advance(TTL - 1);
+    expect(cache.peekPerson('alice')).toBe(first);
+    advance(2);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    await cache.loadPerson('alice');
+    expect(backing.loads).toBe(2);
+  });
+
+  it('does not let a peek or a hit refresh the age', async () => {
+    const { cache, advance, backing } = setup();
+    await backing.putProfile(alice);
+    await cache.loadPerson('alice');
+    for (let k = 0; k < 5; k++) {
+      advance(TTL / 4);
+      cache.peekPerson('alice');
+    }
+    expect(cache.peekPerson('alice')).toBeUndefined();
+  });
+
+  it('caches misses: unknown people and unknown aliases reach the store once per TTL', async () => {
+    const { backing, cache, advance } = setup();
+    for (let k = 0; k < 5; k++) {
+      expect(await cache.loadPerson('ghost')).toEqual({ profile: null, counters: {} });
+      expect(await cache.resolveAlias('idfa', 'nobody')).toBeNull();
+    }
+    expect(backing.loads).toBe(1);
+    expect(backing.aliasLookups).toBe(1);
+    expect(cache.peekPerson('ghost')).toEqual({ profile: null, counters: {} });
+    expect(cache.peekAlias('idfa', 'nobody')).toBeNull();
+    expect(cache.peekAlias('idfa', 'never-asked')).toBeUndefined();
+    advance(TTL + 1);
+    expect(cache.peekAlias('idfa', 'nobody')).toBeUndefined();
+    await cache.resolveAlias('idfa', 'nobody');
+    expect(backing.aliasLookups).toBe(2);
+  });
+
+  it('caches alias hits', async () => {
+    const { backing, cache } = setup();
+    await backing.linkAliases('alice', { cookie: 'c-1' });
+    expect(await cache.resolveAlias('cookie', 'c-1')).toBe('alice');
+    expect(cache.peekAlias('cookie', 'c-1')).toBe('alice');
+    expect(await cache.resolveAlias('cookie', 'c-1')).toBe('alice');
+    expect(backing.aliasLookups).toBe(1);
+  });
+
+  it('coalesces concurrent loads of one person into one backing call', async () => {
+    const { backing, cache } = setup();
+    await backing.putProfile(alice);
+    backing.hold();
+    const loads = Array.from({ length: 25 }, () => cache.loadPerson('alice'));
+    const aliases = Array.from({ length: 25 }, () => cache.resolveAlias('idfa', 'x'));
+    backing.release();
+    const records = await Promise.all(loads);
+    await Promise.all(aliases);
+    expect(backing.loads).toBe(1);
+    expect(backing.aliasLookups).toBe(1);
+    for (const r of records) expect(r).toBe(records[0]);
+    expect(cache.stats()).toMatchObject({ backingLoads: 2, coalesced: 48 });
+  });
+
+  it('does not coalesce loads of different people', async () => {
+    const { backing, cache } = setup();
+    await Promise.all(['a', 'b', 'c'].map((p) => cache.loadPerson(p)));
+    expect(backing.loads).toBe(3);
+  });
+
+  it('shares a failed load among the waiters, caches nothing, and tries again next time', async () => {
+    const { backing, cache } = setup();
+    const original = backing.loadPerson.bind(backing);
+    let fail = true;
+    backing.loadPerson = async (pid: string) => {
+      if (fail) {
+        backing.loads++;
+        throw new Error('down');
+      }
+      return original(pid);
+    };
+    const outcomes = await Promise.allSettled([cache.loadPerson('alice'), cache.loadPerson('alice')]);
+    expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
+    expect(backing.loads).toBe(1);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    fail = false;
+    await backing.putProfile(alice);
+    expect((await cache.loadPerson('alice')).profile).toEqual(alice);
+  });
+
+  it('drops a person at once when the profile is written through it', async () => {
+    const { cache } = setup();
+    await cache.putProfile(alice);
+    expect((await cache.loadPerson('alice')).profile).toEqual(alice);
+    const changed = { ...alice, tags: ['circle:student'] };
+    await cache.putProfile(changed);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect((await cache.loadPerson('alice')).profile).toEqual(changed);
+    await cache.putProfiles([{ ...alice, tags: ['x'] }]);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['x']);
+    // A cached miss is dropped by a write too.
+    await cache.loadPerson('bob');
+    await cache.putProfile({ id: 'bob', tags: ['b'] });
+    expect((await cache.loadPerson('bob')).profile).toEqual({ id: 'bob', tags: ['b'] });
+  });
+
+  it('does not cache a load that a write overtook', async () => {
+    const { backing, cache } = setup();
+    await backing.putProfile(alice);
+    backing.hold();
+    const stale = cache.loadPerson('alice');
+    await cache.putProfile({ ...alice, tags: ['new'] });
+    backing.release();
+    expect((await stale).profile?.tags).toEqual(alice.tags);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['new']);
+  });
+
+  it('updates cached aliases when they are linked or moved through it', async () => {
+    const { cache } = setup();
+    expect(await cache.resolveAlias('cookie', 'c-1')).toBeNull();
+    await cache.linkAliases('alice', { cookie: 'c-1' });
+    expect(cache.peekAlias('cookie', 'c-1')).toBeUndefined();
+    expect(await cache.resolveAlias('cookie', 'c-1')).toBe('alice');
+    await cache.linkAliases('bob', { cookie: 'c-1' });
+    expect(await cache.resolveAlias('cookie', 'c-1')).toBe('bob');
+  });
+
+  it('updates cached counters on an impression without a load, keeping the entry age', async () => {
+    const { backing, cache, advance } = setup();
+    await backing.putProfile(alice);
+    const before = await cache.loadPerson('alice');
+    advance(TTL / 2);
+    await cache.recordImpression('alice', 'x90-launch', T0, 3, DAY);
+    await cache.recordImpression('alice', 'x90-launch', T0 + 1, 3, DAY);
+    const after = cache.peekPerson('alice');
+    expect(after?.counters).toEqual({ 'x90-launch': [T0, T0 + 1] });
+    // Same profile object: work the evaluator keyed on it stays valid.
+    expect(after?.profile).toBe(before.profile);
+    expect(before.counters).toEqual({});
+    expect(backing.loads).toBe(1);
+    expect((await backing.loadPerson('alice')).counters).toEqual(after?.counters);
+    for (let k = 2; k < 6; k++) await cache.recordImpression('alice', 'x90-launch', T0 + k, 3, DAY);
+    expect(cache.peekPerson('alice')?.counters['x90-launch']).toEqual([T0 + 3, T0 + 4, T0 + 5]);
+    advance(TTL / 2 + 1);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+  });
+
+  it('forgets a person and the aliases cached for them', async () => {
+    const { cache } = setup();
+    await cache.putProfile(alice);
+    await cache.linkAliases('alice', { cookie: 'c-1', idfa: 'i-1' });
+    await cache.linkAliases('bob', { cookie: 'c-2' });
+    expect(await cache.resolveAlias('cookie', 'c-1')).toBe('alice');
+    expect(await cache.resolveAlias('idfa', 'i-1')).toBe('alice');
+    expect(await cache.resolveAlias('cookie', 'c-2')).toBe('bob');
+    await cache.loadPerson('alice');
+    expect(await cache.forgetPerson('alice')).toBe(true);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.peekAlias('cookie', 'c-1')).toBeUndefined();
+    expect(cache.peekAlias('idfa', 'i-1')).toBeUndefined();
+    expect(cache.peekAlias('cookie', 'c-2')).toBe('bob');
+    expect(await cache.loadPerson('alice')).toEqual({ profile: null, counters: {} });
+    expect(await cache.resolveAlias('cookie', 'c-1')).toBeNull();
+  });
+
+  it('drops entries on request (writes made on other instances)', async () => {
+    const { backing, cache } = setup();
+    await backing.putProfile(alice);
+    await backing.linkAliases('alice', { cookie: 'c-1' });
+    await cache.loadPerson('alice');
+    await cache.resolveAlias('cookie', 'c-1');
+    await backing.putProfile({ ...alice, tags: ['elsewhere'] });
+    await backing.linkAliases('bob', { cookie: 'c-1' });
+    expect(cache.peekPerson('alice')?.profile?.tags).toEqual(alice.tags);
+    cache.invalidatePerson('alice');
+    cache.invalidateAlias('cookie', 'c-1');
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.peekAlias('cookie', 'c-1')).toBeUndefined();
+    expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['elsewhere']);
+    expect(await cache.resolveAlias('cookie', 'c-1')).toBe('bob');
+  });
+
+  it('hands out frozen records', async () => {
+    const { backing, cache } = setup();
+    await backing.putProfile(alice);
+    await backing.recordImpression('alice', 'c', T0, 3, DAY);
+    const record = await cache.loadPerson('alice');
+    expect(Object.isFrozen(record)).toBe(true);
+    expect(Object.isFrozen(record.profile)).toBe(true);
+    expect(Object.isFrozen(record.profile?.tags)).toBe(true);
+    expect(Object.isFrozen(record.profile?.attrs)).toBe(true);
+    expect(Object.isFrozen(record.counters)).toBe(true);
+    expect(Object.isFrozen(record.counters.c)).toBe(true);
+    expect(() => record.profile?.tags.push('x')).toThrow(TypeError);
+  });
+
+  it('is bounded by entries', async () => {
+    const { backing, cache } = setup({ maxPeople: 10, maxAliases: 5 });
+    for (let i = 0; i < 50; i++) await cache.loadPerson(`p-${i}`);
+    for (let i = 0; i < 50; i++) await cache.resolveAlias('idfa', `i-${i}`);
+    const stats = cache.stats();
+    expect(stats.people.size).toBe(10);
+    expect(stats.aliases.size).toBe(5);
+    // The most recent stay, the oldest went.
+    expect(cache.peekPerson('p-49')).toBeDefined();
+    expect(cache.peekPerson('p-0')).toBeUndefined();
+    expect(backing.loads).toBe(50);
+  });
+
+  it('counts hits and misses', async () => {
+    const { cache, backing } = setup();
+    await backing.putProfile(alice);
+    cache.peekPerson('alice'); // a peek miss is counted by the load that follows it
+    await cache.loadPerson('alice');
+    cache.peekPerson('alice');
+    await cache.loadPerson('alice');
+    await cache.resolveAlias('idfa', 'x');
+    cache.peekAlias('idfa', 'x');
+    expect(cache.stats()).toMatchObject({
+      people: { size: 1, hits: 2, misses: 1 },
+      aliases: { size: 1, hits: 1, misses: 1 },
+      backingLoads: 2,
+    });
+  });
+
+  it('passes kind, ping and close through to the backing store', async () => {
+    const { backing, cache } = setup();
+    expect(cache.kind).toBe('embedded');
+    await cache.ping();
+    await cache.close();
+    expect(backing.closedCalls).toBe(1);
+    await expect(backing.ping()).rejects.toThrow();
+    const fakeRedis = { kind: 'redis' } as ProfileStore;
+    expect(new CachedStore(fakeRedis, { maxPeople: 1, maxAliases: 1, ttlMs: 1 }).kind).toBe('redis');
+  });
+
+  it('reads a single profile from the backing store, not the cache', async () => {
+    const { backing, cache } = setup();
+    await backing.putProfile(alice);
+    await cache.loadPerson('alice');
+    await backing.putProfile({ ...alice, tags: ['fresh'] });
+    expect((await cache.getProfile('alice'))?.tags).toEqual(['fresh']);
+  });
+});
