@@ -381,7 +381,7 @@ function mapSchemaError(e: ErrorObject, path: PathSegment[], data: Obj, r: Repor
       return;
     case 'enum': {
       const allowed = (params.allowedValues as unknown[]).map(String);
-      const [code, what] = ENUM_CODES[key] ?? ['bad_value', 'value'];
+      const [code, what] = ENUM_CODES[key] ?? ['invalid', 'value'];
       const plural = what.endsWith('s') ? what : `${what}s`;
       const v = typeof value === 'string' ? value : '';
       r.add(
@@ -412,7 +412,7 @@ function mapSchemaError(e: ErrorObject, path: PathSegment[], data: Obj, r: Repor
     case 'pattern': {
       const p = PATTERN_CODES[key];
       if (p !== undefined) r.add(p[0], path, `${field} ${show(value)} ${p[1]}`);
-      else r.add('bad_value', path, `${field} ${show(value)} is not well formed`);
+      else r.add('invalid', path, `${field} ${show(value)} is not well formed`);
       return;
     }
     case 'minimum':
@@ -443,6 +443,8 @@ interface Context {
   readonly funnel: readonly string[];
   readonly stageIndex: ReadonlyMap<string, number>;
   readonly segmentIds: ReadonlyMap<string, number>;
+  /** false when `segments` is not a list: references cannot be checked */
+  readonly segmentsKnown: boolean;
   /** segment references, per referring segment index */
   readonly refs: { to: number; path: PathSegment[] }[][];
 }
@@ -481,7 +483,14 @@ function semanticChecks(d: Obj, r: Report, conditionSchemaErrors: Map<number, Co
     } else segmentIds.set(id, i);
   });
 
-  const x: Context = { r, funnel, stageIndex, segmentIds, refs: segments.map(() => []) };
+  const x: Context = {
+    r,
+    funnel,
+    stageIndex,
+    segmentIds,
+    segmentsKnown: Array.isArray(segmentsRaw),
+    refs: segments.map(() => []),
+  };
 
   const defaultStage = own(d, 'defaultStage');
   if (isText(defaultStage)) checkStageName(x, defaultStage, ['defaultStage']);
@@ -501,7 +510,7 @@ function semanticChecks(d: Obj, r: Report, conditionSchemaErrors: Map<number, Co
   const sellingPoints = own(d, 'sellingPoints');
   if (isObject(sellingPoints)) {
     for (const key of Object.keys(sellingPoints)) {
-      if (FORBIDDEN_KEYS.includes(key) || segmentIds.has(key)) continue;
+      if (FORBIDDEN_KEYS.includes(key) || segmentIds.has(key) || !x.segmentsKnown) continue;
       r.add('unknown_segment', ['sellingPoints', key], `selling points for ${unknownSegment(x, key)}`);
     }
   }
@@ -546,7 +555,8 @@ function funnelText(x: Context): string {
 
 /** Reports a stage name that is not on the ladder; true when it is. */
 function checkStageName(x: Context, stage: string, path: PathSegment[]): boolean {
-  if (x.stageIndex.has(stage)) return true;
+  // Without a usable funnel every stage would be unknown; the funnel's own error says enough.
+  if (x.stageIndex.has(stage) || x.funnel.length === 0) return true;
   x.r.add(
     'unknown_stage',
     path,
@@ -568,7 +578,7 @@ function checkCampaign(x: Context, c: Obj, path: PathSegment[]): void {
   const segs = own(c, 'segments');
   if (Array.isArray(segs)) {
     segs.forEach((s, j) => {
-      if (isText(s) && !x.segmentIds.has(s))
+      if (isText(s) && x.segmentsKnown && !x.segmentIds.has(s))
         r.add('unknown_segment', [...path, 'segments', j], unknownSegment(x, s));
     });
   }
