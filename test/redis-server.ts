@@ -1,6 +1,7 @@
 /**
  * A real redis-server for tests: started from the PATH on a free port (never 6379), without
- * persistence, bound to 127.0.0.1, and killed when the test process exits, however it exits.
+ * persistence, bound to 127.0.0.1, and killed when the test process exits, however it exits
+ * (an exit hook, and a watchdog for exits by signal).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
@@ -33,6 +34,21 @@ function installExitHook(): void {
       }
     }
   });
+}
+
+/**
+ * A test runner may end its workers with a signal, and then no 'exit' handler runs. A small
+ * detached shell outlives the worker and kills the server once the worker is gone (and quits by
+ * itself when the server goes first).
+ */
+function watchOver(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  const script = `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${child.pid} 2>/dev/null; do sleep 0.3; done; kill -9 ${child.pid} 2>/dev/null`;
+  try {
+    spawn('sh', ['-c', script], { stdio: 'ignore', detached: true }).unref();
+  } catch {
+    // No shell: the exit hook still covers normal exits.
+  }
 }
 
 /** A port nobody listens on right now (bind port 0, read it, release it). */
@@ -108,6 +124,7 @@ async function spawnOn(port: number): Promise<ChildProcess> {
     exited ??= `exited with ${signal ?? `code ${code}`}`;
   });
   live.add(child);
+  watchOver(child);
 
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {

@@ -51,7 +51,7 @@ export async function seed(
     out(`Seeding ${total} demo profiles and their aliases into Redis at ${where} ...`);
     const started = performance.now();
     let aliases = 0;
-    let nextReport = 0.1;
+    let reportedTenths = 0;
     for (let from = 0; from < total; from += BATCH) {
       const to = Math.min(total, from + BATCH);
       const profiles = [];
@@ -64,10 +64,10 @@ export async function seed(
         links.push(store.linkAliases(`p-${i}`, a));
       }
       await Promise.all(links);
-      if (to === total || to / total >= nextReport) {
-        const pct = Math.floor((to / total) * 100);
-        out(`  ${to} / ${total} (${pct}%)`);
-        while (nextReport <= to / total) nextReport += 0.1;
+      const tenths = Math.floor((to * 10) / total);
+      if (tenths > reportedTenths || to === total) {
+        reportedTenths = tenths;
+        out(`  ${to} / ${total} (${Math.floor((to / total) * 100)}%)`);
       }
     }
     const seconds = (performance.now() - started) / 1000;
