@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { compileRuleSet } from './compile.js';
@@ -292,6 +293,46 @@ describe('data that is not plain JSON', () => {
     expect(errorsOf(validateRuleSet(rs)).map((e) => `${e.code} ${e.path}`)).toEqual([
       'wrong_type campaigns[0].flight.start',
     ]);
+  });
+});
+
+describe('conditions: the checks explain whatever the schema rejects', () => {
+  const scalar = fc.oneof(
+    fc.constantFrom('aware', 'act', 'advocate', 'nope', 'circle:*', 'a*b', '', 'business'),
+    fc.integer({ min: -5, max: 5 }),
+    fc.boolean(),
+    fc.constant(null),
+  );
+  const key = fc.constantFrom(
+    ...['tag', 'attr', 'clv', 'stage', 'segment', 'all', 'any', 'not'],
+    ...['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'between', 'tags', 'foo'],
+  );
+  const { condition } = fc.letrec<{ condition: unknown; value: unknown }>((tie) => ({
+    condition: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      fc.dictionary(key, tie('value'), { maxKeys: 3 }),
+      fc.record({ tag: fc.constantFrom('circle:business', 'circle:*', '*x') }),
+      fc.record({ attr: fc.constant('age'), gte: scalar }),
+      fc.record({ stage: fc.constant('vivo'), between: fc.array(scalar, { maxLength: 3 }) }),
+      fc.record({ all: fc.array(tie('condition'), { maxLength: 3 }) }),
+      fc.record({ not: tie('condition') }),
+      scalar,
+    ),
+    value: fc.oneof({ depthSize: 'small' }, scalar, fc.array(scalar, { maxLength: 3 }), tie('condition')),
+  }));
+
+  it('never falls back to the generic error, and rejects all the schema rejects', () => {
+    fc.assert(
+      fc.property(condition, (when) => {
+        const rs = applyPatch(structuredClone(table.base), [
+          { op: 'set', path: 'segments[1].when', value: when },
+        ]);
+        const v = validateRuleSet(rs);
+        if (!matchesSchema(rs)) expect(v.ok).toBe(false);
+        expect(errorsOf(v).map((e) => e.code)).not.toContain('invalid');
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
 

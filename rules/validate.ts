@@ -502,7 +502,7 @@ function semanticChecks(d: Obj, r: Report, conditionSchemaErrors: Map<number, Co
     const fromSchema = conditionSchemaErrors.get(i);
     // The schema has the last word: a condition it rejects is never let through.
     if (fromSchema !== undefined && r.errors.length === before) {
-      r.add('bad_condition', fromSchema.path, `${fieldName(fromSchema.path)} ${fromSchema.message}`);
+      r.add('invalid', fromSchema.path, `${fieldName(fromSchema.path)} ${fromSchema.message}`);
     }
   });
   checkCycles(x, segments);
