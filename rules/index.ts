@@ -11,6 +11,7 @@ export type { CompiledCampaign, CompiledRuleSet } from './compile.js';
 export { compileRuleSet } from './compile.js';
 export { decide } from './decide.js';
 export { parseRuleSetText } from './parse.js';
+export { type StageChange, stageAfterEvent } from './stage-moves.js';
 export * from './types.js';
 export { validateRuleSet } from './validate.js';
 
@@ -32,7 +33,10 @@ export function compileValidated(data: unknown): Validated<CompiledRuleSet> {
 export function formatRuleErrors(errors: readonly RuleError[]): string {
   return errors
     .map((e) => {
-      const where = e.line !== undefined ? ` (line ${e.line}${e.column !== undefined ? `, column ${e.column}` : ''})` : '';
+      const where =
+        e.line !== undefined
+          ? ` (line ${e.line}${e.column !== undefined ? `, column ${e.column}` : ''})`
+          : '';
       return `${e.path === '' ? '(rule set)' : e.path}: ${e.message} [${e.code}]${where}`;
     })
     .join('\n');
