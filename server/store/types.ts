@@ -1,4 +1,4 @@
-import type { FrequencyCounters, Profile } from '../../rules/types.js';
+import type { Channel, FrequencyCounters, Profile, Scalar } from '../../rules/types.js';
 
 /** What one decision needs about one person, fetched in one round trip. */
 export interface PersonRecord {
@@ -40,5 +40,113 @@ export interface ProfileStore {
   forgetPerson(pid: string): Promise<boolean>;
   /** Resolves when the store answers; rejects when it does not. */
   ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A partial change to one profile, applied atomically (PATCH /v1/profiles/{id}). In maps, a
+ * null value removes the entry. Tags are added after removals.
+ */
+export interface ProfilePatch {
+  addTags?: string[];
+  removeTags?: string[];
+  /** Funnel stage per brand. */
+  stages?: Record<string, string | null>;
+  clv?: Record<string, number | null>;
+  attrs?: Record<string, Scalar | null>;
+  channels?: Partial<Record<Channel, number | null>>;
+  /** Replaces the active hours; null clears them. */
+  activeHours?: number[] | null;
+  timezone?: string | null;
+}
+
+/**
+ * One event to apply: idempotent by `eventId` (an event id seen within the store's dedupe window
+ * is not applied again). Each event is applied atomically: all of its effects or none.
+ */
+export interface EventWrite {
+  eventId: string;
+  pid: string;
+  /** When it happened, epoch ms. */
+  at: number;
+  /** An impression counts against the campaign's frequency caps (see recordImpression). */
+  impression?: { campaign: string; keep: number; ttlMs: number };
+  /**
+   * A stage move for a brand. `next` maps the person's current stage to the stage the event
+   * moves them to; a current stage not listed does not move, except that `*` stands for any
+   * stage not named (off the ladder). A person with no stage recorded is at `defaultStage`.
+   */
+  stage?: { brand: string; defaultStage: string; next: Readonly<Record<string, string>> };
+}
+
+export interface EventResult {
+  /** `duplicate`: the event id was seen before; nothing was applied this time. */
+  outcome: 'applied' | 'duplicate';
+  /** The stage move made, when there was one. */
+  moved?: { brand: string; from: string; to: string };
+}
+
+/** People per stage of one brand, and the moves between stages per day (UTC). */
+export interface FunnelCounts {
+  brand: string;
+  /** stage -> people recorded at it (a person with no stage recorded for the brand is not counted) */
+  stages: Record<string, number>;
+  /** day (`2026-11-24`) -> `from>to` -> people moved that day */
+  moves: Record<string, Record<string, number>>;
+}
+
+/**
+ * What events and funnels need from the store (same backend as the profiles). Stage counts of a
+ * brand change whenever a stored stage changes: through events, profile writes, patches,
+ * imports and deletions alike, so `funnel()` is always the sum of what is stored.
+ */
+export interface EventStore {
+  applyEvents(events: readonly EventWrite[]): Promise<EventResult[]>;
+  /** Applies a patch; the new profile, or null when there is no such person. */
+  patchProfile(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null>;
+  /** Counts for a brand, moves for the days from `fromDay` to `toDay` inclusive (`YYYY-MM-DD`). */
+  funnel(brand: string, fromDay: string, toDay: string): Promise<FunnelCounts>;
+  /** The aliases linked to a person, `kind -> value`. */
+  aliasesOf(pid: string): Promise<Record<string, string>>;
+}
+
+/** One stored version of a rule set, without its source. */
+export interface RuleSetMeta {
+  version: number;
+  checksum: string;
+  format: 'yaml' | 'json';
+  /** Who uploaded it (the token's name) and when, epoch ms. */
+  createdBy: string;
+  createdAt: number;
+  bytes: number;
+  /** When it was last activated and by whom; absent when never. */
+  activatedAt?: number;
+  activatedBy?: string;
+}
+
+/** Rule sets, versioned: `rs:seq` counter, `rs:v:<version>` meta + source, `rs:active`. */
+export interface RuleSetStore {
+  /** Stores a new version (validated by the caller); resolves with its number (1, 2, …). */
+  addRuleSet(source: string, meta: Omit<RuleSetMeta, 'version' | 'activatedAt' | 'activatedBy'>): Promise<number>;
+  /** Every version, newest first. */
+  listRuleSets(): Promise<RuleSetMeta[]>;
+  getRuleSet(version: number): Promise<{ meta: RuleSetMeta; source: string } | null>;
+  /** The active version, or null when none was ever activated. */
+  activeRuleSet(): Promise<number | null>;
+  /** Makes a stored version active; false when there is no such version. Announces it on the bus. */
+  activateRuleSet(version: number, by: string, at: number): Promise<boolean>;
+}
+
+/** What instances sharing a store tell each other. */
+export type BusMessage =
+  | { type: 'ruleset'; version: number }
+  | { type: 'person'; pid: string }
+  | { type: 'alias'; kind: string; value: string };
+
+/** Fleet-wide announcements (Redis pub/sub; in process for the embedded store). */
+export interface Bus {
+  publish(message: BusMessage): Promise<void>;
+  /** Calls `handler` for every message, from this instance too; resolves once listening. */
+  subscribe(handler: (message: BusMessage) => void): Promise<() => void>;
   close(): Promise<void>;
 }
