@@ -1,18 +1,26 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARS, ConfigError, DEMO_RULESET, loadConfig } from './config.js';
 
 describe('configuration', () => {
   it('has defaults that start the demo', () => {
     const c = loadConfig({});
-    expect(c).toMatchObject({ port: 8080, adminPort: 8081, redisUrl: undefined, deadlineMs: 10, maxBodyBytes: 65_536 });
+    expect(c).toMatchObject({
+      port: 8080,
+      adminPort: 8081,
+      redisUrl: undefined,
+      deadlineMs: 10,
+      maxBodyBytes: 65_536,
+    });
     expect(c.rulesetFile).toBe(DEMO_RULESET);
   });
 
   it('names every bad variable at once', () => {
-    expect(() => loadConfig({ PORT: 'eighty', DECISION_DEADLINE_MS: '0', REDIS_URL: 'localhost:6379' })).toThrow(
-      ConfigError,
-    );
+    expect(() =>
+      loadConfig({ PORT: 'eighty', DECISION_DEADLINE_MS: '0', REDIS_URL: 'localhost:6379' }),
+    ).toThrow(ConfigError);
     try {
       loadConfig({ PORT: 'eighty', DECISION_DEADLINE_MS: '0', REDIS_URL: 'localhost:6379' });
     } catch (e) {
@@ -31,5 +39,57 @@ describe('configuration', () => {
     const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
     const documented = [...readme.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
     expect(documented).toEqual(CONFIG_VARS.map((v) => v.name));
+  });
+});
+
+describe('tokens', () => {
+  const secret = 's3cret-s3cret-s3cret';
+  it('come from TOKENS as name:secret:scope+scope, and from a JSON file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mindshare-tokens-'));
+    const file = join(dir, 'tokens.json');
+    writeFileSync(
+      file,
+      JSON.stringify([{ name: 'pipeline', token: `${secret}-2`, scopes: ['events:write'] }]),
+    );
+    const c = loadConfig({
+      TOKENS: `ops:${secret}:admin, cm:${secret}-1:rules:read+rules:write`,
+      TOKENS_FILE: file,
+    });
+    expect(c.tokens).toEqual([
+      { name: 'ops', secret, scopes: ['admin'] },
+      { name: 'cm', secret: `${secret}-1`, scopes: ['rules:read', 'rules:write'] },
+      { name: 'pipeline', secret: `${secret}-2`, scopes: ['events:write'] },
+    ]);
+  });
+
+  it('take scopes joined by +', () => {
+    const c = loadConfig({ TOKENS: `cm:${secret}:decide+admin` });
+    expect(c.tokens).toEqual([{ name: 'cm', secret, scopes: ['decide', 'admin'] }]);
+  });
+
+  it('are empty when none are configured', () => {
+    expect(loadConfig({}).tokens).toEqual([]);
+  });
+
+  it('refuse unknown scopes, short secrets and duplicates, without ever printing a secret', () => {
+    const bad = [
+      { TOKENS: `a:${secret}:everything` },
+      { TOKENS: 'a:short:admin' },
+      { TOKENS: `a:${secret}:admin,a:${secret}-x:admin` },
+      { TOKENS: `a:${secret}:admin,b:${secret}:admin` },
+      { TOKENS: `just-a-secret-${secret}` },
+      { TOKENS_FILE: '/nonexistent/tokens.json' },
+    ];
+    for (const env of bad) {
+      let message = '';
+      try {
+        loadConfig(env);
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        message = (e as Error).message;
+      }
+      expect(message, JSON.stringify(env)).toMatch(/TOKENS/);
+      expect(message).not.toContain(secret);
+    }
   });
 });

@@ -2,7 +2,7 @@
  * Configuration from environment variables, validated at start. A bad value stops the server
  * with a message naming the variable. README.md has the same table.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -22,6 +22,28 @@ export interface Config {
   cacheTtlMs: number;
   /** Synthetic demo profiles loaded into the embedded store. */
   demoPeople: number;
+  /** Bearer tokens of the API with their scopes; empty: the control plane is open. */
+  tokens: ConfiguredToken[];
+}
+
+/** What a bearer token may do. `admin` may do everything. */
+export const SCOPES = [
+  'decide',
+  'rules:read',
+  'rules:write',
+  'profiles:read',
+  'profiles:write',
+  'events:write',
+  'admin',
+] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface ConfiguredToken {
+  /** Who holds it: recorded as the author of rule sets, safe to log. */
+  name: string;
+  /** The bearer secret itself: never logged. */
+  secret: string;
+  scopes: Scope[];
 }
 
 export interface ConfigVar {
@@ -69,6 +91,16 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'CACHE_MAX_ALIASES', default: '100000', description: 'Alias resolutions kept in the cache' },
   { name: 'CACHE_TTL_MS', default: '2000', description: 'Longest a cached profile or alias is used' },
   { name: 'DEMO_PEOPLE', default: '10000', description: 'Synthetic profiles loaded into the embedded store' },
+  {
+    name: 'TOKENS',
+    default: '(unset)',
+    description: 'API tokens, `name:secret:scope+scope` separated by commas; unset with no file: open',
+  },
+  {
+    name: 'TOKENS_FILE',
+    default: '(unset)',
+    description: 'A JSON file of tokens, `[{"name", "token", "scopes": [...]}]`, added to `TOKENS`',
+  },
 ];
 
 export class ConfigError extends Error {}
@@ -102,10 +134,83 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     cacheMaxAliases: int('CACHE_MAX_ALIASES', 100_000, 1, 100_000_000),
     cacheTtlMs: int('CACHE_TTL_MS', 2000, 1, 3_600_000),
     demoPeople: int('DEMO_PEOPLE', 10_000, 0, 10_000_000),
+    tokens: loadTokens(env, problems),
   };
   if (config.port !== 0 && config.port === config.adminPort) {
     problems.push(`PORT and ADMIN_PORT are both ${config.port}: the two listeners need different ports`);
   }
   if (problems.length > 0) throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
   return config;
+}
+
+const SCOPE_SET: ReadonlySet<string> = new Set(SCOPES);
+const TOKEN_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const MIN_SECRET = 16;
+
+/** Tokens from TOKENS and TOKENS_FILE; problems name the variable and the token, never a secret. */
+function loadTokens(env: NodeJS.ProcessEnv, problems: string[]): ConfiguredToken[] {
+  const tokens: ConfiguredToken[] = [];
+  const add = (where: string, name: unknown, secret: unknown, scopes: unknown): void => {
+    if (typeof name !== 'string' || !TOKEN_NAME.test(name)) {
+      problems.push(`${where}: a token name is 1 to 64 letters, digits, dots, dashes or underscores`);
+      return;
+    }
+    if (typeof secret !== 'string' || secret.length < MIN_SECRET || /[\s,:]/.test(secret)) {
+      problems.push(
+        `${where}: the secret of token "${name}" must have at least ${MIN_SECRET} characters, no spaces, commas or colons`,
+      );
+      return;
+    }
+    const list = Array.isArray(scopes) ? scopes : [];
+    const bad = list.filter((x) => typeof x !== 'string' || !SCOPE_SET.has(x));
+    if (list.length === 0 || bad.length > 0) {
+      problems.push(
+        `${where}: token "${name}" needs scopes from ${SCOPES.join(', ')}${bad.length > 0 ? `; unknown: ${bad.map(String).join(', ')}` : ''}`,
+      );
+      return;
+    }
+    if (tokens.some((t) => t.name === name)) {
+      problems.push(`${where}: two tokens are named "${name}"`);
+      return;
+    }
+    if (tokens.some((t) => t.secret === secret)) {
+      problems.push(`${where}: token "${name}" has the same secret as another token`);
+      return;
+    }
+    tokens.push({ name, secret, scopes: list as Scope[] });
+  };
+  const inline = env.TOKENS ?? '';
+  for (const [i, entry] of inline
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '')
+    .entries()) {
+    // name:secret:scopes, where scopes (`rules:read+events:write`) may hold colons themselves.
+    const first = entry.indexOf(':');
+    const second = first < 0 ? -1 : entry.indexOf(':', first + 1);
+    if (second < 0) {
+      problems.push(`TOKENS: entry ${i + 1} is not name:secret:scope+scope`);
+      continue;
+    }
+    add('TOKENS', entry.slice(0, first), entry.slice(first + 1, second), entry.slice(second + 1).split('+'));
+  }
+  const file = env.TOKENS_FILE ?? '';
+  if (file !== '') {
+    let data: unknown;
+    try {
+      data = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      problems.push(`TOKENS_FILE=${JSON.stringify(file)}: cannot read it as JSON (${(e as Error).message})`);
+      return tokens;
+    }
+    if (!Array.isArray(data)) {
+      problems.push(`TOKENS_FILE=${JSON.stringify(file)}: expected a JSON array of {name, token, scopes}`);
+      return tokens;
+    }
+    for (const [i, t] of data.entries()) {
+      const o = (t !== null && typeof t === 'object' ? t : {}) as Record<string, unknown>;
+      add(`TOKENS_FILE[${i}]`, o.name, o.token, o.scopes);
+    }
+  }
+  return tokens;
 }
