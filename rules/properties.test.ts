@@ -39,6 +39,7 @@ import type {
   Segment,
 } from './types.js';
 import { CHANNELS, MESSAGE_TYPES, PUSH_CHANNELS } from './types.js';
+import { validateRuleSet } from './validate.js';
 
 /** Fixed so that runs repeat; set PROPERTY_SEED to explore other inputs. */
 const SEED = Number(process.env.PROPERTY_SEED ?? 20261111);
@@ -88,10 +89,15 @@ const scalarValue: fc.Arbitrary<Scalar> = fc.oneof(numberValue, stringValue, fc.
 
 const OPERATORS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'between'] as const;
 
-/** One to three comparison operators with their operands. */
+/**
+ * One to three comparison operators with their operands. Valid rule sets have a non-empty `in`
+ * and a `between` whose low end comes first (`order`); lenient ones may have neither.
+ */
 function compareOps<T>(
   value: fc.Arbitrary<T>,
   ordered: fc.Arbitrary<T>,
+  order: (a: T, b: T) => number,
+  lenient: boolean,
 ): fc.Arbitrary<Record<string, unknown>> {
   const operand: Record<(typeof OPERATORS)[number], fc.Arbitrary<unknown>> = {
     eq: value,
@@ -100,8 +106,8 @@ function compareOps<T>(
     gte: ordered,
     lt: ordered,
     lte: ordered,
-    in: fc.array(value, { maxLength: 10 }),
-    between: fc.tuple(ordered, ordered),
+    in: fc.array(value, { minLength: lenient ? 0 : 1, maxLength: 10 }),
+    between: fc.tuple(ordered, ordered).map((b) => (lenient ? b : b.sort(order))),
   };
   return fc
     .subarray([...OPERATORS], { minLength: 1, maxLength: 3 })
@@ -114,8 +120,14 @@ interface RefMarker {
   ref: number;
 }
 
-function leaf(funnel: readonly string[]): fc.Arbitrary<Condition | RefMarker> {
+function leaf(funnel: readonly string[], lenient: boolean): fc.Arbitrary<Condition | RefMarker> {
   const stageName = fc.constantFrom(...funnel);
+  const byNumber = (a: number, b: number) => a - b;
+  const byLadder = (a: string, b: string) => funnel.indexOf(a) - funnel.indexOf(b);
+  // Ordered comparisons of an attribute take numbers; lenient rule sets sometimes give strings.
+  const orderedAttr: fc.Arbitrary<Scalar> = lenient
+    ? fc.oneof({ weight: 5, arbitrary: numberValue }, stringValue)
+    : numberValue;
   return fc.oneof(
     { weight: 4, arbitrary: fc.constantFrom(...TAGS).map((tag) => ({ tag })) },
     { weight: 2, arbitrary: fc.constantFrom(...PREFIXES).map((tag) => ({ tag })) },
@@ -124,28 +136,28 @@ function leaf(funnel: readonly string[]): fc.Arbitrary<Condition | RefMarker> {
       arbitrary: fc
         .tuple(
           fc.constantFrom(...ATTRS),
-          compareOps(scalarValue, fc.oneof({ weight: 5, arbitrary: numberValue }, stringValue)),
+          compareOps(scalarValue, orderedAttr, (a, b) => byNumber(a as number, b as number), lenient),
         )
         .map(([attr, ops]) => ({ attr, ...ops }) as Condition),
     },
     {
       weight: 2,
       arbitrary: fc
-        .tuple(fc.constantFrom(...BRANDS), compareOps(numberValue, numberValue))
+        .tuple(fc.constantFrom(...BRANDS), compareOps(numberValue, numberValue, byNumber, lenient))
         .map(([clv, ops]) => ({ clv, ...ops }) as Condition),
     },
     {
       weight: 2,
       arbitrary: fc
-        .tuple(fc.constantFrom(...BRANDS), compareOps(stageName, stageName))
+        .tuple(fc.constantFrom(...BRANDS), compareOps(stageName, stageName, byLadder, lenient))
         .map(([stage, ops]) => ({ stage, ...ops }) as Condition),
     },
     { weight: 2, arbitrary: fc.nat({ max: 9 }).map((ref) => ({ ref })) },
   );
 }
 
-function condition(funnel: readonly string[]): fc.Arbitrary<Condition | RefMarker> {
-  const leaves = leaf(funnel);
+function condition(funnel: readonly string[], lenient: boolean): fc.Arbitrary<Condition | RefMarker> {
+  const leaves = leaf(funnel, lenient);
   const memo: fc.Memo<Condition | RefMarker> = fc.memo((n) => {
     if (n <= 1) return leaves;
     const inner = memo(n - 1);
@@ -154,6 +166,7 @@ function condition(funnel: readonly string[]): fc.Arbitrary<Condition | RefMarke
         { all: fc.array(inner, { maxLength: 3 }), any: fc.array(inner, { maxLength: 3 }), not: inner },
         { requiredKeys: [] },
       )
+      .filter((o) => lenient || Object.keys(o).length > 0)
       .map((o) => o as Condition);
     return fc.oneof({ weight: 2, arbitrary: leaves }, { weight: 3, arbitrary: combinators });
   });
@@ -197,7 +210,7 @@ function isoAt(t: number, zoneStyle: number): { text: string; timezone?: string 
 const flight = fc
   .record({
     start: fc.option(fc.integer({ min: -10 * 1440, max: 4 * 1440 }), { nil: undefined }),
-    length: fc.option(fc.integer({ min: 0, max: 15 * 1440 }), { nil: undefined }),
+    length: fc.option(fc.integer({ min: 1, max: 15 * 1440 }), { nil: undefined }),
     style: fc.nat({ max: 3 }),
   })
   .map(({ start, length, style }) => {
@@ -244,6 +257,7 @@ function campaign(
   funnel: readonly string[],
   segmentIds: readonly string[],
   id: string,
+  lenient: boolean,
 ): fc.Arbitrary<Campaign> {
   return fc
     .record(
@@ -282,65 +296,93 @@ function campaign(
     .map((c) => {
       const out: Campaign = { id, ...c, creatives: [...c.creatives] };
       for (const k of Object.keys(out) as (keyof Campaign)[]) if (out[k] === undefined) delete out[k];
-      // A flight without an offset is read in its own zone, which the generator sets.
+      if (!lenient) {
+        // A creative names only stages and channels its campaign serves.
+        out.creatives = out.creatives.map((cr) => {
+          const fixed: Creative = { ...cr };
+          if (fixed.stages !== undefined && out.stages !== undefined) {
+            fixed.stages = fixed.stages.filter((st) => out.stages!.includes(st));
+            if (fixed.stages.length === 0) delete fixed.stages;
+          }
+          if (fixed.channels !== undefined) {
+            fixed.channels = fixed.channels.filter((ch) => out.channels.includes(ch));
+            if (fixed.channels.length === 0) delete fixed.channels;
+          }
+          return fixed;
+        });
+      }
       return out;
     });
 }
 
 // ---- rule sets -------------------------------------------------------------------------------
 
-const ruleSetArb: fc.Arbitrary<RuleSet> = fc
-  .record({
-    funnel: fc.constantFrom(...LADDERS),
-    defaultAt: fc.option(fc.nat({ max: 3 }), { nil: undefined }),
-  })
-  .chain(({ funnel, defaultAt }) =>
-    fc.integer({ min: 1, max: 10 }).chain((n) => {
-      const ids = Array.from({ length: n }, (_, i) => `s${i}`);
-      return fc
-        .record({
-          conditions: fc.array(condition(funnel), { minLength: n, maxLength: n }),
-          /** evaluation order of the segments: a segment refers only to those before it here */
-          order: fc.shuffledSubarray(ids, { minLength: n, maxLength: n }),
-          reverse: fc.boolean(),
-          sellingPoints: fc.dictionary(
-            fc.constantFrom(...ids),
-            fc.shuffledSubarray(LABELS, { maxLength: 4 }),
-          ),
-          campaigns: fc
-            .integer({ min: 1, max: 6 })
-            .chain((m) =>
-              fc.tuple(...Array.from({ length: m }, (_, i) => campaign(funnel, [...ids, 'wide'], `c${i}`))),
+/**
+ * Random rule sets: valid ones, or lenient ones that also hold what validation rejects but the
+ * compiler still has to give a meaning (empty `in`, strings in ordered comparisons, backwards
+ * `between`, creatives naming stages or channels their campaign does not serve).
+ */
+function ruleSets(lenient: boolean): fc.Arbitrary<RuleSet> {
+  return fc
+    .record({
+      funnel: fc.constantFrom(...LADDERS),
+      defaultAt: fc.option(fc.nat({ max: 3 }), { nil: undefined }),
+    })
+    .chain(({ funnel, defaultAt }) =>
+      fc.integer({ min: 1, max: 10 }).chain((n) => {
+        const ids = Array.from({ length: n }, (_, i) => `s${i}`);
+        return fc
+          .record({
+            conditions: fc.array(condition(funnel, lenient), { minLength: n, maxLength: n }),
+            /** evaluation order of the segments: a segment refers only to those before it here */
+            order: fc.shuffledSubarray(ids, { minLength: n, maxLength: n }),
+            reverse: fc.boolean(),
+            sellingPoints: fc.dictionary(
+              fc.constantFrom(...ids),
+              fc.shuffledSubarray(LABELS, { maxLength: 4 }),
             ),
-          scoring: fc.option(
-            fc.record(
-              {
-                clv: fc.constantFrom(0, 1, 2),
-                clvScale: fc.constantFrom(100, 1000),
-                sellingPoints: fc.constantFrom(0, 1, 3),
-                affinity: fc.constantFrom(0, 1, 2),
-              },
-              { requiredKeys: [] },
+            campaigns: fc
+              .integer({ min: 1, max: 6 })
+              .chain((m) =>
+                fc.tuple(
+                  ...Array.from({ length: m }, (_, i) =>
+                    campaign(funnel, [...ids, 'wide'], `c${i}`, lenient),
+                  ),
+                ),
+              ),
+            scoring: fc.option(
+              fc.record(
+                {
+                  clv: fc.constantFrom(0, 1, 2),
+                  clvScale: fc.constantFrom(100, 1000),
+                  sellingPoints: fc.constantFrom(0, 1, 3),
+                  affinity: fc.constantFrom(0, 1, 2),
+                },
+                { requiredKeys: [] },
+              ),
+              { nil: undefined },
             ),
-            { nil: undefined },
-          ),
-        })
-        .map(({ conditions, order, reverse, sellingPoints, campaigns, scoring }) => {
-          const segments: Segment[] = order.map((id, rank) => ({
-            id,
-            when: resolveRefs(conditions[rank]!, order.slice(0, rank)),
-          }));
-          // Rule-set order differs from the reference order half the time: forward references.
-          if (reverse) segments.reverse();
-          // A crowd most people are in, so that campaigns get to the later checks often.
-          segments.push({ id: 'wide', when: { any: [{ tag: '*' }, { not: { tag: 'status:churned' } }] } });
-          const rs: RuleSet = { funnel: [...funnel], segments, sellingPoints, campaigns: [...campaigns] };
-          if (defaultAt !== undefined && funnel[defaultAt] !== undefined) rs.defaultStage = funnel[defaultAt];
-          if (scoring !== undefined) rs.scoring = scoring;
-          return rs;
-        });
-    }),
-  );
+          })
+          .map(({ conditions, order, reverse, sellingPoints, campaigns, scoring }) => {
+            const segments: Segment[] = order.map((id, rank) => ({
+              id,
+              when: resolveRefs(conditions[rank]!, order.slice(0, rank)),
+            }));
+            // Rule-set order differs from the reference order half the time: forward references.
+            if (reverse) segments.reverse();
+            // A crowd most people are in, so that campaigns get to the later checks often.
+            segments.push({ id: 'wide', when: { any: [{ tag: '*' }, { not: { tag: 'status:churned' } }] } });
+            const rs: RuleSet = { funnel: [...funnel], segments, sellingPoints, campaigns: [...campaigns] };
+            if (defaultAt !== undefined && funnel[defaultAt] !== undefined)
+              rs.defaultStage = funnel[defaultAt];
+            if (scoring !== undefined) rs.scoring = scoring;
+            return rs;
+          });
+      }),
+    );
+}
+const ruleSetArb = ruleSets(false);
+const lenientRuleSetArb = ruleSets(true);
 
 // ---- people ----------------------------------------------------------------------------------
 
@@ -451,6 +493,20 @@ function requestOf(
 
 const params = { seed: SEED, numRuns: RUNS };
 
+// ---- the generator ---------------------------------------------------------------------------------
+
+describe('the rule-set generator', () => {
+  it('makes rule sets that pass validation', () => {
+    fc.assert(
+      fc.property(ruleSetArb, (rs) => {
+        const v = validateRuleSet(rs);
+        expect(v.ok ? [] : v.errors).toEqual([]);
+      }),
+      { seed: SEED, numRuns: 300 },
+    );
+  });
+});
+
 // ---- (a) the indexed evaluator agrees with the interpreter -------------------------------------
 
 describe('matchSegments agrees with the reference interpreter', () => {
@@ -470,6 +526,21 @@ describe('matchSegments agrees with the reference interpreter', () => {
         },
       ),
       { ...params, numRuns: 1500 },
+    );
+  });
+
+  it('for rule sets validation would reject, too', () => {
+    fc.assert(
+      fc.property(
+        lenientRuleSetArb,
+        fc.array(profileArb, { minLength: 1, maxLength: 3 }),
+        contextArb,
+        (rs, people, ctx) => {
+          const compiled = compileRuleSet(rs);
+          for (const p of people) expect(compiled.matchSegments(p, ctx)).toEqual(referenceMatch(rs, p, ctx));
+        },
+      ),
+      { ...params, numRuns: 500 },
     );
   });
 
