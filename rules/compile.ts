@@ -141,6 +141,8 @@ export function mixHash(a: number, b: number): number {
 interface PreparedPerson {
   readonly keys: Int32Array;
   readonly hash: number;
+  /** ladder position per stage-brand (-1 off the ladder) */
+  readonly stagePos: Int32Array;
 }
 
 interface Guard {
@@ -181,6 +183,9 @@ export class CompiledRuleSet {
   private postings: Int32Array[] = [];
   /** segments that no key guards: evaluated for everyone */
   private unguarded: Int32Array = new Int32Array(0);
+  /** The same two, restricted to segments some campaign lists: all a decision needs. */
+  private campaignPostings: Int32Array[] = [];
+  private campaignUnguarded: Int32Array = new Int32Array(0);
 
   private readonly prepared = new WeakMap<Profile, PreparedPerson>();
   private readonly state: EvalState;
@@ -300,6 +305,9 @@ export class CompiledRuleSet {
     this.campaignIndex = new Map(campaigns.map((c) => [c.id, c.index]));
     this.brands = brands;
     this.campaignsBySegment = bySegment.map((l) => Int32Array.from(l));
+    const listed = (s: number) => bySegment[s]!.length > 0;
+    this.campaignPostings = this.postings.map((l) => l.filter(listed));
+    this.campaignUnguarded = this.unguarded.filter(listed);
 
     this.state = {
       profile: { id: '', tags: [] },
@@ -343,6 +351,7 @@ export class CompiledRuleSet {
   evaluate(
     profile: Profile,
     contextTags: readonly string[] | undefined,
+    campaignSegmentsOnly = false,
   ): { list: Int32Array; count: number } {
     const st = this.state;
     let epoch = st.epoch + 1;
@@ -373,17 +382,15 @@ export class CompiledRuleSet {
       }
       for (let i = 0; i < ctxKeys.length; i++) stamp[ctxKeys[i]!] = epoch;
     }
-    // Stage positions per stage-brand, and their keys (which depend on the profile only, so
-    // they are part of the prepared keys already).
-    for (let b = 0; b < this.stageBrands.length; b++) {
-      st.stagePos[b] = this.stagePosition(this.stageOf(profile, this.stageBrands[b]!));
-    }
+    // Stage positions per stage-brand were worked out with the prepared person (they depend on
+    // the profile only), and so were their keys.
+    st.stagePos = person.stagePos;
 
     // Candidates: the unguarded segments, then those filed under keys the person holds.
     // A segment may already have been evaluated as a reference from another one: `listed`
     // marks what is in the matched list, `segSeen` what has been evaluated.
-    let count = this.visitList(this.unguarded, 0);
-    const postings = this.postings;
+    let count = this.visitList(campaignSegmentsOnly ? this.campaignUnguarded : this.unguarded, 0);
+    const postings = campaignSegmentsOnly ? this.campaignPostings : this.postings;
     for (let i = 0; i < keys.length; i++) count = this.visitList(postings[keys[i]!]!, count);
     for (let i = 0; i < ctxKeys.length; i++) count = this.visitList(postings[ctxKeys[i]!]!, count);
     const matched = this.matched;
@@ -473,11 +480,26 @@ export class CompiledRuleSet {
         if (k !== undefined && typeof clv[brand] === 'number') keys.push(k);
       }
     }
-    for (let b = 0; b < this.stageBrands.length; b++) {
-      const pos = this.stagePosition(this.stageOf(profile, this.stageBrands[b]!));
+    // Stage positions: the default for every stage-brand, then the person's own entries (a few),
+    // rather than a keyed probe per stage-brand (dozens, mostly misses).
+    const stagePos = new Int32Array(this.stageBrands.length).fill(this.stagePosition(this.defaultStage));
+    const stages = profile.stages as Record<string, unknown> | undefined;
+    if (stages !== null && typeof stages === 'object' && stagePos.length > 0) {
+      for (const brand in stages) {
+        const b = this.stageBrandIndex.get(brand);
+        const s = b === undefined ? undefined : stages[brand];
+        if (typeof s === 'string') stagePos[b!] = this.stagePosition(s);
+      }
+    }
+    for (let b = 0; b < stagePos.length; b++) {
+      const pos = stagePos[b]!;
       keys.push(this.stageKeyBase[b]! + (pos < 0 ? this.funnel.length : pos));
     }
-    p = { keys: Int32Array.from(keys), hash: hashString(typeof profile.id === 'string' ? profile.id : '') };
+    p = {
+      keys: Int32Array.from(keys),
+      hash: hashString(typeof profile.id === 'string' ? profile.id : ''),
+      stagePos,
+    };
     this.prepared.set(profile, p);
     return p;
   }

@@ -41,7 +41,7 @@ const ALL_HOURS = 0xffffff;
 /** How far ahead a push send time is searched (in steps of at most an hour). */
 const MAX_SEND_STEPS = 24 * 15;
 
-const enum Drop {
+enum Drop {
   None = 0,
   NoSegment = 1,
   Stage = 2,
@@ -101,7 +101,8 @@ export function decide(
 ): DecisionResult {
   const placements = request.placements;
   const explain = request.explain === true;
-  const { list, count } = compiled.evaluate(person, request.contextTags);
+  // Without explain, only the segments campaigns list need evaluating (others on reference).
+  const { list, count } = compiled.evaluate(person, request.contextTags, !explain);
   const personHash = compiled.personHash(person);
 
   // Campaigns reachable from the matched segments, in rule order.
@@ -165,7 +166,8 @@ export function decide(
     const placement = placements[p]!;
     const pid = placement.id;
     const pMask = placement.channels === undefined ? ALL_CHANNELS_MASK : channelMaskOf(placement.channels);
-    const formats = placement.formats === undefined || placement.formats.length === 0 ? null : placement.formats;
+    const formats =
+      placement.formats === undefined || placement.formats.length === 0 ? null : placement.formats;
     const options: Option[] = [];
     for (let i = 0; i < contenders.length; i++) {
       const k = contenders[i]!;
@@ -187,7 +189,8 @@ export function decide(
           o.channels &= ~(1 << o.channel);
           if (!pickChannel(o, person, compiled)) {
             options.splice(bi, 1);
-            if (o.contender.drop === Drop.Channel || o.contender.drop === Drop.Format) o.contender.drop = Drop.Flight;
+            if (o.contender.drop === Drop.Channel || o.contender.drop === Drop.Format)
+              o.contender.drop = Drop.Flight;
           }
           continue;
         }
