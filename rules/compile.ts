@@ -212,7 +212,7 @@ export class CompiledRuleSet {
 
     // Collect stage brands first: their key ids are laid out as one block per brand.
     for (const seg of ruleSet.segments) this.collectStageBrands(seg.when);
-    for (const brand of this.stageBrands) {
+    for (let b = 0; b < this.stageBrands.length; b++) {
       this.stageKeyBase.push(this.keyCount);
       this.keyCount += this.funnel.length + 1;
     }

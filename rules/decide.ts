@@ -331,7 +331,7 @@ function pickChannel(o: Option, person: Profile, compiled: CompiledRuleSet): boo
   for (let i = 0; i < CHANNELS.length; i++) {
     if ((o.channels & (1 << i)) === 0) continue;
     const raw = aff !== null && typeof aff === 'object' ? aff[CHANNELS[i]!] : undefined;
-    const a = typeof raw === 'number' && raw > 0 ? (raw > 1 ? 1 : raw) : 0;
+    const a = typeof raw === 'number' && raw > 0 ? Math.min(raw, 1) : 0;
     if (a > bestAff) {
       bestAff = a;
       bestCh = i;

@@ -10,7 +10,13 @@ const BUCKET_MS = 15 * MINUTE_MS;
 const MAX_CACHED_BUCKETS = 4096;
 
 const DURATION = /^(\d{1,6})(s|m|h|d|w)$/;
-const UNIT_MS: Record<string, number> = { s: 1000, m: MINUTE_MS, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const UNIT_MS: Record<string, number> = {
+  s: 1000,
+  m: MINUTE_MS,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
 
 /** A duration such as `90s`, `30m`, `12h`, `1d`, `2w`, in ms; null when malformed or zero. */
 export function parseDuration(text: string): number | null {

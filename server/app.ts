@@ -3,8 +3,8 @@
  * decision service, the data plane (uWebSockets.js) and the control plane (Hono).
  */
 import type { Config } from './config.js';
-import { demoAliases, demoProfile } from './demo/profiles.js';
 import { DecisionService } from './decision/service.js';
+import { demoAliases, demoProfile } from './demo/profiles.js';
 import { createAdminApp, listenAdmin } from './http/admin.js';
 import { createDataPlane, type Listener, listen } from './http/data-plane.js';
 import { loadRuleSetFile } from './ruleset-file.js';
@@ -40,7 +40,9 @@ export async function openStore(config: Config, log: (line: string) => void): Pr
   for (let i = 0; i < config.demoPeople; i++) batch.push(demoProfile(i));
   await store.putProfiles(batch);
   for (let i = 0; i < config.demoPeople; i++) await store.linkAliases(`p-${i}`, demoAliases(i));
-  log(`profile store: embedded, ${config.demoPeople} synthetic demo profiles loaded (p-0 .. p-${config.demoPeople - 1})`);
+  log(
+    `profile store: embedded, ${config.demoPeople} synthetic demo profiles loaded (p-0 .. p-${config.demoPeople - 1})`,
+  );
   return store;
 }
 

@@ -7,6 +7,7 @@ export const packr = new Packr({ useRecords: false });
 export interface Reply {
   status: number;
   headers: Headers;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read replies field by field
   body: any;
 }
 
