@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { Profile } from '../../rules/types.js';
 import { CachedStore } from './cached.js';
 import { EmbeddedStore } from './embedded.js';
-import type { PersonRecord, ProfileStore } from './types.js';
+import type { PersonRecord, PersonStore } from './types.js';
 
 const T0 = Date.parse('2026-11-24T04:00:00.000Z');
 const DAY = 86_400_000;
@@ -316,7 +316,7 @@ describe('CachedStore', () => {
     await cache.close();
     expect(backing.closedCalls).toBe(1);
     await expect(backing.ping()).rejects.toThrow();
-    const fakeRedis = { kind: 'redis' } as ProfileStore;
+    const fakeRedis = { kind: 'redis' } as PersonStore;
     expect(new CachedStore(fakeRedis, { maxPeople: 1, maxAliases: 1, ttlMs: 1 }).kind).toBe('redis');
   });
 

@@ -16,7 +16,16 @@ import { LRUCache } from 'lru-cache';
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
 import type { PersonPeek } from '../decision/service.js';
 import { aliasMember, appendImpression, impressionLimits, setCounter } from './codec.js';
-import type { PersonRecord, ProfileStore } from './types.js';
+import type {
+  EventResult,
+  EventStore,
+  EventWrite,
+  FunnelCounts,
+  PersonRecord,
+  PersonStore,
+  ProfilePatch,
+  ProfileStore,
+} from './types.js';
 
 export interface CachedStoreOptions {
   /** People kept (profile + counters, misses included). */
@@ -51,8 +60,8 @@ interface InFlight<T> {
 
 const EMPTY_COUNTERS: FrequencyCounters = Object.freeze({});
 
-export class CachedStore implements ProfileStore, PersonPeek {
-  private readonly backing: ProfileStore;
+export class CachedStore implements ProfileStore, EventStore, PersonPeek {
+  private readonly backing: PersonStore;
   private readonly people: LRUCache<string, PersonRecord>;
   private readonly aliases: LRUCache<string, AliasEntry>;
   private readonly loadingPeople = new Map<string, InFlight<PersonRecord>>();
@@ -67,7 +76,7 @@ export class CachedStore implements ProfileStore, PersonPeek {
     invalidations: 0,
   };
 
-  constructor(backing: ProfileStore, opts: CachedStoreOptions) {
+  constructor(backing: PersonStore, opts: CachedStoreOptions) {
     this.backing = backing;
     const ttl = Math.max(1, opts.ttlMs);
     const clock = opts.now === undefined ? {} : { perf: { now: opts.now }, ttlResolution: 0 };
@@ -234,6 +243,34 @@ export class CachedStore implements ProfileStore, PersonPeek {
       this.invalidatePerson(pid);
       this.invalidateAliasesOf(pid);
     }
+  }
+
+  /** Every person an event touches is dropped from the cache (before and after the write). */
+  async applyEvents(events: readonly EventWrite[]): Promise<EventResult[]> {
+    const pids = new Set(events.map((e) => e.pid));
+    for (const pid of pids) this.invalidatePerson(pid);
+    try {
+      return await this.backing.applyEvents(events);
+    } finally {
+      for (const pid of pids) this.invalidatePerson(pid);
+    }
+  }
+
+  async patchProfile(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {
+    this.invalidatePerson(pid);
+    try {
+      return await this.backing.patchProfile(pid, patch, now);
+    } finally {
+      this.invalidatePerson(pid);
+    }
+  }
+
+  funnel(brand: string, fromDay: string, toDay: string): Promise<FunnelCounts> {
+    return this.backing.funnel(brand, fromDay, toDay);
+  }
+
+  aliasesOf(pid: string): Promise<Record<string, string>> {
+    return this.backing.aliasesOf(pid);
   }
 
   ping(): Promise<void> {

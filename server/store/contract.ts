@@ -1,13 +1,22 @@
 /**
- * The contract every ProfileStore passes (embedded, Redis, and the cache in front of either):
- * run it with `describeStoreContract(name, makeStore)` from a test file.
+ * The contract every store passes (embedded, Redis, and the cache in front of either): profiles,
+ * aliases, counters, events, patches, funnels, and (where the fixture brings them) versioned
+ * rule sets and the bus. Run it with `describeStoreContract(name, makeStore)` from a test file.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Profile } from '../../rules/types.js';
-import type { ProfileStore } from './types.js';
+import type { Bus, BusMessage, EventWrite, PersonStore, RuleSetStore } from './types.js';
 
 export interface StoreFixture {
-  store: ProfileStore;
+  store: PersonStore;
+  /** Rule sets on the same backend, announcing activations on `bus`. */
+  ruleSets?: RuleSetStore;
+  /** The bus of this instance. */
+  bus?: Bus;
+  /** Another instance's bus on the same backend (closed by the fixture's dispose). */
+  makeBus?(): Promise<Bus>;
+  /** Puts raw text on the bus channel, as a foreign or broken publisher would. */
+  publishRaw?(text: string): Promise<void>;
   /** Moves time on by `ms` for everything the store ages by (a fake clock, or a real sleep). */
   advance(ms: number): Promise<void>;
   /** Keys left on the server whose name or string value mentions `text` (stores with a server). */
@@ -19,6 +28,17 @@ export interface StoreFixture {
 const T0 = Date.parse('2026-11-24T04:00:00.000Z');
 const MINUTE = 60_000;
 const DAY = 86_400_000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Waits until `check` holds (for deliveries that arrive asynchronously), failing after a while. */
+async function eventually(check: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
 
 let serial = 0;
 /** A person id no other test uses (stores may share a server). */
@@ -53,9 +73,9 @@ export function describeStoreContract(
   name: string,
   makeStore: () => StoreFixture | Promise<StoreFixture>,
 ): void {
-  describe(`ProfileStore contract: ${name}`, () => {
+  describe(`store contract: ${name}`, () => {
     let fx: StoreFixture;
-    let store: ProfileStore;
+    let store: PersonStore;
     beforeEach(async () => {
       fx = await makeStore();
       store = fx.store;
@@ -268,6 +288,430 @@ export function describeStoreContract(
         expect(await fx.keysMentioning(onlyAlias)).toEqual([]);
         expect(await fx.keysMentioning(onlyCounters)).toEqual([]);
       }
+    });
+
+    // ---- stages, funnels, events, patches ----------------------------------------------------------
+
+    it('keeps stages beside the profile and merges them in wherever a profile is read', async () => {
+      const id = freshId('stages');
+      const brand = freshId('brand');
+      await store.putProfile({ id, tags: ['a'], stages: { [brand]: 'aware', other: 'act' } });
+      expect(await store.getProfile(id)).toEqual({
+        id,
+        tags: ['a'],
+        stages: { [brand]: 'aware', other: 'act' },
+      });
+      const [result] = await store.applyEvents([
+        {
+          eventId: freshId('ev'),
+          pid: id,
+          at: T0,
+          stage: { brand, defaultStage: 'aware', next: { aware: 'appeal' } },
+        },
+      ]);
+      expect(result).toEqual({ outcome: 'applied', moved: { brand, from: 'aware', to: 'appeal' } });
+      const expected = { id, tags: ['a'], stages: { [brand]: 'appeal', other: 'act' } };
+      expect(await store.getProfile(id)).toEqual(expected);
+      expect((await store.loadPerson(id)).profile).toEqual(expected);
+      // A person known only by a stage an event gave them is a profile without tags.
+      const anon = freshId('anon-stage');
+      await store.applyEvents([
+        {
+          eventId: freshId('ev'),
+          pid: anon,
+          at: T0,
+          stage: { brand, defaultStage: 'aware', next: { aware: 'appeal' } },
+        },
+      ]);
+      expect(await store.getProfile(anon)).toEqual({ id: anon, tags: [], stages: { [brand]: 'appeal' } });
+      expect(await store.loadPerson(anon)).toEqual({
+        profile: { id: anon, tags: [], stages: { [brand]: 'appeal' } },
+        counters: {},
+      });
+      // Writing a profile without stages removes them.
+      await store.putProfile({ id, tags: ['b'] });
+      expect(await store.getProfile(id)).toEqual({ id, tags: ['b'] });
+    });
+
+    it('keeps funnel counts equal to the stored stages through puts, imports, patches, events and forgetting', async () => {
+      const b = freshId('brand');
+      const [p1, p2, p3, p4] = [1, 2, 3, 4].map((i) => freshId(`fn${i}`)) as [string, string, string, string];
+      const counts = async () => (await store.funnel(b, '2026-11-24', '2026-11-24')).stages;
+      expect(await store.funnel(b, '2026-11-24', '2026-11-24')).toEqual({ brand: b, stages: {}, moves: {} });
+      await store.putProfile({ id: p1, tags: [], stages: { [b]: 'aware' } });
+      await store.putProfile({ id: p2, tags: [], stages: { [b]: 'aware', unrelated: 'act' } });
+      await store.putProfile({ id: p3, tags: [], stages: { [b]: 'act' } });
+      expect(await counts()).toEqual({ aware: 2, act: 1 });
+      // A put changing A to B moves one person; the same put again changes nothing.
+      await store.putProfile({ id: p1, tags: [], stages: { [b]: 'appeal' } });
+      await store.putProfile({ id: p1, tags: ['x'], stages: { [b]: 'appeal' } });
+      expect(await counts()).toEqual({ aware: 1, appeal: 1, act: 1 });
+      await store.putProfiles([
+        { id: p2, tags: [], stages: { [b]: 'act' } },
+        { id: p4, tags: [], stages: { [b]: 'aware' } },
+      ]);
+      expect(await counts()).toEqual({ appeal: 1, act: 2, aware: 1 });
+      await store.putProfile({ id: p3, tags: [] });
+      expect(await counts()).toEqual({ appeal: 1, act: 1, aware: 1 });
+      await store.patchProfile(p1, { stages: { [b]: null } }, T0);
+      await store.patchProfile(p4, { stages: { [b]: 'advocate' } }, T0);
+      expect(await counts()).toEqual({ act: 1, advocate: 1 });
+      const [moved] = await store.applyEvents([
+        {
+          eventId: freshId('ev'),
+          pid: p2,
+          at: T0,
+          stage: { brand: b, defaultStage: 'aware', next: { act: 'advocate' } },
+        },
+      ]);
+      expect(moved?.moved).toEqual({ brand: b, from: 'act', to: 'advocate' });
+      expect(await counts()).toEqual({ advocate: 2 });
+      expect(await store.forgetPerson(p2)).toBe(true);
+      expect(await counts()).toEqual({ advocate: 1 });
+      expect(await store.forgetPerson(p4)).toBe(true);
+      expect(await counts()).toEqual({});
+      // Only the event was a move.
+      expect((await store.funnel(b, '2026-11-24', '2026-11-24')).moves).toEqual({
+        '2026-11-24': { 'act>advocate': 1 },
+      });
+      if (fx.keysMentioning !== undefined) expect(await fx.keysMentioning(p2)).toEqual([]);
+    });
+
+    it('applies each event once: the same batch again is all duplicates, counted once', async () => {
+      const id = freshId('idem');
+      const b = freshId('brand');
+      const stage = { brand: b, defaultStage: 'aware', next: { aware: 'appeal', appeal: 'act' } };
+      const batch: EventWrite[] = [
+        { eventId: freshId('e1'), pid: id, at: T0, impression: { campaign: 'c', keep: 10, ttlMs: DAY } },
+        { eventId: freshId('e2'), pid: id, at: T0 + MINUTE, stage },
+        { eventId: freshId('e3'), pid: id, at: T0 + 2 * MINUTE, stage },
+      ];
+      expect(await store.applyEvents(batch)).toEqual([
+        { outcome: 'applied' },
+        { outcome: 'applied', moved: { brand: b, from: 'aware', to: 'appeal' } },
+        { outcome: 'applied', moved: { brand: b, from: 'appeal', to: 'act' } },
+      ]);
+      expect(await store.applyEvents(batch)).toEqual([
+        { outcome: 'duplicate' },
+        { outcome: 'duplicate' },
+        { outcome: 'duplicate' },
+      ]);
+      // The same id twice in one batch: the second is a duplicate.
+      const again = freshId('e4');
+      const twice = await store.applyEvents([
+        { eventId: again, pid: id, at: T0, impression: { campaign: 'c', keep: 10, ttlMs: DAY } },
+        { eventId: again, pid: id, at: T0, impression: { campaign: 'c', keep: 10, ttlMs: DAY } },
+      ]);
+      expect(twice.map((r) => r.outcome)).toEqual(['applied', 'duplicate']);
+      expect(await store.applyEvents([])).toEqual([]);
+      const record = await store.loadPerson(id);
+      expect(record.counters).toEqual({ c: [T0, T0] });
+      expect(record.profile?.stages).toEqual({ [b]: 'act' });
+      const f = await store.funnel(b, '2026-11-24', '2026-11-24');
+      expect(f.stages).toEqual({ act: 1 });
+      expect(f.moves).toEqual({ '2026-11-24': { 'aware>appeal': 1, 'appeal>act': 1 } });
+    });
+
+    it('counts an impression event against caps exactly like recordImpression', async () => {
+      const direct = freshId('direct');
+      const viaEvents = freshId('events');
+      const impressions: Array<[string, number, number, number]> = [
+        ['x90', T0 + 5 * MINUTE, 3, DAY],
+        ['x90', T0 + 1 * MINUTE, 3, DAY],
+        ['x90', T0 + 3 * MINUTE, 3, DAY],
+        ['x90', T0 + 4 * MINUTE, 3, DAY],
+        ['x90', T0, 3, DAY],
+        ['pad', T0, 10, 5 * MINUTE],
+        ['pad', T0 + 10 * MINUTE, 10, 5 * MINUTE],
+        ['zero', T0, 0, DAY],
+      ];
+      for (const [campaign, at, keep, ttlMs] of impressions)
+        await store.recordImpression(direct, campaign, at, keep, ttlMs);
+      await store.applyEvents(
+        impressions.map(([campaign, at, keep, ttlMs]) => ({
+          eventId: freshId('imp'),
+          pid: viaEvents,
+          at,
+          impression: { campaign, keep, ttlMs },
+        })),
+      );
+      const a = (await store.loadPerson(direct)).counters;
+      expect(a).toEqual({
+        x90: [T0 + 3 * MINUTE, T0 + 4 * MINUTE, T0 + 5 * MINUTE],
+        pad: [T0 + 10 * MINUTE],
+        zero: [T0],
+      });
+      expect((await store.loadPerson(viaEvents)).counters).toEqual(a);
+    });
+
+    it('moves people along the table: default stage, listed stages, `*`, and no move', async () => {
+      const b = freshId('brand');
+      const id = freshId('mover');
+      const next = { aware: 'appeal', appeal: 'act', '*': 'aware' };
+      const move = (n: Readonly<Record<string, string>>, defaultStage = 'aware') =>
+        store
+          .applyEvents([
+            { eventId: freshId('mv'), pid: id, at: T0, stage: { brand: b, defaultStage, next: n } },
+          ])
+          .then((r) => r[0]);
+      // Nothing recorded: at the default stage, which is not counted, so only the new stage is.
+      expect(await move(next)).toEqual({
+        outcome: 'applied',
+        moved: { brand: b, from: 'aware', to: 'appeal' },
+      });
+      expect((await store.funnel(b, '2026-11-24', '2026-11-24')).stages).toEqual({ appeal: 1 });
+      expect((await move(next))?.moved).toEqual({ brand: b, from: 'appeal', to: 'act' });
+      // `act` is not listed: `*` applies.
+      expect((await move(next))?.moved).toEqual({ brand: b, from: 'act', to: 'aware' });
+      // Not listed and no `*`: no move. A move to where they are: no move.
+      expect(await move({ act: 'advocate' })).toEqual({ outcome: 'applied' });
+      expect(await move({ aware: 'aware', '*': 'act' })).toEqual({ outcome: 'applied' });
+      // Inherited object keys are not stages of the table.
+      expect(await move({ aware: 'constructor' })).toEqual({
+        outcome: 'applied',
+        moved: { brand: b, from: 'aware', to: 'constructor' },
+      });
+      expect(await move({ toString: 'aware' })).toEqual({ outcome: 'applied' });
+      expect((await store.funnel(b, '2026-11-24', '2026-11-24')).stages).toEqual({ constructor: 1 });
+      // A person at the default stage the table does not move records nothing.
+      const idle = freshId('idle');
+      const [r] = await store.applyEvents([
+        {
+          eventId: freshId('mv'),
+          pid: idle,
+          at: T0,
+          stage: { brand: b, defaultStage: 'aware', next: { act: 'advocate' } },
+        },
+      ]);
+      expect(r).toEqual({ outcome: 'applied' });
+      expect(await store.getProfile(idle)).toBeNull();
+      expect((await store.funnel(b, '2026-11-24', '2026-11-24')).moves).toEqual({
+        '2026-11-24': { 'aware>appeal': 1, 'appeal>act': 1, 'act>aware': 1, 'aware>constructor': 1 },
+      });
+    });
+
+    it('counts moves per UTC day of the event', async () => {
+      const b = freshId('brand');
+      const next = { aware: 'appeal', appeal: 'act' };
+      const lateOn23 = Date.parse('2026-11-23T23:59:59.999Z');
+      const startOf24 = Date.parse('2026-11-24T00:00:00.000Z');
+      const events: EventWrite[] = [];
+      for (const [i, at] of [lateOn23, lateOn23, startOf24].entries()) {
+        events.push({
+          eventId: freshId('d'),
+          pid: `${b}-p${i}`,
+          at,
+          stage: { brand: b, defaultStage: 'aware', next },
+        });
+      }
+      events.push({
+        eventId: freshId('d'),
+        pid: `${b}-p0`,
+        at: startOf24 + DAY,
+        stage: { brand: b, defaultStage: 'aware', next },
+      });
+      await store.applyEvents(events);
+      const f = await store.funnel(b, '2026-11-22', '2026-11-25');
+      expect(f).toEqual({
+        brand: b,
+        stages: { appeal: 2, act: 1 },
+        moves: {
+          '2026-11-23': { 'aware>appeal': 2 },
+          '2026-11-24': { 'aware>appeal': 1 },
+          '2026-11-25': { 'appeal>act': 1 },
+        },
+      });
+      expect((await store.funnel(b, '2026-11-24', '2026-11-24')).moves).toEqual({
+        '2026-11-24': { 'aware>appeal': 1 },
+      });
+      expect((await store.funnel(b, '2026-11-25', '2026-11-24')).moves).toEqual({});
+      await expect(store.funnel(b, '2026-13-01', '2026-11-24')).rejects.toThrow();
+      await expect(store.funnel(b, '2020-01-01', '2026-11-24')).rejects.toThrow();
+      for (const pid of [0, 1, 2]) await store.forgetPerson(`${b}-p${pid}`);
+    });
+
+    it('patches a profile: tags, maps with null removals, active hours and time zone', async () => {
+      const id = freshId('patch');
+      const b = freshId('brand');
+      await store.putProfile({
+        ...fullProfile(id),
+        stages: { [b]: 'aware', joymall: 'advocate' },
+      });
+      const patched = await store.patchProfile(
+        id,
+        {
+          removeTags: ['age:25-34', 'not-there'],
+          addTags: ['circle:new-parent', 'group:g3', 'circle:new-parent'],
+          stages: { [b]: 'act', joymall: null },
+          clv: { vivo: null, brightpad: 50 },
+          attrs: { price_band: null, kids: 2 },
+          channels: { email: null, video: 0.5 },
+          activeHours: [7, 22],
+          timezone: null,
+        },
+        T0,
+      );
+      const full = fullProfile(id);
+      const expected: Profile = {
+        id,
+        tags: [...full.tags.filter((t) => t !== 'age:25-34'), 'circle:new-parent'],
+        stages: { [b]: 'act' },
+        clv: { brightpad: 50, joymall: 12 },
+        attrs: { city_tier: 1, age: 31, vip: true, gender: 'f', score: -0.25, kids: 2 },
+        channels: { display: 0.3, app_push: 0.85, sms: 1, video: 0.5 },
+        activeHours: [7, 22],
+        updatedAt: T0,
+      };
+      expect(patched).toEqual(expected);
+      expect(await store.getProfile(id)).toEqual(expected);
+      expect((await store.loadPerson(id)).profile).toEqual(expected);
+      expect((await store.funnel(b, '2026-11-24', '2026-11-24')).stages).toEqual({ act: 1 });
+      // Clearing active hours; maps emptied by a patch are dropped; an empty patch only stamps.
+      const cleared = await store.patchProfile(
+        id,
+        { activeHours: null, stages: { [b]: null }, clv: { brightpad: null, joymall: null } },
+        T0 + 1,
+      );
+      const { activeHours: _a, stages: _s, clv: _c, ...rest } = expected;
+      expect(cleared).toEqual({ ...rest, updatedAt: T0 + 1 });
+      expect(await store.patchProfile(id, {}, T0 + 2)).toEqual({ ...rest, updatedAt: T0 + 2 });
+      expect((await store.funnel(b, '2026-11-24', '2026-11-24')).stages).toEqual({});
+      // Unknown people are not created by a patch.
+      const ghost = freshId('ghost');
+      expect(await store.patchProfile(ghost, { addTags: ['x'] }, T0)).toBeNull();
+      expect(await store.getProfile(ghost)).toBeNull();
+    });
+
+    it('patches concurrently without losing a change', async () => {
+      const id = freshId('concurrent');
+      await store.putProfile({ id, tags: [] });
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          store.patchProfile(id, { addTags: [`t${i}`], attrs: { [`a${i}`]: i } }, T0 + i),
+        ),
+      );
+      const back = await store.getProfile(id);
+      expect(back?.tags.slice().sort()).toEqual(Array.from({ length: 20 }, (_, i) => `t${i}`).sort());
+      expect(Object.keys(back?.attrs ?? {}).length).toBe(20);
+    });
+
+    it('lists the aliases of a person', async () => {
+      const a = freshId('aliases');
+      const b = freshId('aliases-b');
+      expect(await store.aliasesOf(a)).toEqual({});
+      await store.linkAliases(a, { idfa: `idfa-${a}`, phone: `ph:${a}` });
+      expect(await store.aliasesOf(a)).toEqual({ idfa: `idfa-${a}`, phone: `ph:${a}` });
+      await store.linkAliases(b, { phone: `ph:${a}` });
+      expect(await store.aliasesOf(a)).toEqual({ idfa: `idfa-${a}` });
+      expect(await store.aliasesOf(b)).toEqual({ phone: `ph:${a}` });
+      await store.forgetPerson(a);
+      await store.forgetPerson(b);
+      expect(await store.aliasesOf(a)).toEqual({});
+    });
+
+    // ---- rule sets and the bus ------------------------------------------------------------------
+
+    it('keeps rule-set versions, newest first, and announces an activation on the bus', async () => {
+      const rs = fx.ruleSets;
+      const bus = fx.bus;
+      if (rs === undefined || bus === undefined) return;
+      const heard: BusMessage[] = [];
+      const off = await bus.subscribe((m) => heard.push(m));
+      const meta = (n: number) => ({
+        checksum: `sha256:${n}`,
+        format: 'yaml' as const,
+        createdBy: 'ops',
+        createdAt: T0 + n,
+        bytes: 10 + n,
+      });
+      const v1 = await rs.addRuleSet('funnel: [a]\n', meta(1));
+      const v2 = await rs.addRuleSet('{"funnel": ["b"]}', { ...meta(2), format: 'json' });
+      expect(v2).toBe(v1 + 1);
+      const list = await rs.listRuleSets();
+      expect(list.slice(0, 2)).toEqual([
+        { version: v2, ...meta(2), format: 'json' },
+        { version: v1, ...meta(1) },
+      ]);
+      expect(list.map((m) => m.version)).toEqual([...list.map((m) => m.version)].sort((x, y) => y - x));
+      expect(await rs.getRuleSet(v1)).toEqual({ meta: { version: v1, ...meta(1) }, source: 'funnel: [a]\n' });
+      expect(await rs.getRuleSet(v2 + 1000)).toBeNull();
+      expect(await rs.activateRuleSet(v2 + 1000, 'ops', T0)).toBe(false);
+      expect(await rs.activateRuleSet(v1, 'alice', T0 + 100)).toBe(true);
+      expect(await rs.activeRuleSet()).toBe(v1);
+      expect((await rs.getRuleSet(v1))?.meta).toEqual({
+        version: v1,
+        ...meta(1),
+        activatedAt: T0 + 100,
+        activatedBy: 'alice',
+      });
+      await eventually(() => heard.some((m) => m.type === 'ruleset' && m.version === v1), 'the activation');
+      // Rollback to another version.
+      expect(await rs.activateRuleSet(v2, 'bob', T0 + 200)).toBe(true);
+      expect(await rs.activeRuleSet()).toBe(v2);
+      await eventually(() => heard.some((m) => m.type === 'ruleset' && m.version === v2), 'the rollback');
+      expect(heard.filter((m) => m.type !== 'ruleset')).toEqual([]);
+      off();
+    });
+
+    it('delivers bus messages to every subscriber, the publisher included, and ignores malformed ones', async () => {
+      const bus = fx.bus;
+      if (bus === undefined || fx.makeBus === undefined) return;
+      const other = await fx.makeBus();
+      const mine: BusMessage[] = [];
+      const theirs: BusMessage[] = [];
+      const offMine = await bus.subscribe((m) => mine.push(m));
+      const offTheirs = await other.subscribe((m) => theirs.push(m));
+      const tag = freshId('bus');
+      await bus.publish({ type: 'person', pid: tag });
+      await other.publish({ type: 'alias', kind: 'idfa', value: tag });
+      const both = [
+        { type: 'person', pid: tag },
+        { type: 'alias', kind: 'idfa', value: tag },
+      ];
+      const ours = (list: BusMessage[]) =>
+        list.filter((m) => (m.type === 'person' && m.pid === tag) || (m.type === 'alias' && m.value === tag));
+      await eventually(
+        () => ours(mine).length === 2 && ours(theirs).length === 2,
+        'both messages on both buses',
+      );
+      expect(ours(mine)).toEqual(both);
+      expect(ours(theirs)).toEqual(both);
+      if (fx.publishRaw !== undefined) {
+        for (const raw of [
+          'not json',
+          '{"type":"ruleset","version":"7"}',
+          '[1,2]',
+          'null',
+          '{"type":"nope"}',
+        ])
+          await fx.publishRaw(raw);
+        await bus.publish({ type: 'ruleset', version: 424242 });
+        await eventually(
+          () => mine.some((m) => m.type === 'ruleset' && m.version === 424242),
+          'a message after junk',
+        );
+        expect(mine.filter((m) => m.type === 'ruleset' && m.version !== 424242)).toEqual([]);
+      }
+      // A handler that throws does not stop the others.
+      const offThrow = await bus.subscribe(() => {
+        throw new Error('boom');
+      });
+      await bus.publish({ type: 'person', pid: `${tag}-2` });
+      await eventually(
+        () => theirs.some((m) => m.type === 'person' && m.pid === `${tag}-2`),
+        'delivery past a throwing handler',
+      );
+      offThrow();
+      // Unsubscribed: no more deliveries.
+      offTheirs();
+      await bus.publish({ type: 'person', pid: `${tag}-3` });
+      await eventually(
+        () => mine.some((m) => m.type === 'person' && m.pid === `${tag}-3`),
+        'the last message',
+      );
+      await sleep(20);
+      expect(theirs.some((m) => m.type === 'person' && m.pid === `${tag}-3`)).toBe(false);
+      offMine();
     });
   });
 }

@@ -2,7 +2,9 @@
  * The profile store in process: for the demo (no Redis) and for tests. It behaves like the Redis
  * store: profiles are kept encoded with the same codec (so a returned object is always a fresh
  * copy and nobody can change stored state through it), counters follow the same keep/ttl rules
- * and expire as a whole, and aliases move between people the same way.
+ * and expire as a whole, aliases move between people the same way, stages are kept apart from
+ * the profile (as `st:{pid}`) with funnel counts that always sum what is stored, and events are
+ * deduplicated by id for the same window.
  */
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
 import {
@@ -15,11 +17,41 @@ import {
   impressionLimits,
   setCounter,
 } from './codec.js';
-import type { PersonRecord, ProfileStore } from './types.js';
+import {
+  aliasRecord,
+  applyPatch,
+  checkEvent,
+  DEFAULT_EVENT_DEDUPE_MS,
+  DEFAULT_MOVES_TTL_MS,
+  daysBetween,
+  mergeStages,
+  nextStage,
+  setOwn,
+  splitStages,
+  utcDay,
+} from './person.js';
+import type {
+  EventResult,
+  EventStore,
+  EventWrite,
+  FunnelCounts,
+  PersonRecord,
+  ProfilePatch,
+  ProfileStore,
+} from './types.js';
 
 export interface EmbeddedStoreOptions {
-  /** The clock counters expire by (tests inject one). Default Date.now. */
+  /** The clock counters, event ids and moves expire by (tests inject one). Default Date.now. */
   now?: () => number;
+  /** How long an event id is remembered, ms. Default 7 days. */
+  eventDedupeMs?: number;
+  /** How long the moves of a day are kept after the last one, ms. Default 400 days. */
+  movesTtlMs?: number;
+}
+
+interface DayMoves {
+  counts: Map<string, number>;
+  expiresAt: number;
 }
 
 interface CounterHash {
@@ -27,21 +59,35 @@ interface CounterHash {
   expiresAt: number;
 }
 
-export class EmbeddedStore implements ProfileStore {
+export class EmbeddedStore implements ProfileStore, EventStore {
   readonly kind = 'embedded' as const;
   private readonly now: () => number;
+  private readonly dedupeMs: number;
+  private readonly movesTtlMs: number;
+  /** pid -> profile bytes, without stages */
   private readonly profiles = new Map<string, Buffer>();
+  /** pid -> brand -> stage (`st:{pid}`) */
+  private readonly stages = new Map<string, Map<string, string>>();
+  /** brand -> stage -> people (`fn:{brand}`) */
+  private readonly funnels = new Map<string, Map<string, number>>();
+  /** brand -> day -> `from>to` -> people (`fm:{brand}:<day>`) */
+  private readonly moves = new Map<string, Map<string, DayMoves>>();
+  /** event id -> when it is forgotten (`ev:<id>`) */
+  private readonly seenEvents = new Map<string, number>();
+  private nextSweep = 0;
   private readonly counters = new Map<string, CounterHash>();
   /** `kind:value` -> pid */
   private readonly aliases = new Map<string, string>();
   /** pid -> its `kind:value` aliases */
-  private readonly aliasesOf = new Map<string, Set<string>>();
+  private readonly aliasSets = new Map<string, Set<string>>();
   private closed = false;
   /** Values that did not decode (never expected in process; kept for parity with Redis). */
   corruptValues = 0;
 
   constructor(opts: EmbeddedStoreOptions = {}) {
     this.now = opts.now ?? Date.now;
+    this.dedupeMs = Math.max(1, opts.eventDedupeMs ?? DEFAULT_EVENT_DEDUPE_MS);
+    this.movesTtlMs = Math.max(1, opts.movesTtlMs ?? DEFAULT_MOVES_TTL_MS);
   }
 
   async loadPerson(pid: string): Promise<PersonRecord> {
@@ -61,14 +107,23 @@ export class EmbeddedStore implements ProfileStore {
 
   async putProfile(profile: Profile): Promise<void> {
     this.check();
-    this.profiles.set(profile.id, encodeProfile(profile));
+    const { blob, stages } = splitStages(profile);
+    const bytes = encodeProfile(blob);
+    this.profiles.set(profile.id, bytes);
+    this.replaceStages(profile.id, stages);
   }
 
   async putProfiles(profiles: readonly Profile[]): Promise<void> {
     this.check();
     // Encode everything first: a bad profile leaves the store as it was.
-    const encoded = profiles.map((p) => [p.id, encodeProfile(p)] as const);
-    for (const [id, bytes] of encoded) this.profiles.set(id, bytes);
+    const encoded = profiles.map((p) => {
+      const { blob, stages } = splitStages(p);
+      return [p.id, encodeProfile(blob), stages] as const;
+    });
+    for (const [id, bytes, stages] of encoded) {
+      this.profiles.set(id, bytes);
+      this.replaceStages(id, stages);
+    }
   }
 
   async linkAliases(pid: string, aliases: Readonly<Record<string, string>>): Promise<void> {
@@ -77,13 +132,13 @@ export class EmbeddedStore implements ProfileStore {
       const member = aliasMember(kind, value);
       const previous = this.aliases.get(member);
       if (previous !== undefined && previous !== pid) {
-        const set = this.aliasesOf.get(previous);
+        const set = this.aliasSets.get(previous);
         set?.delete(member);
-        if (set !== undefined && set.size === 0) this.aliasesOf.delete(previous);
+        if (set !== undefined && set.size === 0) this.aliasSets.delete(previous);
       }
       this.aliases.set(member, pid);
-      let mine = this.aliasesOf.get(pid);
-      if (mine === undefined) this.aliasesOf.set(pid, (mine = new Set()));
+      let mine = this.aliasSets.get(pid);
+      if (mine === undefined) this.aliasSets.set(pid, (mine = new Set()));
       mine.add(member);
     }
   }
@@ -97,6 +152,10 @@ export class EmbeddedStore implements ProfileStore {
   ): Promise<void> {
     this.check();
     if (!Number.isFinite(at)) throw new TypeError(`impression time must be a finite number, got ${at}`);
+    this.appendImpression(pid, campaignId, at, keep, ttlMs);
+  }
+
+  private appendImpression(pid: string, campaignId: string, at: number, keep: number, ttlMs: number): void {
     const limits = impressionLimits(keep, ttlMs);
     const now = this.now();
     let hash = this.liveCounters(pid, now);
@@ -115,7 +174,9 @@ export class EmbeddedStore implements ProfileStore {
     let found = this.profiles.delete(pid);
     if (this.liveCounters(pid, this.now()) !== undefined) found = true;
     this.counters.delete(pid);
-    const mine = this.aliasesOf.get(pid);
+    if (this.stages.has(pid)) found = true;
+    this.replaceStages(pid, []);
+    const mine = this.aliasSets.get(pid);
     if (mine !== undefined) {
       for (const member of mine) {
         if (this.aliases.get(member) === pid) {
@@ -123,9 +184,129 @@ export class EmbeddedStore implements ProfileStore {
           found = true;
         }
       }
-      this.aliasesOf.delete(pid);
+      this.aliasSets.delete(pid);
     }
     return found;
+  }
+
+  // ---- events, patches, funnels -----------------------------------------------------------------
+
+  async applyEvents(events: readonly EventWrite[]): Promise<EventResult[]> {
+    this.check();
+    for (const event of events) checkEvent(event);
+    const now = this.now();
+    this.sweepEvents(now);
+    return events.map((event) => this.applyEvent(event, now));
+  }
+
+  private applyEvent(event: EventWrite, now: number): EventResult {
+    const seenUntil = this.seenEvents.get(event.eventId);
+    if (seenUntil !== undefined && seenUntil > now) return { outcome: 'duplicate' };
+    this.seenEvents.set(event.eventId, now + this.dedupeMs);
+    if (event.impression !== undefined) {
+      const { campaign, keep, ttlMs } = event.impression;
+      this.appendImpression(event.pid, campaign, event.at, keep, ttlMs);
+    }
+    if (event.stage === undefined) return { outcome: 'applied' };
+    const { brand, defaultStage, next } = event.stage;
+    const recorded = this.stages.get(event.pid)?.get(brand);
+    const from = recorded ?? defaultStage;
+    const to = nextStage(next, from);
+    if (to === null) return { outcome: 'applied' };
+    this.setStage(event.pid, brand, to);
+    this.recordMove(brand, utcDay(event.at), `${from}>${to}`, now);
+    return { outcome: 'applied', moved: { brand, from, to } };
+  }
+
+  async patchProfile(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {
+    this.check();
+    const current = this.readProfile(pid);
+    if (current === null) return null;
+    const patched = applyPatch(current, patch, now);
+    const { blob, stages } = splitStages(patched);
+    const bytes = encodeProfile(blob);
+    this.profiles.set(pid, bytes);
+    this.replaceStages(pid, stages);
+    return this.readProfile(pid);
+  }
+
+  async funnel(brand: string, fromDay: string, toDay: string): Promise<FunnelCounts> {
+    this.check();
+    const days = daysBetween(fromDay, toDay);
+    const now = this.now();
+    const stages: Record<string, number> = {};
+    for (const [stage, n] of this.funnels.get(brand) ?? []) setOwn(stages, stage, n);
+    const moves: Record<string, Record<string, number>> = {};
+    const byDay = this.moves.get(brand);
+    for (const day of days) {
+      const entry = byDay?.get(day);
+      if (entry === undefined) continue;
+      if (entry.expiresAt <= now) {
+        byDay?.delete(day);
+        continue;
+      }
+      const counts: Record<string, number> = {};
+      for (const [move, n] of entry.counts) setOwn(counts, move, n);
+      moves[day] = counts;
+    }
+    return { brand, stages, moves };
+  }
+
+  async aliasesOf(pid: string): Promise<Record<string, string>> {
+    this.check();
+    return aliasRecord(this.aliasSets.get(pid) ?? []);
+  }
+
+  /** Sets the person's stages to exactly `pairs`, keeping funnel counts in step. */
+  private replaceStages(pid: string, pairs: ReadonlyArray<readonly [string, string]>): void {
+    const old = this.stages.get(pid);
+    const wanted = new Map(pairs);
+    if (old !== undefined) {
+      for (const [brand, stage] of old) {
+        if (wanted.get(brand) !== stage) this.count(brand, stage, -1);
+      }
+    }
+    for (const [brand, stage] of wanted) {
+      if (old?.get(brand) !== stage) this.count(brand, stage, 1);
+    }
+    if (wanted.size === 0) this.stages.delete(pid);
+    else this.stages.set(pid, wanted);
+  }
+
+  private setStage(pid: string, brand: string, stage: string): void {
+    let mine = this.stages.get(pid);
+    if (mine === undefined) this.stages.set(pid, (mine = new Map()));
+    const old = mine.get(brand);
+    if (old === stage) return;
+    if (old !== undefined) this.count(brand, old, -1);
+    this.count(brand, stage, 1);
+    mine.set(brand, stage);
+  }
+
+  private count(brand: string, stage: string, delta: number): void {
+    let counts = this.funnels.get(brand);
+    if (counts === undefined) this.funnels.set(brand, (counts = new Map()));
+    const n = (counts.get(stage) ?? 0) + delta;
+    if (n > 0) counts.set(stage, n);
+    else counts.delete(stage);
+    if (counts.size === 0) this.funnels.delete(brand);
+  }
+
+  private recordMove(brand: string, day: string, move: string, now: number): void {
+    let byDay = this.moves.get(brand);
+    if (byDay === undefined) this.moves.set(brand, (byDay = new Map()));
+    let entry = byDay.get(day);
+    if (entry === undefined || entry.expiresAt <= now)
+      byDay.set(day, (entry = { counts: new Map(), expiresAt: 0 }));
+    entry.counts.set(move, (entry.counts.get(move) ?? 0) + 1);
+    entry.expiresAt = now + this.movesTtlMs;
+  }
+
+  /** Forgets expired event ids now and then (the map would otherwise only grow). */
+  private sweepEvents(now: number): void {
+    if (now < this.nextSweep && this.seenEvents.size < 1_000_000) return;
+    for (const [id, until] of this.seenEvents) if (until <= now) this.seenEvents.delete(id);
+    this.nextSweep = now + Math.min(this.dedupeMs, 60_000);
   }
 
   async ping(): Promise<void> {
@@ -147,10 +328,18 @@ export class EmbeddedStore implements ProfileStore {
 
   private readProfile(pid: string): Profile | null {
     const bytes = this.profiles.get(pid);
-    if (bytes === undefined) return null;
-    const profile = decodeProfile(bytes);
-    if (profile === null) this.corruptValues++;
-    return profile;
+    let blob: Profile | null = null;
+    if (bytes !== undefined) {
+      blob = decodeProfile(bytes);
+      if (blob === null) this.corruptValues++;
+    }
+    const mine = this.stages.get(pid);
+    let stages: Record<string, string> | null = null;
+    if (mine !== undefined) {
+      stages = {};
+      for (const [brand, stage] of mine) setOwn(stages, brand, stage);
+    }
+    return mergeStages(pid, blob, stages);
   }
 
   private liveCounters(pid: string, now: number): CounterHash | undefined {

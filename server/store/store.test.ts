@@ -5,10 +5,12 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisHandle, startRedis } from '../../test/redis-server.js';
+import { EmbeddedBus } from './bus.js';
 import { CachedStore } from './cached.js';
 import { describeStoreContract, type StoreFixture } from './contract.js';
 import { EmbeddedStore } from './embedded.js';
 import { RedisStore } from './redis.js';
+import { EmbeddedRuleSets } from './rulesets.js';
 
 const quiet = () => {};
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -46,9 +48,16 @@ async function keysMentioning(client: Redis, text: string): Promise<string[]> {
 let prefixSerial = 0;
 const freshPrefix = () => `t${process.pid}x${++prefixSerial}:`;
 
+/** Rule sets and buses of an embedded fleet: one hub, a handle per instance. */
+function embeddedFleet(): Pick<StoreFixture, 'ruleSets' | 'bus' | 'makeBus'> {
+  const hub = new EmbeddedBus({ log: quiet });
+  const bus = hub.attach();
+  return { bus, ruleSets: new EmbeddedRuleSets({ bus }), makeBus: async () => hub.attach() };
+}
+
 describeStoreContract('EmbeddedStore', (): StoreFixture => {
   const clock = fakeClock();
-  return { store: new EmbeddedStore({ now: clock.now }), advance: clock.advance };
+  return { store: new EmbeddedStore({ now: clock.now }), advance: clock.advance, ...embeddedFleet() };
 });
 
 describeStoreContract('CachedStore over EmbeddedStore', (): StoreFixture => {
@@ -57,6 +66,7 @@ describeStoreContract('CachedStore over EmbeddedStore', (): StoreFixture => {
   return {
     store: new CachedStore(backing, { maxPeople: 1000, maxAliases: 1000, ttlMs: 100, now: clock.now }),
     advance: clock.advance,
+    ...embeddedFleet(),
   };
 });
 

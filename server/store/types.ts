@@ -127,7 +127,10 @@ export interface RuleSetMeta {
 /** Rule sets, versioned: `rs:seq` counter, `rs:v:<version>` meta + source, `rs:active`. */
 export interface RuleSetStore {
   /** Stores a new version (validated by the caller); resolves with its number (1, 2, …). */
-  addRuleSet(source: string, meta: Omit<RuleSetMeta, 'version' | 'activatedAt' | 'activatedBy'>): Promise<number>;
+  addRuleSet(
+    source: string,
+    meta: Omit<RuleSetMeta, 'version' | 'activatedAt' | 'activatedBy'>,
+  ): Promise<number>;
   /** Every version, newest first. */
   listRuleSets(): Promise<RuleSetMeta[]>;
   getRuleSet(version: number): Promise<{ meta: RuleSetMeta; source: string } | null>;
@@ -150,3 +153,6 @@ export interface Bus {
   subscribe(handler: (message: BusMessage) => void): Promise<() => void>;
   close(): Promise<void>;
 }
+
+/** A profile store that also takes events, patches and answers funnels (both backends are one). */
+export type PersonStore = ProfileStore & EventStore;

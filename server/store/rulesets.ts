@@ -1,0 +1,82 @@
+/**
+ * Versioned rule sets in process, for the embedded store (RedisRuleSets is the same on Redis).
+ * Several servers in one process share one EmbeddedRuleSets and one bus.
+ */
+import type { Bus, RuleSetMeta, RuleSetStore } from './types.js';
+
+export type NewRuleSet = Omit<RuleSetMeta, 'version' | 'activatedAt' | 'activatedBy'>;
+
+/** Throws when the meta of a new rule set cannot be stored as given. */
+export function checkRuleSetMeta(source: string, meta: NewRuleSet): void {
+  if (typeof source !== 'string') throw new TypeError('a rule set source must be a string');
+  if (meta.format !== 'yaml' && meta.format !== 'json') throw new TypeError('format must be yaml or json');
+  if (typeof meta.checksum !== 'string' || typeof meta.createdBy !== 'string')
+    throw new TypeError('checksum and createdBy must be strings');
+  if (!Number.isFinite(meta.createdAt) || !Number.isFinite(meta.bytes))
+    throw new TypeError('createdAt and bytes must be numbers');
+}
+
+export interface EmbeddedRuleSetsOptions {
+  /** Where activations are announced. */
+  bus: Bus;
+}
+
+interface Stored {
+  meta: RuleSetMeta;
+  source: string;
+}
+
+export class EmbeddedRuleSets implements RuleSetStore {
+  private readonly bus: Bus;
+  private readonly versions: Stored[] = [];
+  private active: number | null = null;
+
+  constructor(opts: EmbeddedRuleSetsOptions) {
+    this.bus = opts.bus;
+  }
+
+  async addRuleSet(source: string, meta: NewRuleSet): Promise<number> {
+    checkRuleSetMeta(source, meta);
+    const version = this.versions.length + 1;
+    this.versions.push({
+      source,
+      meta: {
+        version,
+        checksum: meta.checksum,
+        format: meta.format,
+        createdBy: meta.createdBy,
+        createdAt: meta.createdAt,
+        bytes: meta.bytes,
+      },
+    });
+    return version;
+  }
+
+  async listRuleSets(): Promise<RuleSetMeta[]> {
+    return this.versions.map((v) => ({ ...v.meta })).reverse();
+  }
+
+  async getRuleSet(version: number): Promise<{ meta: RuleSetMeta; source: string } | null> {
+    const stored = this.find(version);
+    return stored === undefined ? null : { meta: { ...stored.meta }, source: stored.source };
+  }
+
+  async activeRuleSet(): Promise<number | null> {
+    return this.active;
+  }
+
+  async activateRuleSet(version: number, by: string, at: number): Promise<boolean> {
+    const stored = this.find(version);
+    if (stored === undefined) return false;
+    stored.meta.activatedAt = at;
+    stored.meta.activatedBy = by;
+    this.active = version;
+    await this.bus.publish({ type: 'ruleset', version });
+    return true;
+  }
+
+  private find(version: number): Stored | undefined {
+    if (!Number.isSafeInteger(version) || version < 1) return undefined;
+    return this.versions[version - 1];
+  }
+}
