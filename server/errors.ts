@@ -14,6 +14,8 @@ export const ERRORS = {
   unauthorized: { status: 401, text: 'A bearer token is required' },
   forbidden: { status: 403, text: 'The token does not have the scope this route needs' },
   not_found: { status: 404, text: 'No such route' },
+  ruleset_not_found: { status: 404, text: 'No such rule-set version' },
+  profile_not_found: { status: 404, text: 'No profile is stored for this person' },
   method_not_allowed: { status: 405, text: 'The route does not take this method' },
   body_too_large: { status: 413, text: 'The body is larger than the limit' },
   unsupported_media_type: { status: 415, text: 'Send application/json or application/msgpack' },

@@ -1,0 +1,191 @@
+/**
+ * The control plane API as a Hono app: rule sets, preview, profiles, import, events, funnels and
+ * the OpenAPI document. Every route is registered from the route table (server/control/openapi.ts),
+ * which decides its auth scope, the media types and size limit of its body, and the schema the
+ * body must satisfy; the handlers in rulesets.ts, preview.ts, profiles.ts, events.ts and
+ * funnels.ts get a checked body and the caller.
+ *
+ * Order of checks for a request: token (401), scope (403), media type (415), size (413),
+ * syntax (400 bad_json), schema (400 with the path), then the handler. A handler either
+ * completes its change or makes none; store failures answer 503 store_unavailable.
+ */
+import { type Context, Hono } from 'hono';
+import { ClientError, type ErrorBody } from '../errors.js';
+import type { BusMessage } from '../store/types.js';
+import { type Caller, hasScope, TokenAuth } from './auth.js';
+import {
+  type ControlContext,
+  type ControlDeps,
+  type Register,
+  type RouteHandler,
+  type RouteRequest,
+  RuleSetInvalid,
+} from './context.js';
+import { registerEvents } from './events.js';
+import { registerFunnels } from './funnels.js';
+import { buildOpenApi, honoPath, ROUTES, type RouteSpec, routeSpec, YAML_TYPES } from './openapi.js';
+import { registerPreview } from './preview.js';
+import { registerProfiles } from './profiles.js';
+import { registerRuleSets } from './rulesets.js';
+import { check, decodeText, mediaType, parseJson, readBody } from './validate.js';
+
+export type { ApiToken, Scope } from './auth.js';
+export type { ControlDeps } from './context.js';
+
+export function createControlApp(deps: ControlDeps): Hono {
+  const app = new Hono();
+  const auth = new TokenAuth(deps.tokens);
+  const log = deps.log ?? ((line: string) => console.log(line));
+  const maxBody = deps.maxBodyBytes ?? 1024 * 1024;
+  const maxRuleSet = deps.maxRuleSetBytes ?? 8 * 1024 * 1024;
+  const maxImport = deps.maxImportBytes ?? 4 * 1024 * 1024 * 1024;
+  const limits = { json: maxBody, ruleset: maxRuleSet, import: maxImport };
+
+  const ctx: ControlContext = {
+    deps,
+    now: deps.now ?? Date.now,
+    log,
+    importBatch: Math.max(1, deps.importBatch ?? 500),
+    maxImportBytes: maxImport,
+    async store(what, call) {
+      try {
+        return await call();
+      } catch (e) {
+        if (e instanceof ClientError || e instanceof RuleSetInvalid) throw e;
+        log(`control plane: store call failed (${what}): ${(e as Error).message}`);
+        throw new ClientError(
+          'store_unavailable',
+          `The store did not answer (${what}); nothing was changed by this call, retry it`,
+        );
+      }
+    },
+    async publish(...messages) {
+      for (const m of messages) {
+        try {
+          await deps.bus.publish(m);
+        } catch (e) {
+          log(`control plane: could not announce ${m.type} on the bus: ${(e as Error).message}`);
+        }
+      }
+    },
+    async personChanged(pid, aliases) {
+      deps.profiles.invalidatePerson?.(pid);
+      const messages: BusMessage[] = [{ type: 'person', pid }];
+      for (const [kind, value] of Object.entries(aliases ?? {}))
+        messages.push({ type: 'alias', kind, value });
+      await ctx.publish(...messages);
+    },
+  };
+
+  const registered = new Map<string, Set<string>>();
+  const register: Register = <B>(id: string, handler: RouteHandler<B>) => {
+    const spec = routeSpec(id);
+    if (spec.servedBy !== 'control') throw new Error(`${id} is not served by the control plane`);
+    const path = honoPath(spec);
+    let methods = registered.get(path);
+    if (methods === undefined) registered.set(path, (methods = new Set()));
+    methods.add(spec.method.toUpperCase());
+    app.on(spec.method.toUpperCase(), path, async (c) => {
+      const caller = authorize(c, spec, auth);
+      const req: RouteRequest<B> = { c, caller, body: undefined as B, stream: null, format: undefined };
+      if (spec.body !== undefined) await takeBody(c, spec, req, limits[spec.body.limit ?? 'json']);
+      return handler(req);
+    });
+  };
+
+  registerRuleSets(register, ctx);
+  registerPreview(register, ctx);
+  registerProfiles(register, ctx);
+  registerEvents(register, ctx);
+  registerFunnels(register, ctx);
+  let doc: Record<string, unknown> | null = null;
+  register('openapi', ({ c }) => c.json((doc ??= buildOpenApi())));
+
+  // A known path with a method it does not take: 405 with Allow.
+  for (const [path, methods] of registered) {
+    const allow = [...methods].sort().join(', ');
+    app.all(path, (c) => {
+      c.header('Allow', allow);
+      return c.json(
+        new ClientError('method_not_allowed', `${c.req.method} is not allowed here; use ${allow}`).toBody(),
+        405,
+      );
+    });
+  }
+
+  app.notFound((c) => c.json(new ClientError('not_found', `No route ${c.req.path}`).toBody(), 404));
+  app.onError((err, c) => errorResponse(err, c, log));
+  return app;
+}
+
+/** The answer for an error thrown by a route. */
+export function errorResponse(err: unknown, c: Context, log: (line: string) => void): Response {
+  if (err instanceof RuleSetInvalid) {
+    const body = {
+      ...new ClientError('invalid_ruleset', err.message).toBody(),
+      errors: err.errors,
+    };
+    return c.json(body, 422);
+  }
+  if (err instanceof ClientError) {
+    if (err.code === 'unauthorized') c.header('WWW-Authenticate', 'Bearer');
+    return c.json(err.toBody(), err.status as 400);
+  }
+  log(`control plane error on ${c.req.method} ${c.req.path}: ${(err as Error)?.stack ?? String(err)}`);
+  const body: ErrorBody = new ClientError('internal').toBody();
+  return c.json(body, 500);
+}
+
+function authorize(c: Context, spec: RouteSpec, auth: TokenAuth): Caller {
+  const result = auth.authenticate(c.req.header('authorization'));
+  if (!result.ok) {
+    if (spec.scope === null) return { name: 'anonymous', scopes: new Set() };
+    throw new ClientError(
+      'unauthorized',
+      result.reason === 'missing'
+        ? 'Send a token: Authorization: Bearer <secret>'
+        : 'The bearer token is not valid',
+    );
+  }
+  if (!hasScope(result.caller, spec.scope)) {
+    throw new ClientError('forbidden', `This route needs a token with the scope ${spec.scope}`);
+  }
+  return result.caller;
+}
+
+async function takeBody<B>(c: Context, spec: RouteSpec, req: RouteRequest<B>, limit: number): Promise<void> {
+  const body = spec.body!;
+  const type = mediaType(c.req.header('content-type'));
+  const accepted = body.contentTypes;
+  if (body.kind === 'ruleset') {
+    if (YAML_TYPES.includes(type)) req.format = 'yaml';
+    else if (type === 'application/json') req.format = 'json';
+    else if (type !== '' && type !== 'text/plain') throw unsupported(type, accepted);
+    req.body = decodeText(await readBody(c.req.raw, limit)) as B;
+    return;
+  }
+  if (body.kind === 'ndjson') {
+    if (!accepted.includes(type)) throw unsupported(type, accepted);
+    const declared = c.req.header('content-length');
+    if (declared !== undefined && Number(declared) > limit) {
+      throw new ClientError('body_too_large', `The body is larger than ${limit} bytes`);
+    }
+    req.stream = c.req.raw.body;
+    return;
+  }
+  if (type !== '' && !accepted.includes(type)) throw unsupported(type, accepted);
+  const data = parseJson(decodeText(await readBody(c.req.raw, limit)));
+  req.body = (
+    body.checkedBy === 'handler' || body.schema === undefined ? data : check(body.schema, data)
+  ) as B;
+}
+
+function unsupported(type: string, accepted: readonly string[]): ClientError {
+  return new ClientError(
+    'unsupported_media_type',
+    `${type === '' ? 'A Content-Type' : `Content-Type ${type}`} is not taken here; send ${accepted.join(', ')}`,
+  );
+}
+
+/** Every route of the control plane in the table (for tests and docs). */
+export const CONTROL_ROUTES: readonly RouteSpec[] = ROUTES.filter((r) => r.servedBy === 'control');

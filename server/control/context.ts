@@ -1,0 +1,72 @@
+/**
+ * What the control plane's route modules share: the dependencies, the context handed to each
+ * module, and the shape of a checked request.
+ */
+import type { Context } from 'hono';
+import type { ActiveRuleSet } from '../decision/service.js';
+import type { Bus, BusMessage, EventStore, ProfileStore, RuleSetStore } from '../store/types.js';
+import type { ApiToken, Caller } from './auth.js';
+
+export interface ControlDeps {
+  profiles: ProfileStore & EventStore & { invalidatePerson?(pid: string): void };
+  rulesets: RuleSetStore;
+  bus: Bus;
+  tokens: ApiToken[];
+  /** The rule set this instance decides with now. */
+  active: () => ActiveRuleSet;
+  now?: () => number;
+  /** Largest JSON body, bytes. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Largest rule set (upload, validate, or a draft in a preview), bytes. Default 8 MiB. */
+  maxRuleSetBytes?: number;
+  /** Largest NDJSON import, bytes. Default 4 GiB. */
+  maxImportBytes?: number;
+  /** Profiles written per store call during an import. Default 500. */
+  importBatch?: number;
+  log?: (line: string) => void;
+}
+
+/** What route modules get: the dependencies with defaults filled in, and helpers. */
+export interface ControlContext {
+  readonly deps: ControlDeps;
+  readonly now: () => number;
+  readonly log: (line: string) => void;
+  readonly importBatch: number;
+  readonly maxImportBytes: number;
+  /** Runs a store call; a failure becomes 503 store_unavailable (and is logged). */
+  store<T>(what: string, call: () => Promise<T>): Promise<T>;
+  /** Announces a change to every instance; a failure is logged, never fails the request. */
+  publish(...messages: BusMessage[]): Promise<void>;
+  /** Drops a person from this instance's cache at once and tells the other instances. */
+  personChanged(pid: string, aliases?: Readonly<Record<string, string>>): Promise<void>;
+}
+
+/** A checked request, as route handlers see it. */
+export interface RouteRequest<B> {
+  c: Context;
+  caller: Caller;
+  body: B;
+  /** The raw body stream, for `ndjson` routes. */
+  stream: ReadableStream<Uint8Array> | null;
+  /** For `ruleset` bodies: the format the media type names, or undefined to detect it. */
+  format: 'yaml' | 'json' | undefined;
+}
+
+export type RouteHandler<B> = (req: RouteRequest<B>) => Response | Promise<Response>;
+
+/** Rule-set validation failed: answers 422 with every error. */
+export class RuleSetInvalid extends Error {
+  constructor(
+    readonly errors: ReadonlyArray<{
+      code: string;
+      path: string;
+      message: string;
+      line?: number;
+      column?: number;
+    }>,
+  ) {
+    super(`The rule set is not valid (${errors.length} problem${errors.length === 1 ? '' : 's'})`);
+  }
+}
+
+export type Register = <B = unknown>(id: string, handler: RouteHandler<B>) => void;

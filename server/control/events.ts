@@ -1,0 +1,176 @@
+/**
+ * POST /v1/events: impressions count against a campaign's frequency caps; clicks, conversions
+ * and purchases move the person along the brand's ladder (the rule set's stageMoves). The whole
+ * batch is checked before anything is applied; the store applies each event atomically and
+ * once per eventId, so a retried batch counts nothing twice.
+ */
+import type { CompiledRuleSet } from '../../rules/compile.js';
+import { stageAfterEvent } from '../../rules/stage-moves.js';
+import type { EventType } from '../../rules/types.js';
+import { ClientError } from '../errors.js';
+import type { EventResult, EventWrite } from '../store/types.js';
+import type { ControlContext, Register } from './context.js';
+import { eventBatchSchema, eventSchema, LIMITS } from './schemas.js';
+import { check } from './validate.js';
+
+interface EventIn {
+  eventId: string;
+  type: EventType;
+  user: { id?: string; ids?: Record<string, string> };
+  campaign?: string;
+  brand?: string;
+  at?: string | number;
+}
+
+type Outcome = EventResult['outcome'] | 'unknown_person' | 'unknown_campaign';
+
+interface EventOut {
+  eventId: string;
+  outcome: Outcome;
+  moved?: { brand: string; from: string; to: string };
+  detail?: string;
+}
+
+/** One event, an array of them, or `{events: [...]}`; paths name `events[i]` for batches. */
+export function checkEvents(data: unknown): EventIn[] {
+  if (Array.isArray(data)) {
+    return check<{ events: EventIn[] }>(eventBatchSchema, { events: data }).events;
+  }
+  if (data !== null && typeof data === 'object' && 'events' in data) {
+    return check<{ events: EventIn[] }>(eventBatchSchema, data).events;
+  }
+  return [check<EventIn>(eventSchema, data)];
+}
+
+/** A stage ladder never has this name: stands for "a stage off the ladder". */
+const OFF_LADDER = '\u0000off-ladder';
+
+/** Where an event moves a person from each stage (and `*` from a stage off the ladder). */
+export function stageMoveMap(
+  compiled: CompiledRuleSet,
+  brand: string,
+  type: EventType,
+): Record<string, string> {
+  const next: Record<string, string> = {};
+  for (const stage of compiled.funnel) {
+    const change = stageAfterEvent(compiled, brand, stage, type);
+    if (change !== null) next[stage] = change.to;
+  }
+  const off = stageAfterEvent(compiled, brand, OFF_LADDER, type);
+  if (off !== null) next['*'] = off.to;
+  return next;
+}
+
+export function registerEvents(register: Register, ctx: ControlContext): void {
+  const store = ctx.deps.profiles;
+
+  register<unknown>('postEvents', async ({ c, body }) => {
+    const events = checkEvents(body);
+    if (events.length > LIMITS.events) {
+      throw new ClientError('invalid_field', `events has more than ${LIMITS.events} items`, 'events');
+    }
+    const now = ctx.now();
+    const compiled = ctx.deps.active().compiled;
+    const out: EventOut[] = events.map((e) => ({ eventId: e.eventId, outcome: 'applied' }));
+
+    // Resolve aliases, once per distinct alias.
+    const aliasKeys = new Map<string, [string, string]>();
+    for (const e of events) {
+      if (e.user.ids === undefined) continue;
+      for (const [k, v] of Object.entries(e.user.ids)) aliasKeys.set(`${k}:${v}`, [k, v]);
+    }
+    const resolved = new Map<string, string | null>();
+    if (aliasKeys.size > 0) {
+      const entries = [...aliasKeys];
+      const pids = await ctx.store('resolve aliases', () =>
+        Promise.all(entries.map(([, [k, v]]) => store.resolveAlias(k, v))),
+      );
+      entries.forEach(([key], i) => {
+        resolved.set(key, pids[i] ?? null);
+      });
+    }
+
+    const writes: EventWrite[] = [];
+    const writeOf: number[] = [];
+    events.forEach((e, i) => {
+      let pid = e.user.id ?? null;
+      if (pid === null) {
+        for (const [k, v] of Object.entries(e.user.ids ?? {})) {
+          pid = resolved.get(`${k}:${v}`) ?? null;
+          if (pid !== null) break;
+        }
+      }
+      if (pid === null) {
+        out[i] = { eventId: e.eventId, outcome: 'unknown_person', detail: 'no person has these aliases' };
+        return;
+      }
+      const at = e.at === undefined ? now : typeof e.at === 'number' ? e.at : Date.parse(e.at);
+      const write: EventWrite = { eventId: e.eventId, pid, at };
+      const ci = e.campaign === undefined ? undefined : compiled.campaignIndex.get(e.campaign);
+      const campaign = ci === undefined ? undefined : compiled.campaigns[ci];
+      if (e.type === 'impression') {
+        if (campaign === undefined) {
+          out[i] = {
+            eventId: e.eventId,
+            outcome: 'unknown_campaign',
+            detail:
+              e.campaign === undefined
+                ? 'an impression needs the campaign it was of'
+                : `the active rule set has no campaign ${JSON.stringify(e.campaign)}`,
+          };
+          return;
+        }
+        // A campaign without caps has nothing to count; the event is still recorded once.
+        if (campaign.keepImpressions > 0 && campaign.longestCapMs > 0) {
+          write.impression = {
+            campaign: campaign.id,
+            keep: campaign.keepImpressions,
+            ttlMs: campaign.longestCapMs,
+          };
+        }
+      } else {
+        const brand = e.brand ?? campaign?.brand;
+        if (brand === undefined) {
+          out[i] = {
+            eventId: e.eventId,
+            outcome: 'unknown_campaign',
+            detail:
+              e.campaign === undefined
+                ? `a ${e.type} needs a brand or a campaign`
+                : `the active rule set has no campaign ${JSON.stringify(e.campaign)}; name the brand`,
+          };
+          return;
+        }
+        const next = stageMoveMap(compiled, brand, e.type);
+        if (Object.keys(next).length > 0) write.stage = { brand, defaultStage: compiled.defaultStage, next };
+      }
+      writes.push(write);
+      writeOf.push(i);
+    });
+
+    // Everything that names a person and a campaign or brand goes to the store in one call.
+    const results =
+      writes.length === 0 ? [] : await ctx.store('apply the events', () => store.applyEvents(writes));
+    const moved = new Set<string>();
+    results.forEach((r, j) => {
+      const i = writeOf[j]!;
+      const o: EventOut = { eventId: events[i]!.eventId, outcome: r.outcome };
+      if (r.moved !== undefined) {
+        o.moved = r.moved;
+        moved.add(writes[j]!.pid);
+      } else if (r.outcome === 'applied' && writes[j]!.impression !== undefined) {
+        // New counters: this instance's cached copy is out of date at once.
+        store.invalidatePerson?.(writes[j]!.pid);
+      }
+      out[i] = o;
+    });
+    for (const pid of moved) await ctx.personChanged(pid);
+    const count = (k: Outcome) => out.filter((o) => o.outcome === k).length;
+    return c.json({
+      applied: count('applied'),
+      duplicates: count('duplicate'),
+      skipped: out.length - count('applied') - count('duplicate'),
+      results: out,
+    });
+  });
+}

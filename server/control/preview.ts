@@ -1,0 +1,134 @@
+/**
+ * POST /v1/preview: what a person would get, and why, against the active rule set, a stored
+ * version or a draft (validated, never stored). Always with the full explanation.
+ */
+import { type CompiledRuleSet, compileRuleSet } from '../../rules/compile.js';
+import { decide } from '../../rules/decide.js';
+import type { FrequencyCounters, Placement, Profile } from '../../rules/types.js';
+import { validateRuleSet } from '../../rules/validate.js';
+import { ClientError } from '../errors.js';
+import { type ControlContext, type Register, RuleSetInvalid } from './context.js';
+import { parseOrThrow } from './rulesets.js';
+
+interface PreviewBody {
+  user?: { id?: string; ids?: Record<string, string> };
+  profile?: Profile;
+  placements: Placement[];
+  context?: { tags?: string[] };
+  ruleset?: string | number | Record<string, unknown>;
+  at?: string;
+}
+
+/** Compiled stored versions, by version and checksum; a few are enough. */
+const MAX_CACHED = 8;
+
+export function registerPreview(register: Register, ctx: ControlContext): void {
+  const cache = new Map<string, CompiledRuleSet>();
+
+  const ruleSetFor = async (
+    ruleset: PreviewBody['ruleset'],
+  ): Promise<{ label: number | 'draft'; compiled: CompiledRuleSet }> => {
+    if (ruleset === undefined) {
+      const active = ctx.deps.active();
+      return { label: active.version, compiled: active.compiled };
+    }
+    if (typeof ruleset === 'string')
+      return { label: 'draft', compiled: compileRuleSet(parseOrThrow(ruleset, undefined)) };
+    if (typeof ruleset === 'object') {
+      const v = validateRuleSet(ruleset);
+      if (!v.ok) throw new RuleSetInvalid(v.errors);
+      return { label: 'draft', compiled: compileRuleSet(v.value) };
+    }
+    const active = ctx.deps.active();
+    if (ruleset === active.version) return { label: active.version, compiled: active.compiled };
+    const stored = await ctx.store('read the rule set', () => ctx.deps.rulesets.getRuleSet(ruleset));
+    if (stored === null) {
+      throw new ClientError('ruleset_not_found', `There is no rule set version ${ruleset}`, 'ruleset');
+    }
+    const key = `${ruleset}:${stored.meta.checksum}`;
+    let compiled = cache.get(key);
+    if (compiled === undefined) {
+      compiled = compileRuleSet(parseOrThrow(stored.source, stored.meta.format));
+      if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value!);
+      cache.set(key, compiled);
+    }
+    return { label: ruleset, compiled };
+  };
+
+  register<PreviewBody>('preview', async ({ c, body }) => {
+    if ((body.user === undefined) === (body.profile === undefined)) {
+      throw new ClientError(
+        body.user === undefined ? 'missing_field' : 'invalid_field',
+        'Give either user (a stored person) or profile (an inline profile), not both',
+        body.user === undefined ? 'user' : 'profile',
+      );
+    }
+    checkPlacements(body.placements);
+    const at = body.at === undefined ? ctx.now() : Date.parse(body.at);
+    const { label, compiled } = await ruleSetFor(body.ruleset);
+
+    let pid: string | null;
+    let profile: Profile;
+    let counters: FrequencyCounters = {};
+    let known = false;
+    if (body.profile !== undefined) {
+      profile = { ...body.profile, tags: body.profile.tags ?? [] };
+      pid = profile.id;
+    } else {
+      const user = body.user!;
+      pid = user.id ?? null;
+      if (pid === null) {
+        const ids = Object.entries(user.ids ?? {});
+        const found = await ctx.store('resolve aliases', () =>
+          Promise.all(ids.map(([k, v]) => ctx.deps.profiles.resolveAlias(k, v))),
+        );
+        pid = found.find((x): x is string => x !== null) ?? null;
+      }
+      if (pid !== null) {
+        const id = pid;
+        const record = await ctx.store('load the person', () => ctx.deps.profiles.loadPerson(id));
+        counters = record.counters;
+        known = record.profile !== null;
+        profile = record.profile ?? { id: pid, tags: [] };
+      } else {
+        const first = Object.entries(body.user!.ids ?? {})[0];
+        profile = { id: first === undefined ? '' : `${first[0]}:${first[1]}`, tags: [] };
+      }
+    }
+    const result = decide(
+      compiled,
+      profile,
+      counters,
+      {
+        placements: body.placements,
+        explain: true,
+        ...(body.context?.tags === undefined ? {} : { contextTags: body.context.tags }),
+      },
+      at,
+    );
+    return c.json({
+      ruleset: label,
+      user: pid,
+      known,
+      at: new Date(at).toISOString(),
+      profile,
+      decisions: result.decisions,
+      explain: result.explain,
+    });
+  });
+}
+
+/** Placement ids must be unique, as on the data plane. */
+export function checkPlacements(placements: Placement[]): void {
+  const seen = new Set<string>();
+  placements.forEach((p, i) => {
+    if (seen.has(p.id)) {
+      throw new ClientError(
+        'invalid_field',
+        `placements[${i}].id: "${p.id}" appears twice`,
+        `placements[${i}].id`,
+      );
+    }
+    seen.add(p.id);
+  });
+}

@@ -1,0 +1,113 @@
+/**
+ * Profiles: create or replace, read (with aliases), patch, forget, link aliases, and bulk import.
+ * Every write drops the person from this instance's cache and announces it on the bus, so other
+ * instances drop their cached copies too.
+ */
+import type { Profile } from '../../rules/types.js';
+import { ClientError } from '../errors.js';
+import { chunksOf, ImportAborted, ImportTooLarge, importProfiles } from '../profiles/import.js';
+import type { ProfilePatch } from '../store/types.js';
+import type { ControlContext, Register } from './context.js';
+import { LIMITS } from './schemas.js';
+
+function pidOf(raw: string | undefined): string {
+  if (raw === undefined || raw.length === 0 || raw.length > LIMITS.idLength) {
+    throw new ClientError('invalid_field', `id must have 1 to ${LIMITS.idLength} characters`, 'id');
+  }
+  return raw;
+}
+
+function notFound(pid: string): ClientError {
+  return new ClientError('profile_not_found', `No profile is stored for ${JSON.stringify(pid)}`, 'id');
+}
+
+export function registerProfiles(register: Register, ctx: ControlContext): void {
+  const store = ctx.deps.profiles;
+
+  register<Profile>('putProfile', async ({ c, body }) => {
+    const pid = pidOf(c.req.param('id'));
+    if (body.id !== undefined && body.id !== pid) {
+      throw new ClientError(
+        'invalid_field',
+        `id ${JSON.stringify(body.id)} does not match the path's ${JSON.stringify(pid)}`,
+        'id',
+      );
+    }
+    const profile: Profile = {
+      ...body,
+      id: pid,
+      tags: body.tags ?? [],
+      updatedAt: body.updatedAt ?? ctx.now(),
+    };
+    const existed = (await ctx.store('read the profile', () => store.getProfile(pid))) !== null;
+    await ctx.store('write the profile', () => store.putProfile(profile));
+    await ctx.personChanged(pid);
+    return c.json(profile, existed ? 200 : 201);
+  });
+
+  register('getProfile', async ({ c }) => {
+    const pid = pidOf(c.req.param('id'));
+    const [profile, aliases] = await ctx.store('read the profile', () =>
+      Promise.all([store.getProfile(pid), store.aliasesOf(pid)]),
+    );
+    if (profile === null) throw notFound(pid);
+    return c.json({ profile, aliases });
+  });
+
+  register<ProfilePatch>('patchProfile', async ({ c, body }) => {
+    const pid = pidOf(c.req.param('id'));
+    const profile = await ctx.store('patch the profile', () => store.patchProfile(pid, body, ctx.now()));
+    if (profile === null) throw notFound(pid);
+    await ctx.personChanged(pid);
+    return c.json(profile);
+  });
+
+  register('deleteProfile', async ({ c }) => {
+    const pid = pidOf(c.req.param('id'));
+    const aliases = await ctx.store('read the aliases', () => store.aliasesOf(pid));
+    const found = await ctx.store('forget the person', () => store.forgetPerson(pid));
+    if (!found) throw notFound(pid);
+    await ctx.personChanged(pid, aliases);
+    return c.body(null, 204);
+  });
+
+  register<Record<string, string>>('linkAliases', async ({ c, body }) => {
+    const pid = pidOf(c.req.param('id'));
+    await ctx.store('link the aliases', () => store.linkAliases(pid, body));
+    const aliases = await ctx.store('read the aliases', () => store.aliasesOf(pid));
+    await ctx.personChanged(pid, body);
+    return c.json({ aliases });
+  });
+
+  register('importProfiles', async ({ c, stream }) => {
+    if (stream === null) return c.json({ lines: 0, imported: 0, failed: 0, errors: [] });
+    try {
+      const result = await importProfiles(chunksOf(stream), store, {
+        batchSize: ctx.importBatch,
+        maxBytes: ctx.maxImportBytes,
+        now: ctx.now,
+        onBatch: async (written) => {
+          for (const p of written) store.invalidatePerson?.(p.id);
+          await ctx.publish(...written.map((p) => ({ type: 'person' as const, pid: p.id })));
+        },
+      });
+      ctx.log(`profiles imported: ${result.imported} of ${result.lines} lines, ${result.failed} failed`);
+      return c.json(result);
+    } catch (e) {
+      if (e instanceof ImportTooLarge) {
+        throw new ClientError(
+          'body_too_large',
+          `The import is larger than ${e.limit} bytes; it stopped after line ${e.progress.lines} with ${e.progress.imported} profiles written. Split the file and send the rest.`,
+        );
+      }
+      if (e instanceof ImportAborted) {
+        ctx.log(`profile import stopped at line ${e.line}: ${(e.reason as Error)?.message}`);
+        throw new ClientError(
+          'store_unavailable',
+          `The store did not answer; the import stopped at line ${e.line} (${e.progress.imported} profiles before it were written). Writing a profile twice is harmless: send the file again.`,
+        );
+      }
+      throw e;
+    }
+  });
+}

@@ -1,0 +1,279 @@
+/**
+ * Request checking for the control plane: bodies read with a size limit, JSON parsed with
+ * dangerous keys refused, and JSON Schemas (server/control/schemas.ts) compiled once with ajv
+ * whose first error becomes our error body, with paths such as `events[3].type` (dotted keys,
+ * bracket indices; the same style as server/decision/request.ts).
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { isTimeZone } from '../../rules/time.js';
+import { ClientError, type ErrorCode } from '../errors.js';
+import type { JsonSchema } from './schemas.js';
+
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+/** Bodies nest far less deep than this; deeper JSON is refused before validation. */
+const MAX_DEPTH = 64;
+
+const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/i;
+
+const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
+ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => isTimeZone(s) });
+ajv.addFormat('date-time', {
+  type: 'string',
+  validate: (s: string) => ISO_DATE_TIME.test(s) && Number.isFinite(Date.parse(s)),
+});
+
+export interface Problem {
+  code: ErrorCode;
+  message: string;
+  path: string;
+}
+
+export type Checker<T> = (
+  data: unknown,
+  base?: string,
+) => { ok: true; value: T } | { ok: false; problem: Problem };
+
+const compiled = new WeakMap<JsonSchema, ValidateFunction>();
+
+/** A checker for a schema, compiled once. `base` prefixes paths (`events[3]`). */
+export function checker<T>(schema: JsonSchema): Checker<T> {
+  let validate = compiled.get(schema);
+  if (validate === undefined) {
+    validate = ajv.compile(schema);
+    compiled.set(schema, validate);
+  }
+  const fn = validate;
+  return (data, base = '') => {
+    const forbidden = findForbiddenKey(data, base);
+    if (forbidden !== null) return { ok: false, problem: forbidden };
+    if (fn(data)) return { ok: true, value: data as T };
+    const first = fn.errors?.[0];
+    return {
+      ok: false,
+      problem:
+        first === undefined
+          ? { code: 'invalid_field', message: `${base || 'the body'} is not valid`, path: base }
+          : describeError(first, data, base),
+    };
+  };
+}
+
+/** Validates or throws the first problem as a ClientError. */
+export function check<T>(schema: JsonSchema, data: unknown, base = ''): T {
+  const r = checker<T>(schema)(data, base);
+  if (!r.ok) throw new ClientError(r.problem.code, r.problem.message, r.problem.path);
+  return r.value;
+}
+
+/** Refuses keys that reach an object's prototype, anywhere; and absurd nesting. */
+export function findForbiddenKey(data: unknown, base = ''): Problem | null {
+  const walk = (v: unknown, path: string, depth: number): Problem | null => {
+    if (v === null || typeof v !== 'object') return null;
+    if (depth > MAX_DEPTH) {
+      return { code: 'invalid_field', message: `${path || 'the body'} nests too deep`, path };
+    }
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const p = walk(v[i], `${path}[${i}]`, depth + 1);
+        if (p !== null) return p;
+      }
+      return null;
+    }
+    for (const k of Object.keys(v)) {
+      const at = join(path, k);
+      if (FORBIDDEN_KEYS.has(k))
+        return { code: 'forbidden_key', message: `${at}: key "${k}" is not allowed`, path: at };
+      const p = walk((v as Record<string, unknown>)[k], at, depth + 1);
+      if (p !== null) return p;
+    }
+    return null;
+  };
+  return walk(data, base, 0);
+}
+
+function join(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+/** Our path (`events[3].user.id`) of a JSON pointer into `data`. */
+export function pointerToPath(pointer: string, data: unknown, base = ''): string {
+  if (pointer === '') return base;
+  let path = base;
+  let node: unknown = data;
+  for (const raw of pointer.slice(1).split('/')) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(node)) {
+      path += `[${seg}]`;
+      node = node[Number(seg)];
+    } else {
+      path = join(path, seg);
+      node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[seg] : undefined;
+    }
+  }
+  return path;
+}
+
+function describeError(e: ErrorObject, data: unknown, base: string): Problem {
+  const at = pointerToPath(e.instancePath, data, base);
+  const name = at === '' ? 'the body' : at;
+  const p = e.params as Record<string, unknown>;
+  const bad = (message: string, path = at): Problem => ({ code: 'invalid_field', message, path });
+  switch (e.keyword) {
+    case 'required': {
+      const field = join(at, String(p.missingProperty));
+      return { code: 'missing_field', message: `${field} is required`, path: field };
+    }
+    case 'additionalProperties': {
+      const field = join(at, String(p.additionalProperty));
+      const allowed = Object.keys(
+        ((e.parentSchema as JsonSchema | undefined)?.properties as JsonSchema | undefined) ?? {},
+      );
+      return {
+        code: 'unknown_field',
+        message: `${field}: unknown field${allowed.length > 0 ? `; expected one of ${allowed.join(', ')}` : ''}`,
+        path: field,
+      };
+    }
+    case 'propertyNames': {
+      const field = join(at, String(p.propertyName));
+      return bad(`${field}: the key ${JSON.stringify(p.propertyName)} is not allowed here`, field);
+    }
+    case 'minProperties':
+      if (p.limit === 1) {
+        return { code: 'missing_field', message: `${name} must not be empty`, path: at };
+      }
+      return bad(`${name} must have at least ${p.limit} entries`);
+    case 'maxProperties':
+      if (p.limit === 1) return bad(`${name} takes one of its fields, not several`);
+      return bad(`${name} has more than ${p.limit} entries`);
+    case 'type':
+      return bad(`${name} must be ${article(String(p.type))}`);
+    case 'enum':
+      return bad(
+        `${name}: ${JSON.stringify(valueAt(data, e.instancePath))} is not allowed; use one of ${(
+          p.allowedValues as unknown[]
+        )
+          .map((v) => String(v))
+          .join(', ')}`,
+      );
+    case 'const':
+      return bad(`${name} must be ${JSON.stringify(p.allowedValue)}`);
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
+      return bad(`${name} must be ${p.comparison} ${p.limit}`);
+    case 'minLength':
+    case 'maxLength':
+      return bad(
+        `${name} must have ${e.keyword === 'minLength' ? 'at least' : 'at most'} ${p.limit} characters`,
+      );
+    case 'minItems':
+      return bad(`${name} must have at least ${p.limit} item${p.limit === 1 ? '' : 's'}`);
+    case 'maxItems':
+      return bad(`${name} has more than ${p.limit} items`);
+    case 'uniqueItems':
+      return bad(`${name} lists the same value twice (items ${p.j} and ${p.i})`);
+    case 'pattern':
+      return bad(`${name} does not have the expected form`);
+    case 'format':
+      return bad(
+        p.format === 'iana-timezone'
+          ? `${name}: ${JSON.stringify(valueAt(data, e.instancePath))} is not a known IANA time zone`
+          : p.format === 'date-time'
+            ? `${name} must be an ISO 8601 date-time with a zone (2026-11-24T12:00:00Z)`
+            : `${name} must be a ${p.format}`,
+      );
+    case 'anyOf':
+    case 'oneOf':
+      return bad(`${name} does not have any of the accepted forms`);
+    default:
+      return bad(`${name} ${e.message ?? 'is not valid'}`);
+  }
+}
+
+function article(type: string): string {
+  const names = type
+    .split(',')
+    .map((t) =>
+      t === 'integer'
+        ? 'a whole number'
+        : t === 'array'
+          ? 'an array'
+          : t === 'object'
+            ? 'an object'
+            : t === 'null'
+              ? 'null'
+              : `a ${t}`,
+    );
+  return names.join(' or ');
+}
+
+function valueAt(data: unknown, pointer: string): unknown {
+  let node = data;
+  if (pointer === '') return node;
+  for (const raw of pointer.slice(1).split('/')) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string, unknown>)[seg];
+  }
+  return node;
+}
+
+// ---- bodies -------------------------------------------------------------------------------------
+
+/** The media type of a Content-Type header, lower-case, without parameters; '' when absent. */
+export function mediaType(header: string | undefined): string {
+  if (header === undefined) return '';
+  const semi = header.indexOf(';');
+  return (semi === -1 ? header : header.slice(0, semi)).trim().toLowerCase();
+}
+
+/** Reads a whole body, refusing it (413) as soon as it passes `limit` bytes. */
+export async function readBody(req: Request, limit: number): Promise<Uint8Array> {
+  const declared = req.headers.get('content-length');
+  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  if (req.body === null) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = req.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge(limit);
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+}
+
+export function tooLarge(limit: number): ClientError {
+  return new ClientError('body_too_large', `The body is larger than ${limit} bytes`);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Bytes to text; bodies must be UTF-8. */
+export function decodeText(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new ClientError('bad_request', 'The body is not valid UTF-8');
+  }
+}
+
+export function parseJson(text: string): unknown {
+  if (text.trim() === '') throw new ClientError('bad_json', 'The body is empty; send a JSON document');
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ClientError('bad_json', `The body is not valid JSON: ${(e as Error).message}`);
+  }
+}
