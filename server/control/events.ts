@@ -52,9 +52,10 @@ export function stageMoveMap(
   type: EventType,
 ): Record<string, string> {
   const next: Record<string, string> = {};
+  // Every ladder stage is listed (a stage that does not move maps to itself), so that `*` only
+  // ever stands for stages off the ladder.
   for (const stage of compiled.funnel) {
-    const change = stageAfterEvent(compiled, brand, stage, type);
-    if (change !== null) next[stage] = change.to;
+    next[stage] = stageAfterEvent(compiled, brand, stage, type)?.to ?? stage;
   }
   const off = stageAfterEvent(compiled, brand, OFF_LADDER, type);
   if (off !== null) next['*'] = off.to;
@@ -142,7 +143,8 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
           return;
         }
         const next = stageMoveMap(compiled, brand, e.type);
-        if (Object.keys(next).length > 0) write.stage = { brand, defaultStage: compiled.defaultStage, next };
+        if (Object.entries(next).some(([from, to]) => from !== to))
+          write.stage = { brand, defaultStage: compiled.defaultStage, next };
       }
       writes.push(write);
       writeOf.push(i);

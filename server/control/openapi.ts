@@ -530,7 +530,7 @@ function withRefs(schema: JsonSchema, self?: JsonSchema): JsonSchema {
     }
     return out;
   };
-  return copy(schema, true) as JsonSchema;
+  return copy(schema, self !== undefined) as JsonSchema;
 }
 
 const PATH_ERRORS = new Set<ErrorCode>(['invalid_field', 'missing_field', 'unknown_field', 'forbidden_key']);

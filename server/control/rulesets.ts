@@ -20,27 +20,6 @@ export function parseOrThrow(text: string, format: 'yaml' | 'json' | undefined):
   return parsed.value;
 }
 
-/**
- * A stored version, compiled and ready to decide with: what an instance swaps in when the bus
- * says `{type: 'ruleset', version}`. Null when there is no such version; throws RuleSetInvalid
- * if the stored text no longer validates (a newer server with stricter checks).
- */
-export async function loadStoredRuleSet(
-  rulesets: RuleSetStore,
-  version: number,
-  now: number = Date.now(),
-): Promise<ActiveRuleSet | null> {
-  const stored = await rulesets.getRuleSet(version);
-  if (stored === null) return null;
-  const ruleSet = parseOrThrow(stored.source, stored.meta.format);
-  return {
-    version,
-    checksum: stored.meta.checksum,
-    compiled: compileRuleSet(ruleSet),
-    activatedAt: stored.meta.activatedAt ?? now,
-  };
-}
-
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
 function metaOut(meta: RuleSetMeta, active: number | null) {

@@ -15,7 +15,7 @@ const MAX_DEPTH = 64;
 
 const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/i;
 
-const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
+const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true, verbose: true });
 ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => isTimeZone(s) });
 ajv.addFormat('date-time', {
   type: 'string',
@@ -118,6 +118,12 @@ function describeError(e: ErrorObject, data: unknown, base: string): Problem {
   const name = at === '' ? 'the body' : at;
   const p = e.params as Record<string, unknown>;
   const bad = (message: string, path = at): Problem => ({ code: 'invalid_field', message, path });
+  // A key that its object's `propertyNames` refuses (ajv reports the inner keyword first).
+  const key = (e as ErrorObject & { propertyName?: string }).propertyName;
+  if (key !== undefined) {
+    const field = join(at, key);
+    return bad(`${field}: the key ${JSON.stringify(key)} is not allowed here${keyRule(e)}`, field);
+  }
   switch (e.keyword) {
     case 'required': {
       const field = join(at, String(p.missingProperty));
@@ -134,15 +140,15 @@ function describeError(e: ErrorObject, data: unknown, base: string): Problem {
         path: field,
       };
     }
-    case 'propertyNames': {
-      const field = join(at, String(p.propertyName));
-      return bad(`${field}: the key ${JSON.stringify(p.propertyName)} is not allowed here`, field);
-    }
+    case 'propertyNames':
+      return bad(`${name} has a key that is not allowed`);
     case 'minProperties':
-      if (p.limit === 1) {
-        return { code: 'missing_field', message: `${name} must not be empty`, path: at };
+      // `minProperties: 1, maxProperties: 1` says "exactly one of these fields" (`user`).
+      if ((e.parentSchema as JsonSchema | undefined)?.maxProperties === 1) {
+        const fields = Object.keys(((e.parentSchema as JsonSchema).properties as JsonSchema) ?? {});
+        return { code: 'missing_field', message: `${name} needs ${fields.join(' or ')}`, path: at };
       }
-      return bad(`${name} must have at least ${p.limit} entries`);
+      return bad(`${name} must have at least ${p.limit} ${p.limit === 1 ? 'entry' : 'entries'}`);
     case 'maxProperties':
       if (p.limit === 1) return bad(`${name} takes one of its fields, not several`);
       return bad(`${name} has more than ${p.limit} entries`);
@@ -190,6 +196,14 @@ function describeError(e: ErrorObject, data: unknown, base: string): Problem {
     default:
       return bad(`${name} ${e.message ?? 'is not valid'}`);
   }
+}
+
+function keyRule(e: ErrorObject): string {
+  const p = e.params as Record<string, unknown>;
+  if (e.keyword === 'pattern') return ' (lower-case letters, digits, - or _, starting with a letter)';
+  if (e.keyword === 'maxLength') return ` (at most ${p.limit} characters)`;
+  if (e.keyword === 'minLength') return ' (it is empty)';
+  return '';
 }
 
 function article(type: string): string {

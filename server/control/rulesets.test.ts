@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { checksumOf } from '../ruleset-file.js';
+import { DEMO_FILE, makeKit } from './test-kit.js';
+
+const DEMO = readFileSync(DEMO_FILE, 'utf8');
+const YAML = 'application/yaml';
+/** The demo rule set with the x90 campaign's priority changed: a second, different version. */
+const DEMO_V2 = DEMO.replace('name:', 'name: v2 of').replace(/priority: 10\b/, 'priority: 11');
+const BROKEN = `${DEMO}\n  - id: bad\n    brand: vivo\n`.replace(
+  'funnel: [aware, appeal, act, advocate]',
+  'funnel: [aware, aware]',
+);
+
+describe('rule sets', () => {
+  it('uploads, lists, reads back as uploaded, activates and rolls back', async () => {
+    const kit = await makeKit();
+    const up1 = await kit.req('POST', '/v1/rulesets', { body: DEMO, type: YAML });
+    expect(up1.status).toBe(201);
+    expect(up1.body).toEqual({ version: 1, checksum: checksumOf(DEMO), active: false });
+
+    const up2 = await kit.req('POST', '/v1/rulesets?activate=true', { body: DEMO_V2, type: YAML });
+    expect(up2.status).toBe(201);
+    expect(up2.body).toMatchObject({ version: 2, active: true, activatedAt: '2026-11-24T04:00:00.000Z' });
+    await kit.synced();
+    expect(kit.active().version).toBe(2);
+    expect(kit.messages).toContainEqual({ type: 'ruleset', version: 2 });
+
+    const list = await kit.req('GET', '/v1/rulesets', { token: 'read-secret' });
+    expect(list.status).toBe(200);
+    expect(list.body.active).toBe(2);
+    expect(list.body.serving).toBe(2);
+    expect(list.body.versions.map((v: any) => [v.version, v.active])).toEqual([
+      [2, true],
+      [1, false],
+    ]);
+    expect(list.body.versions[1]).toMatchObject({
+      format: 'yaml',
+      createdBy: 'root',
+      createdAt: '2026-11-24T04:00:00.000Z',
+      bytes: Buffer.byteLength(DEMO),
+    });
+
+    const one = await kit.req('GET', '/v1/rulesets/1', { token: 'read-secret' });
+    expect(one.status).toBe(200);
+    expect(one.text).toBe(DEMO);
+    expect(one.headers.get('content-type')).toContain('application/yaml');
+    expect(one.headers.get('x-ruleset-version')).toBe('1');
+    expect(one.headers.get('etag')).toBe(`"${checksumOf(DEMO)}"`);
+
+    const act = await kit.req('GET', '/v1/rulesets/active', { token: 'read-secret' });
+    expect(act.text).toBe(DEMO_V2);
+    expect(act.headers.get('x-ruleset-version')).toBe('2');
+
+    // Rollback: activate the older version.
+    kit.clock.now += 60_000;
+    const back = await kit.req('POST', '/v1/rulesets/1/activate', { token: 'rules-secret' });
+    expect(back.status).toBe(200);
+    expect(back.body).toEqual({ version: 1, activatedAt: '2026-11-24T04:01:00.000Z' });
+    await kit.synced();
+    expect(kit.active().version).toBe(1);
+    const after = await kit.req('GET', '/v1/rulesets');
+    expect(after.body.active).toBe(1);
+    expect(after.body.versions[1]).toMatchObject({ version: 1, active: true, activatedBy: 'author' });
+    expect(kit.logs.some((l) => l.includes('rule set 1 activated by author'))).toBe(true);
+  });
+
+  it('takes JSON, and detects the format without a content type', async () => {
+    const kit = await makeKit();
+    const asJson = JSON.stringify({
+      funnel: ['aware', 'act'],
+      segments: [{ id: 'all', when: { all: [] } }],
+      campaigns: [],
+    });
+    const r = await kit.req('POST', '/v1/rulesets', { body: asJson, type: 'application/json' });
+    expect(r.status).toBe(201);
+    const plain = await kit.req('POST', '/v1/rulesets', { body: asJson, type: null });
+    expect(plain.status).toBe(201);
+    const got = await kit.req('GET', `/v1/rulesets/${plain.body.version}`);
+    expect(got.headers.get('content-type')).toContain('application/json');
+    expect(got.text).toBe(asJson);
+  });
+
+  it('refuses an invalid rule set with every error, and changes nothing', async () => {
+    const kit = await makeKit();
+    await kit.req('POST', '/v1/rulesets?activate=true', { body: DEMO, type: YAML });
+    const before = await kit.req('GET', '/v1/rulesets');
+    const messages = kit.messages.length;
+    for (const activate of ['', '?activate=true']) {
+      const r = await kit.req('POST', `/v1/rulesets${activate}`, { body: BROKEN, type: YAML });
+      expect(r.status).toBe(422);
+      expect(r.body.error.code).toBe('invalid_ruleset');
+      expect(r.body.errors.length).toBeGreaterThan(1);
+      for (const e of r.body.errors) {
+        expect(e).toEqual(expect.objectContaining({ code: expect.any(String), path: expect.any(String) }));
+      }
+      expect(r.body.errors.some((e: any) => typeof e.line === 'number')).toBe(true);
+    }
+    const syntax = await kit.req('POST', '/v1/rulesets', { body: '{"funnel": [', type: 'application/json' });
+    expect(syntax.status).toBe(422);
+    expect(syntax.body.errors[0]).toMatchObject({ code: 'json_syntax', line: 1 });
+    expect(await kit.req('GET', '/v1/rulesets')).toEqual(before);
+    expect(kit.messages.length).toBe(messages);
+  });
+
+  it('validates without storing', async () => {
+    const kit = await makeKit();
+    const ok = await kit.req('POST', '/v1/rulesets/validate', { body: DEMO, type: 'text/yaml' });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ valid: true, segments: 7, campaigns: 3, checksum: checksumOf(DEMO) });
+    const bad = await kit.req('POST', '/v1/rulesets/validate', { body: BROKEN, type: 'application/x-yaml' });
+    expect(bad.status).toBe(422);
+    expect(bad.body.errors.length).toBeGreaterThan(1);
+    expect((await kit.req('GET', '/v1/rulesets')).body.versions).toEqual([]);
+  });
+
+  it('answers 404 for versions that do not exist', async () => {
+    const kit = await makeKit();
+    for (const [method, path] of [
+      ['GET', '/v1/rulesets/7'],
+      ['POST', '/v1/rulesets/7/activate'],
+      ['GET', '/v1/rulesets/active'],
+    ] as const) {
+      const r = await kit.req(method, path);
+      expect(r.status, path).toBe(404);
+      expect(r.body.error.code).toBe('ruleset_not_found');
+    }
+    const word = await kit.req('GET', '/v1/rulesets/latest');
+    expect(word.status).toBe(404);
+    expect(word.body.error.code).toBe('not_found');
+  });
+
+  it('refuses other media types (415), big bodies (413) and a bad activate flag', async () => {
+    const kit = await makeKit({ maxRuleSetBytes: 1000 });
+    const form = await kit.req('POST', '/v1/rulesets', {
+      body: DEMO,
+      type: 'application/x-www-form-urlencoded',
+    });
+    expect(form.status).toBe(415);
+    expect(form.body.error.code).toBe('unsupported_media_type');
+    expect(form.body.error.message).toContain('application/yaml');
+    const big = await kit.req('POST', '/v1/rulesets', { body: DEMO, type: YAML });
+    expect(big.status).toBe(413);
+    expect(big.body.error.code).toBe('body_too_large');
+    const flag = await kit.req('POST', '/v1/rulesets?activate=maybe', { body: 'funnel: [a]', type: YAML });
+    expect(flag.status).toBe(400);
+    expect(flag.body.error.path).toBe('activate');
+    expect((await kit.req('GET', '/v1/rulesets')).body.versions).toEqual([]);
+  });
+
+  it('answers 405 with Allow for a known path and another method', async () => {
+    const kit = await makeKit();
+    const r = await kit.req('DELETE', '/v1/rulesets');
+    expect(r.status).toBe(405);
+    expect(r.headers.get('allow')).toBe('GET, POST');
+    expect(r.body.error.code).toBe('method_not_allowed');
+  });
+
+  it('answers 503 when the store is down, and stores nothing', async () => {
+    const kit = await makeKit();
+    kit.rulesets.addRuleSet = async () => {
+      throw new Error('connection refused');
+    };
+    const r = await kit.req('POST', '/v1/rulesets', { body: DEMO, type: YAML });
+    expect(r.status).toBe(503);
+    expect(r.body.error.code).toBe('store_unavailable');
+    expect(kit.logs.some((l) => l.includes('connection refused'))).toBe(true);
+  });
+});
