@@ -6,7 +6,9 @@
  * Profile: a MessagePack array, positional, so field names cost nothing:
  *   [FORMAT, id, tags, stages, clv, attrs, channels, activeHours, timezone, updatedAt, extra]
  * Absent optional fields are nil; `extra` (nil when empty) keeps any field this version does not
- * know, so nothing written is silently lost. The leading format number leaves room for other
+ * know, so nothing written is silently lost. The stores now keep stages in a hash of their own
+ * (`st:{pid}`) and write the blob without them; blobs written earlier may still carry stages,
+ * which decode as before and are merged under the hash's. The leading format number leaves room for other
  * layouts (a dictionary-coded one, say) without rewriting stored data.
  *
  * Counter times: the impression times (epoch ms) of one campaign, ascending, each a big-endian
@@ -169,40 +171,45 @@ export function impressionLimits(keep: number, ttlMs: number): { keep: number; t
 }
 
 /**
+ * The Lua function behind RECORD_IMPRESSION_LUA, for scripts that append impressions as part of
+ * more work (applying an event): `appendImpression(key, field, at, keep, ttl)`.
+ */
+export const APPEND_IMPRESSION_LUA_FN = `
+local function appendImpression(key, field, at, keep, ttl)
+  local times = {}
+  local cur = redis.call('HGET', key, field)
+  if cur then
+    local n = math.floor(#cur / 8)
+    for i = 0, n - 1 do
+      times[#times + 1] = struct.unpack('>d', cur, i * 8 + 1)
+    end
+  end
+  times[#times + 1] = at
+  table.sort(times)
+  local newest = times[#times]
+  local floor = newest - ttl
+  local from = #times - keep + 1
+  if from < 1 then from = 1 end
+  local out = {}
+  for i = from, #times do
+    if times[i] >= floor then out[#out + 1] = struct.pack('>d', times[i]) end
+  end
+  redis.call('HSET', key, field, table.concat(out))
+  local pttl = redis.call('PTTL', key)
+  if pttl < ttl then redis.call('PEXPIRE', key, ttl) end
+  return #out
+end
+`;
+
+/**
  * Appends one impression to a counters hash, atomically.
  * KEYS[1] the counters hash; ARGV: campaign id, time (ms), keep, ttl (ms).
  * Keeps the `keep` most recent times not older than ttl before the newest (as appendImpression),
  * and makes the hash live at least ttl ms from now (a shorter ttl of another campaign never cuts
  * a longer one short). Returns the number of times kept.
  */
-export const RECORD_IMPRESSION_LUA = `
-local key = KEYS[1]
-local field = ARGV[1]
-local at = tonumber(ARGV[2])
-local keep = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
-local times = {}
-local cur = redis.call('HGET', key, field)
-if cur then
-  local n = math.floor(#cur / 8)
-  for i = 0, n - 1 do
-    times[#times + 1] = struct.unpack('>d', cur, i * 8 + 1)
-  end
-end
-times[#times + 1] = at
-table.sort(times)
-local newest = times[#times]
-local floor = newest - ttl
-local from = #times - keep + 1
-if from < 1 then from = 1 end
-local out = {}
-for i = from, #times do
-  if times[i] >= floor then out[#out + 1] = struct.pack('>d', times[i]) end
-end
-redis.call('HSET', key, field, table.concat(out))
-local pttl = redis.call('PTTL', key)
-if pttl < ttl then redis.call('PEXPIRE', key, ttl) end
-return #out
+export const RECORD_IMPRESSION_LUA = `${APPEND_IMPRESSION_LUA_FN}
+return appendImpression(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 `;
 
 /** Sets one campaign's times on a counters object (safe for any campaign id). */

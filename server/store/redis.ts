@@ -1,11 +1,19 @@
 /**
  * The profile store on Redis (ioredis). Key layout (types.ts), all keys behind an optional
- * prefix; the keys of one person share the `{pid}` hash tag, so a Redis Cluster keeps them in
- * one slot:
- *   p:{pid}          profile bytes (codec.ts)
+ * prefix; the keys of one person share the `{pid}` hash tag:
+ *   p:{pid}          profile bytes without stages (codec.ts)
+ *   st:{pid}         hash: brand -> stage
  *   fc:{pid}         hash: campaign id -> packed impression times (codec.ts)
  *   ax:{pid}         set of the person's aliases, `kind:value`
  *   a:{kind:value}   alias -> pid
+ *   fn:{brand}       hash: stage -> people recorded at it (the sum of every st:{pid})
+ *   fm:{brand}:<day> hash: `from>to` -> people moved by events that UTC day (kept ~400 days)
+ *   ev:<eventId>     event ids seen (dedupe window, default 7 days)
+ *   rs:seq, rs:v:<version>, rs:active   rule sets (redis-rulesets.ts)
+ *
+ * Every write that changes a stored stage adjusts fn:{brand} in the same Lua script (lua.ts),
+ * so the counts are always the sum of what is stored. The funnel keys make those scripts touch
+ * more than one hash slot: this store runs on a single Redis (with replicas), not on Cluster.
  *
  * Failure behaviour: when Redis is down, commands fail at once instead of queueing (no offline
  * queue; commands in flight when the connection drops are rejected, not replayed), the client
@@ -24,7 +32,34 @@ import {
   RECORD_IMPRESSION_LUA,
   setCounter,
 } from './codec.js';
-import type { PersonRecord, ProfileStore } from './types.js';
+import {
+  APPLY_EVENT_LUA,
+  DEL_IF_EQUALS_LUA,
+  FORGET_PERSON_LUA,
+  PATCH_PERSON_LUA,
+  PUT_PERSON_LUA,
+} from './lua.js';
+import {
+  aliasRecord,
+  applyPatch,
+  checkEvent,
+  DEFAULT_EVENT_DEDUPE_MS,
+  DEFAULT_MOVES_TTL_MS,
+  daysBetween,
+  mergeStages,
+  setOwn,
+  splitStages,
+  utcDay,
+} from './person.js';
+import type {
+  EventResult,
+  EventStore,
+  EventWrite,
+  FunnelCounts,
+  PersonRecord,
+  ProfilePatch,
+  ProfileStore,
+} from './types.js';
 
 export interface RedisStoreOptions {
   /** `redis://[user:password@]host:port[/db]` or `rediss://…` */
@@ -41,6 +76,10 @@ export interface RedisStoreOptions {
   batchSize?: number;
   /** Where connection state changes are reported. Default console.warn. */
   log?: (line: string) => void;
+  /** How long an event id is remembered (`ev:<id>`), ms. Default 7 days. */
+  eventDedupeMs?: number;
+  /** How long the moves of a day are kept after the last one (`fm:`), ms. Default 400 days. */
+  movesTtlMs?: number;
 }
 
 export interface RedisStoreStats {
@@ -52,31 +91,39 @@ export interface RedisStoreStats {
 }
 
 /** The scripts defined on the connection (defineCommand: EVALSHA, with EVAL on NOSCRIPT). */
+type Arg = string | number | Buffer;
 interface Scripts {
   msRecordImpression(key: string, field: string, at: number, keep: number, ttlMs: number): Promise<number>;
   msDelIfEquals(key: string, value: string): Promise<number>;
+  msPutPerson(...args: Arg[]): Promise<number>;
+  msPatchPerson(...args: Arg[]): Promise<number>;
+  msForgetPerson(...args: Arg[]): Promise<[number, string[]]>;
 }
 type ScriptsPipeline = ChainableCommander & {
   msDelIfEquals(key: string, value: string): ScriptsPipeline;
+  msPutPerson(...args: Arg[]): ScriptsPipeline;
+  msApplyEvent(...args: Arg[]): ScriptsPipeline;
 };
+
+/** Attempts of a patch whose profile another instance changed between read and write. */
+const PATCH_ATTEMPTS = 10;
 
 /** Redis cannot be reached right now; the client keeps reconnecting. */
 export class RedisUnavailableError extends Error {
   readonly code = 'redis_unavailable';
 }
 
-const DEL_IF_EQUALS_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`;
-
-export class RedisStore implements ProfileStore {
+export class RedisStore implements ProfileStore, EventStore {
   readonly kind = 'redis' as const;
   private readonly redis: Redis;
   private readonly scripts: Scripts;
   private readonly prefix: string;
   private readonly batchSize: number;
+  private readonly dedupeMs: number;
+  private readonly movesTtlMs: number;
   private readonly log: (line: string) => void;
+  /** Patches of one person made through this instance run one after another. */
+  private readonly patching = new Map<string, Promise<unknown>>();
   /** Settles when the first connection attempt has succeeded or failed; null after that. */
   private starting: Promise<void> | null;
   private healthy = true;
@@ -91,6 +138,8 @@ export class RedisStore implements ProfileStore {
       throw new Error(`Redis key prefix ${JSON.stringify(prefix)} must not contain { or }`);
     this.prefix = prefix;
     this.batchSize = Math.max(1, opts.batchSize ?? 1000);
+    this.dedupeMs = Math.max(1, Math.ceil(opts.eventDedupeMs ?? DEFAULT_EVENT_DEDUPE_MS));
+    this.movesTtlMs = Math.max(1, Math.ceil(opts.movesTtlMs ?? DEFAULT_MOVES_TTL_MS));
     this.log = opts.log ?? ((line) => console.warn(line));
     const maxDelay = Math.max(10, opts.maxRetryDelayMs ?? 1000);
     const options: RedisOptions = {
@@ -115,6 +164,10 @@ export class RedisStore implements ProfileStore {
     this.redis = new Redis(opts.url, options);
     this.redis.defineCommand('msRecordImpression', { numberOfKeys: 1, lua: RECORD_IMPRESSION_LUA });
     this.redis.defineCommand('msDelIfEquals', { numberOfKeys: 1, lua: DEL_IF_EQUALS_LUA });
+    this.redis.defineCommand('msPutPerson', { numberOfKeys: 2, lua: PUT_PERSON_LUA });
+    this.redis.defineCommand('msPatchPerson', { numberOfKeys: 2, lua: PATCH_PERSON_LUA });
+    this.redis.defineCommand('msForgetPerson', { numberOfKeys: 4, lua: FORGET_PERSON_LUA });
+    this.redis.defineCommand('msApplyEvent', { numberOfKeys: 3, lua: APPLY_EVENT_LUA });
     this.scripts = this.redis as unknown as Scripts;
 
     this.redis.on('error', (err: Error) => {
@@ -154,10 +207,11 @@ export class RedisStore implements ProfileStore {
       .pipeline()
       .getBuffer(this.pKey(pid))
       .hgetallBuffer(this.fcKey(pid))
+      .hgetall(this.stKey(pid))
       .exec();
-    const [profileReply, countersReply] = checked(replies, 2);
+    const [profileReply, countersReply, stagesReply] = checked(replies, 3);
     return {
-      profile: this.decodeProfileReply(profileReply),
+      profile: mergeStages(pid, this.decodeProfileReply(profileReply), stagesReply as Record<string, string>),
       counters: this.decodeCounters(countersReply as Record<string, Buffer> | null),
     };
   }
@@ -171,30 +225,45 @@ export class RedisStore implements ProfileStore {
   async getProfile(pid: string): Promise<Profile | null> {
     if (this.starting !== null) await this.starting;
     this.assertUp();
-    return this.decodeProfileReply(await this.redis.getBuffer(this.pKey(pid)));
+    const [bytes, stages] = await this.readPerson(pid);
+    return mergeStages(pid, this.decodeProfileReply(bytes), stages);
   }
 
   async putProfile(profile: Profile): Promise<void> {
-    const bytes = encodeProfile(profile);
+    const args = this.putArgs(profile);
     if (this.starting !== null) await this.starting;
     this.assertUp();
-    await this.redis.set(this.pKey(profile.id), bytes);
+    await this.scripts.msPutPerson(...args);
   }
 
   async putProfiles(profiles: readonly Profile[]): Promise<void> {
     // Encode everything first: a profile that cannot be encoded writes nothing.
-    const encoded = profiles.map((p) => [this.pKey(p.id), encodeProfile(p)] as const);
+    const encoded = profiles.map((p) => this.putArgs(p));
     if (this.starting !== null) await this.starting;
     this.assertUp();
     for (let i = 0; i < encoded.length; i += this.batchSize) {
-      const pipe = this.redis.pipeline();
+      const pipe = this.redis.pipeline() as ScriptsPipeline;
       const end = Math.min(encoded.length, i + this.batchSize);
-      for (let j = i; j < end; j++) {
-        const [key, bytes] = encoded[j]!;
-        pipe.set(key, bytes);
-      }
+      for (let j = i; j < end; j++) pipe.msPutPerson(...encoded[j]!);
       checked(await pipe.exec(), end - i);
     }
+  }
+
+  /** The arguments of PUT_PERSON_LUA for one profile. */
+  private putArgs(profile: Profile): Arg[] {
+    const { blob, stages } = splitStages(profile);
+    const args: Arg[] = [this.pKey(profile.id), this.stKey(profile.id), this.prefix, encodeProfile(blob)];
+    for (const [brand, stage] of stages) args.push(brand, stage);
+    return args;
+  }
+
+  /** The stored profile bytes (null when none) and stages of a person, in one round trip. */
+  private async readPerson(pid: string): Promise<[unknown, Record<string, string>]> {
+    if (this.starting !== null) await this.starting;
+    this.assertUp();
+    const replies = await this.redis.pipeline().getBuffer(this.pKey(pid)).hgetall(this.stKey(pid)).exec();
+    const [bytes, stages] = checked(replies, 2);
+    return [bytes, stages as Record<string, string>];
   }
 
   async linkAliases(pid: string, aliases: Readonly<Record<string, string>>): Promise<void> {
@@ -236,12 +305,15 @@ export class RedisStore implements ProfileStore {
   async forgetPerson(pid: string): Promise<boolean> {
     if (this.starting !== null) await this.starting;
     this.assertUp();
-    const axKey = this.axKey(pid);
-    // Atomically: the aliases the person had, and everything kept under the person's hash tag.
-    const [members, deleted] = checked(
-      await this.redis.multi().smembers(axKey).del(this.pKey(pid), this.fcKey(pid), axKey).exec(),
-      2,
-    ) as [string[], number];
+    // Atomically: the aliases the person had, everything kept under the person's hash tag, and
+    // the person's stages taken out of the funnel counts.
+    const [deleted, members] = await this.scripts.msForgetPerson(
+      this.pKey(pid),
+      this.fcKey(pid),
+      this.axKey(pid),
+      this.stKey(pid),
+      this.prefix,
+    );
     let found = deleted > 0;
     if (members.length > 0) {
       // An alias that has meanwhile moved to someone else stays theirs.
@@ -251,6 +323,139 @@ export class RedisStore implements ProfileStore {
       if (results.some((r) => r === 1)) found = true;
     }
     return found;
+  }
+
+  // ---- events, patches, funnels -----------------------------------------------------------------
+
+  /**
+   * One Lua call per event, the batch in one pipeline. When Redis fails part-way, the call
+   * rejects; the events that did reach Redis are duplicates on a retry, the others apply then.
+   */
+  async applyEvents(events: readonly EventWrite[]): Promise<EventResult[]> {
+    for (const event of events) checkEvent(event);
+    if (events.length === 0) return [];
+    if (this.starting !== null) await this.starting;
+    this.assertUp();
+    const pipe = this.redis.pipeline() as ScriptsPipeline;
+    for (const event of events) pipe.msApplyEvent(...this.eventArgs(event));
+    const replies = checked(await pipe.exec(), events.length);
+    return replies.map((reply, i) => {
+      const r = reply as [number, string?, string?];
+      if (r[0] === 0) return { outcome: 'duplicate' };
+      const stage = events[i]!.stage;
+      if (r.length < 3 || stage === undefined) return { outcome: 'applied' };
+      return { outcome: 'applied', moved: { brand: stage.brand, from: r[1]!, to: r[2]! } };
+    });
+  }
+
+  /** The arguments of APPLY_EVENT_LUA for one event. */
+  private eventArgs(event: EventWrite): Arg[] {
+    const args: Arg[] = [
+      this.evKey(event.eventId),
+      this.fcKey(event.pid),
+      this.stKey(event.pid),
+      this.prefix,
+      this.dedupeMs,
+      event.at,
+    ];
+    if (event.impression === undefined) args.push('0', '', 0, 0);
+    else {
+      const limits = impressionLimits(event.impression.keep, event.impression.ttlMs);
+      args.push('1', event.impression.campaign, limits.keep, limits.ttlMs);
+    }
+    if (event.stage === undefined) return args;
+    const { brand, defaultStage, next } = event.stage;
+    args.push('1', brand, defaultStage, utcDay(event.at), this.movesTtlMs);
+    for (const from of Object.keys(next)) args.push(from, next[from]!);
+    return args;
+  }
+
+  /**
+   * Reads the profile and stages, applies the patch, and writes back only if the profile is
+   * unchanged since the read (PATCH_PERSON_LUA); on a conflict it reads again. Stages are written
+   * brand by brand, so an event moving another brand meanwhile is kept.
+   */
+  patchProfile(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {
+    // Queue behind a patch of the same person already running here: no conflict with ourselves.
+    const before = this.patching.get(pid) ?? Promise.resolve();
+    const run = before.then(
+      () => this.patchOnce(pid, patch, now),
+      () => this.patchOnce(pid, patch, now),
+    );
+    this.patching.set(pid, run);
+    const clear = () => {
+      if (this.patching.get(pid) === run) this.patching.delete(pid);
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  private async patchOnce(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {
+    for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
+      const [bytes, stored] = await this.readPerson(pid);
+      const current = mergeStages(pid, this.decodeProfileReply(bytes), stored);
+      if (current === null) return null;
+      const patched = applyPatch(current, patch, now);
+      const { blob, stages } = splitStages(patched);
+      const args: Arg[] = [this.pKey(pid), this.stKey(pid), this.prefix];
+      if (bytes instanceof Uint8Array) args.push(Buffer.from(bytes), '1');
+      else args.push('', '0');
+      args.push(encodeProfile(blob));
+      const wanted = new Map(stages);
+      for (const [brand, stage] of wanted) if (stored[brand] !== stage) args.push(brand, '1', stage);
+      for (const brand of Object.keys(stored)) if (!wanted.has(brand)) args.push(brand, '0', '');
+      this.assertUp();
+      const outcome = await this.scripts.msPatchPerson(...args);
+      if (outcome === 1) return patched;
+      if (outcome === -1) return null;
+      // Someone else wrote the profile in between: a short pause, then read again.
+      await new Promise((r) => setTimeout(r, Math.random() * 2 * (attempt + 1)));
+    }
+    throw new Error(`profile ${pid} kept changing while it was patched; try again`);
+  }
+
+  async funnel(brand: string, fromDay: string, toDay: string): Promise<FunnelCounts> {
+    const days = daysBetween(fromDay, toDay);
+    if (this.starting !== null) await this.starting;
+    this.assertUp();
+    const pipe = this.redis.pipeline().hgetall(this.fnKey(brand));
+    for (const day of days) pipe.hgetall(this.fmKey(brand, day));
+    const [counts, ...perDay] = checked(await pipe.exec(), days.length + 1) as Array<Record<string, string>>;
+    const stages = numbers(counts!);
+    const moves: Record<string, Record<string, number>> = {};
+    days.forEach((day, i) => {
+      const m = perDay[i]!;
+      if (Object.keys(m).length > 0) moves[day] = numbers(m);
+    });
+    return { brand, stages, moves };
+  }
+
+  async aliasesOf(pid: string): Promise<Record<string, string>> {
+    if (this.starting !== null) await this.starting;
+    this.assertUp();
+    return aliasRecord(await this.redis.smembers(this.axKey(pid)));
+  }
+
+  // ---- the connection, for the bus and the rule sets on the same Redis ------------------------------
+
+  /** The key prefix of this store (channels and rule-set keys use it too). */
+  get keyPrefix(): string {
+    return this.prefix;
+  }
+
+  /**
+   * The store's connection once it can be used (waits for the first connection attempt, then
+   * fails at once while Redis is down, like every method of the store).
+   */
+  async connection(): Promise<Redis> {
+    if (this.starting !== null) await this.starting;
+    this.assertUp();
+    return this.redis;
+  }
+
+  /** A new connection with the store's settings, and `overrides` (a subscriber, say). */
+  duplicateConnection(overrides: Partial<RedisOptions> = {}): Redis {
+    return this.redis.duplicate(overrides);
   }
 
   async ping(): Promise<void> {
@@ -290,8 +495,13 @@ export class RedisStore implements ProfileStore {
   }
 
   /** The keys of a person and of an alias, as stored (with the prefix). */
-  keysOf(pid: string): { profile: string; counters: string; aliases: string } {
-    return { profile: this.pKey(pid), counters: this.fcKey(pid), aliases: this.axKey(pid) };
+  keysOf(pid: string): { profile: string; counters: string; aliases: string; stages: string } {
+    return {
+      profile: this.pKey(pid),
+      counters: this.fcKey(pid),
+      aliases: this.axKey(pid),
+      stages: this.stKey(pid),
+    };
   }
 
   private pKey(pid: string): string {
@@ -302,6 +512,18 @@ export class RedisStore implements ProfileStore {
   }
   private axKey(pid: string): string {
     return `${this.prefix}ax:{${pid}}`;
+  }
+  private stKey(pid: string): string {
+    return `${this.prefix}st:{${pid}}`;
+  }
+  private fnKey(brand: string): string {
+    return `${this.prefix}fn:{${brand}}`;
+  }
+  private fmKey(brand: string, day: string): string {
+    return `${this.prefix}fm:{${brand}}:${day}`;
+  }
+  private evKey(eventId: string): string {
+    return `${this.prefix}ev:${eventId}`;
   }
   aliasKey(member: string): string {
     return `${this.prefix}a:{${member}}`;
@@ -328,6 +550,13 @@ export class RedisStore implements ProfileStore {
     }
     return out;
   }
+}
+
+/** A hash of counts as numbers. */
+function numbers(hash: Record<string, string>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const key of Object.keys(hash)) setOwn(out, key, Number(hash[key]));
+  return out;
 }
 
 /** The replies of a pipeline, or the first error in it. */

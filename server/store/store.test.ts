@@ -7,10 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisHandle, startRedis } from '../../test/redis-server.js';
 import { EmbeddedBus } from './bus.js';
 import { CachedStore } from './cached.js';
+import { decodeProfile, encodeProfile } from './codec.js';
 import { describeStoreContract, type StoreFixture } from './contract.js';
 import { EmbeddedStore } from './embedded.js';
 import { RedisStore } from './redis.js';
+import { busChannel, RedisBus } from './redis-bus.js';
+import { RedisRuleSets } from './redis-rulesets.js';
 import { EmbeddedRuleSets } from './rulesets.js';
+import type { Bus, BusMessage, EventWrite } from './types.js';
 
 const quiet = () => {};
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -82,51 +86,73 @@ describe('on a real redis-server', () => {
     await redis?.stop();
   });
 
-  describeStoreContract(
-    'RedisStore',
-    (): StoreFixture => ({
-      store: new RedisStore({ url: redis.url, keyPrefix: freshPrefix(), log: quiet }),
+  /** A Redis store with its bus and rule sets; other instances' buses connect by URL. */
+  function redisFixture(prefix: string, cached: boolean): StoreFixture {
+    const backing = new RedisStore({ url: redis.url, keyPrefix: prefix, log: quiet });
+    const bus = new RedisBus({ store: backing, log: quiet });
+    const others: Bus[] = [];
+    return {
+      store: cached ? new CachedStore(backing, { maxPeople: 1000, maxAliases: 1000, ttlMs: 100 }) : backing,
+      bus,
+      ruleSets: new RedisRuleSets({ store: backing, bus }),
+      makeBus: async () => {
+        const other = new RedisBus({ redis: { url: redis.url, keyPrefix: prefix, log: quiet }, log: quiet });
+        others.push(other);
+        return other;
+      },
+      publishRaw: async (text) => {
+        await admin.publish(busChannel(prefix), text);
+      },
       advance: sleep,
       keysMentioning: (text) => keysMentioning(admin, text),
-    }),
-  );
+      dispose: async () => {
+        await bus.close();
+        for (const other of others) await other.close();
+      },
+    };
+  }
 
-  describeStoreContract(
-    'RedisStore without a key prefix',
-    (): StoreFixture => ({
-      store: new RedisStore({ url: redis.url, log: quiet }),
-      advance: sleep,
-      keysMentioning: (text) => keysMentioning(admin, text),
-    }),
-  );
-
-  describeStoreContract(
-    'CachedStore over RedisStore',
-    (): StoreFixture => ({
-      store: new CachedStore(new RedisStore({ url: redis.url, keyPrefix: freshPrefix(), log: quiet }), {
-        maxPeople: 1000,
-        maxAliases: 1000,
-        ttlMs: 100,
-      }),
-      advance: sleep,
-      keysMentioning: (text) => keysMentioning(admin, text),
-    }),
-  );
+  describeStoreContract('RedisStore', () => redisFixture(freshPrefix(), false));
+  describeStoreContract('RedisStore without a key prefix', () => redisFixture('', false));
+  describeStoreContract('CachedStore over RedisStore', () => redisFixture(freshPrefix(), true));
 
   it('lays keys out as documented, under the prefix and one hash tag per person', async () => {
     const store = new RedisStore({ url: redis.url, keyPrefix: 'layout:', log: quiet });
     try {
-      await store.putProfile({ id: 'p-7', tags: ['a'] });
+      await store.putProfile({ id: 'p-7', tags: ['a'], stages: { vivo: 'aware' } });
       await store.recordImpression('p-7', 'x90-launch', 1_795_000_000_000, 3, 60_000);
       await store.linkAliases('p-7', { idfa: 'ABC', cookie: 'c1' });
+      await store.applyEvents([
+        {
+          eventId: 'e-1',
+          pid: 'p-7',
+          at: Date.parse('2026-11-24T10:00:00Z'),
+          stage: { brand: 'vivo', defaultStage: 'aware', next: { aware: 'appeal' } },
+        },
+      ]);
       const keys = (await admin.keys('layout:*')).sort();
       expect(keys).toEqual([
         'layout:a:{cookie:c1}',
         'layout:a:{idfa:ABC}',
         'layout:ax:{p-7}',
+        'layout:ev:e-1',
         'layout:fc:{p-7}',
+        'layout:fm:{vivo}:2026-11-24',
+        'layout:fn:{vivo}',
         'layout:p:{p-7}',
+        'layout:st:{p-7}',
       ]);
+      expect(await admin.hgetall('layout:st:{p-7}')).toEqual({ vivo: 'appeal' });
+      expect(await admin.hgetall('layout:fn:{vivo}')).toEqual({ appeal: '1' });
+      expect(await admin.hgetall('layout:fm:{vivo}:2026-11-24')).toEqual({ 'aware>appeal': '1' });
+      const fmTtl = await admin.pttl('layout:fm:{vivo}:2026-11-24');
+      expect(fmTtl).toBeGreaterThan(399 * 86_400_000);
+      expect(fmTtl).toBeLessThanOrEqual(400 * 86_400_000);
+      const evTtl = await admin.pttl('layout:ev:e-1');
+      expect(evTtl).toBeGreaterThan(6 * 86_400_000);
+      expect(evTtl).toBeLessThanOrEqual(7 * 86_400_000);
+      // The profile blob no longer carries stages.
+      expect(decodeProfile((await admin.getBuffer('layout:p:{p-7}'))!)).toEqual({ id: 'p-7', tags: ['a'] });
       expect(await admin.get('layout:a:{idfa:ABC}')).toBe('p-7');
       expect((await admin.smembers('layout:ax:{p-7}')).sort()).toEqual(['cookie:c1', 'idfa:ABC']);
       expect(await admin.type('layout:fc:{p-7}')).toBe('hash');
@@ -137,11 +163,91 @@ describe('on a real redis-server', () => {
       expect((await admin.hgetBuffer('layout:fc:{p-7}', 'x90-launch'))?.length).toBe(8);
       // Same slot for every key of the person.
       const slots = await Promise.all(
-        ['p:{p-7}', 'fc:{p-7}', 'ax:{p-7}'].map((k) =>
+        ['p:{p-7}', 'fc:{p-7}', 'ax:{p-7}', 'st:{p-7}'].map((k) =>
           admin.call('CLUSTER', 'KEYSLOT', `layout:${k}`).catch(() => null),
         ),
       );
       if (slots[0] !== null) expect(new Set(slots).size).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('reads profiles written with stages in the blob, and moves those stages into the hash on a write', async () => {
+    const store = new RedisStore({ url: redis.url, keyPrefix: 'legacy:', log: quiet });
+    try {
+      await admin.set(
+        'legacy:p:{p-old}',
+        encodeProfile({ id: 'p-old', tags: ['a'], stages: { vivo: 'aware', pad: 'act' } }),
+      );
+      await admin.hset('legacy:st:{p-old}', 'vivo', 'appeal');
+      const merged = { id: 'p-old', tags: ['a'], stages: { vivo: 'appeal', pad: 'act' } };
+      expect(await store.getProfile('p-old')).toEqual(merged);
+      expect((await store.loadPerson('p-old')).profile).toEqual(merged);
+      await store.patchProfile('p-old', { addTags: ['b'] }, 5);
+      expect(await admin.hgetall('legacy:st:{p-old}')).toEqual({ vivo: 'appeal', pad: 'act' });
+      expect(decodeProfile((await admin.getBuffer('legacy:p:{p-old}'))!)).toEqual({
+        id: 'p-old',
+        tags: ['a', 'b'],
+        updatedAt: 5,
+      });
+      expect((await store.funnel('pad', '2026-11-24', '2026-11-24')).stages).toEqual({ act: 1 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('patches without losing a change when two instances patch one person', async () => {
+    const a = new RedisStore({ url: redis.url, keyPrefix: 'cas:', log: quiet });
+    const b = new RedisStore({ url: redis.url, keyPrefix: 'cas:', log: quiet });
+    try {
+      await a.putProfile({ id: 'p-c', tags: [] });
+      await Promise.all(
+        Array.from({ length: 24 }, (_, i) =>
+          (i % 2 === 0 ? a : b).patchProfile('p-c', { addTags: [`t${i}`], stages: { [`b${i}`]: 's' } }, i),
+        ),
+      );
+      const back = await a.getProfile('p-c');
+      expect(back?.tags.length).toBe(24);
+      expect(Object.keys(back?.stages ?? {}).length).toBe(24);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('applies events exactly once when the connection drops in the middle of a batch', async () => {
+    const store = new RedisStore({ url: redis.url, keyPrefix: 'drop:', log: quiet, maxRetryDelayMs: 50 });
+    try {
+      const t0 = Date.parse('2026-11-24T10:00:00Z');
+      const batch: EventWrite[] = Array.from({ length: 20_000 }, (_, i) => ({
+        eventId: `d-${i}`,
+        pid: `p-${i % 100}`,
+        at: t0 + i,
+        impression: { campaign: 'c', keep: 1000, ttlMs: 86_400_000 },
+      }));
+      await store.ping();
+      const first = store.applyEvents(batch).then(
+        () => 'resolved',
+        () => 'rejected',
+      );
+      // Drop every client connection of the store while the batch is on its way.
+      await sleep(5);
+      await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      const outcome = await first;
+      let results = null;
+      for (let i = 0; i < 100 && results === null; i++) {
+        results = await store.applyEvents(batch).catch(() => null);
+        if (results === null) await sleep(50);
+      }
+      expect(results).not.toBeNull();
+      const applied = results!.filter((r) => r.outcome === 'applied').length;
+      if (outcome === 'resolved') expect(applied).toBe(0);
+      // Every event counted once overall: 200 impressions per person.
+      for (const pid of ['p-0', 'p-42', 'p-99']) {
+        expect((await store.loadPerson(pid)).counters.c?.length).toBe(200);
+      }
+      expect((await store.applyEvents(batch)).every((r) => r.outcome === 'duplicate')).toBe(true);
     } finally {
       await store.close();
     }
@@ -275,6 +381,79 @@ describe('RedisStore when Redis fails', () => {
       await expect(store.loadPerson('p-1')).rejects.toThrow();
       expect(performance.now() - t0).toBeLessThan(3000);
     } finally {
+      await store.close();
+    }
+  });
+
+  it('rejects events quickly while Redis is down; a retry after it is back counts each event once', async () => {
+    const store = new RedisStore({ url: redis.url, keyPrefix: 'ev-fail:', log: quiet, maxRetryDelayMs: 100 });
+    try {
+      const t0 = Date.parse('2026-11-24T10:00:00Z');
+      const stage = { brand: 'vivo', defaultStage: 'aware', next: { aware: 'appeal', appeal: 'act' } };
+      const batch = (from: number): EventWrite[] =>
+        Array.from({ length: 10 }, (_, k) => ({
+          eventId: `k-${from + k}`,
+          pid: 'p-1',
+          at: t0 + from + k,
+          impression: { campaign: 'c', keep: 100, ttlMs: 86_400_000 },
+          ...(k === 0 ? { stage } : {}),
+        }));
+      expect((await store.applyEvents(batch(0))).every((r) => r.outcome === 'applied')).toBe(true);
+      await redis.kill();
+      await sleep(50);
+      const started = performance.now();
+      await expect(store.applyEvents(batch(10))).rejects.toThrow();
+      expect(performance.now() - started).toBeLessThan(1000);
+      await redis.restart();
+      let results = null;
+      for (let i = 0; i < 100 && results === null; i++) {
+        results = await store.applyEvents(batch(10)).catch(() => null);
+        if (results === null) await sleep(100);
+      }
+      // The server came back empty (no persistence): the retried batch applies once, whole.
+      expect(results?.map((r) => r.outcome)).toEqual(Array(10).fill('applied'));
+      expect(results?.[0]?.moved).toEqual({ brand: 'vivo', from: 'aware', to: 'appeal' });
+      expect((await store.applyEvents(batch(10))).every((r) => r.outcome === 'duplicate')).toBe(true);
+      expect((await store.loadPerson('p-1')).counters.c?.length).toBe(10);
+      expect(await store.funnel('vivo', '2026-11-24', '2026-11-24')).toEqual({
+        brand: 'vivo',
+        stages: { appeal: 1 },
+        moves: { '2026-11-24': { 'aware>appeal': 1 } },
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keeps the bus listening across a Redis restart', async () => {
+    const store = new RedisStore({
+      url: redis.url,
+      keyPrefix: 'bus-fail:',
+      log: quiet,
+      maxRetryDelayMs: 100,
+    });
+    let reconnects = 0;
+    const bus = new RedisBus({ store, log: quiet, onReconnect: () => reconnects++ });
+    try {
+      const heard: BusMessage[] = [];
+      await bus.subscribe((m) => heard.push(m));
+      expect(bus.stats().listening).toBe(true);
+      await bus.publish({ type: 'ruleset', version: 1 });
+      await redis.kill();
+      await sleep(50);
+      await expect(bus.publish({ type: 'ruleset', version: 2 })).rejects.toThrow();
+      await redis.restart();
+      let delivered = false;
+      for (let i = 0; i < 100 && !delivered; i++) {
+        await bus.publish({ type: 'ruleset', version: 3 }).catch(() => undefined);
+        await sleep(50);
+        delivered = heard.some((m) => m.type === 'ruleset' && m.version === 3);
+      }
+      expect(delivered).toBe(true);
+      expect(heard[0]).toEqual({ type: 'ruleset', version: 1 });
+      expect(reconnects).toBeGreaterThanOrEqual(1);
+    } finally {
+      await bus.close();
       await store.close();
     }
   });
