@@ -1,12 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CONTROL_ROUTES } from './app.js';
 import { hasScope, TokenAuth } from './auth.js';
-import { makeKit, TOKENS } from './test-kit.js';
-
-/** A path of a route with its parameters filled in. */
-export function samplePath(path: string): string {
-  return path.replace('{version}', '1').replace('{id}', 'p-1').replace('{brand}', 'vivo');
-}
+import { makeKit, samplePath, TOKENS } from './test-kit.js';
 
 describe('tokens', () => {
   it('lets everyone in as anonymous when no token is configured', () => {

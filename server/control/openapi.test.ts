@@ -3,7 +3,7 @@ import { checkDecideRequest } from '../decision/request.js';
 import { ClientError } from '../errors.js';
 import { buildOpenApi, ROUTES } from './openapi.js';
 import { decideRequestSchema } from './schemas.js';
-import { makeKit } from './test-kit.js';
+import { type Json, makeKit } from './test-kit.js';
 import { checker } from './validate.js';
 
 /** `/v1/rulesets/:version{[0-9]+}` -> `/v1/rulesets/{version}` */
@@ -33,7 +33,7 @@ describe('OpenAPI document', () => {
   });
 
   it('names a scope and the error answers of each route', () => {
-    const doc = buildOpenApi() as any;
+    const doc = buildOpenApi() as Json;
     const upload = doc.paths['/v1/rulesets'].post;
     expect(upload.security).toEqual([{ bearer: ['rules:write'] }]);
     expect(Object.keys(upload.requestBody.content)).toEqual(

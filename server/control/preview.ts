@@ -39,11 +39,13 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
       if (!v.ok) throw new RuleSetInvalid(v.errors);
       return { label: 'draft', compiled: compileRuleSet(v.value) };
     }
-    const active = ctx.deps.active();
-    if (ruleset === active.version) return { label: active.version, compiled: active.compiled };
     const stored = await ctx.store('read the rule set', () => ctx.deps.rulesets.getRuleSet(ruleset));
     if (stored === null) {
       throw new ClientError('ruleset_not_found', `There is no rule set version ${ruleset}`, 'ruleset');
+    }
+    const active = ctx.deps.active();
+    if (active.version === ruleset && active.checksum === stored.meta.checksum) {
+      return { label: ruleset, compiled: active.compiled };
     }
     const key = `${ruleset}:${stored.meta.checksum}`;
     let compiled = cache.get(key);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { checksumOf } from '../ruleset-file.js';
-import { DEMO_FILE, makeKit } from './test-kit.js';
+import { DEMO_FILE, type Json, makeKit } from './test-kit.js';
 
 const DEMO = readFileSync(DEMO_FILE, 'utf8');
 const YAML = 'application/yaml';
@@ -30,7 +30,7 @@ describe('rule sets', () => {
     expect(list.status).toBe(200);
     expect(list.body.active).toBe(2);
     expect(list.body.serving).toBe(2);
-    expect(list.body.versions.map((v: any) => [v.version, v.active])).toEqual([
+    expect(list.body.versions.map((v: Json) => [v.version, v.active])).toEqual([
       [2, true],
       [1, false],
     ]);
@@ -94,7 +94,7 @@ describe('rule sets', () => {
       for (const e of r.body.errors) {
         expect(e).toEqual(expect.objectContaining({ code: expect.any(String), path: expect.any(String) }));
       }
-      expect(r.body.errors.some((e: any) => typeof e.line === 'number')).toBe(true);
+      expect(r.body.errors.some((e: Json) => typeof e.line === 'number')).toBe(true);
     }
     const syntax = await kit.req('POST', '/v1/rulesets', { body: '{"funnel": [', type: 'application/json' });
     expect(syntax.status).toBe(422);

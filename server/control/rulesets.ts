@@ -4,13 +4,11 @@
  * bus; each instance then loads and compiles the version, see loadStoredRuleSet).
  */
 import type { Context } from 'hono';
-import { compileRuleSet } from '../../rules/compile.js';
 import { parseRuleSetText } from '../../rules/parse.js';
 import type { RuleSet } from '../../rules/types.js';
-import type { ActiveRuleSet } from '../decision/service.js';
 import { ClientError } from '../errors.js';
 import { checksumOf } from '../ruleset-file.js';
-import type { RuleSetMeta, RuleSetStore } from '../store/types.js';
+import type { RuleSetMeta } from '../store/types.js';
 import { type ControlContext, type Register, RuleSetInvalid } from './context.js';
 
 /** Parses and validates rule-set text, or throws RuleSetInvalid with every error. */

@@ -32,7 +32,7 @@ export const TOKENS: ApiToken[] = [
 export interface Reply {
   status: number;
   headers: Headers;
-  body: any;
+  body: Json;
   text: string;
 }
 
@@ -135,3 +135,12 @@ export async function makeKit(overrides: Partial<ControlDeps> = {}): Promise<Kit
     req,
   };
 }
+
+/** A path of a route with its parameters filled in. */
+export function samplePath(path: string): string {
+  return path.replace('{version}', '1').replace('{id}', 'p-1').replace('{brand}', 'vivo');
+}
+
+/** Loosely typed JSON, for reading answers in tests. */
+// biome-ignore lint/suspicious/noExplicitAny: answers are checked by the assertions
+export type Json = any;
