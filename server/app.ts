@@ -1,23 +1,39 @@
 /**
- * Wires a running server: store (Redis or embedded) behind a cache, the active rule set, the
- * decision service, the data plane (uWebSockets.js) and the control plane (Hono).
+ * Wires a running server: the backend (Redis, or embedded with demo data) with its rule-set
+ * versions and fleet bus, a cache in front of the profiles, the active rule set kept in step with
+ * the fleet, the decision service, the data plane (uWebSockets.js) and the control plane (Hono).
  */
 import type { Config } from './config.js';
+import { createControlApp } from './control/app.js';
 import { DecisionService } from './decision/service.js';
 import { demoAliases, demoProfile } from './demo/profiles.js';
 import { createAdminApp, listenAdmin } from './http/admin.js';
 import { createDataPlane, type Listener, listen } from './http/data-plane.js';
-import { loadRuleSetFile } from './ruleset-file.js';
+import { initialRuleSet, RuleSetSync } from './ruleset-sync.js';
+import { EmbeddedBus } from './store/bus.js';
 import { CachedStore } from './store/cached.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { RedisStore } from './store/redis.js';
-import type { ProfileStore } from './store/types.js';
+import { RedisBus } from './store/redis-bus.js';
+import { RedisRuleSets } from './store/redis-rulesets.js';
+import { EmbeddedRuleSets } from './store/rulesets.js';
+import type { Bus, PersonStore, RuleSetStore } from './store/types.js';
+
+/** Where profiles, rule-set versions and fleet announcements live. */
+export interface Backend {
+  readonly people: PersonStore;
+  readonly rulesets: RuleSetStore;
+  readonly bus: Bus;
+  close(): Promise<void>;
+}
 
 export interface RunningServer {
   readonly dataPort: number;
   readonly adminPort: number;
   readonly service: DecisionService;
   readonly store: CachedStore;
+  readonly backend: Backend;
+  readonly sync: RuleSetSync;
   /** Stops accepting, lets requests in flight finish (up to `graceMs`), closes the store. */
   close(graceMs?: number): Promise<void>;
 }
@@ -26,39 +42,102 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** The clock of decisions (tests pin it). */
   now?: () => number;
+  /**
+   * A backend to share instead of opening one from the configuration (several servers in one
+   * process, as tests run a fleet). The caller closes it.
+   */
+  backend?: Backend;
+  /** How often the active rule-set version is checked besides the bus, ms. */
+  rulesetPollMs?: number;
 }
 
-/** The backing store from the configuration: Redis when REDIS_URL is set, else embedded demo data. */
-export async function openStore(config: Config, log: (line: string) => void): Promise<ProfileStore> {
+/** The backend from the configuration: Redis when REDIS_URL is set, else embedded demo data. */
+export async function openBackend(config: Config, log: (line: string) => void): Promise<Backend> {
   if (config.redisUrl !== undefined) {
-    const store = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix });
+    const people = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, log });
+    const bus = new RedisBus({ store: people, log });
+    const rulesets = new RedisRuleSets({ store: people, bus });
     log(`profile store: Redis at ${redact(config.redisUrl)}`);
-    return store;
+    return {
+      people,
+      rulesets,
+      bus,
+      async close() {
+        await bus.close();
+        await people.close();
+      },
+    };
   }
-  const store = new EmbeddedStore();
-  const batch = [];
-  for (let i = 0; i < config.demoPeople; i++) batch.push(demoProfile(i));
-  await store.putProfiles(batch);
-  for (let i = 0; i < config.demoPeople; i++) await store.linkAliases(`p-${i}`, demoAliases(i));
+  const people = await embeddedDemo(config.demoPeople);
   log(
     `profile store: embedded, ${config.demoPeople} synthetic demo profiles loaded (p-0 .. p-${config.demoPeople - 1})`,
   );
+  return embeddedBackend(people);
+}
+
+/** An in-process backend around an embedded store. */
+export function embeddedBackend(people: EmbeddedStore = new EmbeddedStore()): Backend {
+  const bus = new EmbeddedBus();
+  const rulesets = new EmbeddedRuleSets({ bus });
+  return {
+    people,
+    rulesets,
+    bus,
+    async close() {
+      await bus.close();
+      await people.close();
+    },
+  };
+}
+
+async function embeddedDemo(count: number): Promise<EmbeddedStore> {
+  const store = new EmbeddedStore();
+  const batch = [];
+  for (let i = 0; i < count; i++) batch.push(demoProfile(i));
+  await store.putProfiles(batch);
+  for (let i = 0; i < count; i++) await store.linkAliases(`p-${i}`, demoAliases(i));
   return store;
 }
 
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
-  const active = loadRuleSetFile(config.rulesetFile);
-  const backing = await openStore(config, log);
-  const store = new CachedStore(backing, {
+  const ownsBackend = opts.backend === undefined;
+  const backend = opts.backend ?? (await openBackend(config, log));
+  const store = new CachedStore(backend.people, {
     maxPeople: config.cacheMaxPeople,
     maxAliases: config.cacheMaxAliases,
     ttlMs: config.cacheTtlMs,
   });
-  const service = new DecisionService(store, active, {
-    deadlineMs: config.deadlineMs,
-    ...(opts.now === undefined ? {} : { now: opts.now }),
-  });
+  let service: DecisionService;
+  let sync: RuleSetSync;
+  let unsubscribe: () => void = () => {};
+  try {
+    const initial = await initialRuleSet(backend.rulesets, config.rulesetFile, Date.now(), log);
+    service = new DecisionService(store, initial.active, {
+      deadlineMs: config.deadlineMs,
+      ...(opts.now === undefined ? {} : { now: opts.now }),
+    });
+    sync = new RuleSetSync(
+      service,
+      {
+        rulesets: backend.rulesets,
+        bootstrapFile: config.rulesetFile,
+        log,
+        pollMs: opts.rulesetPollMs ?? 5000,
+      },
+      initial.compileMs,
+    );
+    // Writes made on any instance drop cached copies here; activations reach every instance.
+    unsubscribe = await backend.bus.subscribe((m) => {
+      if (m.type === 'ruleset') sync.request(m.version);
+      else if (m.type === 'person') store.invalidatePerson(m.pid);
+      else if (m.type === 'alias') store.invalidateAlias(m.kind, m.value);
+    });
+    sync.start();
+  } catch (e) {
+    if (ownsBackend) await backend.close();
+    throw e;
+  }
 
   let inFlight = 0;
   let draining = false;
@@ -74,17 +153,27 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       inFlight++;
     },
   });
+  const control = createControlApp({
+    profiles: store,
+    rulesets: backend.rulesets,
+    bus: backend.bus,
+    tokens: config.tokens,
+    active: () => service.ruleSet,
+    log,
+  });
   let data: Listener;
   let admin: Listener;
   try {
     data = await listen(dataApp, config.host, config.port);
     admin = await listenAdmin(
-      createAdminApp({ service, store, draining: () => draining }),
+      createAdminApp({ service, store, draining: () => draining, control }),
       config.host,
       config.adminPort,
     );
   } catch (e) {
-    await store.close();
+    sync.stop();
+    unsubscribe();
+    if (ownsBackend) await backend.close();
     throw e;
   }
 
@@ -93,6 +182,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     adminPort: admin.port,
     service,
     store,
+    backend,
+    sync,
     async close(graceMs = 10_000) {
       if (draining) return;
       draining = true;
@@ -104,7 +195,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         });
       }
       admin.close();
-      await store.close();
+      sync.stop();
+      unsubscribe();
+      if (ownsBackend) await backend.close();
     },
   };
 }

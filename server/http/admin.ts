@@ -1,6 +1,6 @@
 /**
- * The control plane, a Hono app on its own listener (ADMIN_PORT): health and readiness here;
- * rule sets, profiles, events and metrics join it as the product grows.
+ * The control plane, a Hono app on its own listener (ADMIN_PORT): health and readiness here,
+ * and the control-plane API (server/control) mounted beside them.
  */
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
@@ -16,6 +16,8 @@ export interface AdminOptions {
   draining: () => boolean;
   /** How long a readiness probe waits for the store, ms. */
   readinessTimeoutMs?: number;
+  /** The control-plane API (rule sets, preview, profiles, events, funnels, OpenAPI). */
+  control?: Hono;
 }
 
 export function createAdminApp(opts: AdminOptions): Hono {
@@ -39,6 +41,8 @@ export function createAdminApp(opts: AdminOptions): Hono {
     }
     return c.json({ status: ready ? 'ready' : 'not_ready', ...checks }, ready ? 200 : 503);
   });
+
+  if (opts.control !== undefined) app.route('/', opts.control);
 
   app.notFound((c) => c.json(new ClientError('not_found', `No route ${c.req.path}`).toBody(), 404));
   app.onError((err, c) => {
