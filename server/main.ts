@@ -12,12 +12,26 @@ async function main(): Promise<void> {
   const rs = server.service.ruleSet;
   const host = config.host === '0.0.0.0' ? 'localhost' : config.host;
   console.log(
-    `mindshare: rule set ${config.rulesetFile} (version ${rs.version}, ${rs.compiled.segments.length} segments, ${rs.compiled.campaigns.length} campaigns)`,
+    `mindshare: deciding with rule-set version ${rs.version} (${rs.compiled.segments.length} segments, ${rs.compiled.campaigns.length} campaigns)`,
   );
   console.log(
     `mindshare: data plane on http://${host}:${server.dataPort}, control plane on http://${host}:${server.adminPort}`,
   );
-  console.log('mindshare: no tokens are configured: the control plane is OPEN to anyone who can reach it');
+  if (config.tokens.length === 0) {
+    console.warn(
+      [
+        '',
+        '  ***************************************************************************************',
+        '  *  WARNING: no API tokens are configured (TOKENS, TOKENS_FILE). The control plane is  *',
+        '  *  OPEN: anyone who can reach it can change rule sets, profiles and events.           *',
+        '  ***************************************************************************************',
+        '',
+      ].join('\n'),
+    );
+  } else {
+    const names = config.tokens.map((t) => `${t.name} (${t.scopes.join(' ')})`).join(', ');
+    console.log(`mindshare: ${config.tokens.length} API token(s): ${names}`);
+  }
   console.log('try:');
   console.log(
     `  curl -s http://${host}:${server.dataPort}/v1/decide -H 'content-type: application/json' -d '{"user":{"id":"p-1001"},"placements":[{"id":"home-banner","channels":["display"],"formats":["banner-300x250"]},{"id":"daily-push","channels":["app_push","sms","email"]}]}'`,

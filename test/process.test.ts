@@ -62,7 +62,7 @@ describe('the server process', () => {
     try {
       await waitFor(() => server.stdout().includes("-d '"), 30_000);
       const out = server.stdout();
-      expect(out).toContain('OPEN');
+      expect(server.stderr()).toContain('OPEN');
       const line = out.split('\n').find((l) => l.includes('curl -s'));
       const url = /curl -s (\S+)/.exec(line ?? '')?.[1];
       const body = /-d '([^']+)'/.exec(line ?? '')?.[1];
@@ -111,6 +111,27 @@ describe('the server process', () => {
     expect(err).toContain('campaigns[0].holdout');
     expect(err).toContain('campaigns[0].creatives[0].stages[0]');
   }, 30_000);
+
+  it('with tokens configured, names them without their secrets and keeps the control plane closed', async () => {
+    const secret = 'process-test-secret-0123456789';
+    const server = run({ PORT: '0', ADMIN_PORT: '0', DEMO_PEOPLE: '10', TOKENS: `ops:${secret}:admin` });
+    try {
+      await waitFor(() => server.stdout().includes('control plane on'), 30_000);
+      expect(server.stdout()).toContain('ops (admin)');
+      expect(server.stdout() + server.stderr()).not.toContain(secret);
+      expect(server.stderr()).not.toContain('OPEN');
+      const port = /control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(server.stdout())?.[1];
+      const anonymous = await fetch(`http://127.0.0.1:${port}/v1/rulesets`);
+      expect(anonymous.status).toBe(401);
+      const allowed = await fetch(`http://127.0.0.1:${port}/v1/rulesets`, {
+        headers: { authorization: `Bearer ${secret}` },
+      });
+      expect(allowed.status).toBe(200);
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+    expect(await server.exited).toBe(0);
+  }, 60_000);
 
   it('refuses a bad configuration, naming the variable', async () => {
     const server = run({ PORT: 'eighty', ADMIN_PORT: '0' });
