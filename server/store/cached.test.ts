@@ -320,6 +320,38 @@ describe('CachedStore', () => {
     expect(new CachedStore(fakeRedis, { maxPeople: 1, maxAliases: 1, ttlMs: 1 }).kind).toBe('redis');
   });
 
+  it('drops the cached people that events and patches touch', async () => {
+    const { backing, cache } = setup();
+    await backing.putProfile(alice);
+    await cache.loadPerson('alice');
+    await cache.loadPerson('bob');
+    const loads = backing.loads;
+    await cache.applyEvents([
+      { eventId: 'e-1', pid: 'alice', at: T0, impression: { campaign: 'c', keep: 3, ttlMs: DAY } },
+      {
+        eventId: 'e-2',
+        pid: 'alice',
+        at: T0,
+        stage: { brand: 'vivo', defaultStage: 'aware', next: { appeal: 'act' } },
+      },
+    ]);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.peekPerson('bob')).toBeDefined();
+    expect(await cache.loadPerson('alice')).toEqual({
+      profile: { ...alice, stages: { vivo: 'act' } },
+      counters: { c: [T0] },
+    });
+    expect(backing.loads).toBe(loads + 1);
+    const patched = await cache.patchProfile('alice', { addTags: ['x'] }, T0);
+    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect((await cache.loadPerson('alice')).profile).toEqual(patched);
+    expect(await cache.funnel('vivo', '2026-11-24', '2026-11-24')).toEqual(
+      await backing.funnel('vivo', '2026-11-24', '2026-11-24'),
+    );
+    await backing.linkAliases('alice', { idfa: 'A' });
+    expect(await cache.aliasesOf('alice')).toEqual({ idfa: 'A' });
+  });
+
   it('reads a single profile from the backing store, not the cache', async () => {
     const { backing, cache } = setup();
     await backing.putProfile(alice);

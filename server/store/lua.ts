@@ -18,36 +18,72 @@ end
 `;
 
 /**
- * Writes a profile: the blob, and the person's stages replaced by the given ones.
- * KEYS[1] p:{pid}, KEYS[2] st:{pid}; ARGV[1] key prefix, ARGV[2] profile bytes, then brand,
- * stage pairs. Counts: -1 at each stage no longer held, +1 at each stage newly held.
+ * Writes profiles: each blob, and each person's stages replaced by the given ones (several people
+ * per call, for imports; each person's write and count changes happen together, in one step).
+ * KEYS p:{pid1}, st:{pid1}, p:{pid2}, st:{pid2}, ...; ARGV[1] key prefix, then per person: the
+ * profile bytes, the number of stages n, and n brand, stage pairs.
+ * Counts: -1 at each stage no longer held, +1 at each stage newly held.
  */
-export const PUT_PERSON_LUA = `${COUNT_FN}
+export const PUT_PEOPLE_LUA = `
 local prefix = ARGV[1]
-redis.call('SET', KEYS[1], ARGV[2])
-local old = redis.call('HGETALL', KEYS[2])
-if #old == 0 and #ARGV < 3 then return 0 end
-local have = {}
-for i = 1, #old, 2 do have[old[i]] = old[i + 1] end
-local want = {}
-for i = 3, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
-local changed = 0
-for brand, stage in pairs(have) do
-  if want[brand] ~= stage then
-    count(prefix, brand, stage, -1)
-    changed = changed + 1
+-- Count changes are summed over the people of the call and applied once per brand and stage.
+local deltas = {}
+local function bump(brand, stage, d)
+  local b = deltas[brand]
+  if not b then
+    b = {}
+    deltas[brand] = b
+  end
+  b[stage] = (b[stage] or 0) + d
+end
+local a = 2
+for k = 1, #KEYS, 2 do
+  local st = KEYS[k + 1]
+  redis.call('SET', KEYS[k], ARGV[a])
+  local n = tonumber(ARGV[a + 1])
+  local first = a + 2
+  local last = a + 1 + 2 * n
+  a = last + 1
+  local old = redis.call('HGETALL', st)
+  if #old == 0 then
+    if n > 0 then
+      for i = first, last, 2 do bump(ARGV[i], ARGV[i + 1], 1) end
+      redis.call('HSET', st, unpack(ARGV, first, last))
+    end
+  else
+    local have = {}
+    for i = 1, #old, 2 do have[old[i]] = old[i + 1] end
+    local want = {}
+    for i = first, last, 2 do want[ARGV[i]] = ARGV[i + 1] end
+    local changed = false
+    for brand, stage in pairs(have) do
+      if want[brand] ~= stage then
+        bump(brand, stage, -1)
+        changed = true
+      end
+    end
+    for brand, stage in pairs(want) do
+      if have[brand] ~= stage then
+        bump(brand, stage, 1)
+        changed = true
+      end
+    end
+    if changed then
+      redis.call('DEL', st)
+      if n > 0 then redis.call('HSET', st, unpack(ARGV, first, last)) end
+    end
   end
 end
-for brand, stage in pairs(want) do
-  if have[brand] ~= stage then
-    count(prefix, brand, stage, 1)
-    changed = changed + 1
+for brand, stages in pairs(deltas) do
+  local key = prefix .. 'fn:{' .. brand .. '}'
+  for stage, d in pairs(stages) do
+    if d ~= 0 then
+      local left = redis.call('HINCRBY', key, stage, d)
+      if left <= 0 then redis.call('HDEL', key, stage) end
+    end
   end
 end
-if changed == 0 then return 0 end
-redis.call('DEL', KEYS[2])
-if #ARGV >= 3 then redis.call('HSET', KEYS[2], unpack(ARGV, 3)) end
-return changed
+return #KEYS / 2
 `;
 
 /**

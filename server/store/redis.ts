@@ -37,7 +37,7 @@ import {
   DEL_IF_EQUALS_LUA,
   FORGET_PERSON_LUA,
   PATCH_PERSON_LUA,
-  PUT_PERSON_LUA,
+  PUT_PEOPLE_LUA,
 } from './lua.js';
 import {
   aliasRecord,
@@ -95,15 +95,20 @@ type Arg = string | number | Buffer;
 interface Scripts {
   msRecordImpression(key: string, field: string, at: number, keep: number, ttlMs: number): Promise<number>;
   msDelIfEquals(key: string, value: string): Promise<number>;
-  msPutPerson(...args: Arg[]): Promise<number>;
+  msPutPeople(numberOfKeys: number, ...args: Arg[]): Promise<number>;
   msPatchPerson(...args: Arg[]): Promise<number>;
   msForgetPerson(...args: Arg[]): Promise<[number, string[]]>;
 }
 type ScriptsPipeline = ChainableCommander & {
   msDelIfEquals(key: string, value: string): ScriptsPipeline;
-  msPutPerson(...args: Arg[]): ScriptsPipeline;
+  msPutPeople(numberOfKeys: number, ...args: Arg[]): ScriptsPipeline;
   msApplyEvent(...args: Arg[]): ScriptsPipeline;
 };
+
+/** People per PUT_PEOPLE_LUA call in putProfiles. */
+const PUT_GROUP = 100;
+/** Pipelines of putProfiles sent before waiting for the oldest. */
+const PIPELINES_IN_FLIGHT = 4;
 
 /** Attempts of a patch whose profile another instance changed between read and write. */
 const PATCH_ATTEMPTS = 10;
@@ -164,7 +169,8 @@ export class RedisStore implements ProfileStore, EventStore {
     this.redis = new Redis(opts.url, options);
     this.redis.defineCommand('msRecordImpression', { numberOfKeys: 1, lua: RECORD_IMPRESSION_LUA });
     this.redis.defineCommand('msDelIfEquals', { numberOfKeys: 1, lua: DEL_IF_EQUALS_LUA });
-    this.redis.defineCommand('msPutPerson', { numberOfKeys: 2, lua: PUT_PERSON_LUA });
+    // The number of keys is the first argument: one script call writes one or many people.
+    this.redis.defineCommand('msPutPeople', { lua: PUT_PEOPLE_LUA });
     this.redis.defineCommand('msPatchPerson', { numberOfKeys: 2, lua: PATCH_PERSON_LUA });
     this.redis.defineCommand('msForgetPerson', { numberOfKeys: 4, lua: FORGET_PERSON_LUA });
     this.redis.defineCommand('msApplyEvent', { numberOfKeys: 3, lua: APPLY_EVENT_LUA });
@@ -230,31 +236,66 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 
   async putProfile(profile: Profile): Promise<void> {
-    const args = this.putArgs(profile);
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    await this.scripts.msPutPerson(...args);
-  }
-
-  async putProfiles(profiles: readonly Profile[]): Promise<void> {
-    // Encode everything first: a profile that cannot be encoded writes nothing.
-    const encoded = profiles.map((p) => this.putArgs(p));
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    for (let i = 0; i < encoded.length; i += this.batchSize) {
-      const pipe = this.redis.pipeline() as ScriptsPipeline;
-      const end = Math.min(encoded.length, i + this.batchSize);
-      for (let j = i; j < end; j++) pipe.msPutPerson(...encoded[j]!);
-      checked(await pipe.exec(), end - i);
-    }
-  }
-
-  /** The arguments of PUT_PERSON_LUA for one profile. */
-  private putArgs(profile: Profile): Arg[] {
     const { blob, stages } = splitStages(profile);
     const args: Arg[] = [this.pKey(profile.id), this.stKey(profile.id), this.prefix, encodeProfile(blob)];
+    args.push(stages.length);
     for (const [brand, stage] of stages) args.push(brand, stage);
-    return args;
+    if (this.starting !== null) await this.starting;
+    this.assertUp();
+    await this.scripts.msPutPeople(2, ...args);
+  }
+
+  /**
+   * PUT_PEOPLE_LUA for groups of people, the groups pipelined (`batchSize` people a pipeline).
+   * Each person's profile, stages and counts change together; people of one group together.
+   */
+  async putProfiles(profiles: readonly Profile[]): Promise<void> {
+    // Encode everything first: a profile that cannot be encoded writes nothing.
+    const keys: string[] = [];
+    const values: Arg[][] = [];
+    for (const profile of profiles) {
+      const { blob, stages } = splitStages(profile);
+      const v: Arg[] = [encodeProfile(blob), stages.length];
+      for (const [brand, stage] of stages) v.push(brand, stage);
+      keys.push(this.pKey(profile.id), this.stKey(profile.id));
+      values.push(v);
+    }
+    if (this.starting !== null) await this.starting;
+    this.assertUp();
+    const group = Math.min(PUT_GROUP, this.batchSize);
+    // A few pipelines in flight, so that Redis runs one while the next is being serialized.
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown = null;
+    for (let i = 0; i < profiles.length && failure === null; i += this.batchSize) {
+      const pipe = this.redis.pipeline() as ScriptsPipeline;
+      const end = Math.min(profiles.length, i + this.batchSize);
+      let calls = 0;
+      for (let g = i; g < end; g += group) {
+        const to = Math.min(end, g + group);
+        const args: Arg[] = keys.slice(2 * g, 2 * to);
+        args.push(this.prefix);
+        for (let j = g; j < to; j++) for (const v of values[j]!) args.push(v);
+        pipe.msPutPeople(2 * (to - g), ...args);
+        calls++;
+      }
+      const sent: Promise<void> = pipe.exec().then(
+        (replies) => {
+          inFlight.delete(sent);
+          checked(replies, calls);
+        },
+        (err: unknown) => {
+          inFlight.delete(sent);
+          throw err;
+        },
+      );
+      sent.catch((err: unknown) => {
+        failure ??= err;
+      });
+      inFlight.add(sent);
+      if (inFlight.size >= PIPELINES_IN_FLIGHT) await Promise.race(inFlight).catch(() => undefined);
+    }
+    await Promise.allSettled(inFlight);
+    if (failure !== null) throw failure;
   }
 
   /** The stored profile bytes (null when none) and stages of a person, in one round trip. */

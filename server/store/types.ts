@@ -12,11 +12,15 @@ export interface PersonRecord {
  * Where profiles, aliases and frequency counters live. Redis in production, an in-process map
  * for the demo and for tests; both pass the same contract suite (server/store/contract.ts).
  *
- * Keys of one person share a hash tag so that a Redis Cluster keeps them in one slot:
- *   p:{pid}   the profile, msgpackr-encoded
+ * Keys of one person share a hash tag:
+ *   p:{pid}   the profile, msgpackr-encoded, without stages
+ *   st:{pid}  funnel stages: a hash, brand -> stage (merged into the profile on every read)
  *   fc:{pid}  frequency counters: a hash, campaign id -> packed impression times
  *   ax:{pid}  the set of alias keys that point at the person (so forgetting is complete)
  *   a:{kind:value}  alias -> pid
+ * and beside them (EventStore): fn:{brand} stage counts, fm:{brand}:<day> moves of a day,
+ * ev:<eventId> event ids seen. A person with stages but no profile blob (moved by an event
+ * before any profile was written) reads as a profile with no tags.
  */
 export interface ProfileStore {
   readonly kind: 'redis' | 'embedded';
