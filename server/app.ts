@@ -24,6 +24,8 @@ export interface Backend {
   readonly people: PersonStore;
   readonly rulesets: RuleSetStore;
   readonly bus: Bus;
+  /** Sets what to do when the bus is back after a disconnection (announcements may be lost). */
+  onBusReconnect?(handler: () => void): void;
   close(): Promise<void>;
 }
 
@@ -55,13 +57,17 @@ export interface StartOptions {
 export async function openBackend(config: Config, log: (line: string) => void): Promise<Backend> {
   if (config.redisUrl !== undefined) {
     const people = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, log });
-    const bus = new RedisBus({ store: people, log });
+    let reconnected: () => void = () => {};
+    const bus = new RedisBus({ store: people, log, onReconnect: () => reconnected() });
     const rulesets = new RedisRuleSets({ store: people, bus });
     log(`profile store: Redis at ${redact(config.redisUrl)}`);
     return {
       people,
       rulesets,
       bus,
+      onBusReconnect(handler) {
+        reconnected = handler;
+      },
       async close() {
         await bus.close();
         await people.close();
@@ -132,6 +138,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       if (m.type === 'ruleset') sync.request(m.version);
       else if (m.type === 'person') store.invalidatePerson(m.pid);
       else if (m.type === 'alias') store.invalidateAlias(m.kind, m.value);
+    });
+    // Announcements made while the bus was away are lost: forget cached people and catch up
+    // with the active rule set at once rather than at the next poll.
+    backend.onBusReconnect?.(() => {
+      store.clear();
+      backend.rulesets.activeRuleSet().then(
+        (v) => {
+          if (v !== null) sync.request(v);
+        },
+        () => {},
+      );
     });
     sync.start();
   } catch (e) {

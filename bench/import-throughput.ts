@@ -2,14 +2,14 @@
  * How fast profiles go into Redis through putProfiles (the import path: one PUT_PERSON_LUA call
  * per profile, pipelined), with demo profiles (20-40 tags, a stage and CLV for 3 brands).
  *
- *   npm run build && REDIS_URL=redis://127.0.0.1:6390 node dist/server/store/import-throughput.js [people] [chunk]
+ *   REDIS_URL=redis://127.0.0.1:6379 npm run bench:import -- [people] [chunk]
  *
  * Writes under the key prefix `import-bench:` (deleted before and after), then prints profiles/s
  * (time spent in putProfiles) for a first import (no stages stored yet) and for importing the
  * same people again (every stage compared), and checks the funnel counts against the people.
  */
-import { demoProfile } from '../demo/profiles.js';
-import { RedisStore } from './redis.js';
+import { demoProfile } from '../server/demo/profiles.js';
+import { RedisStore } from '../server/store/redis.js';
 
 const PREFIX = 'import-bench:';
 
