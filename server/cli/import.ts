@@ -15,7 +15,7 @@ import { ImportAborted, type ImportResult, importProfiles } from '../profiles/im
 import { RedisStore } from '../store/redis.js';
 import type { ProfileStore } from '../store/types.js';
 
-type BulkStore = Pick<ProfileStore, 'putProfiles' | 'linkAliases' | 'ping' | 'close'>;
+type BulkStore = Pick<ProfileStore, 'putProfiles' | 'linkManyAliases' | 'ping' | 'close'>;
 
 export interface ImportIo {
   env: NodeJS.ProcessEnv;

@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig } from '../config.js';
 import { demoAliases, demoProfile } from '../demo/profiles.js';
 import { RedisStore } from '../store/redis.js';
+import type { AliasLink } from '../store/types.js';
 
 const BATCH = 1000;
 
@@ -57,13 +58,13 @@ export async function seed(
       const profiles = [];
       for (let i = from; i < to; i++) profiles.push(demoProfile(i));
       await store.putProfiles(profiles);
-      const links: Promise<void>[] = [];
+      const links: AliasLink[] = [];
       for (let i = from; i < to; i++) {
         const a = demoAliases(i);
         aliases += Object.keys(a).length;
-        links.push(store.linkAliases(`p-${i}`, a));
+        links.push([`p-${i}`, a]);
       }
-      await Promise.all(links);
+      await store.linkManyAliases(links);
       const tenths = Math.floor((to * 10) / total);
       if (tenths > reportedTenths || to === total) {
         reportedTenths = tenths;

@@ -70,7 +70,7 @@ describe('importProfiles', () => {
         if (++calls === 2) throw new Error('connection lost');
         await store.putProfiles(p);
       },
-      linkAliases: store.linkAliases.bind(store),
+      linkManyAliases: store.linkManyAliases.bind(store),
     };
     const text = Array.from({ length: 5 }, (_, i) => `{"id": "p-${i}"}`).join('\n');
     const err = await importProfiles(chunks(text), failing, { batchSize: 2 }).catch((e) => e);

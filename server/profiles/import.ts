@@ -11,7 +11,7 @@ import type { Profile } from '../../rules/types.js';
 import { importLineSchema } from '../control/schemas.js';
 import { checker } from '../control/validate.js';
 import type { ErrorCode } from '../errors.js';
-import type { ProfileStore } from '../store/types.js';
+import type { AliasLink, ProfileStore } from '../store/types.js';
 
 export interface ImportError {
   line: number;
@@ -74,7 +74,7 @@ const NL = 10;
 
 export async function importProfiles(
   source: AsyncIterable<Uint8Array | string>,
-  store: Pick<ProfileStore, 'putProfiles' | 'linkAliases'>,
+  store: Pick<ProfileStore, 'putProfiles' | 'linkManyAliases'>,
   opts: ImportOptions = {},
 ): Promise<ImportResult> {
   const batchSize = Math.max(1, opts.batchSize ?? 500);
@@ -92,21 +92,38 @@ export async function importProfiles(
     else result.moreErrors = (result.moreErrors ?? 0) + 1;
   };
 
-  const flush = async () => {
-    if (batch.length === 0) return;
-    const lines = batch;
-    batch = [];
+  // One batch is written while the next is read and checked: at most two batches are held.
+  let writing: Promise<void> | null = null;
+  const write = async (lines: Line[], firstLine: number) => {
     const profiles = lines.map((l) => l.profile);
+    const links: AliasLink[] = [];
+    for (const l of lines) if (l.aliases !== undefined) links.push([l.profile.id, l.aliases]);
     try {
       await store.putProfiles(profiles);
-      await Promise.all(
-        lines.filter((l) => l.aliases !== undefined).map((l) => store.linkAliases(l.profile.id, l.aliases!)),
-      );
+      if (links.length > 0) await store.linkManyAliases(links);
     } catch (e) {
-      throw new ImportAborted(snapshot(result), batchFirstLine, e);
+      throw new ImportAborted(snapshot(result), firstLine, e);
     }
     result.imported += profiles.length;
     await opts.onBatch?.(profiles, result);
+  };
+  const flush = async () => {
+    if (writing !== null) {
+      const previous = writing;
+      writing = null;
+      await previous;
+    }
+    if (batch.length === 0) return;
+    const lines = batch;
+    batch = [];
+    const started = write(lines, batchFirstLine);
+    // Settled by the next flush (or the last one); a failure surfaces there.
+    started.catch(() => {});
+    writing = started;
+  };
+  const finish = async () => {
+    await flush();
+    await flush();
   };
 
   const handle = async (bytes: Uint8Array, lineNo: number) => {
@@ -169,7 +186,7 @@ export async function importProfiles(
     const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
     total += buf.byteLength;
     if (total > maxBytes) {
-      await flush();
+      await finish();
       throw new ImportTooLarge(snapshot(result), maxBytes);
     }
     let from = 0;
@@ -183,7 +200,7 @@ export async function importProfiles(
     append(buf.subarray(from));
   }
   if (parts === null || partBytes > 0) await endLine();
-  await flush();
+  await finish();
   return result;
 }
 

@@ -17,6 +17,7 @@ import type { FrequencyCounters, Profile } from '../../rules/types.js';
 import type { PersonPeek } from '../decision/service.js';
 import { aliasMember, appendImpression, impressionLimits, setCounter } from './codec.js';
 import type {
+  AliasLink,
   EventResult,
   EventStore,
   EventWrite,
@@ -202,6 +203,19 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
       await this.backing.linkAliases(pid, aliases);
     } finally {
       for (const [kind, value] of entries) this.invalidateAlias(kind, value);
+    }
+  }
+
+  async linkManyAliases(links: readonly AliasLink[]): Promise<void> {
+    const drop = () => {
+      for (const [, aliases] of links)
+        for (const [kind, value] of Object.entries(aliases)) this.invalidateAlias(kind, value);
+    };
+    drop();
+    try {
+      await this.backing.linkManyAliases(links);
+    } finally {
+      drop();
     }
   }
 

@@ -216,6 +216,25 @@ export function describeStoreContract(
       expect(await store.resolveAlias('cookie', cookie)).toBeNull();
     });
 
+    it('links the aliases of many people at once, moving an alias listed twice to the later person', async () => {
+      const a = freshId('many-a');
+      const b = freshId('many-b');
+      const c = freshId('many-c');
+      const shared = `ck-many-${a}`;
+      await store.linkAliases(c, { cookie: shared });
+      await store.linkManyAliases([
+        [a, { idfa: `idfa-${a}`, cookie: shared }],
+        [b, { idfa: `idfa-${b}`, cookie: shared }],
+      ]);
+      expect(await store.resolveAlias('idfa', `idfa-${a}`)).toBe(a);
+      expect(await store.resolveAlias('idfa', `idfa-${b}`)).toBe(b);
+      expect(await store.resolveAlias('cookie', shared)).toBe(b);
+      expect(await store.aliasesOf(a)).toEqual({ idfa: `idfa-${a}` });
+      expect(await store.aliasesOf(b)).toEqual({ cookie: shared, idfa: `idfa-${b}` });
+      expect(await store.aliasesOf(c)).toEqual({});
+      await store.linkManyAliases([]);
+    });
+
     it('keeps only the `keep` most recent impressions, in time order', async () => {
       const id = freshId('keep');
       for (const m of [1, 5, 2, 4, 3])

@@ -31,6 +31,7 @@ import {
   utcDay,
 } from './person.js';
 import type {
+  AliasLink,
   EventResult,
   EventStore,
   EventWrite,
@@ -141,6 +142,10 @@ export class EmbeddedStore implements ProfileStore, EventStore {
       if (mine === undefined) this.aliasSets.set(pid, (mine = new Set()));
       mine.add(member);
     }
+  }
+
+  async linkManyAliases(links: readonly AliasLink[]): Promise<void> {
+    for (const [pid, aliases] of links) await this.linkAliases(pid, aliases);
   }
 
   async recordImpression(

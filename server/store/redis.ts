@@ -52,6 +52,7 @@ import {
   utcDay,
 } from './person.js';
 import type {
+  AliasLink,
   EventResult,
   EventStore,
   EventWrite,
@@ -323,6 +324,36 @@ export class RedisStore implements ProfileStore, EventStore {
       const old = previous[i];
       if (typeof old === 'string' && old !== pid) {
         unlink.srem(this.axKey(old), members[i]!);
+        n++;
+      }
+    }
+    if (n > 0) checked(await unlink.exec(), n);
+  }
+
+  async linkManyAliases(links: readonly AliasLink[]): Promise<void> {
+    const members: Array<[pid: string, member: string]> = [];
+    for (const [pid, aliases] of links) {
+      for (const [kind, value] of Object.entries(aliases)) members.push([pid, aliasMember(kind, value)]);
+    }
+    if (members.length === 0) return;
+    if (this.starting !== null) await this.starting;
+    this.assertUp();
+    // One pipeline points every alias at its person and adds it to the person's set; a second
+    // unlinks the aliases that pointed at someone else before (in order, so an alias listed
+    // twice ends with the later person).
+    const pipe = this.redis.pipeline();
+    for (const [pid, member] of members) {
+      pipe.getset(this.aliasKey(member), pid);
+      pipe.sadd(this.axKey(pid), member);
+    }
+    const replies = checked(await pipe.exec(), 2 * members.length);
+    const unlink = this.redis.pipeline();
+    let n = 0;
+    for (let i = 0; i < members.length; i++) {
+      const [pid, member] = members[i]!;
+      const old = replies[2 * i];
+      if (typeof old === 'string' && old !== pid) {
+        unlink.srem(this.axKey(old), member);
         n++;
       }
     }

@@ -1,5 +1,8 @@
 import type { Channel, FrequencyCounters, Profile, Scalar } from '../../rules/types.js';
 
+/** Aliases to link to one person: `[pid, {kind: value}]`. */
+export type AliasLink = readonly [pid: string, aliases: Readonly<Record<string, string>>];
+
 /** What one decision needs about one person, fetched in one round trip. */
 export interface PersonRecord {
   /** null when the store has no profile for this id. */
@@ -34,6 +37,8 @@ export interface ProfileStore {
   putProfiles(profiles: readonly Profile[]): Promise<void>;
   /** Point aliases at a person (an alias moved from another person is unlinked there). */
   linkAliases(pid: string, aliases: Readonly<Record<string, string>>): Promise<void>;
+  /** linkAliases for many people at once, pipelined (bulk imports). */
+  linkManyAliases(links: readonly AliasLink[]): Promise<void>;
   /**
    * Record one impression of a campaign for a person. Keeps at most `keep` most recent times
    * per campaign (the largest cap of the campaign is enough) and forgets counters not touched
