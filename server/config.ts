@@ -69,7 +69,11 @@ export const DEMO_RULESET = join(projectRoot(), 'rules', 'examples', 'demo.yaml'
 export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'HOST', default: '0.0.0.0', description: 'Address both listeners bind to' },
   { name: 'PORT', default: '8080', description: 'Data plane (POST /v1/decide), uWebSockets.js' },
-  { name: 'ADMIN_PORT', default: '8081', description: 'Control plane (health, readiness), Hono' },
+  {
+    name: 'ADMIN_PORT',
+    default: '8081',
+    description: 'Control plane (rule sets, profiles, events, funnels, health), Hono',
+  },
   {
     name: 'REDIS_URL',
     default: '(unset)',
