@@ -9,6 +9,8 @@ import { DecisionService } from './decision/service.js';
 import { demoAliases, demoProfile } from './demo/profiles.js';
 import { createAdminApp, listenAdmin } from './http/admin.js';
 import { createDataPlane, type Listener, listen } from './http/data-plane.js';
+import { createLogger, type Logger, lineDestination, lineLogger, requestIdOf } from './log.js';
+import { instrumentStore, Metrics } from './metrics.js';
 import { initialRuleSet, RuleSetSync } from './ruleset-sync.js';
 import { EmbeddedBus } from './store/bus.js';
 import { CachedStore } from './store/cached.js';
@@ -36,12 +38,17 @@ export interface RunningServer {
   readonly store: CachedStore;
   readonly backend: Backend;
   readonly sync: RuleSetSync;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
   /** Stops accepting, lets requests in flight finish (up to `graceMs`), closes the store. */
   close(graceMs?: number): Promise<void>;
 }
 
 export interface StartOptions {
+  /** Where log lines (JSON) go instead of standard output (tests silence them). */
   log?: (line: string) => void;
+  /** The logger to use; default one at LOG_LEVEL, writing to `log` or standard output. */
+  logger?: Logger;
   /** The clock of decisions (tests pin it). */
   now?: () => number;
   /**
@@ -53,13 +60,25 @@ export interface StartOptions {
   rulesetPollMs?: number;
 }
 
-/** The backend from the configuration: Redis when REDIS_URL is set, else embedded demo data. */
-export async function openBackend(config: Config, log: (line: string) => void): Promise<Backend> {
+/**
+ * The backend from the configuration: Redis when REDIS_URL is set, else embedded demo data. With
+ * `metrics`, the Redis store's operations are timed and its connection state reported.
+ */
+export async function openBackend(
+  config: Config,
+  log: (line: string) => void,
+  metrics?: Metrics,
+  warn: (line: string) => void = log,
+): Promise<Backend> {
   if (config.redisUrl !== undefined) {
-    const people = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, log });
+    const people = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, log: warn });
     let reconnected: () => void = () => {};
-    const bus = new RedisBus({ store: people, log, onReconnect: () => reconnected() });
+    const bus = new RedisBus({ store: people, log: warn, onReconnect: () => reconnected() });
     const rulesets = new RedisRuleSets({ store: people, bus });
+    if (metrics !== undefined) {
+      metrics.setSources({ redisUp: () => people.stats().status === 'ready' });
+      instrumentStore(people, metrics);
+    }
     log(`profile store: Redis at ${redact(config.redisUrl)}`);
     return {
       people,
@@ -106,9 +125,17 @@ async function embeddedDemo(count: number): Promise<EmbeddedStore> {
 }
 
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
-  const log = opts.log ?? ((line: string) => console.log(line));
+  const logger =
+    opts.logger ??
+    createLogger({
+      level: config.logLevel,
+      ...(opts.log === undefined ? {} : { destination: lineDestination(opts.log) }),
+    });
+  const log = lineLogger(logger);
+  const warn = lineLogger(logger, 'warn');
+  const metrics = new Metrics();
   const ownsBackend = opts.backend === undefined;
-  const backend = opts.backend ?? (await openBackend(config, log));
+  const backend = opts.backend ?? (await openBackend(config, log, metrics, warn));
   const store = new CachedStore(backend.people, {
     maxPeople: config.cacheMaxPeople,
     maxAliases: config.cacheMaxAliases,
@@ -159,16 +186,35 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let inFlight = 0;
   let draining = false;
   let idle: (() => void) | null = null;
+  metrics.setSources({
+    cache: () => store.stats(),
+    ruleset: () => {
+      const s = sync.stats();
+      return { version: service.ruleSet.version, ...s };
+    },
+    draining: () => draining,
+  });
+  const sample = config.logDecisionsSample;
   const dataApp = createDataPlane({
     service,
     maxBodyBytes: config.maxBodyBytes,
-    onDecision: () => {
+    onDecision: (outcome, status, elapsedMs, code, requestIdHeader) => {
+      const label = metrics.decision(outcome, status, elapsedMs, code);
+      if (sample > 0 && Math.random() < sample) {
+        const ms = Math.round(elapsedMs * 1000) / 1000;
+        logger.info(
+          { requestId: requestIdOf(requestIdHeader), outcome: label, status, ms, ...(code ? { code } : {}) },
+          'decision',
+        );
+      }
       inFlight--;
       if (inFlight === 0 && idle !== null) idle();
     },
     onRequest: () => {
       inFlight++;
     },
+    onOtherRoute: (route, status, code) => metrics.dataAnswer(route, status, code),
+    onError: (err, requestId) => logger.error({ err, requestId }, 'decision failed'),
   });
   const control = createControlApp({
     profiles: store,
@@ -183,7 +229,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   try {
     data = await listen(dataApp, config.host, config.port);
     admin = await listenAdmin(
-      createAdminApp({ service, store, draining: () => draining, control }),
+      createAdminApp({ service, store, draining: () => draining, control, metrics, logger }),
       config.host,
       config.adminPort,
     );
@@ -201,9 +247,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     store,
     backend,
     sync,
+    metrics,
+    logger,
     async close(graceMs = 10_000) {
       if (draining) return;
       draining = true;
+      logger.info({ inFlight }, 'draining');
       data.close();
       if (inFlight > 0) {
         await new Promise<void>((resolve) => {

@@ -24,7 +24,14 @@ export interface Config {
   demoPeople: number;
   /** Bearer tokens of the API with their scopes; empty: the control plane is open. */
   tokens: ConfiguredToken[];
+  /** Lowest level of the lines logged. */
+  logLevel: LogLevel;
+  /** Share of decisions logged (0..1); 0: the decision path does not log. */
+  logDecisionsSample: number;
 }
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** What a bearer token may do. `admin` may do everything. */
 export const SCOPES = [
@@ -105,6 +112,16 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: '(unset)',
     description: 'A JSON file of tokens, `[{"name", "token", "scopes": [...]}]`, added to `TOKENS`',
   },
+  {
+    name: 'LOG_LEVEL',
+    default: 'info',
+    description: 'Lowest level logged: fatal, error, warn, info, debug, trace or silent',
+  },
+  {
+    name: 'LOG_DECISIONS_SAMPLE',
+    default: '0',
+    description: 'Share of decisions logged, 0 to 1 (0: decisions are not logged, errors are)',
+  },
 ];
 
 export class ConfigError extends Error {}
@@ -139,12 +156,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     cacheTtlMs: int('CACHE_TTL_MS', 2000, 1, 3_600_000),
     demoPeople: int('DEMO_PEOPLE', 10_000, 0, 10_000_000),
     tokens: loadTokens(env, problems),
+    logLevel: logLevel(env.LOG_LEVEL, problems),
+    logDecisionsSample: share('LOG_DECISIONS_SAMPLE', env.LOG_DECISIONS_SAMPLE, problems),
   };
   if (config.port !== 0 && config.port === config.adminPort) {
     problems.push(`PORT and ADMIN_PORT are both ${config.port}: the two listeners need different ports`);
   }
   if (problems.length > 0) throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
   return config;
+}
+
+function logLevel(raw: string | undefined, problems: string[]): LogLevel {
+  if (raw === undefined || raw === '') return 'info';
+  const level = raw.trim().toLowerCase();
+  if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
+  problems.push(`LOG_LEVEL=${JSON.stringify(raw)}: expected one of ${LOG_LEVELS.join(', ')}`);
+  return 'info';
+}
+
+/** A number from 0 to 1. */
+function share(name: string, raw: string | undefined, problems: string[]): number {
+  if (raw === undefined || raw === '') return 0;
+  const n = Number(raw);
+  if (!/^\s*(?:\d+(?:\.\d*)?|\.\d+)\s*$/.test(raw) || !(n >= 0 && n <= 1)) {
+    problems.push(`${name}=${JSON.stringify(raw)}: expected a number from 0 to 1`);
+    return 0;
+  }
+  return n;
 }
 
 const SCOPE_SET: ReadonlySet<string> = new Set(SCOPES);

@@ -4,11 +4,14 @@
  */
 import { startServer } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './log.js';
 import { RuleSetFileError } from './ruleset-file.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const server = await startServer(config);
+  const logger = createLogger({ level: config.logLevel });
+  const server = await startServer(config, { logger });
+  // The start-up lines are for people reading a terminal: plain text, not JSON.
   const rs = server.service.ruleSet;
   const host = config.host === '0.0.0.0' ? 'localhost' : config.host;
   console.log(
@@ -41,14 +44,14 @@ async function main(): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`mindshare: ${signal}: draining`);
+    logger.info({ signal }, `${signal}: draining`);
     server.close().then(
       () => {
-        console.log('mindshare: stopped');
+        logger.info('stopped');
         process.exit(0);
       },
-      (e: unknown) => {
-        console.error('mindshare: error while stopping', e);
+      (err: unknown) => {
+        logger.error({ err }, 'error while stopping');
         process.exit(1);
       },
     );

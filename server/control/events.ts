@@ -167,6 +167,12 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
       out[i] = o;
     });
     for (const pid of moved) await ctx.personChanged(pid);
+    const metrics = c.get('metrics');
+    if (metrics !== undefined) {
+      out.forEach((o, i) => {
+        metrics.event(events[i]!.type, o.outcome);
+      });
+    }
     const count = (k: Outcome) => out.filter((o) => o.outcome === k).length;
     return c.json({
       applied: count('applied'),

@@ -81,6 +81,7 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
 
   register('importProfiles', async ({ c, stream }) => {
     if (stream === null) return c.json({ lines: 0, imported: 0, failed: 0, errors: [] });
+    const metrics = c.get('metrics');
     try {
       const result = await importProfiles(chunksOf(stream), store, {
         batchSize: ctx.importBatch,
@@ -91,9 +92,13 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
           await ctx.publish(...written.map((p) => ({ type: 'person' as const, pid: p.id })));
         },
       });
+      metrics?.importedLines(result.imported, result.failed);
       ctx.log(`profiles imported: ${result.imported} of ${result.lines} lines, ${result.failed} failed`);
       return c.json(result);
     } catch (e) {
+      if (e instanceof ImportTooLarge || e instanceof ImportAborted) {
+        metrics?.importedLines(e.progress.imported, e.progress.failed);
+      }
       if (e instanceof ImportTooLarge) {
         throw new ClientError(
           'body_too_large',

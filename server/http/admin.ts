@@ -1,11 +1,17 @@
 /**
- * The control plane, a Hono app on its own listener (ADMIN_PORT): health and readiness here,
- * and the control-plane API (server/control) mounted beside them.
+ * The control plane, a Hono app on its own listener (ADMIN_PORT): health, readiness and metrics
+ * here, and the control-plane API (server/control) mounted beside them. Every request gets a
+ * request id (echoed in `x-request-id`, on every log line written while it is handled), is
+ * counted by route pattern, and logged when it is answered.
  */
 import { serve } from '@hono/node-server';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
+import { routePath } from 'hono/route';
+import { RuleSetInvalid } from '../control/context.js';
 import type { DecisionService } from '../decision/service.js';
 import { ClientError } from '../errors.js';
+import { createLogger, type Logger, requestIds } from '../log.js';
+import { type Metrics, routeLabel } from '../metrics.js';
 import type { ProfileStore } from '../store/types.js';
 import type { Listener } from './data-plane.js';
 
@@ -18,11 +24,36 @@ export interface AdminOptions {
   readinessTimeoutMs?: number;
   /** The control-plane API (rule sets, preview, profiles, events, funnels, OpenAPI). */
   control?: Hono;
+  /** Served at GET /metrics; control-plane requests are counted in it. */
+  metrics?: Metrics;
+  /** Where request and error lines go. Default: a logger on standard output. */
+  logger?: Logger;
 }
+
+/** Probes and scrapes: logged at debug, not info. */
+const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 export function createAdminApp(opts: AdminOptions): Hono {
   const app = new Hono();
   const timeout = opts.readinessTimeoutMs ?? 500;
+  const metrics = opts.metrics;
+  const logger = opts.logger ?? createLogger();
+
+  app.use('*', requestIds());
+  app.use('*', async (c, next) => {
+    const t0 = performance.now();
+    if (metrics !== undefined) c.set('metrics', metrics);
+    await next();
+    const route = routeLabel(routePath(c));
+    const status = c.res.status;
+    const code = errorCode(c, status);
+    metrics?.controlRequest(route, status, code);
+    const ms = Math.round((performance.now() - t0) * 1000) / 1000;
+    const fields = { method: c.req.method, route, status, ms, ...(code === null ? {} : { code }) };
+    if (status >= 500) logger.error(fields, 'request failed');
+    else if (QUIET_ROUTES.has(route)) logger.debug(fields, 'request');
+    else logger.info(fields, 'request');
+  });
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
@@ -42,15 +73,35 @@ export function createAdminApp(opts: AdminOptions): Hono {
     return c.json({ status: ready ? 'ready' : 'not_ready', ...checks }, ready ? 200 : 503);
   });
 
+  if (metrics !== undefined) {
+    app.get('/metrics', async (c) => {
+      const text = await metrics.exposition();
+      return c.body(text, 200, { 'content-type': metrics.contentType });
+    });
+  }
+
   if (opts.control !== undefined) app.route('/', opts.control);
 
   app.notFound((c) => c.json(new ClientError('not_found', `No route ${c.req.path}`).toBody(), 404));
   app.onError((err, c) => {
     if (err instanceof ClientError) return c.json(err.toBody(), err.status as 400);
-    console.error('control plane error', err);
+    logger.error({ err }, 'control plane error');
     return c.json(new ClientError('internal').toBody(), 500);
   });
   return app;
+}
+
+/** The error code of an answer, from the error thrown by the route or the status. */
+function errorCode(c: Context, status: number): string | null {
+  if (status < 400) return null;
+  const err = c.error;
+  if (err instanceof ClientError) return err.code;
+  if (err instanceof RuleSetInvalid) return 'invalid_ruleset';
+  if (err !== undefined) return 'internal';
+  if (status === 404) return 'not_found';
+  if (status === 405) return 'method_not_allowed';
+  // An answer written by the route itself (readiness: 503 without an error body).
+  return null;
 }
 
 export function listenAdmin(app: Hono, host: string, port: number): Promise<Listener> {

@@ -7,15 +7,29 @@ import uWS from '@trufflesuite/uws-js-unofficial';
 import { type BodyFormat, bodyFormat, msgpack, parseDecideBody } from '../decision/request.js';
 import type { DecideOutput, DecisionOutcome, DecisionService } from '../decision/service.js';
 import { ClientError, type ErrorCode, statusLine } from '../errors.js';
+import { requestIdOf } from '../log.js';
 
 export interface DataPlaneOptions {
   service: DecisionService;
   maxBodyBytes: number;
   /** Called when a decision request arrives, before anything else. */
   onRequest?: () => void;
-  /** Called once per decision request when it is answered or aborted (metrics, drain). */
-  onDecision?: (outcome: DecisionOutcome | null, status: number, elapsedMs: number) => void;
-  onError?: (err: unknown) => void;
+  /**
+   * Called once per decision request when it is answered or aborted (metrics, drain): the outcome
+   * (null for an error answer or an abort, status 499), the error code of an error answer, and
+   * the request's `x-request-id` header as sent ('' when absent).
+   */
+  onDecision?: (
+    outcome: DecisionOutcome | null,
+    status: number,
+    elapsedMs: number,
+    code: ErrorCode | null,
+    requestIdHeader: string,
+  ) => void;
+  /** Called for answers of other routes: `unmatched` (404) and the decide route's 405. */
+  onOtherRoute?: (route: string, status: number, code: ErrorCode) => void;
+  /** An unexpected failure of a decision (answered 500), with the request's id. */
+  onError?: (err: unknown, requestId: string) => void;
 }
 
 export interface Listener {
@@ -36,13 +50,17 @@ interface Exchange {
   closed: boolean;
   format: BodyFormat;
   started: number;
+  /** The `x-request-id` header as sent, '' when absent. */
+  requestId: string;
 }
 
 export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
   const app = uWS.App();
   const maxBody = opts.maxBodyBytes;
   const onDecision = opts.onDecision;
-  const onError = opts.onError ?? ((err: unknown) => console.error('decision failed', err));
+  const onError =
+    opts.onError ?? ((err: unknown, id: string) => console.error(`decision failed (request ${id})`, err));
+  const onOtherRoute = opts.onOtherRoute;
 
   /** Writes the answer unless the request was aborted; false when it was. */
   const answer = (ex: Exchange, status: number, payload: unknown): boolean => {
@@ -57,14 +75,16 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
 
   const fail = (ex: Exchange, err: unknown): void => {
     const known = err instanceof ClientError;
-    if (!known) onError(err);
+    if (!known) onError(err, requestIdOf(ex.requestId));
     const e = known ? err : new ClientError('internal');
-    if (answer(ex, e.status, e.toBody())) onDecision?.(null, e.status, performance.now() - ex.started);
+    if (answer(ex, e.status, e.toBody())) {
+      onDecision?.(null, e.status, performance.now() - ex.started, e.code, ex.requestId);
+    }
   };
 
   const done = (ex: Exchange, outcome: DecisionOutcome): void => {
     if (answer(ex, 200, outcome.output satisfies DecideOutput)) {
-      onDecision?.(outcome, 200, performance.now() - ex.started);
+      onDecision?.(outcome, 200, performance.now() - ex.started, null, ex.requestId);
     }
   };
 
@@ -88,12 +108,18 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
   app.post('/v1/decide', (res, req) => {
     const format = bodyFormat(req.getHeader('content-type'));
     const declared = req.getHeader('content-length');
-    const ex: Exchange = { res, closed: false, format: format ?? 'json', started: performance.now() };
+    const ex: Exchange = {
+      res,
+      closed: false,
+      format: format ?? 'json',
+      started: performance.now(),
+      requestId: req.getHeader('x-request-id'),
+    };
     opts.onRequest?.();
     res.onAborted(() => {
       if (ex.closed) return;
       ex.closed = true;
-      onDecision?.(null, 499, performance.now() - ex.started);
+      onDecision?.(null, 499, performance.now() - ex.started, null, ex.requestId);
     });
     if (format === null) {
       reject(ex, 'unsupported_media_type', 'Send application/json or application/msgpack', true, onDecision);
@@ -130,6 +156,7 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
         .writeHeader('content-type', 'application/json')
         .end(JSON.stringify(new ClientError('method_not_allowed', 'POST /v1/decide only').toBody()));
     });
+    onOtherRoute?.('/v1/decide', 405, 'method_not_allowed');
   });
 
   app.any('/*', (res, req) => {
@@ -140,6 +167,7 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
         .writeHeader('content-type', 'application/json')
         .end(JSON.stringify(new ClientError('not_found', `No route ${url} on the data plane`).toBody()));
     });
+    onOtherRoute?.('unmatched', 404, 'not_found');
   });
 
   return app;
@@ -163,7 +191,7 @@ function reject(
       .writeHeader('content-type', CONTENT_TYPE[ex.format])
       .end(body, closeConnection);
   });
-  onDecision?.(null, err.status, performance.now() - ex.started);
+  onDecision?.(null, err.status, performance.now() - ex.started, err.code, ex.requestId);
 }
 
 /** Listens on host:port (0 picks a free port). */

@@ -1,0 +1,607 @@
+/**
+ * Prometheus metrics of one server instance (prom-client), served at GET /metrics on the admin
+ * listener. docs/operations.md lists every metric.
+ *
+ * One registry per instance (never prom-client's global one), so that several servers can run in
+ * one process; process-wide metrics (prom-client's default ones: CPU, memory, GC, event-loop lag)
+ * live in one registry per process and are appended to every instance's exposition.
+ *
+ * The hot path never goes through prom-client: a labelled prom-client child still hashes its label
+ * values and checks them on every call (a few hundred ns). Instead, the children the decision
+ * path and the Redis store use are bound once to plain accumulators (`HotCounter`,
+ * `HotHistogram`): recording is an addition (a counter) or a short bucket scan (a histogram).
+ * Counters are folded into their prom-client Counter when the registry is collected; the
+ * accumulating histograms are metrics of their own that the registry reads like any other.
+ */
+import {
+  type CollectFunction,
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  type Metric,
+  Registry,
+} from 'prom-client';
+import type { DecisionOutcome } from './decision/service.js';
+import type { ErrorCode } from './errors.js';
+import type { CacheStats } from './store/cached.js';
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** The metrics of the instance serving the request (set by the admin listener). */
+    metrics?: Metrics;
+  }
+}
+
+/** Buckets of `mindshare_decision_duration_seconds`, seconds. */
+export const DECISION_BUCKETS: readonly number[] = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
+/** Buckets of `mindshare_redis_command_duration_seconds`, seconds. */
+export const REDIS_BUCKETS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+];
+
+export const DECIDE_ROUTE = '/v1/decide';
+/** The route label of requests no route matched. */
+export const UNMATCHED = 'unmatched';
+
+export type DecisionLabel = 'filled' | 'no_fill' | 'degraded' | 'error';
+export type Listener = 'data' | 'control';
+
+/** A counter bound to fixed label values: a number, added to its prom-client counter at collect. */
+export class HotCounter {
+  /** Counted since the last collect. */
+  pending = 0;
+  constructor(readonly labels: Readonly<Record<string, string>>) {}
+  inc(by = 1): void {
+    this.pending += by;
+  }
+}
+
+/** A histogram bound to fixed label values: bucket counts, a sum and a count. */
+export class HotHistogram {
+  /** Observations per bucket, not cumulative; the last one is above every bound. */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly labels: Readonly<Record<string, string>>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(seconds: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && seconds > b[i]!) i++;
+    this.counts[i]! += 1;
+    this.sum += seconds;
+    this.count++;
+  }
+
+  reset(): void {
+    this.counts.fill(0);
+    this.sum = 0;
+    this.count = 0;
+  }
+}
+
+/**
+ * A Prometheus histogram whose children are HotHistograms. It is read by the registry like any
+ * prom-client metric (`get()` answers the same shape prom-client's own histogram does).
+ */
+class AccumulatingHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly children = new Map<string, HotHistogram>();
+  private readonly le: readonly string[];
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly string[],
+    private readonly bounds: readonly number[],
+  ) {
+    this.le = [...bounds.map((b) => String(b)), '+Inf'];
+  }
+
+  /** The child of these label values (created once; keep it). */
+  child(values: readonly string[]): HotHistogram {
+    const key = values.join('\u0000');
+    let h = this.children.get(key);
+    if (h === undefined) {
+      const labels: Record<string, string> = {};
+      this.labelNames.forEach((name, i) => {
+        labels[name] = values[i] ?? '';
+      });
+      h = new HotHistogram(labels, this.bounds);
+      this.children.set(key, h);
+    }
+    return h;
+  }
+
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: 'histogram';
+    aggregator: 'sum';
+    values: Array<{
+      value: number;
+      labels: Record<string, string>;
+      metricName: string;
+      sharedLabels: Readonly<Record<string, string>>;
+    }>;
+  }> {
+    const values = [];
+    for (const h of this.children.values()) {
+      let cumulative = 0;
+      for (let i = 0; i < this.le.length; i++) {
+        cumulative += h.counts[i]!;
+        values.push({
+          value: cumulative,
+          labels: { le: this.le[i]! },
+          metricName: `${this.name}_bucket`,
+          sharedLabels: h.labels,
+        });
+      }
+      values.push({ value: h.sum, labels: {}, metricName: `${this.name}_sum`, sharedLabels: h.labels });
+      values.push({ value: h.count, labels: {}, metricName: `${this.name}_count`, sharedLabels: h.labels });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    for (const h of this.children.values()) h.reset();
+  }
+}
+
+/** A prom-client counter with HotCounter children folded in when it is collected. */
+function hotCounter<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+): { counter: Counter<L>; child: (labels: Record<L, string>) => HotCounter } {
+  const children = new Map<string, HotCounter>();
+  const counter = new Counter<L>({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      for (const c of children.values()) {
+        if (c.pending > 0) {
+          this.inc(c.labels as Record<L, string>, c.pending);
+          c.pending = 0;
+        }
+      }
+    },
+  });
+  const child = (labels: Record<L, string>): HotCounter => {
+    const key = labelNames.map((l) => labels[l]).join('\u0000');
+    let c = children.get(key);
+    if (c === undefined) {
+      c = new HotCounter(labels);
+      children.set(key, c);
+      counter.inc(labels, 0); // the series exists (at 0) before the first event
+    }
+    return c;
+  };
+  return { counter, child };
+}
+
+/** Where collect-time values come from; set once the server's parts exist. */
+export interface MetricSources {
+  cache?: () => CacheStats;
+  ruleset?: () => {
+    version: number;
+    compileMs: number;
+    activations: number;
+    failures: number;
+  };
+  /** Whether the Redis connection is ready (absent: no Redis behind this instance). */
+  redisUp?: () => boolean;
+  draining?: () => boolean;
+}
+
+export interface MetricsOptions {
+  /** Append prom-client's default process metrics to the exposition. Default true. */
+  processMetrics?: boolean;
+}
+
+/** What one Redis store operation records: its latency when it succeeds, its failures. */
+export interface OperationRecorder {
+  observe(seconds: number): void;
+  error(): void;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly processMetrics: boolean;
+  private sources: MetricSources = {};
+
+  // ---- the decision path ---------------------------------------------------------------------
+  private readonly decisionFilled: HotHistogram;
+  private readonly decisionNoFill: HotHistogram;
+  private readonly decisionDegraded: HotHistogram;
+  private readonly decisionError: HotHistogram;
+  private readonly degradedTimeout: HotCounter;
+  private readonly degradedStore: HotCounter;
+  private readonly decideOk: HotCounter;
+  private readonly noFill: HotCounter;
+  private readonly filledBy = new Map<string, HotCounter>();
+  private readonly controlBy = new Map<string, HotCounter>();
+  private readonly requestChild: (labels: Record<'listener' | 'route' | 'status', string>) => HotCounter;
+  private readonly errorChild: (labels: Record<'listener' | 'route' | 'code', string>) => HotCounter;
+  private readonly placementChild: (labels: Record<'outcome' | 'campaign', string>) => HotCounter;
+  /** Children for rarer data-plane answers, by `route status code`. */
+  private readonly dataOther = new Map<string, { request: HotCounter; error: HotCounter | null }>();
+
+  // ---- Redis ---------------------------------------------------------------------------------
+  private readonly redisDuration: AccumulatingHistogram;
+  private readonly redisErrorChild: (labels: Record<'operation', string>) => HotCounter;
+
+  // ---- control plane -------------------------------------------------------------------------
+  private readonly events: Counter<'type' | 'outcome'>;
+  private readonly imports: Counter<'result'>;
+
+  constructor(opts: MetricsOptions = {}) {
+    this.processMetrics = opts.processMetrics ?? true;
+    const registry = this.registry;
+    const sources = () => this.sources;
+
+    const decisions = new AccumulatingHistogram(
+      'mindshare_decision_duration_seconds',
+      'Time from a decision request arriving to its answer being written, by outcome: filled (at least one placement filled), no_fill, degraded (decided without the profile), error (an error answer)',
+      ['route', 'outcome'],
+      DECISION_BUCKETS,
+    );
+    registry.registerMetric(decisions as unknown as Metric);
+    this.decisionFilled = decisions.child([DECIDE_ROUTE, 'filled']);
+    this.decisionNoFill = decisions.child([DECIDE_ROUTE, 'no_fill']);
+    this.decisionDegraded = decisions.child([DECIDE_ROUTE, 'degraded']);
+    this.decisionError = decisions.child([DECIDE_ROUTE, 'error']);
+
+    const requests = hotCounter(
+      registry,
+      'mindshare_http_requests_total',
+      'HTTP requests answered, by listener (data, control), route pattern (unmatched: no route) and status',
+      ['listener', 'route', 'status'],
+    );
+    this.requestChild = requests.child;
+    this.decideOk = requests.child({ listener: 'data', route: DECIDE_ROUTE, status: '200' });
+
+    const errors = hotCounter(
+      registry,
+      'mindshare_http_errors_total',
+      'HTTP error answers, by listener, route pattern and error code (docs/errors.md)',
+      ['listener', 'route', 'code'],
+    );
+    this.errorChild = errors.child;
+
+    const degraded = hotCounter(
+      registry,
+      'mindshare_decisions_degraded_total',
+      'Decisions made without the person’s data because the store was late (timeout) or failed (store_error)',
+      ['reason'],
+    );
+    this.degradedTimeout = degraded.child({ reason: 'timeout' });
+    this.degradedStore = degraded.child({ reason: 'store_error' });
+
+    const placements = hotCounter(
+      registry,
+      'mindshare_placements_total',
+      'Placements answered, by outcome (filled, no_fill, control: the person is in the campaign’s hold-out) and campaign (empty for no fill)',
+      ['outcome', 'campaign'],
+    );
+    this.placementChild = placements.child;
+    this.noFill = placements.child({ outcome: 'no_fill', campaign: '' });
+
+    this.redisDuration = new AccumulatingHistogram(
+      'mindshare_redis_command_duration_seconds',
+      'Time of profile-store operations on Redis that succeeded, by operation (store method)',
+      ['operation'],
+      REDIS_BUCKETS,
+    );
+    registry.registerMetric(this.redisDuration as unknown as Metric);
+    this.redisErrorChild = hotCounter(
+      registry,
+      'mindshare_redis_errors_total',
+      'Profile-store operations on Redis that failed (Redis down, timeouts, script errors), by operation',
+      ['operation'],
+    ).child;
+    new Gauge({
+      name: 'mindshare_redis_up',
+      help: '1 while the Redis connection of the profile store is ready, 0 otherwise',
+      registers: [registry],
+      collect: onlyWith(sources, 'redisUp', function (this: Gauge, up) {
+        this.set(up() ? 1 : 0);
+      }),
+    });
+
+    const cacheStats = (read: (s: CacheStats, cache: 'people' | 'aliases') => number) =>
+      function (this: Counter<'cache'> | Gauge<'cache'>) {
+        const stats = sources().cache?.();
+        if (stats === undefined) return;
+        this.reset();
+        for (const cache of ['people', 'aliases'] as const) {
+          if (this instanceof Counter) this.inc({ cache }, read(stats, cache));
+          else this.set({ cache }, read(stats, cache));
+        }
+      };
+    new Counter({
+      name: 'mindshare_cache_hits_total',
+      help: 'Look-ups answered by the in-process cache, by cache (people, aliases)',
+      labelNames: ['cache'],
+      registers: [registry],
+      collect: cacheStats((s, c) => s[c].hits),
+    });
+    new Counter({
+      name: 'mindshare_cache_misses_total',
+      help: 'Look-ups the in-process cache could not answer (a store read follows), by cache',
+      labelNames: ['cache'],
+      registers: [registry],
+      collect: cacheStats((s, c) => s[c].misses),
+    });
+    new Gauge({
+      name: 'mindshare_cache_entries',
+      help: 'Entries held by the in-process cache (misses included), by cache',
+      labelNames: ['cache'],
+      registers: [registry],
+      collect: cacheStats((s, c) => s[c].size),
+    });
+
+    new Gauge({
+      name: 'mindshare_ruleset_version',
+      help: 'The rule-set version this instance decides with',
+      registers: [registry],
+      collect: onlyWith(sources, 'ruleset', function (this: Gauge, rs) {
+        this.set(rs().version);
+      }),
+    });
+    new Gauge({
+      name: 'mindshare_ruleset_compile_seconds',
+      help: 'Compile time of the rule-set version in use',
+      registers: [registry],
+      collect: onlyWith(sources, 'ruleset', function (this: Gauge, rs) {
+        this.set(rs().compileMs / 1000);
+      }),
+    });
+    new Counter({
+      name: 'mindshare_ruleset_activations_total',
+      help: 'Rule-set versions this instance switched to since start (ok) or could not load (failed)',
+      labelNames: ['result'],
+      registers: [registry],
+      collect: onlyWith(sources, 'ruleset', function (this: Counter<'result'>, rs) {
+        const s = rs();
+        this.reset();
+        this.inc({ result: 'ok' }, s.activations);
+        this.inc({ result: 'failed' }, s.failures);
+      }),
+    });
+
+    this.events = new Counter({
+      name: 'mindshare_events_total',
+      help: 'Events received on POST /v1/events, by type and outcome (applied, duplicate, unknown_person, unknown_campaign)',
+      labelNames: ['type', 'outcome'],
+      registers: [registry],
+    });
+    this.imports = new Counter({
+      name: 'mindshare_profile_imports_total',
+      help: 'Profile import lines, by result (imported, failed)',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    this.imports.inc({ result: 'imported' }, 0);
+    this.imports.inc({ result: 'failed' }, 0);
+
+    new Gauge({
+      name: 'mindshare_draining',
+      help: '1 while the instance drains before exit (not ready, finishing requests in flight)',
+      registers: [registry],
+      collect() {
+        this.set(sources().draining?.() === true ? 1 : 0);
+      },
+    });
+  }
+
+  /** Where the collect-time values come from (cache, rule set, Redis, draining). */
+  setSources(sources: MetricSources): void {
+    this.sources = { ...this.sources, ...sources };
+  }
+
+  // ---- the data plane (hot) --------------------------------------------------------------------
+
+  /**
+   * Records one decision request: its latency, outcome, placements and status. `outcome` is null
+   * for an error answer (`code`) or an aborted request (status 499, counted as a request only).
+   * Returns the outcome label.
+   */
+  decision(
+    outcome: DecisionOutcome | null,
+    status: number,
+    elapsedMs: number,
+    code: ErrorCode | null,
+  ): DecisionLabel {
+    const seconds = elapsedMs / 1000;
+    if (outcome === null) {
+      this.dataAnswer(DECIDE_ROUTE, status, code);
+      if (status !== 499) this.decisionError.observe(seconds);
+      return 'error';
+    }
+    this.decideOk.inc();
+    let filled = false;
+    const decisions = outcome.output.decisions;
+    for (let i = 0; i < decisions.length; i++) {
+      const d = decisions[i]!;
+      if (d.campaign === null) {
+        this.noFill.inc();
+        continue;
+      }
+      filled = true;
+      const control = d.variant === 'control';
+      const by = control ? this.controlBy : this.filledBy;
+      let c = by.get(d.campaign);
+      if (c === undefined) {
+        c = this.placementChild({ outcome: control ? 'control' : 'filled', campaign: d.campaign });
+        by.set(d.campaign, c);
+      }
+      c.inc();
+    }
+    if (outcome.degradedBy !== null) {
+      (outcome.degradedBy === 'timeout' ? this.degradedTimeout : this.degradedStore).inc();
+      this.decisionDegraded.observe(seconds);
+      return 'degraded';
+    }
+    if (filled) {
+      this.decisionFilled.observe(seconds);
+      return 'filled';
+    }
+    this.decisionNoFill.observe(seconds);
+    return 'no_fill';
+  }
+
+  /** A data-plane answer other than a decision: a route (or `unmatched`), its status and code. */
+  dataAnswer(route: string, status: number, code: ErrorCode | null): void {
+    const key = `${route} ${status} ${code ?? ''}`;
+    let c = this.dataOther.get(key);
+    if (c === undefined) {
+      c = {
+        request: this.requestChild({ listener: 'data', route, status: String(status) }),
+        error: code === null ? null : this.errorChild({ listener: 'data', route, code }),
+      };
+      this.dataOther.set(key, c);
+    }
+    c.request.inc();
+    c.error?.inc();
+  }
+
+  // ---- the control plane ----------------------------------------------------------------------
+
+  /** One control-plane request answered: its route pattern, status and error code if any. */
+  controlRequest(route: string, status: number, code: string | null): void {
+    this.requestChild({ listener: 'control', route, status: String(status) }).inc();
+    if (code !== null) this.errorChild({ listener: 'control', route, code }).inc();
+  }
+
+  event(type: string, outcome: string): void {
+    this.events.inc({ type, outcome });
+  }
+
+  importedLines(imported: number, failed: number): void {
+    if (imported > 0) this.imports.inc({ result: 'imported' }, imported);
+    if (failed > 0) this.imports.inc({ result: 'failed' }, failed);
+  }
+
+  // ---- Redis ------------------------------------------------------------------------------------
+
+  /** The recorder of one store operation (`load_person`); bind it once, use it per call. */
+  redisOperation(operation: string): OperationRecorder {
+    const h = this.redisDuration.child([operation]);
+    const e = this.redisErrorChild({ operation });
+    return {
+      observe: (seconds) => h.observe(seconds),
+      error: () => e.inc(),
+    };
+  }
+
+  // ---- exposition -------------------------------------------------------------------------------
+
+  /** The Prometheus text exposition content type. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Every metric of the instance, then the process metrics, in the text exposition format. */
+  async exposition(): Promise<string> {
+    const own = await this.registry.metrics();
+    if (!this.processMetrics) return own;
+    return `${own}\n${await processRegistry().metrics()}`;
+  }
+}
+
+/** A collect function that runs only when the named source is set. */
+function onlyWith<K extends keyof MetricSources, M>(
+  sources: () => MetricSources,
+  key: K,
+  run: (this: M, source: NonNullable<MetricSources[K]>) => void,
+): CollectFunction<M> {
+  return function (this: M) {
+    const source = sources()[key];
+    if (source !== undefined) run.call(this, source as NonNullable<MetricSources[K]>);
+  };
+}
+
+let processReg: Registry | null = null;
+
+/** prom-client's default metrics (process, heap, GC, event-loop lag), one registry per process. */
+export function processRegistry(): Registry {
+  if (processReg === null) {
+    processReg = new Registry();
+    collectDefaultMetrics({ register: processReg, eventLoopMonitoringPrecision: 10 });
+  }
+  return processReg;
+}
+
+/** Store methods that are timed, and their `operation` label. */
+export const STORE_OPERATIONS = {
+  loadPerson: 'load_person',
+  resolveAlias: 'resolve_alias',
+  getProfile: 'get_profile',
+  putProfile: 'put_profile',
+  putProfiles: 'put_profiles',
+  linkAliases: 'link_aliases',
+  linkManyAliases: 'link_many_aliases',
+  recordImpression: 'record_impression',
+  forgetPerson: 'forget_person',
+  applyEvents: 'apply_events',
+  patchProfile: 'patch_profile',
+  funnel: 'funnel',
+  aliasesOf: 'aliases_of',
+  ping: 'ping',
+} as const;
+
+type AsyncMethod = (...args: never[]) => Promise<unknown>;
+
+/**
+ * Times the store's async methods named in STORE_OPERATIONS: each is replaced on this instance by
+ * a wrapper that records the latency of calls that succeed and counts those that fail.
+ */
+export function instrumentStore<T extends object>(store: T, metrics: Metrics): T {
+  const target = store as unknown as Record<string, AsyncMethod>;
+  for (const [method, operation] of Object.entries(STORE_OPERATIONS)) {
+    const original = target[method];
+    if (typeof original !== 'function') continue;
+    const rec = metrics.redisOperation(operation);
+    const wrapped = function (this: unknown, ...args: never[]): Promise<unknown> {
+      const t0 = performance.now();
+      let p: Promise<unknown>;
+      try {
+        p = original.apply(store, args);
+      } catch (e) {
+        rec.error();
+        throw e;
+      }
+      return p.then(
+        (v) => {
+          rec.observe((performance.now() - t0) / 1000);
+          return v;
+        },
+        (e: unknown) => {
+          rec.error();
+          throw e;
+        },
+      );
+    };
+    target[method] = wrapped;
+  }
+  return store;
+}
+
+/** The route label of a control-plane request: the matched pattern (`/v1/profiles/:id`). */
+export function routeLabel(matched: string | undefined): string {
+  if (matched === undefined || matched === '' || matched === '*' || matched === '/*') return UNMATCHED;
+  // `:version{[0-9]+}` -> `:version`
+  return matched.replace(/(:[A-Za-z_][A-Za-z0-9_]*)\{[^}]*\}/g, '$1');
+}
