@@ -136,6 +136,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const metrics = new Metrics();
   const ownsBackend = opts.backend === undefined;
   const backend = opts.backend ?? (await openBackend(config, log, metrics, warn));
+  const people = backend.people;
+  if (!ownsBackend && people instanceof RedisStore) {
+    metrics.setSources({ redisUp: () => people.stats().status === 'ready' });
+  }
   const store = new CachedStore(backend.people, {
     maxPeople: config.cacheMaxPeople,
     maxAliases: config.cacheMaxAliases,

@@ -238,9 +238,11 @@ export class Metrics {
   /** Children for rarer data-plane answers, by `route status code`. */
   private readonly dataOther = new Map<string, { request: HotCounter; error: HotCounter | null }>();
 
-  // ---- Redis ---------------------------------------------------------------------------------
-  private readonly redisDuration: AccumulatingHistogram;
-  private readonly redisErrorChild: (labels: Record<'operation', string>) => HotCounter;
+  // ---- Redis (registered once the instance has Redis behind it) ---------------------------------
+  private redis: {
+    duration: AccumulatingHistogram;
+    errorChild: (labels: Record<'operation', string>) => HotCounter;
+  } | null = null;
 
   // ---- control plane -------------------------------------------------------------------------
   private readonly events: Counter<'type' | 'outcome'>;
@@ -297,28 +299,6 @@ export class Metrics {
     );
     this.placementChild = placements.child;
     this.noFill = placements.child({ outcome: 'no_fill', campaign: '' });
-
-    this.redisDuration = new AccumulatingHistogram(
-      'mindshare_redis_command_duration_seconds',
-      'Time of profile-store operations on Redis that succeeded, by operation (store method)',
-      ['operation'],
-      REDIS_BUCKETS,
-    );
-    registry.registerMetric(this.redisDuration as unknown as Metric);
-    this.redisErrorChild = hotCounter(
-      registry,
-      'mindshare_redis_errors_total',
-      'Profile-store operations on Redis that failed (Redis down, timeouts, script errors), by operation',
-      ['operation'],
-    ).child;
-    new Gauge({
-      name: 'mindshare_redis_up',
-      help: '1 while the Redis connection of the profile store is ready, 0 otherwise',
-      registers: [registry],
-      collect: onlyWith(sources, 'redisUp', function (this: Gauge, up) {
-        this.set(up() ? 1 : 0);
-      }),
-    });
 
     const cacheStats = (read: (s: CacheStats, cache: 'people' | 'aliases') => number) =>
       function (this: Counter<'cache'> | Gauge<'cache'>) {
@@ -409,6 +389,37 @@ export class Metrics {
   /** Where the collect-time values come from (cache, rule set, Redis, draining). */
   setSources(sources: MetricSources): void {
     this.sources = { ...this.sources, ...sources };
+    if (sources.redisUp !== undefined) this.redisMetrics();
+  }
+
+  /** The Redis metrics, registered the first time they are needed. */
+  private redisMetrics(): NonNullable<Metrics['redis']> {
+    if (this.redis !== null) return this.redis;
+    const registry = this.registry;
+    const sources = () => this.sources;
+    const duration = new AccumulatingHistogram(
+      'mindshare_redis_command_duration_seconds',
+      'Time of profile-store operations on Redis that succeeded, by operation (store method)',
+      ['operation'],
+      REDIS_BUCKETS,
+    );
+    registry.registerMetric(duration as unknown as Metric);
+    const errorChild = hotCounter(
+      registry,
+      'mindshare_redis_errors_total',
+      'Profile-store operations on Redis that failed (Redis down, timeouts, script errors), by operation',
+      ['operation'],
+    ).child;
+    new Gauge({
+      name: 'mindshare_redis_up',
+      help: '1 while the Redis connection of the profile store is ready, 0 otherwise',
+      registers: [registry],
+      collect: onlyWith(sources, 'redisUp', function (this: Gauge, up) {
+        this.set(up() ? 1 : 0);
+      }),
+    });
+    this.redis = { duration, errorChild };
+    return this.redis;
   }
 
   // ---- the data plane (hot) --------------------------------------------------------------------
@@ -498,8 +509,9 @@ export class Metrics {
 
   /** The recorder of one store operation (`load_person`); bind it once, use it per call. */
   redisOperation(operation: string): OperationRecorder {
-    const h = this.redisDuration.child([operation]);
-    const e = this.redisErrorChild({ operation });
+    const redis = this.redisMetrics();
+    const h = redis.duration.child([operation]);
+    const e = redis.errorChild({ operation });
     return {
       observe: (seconds) => h.observe(seconds),
       error: () => e.inc(),
