@@ -2,8 +2,8 @@
  * What metrics cost on the hot path: a decision in process (DecisionService on an EmbeddedStore
  * behind a warm CachedStore, the demo rule set) with and without its metrics recorded, the
  * recording calls alone, and prom-client's own labelled children for comparison. Also the cost
- * of AsyncLocalStorage (which carries request ids into control-plane log lines) on a decision
- * that waits for the store, and of one scrape. Prints a table and writes every figure to
+ * AsyncLocalStorage would have on a decision that waits for the store (the reason request ids
+ * are passed along rather than kept in one), and of one scrape. Prints a table and writes every figure to
  * bench/results/metrics-<date>.json and bench/results/metrics-latest.json.
  * Run with `npm run bench:metrics`.
  */

@@ -151,10 +151,14 @@ describe('request ids on the listeners', () => {
     expect(r.status).toBe(503);
     expect(r.headers.get('x-request-id')).toBe('req-store-1');
     const lines = logs.lines.slice(before);
-    const failure = lines.find((l) => String(l.msg).includes('store call failed'));
-    expect(failure).toMatchObject({ level: 'warn', requestId: 'req-store-1' });
+    // One line for the request, carrying its id and the store's own failure.
+    const aboutIt = lines.filter((l) => JSON.stringify(l).includes('disk on fire'));
+    expect(aboutIt.length).toBeGreaterThan(0);
+    expect(aboutIt.every((l) => l.requestId === 'req-store-1')).toBe(true);
     const access = lines.find((l) => l.msg === 'request failed' || l.msg === 'request');
+    expect(JSON.stringify(access?.err)).toContain('disk on fire');
     expect(access).toMatchObject({
+      level: 'error',
       requestId: 'req-store-1',
       method: 'GET',
       route: '/v1/profiles/:id',

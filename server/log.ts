@@ -1,13 +1,14 @@
 /**
  * Structured logs (pino): one JSON object a line with `level` (a name), `time` (ISO 8601),
- * `service`, `version`, `pid`, `hostname` and `msg`, plus the fields of the call. Lines written
- * while a control-plane request is handled carry its `requestId`, wherever in the code they are
- * written (an AsyncLocalStorage holds the request's id; the logger adds it to every line).
+ * `service`, `version`, `pid`, `hostname` and `msg`, plus the fields of the call. A control-plane
+ * request is logged as one line carrying its `requestId`, with what went wrong when it failed;
+ * a failed decision's line carries the decision's request id. (The id is passed along, not kept in
+ * an AsyncLocalStorage: that would put a hook on every promise of the process, the data plane's
+ * included.)
  *
  * The decision hot path does not log, except a sampled share of decisions when
  * LOG_DECISIONS_SAMPLE is above 0, and errors.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -25,14 +26,6 @@ declare module 'hono' {
     requestId?: string;
   }
 }
-
-/** What every line written during a request carries. */
-export interface LogContext {
-  requestId: string;
-}
-
-/** The request being handled, for the lines written while it is. */
-export const logContext = new AsyncLocalStorage<LogContext>();
 
 let version: string | undefined;
 function serviceVersion(): string {
@@ -67,11 +60,6 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
-    // A new object each time: pino merges the line's fields into it.
-    mixin: () => {
-      const ctx = logContext.getStore();
-      return ctx === undefined ? {} : { requestId: ctx.requestId };
-    },
   };
   return opts.destination === undefined ? pino(options) : pino(options, opts.destination);
 }
@@ -111,14 +99,14 @@ export function requestIdOf(header: string | null | undefined): string {
 }
 
 /**
- * Hono middleware: takes or makes the request id, echoes it in `x-request-id`, keeps it on the
- * context (`c.get('requestId')`) and on every log line written while the request is handled.
+ * Hono middleware: takes or makes the request id, echoes it in `x-request-id` and keeps it on the
+ * context (`c.get('requestId')`) for the request's log line.
  */
 export function requestIds(): MiddlewareHandler {
   return async (c, next) => {
     const requestId = requestIdOf(c.req.header('x-request-id'));
     c.set('requestId', requestId);
-    await logContext.run({ requestId }, next);
+    await next();
     c.header('x-request-id', requestId);
   };
 }

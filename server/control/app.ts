@@ -52,10 +52,13 @@ export function createControlApp(deps: ControlDeps): Hono {
         return await call();
       } catch (e) {
         if (e instanceof ClientError || e instanceof RuleSetInvalid) throw e;
-        log(`control plane: store call failed (${what}): ${(e as Error).message}`);
-        throw new ClientError(
-          'store_unavailable',
-          `The store did not answer (${what}); nothing was changed by this call, retry it`,
+        // The store's own error travels as the cause: the request's log line shows it.
+        throw Object.assign(
+          new ClientError(
+            'store_unavailable',
+            `The store did not answer (${what}); nothing was changed by this call, retry it`,
+          ),
+          { cause: e },
         );
       }
     },
@@ -131,7 +134,10 @@ export function errorResponse(err: unknown, c: Context, log: (line: string) => v
     if (err.code === 'unauthorized') c.header('WWW-Authenticate', 'Bearer');
     return c.json(err.toBody(), err.status as 400);
   }
-  log(`control plane error on ${c.req.method} ${c.req.path}: ${(err as Error)?.stack ?? String(err)}`);
+  // The request's log line (written by the listener around this app) carries the error.
+  if (c.get('requestId') === undefined) {
+    log(`control plane error on ${c.req.method} ${c.req.path}: ${(err as Error)?.stack ?? String(err)}`);
+  }
   const body: ErrorBody = new ClientError('internal').toBody();
   return c.json(body, 500);
 }

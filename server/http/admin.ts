@@ -49,7 +49,19 @@ export function createAdminApp(opts: AdminOptions): Hono {
     const code = errorCode(c, status);
     metrics?.controlRequest(route, status, code);
     const ms = Math.round((performance.now() - t0) * 1000) / 1000;
-    const fields = { method: c.req.method, route, status, ms, ...(code === null ? {} : { code }) };
+    const fields: Record<string, unknown> = {
+      requestId: c.get('requestId'),
+      method: c.req.method,
+      route,
+      status,
+      ms,
+    };
+    if (code !== null) fields.code = code;
+    // What went wrong, on the request's own line: the failure behind a 5xx answer.
+    if (status >= 500 && c.error !== undefined) {
+      const cause = (c.error as { cause?: unknown }).cause;
+      fields.err = cause instanceof Error ? cause : c.error;
+    }
     if (status >= 500) logger.error(fields, 'request failed');
     else if (QUIET_ROUTES.has(route)) logger.debug(fields, 'request');
     else logger.info(fields, 'request');
@@ -85,7 +97,7 @@ export function createAdminApp(opts: AdminOptions): Hono {
   app.notFound((c) => c.json(new ClientError('not_found', `No route ${c.req.path}`).toBody(), 404));
   app.onError((err, c) => {
     if (err instanceof ClientError) return c.json(err.toBody(), err.status as 400);
-    logger.error({ err }, 'control plane error');
+    // Logged with the request's line (see above).
     return c.json(new ClientError('internal').toBody(), 500);
   });
   return app;
