@@ -3,7 +3,7 @@
  * versions and fleet bus, a cache in front of the profiles, the active rule set kept in step with
  * the fleet, the decision service, the data plane (uWebSockets.js) and the control plane (Hono).
  */
-import type { Config } from './config.js';
+import { type Config, redactUrl } from './config.js';
 import { createControlApp } from './control/app.js';
 import { DecisionService } from './decision/service.js';
 import { demoAliases, demoProfile } from './demo/profiles.js';
@@ -79,7 +79,7 @@ export async function openBackend(
       metrics.setSources({ redisUp: () => people.stats().status === 'ready' });
       instrumentStore(people, metrics);
     }
-    log(`profile store: Redis at ${redact(config.redisUrl)}`);
+    log(`profile store: Redis at ${redactUrl(config.redisUrl)}`);
     return {
       people,
       rulesets,
@@ -270,8 +270,4 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       if (ownsBackend) await backend.close();
     },
   };
-}
-
-function redact(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//***@');
 }

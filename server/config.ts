@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type ApiToken, SCOPES, type Scope } from './control/auth.js';
 
 export interface Config {
   host: string;
@@ -33,25 +34,8 @@ export interface Config {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** What a bearer token may do. `admin` may do everything. */
-export const SCOPES = [
-  'decide',
-  'rules:read',
-  'rules:write',
-  'profiles:read',
-  'profiles:write',
-  'events:write',
-  'admin',
-] as const;
-export type Scope = (typeof SCOPES)[number];
-
-export interface ConfiguredToken {
-  /** Who holds it: recorded as the author of rule sets, safe to log. */
-  name: string;
-  /** The bearer secret itself: never logged. */
-  secret: string;
-  scopes: Scope[];
-}
+/** A bearer token from the configuration (name: safe to log; secret: never logged). */
+export type ConfiguredToken = ApiToken;
 
 export interface ConfigVar {
   name: string;
@@ -255,4 +239,9 @@ function loadTokens(env: NodeJS.ProcessEnv, problems: string[]): ConfiguredToken
     }
   }
   return tokens;
+}
+
+/** A connection URL with any password replaced, for logs and messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//***@');
 }

@@ -11,6 +11,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { redactUrl } from '../config.js';
 import { ImportAborted, type ImportResult, importProfiles } from '../profiles/import.js';
 import { RedisStore } from '../store/redis.js';
 import type { ProfileStore } from '../store/types.js';
@@ -28,10 +29,6 @@ export interface ImportIo {
 }
 
 const USAGE = 'usage: npm run import -- FILE|- [--batch N]   (REDIS_URL must be set)';
-
-function redact(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//***@');
-}
 
 export async function runImport(args: readonly string[], io: ImportIo): Promise<number> {
   let file: string | undefined;
@@ -68,7 +65,7 @@ export async function runImport(args: readonly string[], io: ImportIo): Promise<
   const open =
     io.openStore ?? ((u: string, keyPrefix: string) => new RedisStore({ url: u, keyPrefix, log: () => {} }));
   const store = open(url, prefix);
-  const where = `${redact(url)}${prefix === '' ? '' : ` (key prefix "${prefix}")`}`;
+  const where = `${redactUrl(url)}${prefix === '' ? '' : ` (key prefix "${prefix}")`}`;
   try {
     try {
       await store.ping();

@@ -8,16 +8,12 @@
  * not configured or not reachable.
  */
 import { pathToFileURL } from 'node:url';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, redactUrl } from '../config.js';
 import { demoAliases, demoProfile } from '../demo/profiles.js';
 import { RedisStore } from '../store/redis.js';
 import type { AliasLink } from '../store/types.js';
 
 const BATCH = 1000;
-
-function redact(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//***@');
-}
 
 export async function seed(
   env: NodeJS.ProcessEnv = process.env,
@@ -39,7 +35,7 @@ export async function seed(
     );
     return 1;
   }
-  const where = `${redact(config.redisUrl)}${config.redisKeyPrefix === '' ? '' : ` (key prefix "${config.redisKeyPrefix}")`}`;
+  const where = `${redactUrl(config.redisUrl)}${config.redisKeyPrefix === '' ? '' : ` (key prefix "${config.redisKeyPrefix}")`}`;
   const store = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, log: () => {} });
   try {
     try {

@@ -450,6 +450,22 @@ export const ROUTES: readonly RouteSpec[] = [
       503: ok('Not ready', { type: 'object' }),
     },
   },
+  {
+    id: 'metrics',
+    method: 'get',
+    path: '/metrics',
+    tag: 'meta',
+    summary: 'Prometheus metrics of this instance (text exposition format; docs/operations.md lists them)',
+    scope: null,
+    servedBy: 'admin',
+    responses: {
+      200: {
+        description: 'Metrics',
+        contentTypes: ['text/plain; version=0.0.4'],
+        schema: { type: 'string' },
+      },
+    },
+  },
 ];
 
 export function routeSpec(id: string): RouteSpec {
