@@ -40,8 +40,11 @@ export interface RunningServer {
   readonly sync: RuleSetSync;
   readonly metrics: Metrics;
   readonly logger: Logger;
-  /** Stops accepting, lets requests in flight finish (up to `graceMs`), closes the store. */
-  close(graceMs?: number): Promise<void>;
+  /**
+   * Drains: not ready at once, then (after DRAIN_DELAY_MS) stops accepting, lets requests in
+   * flight finish (up to `timeoutMs`, default DRAIN_TIMEOUT_MS) and closes the stores.
+   */
+  close(timeoutMs?: number): Promise<void>;
 }
 
 export interface StartOptions {
@@ -218,6 +221,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       inFlight++;
     },
     onOtherRoute: (route, status, code) => metrics.dataAnswer(route, status, code),
+    draining: () => draining,
     onError: (err, requestId) => logger.error({ err, requestId }, 'decision failed'),
   });
   const control = createControlApp({
@@ -253,16 +257,21 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     sync,
     metrics,
     logger,
-    async close(graceMs = 10_000) {
+    async close(timeoutMs = config.drainTimeoutMs) {
       if (draining) return;
+      // Not ready from now on; a load balancer gets `drainDelayMs` to notice while everything
+      // is still served. Then the data plane stops accepting, answers close their connections,
+      // and requests in flight finish (up to `timeoutMs`) before the stores close.
       draining = true;
-      logger.info({ inFlight }, 'draining');
+      logger.info({ inFlight, delayMs: config.drainDelayMs }, 'draining');
+      if (config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, config.drainDelayMs));
       data.close();
       if (inFlight > 0) {
-        await new Promise<void>((resolve) => {
-          idle = resolve;
-          setTimeout(resolve, graceMs).unref();
+        const finished = await new Promise<boolean>((resolve) => {
+          idle = () => resolve(true);
+          setTimeout(() => resolve(false), timeoutMs).unref();
         });
+        if (!finished) logger.warn({ inFlight, timeoutMs }, 'stopping with requests still in flight');
       }
       admin.close();
       sync.stop();

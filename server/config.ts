@@ -23,6 +23,10 @@ export interface Config {
   cacheTtlMs: number;
   /** Synthetic demo profiles loaded into the embedded store. */
   demoPeople: number;
+  /** After SIGTERM: how long /readyz answers 503 while everything is still served, ms. */
+  drainDelayMs: number;
+  /** After that: the longest wait for requests in flight before exiting anyway, ms. */
+  drainTimeoutMs: number;
   /** Bearer tokens of the API with their scopes; empty: the control plane is open. */
   tokens: ConfiguredToken[];
   /** Lowest level of the lines logged. */
@@ -87,6 +91,17 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'CACHE_TTL_MS', default: '2000', description: 'Longest a cached profile or alias is used' },
   { name: 'DEMO_PEOPLE', default: '10000', description: 'Synthetic profiles loaded into the embedded store' },
   {
+    name: 'DRAIN_DELAY_MS',
+    default: '0',
+    description:
+      'On SIGTERM/SIGINT, how long /readyz says 503 while all is still served, before listeners close (behind a load balancer: its probe interval)',
+  },
+  {
+    name: 'DRAIN_TIMEOUT_MS',
+    default: '10000',
+    description: 'Then the longest wait for requests in flight before the process exits anyway',
+  },
+  {
     name: 'TOKENS',
     default: '(unset)',
     description: 'API tokens, `name:secret:scope+scope` separated by commas; unset with no file: open',
@@ -139,6 +154,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     cacheMaxAliases: int('CACHE_MAX_ALIASES', 100_000, 1, 100_000_000),
     cacheTtlMs: int('CACHE_TTL_MS', 2000, 1, 3_600_000),
     demoPeople: int('DEMO_PEOPLE', 10_000, 0, 10_000_000),
+    drainDelayMs: int('DRAIN_DELAY_MS', 0, 0, 600_000),
+    drainTimeoutMs: int('DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
     tokens: loadTokens(env, problems),
     logLevel: logLevel(env.LOG_LEVEL, problems),
     logDecisionsSample: share('LOG_DECISIONS_SAMPLE', env.LOG_DECISIONS_SAMPLE, problems),

@@ -84,6 +84,57 @@ describe('the server process', () => {
     expect(server.stdout()).toContain('stopped');
   }, 60_000);
 
+  it('drains on SIGTERM under load: not ready at once, every request sent is answered, exit 0', async () => {
+    const server = run({ PORT: '0', ADMIN_PORT: '0', DEMO_PEOPLE: '2000', DRAIN_DELAY_MS: '1500' });
+    await waitFor(() => server.stdout().includes("-d '"), 30_000);
+    const ports =
+      /data plane on http:\/\/127\.0\.0\.1:(\d+), control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(
+        server.stdout(),
+      );
+    const decideUrl = `http://127.0.0.1:${ports?.[1]}/v1/decide`;
+    const readyUrl = `http://127.0.0.1:${ports?.[2]}/readyz`;
+    expect((await fetch(readyUrl)).status).toBe(200);
+    // Clients behave like a load balancer's pool: they send while the instance says it is ready.
+    let ready = true;
+    let sent = 0;
+    let answered = 0;
+    const failures: string[] = [];
+    const client = async (n: number) => {
+      for (let i = 0; ready; i++) {
+        sent++;
+        try {
+          const r = await fetch(decideUrl, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ user: { id: `p-${(n * 997 + i) % 2000}` }, placements: [{ id: 'b' }] }),
+          });
+          await r.arrayBuffer();
+          if (r.status === 200) answered++;
+          else failures.push(`status ${r.status}`);
+        } catch (e) {
+          failures.push(String(e));
+        }
+      }
+    };
+    const probe = async () => {
+      while (ready) {
+        const r = await fetch(readyUrl).catch(() => null);
+        if (r === null || r.status !== 200) ready = false;
+        else await new Promise((res) => setTimeout(res, 10));
+      }
+    };
+    const clients = Array.from({ length: 8 }, (_, n) => client(n));
+    const prober = probe();
+    await new Promise((r) => setTimeout(r, 400));
+    server.child.kill('SIGTERM');
+    await Promise.all([prober, ...clients]);
+    expect(failures).toEqual([]);
+    expect(answered).toBe(sent);
+    expect(sent).toBeGreaterThan(50);
+    expect(await server.exited).toBe(0);
+    expect(server.stdout()).toContain('stopped');
+  }, 60_000);
+
   it('refuses to start on an invalid rule set and says why, problem by problem', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mindshare-rules-'));
     const file = join(dir, 'broken.yaml');

@@ -30,6 +30,11 @@ export interface DataPlaneOptions {
   onOtherRoute?: (route: string, status: number, code: ErrorCode) => void;
   /** An unexpected failure of a decision (answered 500), with the request's id. */
   onError?: (err: unknown, requestId: string) => void;
+  /**
+   * True while the server drains: answers then close their connection, so that keep-alive
+   * clients reconnect (to another instance) instead of sending more here.
+   */
+  draining?: () => boolean;
 }
 
 export interface Listener {
@@ -58,6 +63,7 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
   const app = uWS.App();
   const maxBody = opts.maxBodyBytes;
   const onDecision = opts.onDecision;
+  const draining = opts.draining ?? (() => false);
   const onError =
     opts.onError ?? ((err: unknown, id: string) => console.error(`decision failed (request ${id})`, err));
   const onOtherRoute = opts.onOtherRoute;
@@ -68,7 +74,10 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
     ex.closed = true;
     const body = ex.format === 'json' ? JSON.stringify(payload) : msgpack.pack(payload);
     ex.res.cork(() => {
-      ex.res.writeStatus(statusLine(status)).writeHeader('content-type', CONTENT_TYPE[ex.format]).end(body);
+      ex.res
+        .writeStatus(statusLine(status))
+        .writeHeader('content-type', CONTENT_TYPE[ex.format])
+        .end(body, draining());
     });
     return true;
   };
