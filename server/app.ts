@@ -11,7 +11,7 @@ import { createAdminApp, listenAdmin } from './http/admin.js';
 import { createDataPlane, type Listener, listen } from './http/data-plane.js';
 import { createLogger, type Logger, lineDestination, lineLogger, requestIdOf } from './log.js';
 import { instrumentStore, Metrics } from './metrics.js';
-import { initialRuleSet, RuleSetSync } from './ruleset-sync.js';
+import { initialRuleSet, loadStoredRuleSet, RuleSetSync } from './ruleset-sync.js';
 import { EmbeddedBus } from './store/bus.js';
 import { CachedStore } from './store/cached.js';
 import { EmbeddedStore } from './store/embedded.js';
@@ -31,8 +31,19 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/**
+ * What one server instance runs. `all`: everything in this thread. With data-plane worker
+ * threads, the main thread is `admin` (control plane, health and metrics; it stores the rule-set
+ * file on an empty store) and every worker is `data` (the data plane only; it decides with the
+ * store's active rule set and follows the fleet bus on its own connections).
+ */
+export type ServerRole = 'all' | 'data' | 'admin';
+
 export interface RunningServer {
+  readonly role: ServerRole;
+  /** The data plane's port (0 for the `admin` role: no data plane in this thread). */
   readonly dataPort: number;
+  /** The control plane's port (0 for the `data` role). */
   readonly adminPort: number;
   readonly service: DecisionService;
   readonly store: CachedStore;
@@ -40,11 +51,14 @@ export interface RunningServer {
   readonly sync: RuleSetSync;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Not ready from now on (`/readyz` 503, `mindshare_draining` 1); `close()` follows. */
+  beginDrain(): void;
   /**
-   * Drains: not ready at once, then (after DRAIN_DELAY_MS) stops accepting, lets requests in
-   * flight finish (up to `timeoutMs`, default DRAIN_TIMEOUT_MS) and closes the stores.
+   * Drains: not ready at once, then (after `delayMs`, default DRAIN_DELAY_MS) stops accepting,
+   * lets requests in flight finish (up to `timeoutMs`, default DRAIN_TIMEOUT_MS) and closes the
+   * stores.
    */
-  close(timeoutMs?: number): Promise<void>;
+  close(timeoutMs?: number, delayMs?: number): Promise<void>;
 }
 
 export interface StartOptions {
@@ -61,6 +75,10 @@ export interface StartOptions {
   backend?: Backend;
   /** How often the active rule-set version is checked besides the bus, ms. */
   rulesetPollMs?: number;
+  /** What this instance runs; default `all`. */
+  role?: ServerRole;
+  /** The number of the data-plane worker thread this instance is (its metrics say so). */
+  worker?: number;
 }
 
 /**
@@ -136,7 +154,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   const log = lineLogger(logger);
   const warn = lineLogger(logger, 'warn');
-  const metrics = new Metrics();
+  const role = opts.role ?? 'all';
+  const metrics = new Metrics(opts.worker === undefined ? {} : { worker: opts.worker, processMetrics: false });
   const ownsBackend = opts.backend === undefined;
   const backend = opts.backend ?? (await openBackend(config, log, metrics, warn));
   const people = backend.people;
@@ -152,7 +171,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let sync: RuleSetSync;
   let unsubscribe: () => void = () => {};
   try {
-    const initial = await initialRuleSet(backend.rulesets, config.rulesetFile, Date.now(), log);
+    // A worker thread never stores the rule-set file: the main thread has done so before it started.
+    const initial =
+      role === 'data'
+        ? await activeRuleSet(backend.rulesets, log)
+        : await initialRuleSet(backend.rulesets, config.rulesetFile, Date.now(), log);
     service = new DecisionService(store, initial.active, {
       deadlineMs: config.deadlineMs,
       ...(opts.now === undefined ? {} : { now: opts.now }),
@@ -192,6 +215,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   let inFlight = 0;
   let draining = false;
+  let closing = false;
   let idle: (() => void) | null = null;
   metrics.setSources({
     cache: () => store.stats(),
@@ -202,7 +226,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     draining: () => draining,
   });
   const sample = config.logDecisionsSample;
-  const dataApp = createDataPlane({
+  const dataApp =
+    role === 'admin'
+      ? null
+      : createDataPlane({
     service,
     maxBodyBytes: config.maxBodyBytes,
     onDecision: (outcome, status, elapsedMs, code, requestIdHeader) => {
@@ -223,7 +250,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     onOtherRoute: (route, status, code) => metrics.dataAnswer(route, status, code),
     draining: () => draining,
     onError: (err, requestId) => logger.error({ err, requestId }, 'decision failed'),
-  });
+        });
   const control = createControlApp({
     profiles: store,
     rulesets: backend.rulesets,
@@ -232,16 +259,19 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     active: () => service.ruleSet,
     log,
   });
-  let data: Listener;
-  let admin: Listener;
+  let data: Listener | null = null;
+  let admin: Listener | null = null;
   try {
-    data = await listen(dataApp, config.host, config.port);
-    admin = await listenAdmin(
-      createAdminApp({ service, store, draining: () => draining, control, metrics, logger }),
-      config.host,
-      config.adminPort,
-    );
+    if (dataApp !== null) data = await listen(dataApp, config.host, config.port);
+    if (role !== 'data') {
+      admin = await listenAdmin(
+        createAdminApp({ service, store, draining: () => draining, control, metrics, logger }),
+        config.host,
+        config.adminPort,
+      );
+    }
   } catch (e) {
+    data?.close();
     sync.stop();
     unsubscribe();
     if (ownsBackend) await backend.close();
@@ -249,23 +279,28 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
 
   return {
-    dataPort: data.port,
-    adminPort: admin.port,
+    role,
+    dataPort: data?.port ?? 0,
+    adminPort: admin?.port ?? 0,
     service,
     store,
     backend,
     sync,
     metrics,
     logger,
-    async close(timeoutMs = config.drainTimeoutMs) {
-      if (draining) return;
-      // Not ready from now on; a load balancer gets `drainDelayMs` to notice while everything
-      // is still served. Then the data plane stops accepting, answers close their connections,
+    beginDrain() {
+      draining = true;
+    },
+    async close(timeoutMs = config.drainTimeoutMs, delayMs = config.drainDelayMs) {
+      if (closing) return;
+      closing = true;
+      // Not ready from now on; a load balancer gets `delayMs` to notice while everything is
+      // still served. Then the data plane stops accepting, answers close their connections,
       // and requests in flight finish (up to `timeoutMs`) before the stores close.
       draining = true;
-      logger.info({ inFlight, delayMs: config.drainDelayMs }, 'draining');
-      if (config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, config.drainDelayMs));
-      data.close();
+      logger.info({ inFlight, delayMs }, 'draining');
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+      data?.close();
       if (inFlight > 0) {
         const finished = await new Promise<boolean>((resolve) => {
           idle = () => resolve(true);
@@ -273,10 +308,21 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         });
         if (!finished) logger.warn({ inFlight, timeoutMs }, 'stopping with requests still in flight');
       }
-      admin.close();
+      admin?.close();
       sync.stop();
       unsubscribe();
       if (ownsBackend) await backend.close();
     },
   };
+}
+
+/** The store's active rule set, compiled; an error when the store has none. */
+async function activeRuleSet(
+  rulesets: RuleSetStore,
+  log: (line: string) => void,
+): ReturnType<typeof loadStoredRuleSet> {
+  const version = await rulesets.activeRuleSet();
+  if (version === null) throw new Error('The store has no active rule set');
+  log(`rule set: version ${version}, active in the store`);
+  return loadStoredRuleSet(rulesets, version, Date.now());
 }

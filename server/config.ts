@@ -3,6 +3,7 @@
  * with a message naming the variable. README.md has the same table.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ApiToken, SCOPES, type Scope } from './control/auth.js';
@@ -14,6 +15,11 @@ export interface Config {
   /** Unset: the embedded store with demo data. */
   redisUrl: string | undefined;
   redisKeyPrefix: string;
+  /**
+   * Threads serving the data plane (with Redis only: the embedded store lives in one thread's
+   * memory). 1: one thread serves everything.
+   */
+  workers: number;
   rulesetFile: string;
   /** Default decision deadline; a request may ask for less. */
   deadlineMs: number;
@@ -75,6 +81,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     description: 'Redis for profiles; unset: embedded store with demo data',
   },
   { name: 'REDIS_KEY_PREFIX', default: '(empty)', description: 'Prefix for every Redis key' },
+  {
+    name: 'WORKERS',
+    default: '(number of CPUs)',
+    description:
+      'Threads serving the data plane on PORT, 1 to 64; with Redis only (the embedded store runs in one thread)',
+  },
   {
     name: 'RULESET_FILE',
     default: 'rules/examples/demo.yaml',
@@ -147,6 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminPort: int('ADMIN_PORT', 8081, 0, 65535),
     redisUrl,
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? '',
+    workers: int('WORKERS', Math.min(64, availableParallelism()), 1, 64),
     rulesetFile: env.RULESET_FILE === undefined || env.RULESET_FILE === '' ? DEMO_RULESET : env.RULESET_FILE,
     deadlineMs: int('DECISION_DEADLINE_MS', 10, 1, 60_000),
     maxBodyBytes: int('MAX_BODY_BYTES', 65_536, 1024, 16 * 1024 * 1024),

@@ -14,6 +14,7 @@
  * accumulating histograms are metrics of their own that the registry reads like any other.
  */
 import {
+  AggregatorRegistry,
   type CollectFunction,
   Counter,
   collectDefaultMetrics,
@@ -203,11 +204,27 @@ export interface MetricSources {
   /** Whether the Redis connection is ready (absent: no Redis behind this instance). */
   redisUp?: () => boolean;
   draining?: () => boolean;
+  /** Data-plane worker threads serving now (absent: this thread serves the data plane). */
+  workers?: () => number;
 }
 
 export interface MetricsOptions {
   /** Append prom-client's default process metrics to the exposition. Default true. */
   processMetrics?: boolean;
+  /**
+   * The number of the data-plane worker thread these metrics belong to (1..WORKERS): its
+   * decisions are counted in `mindshare_worker_decisions_total{worker}`.
+   */
+  worker?: number;
+}
+
+/** One metric as `Registry.getMetricsAsJSON()` gives it, plain data (it crosses threads). */
+export interface MetricJSON {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>;
 }
 
 /** What one Redis store operation records: its latency when it succeeds, its failures. */
@@ -220,6 +237,8 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly processMetrics: boolean;
   private sources: MetricSources = {};
+  /** The metrics of the other threads of this instance, merged into the exposition. */
+  private peers: (() => Promise<MetricJSON[][]>) | null = null;
 
   // ---- the decision path ---------------------------------------------------------------------
   private readonly decisionFilled: HotHistogram;
@@ -264,6 +283,32 @@ export class Metrics {
     this.decisionNoFill = decisions.child([DECIDE_ROUTE, 'no_fill']);
     this.decisionDegraded = decisions.child([DECIDE_ROUTE, 'degraded']);
     this.decisionError = decisions.child([DECIDE_ROUTE, 'error']);
+    const answered = [this.decisionFilled, this.decisionNoFill, this.decisionDegraded, this.decisionError];
+    if (opts.worker !== undefined) {
+      const worker = String(opts.worker);
+      new Counter({
+        name: 'mindshare_worker_decisions_total',
+        help: 'Decision requests answered, by data-plane worker thread (1..WORKERS)',
+        labelNames: ['worker'],
+        registers: [registry],
+        collect() {
+          let n = 0;
+          for (const h of answered) n += h.count;
+          this.reset();
+          this.inc({ worker }, n);
+        },
+      });
+    } else {
+      new Gauge({
+        name: 'mindshare_workers',
+        help: 'Threads serving the data plane (WORKERS with Redis; 1 when one thread serves everything)',
+        registers: [registry],
+        aggregator: 'max',
+        collect() {
+          this.set(sources().workers?.() ?? 1);
+        },
+      });
+    }
 
     const requests = hotCounter(
       registry,
@@ -334,8 +379,9 @@ export class Metrics {
 
     new Gauge({
       name: 'mindshare_ruleset_version',
-      help: 'The rule-set version this instance decides with',
+      help: 'The rule-set version this instance decides with (the lowest of its threads)',
       registers: [registry],
+      aggregator: 'min',
       collect: onlyWith(sources, 'ruleset', function (this: Gauge, rs) {
         this.set(rs().version);
       }),
@@ -344,6 +390,7 @@ export class Metrics {
       name: 'mindshare_ruleset_compile_seconds',
       help: 'Compile time of the rule-set version in use',
       registers: [registry],
+      aggregator: 'max',
       collect: onlyWith(sources, 'ruleset', function (this: Gauge, rs) {
         this.set(rs().compileMs / 1000);
       }),
@@ -380,6 +427,7 @@ export class Metrics {
       name: 'mindshare_draining',
       help: '1 while the instance drains before exit (not ready, finishing requests in flight)',
       registers: [registry],
+      aggregator: 'max',
       collect() {
         this.set(sources().draining?.() === true ? 1 : 0);
       },
@@ -414,6 +462,7 @@ export class Metrics {
       name: 'mindshare_redis_up',
       help: '1 while the Redis connection of the profile store is ready, 0 otherwise',
       registers: [registry],
+      aggregator: 'min',
       collect: onlyWith(sources, 'redisUp', function (this: Gauge, up) {
         this.set(up() ? 1 : 0);
       }),
@@ -525,9 +574,48 @@ export class Metrics {
     return this.registry.contentType;
   }
 
+  /**
+   * Sets where the metrics of the instance's other threads come from: the exposition is then
+   * one scrape of the whole instance, every thread's series merged by their aggregator
+   * (counters and histograms summed; see the gauges for theirs).
+   */
+  setPeers(peers: () => Promise<MetricJSON[][]>): void {
+    this.peers = peers;
+  }
+
+  /**
+   * The instance's metrics as plain data (for another thread to merge): every value's labels
+   * complete (the accumulating histograms' shared labels folded in).
+   */
+  async metricsJSON(): Promise<MetricJSON[]> {
+    const metrics = await this.registry.getMetricsAsJSON();
+    return metrics.map((m) => ({
+      name: m.name,
+      help: m.help,
+      type: String(m.type),
+      aggregator: m.aggregator,
+      values: m.values.map((v) => {
+        const shared = (v as { sharedLabels?: Record<string, string> }).sharedLabels;
+        const out: MetricJSON['values'][number] = {
+          value: v.value,
+          labels: { ...shared, ...(v.labels as Record<string, string | number>) },
+        };
+        const name = (v as { metricName?: string }).metricName;
+        if (name !== undefined) out.metricName = name;
+        return out;
+      }),
+    }));
+  }
+
   /** Every metric of the instance, then the process metrics, in the text exposition format. */
   async exposition(): Promise<string> {
-    const own = await this.registry.metrics();
+    let own: string;
+    if (this.peers === null) {
+      own = await this.registry.metrics();
+    } else {
+      const [mine, others] = await Promise.all([this.metricsJSON(), this.peers()]);
+      own = await AggregatorRegistry.aggregate([mine, ...others]).metrics();
+    }
     if (!this.processMetrics) return own;
     return `${own}\n${await processRegistry().metrics()}`;
   }
