@@ -155,7 +155,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const log = lineLogger(logger);
   const warn = lineLogger(logger, 'warn');
   const role = opts.role ?? 'all';
-  const metrics = new Metrics(opts.worker === undefined ? {} : { worker: opts.worker, processMetrics: false });
+  const metrics = new Metrics(
+    opts.worker === undefined ? {} : { worker: opts.worker, processMetrics: false },
+  );
   const ownsBackend = opts.backend === undefined;
   const backend = opts.backend ?? (await openBackend(config, log, metrics, warn));
   const people = backend.people;
@@ -230,26 +232,32 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     role === 'admin'
       ? null
       : createDataPlane({
-    service,
-    maxBodyBytes: config.maxBodyBytes,
-    onDecision: (outcome, status, elapsedMs, code, requestIdHeader) => {
-      const label = metrics.decision(outcome, status, elapsedMs, code);
-      if (sample > 0 && Math.random() < sample) {
-        const ms = Math.round(elapsedMs * 1000) / 1000;
-        logger.info(
-          { requestId: requestIdOf(requestIdHeader), outcome: label, status, ms, ...(code ? { code } : {}) },
-          'decision',
-        );
-      }
-      inFlight--;
-      if (inFlight === 0 && idle !== null) idle();
-    },
-    onRequest: () => {
-      inFlight++;
-    },
-    onOtherRoute: (route, status, code) => metrics.dataAnswer(route, status, code),
-    draining: () => draining,
-    onError: (err, requestId) => logger.error({ err, requestId }, 'decision failed'),
+          service,
+          maxBodyBytes: config.maxBodyBytes,
+          onDecision: (outcome, status, elapsedMs, code, requestIdHeader) => {
+            const label = metrics.decision(outcome, status, elapsedMs, code);
+            if (sample > 0 && Math.random() < sample) {
+              const ms = Math.round(elapsedMs * 1000) / 1000;
+              logger.info(
+                {
+                  requestId: requestIdOf(requestIdHeader),
+                  outcome: label,
+                  status,
+                  ms,
+                  ...(code ? { code } : {}),
+                },
+                'decision',
+              );
+            }
+            inFlight--;
+            if (inFlight === 0 && idle !== null) idle();
+          },
+          onRequest: () => {
+            inFlight++;
+          },
+          onOtherRoute: (route, status, code) => metrics.dataAnswer(route, status, code),
+          draining: () => draining,
+          onError: (err, requestId) => logger.error({ err, requestId }, 'decision failed'),
         });
   const control = createControlApp({
     profiles: store,

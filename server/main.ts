@@ -1,16 +1,40 @@
 /**
  * `npm start`: the server process. Reads the configuration, loads the rule set (refusing to
  * start when it is invalid), opens the store and both listeners, and drains on SIGTERM/SIGINT.
+ * With Redis and WORKERS above 1, the data plane runs in that many worker threads (server/worker.ts)
+ * and this thread serves the control plane.
  */
 import { startServer } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { RuleSetFileError } from './ruleset-file.js';
+import { startWorkers, type WorkerPool } from './worker.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ level: config.logLevel });
-  const server = await startServer(config, { logger });
+  const threaded = config.redisUrl !== undefined && config.workers > 1;
+  if (config.redisUrl === undefined && config.workers > 1) {
+    logger.info(
+      { workers: config.workers },
+      'WORKERS applies with Redis only (REDIS_URL): the embedded store lives in one thread, which serves everything',
+    );
+  }
+  // The main thread stores the rule-set file on an empty store before any worker starts.
+  const server = await startServer(config, { logger, role: threaded ? 'admin' : 'all' });
+  let pool: WorkerPool | null = null;
+  if (threaded) {
+    try {
+      pool = await startWorkers(config, config.workers, logger);
+    } catch (e) {
+      await server.close(0, 0);
+      throw e;
+    }
+    const workers = pool;
+    server.metrics.setSources({ workers: () => workers.size() });
+    server.metrics.setPeers(() => workers.metrics(1000));
+  }
+  const dataPort = pool?.port ?? server.dataPort;
   // The start-up lines are for people reading a terminal: plain text, not JSON.
   const rs = server.service.ruleSet;
   const host = config.host === '0.0.0.0' ? 'localhost' : config.host;
@@ -18,7 +42,12 @@ async function main(): Promise<void> {
     `mindshare: deciding with rule-set version ${rs.version} (${rs.compiled.segments.length} segments, ${rs.compiled.campaigns.length} campaigns)`,
   );
   console.log(
-    `mindshare: data plane on http://${host}:${server.dataPort}, control plane on http://${host}:${server.adminPort}`,
+    `mindshare: data plane on http://${host}:${dataPort}, control plane on http://${host}:${server.adminPort}`,
+  );
+  console.log(
+    pool === null
+      ? 'mindshare: one thread serves the data plane and the control plane'
+      : `mindshare: ${config.workers} worker threads serve the data plane`,
   );
   if (config.tokens.length === 0) {
     console.warn(
@@ -37,7 +66,7 @@ async function main(): Promise<void> {
   }
   console.log('try:');
   console.log(
-    `  curl -s http://${host}:${server.dataPort}/v1/decide -H 'content-type: application/json' -d '{"user":{"id":"p-1001"},"placements":[{"id":"home-banner","channels":["display"],"formats":["banner-300x250"]},{"id":"daily-push","channels":["app_push","sms","email"]}]}'`,
+    `  curl -s http://${host}:${dataPort}/v1/decide -H 'content-type: application/json' -d '{"user":{"id":"p-1001"},"placements":[{"id":"home-banner","channels":["display"],"formats":["banner-300x250"]},{"id":"daily-push","channels":["app_push","sms","email"]}]}'`,
   );
 
   let stopping = false;
@@ -45,7 +74,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, `${signal}: draining`);
-    server.close().then(
+    const stopped = pool === null ? server.close() : stopThreaded(pool);
+    stopped.then(
       () => {
         logger.info('stopped');
         process.exit(0);
@@ -55,6 +85,14 @@ async function main(): Promise<void> {
         process.exit(1);
       },
     );
+  };
+  // Not ready at once; the workers drain as one thread would (every listen socket closed and
+  // every worker ended before the process exits); then the control plane and the store close.
+  const stopThreaded = async (workers: WorkerPool) => {
+    server.beginDrain();
+    const { exited, total } = await workers.drain(config.drainDelayMs, config.drainTimeoutMs);
+    logger.info({ exited, total }, 'data-plane workers stopped');
+    await server.close(config.drainTimeoutMs, 0);
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
