@@ -1,0 +1,261 @@
+/**
+ * The data plane in worker threads (Redis, WORKERS=2): the compiled process, a real
+ * redis-server. Every thread serves on the one port, /metrics is one scrape of the whole
+ * process, rule-set activations reach every thread, and SIGTERM drains them all to exit 0.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_RULESET, loadConfig, projectRoot } from '../server/config.js';
+import { BIZ_ID, contractPeople } from './decide.contract.js';
+import { type RedisHandle, startRedis } from './redis-server.js';
+
+const root = projectRoot();
+const main = join(root, 'dist', 'server', 'main.js');
+const DEMO = readFileSync(DEMO_RULESET, 'utf8');
+const DEMO_V2 = DEMO.replace(/id: x90-camera-hero\b/, 'id: x90-camera-hero-v2');
+const BODY = JSON.stringify({
+  user: { id: BIZ_ID },
+  placements: [{ id: 'home-banner', channels: ['display'] }],
+});
+
+interface Run {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+  dataPort: number;
+  adminPort: number;
+}
+
+async function run(env: Record<string, string>): Promise<Run> {
+  const child = spawn(process.execPath, [main], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ADMIN_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    out += c.toString('utf8');
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    err += c.toString('utf8');
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const until = Date.now() + 30_000;
+  while (!out.includes("-d '")) {
+    if (Date.now() > until) throw new Error(`the server did not start:\n${out}\n${err}`);
+    if (child.exitCode !== null) throw new Error(`the server exited:\n${out}\n${err}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const ports =
+    /data plane on http:\/\/127\.0\.0\.1:(\d+), control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    dataPort: Number(ports?.[1]),
+    adminPort: Number(ports?.[2]),
+  };
+}
+
+/** One decision on a connection of its own (closed after the answer). */
+function decideOnce(port: number): Promise<{ status: number; body: { ruleset: number } }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/v1/decide',
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json', connection: 'close' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            resolve({
+              status: res.statusCode ?? 0,
+              body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+            });
+          } catch (e) {
+            reject(e);
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(BODY);
+  });
+}
+
+/** Sample values of one metric from the text exposition, with their label strings. */
+function samples(text: string, name: string): Array<{ labels: string; value: number }> {
+  const out = [];
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_:]+)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (m?.[1] === name) out.push({ labels: m[2] ?? '', value: Number(m[3]) });
+  }
+  return out;
+}
+
+const scrape = async (r: Run) => (await fetch(`http://127.0.0.1:${r.adminPort}/metrics`)).text();
+const sum = (text: string, name: string) => samples(text, name).reduce((a, s) => a + s.value, 0);
+
+beforeAll(() => {
+  execFileSync(
+    process.execPath,
+    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
+    { cwd: root, stdio: 'inherit' },
+  );
+}, 180_000);
+
+describe('WORKERS', () => {
+  it('is a whole number from 1 to 64, by default one per CPU', () => {
+    expect(loadConfig({}).workers).toBeGreaterThanOrEqual(1);
+    expect(loadConfig({ WORKERS: '1' }).workers).toBe(1);
+    expect(loadConfig({ WORKERS: '64' }).workers).toBe(64);
+    for (const bad of ['0', '65', 'two', '-1', '1.5']) {
+      expect(() => loadConfig({ WORKERS: bad }), bad).toThrow(/WORKERS=/);
+    }
+  });
+
+  it('with the embedded store: one thread serves everything, and the server says so', async () => {
+    const server = await run({ WORKERS: '4', DEMO_PEOPLE: '10' });
+    try {
+      expect(server.stdout()).toContain('WORKERS applies with Redis only');
+      expect(server.stdout()).toContain('one thread serves the data plane and the control plane');
+      expect((await decideOnce(server.dataPort)).status).toBe(200);
+      const text = await scrape(server);
+      expect(samples(text, 'mindshare_workers')).toEqual([{ labels: '', value: 1 }]);
+      expect(samples(text, 'mindshare_worker_decisions_total')).toEqual([]);
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+    expect(await server.exited).toBe(0);
+  }, 60_000);
+});
+
+describe('the data plane in two worker threads, with Redis', () => {
+  let redis: RedisHandle;
+  let server: Run;
+  beforeAll(async () => {
+    redis = await startRedis();
+    server = await run({ REDIS_URL: redis.url, WORKERS: '2', DRAIN_DELAY_MS: '1000' });
+    const person = contractPeople[0];
+    const put = await fetch(`http://127.0.0.1:${server.adminPort}/v1/profiles/${BIZ_ID}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(person),
+    });
+    expect(put.status).toBeLessThan(300);
+  }, 60_000);
+  afterAll(async () => {
+    if (server?.child.exitCode === null) {
+      server.child.kill('SIGKILL');
+      await server.exited;
+    }
+    await redis?.stop();
+  });
+
+  it('serves every decision on one port from both workers, counted once in one scrape', async () => {
+    expect(server.stdout()).toContain('2 worker threads serve the data plane');
+    const before = await scrape(server);
+    const N = 200;
+    const answers = [];
+    for (let i = 0; i < N; i += 10) {
+      answers.push(...(await Promise.all(Array.from({ length: 10 }, () => decideOnce(server.dataPort)))));
+    }
+    expect(answers.map((a) => a.status)).toEqual(Array(N).fill(200));
+    expect(answers.every((a) => a.body.ruleset === 1)).toBe(true);
+    const text = await scrape(server);
+    const perWorker = samples(text, 'mindshare_worker_decisions_total');
+    expect(perWorker.map((s) => s.labels).sort()).toEqual(['{worker="1"}', '{worker="2"}']);
+    for (const s of perWorker) expect(s.value, s.labels).toBeGreaterThan(0);
+    const count = 'mindshare_decision_duration_seconds_count';
+    expect(sum(text, count) - sum(before, count)).toBe(N);
+    expect(sum(text, 'mindshare_worker_decisions_total')).toBe(sum(text, count));
+    expect(samples(text, 'mindshare_workers')).toEqual([{ labels: '', value: 2 }]);
+    expect(samples(text, 'mindshare_ruleset_version')).toEqual([{ labels: '', value: 1 }]);
+    expect(samples(text, 'mindshare_redis_up')).toEqual([{ labels: '', value: 1 }]);
+    expect(samples(text, 'mindshare_draining')).toEqual([{ labels: '', value: 0 }]);
+    // Process metrics once, from the main thread.
+    expect(samples(text, 'process_cpu_user_seconds_total')).toHaveLength(1);
+    expect(text.match(/^# TYPE mindshare_decision_duration_seconds histogram$/gm)).toHaveLength(1);
+  }, 60_000);
+
+  it('brings a rule-set activation to every worker; the scrape shows the lowest version served', async () => {
+    const res = await fetch(`http://127.0.0.1:${server.adminPort}/v1/rulesets?activate=true`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/yaml' },
+      body: DEMO_V2,
+    });
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { version: number }).version).toBe(2);
+    const until = Date.now() + 10_000;
+    for (;;) {
+      const batch = await Promise.all(Array.from({ length: 20 }, () => decideOnce(server.dataPort)));
+      if (batch.every((a) => a.body.ruleset === 2)) break;
+      if (Date.now() > until) throw new Error('not every worker decides with version 2');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const text = await scrape(server);
+    expect(samples(text, 'mindshare_ruleset_version')).toEqual([{ labels: '', value: 2 }]);
+    const ok = samples(text, 'mindshare_ruleset_activations_total').find((s) => s.labels === '{result="ok"}');
+    // The main thread and both workers switched.
+    expect(ok?.value).toBe(3);
+  }, 60_000);
+
+  it('drains every worker on SIGTERM under load: not ready at once, every request answered, exit 0', async () => {
+    const readyUrl = `http://127.0.0.1:${server.adminPort}/readyz`;
+    expect((await fetch(readyUrl)).status).toBe(200);
+    let ready = true;
+    let sent = 0;
+    let answered = 0;
+    let sawDraining = false;
+    const failures: string[] = [];
+    const client = async () => {
+      while (ready) {
+        sent++;
+        try {
+          const r = await decideOnce(server.dataPort);
+          if (r.status === 200) answered++;
+          else failures.push(`status ${r.status}`);
+        } catch (e) {
+          failures.push(String(e));
+        }
+      }
+    };
+    const probe = async () => {
+      while (ready) {
+        const r = await fetch(readyUrl).catch(() => null);
+        if (r === null || r.status !== 200) {
+          ready = false;
+          sawDraining = r?.status === 503;
+          const text = await scrape(server).catch(() => '');
+          if (text !== '') expect(samples(text, 'mindshare_draining')).toEqual([{ labels: '', value: 1 }]);
+        } else {
+          await new Promise((res) => setTimeout(res, 10));
+        }
+      }
+    };
+    const clients = Array.from({ length: 8 }, () => client());
+    const prober = probe();
+    await new Promise((r) => setTimeout(r, 400));
+    server.child.kill('SIGTERM');
+    await Promise.all([prober, ...clients]);
+    expect(sawDraining).toBe(true);
+    expect(failures).toEqual([]);
+    expect(answered).toBe(sent);
+    expect(sent).toBeGreaterThan(50);
+    expect(await server.exited).toBe(0);
+    expect(server.stdout()).toContain('stopped');
+    expect(server.stderr()).not.toContain('uv_loop_close');
+  }, 60_000);
+});
