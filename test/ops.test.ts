@@ -47,6 +47,8 @@ const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
     labels: { outcome: ['filled', 'no_fill', 'control'], campaign: null },
   },
   mindshare_draining: { kind: 'gauge', labels: {} },
+  mindshare_workers: { kind: 'gauge', labels: {} },
+  mindshare_worker_decisions_total: { kind: 'counter', labels: { worker: null } },
 };
 
 /** prom-client's default metrics, and Prometheus's own `up`. */
