@@ -52,6 +52,8 @@ export function createControlApp(deps: ControlDeps): Hono {
         return await call();
       } catch (e) {
         if (e instanceof ClientError || e instanceof RuleSetInvalid) throw e;
+        // A bug, not an outage: answered 500, never "retry it".
+        if (e instanceof TypeError || e instanceof RangeError) throw e;
         // The store's own error travels as the cause: the request's log line shows it.
         throw Object.assign(
           new ClientError(

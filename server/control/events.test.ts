@@ -24,6 +24,34 @@ const BATCH = [
 ];
 
 describe('events', () => {
+  it('refuses a batch with a time in the future or far past, and applies none of it', async () => {
+    const kit = await makeKit();
+    await people(kit);
+    const good = { eventId: 'ok-1', type: 'impression', user: { id: 'p-1' }, campaign: 'x90-launch' };
+    const cases: Array<[unknown, string]> = [
+      [T0 + 3_600_000, 'an hour ahead'],
+      [T0 * 1000, 'microseconds sent as milliseconds'],
+      [9_000_000_000_000_000, 'beyond what a date can hold'],
+      [Math.floor(T0 / 1000), 'seconds sent as milliseconds'],
+      ['2030-01-01T00:00:00Z', 'a date years ahead'],
+    ];
+    for (const [at, why] of cases) {
+      const r = await kit.req('POST', '/v1/events', {
+        body: {
+          events: [good, { eventId: `bad-${why}`, type: 'click', user: { id: 'p-1' }, brand: 'vivo', at }],
+        },
+      });
+      expect(r.status, why).toBe(400);
+      expect(r.body.error).toMatchObject({ code: 'invalid_field', path: 'events[1].at' });
+    }
+    const one = await kit.req('POST', '/v1/events', { body: { ...good, at: T0 + 3_600_000 } });
+    expect(one.body.error).toMatchObject({ code: 'invalid_field', path: 'at' });
+    expect((await kit.store.loadPerson('p-1')).counters).toEqual({});
+    // A few minutes of clock drift is fine.
+    const drift = await kit.req('POST', '/v1/events', { body: { ...good, at: T0 + 60_000 } });
+    expect(drift.body).toMatchObject({ applied: 1 });
+  });
+
   it('applies a batch once: impressions count, stages move, replays change nothing', async () => {
     const kit = await makeKit();
     await people(kit);

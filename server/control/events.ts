@@ -42,6 +42,31 @@ export function checkEvents(data: unknown): EventIn[] {
   return [check<EventIn>(eventSchema, data)];
 }
 
+/** How far ahead of the server's clock an event may be dated (clients' clocks drift). */
+export const MAX_FUTURE_MS = 5 * 60_000;
+/** How far back: frequency caps and daily funnel moves look no further. */
+export const MAX_PAST_MS = 400 * 86_400_000;
+
+/**
+ * When each event happened, epoch ms; the whole batch is refused when one is dated in the future
+ * (a single future time would make every real impression of that campaign look expired) or
+ * before anything the counters keep (also what catches seconds or microseconds sent as ms).
+ */
+export function eventTimes(events: readonly EventIn[], now: number, batch: boolean): number[] {
+  return events.map((e, i) => {
+    const at = e.at === undefined ? now : typeof e.at === 'number' ? e.at : Date.parse(e.at);
+    const path = batch ? `events[${i}].at` : 'at';
+    if (!Number.isFinite(at) || at > now + MAX_FUTURE_MS || at < now - MAX_PAST_MS) {
+      throw new ClientError(
+        'invalid_field',
+        `${path}: ${JSON.stringify(e.at)} is not a time from 400 days ago to 5 minutes from now (epoch milliseconds or ISO 8601)`,
+        path,
+      );
+    }
+    return at;
+  });
+}
+
 /** A stage ladder never has this name: stands for "a stage off the ladder". */
 const OFF_LADDER = '\u0000off-ladder';
 
@@ -71,6 +96,7 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
       throw new ClientError('invalid_field', `events has more than ${LIMITS.events} items`, 'events');
     }
     const now = ctx.now();
+    const times = eventTimes(events, now, Array.isArray(body) || 'events' in (body as object));
     const compiled = ctx.deps.active().compiled;
     const out: EventOut[] = events.map((e) => ({ eventId: e.eventId, outcome: 'applied' }));
 
@@ -105,7 +131,7 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
         out[i] = { eventId: e.eventId, outcome: 'unknown_person', detail: 'no person has these aliases' };
         return;
       }
-      const at = e.at === undefined ? now : typeof e.at === 'number' ? e.at : Date.parse(e.at);
+      const at = times[i] ?? now;
       const write: EventWrite = { eventId: e.eventId, pid, at };
       const ci = e.campaign === undefined ? undefined : compiled.campaignIndex.get(e.campaign);
       const campaign = ci === undefined ? undefined : compiled.campaigns[ci];

@@ -205,6 +205,8 @@ export class EmbeddedStore implements ProfileStore, EventStore {
   }
 
   private applyEvent(event: EventWrite, now: number): EventResult {
+    // Everything that can fail is worked out before anything changes: all or nothing.
+    const day = utcDay(event.at);
     const seenUntil = this.seenEvents.get(event.eventId);
     if (seenUntil !== undefined && seenUntil > now) return { outcome: 'duplicate' };
     this.seenEvents.set(event.eventId, now + this.dedupeMs);
@@ -219,7 +221,7 @@ export class EmbeddedStore implements ProfileStore, EventStore {
     const to = nextStage(next, from);
     if (to === null) return { outcome: 'applied' };
     this.setStage(event.pid, brand, to);
-    this.recordMove(brand, utcDay(event.at), `${from}>${to}`, now);
+    this.recordMove(brand, day, `${from}>${to}`, now);
     return { outcome: 'applied', moved: { brand, from, to } };
   }
 

@@ -12,6 +12,8 @@ export const DEFAULT_EVENT_DEDUPE_MS = 7 * 86_400_000;
 export const DEFAULT_MOVES_TTL_MS = 400 * 86_400_000;
 /** The longest span `funnel()` answers moves for, in days. */
 export const MAX_FUNNEL_DAYS = 400;
+/** The largest time a Date can hold, ms. */
+const MAX_TIME_MS = 8.64e15;
 
 const DAY_MS = 86_400_000;
 const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
@@ -188,7 +190,8 @@ export function checkEvent(event: EventWrite): void {
   if (typeof event.eventId !== 'string' || event.eventId === '')
     throw new TypeError('an event needs a non-empty eventId');
   if (typeof event.pid !== 'string' || event.pid === '') throw new TypeError('an event needs a person id');
-  if (!Number.isFinite(event.at)) throw new TypeError(`event time must be a finite number, got ${event.at}`);
+  if (!Number.isFinite(event.at) || event.at < 0 || event.at > MAX_TIME_MS)
+    throw new RangeError(`event time must be epoch milliseconds within the Date range, got ${event.at}`);
   if (event.stage !== undefined) {
     const { brand, defaultStage, next } = event.stage;
     if (typeof brand !== 'string' || typeof defaultStage !== 'string')
