@@ -23,6 +23,23 @@ const DRAFT = {
 };
 
 describe('preview', () => {
+  it('shows a stored person only to a token that may read profiles', async () => {
+    const kit = await makeKit();
+    await kit.store.putProfile(BUYER);
+    const r = await kit.req('POST', '/v1/preview', {
+      token: 'rules-secret',
+      body: { user: { id: 'p-buyer' }, placements: PLACEMENTS },
+    });
+    expect(r.status).toBe(403);
+    expect(r.body.error.code).toBe('forbidden');
+    expect(JSON.stringify(r.body)).not.toContain('circle:business');
+    const inline = await kit.req('POST', '/v1/preview', {
+      token: 'rules-secret',
+      body: { profile: BUYER, placements: PLACEMENTS },
+    });
+    expect(inline.status).toBe(200);
+  });
+
   it('decides for a stored person against the active rule set, with the explanation', async () => {
     const kit = await makeKit();
     await kit.store.putProfile(BUYER);

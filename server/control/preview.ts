@@ -7,6 +7,7 @@ import { decide } from '../../rules/decide.js';
 import type { FrequencyCounters, Placement, Profile } from '../../rules/types.js';
 import { validateRuleSet } from '../../rules/validate.js';
 import { ClientError } from '../errors.js';
+import { hasScope } from './auth.js';
 import { type ControlContext, type Register, RuleSetInvalid } from './context.js';
 import { parseOrThrow } from './rulesets.js';
 
@@ -57,7 +58,15 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
     return { label: ruleset, compiled };
   };
 
-  register<PreviewBody>('preview', async ({ c, body }) => {
+  register<PreviewBody>('preview', async ({ c, body, caller }) => {
+    // A stored person's profile is personal data: previewing one (which shows it) also needs
+    // the right to read profiles, not only rules.
+    if (body.user !== undefined && !hasScope(caller, 'profiles:read')) {
+      throw new ClientError(
+        'forbidden',
+        'Previewing a stored person shows their profile: the token needs profiles:read (or use an inline profile)',
+      );
+    }
     if ((body.user === undefined) === (body.profile === undefined)) {
       throw new ClientError(
         body.user === undefined ? 'missing_field' : 'invalid_field',

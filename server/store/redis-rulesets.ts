@@ -137,7 +137,9 @@ export class RedisRuleSets implements RuleSetStore {
       at,
     );
     if (done !== 1) return false;
-    await this.bus.publish({ type: 'ruleset', version });
+    // The version is active from here on: a lost announcement is not a failed activation (every
+    // instance's poll of the active version picks it up), so it is not reported as one.
+    await this.bus.publish({ type: 'ruleset', version }).catch(() => undefined);
     return true;
   }
 
