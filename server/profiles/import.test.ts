@@ -62,6 +62,31 @@ describe('importProfiles', () => {
     expect(r.lines).toBe(32);
   });
 
+  it('writes a batch once its lines add up to the byte bound, whatever the count', async () => {
+    const store = new EmbeddedStore();
+    const sizes: number[] = [];
+    const counting = {
+      putProfiles: async (p: readonly Profile[]) => {
+        sizes.push(p.length);
+        await store.putProfiles(p);
+      },
+      linkManyAliases: store.linkManyAliases.bind(store),
+    };
+    // 40 lines of about 1 KB each, a 4 KB bound: at most 4 profiles (plus the one that
+    // crosses the bound) per write, although a batch may hold 500.
+    const line = (i: number) =>
+      JSON.stringify({
+        id: `big-${i}`,
+        tags: Array.from({ length: 10 }, (_, t) => `note:${t}:${'x'.repeat(90)}`),
+      });
+    const text = Array.from({ length: 40 }, (_, i) => line(i)).join('\n');
+    const r = await importProfiles(chunks(text), counting, { batchSize: 500, batchBytes: 4096 });
+    expect(r.imported).toBe(40);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(5);
+    expect(sizes.length).toBeGreaterThanOrEqual(8);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(40);
+  });
+
   it('stops with the progress so far when the store fails', async () => {
     const store = new EmbeddedStore();
     let calls = 0;

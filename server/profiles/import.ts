@@ -1,8 +1,8 @@
 /**
  * Bulk profile loading from NDJSON: one profile a line, optionally with its `aliases`. Reads any
- * async iterable of chunks (an HTTP body, a file, stdin) with bounded memory: at most one batch
- * of profiles and one line of text are held at a time, and the next chunk is not read until the
- * batch before it is written. Each line is checked on its own; valid lines are written even when
+ * async iterable of chunks (an HTTP body, a file, stdin) with bounded memory: at most two batches
+ * of profiles (one being written, one being read; each bounded by count and by bytes) and one
+ * line of text are held at a time. Each line is checked on its own; valid lines are written even when
  * others fail, and every failure is reported with its 1-based line number.
  *
  * Used by POST /v1/profiles/import and by `npm run import` (server/cli/import.ts).
@@ -33,6 +33,8 @@ export interface ImportResult {
 export interface ImportOptions {
   /** Profiles per putProfiles call. Default 500. */
   batchSize?: number;
+  /** A batch is also written once its lines add up to this many bytes. Default 8 MiB. */
+  batchBytes?: number;
   /** Errors listed in the result; the rest are only counted. Default 1000. */
   maxErrors?: number;
   /** A longer line is refused (and skipped). Default 1 MiB. */
@@ -78,12 +80,15 @@ export async function importProfiles(
   opts: ImportOptions = {},
 ): Promise<ImportResult> {
   const batchSize = Math.max(1, opts.batchSize ?? 500);
+  // Bounded by bytes as well as by count: 500 lines of the largest profiles would be 500 MiB.
+  const maxBatchBytes = Math.max(1, opts.batchBytes ?? 8 * 1024 * 1024);
   const maxErrors = opts.maxErrors ?? 1000;
   const maxLine = opts.maxLineBytes ?? 1024 * 1024;
   const maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
   const now = opts.now ?? Date.now;
   const result: ImportResult = { lines: 0, imported: 0, failed: 0, errors: [] };
   let batch: Line[] = [];
+  let batchBytes = 0;
   let batchFirstLine = 1;
 
   const fail = (e: ImportError) => {
@@ -116,6 +121,7 @@ export async function importProfiles(
     if (batch.length === 0) return;
     const lines = batch;
     batch = [];
+    batchBytes = 0;
     const started = write(lines, batchFirstLine);
     // Settled by the next flush (or the last one); a failure surfaces there.
     started.catch(() => {});
@@ -152,7 +158,8 @@ export async function importProfiles(
     if (profile.updatedAt === undefined) profile.updatedAt = now();
     if (batch.length === 0) batchFirstLine = lineNo;
     batch.push({ profile, aliases });
-    if (batch.length >= batchSize) await flush();
+    batchBytes += bytes.byteLength;
+    if (batch.length >= batchSize || batchBytes >= maxBatchBytes) await flush();
   };
 
   // The current line: its parts so far, or null once it is too long (skipped to its end).
