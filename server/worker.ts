@@ -242,6 +242,16 @@ async function runWorker(data: WorkerData, port: NonNullable<typeof parentPort>)
     post({ type: 'failed', message: e instanceof Error ? e.message : String(e) });
     return;
   }
+  const drain = (delayMs: number, timeoutMs: number) =>
+    server.close(timeoutMs, delayMs).then(
+      () => {
+        post({ type: 'drained' });
+        // Nothing more to answer: the thread ends once its last connection is gone.
+        port.off('message', onMessage);
+        port.unref();
+      },
+      (err: unknown) => logger.error({ err }, 'error while draining'),
+    );
   const onMessage = (m: ToWorker) => {
     if (m.type === 'metrics') {
       server.metrics.metricsJSON().then(
@@ -249,18 +259,18 @@ async function runWorker(data: WorkerData, port: NonNullable<typeof parentPort>)
         (err: unknown) => logger.error({ err }, 'metrics failed'),
       );
     } else if (m.type === 'drain') {
-      server.close(m.timeoutMs, m.delayMs).then(
-        () => {
-          post({ type: 'drained' });
-          // Nothing more to answer: the thread ends once its last connection is gone.
-          port.off('message', onMessage);
-          port.unref();
-        },
-        (err: unknown) => logger.error({ err }, 'error while draining'),
-      );
+      void drain(m.delayMs, m.timeoutMs);
     }
   };
   port.on('message', onMessage);
+  // A thread ended by an uncaught error while its listen socket is open would abort the whole
+  // process: drain this worker instead (the main thread starts another once it has ended).
+  const failed = (err: unknown) => {
+    logger.fatal({ err }, 'data-plane worker failed; draining it');
+    void drain(0, data.config.drainTimeoutMs);
+  };
+  process.on('uncaughtException', failed);
+  process.on('unhandledRejection', failed);
   post({ type: 'ready', port: server.dataPort });
 }
 
