@@ -110,8 +110,12 @@ export function describeStoreContract(
     it('replaces a profile on put', async () => {
       const id = freshId('replace');
       await store.putProfile(fullProfile(id));
-      await store.putProfile({ id, tags: ['circle:student'], attrs: { age: 15 } });
+      await store.putProfile({ id, tags: ['circle:student'], attrs: { age: 15 }, stages: {} });
       expect(await store.getProfile(id)).toEqual({ id, tags: ['circle:student'], attrs: { age: 15 } });
+      // Without a `stages` field the stored stages stay (events move them).
+      await store.putProfile({ ...fullProfile(id), tags: ['x'] });
+      await store.putProfile({ id, tags: ['y'] });
+      expect(await store.getProfile(id)).toEqual({ id, tags: ['y'], stages: fullProfile(id).stages });
     });
 
     it('never lets a returned object change what is stored', async () => {
@@ -347,9 +351,24 @@ export function describeStoreContract(
         profile: { id: anon, tags: [], stages: { [brand]: 'appeal' } },
         counters: {},
       });
-      // Writing a profile without stages removes them.
+      // A profile written without stages keeps the stored ones (events move them); an empty
+      // `stages` clears them. Imports alike.
       await store.putProfile({ id, tags: ['b'] });
+      expect(await store.getProfile(id)).toEqual({
+        id,
+        tags: ['b'],
+        stages: { [brand]: 'appeal', other: 'act' },
+      });
+      await store.putProfiles([{ id, tags: ['c'] }]);
+      expect(await store.getProfile(id)).toEqual({
+        id,
+        tags: ['c'],
+        stages: { [brand]: 'appeal', other: 'act' },
+      });
+      expect((await store.funnel(brand, '2026-11-24', '2026-11-24')).stages).toMatchObject({ appeal: 2 });
+      await store.putProfile({ id, tags: ['b'], stages: {} });
       expect(await store.getProfile(id)).toEqual({ id, tags: ['b'] });
+      expect((await store.funnel(brand, '2026-11-24', '2026-11-24')).stages).toMatchObject({ appeal: 1 });
     });
 
     it('keeps funnel counts equal to the stored stages through puts, imports, patches, events and forgetting', async () => {
@@ -371,6 +390,8 @@ export function describeStoreContract(
       ]);
       expect(await counts()).toEqual({ appeal: 1, act: 2, aware: 1 });
       await store.putProfile({ id: p3, tags: [] });
+      expect(await counts()).toEqual({ appeal: 1, act: 2, aware: 1 });
+      await store.putProfile({ id: p3, tags: [], stages: {} });
       expect(await counts()).toEqual({ appeal: 1, act: 1, aware: 1 });
       await store.patchProfile(p1, { stages: { [b]: null } }, T0);
       await store.patchProfile(p4, { stages: { [b]: 'advocate' } }, T0);

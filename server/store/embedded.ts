@@ -111,7 +111,7 @@ export class EmbeddedStore implements ProfileStore, EventStore {
     const { blob, stages } = splitStages(profile);
     const bytes = encodeProfile(blob);
     this.profiles.set(profile.id, bytes);
-    this.replaceStages(profile.id, stages);
+    if (stages !== null) this.replaceStages(profile.id, stages);
   }
 
   async putProfiles(profiles: readonly Profile[]): Promise<void> {
@@ -123,7 +123,7 @@ export class EmbeddedStore implements ProfileStore, EventStore {
     });
     for (const [id, bytes, stages] of encoded) {
       this.profiles.set(id, bytes);
-      this.replaceStages(id, stages);
+      if (stages !== null) this.replaceStages(id, stages);
     }
   }
 
@@ -233,7 +233,7 @@ export class EmbeddedStore implements ProfileStore, EventStore {
     const { blob, stages } = splitStages(patched);
     const bytes = encodeProfile(blob);
     this.profiles.set(pid, bytes);
-    this.replaceStages(pid, stages);
+    this.replaceStages(pid, stages ?? []);
     return this.readProfile(pid);
   }
 

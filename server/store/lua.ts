@@ -21,7 +21,7 @@ end
  * Writes profiles: each blob, and each person's stages replaced by the given ones (several people
  * per call, for imports; each person's write and count changes happen together, in one step).
  * KEYS p:{pid1}, st:{pid1}, p:{pid2}, st:{pid2}, ...; ARGV[1] key prefix, then per person: the
- * profile bytes, the number of stages n, and n brand, stage pairs.
+ * profile bytes, the number of stages n, and n brand, stage pairs (n = -1: keep the stored ones).
  * Counts: -1 at each stage no longer held, +1 at each stage newly held.
  */
 export const PUT_PEOPLE_LUA = `
@@ -42,10 +42,12 @@ for k = 1, #KEYS, 2 do
   redis.call('SET', KEYS[k], ARGV[a])
   local n = tonumber(ARGV[a + 1])
   local first = a + 2
-  local last = a + 1 + 2 * n
+  local last = a + 1 + 2 * math.max(n, 0)
   a = last + 1
-  local old = redis.call('HGETALL', st)
-  if #old == 0 then
+  local old = n < 0 and {} or redis.call('HGETALL', st)
+  if n < 0 then
+    -- the profile does not say: the stored stages (and their counts) stay as they are
+  elseif #old == 0 then
     if n > 0 then
       for i = first, last, 2 do bump(ARGV[i], ARGV[i + 1], 1) end
       redis.call('HSET', st, unpack(ARGV, first, last))

@@ -24,18 +24,24 @@ export function setOwn<T>(out: Record<string, T>, key: string, value: T): void {
   else out[key] = value;
 }
 
-/** The profile without its stages (what the profile blob holds), and the stages as pairs. */
-export function splitStages(profile: Profile): { blob: Profile; stages: Array<[string, string]> } {
-  const stages: Array<[string, string]> = [];
-  if (profile.stages !== undefined && profile.stages !== null) {
-    for (const brand of Object.keys(profile.stages)) {
-      const stage = profile.stages[brand];
-      if (typeof stage !== 'string')
-        throw new TypeError(`stage of brand ${JSON.stringify(brand)} must be a string`);
-      stages.push([brand, stage]);
-    }
+/**
+ * The profile without its stages (what the profile blob holds), and the stages as pairs; null
+ * when the profile does not say (no `stages` field): the stored stages are then kept, since
+ * events move them and a profile written without them must not reset anybody's funnel.
+ */
+export function splitStages(profile: Profile): { blob: Profile; stages: Array<[string, string]> | null } {
+  if (profile.stages === undefined || profile.stages === null) {
+    if (profile.stages === undefined) return { blob: profile, stages: null };
+    const { stages: _none, ...bare } = profile;
+    return { blob: bare as Profile, stages: null };
   }
-  if (profile.stages === undefined) return { blob: profile, stages };
+  const stages: Array<[string, string]> = [];
+  for (const brand of Object.keys(profile.stages)) {
+    const stage = profile.stages[brand];
+    if (typeof stage !== 'string')
+      throw new TypeError(`stage of brand ${JSON.stringify(brand)} must be a string`);
+    stages.push([brand, stage]);
+  }
   const { stages: _omit, ...rest } = profile;
   return { blob: rest as Profile, stages };
 }

@@ -239,8 +239,9 @@ export class RedisStore implements ProfileStore, EventStore {
   async putProfile(profile: Profile): Promise<void> {
     const { blob, stages } = splitStages(profile);
     const args: Arg[] = [this.pKey(profile.id), this.stKey(profile.id), this.prefix, encodeProfile(blob)];
-    args.push(stages.length);
-    for (const [brand, stage] of stages) args.push(brand, stage);
+    // -1: the profile does not say, the stored stages stay.
+    args.push(stages === null ? -1 : stages.length);
+    for (const [brand, stage] of stages ?? []) args.push(brand, stage);
     if (this.starting !== null) await this.starting;
     this.assertUp();
     await this.scripts.msPutPeople(2, ...args);
@@ -256,8 +257,8 @@ export class RedisStore implements ProfileStore, EventStore {
     const values: Arg[][] = [];
     for (const profile of profiles) {
       const { blob, stages } = splitStages(profile);
-      const v: Arg[] = [encodeProfile(blob), stages.length];
-      for (const [brand, stage] of stages) v.push(brand, stage);
+      const v: Arg[] = [encodeProfile(blob), stages === null ? -1 : stages.length];
+      for (const [brand, stage] of stages ?? []) v.push(brand, stage);
       keys.push(this.pKey(profile.id), this.stKey(profile.id));
       values.push(v);
     }
@@ -473,7 +474,7 @@ export class RedisStore implements ProfileStore, EventStore {
       if (bytes instanceof Uint8Array) args.push(Buffer.from(bytes), '1');
       else args.push('', '0');
       args.push(encodeProfile(blob));
-      const wanted = new Map(stages);
+      const wanted = new Map(stages ?? []);
       for (const [brand, stage] of wanted) if (stored[brand] !== stage) args.push(brand, '1', stage);
       for (const brand of Object.keys(stored)) if (!wanted.has(brand)) args.push(brand, '0', '');
       this.assertUp();
