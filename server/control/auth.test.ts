@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CONTROL_ROUTES } from './app.js';
-import { hasScope, TokenAuth } from './auth.js';
+import { decideAuthorizer, hasScope, TokenAuth } from './auth.js';
 import { makeKit, samplePath, TOKENS } from './test-kit.js';
 
 describe('tokens', () => {
@@ -96,5 +96,21 @@ describe('every route', () => {
     const r = await kit.req('GET', '/openapi.json', { token: null });
     expect(r.status).toBe(200);
     expect(r.body.openapi).toBe('3.1.0');
+  });
+});
+
+describe('the data plane check', () => {
+  it('is open without tokens, and asks for the decide scope with them', () => {
+    expect(decideAuthorizer([])).toBeUndefined();
+    const check = decideAuthorizer([
+      { name: 'exchange', secret: 'exchange-secret-0123456789', scopes: ['decide'] },
+      { name: 'ops', secret: 'ops-secret-0123456789abcdef', scopes: ['admin'] },
+      { name: 'cm', secret: 'cm-secret-0123456789abcdefg', scopes: ['rules:read'] },
+    ]);
+    expect(check?.('')).toBe('unauthorized');
+    expect(check?.('Bearer nope')).toBe('unauthorized');
+    expect(check?.('Bearer exchange-secret-0123456789')).toBe('ok');
+    expect(check?.('Bearer ops-secret-0123456789abcdef')).toBe('ok');
+    expect(check?.('Bearer cm-secret-0123456789abcdefg')).toBe('forbidden');
   });
 });

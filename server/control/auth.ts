@@ -82,3 +82,19 @@ function bearer(header: string | undefined): string | null {
   const m = /^\s*Bearer\s+(\S+)\s*$/i.exec(header);
   return m?.[1] ?? null;
 }
+
+/**
+ * The data plane's check of `POST /v1/decide`: undefined when no token is configured (open), else
+ * a function from the `Authorization` header to a verdict for the `decide` scope.
+ */
+export function decideAuthorizer(
+  tokens: readonly ApiToken[],
+): ((header: string) => 'ok' | 'unauthorized' | 'forbidden') | undefined {
+  const auth = new TokenAuth(tokens);
+  if (auth.open) return undefined;
+  return (header) => {
+    const result = auth.authenticate(header === '' ? undefined : header);
+    if (!result.ok) return 'unauthorized';
+    return hasScope(result.caller, 'decide') ? 'ok' : 'forbidden';
+  };
+}

@@ -35,6 +35,12 @@ export interface DataPlaneOptions {
    * clients reconnect (to another instance) instead of sending more here.
    */
   draining?: () => boolean;
+  /**
+   * Checks the request's `Authorization` header when the API has tokens: `unauthorized` (no or
+   * an unknown token: 401), `forbidden` (a token without the `decide` scope: 403) or `ok`.
+   * Absent: the data plane is open.
+   */
+  authorize?: (authorizationHeader: string) => 'ok' | 'unauthorized' | 'forbidden';
 }
 
 export interface Listener {
@@ -64,6 +70,7 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
   const maxBody = opts.maxBodyBytes;
   const onDecision = opts.onDecision;
   const draining = opts.draining ?? (() => false);
+  const authorize = opts.authorize;
   const onError =
     opts.onError ?? ((err: unknown, id: string) => console.error(`decision failed (request ${id})`, err));
   const onOtherRoute = opts.onOtherRoute;
@@ -130,6 +137,21 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
       ex.closed = true;
       onDecision?.(null, 499, performance.now() - ex.started, null, ex.requestId);
     });
+    if (authorize !== undefined) {
+      const verdict = authorize(req.getHeader('authorization'));
+      if (verdict !== 'ok') {
+        if (verdict === 'unauthorized') {
+          reject(
+            ex,
+            'unauthorized',
+            'Send Authorization: Bearer <token> with the decide scope',
+            true,
+            onDecision,
+          );
+        } else reject(ex, 'forbidden', 'The token does not have the decide scope', true, onDecision);
+        return;
+      }
+    }
     if (format === null) {
       reject(ex, 'unsupported_media_type', 'Send application/json or application/msgpack', true, onDecision);
       return;
@@ -195,10 +217,9 @@ function reject(
   const err = new ClientError(code, message);
   const body = ex.format === 'json' ? JSON.stringify(err.toBody()) : msgpack.pack(err.toBody());
   ex.res.cork(() => {
-    ex.res
-      .writeStatus(statusLine(err.status))
-      .writeHeader('content-type', CONTENT_TYPE[ex.format])
-      .end(body, closeConnection);
+    ex.res.writeStatus(statusLine(err.status)).writeHeader('content-type', CONTENT_TYPE[ex.format]);
+    if (code === 'unauthorized') ex.res.writeHeader('www-authenticate', 'Bearer');
+    ex.res.end(body, closeConnection);
   });
   onDecision?.(null, err.status, performance.now() - ex.started, err.code, ex.requestId);
 }
