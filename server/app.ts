@@ -5,6 +5,7 @@
  */
 import { type Config, redactUrl } from './config.js';
 import { createControlApp } from './control/app.js';
+import { decideAuthorizer } from './control/auth.js';
 import { DecisionService } from './decision/service.js';
 import { demoAliases, demoProfile } from './demo/profiles.js';
 import { createAdminApp, listenAdmin } from './http/admin.js';
@@ -227,6 +228,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     draining: () => draining,
   });
+  // With tokens configured, deciding needs a token with the decide scope too.
+  const authorizeDecide = decideAuthorizer(config.tokens);
   const sample = config.logDecisionsSample;
   const dataApp =
     role === 'admin'
@@ -234,6 +237,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       : createDataPlane({
           service,
           maxBodyBytes: config.maxBodyBytes,
+          ...(authorizeDecide === undefined ? {} : { authorize: authorizeDecide }),
           onDecision: (outcome, status, elapsedMs, code, requestIdHeader) => {
             const label = metrics.decision(outcome, status, elapsedMs, code);
             if (sample > 0 && Math.random() < sample) {

@@ -65,8 +65,11 @@ async function main(): Promise<void> {
     console.log(`mindshare: ${config.tokens.length} API token(s): ${names}`);
   }
   console.log('try:');
+  // With tokens, deciding needs one with the decide scope: the line says where it goes.
+  const auth =
+    config.tokens.length === 0 ? '' : " -H 'authorization: Bearer <a token with the decide scope>'";
   console.log(
-    `  curl -s http://${host}:${dataPort}/v1/decide -H 'content-type: application/json' -d '{"user":{"id":"p-1001"},"placements":[{"id":"home-banner","channels":["display"],"formats":["banner-300x250"]},{"id":"daily-push","channels":["app_push","sms","email"]}]}'`,
+    `  curl -s http://${host}:${dataPort}/v1/decide${auth} -H 'content-type: application/json' -d '{"user":{"id":"p-1001"},"placements":[{"id":"home-banner","channels":["display"],"formats":["banner-300x250"]},{"id":"daily-push","channels":["app_push","sms","email"]}]}'`,
   );
 
   let stopping = false;

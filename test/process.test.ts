@@ -178,6 +178,19 @@ describe('the server process', () => {
         headers: { authorization: `Bearer ${secret}` },
       });
       expect(allowed.status).toBe(200);
+      // Deciding needs a token with the decide scope (admin has every scope).
+      const dataPort = /data plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(server.stdout())?.[1];
+      const decide = (headers: Record<string, string>) =>
+        fetch(`http://127.0.0.1:${dataPort}/v1/decide`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify({ user: { id: 'p-1' }, placements: [{ id: 'b' }] }),
+        });
+      const refused = await decide({});
+      expect(refused.status).toBe(401);
+      expect(refused.headers.get('www-authenticate')).toBe('Bearer');
+      expect((await decide({ authorization: `Bearer ${secret}` })).status).toBe(200);
+      expect(server.stdout()).toContain("-H 'authorization: Bearer <a token with the decide scope>'");
     } finally {
       server.child.kill('SIGTERM');
     }

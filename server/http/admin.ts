@@ -118,17 +118,27 @@ function errorCode(c: Context, status: number): string | null {
 
 export function listenAdmin(app: Hono, host: string, port: number): Promise<Listener> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch: app.fetch, hostname: host, port }, (info) => {
-      let open = true;
-      resolve({
-        port: info.port,
-        close() {
-          if (!open) return;
-          open = false;
-          server.close();
-        },
-      });
-    });
+    // No overall request timeout: an NDJSON import of millions of lines may stream for longer
+    // than Node's default five minutes (headers must still arrive within a minute).
+    const server = serve(
+      {
+        fetch: app.fetch,
+        hostname: host,
+        port,
+        serverOptions: { requestTimeout: 0, headersTimeout: 60_000 },
+      },
+      (info) => {
+        let open = true;
+        resolve({
+          port: info.port,
+          close() {
+            if (!open) return;
+            open = false;
+            server.close();
+          },
+        });
+      },
+    );
     server.once('error', reject);
   });
 }
