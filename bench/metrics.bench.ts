@@ -7,6 +7,7 @@
  * bench/results/metrics-<date>.json and bench/results/metrics-latest.json.
  * Run with `npm run bench:metrics`.
  */
+
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -22,6 +23,7 @@ import { DECISION_BUCKETS, HotCounter, HotHistogram, Metrics } from '../server/m
 import { loadRuleSetFile } from '../server/ruleset-file.js';
 import { CachedStore } from '../server/store/cached.js';
 import { EmbeddedStore } from '../server/store/embedded.js';
+import { type PerCall, perCall } from './timing.js';
 
 /** 24 November 2026, noon in Shanghai: the demo campaigns are in flight. */
 const NOW = Date.parse('2026-11-24T04:00:00.000Z');
@@ -36,28 +38,10 @@ interface Row {
   medianNs: number;
   p99Ns: number;
   /** one call timed at a time, ns (includes the timer's own cost, about 100 ns) */
-  perCall: { p50Ns: number; p99Ns: number; samples: number };
+  perCall: PerCall;
 }
 
 const rows: Row[] = [];
-
-function percentile(sorted: Float64Array, q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-async function perCall(fn: () => unknown, samples: number): Promise<Row['perCall']> {
-  const t = new Float64Array(samples);
-  const deadline = performance.now() + 2_000;
-  let n = 0;
-  while (n < samples && (n < 100 || performance.now() < deadline)) {
-    const t0 = process.hrtime.bigint();
-    const r = fn();
-    if (r instanceof Promise) await r;
-    t[n++] = Number(process.hrtime.bigint() - t0);
-  }
-  const sorted = t.subarray(0, n).sort();
-  return { p50Ns: percentile(sorted, 0.5), p99Ns: percentile(sorted, 0.99), samples: n };
-}
 
 async function bench(name: string, fn: () => unknown, samples = PER_CALL_SAMPLES): Promise<Row> {
   const stats = await measure(fn);

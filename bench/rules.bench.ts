@@ -9,6 +9,7 @@
  * shallow copy of the profile, as after a store fetch, so the preparation runs every time (the
  * copy itself is part of the figure; its cost alone is the `profile copy` row).
  */
+
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,6 +32,7 @@ import {
   toRulesEngineRule,
   vocabulary,
 } from './synthetic.js';
+import { type PerCall, perCall } from './timing.js';
 
 const SIZES = [100, 1_000, 10_000, 100_000];
 const CAMPAIGNS = 200;
@@ -56,35 +58,11 @@ interface Row {
   /** mitata: 99th percentile of samples, ns */
   p99Ns: number;
   /** one call timed at a time: median and tails, ns (includes the timer's own cost) */
-  perCall: { p50Ns: number; p99Ns: number; p999Ns: number; samples: number };
+  perCall: PerCall;
   opsPerSec: number;
 }
 
 const rows: Row[] = [];
-
-function percentile(sorted: Float64Array, q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-/** Times calls one at a time (after mitata has warmed the function up), for at most ~2 s. */
-async function perCall(fn: () => unknown, samples: number): Promise<Row['perCall']> {
-  const t = new Float64Array(samples);
-  const deadline = performance.now() + 2_000;
-  let n = 0;
-  while (n < samples && (n < 100 || performance.now() < deadline)) {
-    const t0 = process.hrtime.bigint();
-    const r = fn();
-    if (r instanceof Promise) await r;
-    t[n++] = Number(process.hrtime.bigint() - t0);
-  }
-  const sorted = t.subarray(0, n).sort();
-  return {
-    p50Ns: percentile(sorted, 0.5),
-    p99Ns: percentile(sorted, 0.99),
-    p999Ns: percentile(sorted, 0.999),
-    samples: n,
-  };
-}
 
 async function bench(
   meta: Omit<Row, 'medianNs' | 'p99Ns' | 'perCall' | 'opsPerSec'>,

@@ -2,59 +2,13 @@
  * The server as a newcomer runs it: the compiled process (`npm start` runs the same file), its
  * first lines, the curl line it prints, a clean stop on SIGTERM, and refusals at start.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../server/config.js';
+import { buildOnce, run, waitFor } from './process-kit.js';
 
-const root = projectRoot();
-const main = join(root, 'dist', 'server', 'main.js');
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function run(env: Record<string, string>): Run {
-  const child = spawn(process.execPath, [main], {
-    cwd: root,
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c.toString('utf8');
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    err += c.toString('utf8');
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-async function waitFor(check: () => boolean, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error('timed out waiting for the server');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-beforeAll(() => {
-  execFileSync(
-    process.execPath,
-    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
-    {
-      cwd: root,
-      stdio: 'inherit',
-    },
-  );
-}, 180_000);
+beforeAll(buildOnce, 180_000);
 
 describe('the server process', () => {
   it('starts on the embedded demo, answers the curl line it prints, and stops cleanly on SIGTERM', async () => {

@@ -3,65 +3,20 @@
  * redis-server. Every thread serves on the one port, /metrics is one scrape of the whole
  * process, rule-set activations reach every thread, and SIGTERM drains them all to exit 0.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_RULESET, loadConfig, projectRoot } from '../server/config.js';
+import { DEMO_RULESET, loadConfig } from '../server/config.js';
 import { BIZ_ID, contractPeople } from './decide.contract.js';
+import { buildOnce, type Started, start } from './process-kit.js';
 import { type RedisHandle, startRedis } from './redis-server.js';
 
-const root = projectRoot();
-const main = join(root, 'dist', 'server', 'main.js');
 const DEMO = readFileSync(DEMO_RULESET, 'utf8');
 const DEMO_V2 = DEMO.replace(/id: x90-camera-hero\b/, 'id: x90-camera-hero-v2');
 const BODY = JSON.stringify({
   user: { id: BIZ_ID },
   placements: [{ id: 'home-banner', channels: ['display'] }],
 });
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-  dataPort: number;
-  adminPort: number;
-}
-
-async function run(env: Record<string, string>): Promise<Run> {
-  const child = spawn(process.execPath, [main], {
-    cwd: root,
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ADMIN_PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c.toString('utf8');
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    err += c.toString('utf8');
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const until = Date.now() + 30_000;
-  while (!out.includes("-d '")) {
-    if (Date.now() > until) throw new Error(`the server did not start:\n${out}\n${err}`);
-    if (child.exitCode !== null) throw new Error(`the server exited:\n${out}\n${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const ports =
-    /data plane on http:\/\/127\.0\.0\.1:(\d+), control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-  return {
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    exited,
-    dataPort: Number(ports?.[1]),
-    adminPort: Number(ports?.[2]),
-  };
-}
 
 /** One decision on a connection of its own (closed after the answer). */
 function decideOnce(port: number): Promise<{ status: number; body: { ruleset: number } }> {
@@ -105,16 +60,10 @@ function samples(text: string, name: string): Array<{ labels: string; value: num
   return out;
 }
 
-const scrape = async (r: Run) => (await fetch(`http://127.0.0.1:${r.adminPort}/metrics`)).text();
+const scrape = async (r: Started) => (await fetch(`http://127.0.0.1:${r.adminPort}/metrics`)).text();
 const sum = (text: string, name: string) => samples(text, name).reduce((a, s) => a + s.value, 0);
 
-beforeAll(() => {
-  execFileSync(
-    process.execPath,
-    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
-    { cwd: root, stdio: 'inherit' },
-  );
-}, 180_000);
+beforeAll(buildOnce, 180_000);
 
 describe('WORKERS', () => {
   it('is a whole number from 1 to 64, by default one per CPU', () => {
@@ -127,7 +76,7 @@ describe('WORKERS', () => {
   });
 
   it('with the embedded store: one thread serves everything, and the server says so', async () => {
-    const server = await run({ WORKERS: '4', DEMO_PEOPLE: '10' });
+    const server = await start({ WORKERS: '4', DEMO_PEOPLE: '10' });
     try {
       expect(server.stdout()).toContain('WORKERS applies with Redis only');
       expect(server.stdout()).toContain('one thread serves the data plane and the control plane');
@@ -144,10 +93,10 @@ describe('WORKERS', () => {
 
 describe('the data plane in two worker threads, with Redis', () => {
   let redis: RedisHandle;
-  let server: Run;
+  let server: Started;
   beforeAll(async () => {
     redis = await startRedis();
-    server = await run({ REDIS_URL: redis.url, WORKERS: '2', DRAIN_DELAY_MS: '1000' });
+    server = await start({ REDIS_URL: redis.url, WORKERS: '2', DRAIN_DELAY_MS: '1000' });
     const person = contractPeople[0];
     const put = await fetch(`http://127.0.0.1:${server.adminPort}/v1/profiles/${BIZ_ID}`, {
       method: 'PUT',
