@@ -5,8 +5,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import autocannon from 'autocannon';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildOnce, run, waitFor } from './process-kit.js';
+import { buildOnce, run, start, waitFor } from './process-kit.js';
 
 beforeAll(buildOnce, 180_000);
 
@@ -87,6 +88,31 @@ describe('the server process', () => {
     expect(sent).toBeGreaterThan(50);
     expect(await server.exited).toBe(0);
     expect(server.stdout()).toContain('stopped');
+  }, 60_000);
+
+  it('drains under autocannon load: zero failed requests, not ready meanwhile, exit 0', async () => {
+    const server = await start({ DEMO_PEOPLE: '2000', DRAIN_DELAY_MS: '3000' });
+    const load = autocannon({
+      url: `http://127.0.0.1:${server.dataPort}/v1/decide`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        user: { id: 'p-1001' },
+        placements: [{ id: 'home-banner', channels: ['display'] }],
+      }),
+      connections: 8,
+      duration: 2,
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    server.child.kill('SIGTERM');
+    await waitFor(() => server.stdout().includes('draining'), 5_000);
+    expect((await fetch(`http://127.0.0.1:${server.adminPort}/readyz`)).status).toBe(503);
+    const result = await load;
+    expect(result.errors).toBe(0);
+    expect(result.timeouts).toBe(0);
+    expect(result.non2xx).toBe(0);
+    expect(result['2xx']).toBeGreaterThan(100);
+    expect(await server.exited).toBe(0);
   }, 60_000);
 
   it('refuses to start on an invalid rule set and says why, problem by problem', async () => {
