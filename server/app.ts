@@ -80,6 +80,8 @@ export interface StartOptions {
   role?: ServerRole;
   /** The number of the data-plane worker thread this instance is (its metrics say so). */
   worker?: number;
+  /** For an `admin` instance: whether the data plane (served by worker threads) serves, or why not. */
+  dataPlane?: () => string;
 }
 
 /**
@@ -277,7 +279,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     if (dataApp !== null) data = await listen(dataApp, config.host, config.port);
     if (role !== 'data') {
       admin = await listenAdmin(
-        createAdminApp({ service, store, draining: () => draining, control, metrics, logger }),
+        createAdminApp({
+          service,
+          store,
+          draining: () => draining,
+          control,
+          metrics,
+          logger,
+          ...(opts.dataPlane === undefined ? {} : { dataPlane: opts.dataPlane }),
+        }),
         config.host,
         config.adminPort,
       );

@@ -21,8 +21,14 @@ async function main(): Promise<void> {
     );
   }
   // The main thread stores the rule-set file on an empty store before any worker starts.
-  const server = await startServer(config, { logger, role: threaded ? 'admin' : 'all' });
   let pool: WorkerPool | null = null;
+  // Not ready until the workers serve: the control plane answers before they have started.
+  const dataPlane = () => (pool === null ? 'starting' : pool.size() > 0 ? 'ok' : 'no worker serving');
+  const server = await startServer(config, {
+    logger,
+    role: threaded ? 'admin' : 'all',
+    ...(threaded ? { dataPlane } : {}),
+  });
   if (threaded) {
     try {
       pool = await startWorkers(config, config.workers, logger);

@@ -24,6 +24,8 @@ export interface AdminOptions {
   readinessTimeoutMs?: number;
   /** The control-plane API (rule sets, preview, profiles, events, funnels, OpenAPI). */
   control?: Hono;
+  /** Whether the data plane serves (`ok`) or why not, when it runs elsewhere (worker threads). */
+  dataPlane?: () => string;
   /** Served at GET /metrics; control-plane requests are counted in it. */
   metrics?: Metrics;
   /** Where request and error lines go. Default: a logger on standard output. */
@@ -71,8 +73,9 @@ export function createAdminApp(opts: AdminOptions): Hono {
 
   app.get('/readyz', async (c) => {
     const rs = opts.service.ruleSet;
-    const checks = { store: 'ok', ruleset: rs.version, draining: opts.draining() };
-    let ready = !checks.draining;
+    const dataPlane = opts.dataPlane?.() ?? 'ok';
+    const checks = { store: 'ok', ruleset: rs.version, draining: opts.draining(), dataPlane };
+    let ready = !checks.draining && dataPlane === 'ok';
     try {
       await Promise.race([
         opts.store.ping(),
