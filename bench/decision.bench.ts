@@ -1,0 +1,71 @@
+/**
+ * A whole decision in process, as the data plane makes it after parsing the body:
+ * DecisionService with the demo rule set, on a warm cache (CachedStore hit: synchronous) and on a
+ * cache miss (the same service straight over an EmbeddedStore: a store read, the profile decoded,
+ * the deadline timer armed). No HTTP, no Redis. Prints a table and writes the figures to
+ * bench/results/decision-<date>.json and decision-latest.json. Run with `npm run bench:decision`.
+ */
+import { do_not_optimize } from 'mitata';
+import { DEMO_RULESET } from '../server/config.js';
+import { checkDecideRequest, type DecideInput } from '../server/decision/request.js';
+import { type DecisionOutcome, DecisionService } from '../server/decision/service.js';
+import { demoProfile } from '../server/demo/profiles.js';
+import { loadRuleSetFile } from '../server/ruleset-file.js';
+import { CachedStore } from '../server/store/cached.js';
+import { EmbeddedStore } from '../server/store/embedded.js';
+import { bench, HEAD, type Row, writeResults } from './report.js';
+
+/** 24 November 2026, noon in Shanghai: the demo campaigns are in flight. */
+const NOW = Date.parse('2026-11-24T04:00:00.000Z');
+const PEOPLE = 1_000;
+const POOL = 256;
+
+const BANNER = { id: 'home-banner', channels: ['display'], formats: ['banner-300x250'] };
+const PUSH = { id: 'daily-push', channels: ['app_push', 'sms', 'email'] };
+
+function inputs(placements: unknown[]): DecideInput[] {
+  return Array.from({ length: POOL }, (_, i) => checkDecideRequest({ user: { id: `p-${i}` }, placements }));
+}
+
+async function main(): Promise<void> {
+  const backing = new EmbeddedStore({ now: () => NOW });
+  for (let i = 0; i < PEOPLE; i++) await backing.putProfile(demoProfile(i));
+  const active = loadRuleSetFile(DEMO_RULESET, 1, NOW);
+  const cache = new CachedStore(backing, { maxPeople: 100_000, maxAliases: 100_000, ttlMs: 3_600_000 });
+  const warm = new DecisionService(cache, active, { deadlineMs: 10, now: () => NOW });
+  const cold = new DecisionService(backing, active, { deadlineMs: 10, now: () => NOW });
+  const one = inputs([BANNER]);
+  const two = inputs([BANNER, PUSH]);
+  for (const input of one) await warm.decide(input);
+  let filled = 0;
+  for (const input of one) if ((await warm.decide(input)).output.decisions[0]?.campaign != null) filled++;
+
+  console.log(
+    `demo rule set, ${PEOPLE} people in an EmbeddedStore, ${POOL} rotating; ${filled}/${POOL} banner requests filled\n`,
+  );
+  console.log(HEAD);
+  const rows: Row[] = [];
+  let k = 0;
+  const sync = (o: DecisionOutcome | Promise<DecisionOutcome>) => {
+    if (o instanceof Promise) throw new Error('a warm decision waited for the store');
+    return do_not_optimize(o);
+  };
+  rows.push(await bench('decide, warm cache, 1 placement', () => sync(warm.decide(one[k++ & 255]!))));
+  rows.push(await bench('decide, warm cache, 2 placements', () => sync(warm.decide(two[k++ & 255]!))));
+  rows.push(await bench('decide, cache miss (store read), 1 placement', () => cold.decide(one[k++ & 255]!)));
+  rows.push(await bench('decide, cache miss (store read), 2 placements', () => cold.decide(two[k++ & 255]!)));
+  const ratios = {
+    'miss / warm (1 placement)': rows[2]!.medianNs / rows[0]!.medianNs,
+    '2 placements / 1 (warm)': rows[1]!.medianNs / rows[0]!.medianNs,
+  };
+  console.log('\nratios (medians)');
+  for (const [name, r] of Object.entries(ratios))
+    console.log(`  ${name.padEnd(40)}${r.toFixed(2).padStart(8)}`);
+  writeResults('decision', {
+    workload: { people: PEOPLE, pool: POOL, ruleSet: 'rules/examples/demo.yaml', filled },
+    results: rows,
+    ratios,
+  });
+}
+
+await main();
