@@ -1,0 +1,677 @@
+/**
+ * The whole-server load run: `npm run load -- [--quick] [--profiles N] [--workers W]
+ * [--duration S] [--connections C]`.
+ *
+ * 1. Starts a private redis-server on a free port and loads N synthetic people (server/demo) with
+ *    the pipelined store path (putProfiles), then the same people as JSON strings (for the typical
+ *    stack) and, for a sample, as a Redis hash per person; bytes per person from INFO memory.
+ * 2. Starts the real server (dist/server/main.js), a bare uWebSockets.js endpoint (the HTTP
+ *    ceiling) and a typical Node stack (Hono + ioredis + json-rules-engine), each its own process.
+ * 3. Drives each from a separate process (driver.ts, autocannon): per scenario a closed-loop
+ *    maximum with fixed connections, then fixed offered rates at fractions of that maximum. Server
+ *    CPU per request from /proc/<pid>/stat. redis-benchmark GET is the Redis ceiling; wrk, when
+ *    installed, cross-checks the maxima.
+ * 4. Prints one table, the ratios and the aims; writes bench/results/load-<date>.json and
+ *    load-latest.json (quick mode: a file under the temp folder). Quick mode exits 1 when a target
+ *    did not answer, or when the server answered any request with an error.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { demoAliases, demoProfile } from '../server/demo/profiles.js';
+import { RedisStore } from '../server/store/redis.js';
+import type { DriverConfig, DriverResult } from './driver.js';
+import { bodyFor } from './driver.js';
+import { cpuPerRequestUs, cpuSeconds } from './proc.js';
+import { freePort, startRedis, track } from './redis.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+
+interface Options {
+  quick: boolean;
+  profiles: number;
+  workers: number;
+  durationS: number;
+  connections: number;
+  fractions: number[];
+  wrk: boolean;
+}
+
+function options(argv: string[]): Options {
+  const quick = argv.includes('--quick');
+  const value = (name: string, fallback: number) => {
+    const i = argv.indexOf(name);
+    if (i < 0) return fallback;
+    const n = Number(argv[i + 1]);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} needs a positive number`);
+    return n;
+  };
+  return {
+    quick,
+    profiles: Math.floor(value('--profiles', quick ? 20_000 : 1_000_000)),
+    workers: Math.floor(value('--workers', Math.max(1, Math.floor(availableParallelism() / 2)))),
+    durationS: value('--duration', quick ? 2 : 10),
+    connections: Math.floor(value('--connections', 32)),
+    fractions: quick ? [0.5] : [0.25, 0.5, 0.75],
+    wrk: !quick && !argv.includes('--no-wrk') && onPath('wrk'),
+  };
+}
+
+function onPath(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---- processes ---------------------------------------------------------------------------------
+
+function startNode(script: string, env: Record<string, string>, name: string): ChildProcess {
+  const child = spawn(process.execPath, [join(here, '..', script)], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  track(child);
+  child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));
+  return child;
+}
+
+/** Resolves when a POST of `body` answers 200 (or `path` for a GET), within 30 s. */
+async function waitReady(url: string, body?: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(
+        url,
+        body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body },
+      );
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`${url} not ready within 30 s`);
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+function drive(cfg: DriverConfig): Promise<DriverResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(here, 'driver.js'), JSON.stringify(cfg)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    track(child);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    // Bounded: the run's own duration plus a margin.
+    const t = setTimeout(() => child.kill('SIGKILL'), (cfg.durationS + 30) * 1000);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      const last = out.trim().split('\n').pop() ?? '';
+      try {
+        resolve(JSON.parse(last) as DriverResult);
+      } catch {
+        reject(new Error(`driver exited with ${code} and no result: ${out.slice(-500)}`));
+      }
+    });
+  });
+}
+
+// ---- Redis: load and memory --------------------------------------------------------------------
+
+async function usedMemory(store: RedisStore): Promise<number> {
+  const redis = await store.connection();
+  const info = await redis.info('memory');
+  const m = /used_memory:(\d+)/.exec(info);
+  return Number(m?.[1] ?? 0);
+}
+
+interface Memory {
+  people: number;
+  ours: { bytesPerPerson: number; profileKeyBytes: number; stagesKeyBytes: number };
+  json: { bytesPerPerson: number; keyBytes: number };
+  hash: { people: number; bytesPerPerson: number; keyBytes: number };
+  aliases: { people: number; aliasesPerPerson: number; bytesPerPerson: number; bytesPerAlias: number };
+  counters: { people: number; impressionsPerPerson: number; bytesPerPerson: number };
+  loadSeconds: { ours: number; json: number };
+}
+
+async function sampleUsage(store: RedisStore, keys: string[]): Promise<number> {
+  const redis = await store.connection();
+  let total = 0;
+  for (const k of keys) total += Number((await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')) ?? 0);
+  return total / keys.length;
+}
+
+function hashFields(p: ReturnType<typeof demoProfile>): Record<string, string> {
+  const f: Record<string, string> = { id: p.id, tags: p.tags.join(',') };
+  for (const [k, v] of Object.entries(p.stages ?? {})) f[`stage:${k}`] = v;
+  for (const [k, v] of Object.entries(p.clv ?? {})) f[`clv:${k}`] = String(v);
+  for (const [k, v] of Object.entries(p.attrs ?? {})) f[`attr:${k}`] = String(v);
+  for (const [k, v] of Object.entries(p.channels ?? {})) f[`ch:${k}`] = String(v);
+  if (p.activeHours !== undefined) f.activeHours = p.activeHours.join(',');
+  if (p.timezone !== undefined) f.timezone = p.timezone;
+  if (p.updatedAt !== undefined) f.updatedAt = String(p.updatedAt);
+  return f;
+}
+
+async function loadPeople(store: RedisStore, n: number, log: (s: string) => void): Promise<Memory> {
+  const redis = await store.connection();
+  const CHUNK = 10_000;
+  const sampleIds = Array.from({ length: 200 }, (_, k) => Math.floor((k * n) / 200));
+
+  const m0 = await usedMemory(store);
+  let t0 = performance.now();
+  for (let i = 0; i < n; i += CHUNK) {
+    const chunk = [];
+    for (let j = i; j < Math.min(n, i + CHUNK); j++) chunk.push(demoProfile(j));
+    await store.putProfiles(chunk);
+  }
+  const oursS = (performance.now() - t0) / 1000;
+  const m1 = await usedMemory(store);
+  log(`  ${n} profiles stored with putProfiles in ${oursS.toFixed(1)} s`);
+
+  t0 = performance.now();
+  for (let i = 0; i < n; i += CHUNK) {
+    const pipe = redis.pipeline();
+    for (let j = i; j < Math.min(n, i + CHUNK); j++) pipe.set(`json:p:${j}`, JSON.stringify(demoProfile(j)));
+    await pipe.exec();
+  }
+  const jsonS = (performance.now() - t0) / 1000;
+  const m2 = await usedMemory(store);
+  log(`  the same people as JSON strings in ${jsonS.toFixed(1)} s`);
+
+  const hashPeople = Math.min(n, 100_000);
+  for (let i = 0; i < hashPeople; i += CHUNK) {
+    const pipe = redis.pipeline();
+    for (let j = i; j < Math.min(hashPeople, i + CHUNK); j++)
+      pipe.hset(`h:p:${j}`, hashFields(demoProfile(j)));
+    await pipe.exec();
+  }
+  const m3 = await usedMemory(store);
+
+  const aliasPeople = Math.min(n, 100_000);
+  let aliasCount = 0;
+  for (let i = 0; i < aliasPeople; i += CHUNK) {
+    const links: Array<readonly [string, Record<string, string>]> = [];
+    for (let j = i; j < Math.min(aliasPeople, i + CHUNK); j++) {
+      const a = demoAliases(j);
+      aliasCount += Object.keys(a).length;
+      links.push([`p-${j}`, a]);
+    }
+    await store.linkManyAliases(links);
+  }
+  const m4 = await usedMemory(store);
+
+  // Impressions: 3 of x90-launch and 2 of brightpad for people spread over the whole range.
+  const counterPeople = Math.min(n, 20_000);
+  const now = Date.now();
+  for (let i = 0; i < counterPeople; i += 1_000) {
+    const calls: Promise<void>[] = [];
+    for (let j = i; j < Math.min(counterPeople, i + 1_000); j++) {
+      const pid = `p-${Math.floor((j * n) / counterPeople)}`;
+      for (let k = 0; k < 3; k++)
+        calls.push(store.recordImpression(pid, 'x90-launch', now - k * 60_000, 10, 7 * 86_400_000));
+      for (let k = 0; k < 2; k++)
+        calls.push(store.recordImpression(pid, 'brightpad-back-to-school', now - k * 60_000, 2, 86_400_000));
+    }
+    await Promise.all(calls);
+  }
+  const m5 = await usedMemory(store);
+
+  return {
+    people: n,
+    ours: {
+      bytesPerPerson: (m1 - m0) / n,
+      profileKeyBytes: await sampleUsage(
+        store,
+        sampleIds.map((i) => store.keysOf(`p-${i}`).profile),
+      ),
+      stagesKeyBytes: await sampleUsage(
+        store,
+        sampleIds.map((i) => store.keysOf(`p-${i}`).stages),
+      ),
+    },
+    json: {
+      bytesPerPerson: (m2 - m1) / n,
+      keyBytes: await sampleUsage(
+        store,
+        sampleIds.map((i) => `json:p:${i}`),
+      ),
+    },
+    hash: {
+      people: hashPeople,
+      bytesPerPerson: (m3 - m2) / hashPeople,
+      keyBytes: await sampleUsage(
+        store,
+        sampleIds.filter((i) => i < hashPeople).map((i) => `h:p:${i}`),
+      ),
+    },
+    aliases: {
+      people: aliasPeople,
+      aliasesPerPerson: aliasCount / aliasPeople,
+      bytesPerPerson: (m4 - m3) / aliasPeople,
+      bytesPerAlias: (m4 - m3) / aliasCount,
+    },
+    counters: { people: counterPeople, impressionsPerPerson: 5, bytesPerPerson: (m5 - m4) / counterPeople },
+    loadSeconds: { ours: oursS, json: jsonS },
+  };
+}
+
+// ---- runs --------------------------------------------------------------------------------------
+
+interface Run {
+  target: 'decide' | 'bare-uws' | 'typical-stack';
+  scenario: string;
+  /** null: closed loop, as fast as answered */
+  offeredRps: number | null;
+  /** why this rate: `max`, `25% of max`, or `= decide uniform 50%` */
+  mode: string;
+  result: DriverResult;
+  serverCpuUsPerReq: number | null;
+  redisCpuUsPerReq: number | null;
+}
+
+interface Scenario {
+  name: string;
+  format: 'json' | 'msgpack';
+  placements: number;
+  people: number;
+}
+
+// ---- main --------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const opt = options(process.argv.slice(2));
+  const started = Date.now();
+  const log = (s: string) => console.log(s);
+  log(
+    `load run${opt.quick ? ' (quick)' : ''}: ${opt.profiles} people, ${opt.workers} worker(s), ${opt.connections} connections, ${opt.durationS} s runs, ${availableParallelism()} cpus`,
+  );
+
+  const redisProc = await startRedis();
+  log(`redis-server on ${redisProc.url} (pid ${redisProc.pid})`);
+  const store = new RedisStore({ url: redisProc.url, log: () => {} });
+  const memory = await loadPeople(store, opt.profiles, log);
+  await store.close();
+
+  const HOT = 256;
+  const scenarios: Scenario[] = [
+    { name: 'hot set (cache hits)', format: 'json', placements: 1, people: HOT },
+    { name: 'uniform (Redis read each)', format: 'json', placements: 1, people: opt.profiles },
+    ...(opt.quick
+      ? []
+      : ([
+          { name: 'uniform, 3 placements', format: 'json', placements: 3, people: opt.profiles },
+          { name: 'uniform, MessagePack', format: 'msgpack', placements: 1, people: opt.profiles },
+        ] satisfies Scenario[])),
+  ];
+
+  const [decidePort, adminPort, barePort, typicalPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  const server = startNode(
+    'server/main.js',
+    {
+      REDIS_URL: redisProc.url,
+      LOG_LEVEL: 'warn',
+      WORKERS: String(opt.workers),
+      HOST: '127.0.0.1',
+      PORT: String(decidePort),
+      ADMIN_PORT: String(adminPort),
+    },
+    'server',
+  );
+  const decideUrl = `http://127.0.0.1:${decidePort}/v1/decide`;
+  await waitReady(`http://127.0.0.1:${adminPort}/readyz`);
+  await waitReady(decideUrl, bodyFor(1, 'json', 1) as string);
+  // The size of a typical answer: the mean over a few people, one placement.
+  let answerBytes = 0;
+  for (let i = 0; i < 20; i++) {
+    const res = await fetch(decideUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: bodyFor(i * 37, 'json', 1) as string,
+    });
+    answerBytes += (await res.arrayBuffer()).byteLength / 20;
+  }
+  answerBytes = Math.round(answerBytes);
+  const bare = startNode(
+    'load-tests/bare-uws.js',
+    { PORT: String(barePort), BODY_BYTES: String(answerBytes) },
+    'bare-uws',
+  );
+  const typical = startNode(
+    'load-tests/typical-stack.js',
+    { PORT: String(typicalPort), REDIS_URL: redisProc.url, JSON_PREFIX: 'json:p:' },
+    'typical-stack',
+  );
+  const bareUrl = `http://127.0.0.1:${barePort}/v1/decide`;
+  const typicalUrl = `http://127.0.0.1:${typicalPort}/v1/decide`;
+  await waitReady(bareUrl, bodyFor(1, 'json', 1) as string);
+  await waitReady(typicalUrl, bodyFor(1, 'json', 1) as string);
+  log(
+    `servers up: decide :${decidePort} (pid ${server.pid}), bare-uws :${barePort}, typical-stack :${typicalPort}; a typical answer is ${answerBytes} bytes\n`,
+  );
+
+  const runs: Run[] = [];
+  const pids = { decide: server.pid!, 'bare-uws': bare.pid!, 'typical-stack': typical.pid! };
+  const urls = { decide: decideUrl, 'bare-uws': bareUrl, 'typical-stack': typicalUrl };
+  log(
+    `${'target'.padEnd(14)}${'scenario'.padEnd(28)}${'load'.padEnd(22)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'p99.9'.padStart(8)}${'err'.padStart(6)}${'cpu µs/req'.padStart(11)}${'redis µs'.padStart(9)}`,
+  );
+  const one = async (
+    target: Run['target'],
+    sc: Scenario,
+    rate: number | null,
+    mode: string,
+    warm = false,
+  ) => {
+    const cfg: DriverConfig = {
+      url: urls[target],
+      connections: opt.connections,
+      durationS: warm ? (opt.quick ? 1 : 2) : opt.durationS,
+      format: sc.format,
+      placements: sc.placements,
+      people: sc.people,
+      ...(rate === null ? {} : { rate: Math.max(1, Math.round(rate)) }),
+    };
+    const c0 = cpuSeconds(pids[target]);
+    const r0 = cpuSeconds(redisProc.pid);
+    const result = await drive(cfg);
+    const c1 = cpuSeconds(pids[target]);
+    const r1 = cpuSeconds(redisProc.pid);
+    if (warm) return null;
+    const run: Run = {
+      target,
+      scenario: sc.name,
+      offeredRps: rate === null ? null : Math.round(rate),
+      mode,
+      result,
+      serverCpuUsPerReq: cpuPerRequestUs(c0, c1, result.requests),
+      redisCpuUsPerReq: target === 'bare-uws' ? null : cpuPerRequestUs(r0, r1, result.requests),
+    };
+    runs.push(run);
+    const f = (x: number | null, d = 1) => (x === null ? '-' : x.toFixed(d));
+    log(
+      `${target.padEnd(14)}${sc.name.slice(0, 27).padEnd(28)}${mode.slice(0, 21).padEnd(22)}${Math.round(result.rps).toString().padStart(9)}${f(result.latencyMs.p50, 2).padStart(8)}${f(result.latencyMs.p99, 2).padStart(8)}${f(result.latencyMs.p999, 2).padStart(8)}${String(result.errors + result.non2xx + result.timeouts).padStart(6)}${f(run.serverCpuUsPerReq).padStart(11)}${f(run.redisCpuUsPerReq).padStart(9)}`,
+    );
+    return run;
+  };
+  const series = async (target: Run['target'], sc: Scenario) => {
+    await one(target, sc, null, 'warm-up', true);
+    const max = (await one(target, sc, null, 'max (closed loop)'))!;
+    for (const fr of opt.fractions) await one(target, sc, max.result.rps * fr, `${fr * 100}% of max`);
+    return max;
+  };
+
+  const decideMax: Record<string, Run> = {};
+  for (const sc of scenarios) decideMax[sc.name] = await series('decide', sc);
+  const hot = scenarios[0]!;
+  const uniform = scenarios[1]!;
+  await series('bare-uws', hot);
+  // The same offered rates as the decide runs at 50% of their maximum.
+  for (const sc of [hot, uniform]) {
+    const rate = decideMax[sc.name]!.result.rps * 0.5;
+    await one('bare-uws', hot, rate, `= decide ${sc === hot ? 'hot' : 'uniform'} 50%`);
+  }
+  await series('typical-stack', hot);
+  await series('typical-stack', uniform);
+
+  // The Redis ceiling: GET of a value the size of our stored profile, same connections.
+  const rbRequests = opt.quick ? 50_000 : 1_000_000;
+  const rbArgs = [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(redisProc.port),
+    '-c',
+    String(opt.connections),
+    '-r',
+    '100000',
+    '-d',
+    String(Math.round(memory.ours.profileKeyBytes)),
+    '--csv',
+  ];
+  execFileSync('redis-benchmark', [...rbArgs, '-t', 'set', '-n', opt.quick ? '20000' : '100000'], {
+    stdio: 'ignore',
+    timeout: 120_000,
+  });
+  const rc0 = cpuSeconds(redisProc.pid);
+  const rbOut = execFileSync('redis-benchmark', [...rbArgs, '-t', 'get', '-n', String(rbRequests)], {
+    timeout: 120_000,
+  }).toString();
+  const rc1 = cpuSeconds(redisProc.pid);
+  const rbLine =
+    rbOut
+      .trim()
+      .split('\n')
+      .find((l) => l.startsWith('"GET"'))
+      ?.replace(/"/g, '')
+      .split(',') ?? [];
+  const redisBench = {
+    requests: rbRequests,
+    rps: Number(rbLine[1]),
+    latencyMs: {
+      avg: Number(rbLine[2]),
+      p50: Number(rbLine[4]),
+      p99: Number(rbLine[6]),
+      max: Number(rbLine[7]),
+    },
+    redisCpuUsPerReq: cpuPerRequestUs(rc0, rc1, rbRequests),
+  };
+  log(
+    `${'redis GET'.padEnd(14)}${'redis-benchmark'.padEnd(28)}${'max (closed loop)'.padEnd(22)}${Math.round(redisBench.rps).toString().padStart(9)}${redisBench.latencyMs.p50.toFixed(2).padStart(8)}${redisBench.latencyMs.p99.toFixed(2).padStart(8)}${'-'.padStart(8)}${'-'.padStart(6)}${'-'.padStart(11)}${(redisBench.redisCpuUsPerReq ?? 0).toFixed(1).padStart(9)}`,
+  );
+
+  // wrk cross-check of the maxima (one fixed body: person p-1, hot).
+  const wrkRuns: Array<{ target: string; rps: number; p99Ms: number | null }> = [];
+  if (opt.wrk) {
+    const script = join(tmpdir(), `mindshare-wrk-${process.pid}.lua`);
+    writeFileSync(
+      script,
+      `wrk.method = "POST"\nwrk.body = '${bodyFor(1, 'json', 1) as string}'\nwrk.headers["Content-Type"] = "application/json"\n`,
+    );
+    for (const target of ['decide', 'bare-uws', 'typical-stack'] as const) {
+      const out = execFileSync(
+        'wrk',
+        ['-t1', `-c${opt.connections}`, `-d${opt.durationS}s`, '--latency', '-s', script, urls[target]],
+        {
+          timeout: (opt.durationS + 30) * 1000,
+        },
+      ).toString();
+      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
+      const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
+      const p99Ms =
+        p99 === null ? null : Number(p99[1]) * (p99[2] === 'us' ? 0.001 : p99[2] === 's' ? 1000 : 1);
+      wrkRuns.push({ target, rps, p99Ms });
+      log(
+        `${`wrk ${target}`.padEnd(42)}${'max, one person'.padEnd(22)}${Math.round(rps).toString().padStart(9)}${'-'.padStart(8)}${(p99Ms ?? 0).toFixed(2).padStart(8)}`,
+      );
+    }
+  }
+
+  let degraded: string[] = [];
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    degraded = text.split('\n').filter((l) => l.startsWith('mindshare_decisions_degraded_total'));
+  } catch {
+    // metrics are context only
+  }
+
+  await Promise.all([stopChild(server), stopChild(bare), stopChild(typical)]);
+  await redisProc.stop();
+
+  // ---- ratios and aims -------------------------------------------------------------------------
+  const find = (target: Run['target'], scenario: string, mode: string) =>
+    runs.find((r) => r.target === target && r.scenario === scenario && r.mode === mode);
+  const MAX = 'max (closed loop)';
+  const dU = find('decide', uniform.name, MAX)!;
+  const dH = find('decide', hot.name, MAX)!;
+  const b = find('bare-uws', hot.name, MAX)!;
+  const tU = find('typical-stack', uniform.name, MAX)!;
+  const tH = find('typical-stack', hot.name, MAX)!;
+  const dU50 = find('decide', uniform.name, '50% of max')!;
+  const bU50 = find('bare-uws', hot.name, '= decide uniform 50%')!;
+  const dH50 = find('decide', hot.name, '50% of max')!;
+  const bH50 = find('bare-uws', hot.name, '= decide hot 50%')!;
+  const div = (a: number | null, c: number | null) => (a === null || c === null || c === 0 ? null : a / c);
+  const ratios = {
+    'decide uniform / bare uWS, throughput': div(dU.result.rps, b.result.rps),
+    'decide hot / bare uWS, throughput': div(dH.result.rps, b.result.rps),
+    'decide uniform / bare uWS, CPU per request': div(dU.serverCpuUsPerReq, b.serverCpuUsPerReq),
+    'decide hot / bare uWS, CPU per request': div(dH.serverCpuUsPerReq, b.serverCpuUsPerReq),
+    'decide uniform / typical stack uniform, throughput': div(dU.result.rps, tU.result.rps),
+    'decide hot / typical stack hot, throughput': div(dH.result.rps, tH.result.rps),
+    'decide uniform / typical stack uniform, CPU per request': div(
+      dU.serverCpuUsPerReq,
+      tU.serverCpuUsPerReq,
+    ),
+    'decide hot / typical stack hot, CPU per request': div(dH.serverCpuUsPerReq, tH.serverCpuUsPerReq),
+    'decide uniform p99 / bare uWS p99, same offered rate (50% of decide max)': div(
+      dU50.result.latencyMs.p99,
+      bU50.result.latencyMs.p99,
+    ),
+    'decide hot p99 / bare uWS p99, same offered rate (50% of decide max)': div(
+      dH50.result.latencyMs.p99,
+      bH50.result.latencyMs.p99,
+    ),
+    'decide uniform / Redis GET (redis-benchmark), throughput': div(dU.result.rps, redisBench.rps),
+  };
+  const r = (k: keyof typeof ratios) => ratios[k] ?? Number.NaN;
+  const aims = [
+    {
+      aim: 'uniform decisions throughput >= 40% of bare uWS',
+      measured: r('decide uniform / bare uWS, throughput'),
+      met: r('decide uniform / bare uWS, throughput') >= 0.4,
+    },
+    {
+      aim: 'uniform decisions throughput >= 3x the typical stack',
+      measured: r('decide uniform / typical stack uniform, throughput'),
+      met: r('decide uniform / typical stack uniform, throughput') >= 3,
+    },
+    {
+      aim: 'CPU per uniform decision <= 2.5x bare uWS CPU per request',
+      measured: r('decide uniform / bare uWS, CPU per request'),
+      met: r('decide uniform / bare uWS, CPU per request') <= 2.5,
+    },
+    {
+      aim: "CPU per uniform decision <= 1/4 of the typical stack's",
+      measured: r('decide uniform / typical stack uniform, CPU per request'),
+      met: r('decide uniform / typical stack uniform, CPU per request') <= 0.25,
+    },
+    {
+      aim: 'p99 at 50% of max (uniform) <= 2x bare uWS p99 at the same offered rate',
+      measured: r('decide uniform p99 / bare uWS p99, same offered rate (50% of decide max)'),
+      met: r('decide uniform p99 / bare uWS p99, same offered rate (50% of decide max)') <= 2,
+    },
+    {
+      aim: '<= 150 bytes per profile in Redis (profile + stages)',
+      measured: memory.ours.bytesPerPerson,
+      met: memory.ours.bytesPerPerson <= 150,
+    },
+  ];
+
+  log('\nmemory in Redis, bytes per person (INFO used_memory deltas; MEMORY USAGE of sampled keys)');
+  log(
+    `  our encoding (p:{pid} blob + st:{pid} stages hash + funnel counts): ${memory.ours.bytesPerPerson.toFixed(0)} (p: ${memory.ours.profileKeyBytes.toFixed(0)}, st: ${memory.ours.stagesKeyBytes.toFixed(0)} per key)`,
+  );
+  log(
+    `  JSON string per person:                                            ${memory.json.bytesPerPerson.toFixed(0)} (${memory.json.keyBytes.toFixed(0)} per key)`,
+  );
+  log(
+    `  Redis hash per person (${memory.hash.people} people):                          ${memory.hash.bytesPerPerson.toFixed(0)} (${memory.hash.keyBytes.toFixed(0)} per key)`,
+  );
+  log(
+    `  aliases (${memory.aliases.aliasesPerPerson.toFixed(2)} per person, ${memory.aliases.people} people):                    ${memory.aliases.bytesPerPerson.toFixed(0)} (${memory.aliases.bytesPerAlias.toFixed(0)} per alias)`,
+  );
+  log(
+    `  frequency counters (5 impressions, 2 campaigns, ${memory.counters.people} people):     ${memory.counters.bytesPerPerson.toFixed(0)}`,
+  );
+  log('\nratios');
+  for (const [k, v] of Object.entries(ratios))
+    log(`  ${k.padEnd(76)}${v === null ? '-' : v.toFixed(2).padStart(8)}`);
+  log('\naims');
+  for (const a of aims) log(`  ${a.met ? 'met    ' : 'MISSED '} ${a.aim}: ${a.measured.toFixed(2)}`);
+  if (degraded.length > 0) log(`\nserver: ${degraded.join('; ')}`);
+
+  // ---- checks (every mode) and results ---------------------------------------------------------
+  const problems: string[] = [];
+  for (const target of ['decide', 'bare-uws', 'typical-stack'] as const) {
+    if (!runs.some((x) => x.target === target && x.result.requests > 0))
+      problems.push(`${target} answered no request`);
+  }
+  for (const x of runs.filter((x) => x.target === 'decide')) {
+    const bad = x.result.errors + x.result.non2xx + x.result.timeouts;
+    if (x.result.requests === 0 || bad > 0)
+      problems.push(`decide ${x.scenario} ${x.mode}: ${x.result.requests} requests, ${bad} errors`);
+  }
+  if (!(redisBench.rps > 0)) problems.push('redis-benchmark reported no throughput');
+
+  const date = new Date();
+  const out = {
+    date: date.toISOString(),
+    quick: opt.quick,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    cpus: availableParallelism(),
+    cpuModel: cpus()[0]?.model ?? null,
+    options: opt,
+    answerBytes,
+    memory,
+    runs,
+    redisBenchmark: redisBench,
+    wrk: wrkRuns,
+    serverDegraded: degraded,
+    ratios,
+    aims,
+    problems,
+    elapsedS: (Date.now() - started) / 1000,
+  };
+  const json = `${JSON.stringify(out, null, 2)}\n`;
+  if (opt.quick) {
+    const file = join(tmpdir(), 'mindshare-load-quick.json');
+    writeFileSync(file, json);
+    log(`\nwrote ${file}`);
+  } else {
+    const dir = join(root, 'bench', 'results');
+    if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+    const stamp = date.toISOString().slice(0, 19).replace(/:/g, '-');
+    writeFileSync(join(dir, `load-${stamp}.json`), json);
+    writeFileSync(join(dir, 'load-latest.json'), json);
+    log(`\nwrote bench/results/load-${stamp}.json and bench/results/load-latest.json`);
+  }
+  log(`elapsed ${out.elapsedS.toFixed(0)} s`);
+  if (problems.length > 0) {
+    console.error(`load run: FAILED\n  ${problems.join('\n  ')}`);
+    process.exit(1);
+  }
+  process.exit(0);
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
