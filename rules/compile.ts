@@ -52,6 +52,14 @@ export interface CompiledCreative {
   readonly formats: readonly string[] | null;
   readonly weight: number;
   readonly hash: number;
+  /** OpenRTB: the CPM bid (the creative's, else the campaign's); 0 when there is none. */
+  readonly bid: number;
+  /** OpenRTB: the currency of `bid`. */
+  readonly currency: string;
+  /** OpenRTB: the ad markup, or null for the default snippet. */
+  readonly adm: string | null;
+  /** OpenRTB: IAB creative attributes. */
+  readonly attr: readonly number[];
 }
 
 export interface CompiledCap {
@@ -85,6 +93,11 @@ export interface CompiledCampaign {
   readonly holdout: number;
   readonly hash: number;
   readonly creatives: readonly CompiledCreative[];
+  /** OpenRTB: the advertiser's domains (lower case) and IAB categories. */
+  readonly adomain: readonly string[];
+  readonly cat: readonly string[];
+  /** OpenRTB: deal ids the campaign buys (empty: none). */
+  readonly deals: ReadonlySet<string>;
 }
 
 export interface ResolvedScoring {
@@ -265,6 +278,7 @@ export class CompiledRuleSet {
         windowMs: parseDuration(cap.per) ?? 0,
       }));
       const campaignChannels = channelMaskOf(c.channels);
+      const campaignCurrency = c.currency ?? 'USD';
       const creatives: CompiledCreative[] = c.creatives.map((cr, i) => ({
         index: i,
         id: cr.id,
@@ -276,6 +290,10 @@ export class CompiledRuleSet {
         formats: cr.formats === undefined || cr.formats.length === 0 ? null : cr.formats.slice(),
         weight: cr.weight ?? 1,
         hash: hashString(cr.id),
+        bid: cr.bid ?? c.bid ?? 0,
+        currency: cr.currency ?? campaignCurrency,
+        adm: cr.adm ?? null,
+        attr: (cr.attr ?? []).slice(),
       }));
       campaigns.push({
         index: ci,
@@ -299,6 +317,9 @@ export class CompiledRuleSet {
         holdout: c.holdout ?? 0,
         hash: hashString(c.id),
         creatives,
+        adomain: (c.adomain ?? []).map((d) => d.toLowerCase()),
+        cat: (c.cat ?? []).slice(),
+        deals: new Set(c.deals ?? []),
       });
     }
     this.campaigns = campaigns;

@@ -15,6 +15,10 @@
  *     with C = clv / (clv + clvScale); then a stable hash of (person, campaign); then rule order.
  *  5. hold-out: the winner answers `variant: "control"` with no creative when the stable hash of
  *     (person, campaign) falls in its hold-out share.
+ *
+ * An optional EligibilityFilter adds checks of the caller's (OpenRTB floors, blocks, deals): a
+ * campaign it refuses does not compete (step 1), a creative it refuses for a placement is not
+ * considered there (step 2); explain reports the filter's reason.
  */
 import type { CompiledCampaign, CompiledCreative, CompiledRuleSet } from './compile.js';
 import { ALL_CHANNELS_MASK, channelMaskOf, mixHash, PUSH_MASK } from './compile.js';
@@ -51,6 +55,10 @@ enum Drop {
   Format = 6,
   Holdout = 7,
   Outranked = 8,
+  Floor = 9,
+  Currency = 10,
+  Blocked = 11,
+  Deal = 12,
 }
 const DROP_NAMES: readonly (DropReason | undefined)[] = [
   undefined,
@@ -62,7 +70,27 @@ const DROP_NAMES: readonly (DropReason | undefined)[] = [
   'format',
   'holdout',
   'outranked',
+  'floor',
+  'currency',
+  'blocked',
+  'deal',
 ];
+
+/**
+ * Extra per-request eligibility, beyond the rule set's own: each check answers null when the
+ * campaign or creative may be used, else the reason it may not.
+ */
+export interface EligibilityFilter {
+  /** Whether a campaign may compete in this request at all. */
+  campaign?(c: CompiledCampaign): DropReason | null;
+  /** Whether a creative may fill the placement at index `placement` of the request. */
+  creative?(placement: number, c: CompiledCampaign, cr: CompiledCreative): DropReason | null;
+}
+
+function dropOf(reason: DropReason): Drop {
+  const i = DROP_NAMES.indexOf(reason);
+  return i <= 0 ? Drop.Blocked : (i as Drop);
+}
 
 /** A campaign that passed the person-level checks, with what ranking needs. */
 interface Contender {
@@ -77,6 +105,8 @@ interface Contender {
   used: boolean;
   /** why it did not fill any placement (Channel, Format, Flight, Outranked) */
   drop: Drop;
+  /** why the filter last refused one of its creatives (None: it never did) */
+  filtered: Drop;
   rank: CampaignExplanation['rank'] | undefined;
 }
 
@@ -98,6 +128,7 @@ export function decide(
   counters: FrequencyCounters,
   request: DecisionRequest,
   now: number,
+  filter?: EligibilityFilter,
 ): DecisionResult {
   const placements = request.placements;
   const explain = request.explain === true;
@@ -129,6 +160,10 @@ export function decide(
     if ((c.stageMask & stageBit) === 0) drop = Drop.Stage;
     else if (now < c.flightStart || now > c.flightEnd) drop = Drop.Flight;
     else if (c.caps.length > 0 && capReached(c, counters, now)) drop = Drop.Cap;
+    else if (filter?.campaign !== undefined) {
+      const reason = filter.campaign(c);
+      if (reason !== null) drop = dropOf(reason);
+    }
     if (drop !== Drop.None) {
       if (drops !== null) drops[c.index] = drop;
       continue;
@@ -152,6 +187,7 @@ export function decide(
       tie: mixHash(personHash, c.hash ^ TIEBREAK_SALT),
       used: false,
       drop: Drop.Channel,
+      filtered: Drop.None,
       rank: undefined,
     });
   }
@@ -172,7 +208,7 @@ export function decide(
     for (let i = 0; i < contenders.length; i++) {
       const k = contenders[i]!;
       if (k.used) continue;
-      const o = bestOption(compiled, k, person, personHash, pMask, formats);
+      const o = bestOption(compiled, k, person, personHash, pMask, formats, filter, p);
       if (o !== null) options.push(o);
     }
     let decision: PlacementDecision | null = null;
@@ -219,7 +255,8 @@ export function decide(
 
   // Contenders that never got an option: tell channel from format.
   for (const k of contenders) {
-    if (k.drop === Drop.Channel) k.drop = channelOrFormat(k, placements);
+    if (k.drop === Drop.Channel)
+      k.drop = k.filtered !== Drop.None ? k.filtered : channelOrFormat(k, placements);
     drops[k.campaign.index] = k.drop;
   }
   const byCampaign = new Map<number, Contender>();
@@ -270,6 +307,8 @@ function bestOption(
   personHash: number,
   pMask: number,
   formats: readonly string[] | null,
+  filter: EligibilityFilter | undefined,
+  placement: number,
 ): Option | null {
   const labels = k.segment >= 0 ? compiled.segments[k.segment]!.sellingPoints : EMPTY_LABELS;
   const creatives = k.campaign.creatives;
@@ -281,6 +320,13 @@ function bestOption(
     if ((cr.stageMask & k.stageBit) === 0) continue;
     if ((cr.channelMask & pMask) === 0) continue;
     if (formats !== null && cr.formats !== null && !overlaps(formats, cr.formats)) continue;
+    if (filter?.creative !== undefined) {
+      const reason = filter.creative(placement, k.campaign, cr);
+      if (reason !== null) {
+        k.filtered = dropOf(reason);
+        continue;
+      }
+    }
     const sp = sellingPointMatch(labels, cr.sellingPoints);
     if (sp < bestSp) continue;
     // Weighted rotation: the largest u^(1/weight) wins, u a stable hash of (person, creative).

@@ -115,6 +115,14 @@ export interface Creative {
   formats?: string[];
   /** Rotation weight among equally good creatives. Default 1. */
   weight?: number;
+  /** OpenRTB: this creative's CPM bid, overriding the campaign's. */
+  bid?: number;
+  /** OpenRTB: the currency of `bid` (ISO 4217, `USD`); default the campaign's. */
+  currency?: string;
+  /** OpenRTB: the ad markup sent in a bid (`adm`); default a small HTML snippet naming the creative. */
+  adm?: string;
+  /** OpenRTB: IAB creative attributes of this creative (`attr`, 1 to 17), matched against `battr`. */
+  attr?: number[];
 }
 
 export interface Campaign {
@@ -135,6 +143,16 @@ export interface Campaign {
   timing?: Timing;
   /** Share of the campaign's audience kept as a control group, 0 to 0.5. Default 0. */
   holdout?: number;
+  /** OpenRTB: the CPM bid of the campaign's creatives; without one (here or on a creative), no bid. */
+  bid?: number;
+  /** OpenRTB: the currency of `bid` (ISO 4217). Default `USD`. */
+  currency?: string;
+  /** OpenRTB: the advertiser's domains (`adomain`), matched against `badv`. */
+  adomain?: string[];
+  /** OpenRTB: IAB content categories of the campaign (`IAB2-1`), matched against `bcat`. */
+  cat?: string[];
+  /** OpenRTB: private-marketplace deal ids the campaign buys; a private auction takes only these. */
+  deals?: string[];
   creatives: Creative[];
 }
 
@@ -242,6 +260,10 @@ export const DROP_REASONS = [
   'format',
   'holdout',
   'outranked',
+  'floor',
+  'currency',
+  'blocked',
+  'deal',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

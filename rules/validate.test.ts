@@ -397,11 +397,28 @@ describe('the JSON Schema', () => {
         'channels',
         'timing',
         'holdout',
+        'bid',
+        'currency',
+        'adomain',
+        'cat',
+        'deals',
         'creatives',
       ].sort(),
     );
     expect(props('creative')).toEqual(
-      ['id', 'message', 'sellingPoints', 'stages', 'channels', 'formats', 'weight'].sort(),
+      [
+        'id',
+        'message',
+        'sellingPoints',
+        'stages',
+        'channels',
+        'formats',
+        'weight',
+        'bid',
+        'currency',
+        'adm',
+        'attr',
+      ].sort(),
     );
     expect(props('flight')).toEqual(['end', 'start', 'timezone']);
     expect(props('frequencyCap')).toEqual(['max', 'per']);

@@ -350,6 +350,8 @@ const PATTERN_CODES: Record<string, [code: string, hint: string]> = {
     'bad_datetime',
     'is not a date-time; use 2026-11-01T00:00:00+08:00, 2026-11-01T00:00:00 or 2026-11-01',
   ],
+  currency: ['bad_currency', 'is not a currency; use an ISO 4217 code in capitals: USD, EUR, CNY'],
+  cat: ['bad_iab_category', 'is not an IAB category; use IAB2 or IAB2-1'],
 };
 
 function mapSchemaError(e: ErrorObject, path: PathSegment[], data: Obj, r: Report): void {
@@ -424,6 +426,9 @@ function mapSchemaError(e: ErrorObject, path: PathSegment[], data: Obj, r: Repor
         r.add('bad_cap_max', path, `a frequency cap allows at least 1 impression, not ${show(value)}`);
       else if (key === 'weight')
         r.add('bad_weight', path, `${field} must be greater than 0, not ${show(value)}`);
+      else if (key === 'bid') r.add('bad_bid', path, `a bid must be greater than 0, not ${show(value)}`);
+      else if (path.includes('attr'))
+        r.add('bad_creative_attr', path, `an IAB creative attribute is 1 to 17, not ${show(value)}`);
       else
         r.add(
           'out_of_range',
@@ -635,6 +640,7 @@ function checkCampaign(x: Context, c: Obj, path: PathSegment[]): void {
   }
 
   const creatives = own(c, 'creatives');
+  checkBids(x, c, creatives, path);
   if (!Array.isArray(creatives)) return;
   const ids = new Map<string, number>();
   creatives.forEach((cr, j) => {
@@ -675,6 +681,31 @@ function checkCampaign(x: Context, c: Obj, path: PathSegment[]): void {
           `channel ${quote(ch)} is not among the campaign's channels (${channels.join(', ')})`,
         );
       });
+    }
+  });
+}
+
+/** OpenRTB: a currency says what a bid is in; one where no bid applies is a mistake. */
+function checkBids(x: Context, c: Obj, creatives: unknown, path: PathSegment[]): void {
+  const campaignBid = typeof own(c, 'bid') === 'number';
+  const list = Array.isArray(creatives) ? creatives.filter(isObject) : [];
+  const anyBid = campaignBid || list.some((cr) => typeof own(cr, 'bid') === 'number');
+  if (typeof own(c, 'currency') === 'string' && !anyBid) {
+    x.r.add(
+      'currency_without_bid',
+      [...path, 'currency'],
+      'currency is set but neither the campaign nor any of its creatives has a bid',
+    );
+  }
+  if (!Array.isArray(creatives)) return;
+  creatives.forEach((cr, j) => {
+    if (!isObject(cr) || campaignBid) return;
+    if (typeof own(cr, 'currency') === 'string' && typeof own(cr, 'bid') !== 'number') {
+      x.r.add(
+        'currency_without_bid',
+        [...path, 'creatives', j, 'currency'],
+        'currency is set but neither the creative nor its campaign has a bid',
+      );
     }
   });
 }

@@ -12,6 +12,7 @@ import { createAdminApp, listenAdmin } from './http/admin.js';
 import { createDataPlane, type Listener, listen } from './http/data-plane.js';
 import { createLogger, type Logger, lineDestination, lineLogger, requestIdOf } from './log.js';
 import { instrumentStore, Metrics } from './metrics.js';
+import { Bidder } from './openrtb/bidder.js';
 import { initialRuleSet, loadStoredRuleSet, RuleSetSync } from './ruleset-sync.js';
 import { EmbeddedBus } from './store/bus.js';
 import { CachedStore } from './store/cached.js';
@@ -230,6 +231,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     draining: () => draining,
   });
+  if (role !== 'admin' && !config.openrtb.secretConfigured && opts.worker === undefined) {
+    warn('OPENRTB_SECRET is unset: OpenRTB notices only work on this process, and not after a restart');
+  }
   // With tokens configured, deciding needs a token with the decide scope too.
   const authorizeDecide = decideAuthorizer(config.tokens);
   const sample = config.logDecisionsSample;
@@ -262,6 +266,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
             inFlight++;
           },
           onOtherRoute: (route, status, code) => metrics.dataAnswer(route, status, code),
+          openrtb: {
+            bidder: new Bidder({ service, store, config: config.openrtb }),
+            onRequest: () => {
+              inFlight++;
+            },
+            onBid: (answer, status, _elapsedMs, code) => {
+              metrics.bidRequest(answer, status, code);
+              inFlight--;
+              if (inFlight === 0 && idle !== null) idle();
+            },
+            onNotice: (kind, result, status, code) => metrics.notice(kind, result, status, code),
+          },
           draining: () => draining,
           onError: (err, requestId) => logger.error({ err, requestId }, 'decision failed'),
         });

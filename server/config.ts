@@ -2,6 +2,7 @@
  * Configuration from environment variables, validated at start. A bad value stops the server
  * with a message naming the variable. README.md has the same table.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -39,6 +40,23 @@ export interface Config {
   logLevel: LogLevel;
   /** Share of decisions logged (0..1); 0: the decision path does not log. */
   logDecisionsSample: number;
+  /** OpenRTB bidder settings (POST /openrtb2/bid and its notices). */
+  openrtb: OpenRtbConfig;
+}
+
+export interface OpenRtbConfig {
+  /** Subtracted from a bid request's `tmax` for the way back to the exchange, ms. */
+  marginMs: number;
+  /** The seat id this bidder bids as (`seatbid[].seat`, checked against `wseat`/`bseat`). */
+  seat: string;
+  /** Base URL of win and billing notices (`nurl`, `burl`). */
+  noticeUrl: string;
+  /** Key of the bid ids' signatures; random per process when OPENRTB_SECRET is unset. */
+  secret: string;
+  /** True when `secret` was configured (notices then work across instances and restarts). */
+  secretConfigured: boolean;
+  /** How long after a bid its notices are accepted, ms. */
+  bidTtlMs: number;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -133,6 +151,34 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: '0',
     description: 'Share of decisions logged, 0 to 1 (0: decisions are not logged, errors are)',
   },
+  {
+    name: 'OPENRTB_MARGIN_MS',
+    default: '20',
+    description:
+      "OpenRTB: milliseconds kept from a bid request's `tmax` for the network; no bid (204) rather than late",
+  },
+  {
+    name: 'OPENRTB_SEAT',
+    default: 'mindshare',
+    description: 'OpenRTB: the seat id bids carry, checked against `wseat` and `bseat`',
+  },
+  {
+    name: 'OPENRTB_NOTICE_URL',
+    default: 'http://localhost:<PORT>',
+    description:
+      'OpenRTB: base URL of the win (`nurl`) and billing (`burl`) notices, as the exchange reaches this server',
+  },
+  {
+    name: 'OPENRTB_SECRET',
+    default: '(random)',
+    description:
+      'OpenRTB: key signing bid ids (16 characters or more); unset: random per process, so notices only work on the process that bid and not after a restart',
+  },
+  {
+    name: 'OPENRTB_BID_TTL_MS',
+    default: '3600000',
+    description: 'OpenRTB: how long after a bid its win and billing notices are accepted',
+  },
 ];
 
 export class ConfigError extends Error {}
@@ -172,7 +218,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokens: loadTokens(env, problems),
     logLevel: logLevel(env.LOG_LEVEL, problems),
     logDecisionsSample: share('LOG_DECISIONS_SAMPLE', env.LOG_DECISIONS_SAMPLE, problems),
+    openrtb: {
+      marginMs: int('OPENRTB_MARGIN_MS', 20, 0, 10_000),
+      seat: env.OPENRTB_SEAT === undefined || env.OPENRTB_SEAT === '' ? 'mindshare' : env.OPENRTB_SEAT,
+      noticeUrl: '',
+      secret: '',
+      secretConfigured: false,
+      bidTtlMs: int('OPENRTB_BID_TTL_MS', 3_600_000, 1000, 7 * 86_400_000),
+    },
   };
+  const o = config.openrtb;
+  const noticeUrl = env.OPENRTB_NOTICE_URL;
+  if (noticeUrl === undefined || noticeUrl === '') o.noticeUrl = `http://localhost:${config.port}`;
+  else if (!/^https?:\/\/[^\s?#]+$/.test(noticeUrl))
+    problems.push(`OPENRTB_NOTICE_URL=${JSON.stringify(noticeUrl)}: expected http(s)://host[:port][/path]`);
+  else o.noticeUrl = noticeUrl.replace(/\/+$/, '');
+  const secret = env.OPENRTB_SECRET;
+  if (secret === undefined || secret === '') o.secret = randomBytes(32).toString('hex');
+  else if (secret.length < MIN_SECRET)
+    problems.push(`OPENRTB_SECRET: must have at least ${MIN_SECRET} characters`);
+  else {
+    o.secret = secret;
+    o.secretConfigured = true;
+  }
   if (config.port !== 0 && config.port === config.adminPort) {
     problems.push(`PORT and ADMIN_PORT are both ${config.port}: the two listeners need different ports`);
   }

@@ -16,6 +16,7 @@ export const ERRORS = {
   not_found: { status: 404, text: 'No such route' },
   ruleset_not_found: { status: 404, text: 'No such rule-set version' },
   profile_not_found: { status: 404, text: 'No profile is stored for this person' },
+  bid_not_found: { status: 404, text: 'No such bid, or its notices expired' },
   method_not_allowed: { status: 405, text: 'The route does not take this method' },
   body_too_large: { status: 413, text: 'The body is larger than the limit' },
   unsupported_media_type: { status: 415, text: 'Send application/json or application/msgpack' },

@@ -24,6 +24,13 @@ import {
 } from 'prom-client';
 import type { DecisionOutcome } from './decision/service.js';
 import type { ErrorCode } from './errors.js';
+import {
+  type BidAnswer,
+  NO_BID_REASONS,
+  type NoBidReason,
+  type NoticeKind,
+  type NoticeResult,
+} from './openrtb/bidder.js';
 import type { CacheStats } from './store/cached.js';
 
 declare module 'hono' {
@@ -43,6 +50,7 @@ export const REDIS_BUCKETS: readonly number[] = [
 ];
 
 export const DECIDE_ROUTE = '/v1/decide';
+export const BID_ROUTE = '/openrtb2/bid';
 /** The route label of requests no route matched. */
 export const UNMATCHED = 'unmatched';
 
@@ -257,6 +265,14 @@ export class Metrics {
   /** Children for rarer data-plane answers, by `route status code`. */
   private readonly dataOther = new Map<string, { request: HotCounter; error: HotCounter | null }>();
 
+  // ---- OpenRTB ---------------------------------------------------------------------------------
+  private readonly bids: HotCounter;
+  private readonly noBids = new Map<NoBidReason, HotCounter>();
+  private readonly noticeChild: (labels: Record<'type' | 'outcome', string>) => HotCounter;
+  private readonly noticeBy = new Map<string, HotCounter>();
+  private readonly priceChild: (labels: Record<'type' | 'currency', string>) => HotCounter;
+  private readonly priceBy = new Map<string, HotCounter>();
+
   // ---- Redis (registered once the instance has Redis behind it) ---------------------------------
   private redis: {
     duration: AccumulatingHistogram;
@@ -408,6 +424,32 @@ export class Metrics {
       }),
     });
 
+    this.bids = hotCounter(
+      registry,
+      'mindshare_openrtb_bids_total',
+      'OpenRTB bids made (one per seatbid.bid; a request may carry several imps)',
+      [],
+    ).child({});
+    const noBids = hotCounter(
+      registry,
+      'mindshare_openrtb_no_bids_total',
+      'OpenRTB bid requests answered without a bid, by reason (no_fill, floor, currency, deal, blocked, holdout, timeout, invalid)',
+      ['reason'],
+    );
+    for (const reason of NO_BID_REASONS) this.noBids.set(reason, noBids.child({ reason }));
+    this.noticeChild = hotCounter(
+      registry,
+      'mindshare_openrtb_notices_total',
+      'OpenRTB win and billing notices, by type (win, bill) and outcome (counted, duplicate, unknown, invalid)',
+      ['type', 'outcome'],
+    ).child;
+    this.priceChild = hotCounter(
+      registry,
+      'mindshare_openrtb_notice_price_total',
+      'Sum of the clearing prices (CPM) of counted OpenRTB notices, by type and currency',
+      ['type', 'currency'],
+    ).child;
+
     this.events = new Counter({
       name: 'mindshare_events_total',
       help: 'Events received on POST /v1/events, by type and outcome (applied, duplicate, unknown_person, unknown_campaign)',
@@ -535,6 +577,48 @@ export class Metrics {
     }
     c.request.inc();
     c.error?.inc();
+  }
+
+  // ---- OpenRTB (hot) ---------------------------------------------------------------------------
+
+  /** One bid request answered: a bid (200), no bid (204), an error (null, `code`) or an abort (499). */
+  bidRequest(answer: BidAnswer | null, status: number, code: ErrorCode | null): void {
+    if (answer === null) {
+      this.dataAnswer(BID_ROUTE, status, code);
+      if (status === 400 || status === 413) this.noBids.get('invalid')?.inc();
+      return;
+    }
+    this.dataAnswer(BID_ROUTE, answer.status, null);
+    if (answer.status === 204) {
+      this.noBids.get(answer.reason)?.inc();
+      return;
+    }
+    const seatbid = answer.body.seatbid;
+    for (let i = 0; i < seatbid.length; i++) this.bids.inc(seatbid[i]!.bid.length);
+  }
+
+  /** One win or billing notice answered. */
+  notice(kind: NoticeKind, result: NoticeResult | null, status: number, code: ErrorCode | null): void {
+    this.dataAnswer(`/openrtb2/${kind}`, status, code);
+    const outcome =
+      result !== null ? result.outcome : status === 404 ? 'unknown' : status === 400 ? 'invalid' : null;
+    if (outcome === null) return;
+    const key = `${kind} ${outcome}`;
+    let c = this.noticeBy.get(key);
+    if (c === undefined) {
+      c = this.noticeChild({ type: kind, outcome });
+      this.noticeBy.set(key, c);
+    }
+    c.inc();
+    if (result?.outcome === 'counted' && result.price !== null) {
+      const pk = `${kind} ${result.currency}`;
+      let p = this.priceBy.get(pk);
+      if (p === undefined) {
+        p = this.priceChild({ type: kind, currency: result.currency });
+        this.priceBy.set(pk, p);
+      }
+      p.inc(result.price);
+    }
   }
 
   // ---- the control plane ----------------------------------------------------------------------

@@ -49,6 +49,19 @@ const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
   mindshare_draining: { kind: 'gauge', labels: {} },
   mindshare_workers: { kind: 'gauge', labels: {} },
   mindshare_worker_decisions_total: { kind: 'counter', labels: { worker: null } },
+  mindshare_openrtb_bids_total: { kind: 'counter', labels: {} },
+  mindshare_openrtb_no_bids_total: {
+    kind: 'counter',
+    labels: { reason: ['no_fill', 'floor', 'currency', 'deal', 'blocked', 'holdout', 'timeout', 'invalid'] },
+  },
+  mindshare_openrtb_notices_total: {
+    kind: 'counter',
+    labels: { type: ['win', 'bill'], outcome: ['counted', 'duplicate', 'unknown', 'invalid'] },
+  },
+  mindshare_openrtb_notice_price_total: {
+    kind: 'counter',
+    labels: { type: ['win', 'bill'], currency: null },
+  },
 };
 
 /** prom-client's default metrics, and Prometheus's own `up`. */

@@ -4,6 +4,7 @@
  * ClientError with a code and the path of the field at fault.
  */
 import { Packr } from 'msgpackr';
+import type { EligibilityFilter } from '../../rules/decide.js';
 import type { Channel, Placement } from '../../rules/types.js';
 import { CHANNELS } from '../../rules/types.js';
 import { ClientError } from '../errors.js';
@@ -21,6 +22,8 @@ export interface DecideInput {
   explain: boolean;
   /** The caller's own deadline, if tighter than the server's. */
   deadlineMs: number | undefined;
+  /** Extra eligibility checks of this request (OpenRTB floors, blocks, deals). */
+  filter?: EligibilityFilter;
 }
 
 export const LIMITS = {

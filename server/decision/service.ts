@@ -153,7 +153,8 @@ export class DecisionService {
     const profile: Profile = record?.profile ?? { id: pid ?? anonymousId(input), tags: [] };
     const request: DecisionRequest = { placements: input.placements, explain: input.explain };
     if (input.contextTags !== undefined) request.contextTags = input.contextTags;
-    const result = decide(rs.compiled, profile, record?.counters ?? NO_COUNTERS, request, now);
+    const counters = record?.counters ?? NO_COUNTERS;
+    const result = decide(rs.compiled, profile, counters, request, now, input.filter);
     const output: DecideOutput = { ruleset: rs.version, user: pid, decisions: result.decisions };
     if (degradedBy !== null) output.degraded = true;
     if (result.explain !== undefined) output.explain = result.explain;

@@ -8,6 +8,22 @@ import { type BodyFormat, bodyFormat, msgpack, parseDecideBody } from '../decisi
 import type { DecideOutput, DecisionOutcome, DecisionService } from '../decision/service.js';
 import { ClientError, type ErrorCode, statusLine } from '../errors.js';
 import { requestIdOf } from '../log.js';
+import type { BidAnswer, Bidder, NoticeKind, NoticeResult } from '../openrtb/bidder.js';
+import { parseBidRequest } from '../openrtb/request.js';
+
+/** OpenRTB routes: POST /openrtb2/bid, GET /openrtb2/win and /openrtb2/bill. */
+export interface OpenRtbRoutes {
+  bidder: Bidder;
+  /** Called when a bid request arrives, before anything else. */
+  onRequest?: () => void;
+  /**
+   * Called once per bid request when answered or aborted: the answer (null for an error answer
+   * or an abort, status 499) and the error code of an error answer.
+   */
+  onBid?: (answer: BidAnswer | null, status: number, elapsedMs: number, code: ErrorCode | null) => void;
+  /** Called once per notice answered: the result (null for an error answer) and its code. */
+  onNotice?: (kind: NoticeKind, result: NoticeResult | null, status: number, code: ErrorCode | null) => void;
+}
 
 export interface DataPlaneOptions {
   service: DecisionService;
@@ -41,6 +57,8 @@ export interface DataPlaneOptions {
    * Absent: the data plane is open.
    */
   authorize?: (authorizationHeader: string) => 'ok' | 'unauthorized' | 'forbidden';
+  /** The OpenRTB bidder routes; absent: not served. */
+  openrtb?: OpenRtbRoutes;
 }
 
 export interface Listener {
@@ -190,6 +208,8 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
     onOtherRoute?.('/v1/decide', 405, 'method_not_allowed');
   });
 
+  if (opts.openrtb !== undefined) openRtbRoutes(app, opts.openrtb, maxBody, draining, authorize, onError);
+
   app.any('/*', (res, req) => {
     const url = req.getUrl();
     res.cork(() => {
@@ -222,6 +242,157 @@ function reject(
     ex.res.end(body, closeConnection);
   });
   onDecision?.(null, err.status, performance.now() - ex.started, err.code, ex.requestId);
+}
+
+/**
+ * POST /openrtb2/bid: a BidResponse (200) or no bid (204, no body); malformed 400, too large 413.
+ * GET /openrtb2/win and /openrtb2/bill: 204 once recorded; 400 malformed, 404 unknown bid.
+ */
+function openRtbRoutes(
+  app: uWS.TemplatedApp,
+  rtb: OpenRtbRoutes,
+  maxBody: number,
+  draining: () => boolean,
+  authorize: DataPlaneOptions['authorize'],
+  onError: (err: unknown, requestId: string) => void,
+): void {
+  const { bidder, onBid, onNotice } = rtb;
+
+  const write = (ex: Exchange, status: number, body: string | null): boolean => {
+    if (ex.closed) return false;
+    ex.closed = true;
+    ex.res.cork(() => {
+      ex.res.writeStatus(statusLine(status));
+      if (body === null) ex.res.endWithoutBody(0, draining());
+      else ex.res.writeHeader('content-type', 'application/json').end(body, draining());
+    });
+    return true;
+  };
+  const errorOf = (ex: Exchange, err: unknown): ClientError => {
+    if (err instanceof ClientError) return err;
+    onError(err, requestIdOf(ex.requestId));
+    return new ClientError('internal');
+  };
+  const bidFailed = (ex: Exchange, err: unknown): void => {
+    const e = errorOf(ex, err);
+    if (write(ex, e.status, JSON.stringify(e.toBody()))) {
+      onBid?.(null, e.status, performance.now() - ex.started, e.code);
+    }
+  };
+  const bidDone = (ex: Exchange, answer: BidAnswer): void => {
+    const ok = answer.status === 200 ? write(ex, 200, JSON.stringify(answer.body)) : write(ex, 204, null);
+    if (ok) onBid?.(answer, answer.status, performance.now() - ex.started, null);
+  };
+  const run = (ex: Exchange, body: Buffer): void => {
+    try {
+      const result = bidder.bid(parseBidRequest(body), ex.started);
+      if (result instanceof Promise) {
+        result.then(
+          (a) => bidDone(ex, a),
+          (err: unknown) => bidFailed(ex, err),
+        );
+      } else bidDone(ex, result);
+    } catch (err) {
+      bidFailed(ex, err);
+    }
+  };
+
+  app.post('/openrtb2/bid', (res, req) => {
+    rtb.onRequest?.();
+    const declared = req.getHeader('content-length');
+    const ex: Exchange = {
+      res,
+      closed: false,
+      format: 'json',
+      started: performance.now(),
+      requestId: req.getHeader('x-request-id'),
+    };
+    res.onAborted(() => {
+      if (ex.closed) return;
+      ex.closed = true;
+      onBid?.(null, 499, performance.now() - ex.started, null);
+    });
+    const early = (code: ErrorCode, message: string): void => {
+      const e = new ClientError(code, message);
+      if (ex.closed) return;
+      ex.closed = true;
+      res.cork(() => {
+        res.writeStatus(statusLine(e.status)).writeHeader('content-type', 'application/json');
+        if (code === 'unauthorized') res.writeHeader('www-authenticate', 'Bearer');
+        res.end(JSON.stringify(e.toBody()), true);
+      });
+      onBid?.(null, e.status, performance.now() - ex.started, code);
+    };
+    if (authorize !== undefined) {
+      const verdict = authorize(req.getHeader('authorization'));
+      if (verdict !== 'ok') {
+        if (verdict === 'unauthorized')
+          early('unauthorized', 'Send Authorization: Bearer <token> with the decide scope');
+        else early('forbidden', 'The token does not have the decide scope');
+        return;
+      }
+    }
+    if (declared !== '' && Number(declared) > maxBody) {
+      early('body_too_large', `The body is larger than ${maxBody} bytes`);
+      return;
+    }
+    let chunks: Buffer[] | null = null;
+    let size = 0;
+    res.onData((chunk, isLast) => {
+      if (ex.closed) return;
+      size += chunk.byteLength;
+      if (size > maxBody) {
+        early('body_too_large', `The body is larger than ${maxBody} bytes`);
+        return;
+      }
+      if (isLast && chunks === null) {
+        run(ex, Buffer.from(new Uint8Array(chunk)));
+        return;
+      }
+      (chunks ??= []).push(Buffer.from(new Uint8Array(chunk)));
+      if (isLast) run(ex, Buffer.concat(chunks, size));
+    });
+  });
+
+  for (const kind of ['win', 'bill'] as const) {
+    const route = `/openrtb2/${kind}`;
+    app.get(route, (res, req) => {
+      const ex: Exchange = {
+        res,
+        closed: false,
+        format: 'json',
+        started: performance.now(),
+        requestId: req.getHeader('x-request-id'),
+      };
+      res.onAborted(() => {
+        ex.closed = true;
+      });
+      const failed = (err: unknown): void => {
+        const e = errorOf(ex, err);
+        if (write(ex, e.status, JSON.stringify(e.toBody()))) onNotice?.(kind, null, e.status, e.code);
+      };
+      try {
+        bidder.notice(kind, req.getQuery() ?? '').then((r) => {
+          if (write(ex, 204, null)) onNotice?.(kind, r, 204, null);
+        }, failed);
+      } catch (err) {
+        failed(err);
+      }
+    });
+  }
+
+  for (const route of ['/openrtb2/bid', '/openrtb2/win', '/openrtb2/bill']) {
+    const allow = route === '/openrtb2/bid' ? 'POST' : 'GET';
+    app.any(route, (res) => {
+      res.cork(() => {
+        res
+          .writeStatus(statusLine(405))
+          .writeHeader('allow', allow)
+          .writeHeader('content-type', 'application/json')
+          .end(JSON.stringify(new ClientError('method_not_allowed', `${allow} ${route} only`).toBody()));
+      });
+    });
+  }
 }
 
 /** Listens on host:port (0 picks a free port). */

@@ -1,0 +1,358 @@
+/**
+ * The OpenRTB bidder: a BidRequest becomes one decision (the same decision path as
+ * POST /v1/decide, with an eligibility filter for floors, blocks and deals), the decision a
+ * BidResponse; win and billing notices count impressions against frequency caps. Knows nothing
+ * of HTTP.
+ */
+import { LRUCache } from 'lru-cache';
+import type { CompiledCampaign, CompiledCreative } from '../../rules/compile.js';
+import type { EligibilityFilter } from '../../rules/decide.js';
+import type { DropReason } from '../../rules/types.js';
+import type { OpenRtbConfig } from '../config.js';
+import type { DecideInput } from '../decision/request.js';
+import type { DecisionOutcome, DecisionService } from '../decision/service.js';
+import { ClientError } from '../errors.js';
+import type { EventStore, EventWrite } from '../store/types.js';
+import { BidIds } from './bid-id.js';
+import type { BidRequest, Deal, Imp } from './request.js';
+
+/** Why a bid request got no bid (HTTP 204), or `invalid` for a request answered 400/413. */
+export const NO_BID_REASONS = [
+  'no_fill',
+  'floor',
+  'currency',
+  'deal',
+  'blocked',
+  'holdout',
+  'timeout',
+  'invalid',
+] as const;
+export type NoBidReason = (typeof NO_BID_REASONS)[number];
+/** The reasons of the bidder's eligibility filter (drop reasons of explain too). */
+type FilterReason = Extract<DropReason, 'floor' | 'currency' | 'blocked' | 'deal'>;
+
+export interface Bid {
+  id: string;
+  impid: string;
+  price: number;
+  adid: string;
+  crid: string;
+  cid: string;
+  adomain?: string[];
+  cat?: string[];
+  w?: number;
+  h?: number;
+  adm: string;
+  nurl: string;
+  burl: string;
+  dealid?: string;
+}
+
+export interface BidResponse {
+  id: string;
+  seatbid: Array<{ seat: string; bid: Bid[] }>;
+  cur: string;
+}
+
+export type BidAnswer = { status: 200; body: BidResponse } | { status: 204; reason: NoBidReason };
+
+export type NoticeKind = 'win' | 'bill';
+export type NoticeOutcome = 'counted' | 'duplicate';
+
+export interface NoticeResult {
+  outcome: NoticeOutcome;
+  price: number | null;
+  currency: string;
+}
+
+export interface BidderOptions {
+  service: DecisionService;
+  store: EventStore;
+  config: OpenRtbConfig;
+  /** Wall clock of bid-id expiry and notices. */
+  clock?: () => number;
+}
+
+/** How a creative bids on one imp: its price, and the deal it goes through. */
+interface Plan {
+  price: number;
+  currency: string;
+  deal: Deal | null;
+}
+
+// biome-ignore lint/suspicious/noTemplateCurlyInString: the OpenRTB macro, substituted by the exchange
+const AUCTION_PRICE = '${AUCTION_PRICE}';
+const SIZE = /-(\d+)x(\d+)$/;
+
+export class Bidder {
+  private readonly service: DecisionService;
+  private readonly store: EventStore;
+  private readonly config: OpenRtbConfig;
+  private readonly clock: () => number;
+  private readonly ids: BidIds;
+  /** Notices of bids for people not known (nothing in the store to count against). */
+  private readonly anonymousNotices: LRUCache<string, true>;
+
+  constructor(opts: BidderOptions) {
+    this.service = opts.service;
+    this.store = opts.store;
+    this.config = opts.config;
+    this.clock = opts.clock ?? Date.now;
+    this.ids = new BidIds(opts.config.secret);
+    this.anonymousNotices = new LRUCache({ max: 100_000, ttl: opts.config.bidTtlMs });
+  }
+
+  /** `started`: performance.now() when the request arrived. */
+  bid(req: BidRequest, started: number): BidAnswer | Promise<BidAnswer> {
+    const seat = this.config.seat;
+    if ((req.wseat.length > 0 && !req.wseat.includes(seat)) || req.bseat.includes(seat)) {
+      return { status: 204, reason: 'blocked' };
+    }
+    const budget = req.tmax === undefined ? undefined : Math.floor(req.tmax - this.config.marginMs);
+    if (budget !== undefined && budget < 1) return { status: 204, reason: 'timeout' };
+
+    const rs = this.service.ruleSet;
+    const plans = new Map<string, Plan>();
+    const reasons: { first: FilterReason | null } = { first: null };
+    const filter = this.filter(req, plans, reasons);
+    const input: DecideInput = {
+      user: { kind: 'aliases', aliases: req.aliases },
+      placements: req.imps.map((imp) => ({ id: imp.id, channels: imp.channels, formats: imp.formats })),
+      contextTags: req.contextTags,
+      explain: false,
+      deadlineMs: budget,
+      filter,
+    };
+    const answer = (outcome: DecisionOutcome): BidAnswer => {
+      if (budget !== undefined && performance.now() - started > budget)
+        return { status: 204, reason: 'timeout' };
+      return this.respond(
+        req,
+        outcome,
+        rs.compiled.campaigns,
+        rs.compiled.campaignIndex,
+        plans,
+        reasons.first,
+      );
+    };
+    const result = this.service.decide(input);
+    return result instanceof Promise ? result.then(answer) : answer(result);
+  }
+
+  private filter(
+    req: BidRequest,
+    plans: Map<string, Plan>,
+    reasons: { first: FilterReason | null },
+  ): EligibilityFilter {
+    const seat = this.config.seat;
+    const refuse = (r: FilterReason): DropReason => {
+      reasons.first ??= r;
+      return r;
+    };
+    return {
+      campaign: (c) => {
+        if (!c.creatives.some((cr) => cr.bid > 0)) return refuse('floor');
+        if (req.badv.length > 0 && c.adomain.some((d) => blockedDomain(d, req.badv)))
+          return refuse('blocked');
+        if (req.bcat.length > 0 && c.cat.some((cat) => blockedCategory(cat, req.bcat)))
+          return refuse('blocked');
+        return null;
+      },
+      creative: (p, c, cr) => {
+        const imp = req.imps[p];
+        if (imp === undefined) return refuse('blocked');
+        if (cr.bid <= 0) return refuse('floor');
+        if (imp.battr.length > 0 && cr.attr.some((a) => imp.battr.includes(a))) return refuse('blocked');
+        if (req.cur.length > 0 && !req.cur.includes(cr.currency)) return refuse('currency');
+        const plan = planOf(imp, c, cr, seat);
+        if (typeof plan === 'string') return refuse(plan);
+        plans.set(`${p}|${c.index}|${cr.index}`, plan);
+        return null;
+      },
+    };
+  }
+
+  private respond(
+    req: BidRequest,
+    outcome: DecisionOutcome,
+    campaigns: readonly CompiledCampaign[],
+    campaignIndex: ReadonlyMap<string, number>,
+    plans: Map<string, Plan>,
+    refused: FilterReason | null,
+  ): BidAnswer {
+    const bids: Bid[] = [];
+    let currency: string | null = null;
+    let held = false;
+    const pid = outcome.output.user ?? '';
+    const expiresAt = this.clock() + this.config.bidTtlMs;
+    const base = this.config.noticeUrl;
+    const decisions = outcome.output.decisions;
+    for (let p = 0; p < decisions.length; p++) {
+      const d = decisions[p]!;
+      if (d.campaign === null) continue;
+      if (d.creative === null) {
+        held = true; // hold-out: the control group sees nothing and nothing is recorded
+        continue;
+      }
+      const ci = campaignIndex.get(d.campaign);
+      const c = ci === undefined ? undefined : campaigns[ci];
+      const cr = c?.creatives.find((x) => x.id === d.creative);
+      const imp = req.imps[p];
+      if (c === undefined || cr === undefined || imp === undefined) continue;
+      const plan = plans.get(`${p}|${c.index}|${cr.index}`);
+      if (plan === undefined) continue;
+      // One currency per response: bids in another one than the first are left out.
+      if (currency !== null && plan.currency !== currency) continue;
+      currency = plan.currency;
+      const id = this.ids.issue({
+        pid,
+        campaign: c.id,
+        creative: cr.id,
+        imp: imp.id,
+        price: plan.price,
+        currency: plan.currency,
+        expiresAt,
+      });
+      const bid: Bid = {
+        id,
+        impid: imp.id,
+        price: plan.price,
+        adid: cr.id,
+        crid: cr.id,
+        cid: c.id,
+        adm: cr.adm ?? defaultMarkup(c, cr),
+        nurl: `${base}/openrtb2/win?bid=${id}&price=${AUCTION_PRICE}`,
+        burl: `${base}/openrtb2/bill?bid=${id}&price=${AUCTION_PRICE}`,
+      };
+      if (c.adomain.length > 0) bid.adomain = c.adomain.slice();
+      if (c.cat.length > 0) bid.cat = c.cat.slice();
+      const size = sizeOf(imp, cr);
+      if (size !== null) {
+        bid.w = size[0];
+        bid.h = size[1];
+      }
+      if (plan.deal !== null) bid.dealid = plan.deal.id;
+      bids.push(bid);
+    }
+    if (bids.length === 0 || currency === null) {
+      return { status: 204, reason: held ? 'holdout' : (refused ?? 'no_fill') };
+    }
+    return {
+      status: 200,
+      body: { id: req.id, seatbid: [{ seat: this.config.seat, bid: bids }], cur: currency },
+    };
+  }
+
+  /**
+   * A win or billing notice: counts the impression against the person's frequency caps once per
+   * bid (win and billing notices of one bid share the impression's event id), and tells whether
+   * this notice was new. Errors: 400 for a malformed notice, 404 for a bid this server did not
+   * make (or whose notices expired).
+   */
+  async notice(kind: NoticeKind, query: string): Promise<NoticeResult> {
+    const params = new URLSearchParams(query);
+    const bidId = params.get('bid');
+    if (bidId === null || bidId === '') throw new ClientError('missing_field', 'bid is required', 'bid');
+    const read = this.ids.read(bidId, this.clock());
+    if (read === 'malformed')
+      throw new ClientError('invalid_field', 'bid is not a bid id of this server', 'bid');
+    if (read === 'unknown') throw new ClientError('bid_not_found', 'No such bid, or its notices expired');
+    const rawPrice = params.get('price');
+    let price: number | null = null;
+    if (rawPrice !== null && rawPrice !== '' && rawPrice !== AUCTION_PRICE) {
+      const n = Number(rawPrice);
+      if (!/^\s*\d+(\.\d+)?\s*$/.test(rawPrice) || !Number.isFinite(n)) {
+        throw new ClientError('invalid_field', 'price must be a number (the clearing CPM)', 'price');
+      }
+      price = n;
+    }
+    const { claims, signature } = read;
+    const result = { price, currency: claims.currency };
+    if (claims.pid === '') {
+      const key = `${kind}:${signature}`;
+      if (this.anonymousNotices.has(key)) return { outcome: 'duplicate', ...result };
+      this.anonymousNotices.set(key, true);
+      return { outcome: 'counted', ...result };
+    }
+    const now = this.clock();
+    const rs = this.service.ruleSet.compiled;
+    const ci = rs.campaignIndex.get(claims.campaign);
+    const c = ci === undefined ? undefined : rs.campaigns[ci];
+    const writes: EventWrite[] = [{ eventId: `ortb-${kind}:${signature}`, pid: claims.pid, at: now }];
+    if (c !== undefined && c.keepImpressions > 0 && c.longestCapMs > 0) {
+      writes.push({
+        eventId: `ortb-imp:${signature}`,
+        pid: claims.pid,
+        at: now,
+        impression: { campaign: c.id, keep: c.keepImpressions, ttlMs: c.longestCapMs },
+      });
+    }
+    let results: Awaited<ReturnType<EventStore['applyEvents']>>;
+    try {
+      results = await this.store.applyEvents(writes);
+    } catch {
+      throw new ClientError('store_unavailable', 'The notice could not be recorded; send it again');
+    }
+    return { outcome: results[0]?.outcome === 'duplicate' ? 'duplicate' : 'counted', ...result };
+  }
+}
+
+/** How a creative bids on an imp, or why it may not. */
+function planOf(imp: Imp, c: CompiledCampaign, cr: CompiledCreative, seat: string): Plan | FilterReason {
+  let why: FilterReason | null = null;
+  if (c.deals.size > 0) {
+    for (const deal of imp.deals) {
+      if (!c.deals.has(deal.id)) continue;
+      if (deal.wseats.length > 0 && !deal.wseats.includes(seat)) {
+        why ??= 'blocked';
+        continue;
+      }
+      if (deal.bidfloor > 0 && deal.bidfloorcur !== cr.currency) {
+        why = 'currency';
+        continue;
+      }
+      if (cr.bid < deal.bidfloor) {
+        why = 'floor';
+        continue;
+      }
+      return { price: cr.bid, currency: cr.currency, deal };
+    }
+    // A campaign that buys deals bids through them only.
+    return why ?? 'deal';
+  }
+  if (imp.privateAuction) return 'deal';
+  if (imp.bidfloor > 0 && imp.bidfloorcur !== cr.currency) return 'currency';
+  if (cr.bid < imp.bidfloor) return 'floor';
+  return { price: cr.bid, currency: cr.currency, deal: null };
+}
+
+/** `company.com` in badv blocks company.com and its subdomains. */
+function blockedDomain(domain: string, badv: readonly string[]): boolean {
+  for (const b of badv) if (domain === b || domain.endsWith(`.${b}`)) return true;
+  return false;
+}
+
+/** `IAB2` in bcat blocks IAB2 and every IAB2-n. */
+function blockedCategory(cat: string, bcat: readonly string[]): boolean {
+  for (const b of bcat) if (cat === b || cat.startsWith(`${b}-`)) return true;
+  return false;
+}
+
+/** The size of the format the creative fills on the imp, when it has one. */
+function sizeOf(imp: Imp, cr: CompiledCreative): [number, number] | null {
+  for (const f of imp.formats) {
+    if (cr.formats !== null && !cr.formats.includes(f)) continue;
+    const m = SIZE.exec(f);
+    if (m !== null) return [Number(m[1]), Number(m[2])];
+    if (cr.formats !== null) return null;
+  }
+  return null;
+}
+
+function defaultMarkup(c: CompiledCampaign, cr: CompiledCreative): string {
+  return `<div class="mindshare-ad" data-campaign="${escapeHtml(c.id)}" data-creative="${escapeHtml(cr.id)}">${escapeHtml(c.brand)}: ${escapeHtml(cr.id)}</div>`;
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+}

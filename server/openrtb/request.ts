@@ -1,0 +1,327 @@
+/**
+ * Reads an OpenRTB 2.5/2.6 BidRequest (JSON) into what the bidder needs. Tolerant like an
+ * exchange expects: unknown fields and `ext` are ignored. Strict where the specification is: a
+ * request `id`; at least one `imp`, each with a unique `id` and one of banner, video, audio or
+ * native; not both `site` and `app`. Fields the bidder reads must have their specified types.
+ * Every problem is a ClientError with a code and the path of the field at fault.
+ */
+import type { Channel } from '../../rules/types.js';
+import { ClientError } from '../errors.js';
+
+export interface Deal {
+  id: string;
+  bidfloor: number;
+  bidfloorcur: string;
+  /** Seats allowed to bid on the deal; empty: any. */
+  wseats: string[];
+}
+
+export interface Imp {
+  id: string;
+  channels: Channel[];
+  formats: string[];
+  bidfloor: number;
+  bidfloorcur: string;
+  /** Blocked creative attributes, of every media object of the imp. */
+  battr: number[];
+  privateAuction: boolean;
+  deals: Deal[];
+}
+
+export interface BidRequest {
+  id: string;
+  imps: Imp[];
+  /** ms, when the exchange said */
+  tmax: number | undefined;
+  /** Currencies the exchange takes; empty: any. */
+  cur: string[];
+  /** Blocked advertiser domains (lower case) and IAB categories. */
+  badv: string[];
+  bcat: string[];
+  wseat: string[];
+  bseat: string[];
+  /** Aliases of the person, best first: `[kind, value]`. */
+  aliases: Array<[string, string]>;
+  contextTags: string[];
+}
+
+export const OPENRTB_LIMITS = { imps: 64, deals: 64, aliases: 8, tags: 256, tagLength: 128 } as const;
+
+type Obj = Record<string, unknown>;
+
+function isObject(v: unknown): v is Obj {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function objectAt(v: unknown, path: string): Obj | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!isObject(v)) throw new ClientError('invalid_field', `${path} must be an object`, path);
+  return v;
+}
+
+function stringAt(v: unknown, path: string): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new ClientError('invalid_field', `${path} must be a string`, path);
+  return v;
+}
+
+function numberAt(v: unknown, path: string, min = 0): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
+    throw new ClientError('invalid_field', `${path} must be a number of at least ${min}`, path);
+  }
+  return v;
+}
+
+function arrayAt(v: unknown, path: string): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new ClientError('invalid_field', `${path} must be an array`, path);
+  return v;
+}
+
+function stringsAt(v: unknown, path: string): string[] {
+  return arrayAt(v, path).map((x, i) => {
+    if (typeof x !== 'string')
+      throw new ClientError('invalid_field', `${path}[${i}] must be a string`, `${path}[${i}]`);
+    return x;
+  });
+}
+
+function intsAt(v: unknown, path: string): number[] {
+  return arrayAt(v, path).map((x, i) => {
+    if (typeof x !== 'number' || !Number.isInteger(x)) {
+      throw new ClientError('invalid_field', `${path}[${i}] must be an integer`, `${path}[${i}]`);
+    }
+    return x;
+  });
+}
+
+/** An id exchanges send for "unknown": empty, or zeros only (`00000000-0000-...`). */
+export function isBlankId(id: string): boolean {
+  return /^[0-]*$/.test(id);
+}
+
+export function parseBidRequest(body: Buffer): BidRequest {
+  let data: unknown;
+  try {
+    data = JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    throw new ClientError('bad_json', `The body is not valid JSON: ${(e as Error).message}`);
+  }
+  return checkBidRequest(data);
+}
+
+export function checkBidRequest(data: unknown): BidRequest {
+  if (!isObject(data)) throw new ClientError('invalid_field', 'the body must be a BidRequest object', '');
+  const id = stringAt(data.id, 'id');
+  if (id === undefined || id === '') throw new ClientError('missing_field', 'id is required', 'id');
+  if (data.imp === undefined || data.imp === null)
+    throw new ClientError('missing_field', 'imp is required', 'imp');
+  const rawImps = arrayAt(data.imp, 'imp');
+  if (rawImps.length === 0)
+    throw new ClientError('invalid_field', 'imp must list at least one impression', 'imp');
+  if (rawImps.length > OPENRTB_LIMITS.imps) {
+    throw new ClientError('invalid_field', `imp has more than ${OPENRTB_LIMITS.imps} impressions`, 'imp');
+  }
+  const seen = new Set<string>();
+  const imps = rawImps.map((raw, i) => {
+    const imp = checkImp(raw, `imp[${i}]`);
+    if (seen.has(imp.id)) {
+      throw new ClientError('invalid_field', `imp[${i}].id: "${imp.id}" appears twice`, `imp[${i}].id`);
+    }
+    seen.add(imp.id);
+    return imp;
+  });
+  const site = objectAt(data.site, 'site');
+  const app = objectAt(data.app, 'app');
+  if (site !== undefined && app !== undefined) {
+    throw new ClientError('invalid_field', 'a bid request has site or app, not both', 'app');
+  }
+  const tmax = numberAt(data.tmax, 'tmax');
+  const user = objectAt(data.user, 'user');
+  const device = objectAt(data.device, 'device');
+  return {
+    id,
+    imps,
+    tmax,
+    cur: stringsAt(data.cur, 'cur'),
+    badv: stringsAt(data.badv, 'badv').map((d) => d.toLowerCase()),
+    bcat: stringsAt(data.bcat, 'bcat'),
+    wseat: stringsAt(data.wseat, 'wseat'),
+    bseat: stringsAt(data.bseat, 'bseat'),
+    aliases: identity(user, device),
+    contextTags: contextTags(site ?? app, site !== undefined ? 'site' : 'app', user),
+  };
+}
+
+function checkImp(raw: unknown, path: string): Imp {
+  const imp = objectAt(raw, path);
+  if (imp === undefined) throw new ClientError('invalid_field', `${path} must be an object`, path);
+  const id = stringAt(imp.id, `${path}.id`);
+  if (id === undefined || id === '')
+    throw new ClientError('missing_field', `${path}.id is required`, `${path}.id`);
+  const banner = objectAt(imp.banner, `${path}.banner`);
+  const video = objectAt(imp.video, `${path}.video`);
+  const audio = objectAt(imp.audio, `${path}.audio`);
+  const native = objectAt(imp.native, `${path}.native`);
+  if (banner === undefined && video === undefined && audio === undefined && native === undefined) {
+    throw new ClientError('missing_field', `${path} needs one of banner, video, audio or native`, path);
+  }
+  const channels: Channel[] = [];
+  const formats: string[] = [];
+  const battr: number[] = [];
+  if (banner !== undefined) {
+    channels.push('display');
+    const w = numberAt(banner.w, `${path}.banner.w`);
+    const h = numberAt(banner.h, `${path}.banner.h`);
+    if (w !== undefined && h !== undefined) formats.push(`banner-${w}x${h}`);
+    arrayAt(banner.format, `${path}.banner.format`).forEach((f, j) => {
+      const at = `${path}.banner.format[${j}]`;
+      const fo = objectAt(f, at);
+      const fw = numberAt(fo?.w, `${at}.w`);
+      const fh = numberAt(fo?.h, `${at}.h`);
+      if (fw !== undefined && fh !== undefined) {
+        const name = `banner-${fw}x${fh}`;
+        if (!formats.includes(name)) formats.push(name);
+      }
+    });
+    if (formats.length === 0) formats.push('banner');
+    battr.push(...intsAt(banner.battr, `${path}.banner.battr`));
+  }
+  if (video !== undefined) {
+    channels.push('video');
+    const w = numberAt(video.w, `${path}.video.w`);
+    const h = numberAt(video.h, `${path}.video.h`);
+    if (w !== undefined && h !== undefined) formats.push(`video-${w}x${h}`);
+    formats.push('video');
+    battr.push(...intsAt(video.battr, `${path}.video.battr`));
+  }
+  if (audio !== undefined) {
+    // No audio channel: an audio-only impression gets no bid.
+    formats.push('audio');
+    battr.push(...intsAt(audio.battr, `${path}.audio.battr`));
+  }
+  if (native !== undefined) {
+    channels.push('native');
+    formats.push('native');
+    battr.push(...intsAt(native.battr, `${path}.native.battr`));
+  }
+  const pmp = objectAt(imp.pmp, `${path}.pmp`);
+  const rawDeals = arrayAt(pmp?.deals, `${path}.pmp.deals`);
+  if (rawDeals.length > OPENRTB_LIMITS.deals) {
+    throw new ClientError(
+      'invalid_field',
+      `${path}.pmp.deals has more than ${OPENRTB_LIMITS.deals} deals`,
+      `${path}.pmp.deals`,
+    );
+  }
+  const deals = rawDeals.map((d, j): Deal => {
+    const at = `${path}.pmp.deals[${j}]`;
+    const deal = objectAt(d, at);
+    if (deal === undefined) throw new ClientError('invalid_field', `${at} must be an object`, at);
+    const did = stringAt(deal.id, `${at}.id`);
+    if (did === undefined || did === '')
+      throw new ClientError('missing_field', `${at}.id is required`, `${at}.id`);
+    return {
+      id: did,
+      bidfloor: numberAt(deal.bidfloor, `${at}.bidfloor`) ?? 0,
+      bidfloorcur: stringAt(deal.bidfloorcur, `${at}.bidfloorcur`) ?? 'USD',
+      wseats: stringsAt(deal.wseat ?? deal.wseats, `${at}.wseat`),
+    };
+  });
+  const pa = numberAt(pmp?.private_auction, `${path}.pmp.private_auction`);
+  return {
+    id,
+    channels,
+    formats,
+    bidfloor: numberAt(imp.bidfloor, `${path}.bidfloor`) ?? 0,
+    bidfloorcur: stringAt(imp.bidfloorcur, `${path}.bidfloorcur`) ?? 'USD',
+    battr,
+    privateAuction: pa === 1,
+    deals,
+  };
+}
+
+/**
+ * The person's aliases, best first: `buyeruid` (the id this bidder gave the exchange in a cookie
+ * sync: kind `cookie`), the device's advertising id (`device.ifa`: kind `idfa`, unless limit-ad-
+ * tracking is on), extended ids (`user.eids[].uids[].id`: kind `eid-<source>`), and the
+ * exchange's own user id (`user.id`: kind `exchange`). Blank and all-zero ids are ignored.
+ */
+function identity(user: Obj | undefined, device: Obj | undefined): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const add = (kind: string, value: string | undefined) => {
+    if (value === undefined || value.length > 256 || isBlankId(value)) return;
+    if (out.length >= OPENRTB_LIMITS.aliases) return;
+    if (!out.some(([k, v]) => k === kind && v === value)) out.push([kind, value]);
+  };
+  add('cookie', stringAt(user?.buyeruid, 'user.buyeruid'));
+  const lmt = numberAt(device?.lmt, 'device.lmt');
+  if (lmt !== 1) add('idfa', stringAt(device?.ifa, 'device.ifa'));
+  arrayAt(user?.eids, 'user.eids').forEach((e, i) => {
+    const eid = objectAt(e, `user.eids[${i}]`);
+    const source = stringAt(eid?.source, `user.eids[${i}].source`);
+    if (source === undefined || source === '') return;
+    const kind = `eid-${source.toLowerCase().replace(/[^a-z0-9-]+/g, '-')}`.slice(0, 32);
+    arrayAt(eid?.uids, `user.eids[${i}].uids`).forEach((u, j) => {
+      const uid = objectAt(u, `user.eids[${i}].uids[${j}]`);
+      add(kind, stringAt(uid?.id, `user.eids[${i}].uids[${j}].id`));
+    });
+  });
+  add('exchange', stringAt(user?.id, 'user.id'));
+  return out;
+}
+
+/**
+ * Tags true for this request: `src:openrtb`; `iab:<category>` of the site or app, its pages
+ * and its content; `kw:<keyword>` of the content (and site or app); `pub:<publisher id>`;
+ * `site:<domain>` or `app:<bundle>`; `seg:<provider>:<segment id>` of `user.data`.
+ */
+function contextTags(inventory: Obj | undefined, where: 'site' | 'app', user: Obj | undefined): string[] {
+  const tags = new Set<string>(['src:openrtb']);
+  const add = (tag: string) => {
+    if (tag.length <= OPENRTB_LIMITS.tagLength && tags.size < OPENRTB_LIMITS.tags) tags.add(tag);
+  };
+  const keywords = (o: Obj | undefined) => {
+    if (o === undefined) return;
+    const kw = o.keywords;
+    const list = typeof kw === 'string' ? kw.split(',') : Array.isArray(kw) ? kw : [];
+    const more = [o.kwarray, o.keyword].flatMap((x) => (Array.isArray(x) ? x : []));
+    for (const k of [...list, ...more]) {
+      if (typeof k !== 'string') continue;
+      const t = k.trim().toLowerCase();
+      if (t !== '') add(`kw:${t}`);
+    }
+  };
+  const cats = (v: unknown, at: string) => {
+    for (const c of stringsAt(v, at)) add(`iab:${c}`);
+  };
+  if (inventory !== undefined) {
+    cats(inventory.cat, `${where}.cat`);
+    cats(inventory.sectioncat, `${where}.sectioncat`);
+    cats(inventory.pagecat, `${where}.pagecat`);
+    keywords(inventory);
+    const publisher = objectAt(inventory.publisher, `${where}.publisher`);
+    const pub = stringAt(publisher?.id, `${where}.publisher.id`);
+    if (pub !== undefined && pub !== '') add(`pub:${pub}`);
+    const name =
+      where === 'site' ? stringAt(inventory.domain, 'site.domain') : stringAt(inventory.bundle, 'app.bundle');
+    if (name !== undefined && name !== '') add(`${where}:${name.toLowerCase()}`);
+    const content = objectAt(inventory.content, `${where}.content`);
+    if (content !== undefined) {
+      cats(content.cat, `${where}.content.cat`);
+      keywords(content);
+    }
+  }
+  arrayAt(user?.data, 'user.data').forEach((d, i) => {
+    const data = objectAt(d, `user.data[${i}]`);
+    const provider = stringAt(data?.id, `user.data[${i}].id`) ?? stringAt(data?.name, `user.data[${i}].name`);
+    if (provider === undefined || provider === '') return;
+    arrayAt(data?.segment, `user.data[${i}].segment`).forEach((s, j) => {
+      const seg = objectAt(s, `user.data[${i}].segment[${j}]`);
+      const sid = stringAt(seg?.id, `user.data[${i}].segment[${j}].id`);
+      if (sid !== undefined && sid !== '') add(`seg:${provider}:${sid}`);
+    });
+  });
+  return [...tags];
+}

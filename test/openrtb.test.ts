@@ -1,0 +1,280 @@
+/**
+ * The OpenRTB bidder on a real data-plane listener, over each store: the embedded one and a real
+ * redis-server. The specification's example requests (test/openrtb/breq.*.json) against
+ * test/openrtb/ruleset.yaml; every constraint; win notices against frequency caps.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningServer, startServer } from '../server/app.js';
+import { loadConfig } from '../server/config.js';
+import type { ProfileStore } from '../server/store/types.js';
+import { postJson } from './http.js';
+import { type RedisHandle, startRedis } from './redis-server.js';
+
+const quiet = () => {};
+// biome-ignore lint/suspicious/noTemplateCurlyInString: the OpenRTB macro as the exchange sees it
+const MACRO = '${AUCTION_PRICE}';
+const NOW = Date.parse('2026-11-24T04:00:00.000Z');
+const RULESET = new URL('./openrtb/ruleset.yaml', import.meta.url).pathname;
+// biome-ignore lint/suspicious/noExplicitAny: requests are edited field by field
+type Json = any;
+const example = (name: string): Json =>
+  JSON.parse(readFileSync(new URL(`./openrtb/breq.${name}.json`, import.meta.url), 'utf8'));
+
+interface Target {
+  port: number;
+  store: ProfileStore;
+}
+
+function describeBidder(name: string, target: () => Target): void {
+  describe(`OpenRTB bidder: ${name}`, () => {
+    const url = () => `http://127.0.0.1:${target().port}/openrtb2/bid`;
+    const bid = (body: unknown) => postJson(url(), body);
+    const get = (path: string) => fetch(`http://127.0.0.1:${target().port}${path}`);
+
+    it('bids on the banner example: impid, size, price, markup, notices', async () => {
+      const r = await bid(example('banner'));
+      expect(r.status).toBe(200);
+      expect(r.body).toMatchObject({ id: '1234534625254', cur: 'USD' });
+      expect(r.body.seatbid).toHaveLength(1);
+      expect(r.body.seatbid[0].seat).toBe('mindshare');
+      const b = r.body.seatbid[0].bid[0];
+      expect(b).toMatchObject({
+        impid: '1',
+        price: 1.5,
+        adid: 'shoes-300x250',
+        crid: 'shoes-300x250',
+        cid: 'shoes-banner',
+        adomain: ['shoes.example'],
+        cat: ['IAB18-1'],
+        w: 300,
+        h: 250,
+      });
+      expect(b.adm).toContain('cdn.shoes.example');
+      expect(b.nurl).toContain('/openrtb2/win?bid=');
+      expect(b.nurl).toContain(`price=${MACRO}`);
+      expect(b.burl).toContain('/openrtb2/bill?bid=');
+    });
+
+    it('bids on the video example through the deals, at or above every floor', async () => {
+      const req = example('video');
+      const r = await bid(req);
+      expect(r.status).toBe(200);
+      const bids: Json[] = r.body.seatbid[0].bid;
+      const byImp = Object.fromEntries(bids.map((b) => [b.impid, b]));
+      expect(byImp['1']).toMatchObject({ cid: 'cars-video-deal', price: 6, dealid: '1452f.eadb4.7aaa' });
+      expect(byImp['2']).toMatchObject({ cid: 'cars-video-deal-b', price: 4, dealid: '1452f.eadb4.7aaa' });
+      expect(byImp['2'].w).toBe(640);
+      expect(byImp['3']).toMatchObject({ cid: 'cars-video-open', price: 3 });
+      expect(byImp['3'].dealid).toBeUndefined();
+      expect(new Set(bids.map((b) => b.id)).size).toBe(bids.length);
+      for (const b of bids) {
+        const imp = req.imp.find((i: Json) => i.id === b.impid);
+        const floor = b.dealid
+          ? imp.pmp.deals.find((d: Json) => d.id === b.dealid).bidfloor
+          : (imp.bidfloor ?? 0);
+        expect(b.price).toBeGreaterThanOrEqual(floor);
+      }
+    });
+
+    it('answers the native example with no bid (its wseat excludes this seat), and bids once allowed', async () => {
+      const req = example('native');
+      const r = await bid(req);
+      expect(r.status).toBe(204);
+      expect(r.body).toBeNull();
+      req.wseat.push('mindshare');
+      const ok = await bid(req);
+      expect(ok.status).toBe(200);
+      expect(ok.body.seatbid[0].bid[0]).toMatchObject({ impid: '1', cid: 'news-native', price: 0.5 });
+      expect(ok.body.seatbid[0].bid[0].price).toBeGreaterThanOrEqual(0.03);
+      req.bseat.push('mindshare');
+      expect((await bid(req)).status).toBe(204);
+    });
+
+    it('tolerates unknown fields and ext anywhere', async () => {
+      const req = example('banner');
+      req.ext = { prebid: { x: 1 } };
+      req.imp[0].ext = { gpid: '/home' };
+      req.imp[0].banner.ext = { anything: [1, 2] };
+      req.someFutureField = { a: 1 };
+      req.regs = { gdpr: 1, ext: {} };
+      expect((await bid(req)).status).toBe(200);
+    });
+
+    it('does not bid for a blocked advertiser domain', async () => {
+      const req = example('banner');
+      req.badv.push('shoes.example');
+      expect((await bid(req)).status).toBe(204);
+    });
+
+    it('does not bid for a blocked category (a tier-1 category blocks its subcategories)', async () => {
+      const req = example('banner');
+      req.bcat = ['IAB18'];
+      expect((await bid(req)).status).toBe(204);
+    });
+
+    it('does not bid with a blocked creative attribute', async () => {
+      const req = example('banner');
+      req.imp[0].banner.battr = [2];
+      expect((await bid(req)).status).toBe(204);
+    });
+
+    it('answers 204 when the floor is above every bid, or in another currency', async () => {
+      const req = example('banner');
+      req.imp[0].bidfloor = 100;
+      expect((await bid(req)).status).toBe(204);
+      const eur = example('banner');
+      eur.imp[0].bidfloor = 0.1;
+      eur.imp[0].bidfloorcur = 'EUR';
+      expect((await bid(eur)).status).toBe(204);
+    });
+
+    it('bids in the campaign currency only where the exchange takes it', async () => {
+      const req = example('banner');
+      req.imp[0].banner = { w: 320, h: 50 };
+      const r = await bid(req);
+      expect(r.status).toBe(200);
+      expect(r.body.cur).toBe('EUR');
+      req.cur = ['USD'];
+      expect((await bid(req)).status).toBe(204);
+    });
+
+    it('answers a private auction without a matching deal with no bid', async () => {
+      const req = example('video');
+      req.imp = [req.imp[0]];
+      req.imp[0].pmp.deals = [{ id: 'someone-else', bidfloor: 1 }];
+      expect((await bid(req)).status).toBe(204);
+    });
+
+    it('answers 204 at once when tmax leaves no time after the margin', async () => {
+      const req = example('banner');
+      req.tmax = 10;
+      const t0 = performance.now();
+      const r = await bid(req);
+      expect(r.status).toBe(204);
+      expect(performance.now() - t0).toBeLessThan(500);
+    });
+
+    it.each([
+      ['a missing id', (r: Json) => delete r.id, 'missing_field', 'id'],
+      ['no imp', (r: Json) => delete r.imp, 'missing_field', 'imp'],
+      ['an empty imp', (r: Json) => (r.imp = []), 'invalid_field', 'imp'],
+      ['duplicate imp ids', (r: Json) => r.imp.push(structuredClone(r.imp[0])), 'invalid_field', 'imp[1].id'],
+      ['both site and app', (r: Json) => (r.app = { id: 'a' }), 'invalid_field', 'app'],
+      ['an imp without media', (r: Json) => delete r.imp[0].banner, 'missing_field', 'imp[0]'],
+      [
+        'a floor that is not a number',
+        (r: Json) => (r.imp[0].bidfloor = 'x'),
+        'invalid_field',
+        'imp[0].bidfloor',
+      ],
+    ])('refuses %s with 400', async (_name, edit, code, path) => {
+      const req = example('banner');
+      edit(req);
+      const r = await bid(req);
+      expect(r.status).toBe(400);
+      expect(r.body.error).toMatchObject({ code, path });
+    });
+
+    it('refuses a body that is not JSON, and one over the limit', async () => {
+      const r = await bid('{"id":');
+      expect(r.status).toBe(400);
+      expect(r.body.error.code).toBe('bad_json');
+      const big = example('banner');
+      big.ext = { pad: 'x'.repeat(70_000) };
+      const r2 = await bid(big);
+      expect(r2.status).toBe(413);
+      expect(r2.body.error.code).toBe('body_too_large');
+    });
+
+    it('counts a win once against the caps; the capped person then gets no bid', async () => {
+      const pid = `capped-${name.replace(/\W/g, '')}`;
+      await target().store.putProfile({ id: pid, tags: ['circle:capped'] });
+      await target().store.linkAliases(pid, { cookie: `buyer-${pid}` });
+      const req = example('banner');
+      req.id = 'cap-1';
+      req.user = { id: 'exchange-user', buyeruid: `buyer-${pid}` };
+      req.imp[0].banner = { format: [{ w: 728, h: 90 }] };
+      const r = await bid(req);
+      expect(r.status).toBe(200);
+      const b = r.body.seatbid[0].bid[0];
+      expect(b).toMatchObject({ cid: 'capped-leaderboard', w: 728, h: 90, price: 2 });
+      const win = b.nurl.replace(/^https?:\/\/[^/]+/, '').replace(MACRO, '1.75');
+      expect((await get(win)).status).toBe(204);
+      expect((await get(win)).status).toBe(204); // repeated: counted once
+      const bill = b.burl.replace(/^https?:\/\/[^/]+/, '').replace(MACRO, '1.75');
+      expect((await get(bill)).status).toBe(204);
+      const record = await target().store.loadPerson(pid);
+      expect(record.counters['capped-leaderboard']).toHaveLength(1);
+      let capped = false;
+      for (let i = 0; i < 50 && !capped; i++) {
+        capped = (await bid({ ...req, id: `cap-${i + 2}` })).status === 204;
+        if (!capped) await new Promise((res) => setTimeout(res, 20));
+      }
+      expect(capped).toBe(true);
+    });
+
+    it('answers 404 for an unknown bid and 400 for a malformed notice', async () => {
+      const r = await bid(example('banner'));
+      const id: string = r.body.seatbid[0].bid[0].id;
+      const forged = `${id.slice(0, -2)}${id.endsWith('AA') ? 'BB' : 'AA'}`;
+      const unknown = await get(`/openrtb2/win?bid=${forged}&price=1`);
+      expect(unknown.status).toBe(404);
+      expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('bid_not_found');
+      expect((await get('/openrtb2/win?price=1')).status).toBe(400);
+      expect((await get('/openrtb2/win?bid=nonsense')).status).toBe(400);
+      expect((await get(`/openrtb2/bill?bid=${id}&price=abc`)).status).toBe(400);
+      expect((await get(`/openrtb2/win?bid=${id}&price=0.9`)).status).toBe(204);
+    });
+  });
+}
+
+describe('embedded store', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    const config = loadConfig({
+      PORT: '0',
+      ADMIN_PORT: '0',
+      HOST: '127.0.0.1',
+      DEMO_PEOPLE: '0',
+      RULESET_FILE: RULESET,
+    });
+    server = await startServer(config, { log: quiet, now: () => NOW });
+  });
+  afterAll(() => server.close());
+  describeBidder('embedded store', () => ({ port: server.dataPort, store: server.store }));
+
+  it('reports bids, no-bids and notices in /metrics', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    expect(text).toMatch(/mindshare_openrtb_bids_total [1-9]/);
+    expect(text).toMatch(/mindshare_openrtb_no_bids_total\{reason="blocked"\} [1-9]/);
+    expect(text).toMatch(/mindshare_openrtb_no_bids_total\{reason="timeout"\} [1-9]/);
+    expect(text).toMatch(/mindshare_openrtb_no_bids_total\{reason="invalid"\} [1-9]/);
+    expect(text).toMatch(/mindshare_openrtb_notices_total\{type="win",outcome="counted"\} [1-9]/);
+    expect(text).toMatch(/mindshare_openrtb_notices_total\{type="win",outcome="duplicate"\} [1-9]/);
+    expect(text).toMatch(/mindshare_openrtb_notice_price_total\{type="win",currency="USD"\} [1-9]/);
+  });
+});
+
+describe('Redis store', () => {
+  let redis: RedisHandle;
+  let server: RunningServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+    const config = loadConfig({
+      PORT: '0',
+      ADMIN_PORT: '0',
+      HOST: '127.0.0.1',
+      REDIS_URL: redis.url,
+      RULESET_FILE: RULESET,
+      DECISION_DEADLINE_MS: '50',
+      CACHE_TTL_MS: '50',
+    });
+    server = await startServer(config, { log: quiet, now: () => NOW });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await redis?.stop();
+  });
+  describeBidder('Redis store', () => ({ port: server.dataPort, store: server.store }));
+});
