@@ -5,15 +5,19 @@
  * 1. Starts a private redis-server on a free port and loads N synthetic people (server/demo) with
  *    the pipelined store path (putProfiles), then the same people as JSON strings (for the typical
  *    stack) and, for a sample, as a Redis hash per person; bytes per person from INFO memory.
- * 2. Starts the real server (dist/server/main.js), a bare uWebSockets.js endpoint (the HTTP
- *    ceiling) and a typical Node stack (Hono + ioredis + json-rules-engine), each its own process.
+ * 2. Starts the real server (dist/server/main.js), the same server again with a rule set whose
+ *    campaigns bid (test/openrtb/ruleset.yaml) for POST /openrtb2/bid, a bare uWebSockets.js
+ *    endpoint (the HTTP ceiling) and a typical Node stack (Hono + ioredis + json-rules-engine),
+ *    each its own process.
  * 3. Drives each from a separate process (driver.ts, autocannon): per scenario a closed-loop
  *    maximum with fixed connections, then fixed offered rates at fractions of that maximum. Server
  *    CPU per request from /proc/<pid>/stat. redis-benchmark GET is the Redis ceiling; wrk, when
  *    installed, cross-checks the maxima.
  * 4. Prints one table, the ratios and the aims; writes bench/results/load-<date>.json and
  *    load-latest.json (quick mode: a file under the temp folder). Quick mode exits 1 when a target
- *    did not answer, or when the server answered any request with an error.
+ *    did not answer, or when the server answered any request with an error (for OpenRTB: with
+ *    anything but 200 or 204). `--openrtb-only` runs the OpenRTB scenarios and the bare endpoint
+ *    only (no decide, typical stack, redis-benchmark or wrk runs).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -23,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { demoAliases, demoProfile } from '../server/demo/profiles.js';
 import { RedisStore } from '../server/store/redis.js';
 import type { DriverConfig, DriverResult } from './driver.js';
-import { bodyFor } from './driver.js';
+import { bidRequestFor, bodyFor } from './driver.js';
 import { cpuPerRequestUs, cpuSeconds } from './proc.js';
 import { freePort, startRedis, track } from './redis.js';
 
@@ -38,6 +42,7 @@ interface Options {
   connections: number;
   fractions: number[];
   wrk: boolean;
+  openrtbOnly: boolean;
 }
 
 function options(argv: string[]): Options {
@@ -56,7 +61,8 @@ function options(argv: string[]): Options {
     durationS: value('--duration', quick ? 2 : 10),
     connections: Math.floor(value('--connections', 32)),
     fractions: quick ? [0.5] : [0.25, 0.5, 0.75],
-    wrk: !quick && !argv.includes('--no-wrk') && onPath('wrk'),
+    wrk: !quick && !argv.includes('--no-wrk') && !argv.includes('--openrtb-only') && onPath('wrk'),
+    openrtbOnly: argv.includes('--openrtb-only'),
   };
 }
 
@@ -83,8 +89,8 @@ function startNode(script: string, env: Record<string, string>, name: string): C
   return child;
 }
 
-/** Resolves when a POST of `body` answers 200 (or `path` for a GET), within 30 s. */
-async function waitReady(url: string, body?: string): Promise<void> {
+/** Resolves when a POST of `body` (or a GET) answers one of `statuses`, within 30 s. */
+async function waitReady(url: string, body?: string, statuses: number[] = [200]): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     try {
@@ -93,7 +99,7 @@ async function waitReady(url: string, body?: string): Promise<void> {
         body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body },
       );
       await res.arrayBuffer();
-      if (res.status === 200) return;
+      if (statuses.includes(res.status)) return;
     } catch {
       // not listening yet
     }
@@ -280,7 +286,7 @@ async function loadPeople(store: RedisStore, n: number, log: (s: string) => void
 // ---- runs --------------------------------------------------------------------------------------
 
 interface Run {
-  target: 'decide' | 'bare-uws' | 'typical-stack';
+  target: 'decide' | 'openrtb' | 'bare-uws' | 'typical-stack';
   scenario: string;
   /** null: closed loop, as fast as answered */
   offeredRps: number | null;
@@ -296,6 +302,14 @@ interface Scenario {
   format: 'json' | 'msgpack';
   placements: number;
   people: number;
+  openrtb?: boolean;
+}
+
+/** Share of the answers that were 200 (a bid) among 200 and 204 (no bid). */
+function bidShare(r: DriverResult): number {
+  const bid = r.statuses['200'] ?? 0;
+  const noBid = r.statuses['204'] ?? 0;
+  return bid + noBid === 0 ? 0 : bid / (bid + noBid);
 }
 
 // ---- main --------------------------------------------------------------------------------------
@@ -326,7 +340,27 @@ async function main(): Promise<void> {
         ] satisfies Scenario[])),
   ];
 
-  const [decidePort, adminPort, barePort, typicalPort] = [
+  // OpenRTB: people resolve by their `cookie` alias (user.buyeruid), linked for the first 100k.
+  const aliased = Math.min(opt.profiles, 100_000);
+  const ortbScenarios: Scenario[] = [
+    ...(opt.quick
+      ? []
+      : ([
+          { name: 'hot set (cache hits)', format: 'json', placements: 1, people: HOT, openrtb: true },
+        ] satisfies Scenario[])),
+    {
+      name: `uniform over ${aliased / 1000}k aliased`,
+      format: 'json',
+      placements: 1,
+      people: aliased,
+      openrtb: true,
+    },
+  ];
+
+  const [decidePort, adminPort, ortbPort, ortbAdminPort, barePort, typicalPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -344,8 +378,26 @@ async function main(): Promise<void> {
     },
     'server',
   );
+  // The same server with a rule set whose campaigns bid (bid, adomain, cat, deals).
+  const ortb = startNode(
+    'server/main.js',
+    {
+      REDIS_URL: redisProc.url,
+      LOG_LEVEL: 'warn',
+      WORKERS: String(opt.workers),
+      HOST: '127.0.0.1',
+      PORT: String(ortbPort),
+      ADMIN_PORT: String(ortbAdminPort),
+      RULESET_FILE: join(root, 'test', 'openrtb', 'ruleset.yaml'),
+      OPENRTB_SECRET: 'load-test-secret-0123456789abcdef',
+    },
+    'openrtb',
+  );
   const decideUrl = `http://127.0.0.1:${decidePort}/v1/decide`;
+  const ortbUrl = `http://127.0.0.1:${ortbPort}/openrtb2/bid`;
   await waitReady(`http://127.0.0.1:${adminPort}/readyz`);
+  await waitReady(`http://127.0.0.1:${ortbAdminPort}/readyz`);
+  await waitReady(ortbUrl, bidRequestFor(1), [200, 204]);
   await waitReady(decideUrl, bodyFor(1, 'json', 1) as string);
   // The size of a typical answer: the mean over a few people, one placement.
   let answerBytes = 0;
@@ -373,12 +425,17 @@ async function main(): Promise<void> {
   await waitReady(bareUrl, bodyFor(1, 'json', 1) as string);
   await waitReady(typicalUrl, bodyFor(1, 'json', 1) as string);
   log(
-    `servers up: decide :${decidePort} (pid ${server.pid}), bare-uws :${barePort}, typical-stack :${typicalPort}; a typical answer is ${answerBytes} bytes\n`,
+    `servers up: decide :${decidePort} (pid ${server.pid}), openrtb :${ortbPort} (pid ${ortb.pid}), bare-uws :${barePort}, typical-stack :${typicalPort}; a typical answer is ${answerBytes} bytes\n`,
   );
 
   const runs: Run[] = [];
-  const pids = { decide: server.pid!, 'bare-uws': bare.pid!, 'typical-stack': typical.pid! };
-  const urls = { decide: decideUrl, 'bare-uws': bareUrl, 'typical-stack': typicalUrl };
+  const pids = {
+    decide: server.pid!,
+    openrtb: ortb.pid!,
+    'bare-uws': bare.pid!,
+    'typical-stack': typical.pid!,
+  };
+  const urls = { decide: decideUrl, openrtb: ortbUrl, 'bare-uws': bareUrl, 'typical-stack': typicalUrl };
   log(
     `${'target'.padEnd(14)}${'scenario'.padEnd(28)}${'load'.padEnd(22)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'p99.9'.padStart(8)}${'err'.padStart(6)}${'cpu µs/req'.padStart(11)}${'redis µs'.padStart(9)}`,
   );
@@ -396,6 +453,7 @@ async function main(): Promise<void> {
       format: sc.format,
       placements: sc.placements,
       people: sc.people,
+      ...(sc.openrtb ? { openrtb: true } : {}),
       ...(rate === null ? {} : { rate: Math.max(1, Math.round(rate)) }),
     };
     const c0 = cpuSeconds(pids[target]);
@@ -416,7 +474,7 @@ async function main(): Promise<void> {
     runs.push(run);
     const f = (x: number | null, d = 1) => (x === null ? '-' : x.toFixed(d));
     log(
-      `${target.padEnd(14)}${sc.name.slice(0, 27).padEnd(28)}${mode.slice(0, 21).padEnd(22)}${Math.round(result.rps).toString().padStart(9)}${f(result.latencyMs.p50, 2).padStart(8)}${f(result.latencyMs.p99, 2).padStart(8)}${f(result.latencyMs.p999, 2).padStart(8)}${String(result.errors + result.non2xx + result.timeouts).padStart(6)}${f(run.serverCpuUsPerReq).padStart(11)}${f(run.redisCpuUsPerReq).padStart(9)}`,
+      `${target.padEnd(14)}${sc.name.slice(0, 27).padEnd(28)}${mode.slice(0, 21).padEnd(22)}${Math.round(result.rps).toString().padStart(9)}${f(result.latencyMs.p50, 2).padStart(8)}${f(result.latencyMs.p99, 2).padStart(8)}${f(result.latencyMs.p999, 2).padStart(8)}${String(result.errors + result.non2xx + result.timeouts).padStart(6)}${f(run.serverCpuUsPerReq).padStart(11)}${f(run.redisCpuUsPerReq).padStart(9)}${target === 'openrtb' ? `  bid ${(bidShare(result) * 100).toFixed(0)}%` : ''}`,
     );
     return run;
   };
@@ -428,63 +486,79 @@ async function main(): Promise<void> {
   };
 
   const decideMax: Record<string, Run> = {};
-  for (const sc of scenarios) decideMax[sc.name] = await series('decide', sc);
+  if (!opt.openrtbOnly) for (const sc of scenarios) decideMax[sc.name] = await series('decide', sc);
+  const ortbMax: Record<string, Run> = {};
+  for (const sc of ortbScenarios) ortbMax[sc.name] = await series('openrtb', sc);
   const hot = scenarios[0]!;
   const uniform = scenarios[1]!;
+  const ortbUniform = ortbScenarios[ortbScenarios.length - 1]!;
   await series('bare-uws', hot);
-  // The same offered rates as the decide runs at 50% of their maximum.
-  for (const sc of [hot, uniform]) {
-    const rate = decideMax[sc.name]!.result.rps * 0.5;
-    await one('bare-uws', hot, rate, `= decide ${sc === hot ? 'hot' : 'uniform'} 50%`);
+  // The same offered rates as the decide and OpenRTB runs at 50% of their maximum.
+  if (!opt.openrtbOnly)
+    for (const sc of [hot, uniform]) {
+      const rate = decideMax[sc.name]!.result.rps * 0.5;
+      await one('bare-uws', hot, rate, `= decide ${sc === hot ? 'hot' : 'uniform'} 50%`);
+    }
+  for (const sc of ortbScenarios) {
+    const rate = ortbMax[sc.name]!.result.rps * 0.5;
+    await one('bare-uws', hot, rate, `= openrtb ${sc === ortbUniform ? 'uniform' : 'hot'} 50%`);
   }
-  await series('typical-stack', hot);
-  await series('typical-stack', uniform);
+  if (!opt.openrtbOnly) {
+    await series('typical-stack', hot);
+    await series('typical-stack', uniform);
+  }
 
   // The Redis ceiling: GET of a value the size of our stored profile, same connections.
-  const rbRequests = opt.quick ? 50_000 : 1_000_000;
-  const rbArgs = [
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(redisProc.port),
-    '-c',
-    String(opt.connections),
-    '-r',
-    '100000',
-    '-d',
-    String(Math.round(memory.ours.profileKeyBytes)),
-    '--csv',
-  ];
-  execFileSync('redis-benchmark', [...rbArgs, '-t', 'set', '-n', opt.quick ? '20000' : '100000'], {
-    stdio: 'ignore',
-    timeout: 120_000,
-  });
-  const rc0 = cpuSeconds(redisProc.pid);
-  const rbOut = execFileSync('redis-benchmark', [...rbArgs, '-t', 'get', '-n', String(rbRequests)], {
-    timeout: 120_000,
-  }).toString();
-  const rc1 = cpuSeconds(redisProc.pid);
-  const rbLine =
-    rbOut
-      .trim()
-      .split('\n')
-      .find((l) => l.startsWith('"GET"'))
-      ?.replace(/"/g, '')
-      .split(',') ?? [];
-  const redisBench = {
-    requests: rbRequests,
-    rps: Number(rbLine[1]),
-    latencyMs: {
-      avg: Number(rbLine[2]),
-      p50: Number(rbLine[4]),
-      p99: Number(rbLine[6]),
-      max: Number(rbLine[7]),
-    },
-    redisCpuUsPerReq: cpuPerRequestUs(rc0, rc1, rbRequests),
+  const redisBenchmark = () => {
+    const rbRequests = opt.quick ? 50_000 : 1_000_000;
+    const rbArgs = [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(redisProc.port),
+      '-c',
+      String(opt.connections),
+      '-r',
+      '100000',
+      '-d',
+      String(Math.round(memory.ours.profileKeyBytes)),
+      '--csv',
+    ];
+    execFileSync('redis-benchmark', [...rbArgs, '-t', 'set', '-n', opt.quick ? '20000' : '100000'], {
+      stdio: 'ignore',
+      timeout: 120_000,
+    });
+    const rc0 = cpuSeconds(redisProc.pid);
+    const rbOut = execFileSync('redis-benchmark', [...rbArgs, '-t', 'get', '-n', String(rbRequests)], {
+      timeout: 120_000,
+    }).toString();
+    const rc1 = cpuSeconds(redisProc.pid);
+    const rbLine =
+      rbOut
+        .trim()
+        .split('\n')
+        .find((l) => l.startsWith('"GET"'))
+        ?.replace(/"/g, '')
+        .split(',') ?? [];
+    const bench = {
+      requests: rbRequests,
+      rps: Number(rbLine[1]),
+      latencyMs: {
+        avg: Number(rbLine[2]),
+        p50: Number(rbLine[4]),
+        p99: Number(rbLine[6]),
+        max: Number(rbLine[7]),
+      },
+      redisCpuUsPerReq: cpuPerRequestUs(rc0, rc1, rbRequests),
+    };
+    log(
+      `${'redis GET'.padEnd(14)}${'redis-benchmark'.padEnd(28)}${'max (closed loop)'.padEnd(22)}${Math.round(bench.rps).toString().padStart(9)}${bench.latencyMs.p50.toFixed(2).padStart(8)}${bench.latencyMs.p99.toFixed(2).padStart(8)}${'-'.padStart(8)}${'-'.padStart(6)}${'-'.padStart(11)}${(bench.redisCpuUsPerReq ?? 0).toFixed(1).padStart(9)}`,
+    );
+    return bench;
   };
-  log(
-    `${'redis GET'.padEnd(14)}${'redis-benchmark'.padEnd(28)}${'max (closed loop)'.padEnd(22)}${Math.round(redisBench.rps).toString().padStart(9)}${redisBench.latencyMs.p50.toFixed(2).padStart(8)}${redisBench.latencyMs.p99.toFixed(2).padStart(8)}${'-'.padStart(8)}${'-'.padStart(6)}${'-'.padStart(11)}${(redisBench.redisCpuUsPerReq ?? 0).toFixed(1).padStart(9)}`,
-  );
+  const redisBench = opt.openrtbOnly
+    ? { requests: 0, rps: Number.NaN, latencyMs: { avg: 0, p50: 0, p99: 0, max: 0 }, redisCpuUsPerReq: null }
+    : redisBenchmark();
 
   // wrk cross-check of the maxima (one fixed body: person p-1, hot).
   const wrkRuns: Array<{ target: string; rps: number; p99Ms: number | null }> = [];
@@ -521,47 +595,63 @@ async function main(): Promise<void> {
     // metrics are context only
   }
 
-  await Promise.all([stopChild(server), stopChild(bare), stopChild(typical)]);
+  await Promise.all([stopChild(server), stopChild(ortb), stopChild(bare), stopChild(typical)]);
   await redisProc.stop();
 
   // ---- ratios and aims -------------------------------------------------------------------------
   const find = (target: Run['target'], scenario: string, mode: string) =>
     runs.find((r) => r.target === target && r.scenario === scenario && r.mode === mode);
   const MAX = 'max (closed loop)';
-  const dU = find('decide', uniform.name, MAX)!;
-  const dH = find('decide', hot.name, MAX)!;
-  const b = find('bare-uws', hot.name, MAX)!;
-  const tU = find('typical-stack', uniform.name, MAX)!;
-  const tH = find('typical-stack', hot.name, MAX)!;
-  const dU50 = find('decide', uniform.name, '50% of max')!;
-  const bU50 = find('bare-uws', hot.name, '= decide uniform 50%')!;
-  const dH50 = find('decide', hot.name, '50% of max')!;
-  const bH50 = find('bare-uws', hot.name, '= decide hot 50%')!;
-  const div = (a: number | null, c: number | null) => (a === null || c === null || c === 0 ? null : a / c);
+  const dU = find('decide', uniform.name, MAX);
+  const dH = find('decide', hot.name, MAX);
+  const b = find('bare-uws', hot.name, MAX);
+  const tU = find('typical-stack', uniform.name, MAX);
+  const tH = find('typical-stack', hot.name, MAX);
+  const dU50 = find('decide', uniform.name, '50% of max');
+  const bU50 = find('bare-uws', hot.name, '= decide uniform 50%');
+  const dH50 = find('decide', hot.name, '50% of max');
+  const bH50 = find('bare-uws', hot.name, '= decide hot 50%');
+  const oH = find('openrtb', ortbScenarios[0]!.name, MAX);
+  const oU = find('openrtb', ortbUniform.name, MAX);
+  const oU50 = find('openrtb', ortbUniform.name, '50% of max');
+  const bO50 = find('bare-uws', hot.name, '= openrtb uniform 50%');
+  const oHot = ortbScenarios.length > 1 ? oH : undefined;
+  const div = (a: number | null | undefined, c: number | null | undefined) =>
+    a === null || a === undefined || c === null || c === undefined || c === 0 ? null : a / c;
   const ratios = {
-    'decide uniform / bare uWS, throughput': div(dU.result.rps, b.result.rps),
-    'decide hot / bare uWS, throughput': div(dH.result.rps, b.result.rps),
-    'decide uniform / bare uWS, CPU per request': div(dU.serverCpuUsPerReq, b.serverCpuUsPerReq),
-    'decide hot / bare uWS, CPU per request': div(dH.serverCpuUsPerReq, b.serverCpuUsPerReq),
-    'decide uniform / typical stack uniform, throughput': div(dU.result.rps, tU.result.rps),
-    'decide hot / typical stack hot, throughput': div(dH.result.rps, tH.result.rps),
+    'decide uniform / bare uWS, throughput': div(dU?.result.rps, b?.result.rps),
+    'decide hot / bare uWS, throughput': div(dH?.result.rps, b?.result.rps),
+    'decide uniform / bare uWS, CPU per request': div(dU?.serverCpuUsPerReq, b?.serverCpuUsPerReq),
+    'decide hot / bare uWS, CPU per request': div(dH?.serverCpuUsPerReq, b?.serverCpuUsPerReq),
+    'decide uniform / typical stack uniform, throughput': div(dU?.result.rps, tU?.result.rps),
+    'decide hot / typical stack hot, throughput': div(dH?.result.rps, tH?.result.rps),
     'decide uniform / typical stack uniform, CPU per request': div(
-      dU.serverCpuUsPerReq,
-      tU.serverCpuUsPerReq,
+      dU?.serverCpuUsPerReq,
+      tU?.serverCpuUsPerReq,
     ),
-    'decide hot / typical stack hot, CPU per request': div(dH.serverCpuUsPerReq, tH.serverCpuUsPerReq),
+    'decide hot / typical stack hot, CPU per request': div(dH?.serverCpuUsPerReq, tH?.serverCpuUsPerReq),
     'decide uniform p99 / bare uWS p99, same offered rate (50% of decide max)': div(
-      dU50.result.latencyMs.p99,
-      bU50.result.latencyMs.p99,
+      dU50?.result.latencyMs.p99,
+      bU50?.result.latencyMs.p99,
     ),
     'decide hot p99 / bare uWS p99, same offered rate (50% of decide max)': div(
-      dH50.result.latencyMs.p99,
-      bH50.result.latencyMs.p99,
+      dH50?.result.latencyMs.p99,
+      bH50?.result.latencyMs.p99,
     ),
-    'decide uniform / Redis GET (redis-benchmark), throughput': div(dU.result.rps, redisBench.rps),
+    'openrtb uniform / bare uWS, throughput': div(oU?.result.rps, b?.result.rps),
+    'openrtb hot / bare uWS, throughput': div(oHot?.result.rps, b?.result.rps),
+    'openrtb uniform / bare uWS, CPU per request': div(oU?.serverCpuUsPerReq, b?.serverCpuUsPerReq),
+    'openrtb hot / bare uWS, CPU per request': div(oHot?.serverCpuUsPerReq, b?.serverCpuUsPerReq),
+    'openrtb uniform p99 / bare uWS p99, same offered rate (50% of openrtb max)': div(
+      oU50?.result.latencyMs.p99,
+      bO50?.result.latencyMs.p99,
+    ),
+    'openrtb uniform / decide uniform, throughput': div(oU?.result.rps, dU?.result.rps),
+    'openrtb uniform / decide uniform, CPU per request': div(oU?.serverCpuUsPerReq, dU?.serverCpuUsPerReq),
+    'decide uniform / Redis GET (redis-benchmark), throughput': div(dU?.result.rps, redisBench.rps),
   };
   const r = (k: keyof typeof ratios) => ratios[k] ?? Number.NaN;
-  const aims = [
+  const decideAims = [
     {
       aim: 'uniform decisions throughput >= 40% of bare uWS',
       measured: r('decide uniform / bare uWS, throughput'),
@@ -593,6 +683,7 @@ async function main(): Promise<void> {
       met: memory.ours.bytesPerPerson <= 150,
     },
   ];
+  const aims = opt.openrtbOnly ? [] : decideAims;
 
   log('\nmemory in Redis, bytes per person (INFO used_memory deltas; MEMORY USAGE of sampled keys)');
   log(
@@ -619,7 +710,10 @@ async function main(): Promise<void> {
 
   // ---- checks (every mode) and results ---------------------------------------------------------
   const problems: string[] = [];
-  for (const target of ['decide', 'bare-uws', 'typical-stack'] as const) {
+  const expected = opt.openrtbOnly
+    ? (['openrtb', 'bare-uws'] as const)
+    : (['decide', 'openrtb', 'bare-uws', 'typical-stack'] as const);
+  for (const target of expected) {
     if (!runs.some((x) => x.target === target && x.result.requests > 0))
       problems.push(`${target} answered no request`);
   }
@@ -628,7 +722,17 @@ async function main(): Promise<void> {
     if (x.result.requests === 0 || bad > 0)
       problems.push(`decide ${x.scenario} ${x.mode}: ${x.result.requests} requests, ${bad} errors`);
   }
-  if (!(redisBench.rps > 0)) problems.push('redis-benchmark reported no throughput');
+  for (const x of runs.filter((x) => x.target === 'openrtb')) {
+    const bad = x.result.errors + x.result.non2xx + x.result.timeouts;
+    const other = Object.entries(x.result.statuses)
+      .filter(([code, n]) => code !== '200' && code !== '204' && n > 0)
+      .map(([code, n]) => `${n} x ${code}`);
+    if (x.result.requests === 0 || bad > 0 || other.length > 0)
+      problems.push(
+        `openrtb ${x.scenario} ${x.mode}: ${x.result.requests} requests, ${bad} errors${other.length > 0 ? `, ${other.join(', ')}` : ''}`,
+      );
+  }
+  if (!opt.openrtbOnly && !(redisBench.rps > 0)) problems.push('redis-benchmark reported no throughput');
 
   const date = new Date();
   const out = {
@@ -659,9 +763,10 @@ async function main(): Promise<void> {
     const dir = join(root, 'bench', 'results');
     if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
     const stamp = date.toISOString().slice(0, 19).replace(/:/g, '-');
-    writeFileSync(join(dir, `load-${stamp}.json`), json);
-    writeFileSync(join(dir, 'load-latest.json'), json);
-    log(`\nwrote bench/results/load-${stamp}.json and bench/results/load-latest.json`);
+    const name = opt.openrtbOnly ? 'load-openrtb' : 'load';
+    writeFileSync(join(dir, `${name}-${stamp}.json`), json);
+    writeFileSync(join(dir, `${name}-latest.json`), json);
+    log(`\nwrote bench/results/${name}-${stamp}.json and bench/results/${name}-latest.json`);
   }
   log(`elapsed ${out.elapsedS.toFixed(0)} s`);
   if (problems.length > 0) {
