@@ -36,6 +36,7 @@ import {
   APPLY_EVENT_LUA,
   DEL_IF_EQUALS_LUA,
   FORGET_PERSON_LUA,
+  LOAD_PERSON_LUA,
   PATCH_PERSON_LUA,
   PUT_PEOPLE_LUA,
 } from './lua.js';
@@ -99,6 +100,8 @@ interface Scripts {
   msPutPeople(numberOfKeys: number, ...args: Arg[]): Promise<number>;
   msPatchPerson(...args: Arg[]): Promise<number>;
   msForgetPerson(...args: Arg[]): Promise<[number, string[]]>;
+  /** LOAD_PERSON_LUA with Buffer replies. */
+  msLoadPersonBuffer(profileKey: string, countersKey: string, stagesKey: string): Promise<unknown>;
 }
 type ScriptsPipeline = ChainableCommander & {
   msDelIfEquals(key: string, value: string): ScriptsPipeline;
@@ -175,6 +178,7 @@ export class RedisStore implements ProfileStore, EventStore {
     this.redis.defineCommand('msPatchPerson', { numberOfKeys: 2, lua: PATCH_PERSON_LUA });
     this.redis.defineCommand('msForgetPerson', { numberOfKeys: 4, lua: FORGET_PERSON_LUA });
     this.redis.defineCommand('msApplyEvent', { numberOfKeys: 3, lua: APPLY_EVENT_LUA });
+    this.redis.defineCommand('msLoadPerson', { numberOfKeys: 3, lua: LOAD_PERSON_LUA });
     this.scripts = this.redis as unknown as Scripts;
 
     this.redis.on('error', (err: Error) => {
@@ -210,16 +214,15 @@ export class RedisStore implements ProfileStore, EventStore {
   async loadPerson(pid: string): Promise<PersonRecord> {
     if (this.starting !== null) await this.starting;
     this.assertUp();
-    const replies = await this.redis
-      .pipeline()
-      .getBuffer(this.pKey(pid))
-      .hgetallBuffer(this.fcKey(pid))
-      .hgetall(this.stKey(pid))
-      .exec();
-    const [profileReply, countersReply, stagesReply] = checked(replies, 3);
+    const reply = await this.scripts.msLoadPersonBuffer(this.pKey(pid), this.fcKey(pid), this.stKey(pid));
+    const [profileReply, countersReply, stagesReply] = Array.isArray(reply) ? reply : [];
+    const stages: Record<string, string> = {};
+    for (const [field, value] of pairs(stagesReply)) setOwn(stages, field, value.toString('utf8'));
+    const counters: Record<string, Buffer> = {};
+    for (const [field, value] of pairs(countersReply)) setOwn(counters, field, value);
     return {
-      profile: mergeStages(pid, this.decodeProfileReply(profileReply), stagesReply as Record<string, string>),
-      counters: this.decodeCounters(countersReply as Record<string, Buffer> | null),
+      profile: mergeStages(pid, this.decodeProfileReply(profileReply ?? null), stages),
+      counters: this.decodeCounters(counters),
     };
   }
 
@@ -622,6 +625,16 @@ export class RedisStore implements ProfileStore, EventStore {
       else setCounter(out, campaign, times);
     }
     return out;
+  }
+}
+
+/** The field/value pairs of an HGETALL returned flat from a script (Buffers), skipping oddities. */
+function* pairs(flat: unknown): Generator<[string, Buffer]> {
+  if (!Array.isArray(flat)) return;
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const field: unknown = flat[i];
+    const value: unknown = flat[i + 1];
+    if (Buffer.isBuffer(field) && Buffer.isBuffer(value)) yield [field.toString('utf8'), value];
   }
 }
 
