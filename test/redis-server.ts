@@ -1,7 +1,7 @@
 /**
- * A real redis-server for tests: started from the PATH on a free port (never 6379), without
- * persistence, bound to 127.0.0.1, and killed when the test process exits, however it exits
- * (an exit hook, and a watchdog for exits by signal).
+ * A real redis-server for tests (and the load run): started from the PATH on a free port (never
+ * 6379), without persistence, bound to 127.0.0.1, and killed when the process that started it
+ * exits, however it exits (an exit hook, and a watchdog for exits by signal).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 export interface RedisHandle {
   url: string;
   port: number;
+  /** The process id of the server running now (a restart changes it). */
+  readonly pid: number;
   /** SIGKILL the server and wait until it has exited. */
   kill(): Promise<void>;
   /** Start it again on the same port; resolves when it answers PING. */
@@ -51,8 +53,8 @@ function watchOver(child: ChildProcess): void {
   }
 }
 
-/** A port nobody listens on right now (bind port 0, read it, release it). */
-function freePort(): Promise<number> {
+/** A port nobody listens on right now (bind port 0, read it, release it); never 6379. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
@@ -60,7 +62,7 @@ function freePort(): Promise<number> {
     srv.listen(0, '127.0.0.1', () => {
       const addr = srv.address();
       const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('no free port'))));
+      srv.close(() => (port > 0 && port !== 6379 ? resolve(port) : reject(new Error('no free port'))));
     });
   });
 }
@@ -170,6 +172,9 @@ export async function startRedis(): Promise<RedisHandle> {
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return child?.pid ?? 0;
+    },
     async kill() {
       await killChild(child);
     },
