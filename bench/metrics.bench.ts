@@ -9,10 +9,6 @@
  */
 
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { do_not_optimize, measure } from 'mitata';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { DEMO_RULESET } from '../server/config.js';
@@ -23,6 +19,7 @@ import { DECISION_BUCKETS, HotCounter, HotHistogram, Metrics } from '../server/m
 import { loadRuleSetFile } from '../server/ruleset-file.js';
 import { CachedStore } from '../server/store/cached.js';
 import { EmbeddedStore } from '../server/store/embedded.js';
+import { writeResults } from './report.js';
 import { type PerCall, perCall } from './timing.js';
 
 /** 24 November 2026, noon in Shanghai: the demo campaigns are in flight. */
@@ -59,16 +56,6 @@ function time(ns: number): string {
 const HEAD = `${'benchmark'.padEnd(70)}${'median'.padStart(11)}${'p99'.padStart(11)}${'call p50'.padStart(11)}${'call p99'.padStart(11)}`;
 function line(r: Row): string {
   return `${r.name.padEnd(70)}${time(r.medianNs).padStart(11)}${time(r.p99Ns).padStart(11)}${time(r.perCall.p50Ns).padStart(11)}${time(r.perCall.p99Ns).padStart(11)}`;
-}
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the benchmark');
-    dir = up;
-  }
-  return dir;
 }
 
 async function main(): Promise<void> {
@@ -214,14 +201,7 @@ async function main(): Promise<void> {
   for (const [name, r] of Object.entries(summary))
     console.log(`  ${name.padEnd(86)}${String(r).padStart(10)}`);
 
-  const date = new Date();
-  const stamp = date.toISOString().slice(0, 19).replace(/:/g, '-');
   const out = {
-    date: date.toISOString(),
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    cpus: availableParallelism(),
-    cpuModel: cpus()[0]?.model ?? null,
     workload: {
       ruleset: 'rules/examples/demo.yaml',
       segments: active.compiled.segments.length,
@@ -234,12 +214,7 @@ async function main(): Promise<void> {
     rows,
     summary,
   };
-  const dir = join(repoRoot(), 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const json = `${JSON.stringify(out, null, 2)}\n`;
-  writeFileSync(join(dir, `metrics-${stamp}.json`), json);
-  writeFileSync(join(dir, 'metrics-latest.json'), json);
-  console.log(`\nwritten: bench/results/metrics-${stamp}.json and bench/results/metrics-latest.json`);
+  writeResults('metrics', out);
 }
 
 main().catch((e: unknown) => {

@@ -3,11 +3,11 @@
  * one at a time), the table line, and writing the figures to bench/results/<name>-<date>.json
  * and bench/results/<name>-latest.json.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { measure } from 'mitata';
+import { projectRoot } from '../server/config.js';
 import { type PerCall, perCall } from './timing.js';
 
 export interface Row {
@@ -53,16 +53,6 @@ export async function bench(name: string, fn: () => unknown, samples = 20_000): 
   return row;
 }
 
-export function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the benchmark');
-    dir = up;
-  }
-  return dir;
-}
-
 export function machine(): Record<string, unknown> {
   return {
     node: process.version,
@@ -76,7 +66,7 @@ export function machine(): Record<string, unknown> {
 export function writeResults(name: string, data: Record<string, unknown>): void {
   const date = new Date();
   const stamp = date.toISOString().slice(0, 19).replace(/:/g, '-');
-  const dir = join(repoRoot(), 'bench', 'results');
+  const dir = join(projectRoot(), 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const json = `${JSON.stringify({ date: date.toISOString(), ...machine(), ...data }, null, 2)}\n`;
   writeFileSync(join(dir, `${name}-${stamp}.json`), json);

@@ -10,16 +10,14 @@
  * copy itself is part of the figure; its cost alone is the `profile copy` row).
  */
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import jsonLogic from 'json-logic-js';
 import { Engine } from 'json-rules-engine';
 import { do_not_optimize, measure } from 'mitata';
 import { type CompiledRuleSet, compileRuleSet } from '../rules/compile.js';
 import { decide } from '../rules/decide.js';
 import type { DecisionRequest, FrequencyCounters, Profile } from '../rules/types.js';
+import { writeResults } from './report.js';
 import {
   counters,
   crowds,
@@ -97,16 +95,6 @@ function ops(n: number): string {
 const HEAD = `${'benchmark'.padEnd(48)}${'median'.padStart(11)}${'p99'.padStart(11)}${'call p50'.padStart(11)}${'call p99'.padStart(11)}${'ops/s'.padStart(12)}`;
 function line(r: Row): string {
   return `${r.name.padEnd(48)}${time(r.medianNs).padStart(11)}${time(r.p99Ns).padStart(11)}${time(r.perCall.p50Ns).padStart(11)}${time(r.perCall.p99Ns).padStart(11)}${ops(r.opsPerSec).padStart(12)}`;
-}
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the benchmark');
-    dir = up;
-  }
-  return dir;
 }
 
 // ---- workload ----------------------------------------------------------------------------------
@@ -386,14 +374,7 @@ async function main(): Promise<void> {
   for (const a of aims)
     console.log(`  ${a.met ? 'met    ' : 'MISSED '} ${a.aim}: ${a.measured} (aim ${a.target})`);
 
-  const date = new Date();
-  const stamp = date.toISOString().slice(0, 19).replace(/:/g, '-');
   const out = {
-    date: date.toISOString(),
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    cpus: availableParallelism(),
-    cpuModel: cpus()[0]?.model ?? null,
     workload: {
       tags: vocabulary().tags.length,
       campaigns: CAMPAIGNS,
@@ -408,12 +389,7 @@ async function main(): Promise<void> {
     ratios,
     aims,
   };
-  const dir = join(repoRoot(), 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const json = `${JSON.stringify(out, null, 2)}\n`;
-  writeFileSync(join(dir, `rules-${stamp}.json`), json);
-  writeFileSync(join(dir, 'rules-latest.json'), json);
-  console.log(`\nwrote bench/results/rules-${stamp}.json and bench/results/rules-latest.json`);
+  writeResults('rules', out);
 }
 
 await main();

@@ -20,10 +20,11 @@
  *    only (no decide, typical stack, redis-benchmark or wrk runs).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeResults } from '../bench/report.js';
 import { demoAliases, demoProfile } from '../server/demo/profiles.js';
 import { RedisStore } from '../server/store/redis.js';
 import type { DriverConfig, DriverResult } from './driver.js';
@@ -783,13 +784,7 @@ async function main(): Promise<void> {
     writeFileSync(file, json);
     log(`\nwrote ${file}`);
   } else {
-    const dir = join(root, 'bench', 'results');
-    if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
-    const stamp = date.toISOString().slice(0, 19).replace(/:/g, '-');
-    const name = opt.openrtbOnly ? 'load-openrtb' : 'load';
-    writeFileSync(join(dir, `${name}-${stamp}.json`), json);
-    writeFileSync(join(dir, `${name}-latest.json`), json);
-    log(`\nwrote bench/results/${name}-${stamp}.json and bench/results/${name}-latest.json`);
+    writeResults(opt.openrtbOnly ? 'load-openrtb' : 'load', out);
   }
   log(`elapsed ${out.elapsedS.toFixed(0)} s`);
   if (problems.length > 0) {
