@@ -101,7 +101,7 @@ export async function openBackend(
     const bus = new RedisBus({ store: people, log: warn, onReconnect: () => reconnected() });
     const rulesets = new RedisRuleSets({ store: people, bus });
     if (metrics !== undefined) {
-      metrics.setSources({ redisUp: () => people.stats().status === 'ready' });
+      metrics.setSources({ redisUp: () => redisReady(people.stats()) });
       instrumentStore(people, metrics);
     }
     log(`profile store: Redis at ${redactUrl(config.redisUrl)}`);
@@ -166,7 +166,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const backend = opts.backend ?? (await openBackend(config, log, metrics, warn));
   const people = backend.people;
   if (!ownsBackend && people instanceof RedisStore) {
-    metrics.setSources({ redisUp: () => people.stats().status === 'ready' });
+    metrics.setSources({ redisUp: () => redisReady(people.stats()) });
   }
   const store = new CachedStore(backend.people, {
     maxPeople: config.cacheMaxPeople,
@@ -363,4 +363,9 @@ async function activeRuleSet(
   if (version === null) throw new Error('The store has no active rule set');
   log(`rule set: version ${version}, active in the store`);
   return loadStoredRuleSet(rulesets, version, Date.now());
+}
+
+/** Both Redis connections of a store can take commands. */
+function redisReady(s: { status: string; readStatus: string | null }): boolean {
+  return s.status === 'ready' && (s.readStatus === null || s.readStatus === 'ready');
 }
