@@ -75,7 +75,7 @@ describe('RespConnection', () => {
     expect(await admin.script('EXISTS', script.sha)).toEqual([1]);
     await admin.script('FLUSH');
     const many = await Promise.all(Array.from({ length: 50 }, (_, i) => c.evalsha(script, [`k${i}`], ['v'])));
-    many.forEach((r, i) => expect(String(r)).toMatch(new RegExp(`^v-k${i}-`)));
+    for (const [i, r] of many.entries()) expect(String(r)).toMatch(new RegExp(`^v-k${i}-`));
   });
 
   it('keeps thousands of commands in flight in order, binary-safe, with values larger than a socket read', async () => {

@@ -230,7 +230,7 @@ export class RespConnection {
       const t = String(a);
       return `${s}$${t.length}\r\n${t}\r\n`;
     }
-    this.parts.push(this.text + s + `$${a.length}\r\n`, a);
+    this.parts.push(`${this.text}${s}$${a.length}\r\n`, a);
     this.text = '';
     return '\r\n';
   }
