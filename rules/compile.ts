@@ -117,6 +117,9 @@ enum KeyKind {
 }
 
 const MAX_EPOCH = 0x3fffffff;
+/** Tags remembered with their keys per compiled rule set, at most. */
+const TAG_MEMO_MAX = 200_000;
+const NO_KEYS: readonly number[] = Object.freeze([]);
 
 export const CHANNEL_BIT: ReadonlyMap<string, number> = new Map(CHANNELS.map((c, i) => [c, 1 << i]));
 export const ALL_CHANNELS_MASK = (1 << CHANNELS.length) - 1;
@@ -201,6 +204,8 @@ export class CompiledRuleSet {
   private campaignUnguarded: Int32Array = new Int32Array(0);
 
   private readonly prepared = new WeakMap<Profile, PreparedPerson>();
+  /** Tag -> the keys it is filed under (most tags of a person: none). */
+  private readonly tagMemo = new Map<string, readonly number[]>();
   private readonly state: EvalState;
   /** Matched segment indices of the last evaluation (valid until the next one). */
   private readonly matched: Int32Array;
@@ -526,15 +531,29 @@ export class CompiledRuleSet {
   }
 
   private tagKeysOf(tag: string, out: number[]): void {
+    let found = this.tagMemo.get(tag);
+    if (found === undefined) {
+      found = this.lookUpTag(tag);
+      // Vocabularies are bounded, but not by us: start over rather than grow without end.
+      if (this.tagMemo.size >= TAG_MEMO_MAX) this.tagMemo.clear();
+      this.tagMemo.set(tag, found);
+    }
+    for (let i = 0; i < found.length; i++) out.push(found[i]!);
+  }
+
+  /** The keys a tag is filed under: itself, and each prefix the rule set names. */
+  private lookUpTag(tag: string): readonly number[] {
+    let out: number[] | null = null;
     const k = this.tagKeys.get(tag);
-    if (k !== undefined) out.push(k);
+    if (k !== undefined) out = [k];
     const lens = this.prefixLengths;
     for (let i = 0; i < lens.length; i++) {
       const len = lens[i]!;
       if (tag.length < len) continue;
       const pk = this.prefixKeys.get(tag.length === len ? tag : tag.slice(0, len));
-      if (pk !== undefined) out.push(pk);
+      if (pk !== undefined) (out ??= []).push(pk);
     }
+    return out ?? NO_KEYS;
   }
 
   // ---- private: compilation -----------------------------------------------------------------
