@@ -172,6 +172,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     maxPeople: config.cacheMaxPeople,
     maxAliases: config.cacheMaxAliases,
     ttlMs: config.cacheTtlMs,
+    admitAfter: config.cacheAdmitAfter,
   });
   let service: DecisionService;
   let sync: RuleSetSync;

@@ -26,6 +26,8 @@ export interface Config {
   deadlineMs: number;
   maxBodyBytes: number;
   cacheMaxPeople: number;
+  /** Loads of a person within a recent window before the profile is cached. */
+  cacheAdmitAfter: number;
   cacheMaxAliases: number;
   cacheTtlMs: number;
   /** Synthetic demo profiles loaded into the embedded store. */
@@ -119,6 +121,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'CACHE_MAX_PEOPLE', default: '100000', description: 'Profiles kept in the in-process cache' },
   { name: 'CACHE_MAX_ALIASES', default: '100000', description: 'Alias resolutions kept in the cache' },
   { name: 'CACHE_TTL_MS', default: '2000', description: 'Longest a cached profile or alias is used' },
+  {
+    name: 'CACHE_ADMIT_AFTER',
+    default: '2',
+    description:
+      'Loads of a person, within a recent window, before the profile is cached (1: at once); keeps thinly spread traffic from churning the cache',
+  },
   { name: 'DEMO_PEOPLE', default: '10000', description: 'Synthetic profiles loaded into the embedded store' },
   {
     name: 'DRAIN_DELAY_MS',
@@ -212,6 +220,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     cacheMaxPeople: int('CACHE_MAX_PEOPLE', 100_000, 1, 100_000_000),
     cacheMaxAliases: int('CACHE_MAX_ALIASES', 100_000, 1, 100_000_000),
     cacheTtlMs: int('CACHE_TTL_MS', 2000, 1, 3_600_000),
+    cacheAdmitAfter: int('CACHE_ADMIT_AFTER', 2, 1, 100),
     demoPeople: int('DEMO_PEOPLE', 10_000, 0, 10_000_000),
     drainDelayMs: int('DRAIN_DELAY_MS', 0, 0, 600_000),
     drainTimeoutMs: int('DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),

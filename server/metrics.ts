@@ -392,6 +392,17 @@ export class Metrics {
       registers: [registry],
       collect: cacheStats((s, c) => s[c].size),
     });
+    new Counter({
+      name: 'mindshare_cache_not_admitted_total',
+      help: 'People loaded from the store but not cached: not asked for often enough lately (CACHE_ADMIT_AFTER)',
+      registers: [registry],
+      collect: function (this: Counter) {
+        const stats = sources().cache?.();
+        if (stats === undefined) return;
+        this.reset();
+        this.inc(stats.notAdmitted);
+      },
+    });
 
     new Gauge({
       name: 'mindshare_ruleset_version',

@@ -58,6 +58,10 @@ const NO_COUNTERS: FrequencyCounters = Object.freeze({});
 const TIMEOUT = Symbol('timeout');
 const FAILED = Symbol('failed');
 type Late = typeof TIMEOUT | typeof FAILED;
+interface Loaded {
+  pid: string | null;
+  record: PersonRecord | null;
+}
 
 export class DecisionService {
   private active: ActiveRuleSet;
@@ -118,28 +122,55 @@ export class DecisionService {
     return this.slowPath(rs, input, pid, budget, started);
   }
 
-  private async slowPath(
+  /**
+   * The store look-up under the deadline, then the decision. Written with one promise and one
+   * timer per request rather than async functions: this runs for every cache miss.
+   */
+  private slowPath(
     rs: ActiveRuleSet,
     input: DecideInput,
     knownPid: string | null,
     budgetMs: number,
     started: number,
   ): Promise<DecisionOutcome> {
-    const load = async (): Promise<{ pid: string | null; record: PersonRecord | null }> => {
-      let pid = knownPid;
-      if (pid === null && input.user.kind === 'aliases') {
-        const found = await Promise.all(input.user.aliases.map(([k, v]) => this.store.resolveAlias(k, v)));
-        pid = found.find((x): x is string => typeof x === 'string') ?? null;
-      }
-      if (pid === null) return { pid: null, record: null };
-      return { pid, record: await this.store.loadPerson(pid) };
-    };
-    const result = await withDeadline(load(), budgetMs);
-    if (result === TIMEOUT || result === FAILED) {
-      const pid = knownPid ?? (input.user.kind === 'id' ? input.user.id : null);
-      return this.finish(rs, input, pid, null, result === TIMEOUT ? 'timeout' : 'store_error', started);
+    let loading: Promise<Loaded>;
+    try {
+      loading =
+        knownPid !== null
+          ? this.store.loadPerson(knownPid).then((record) => ({ pid: knownPid, record }))
+          : this.resolveThenLoad(input);
+    } catch (err) {
+      loading = Promise.reject(err);
     }
-    return this.finish(rs, input, result.pid, result.record, null, started);
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (pid: string | null, record: PersonRecord | null, late: Late | null) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        try {
+          const degradedBy = late === null ? null : late === TIMEOUT ? 'timeout' : 'store_error';
+          resolve(this.finish(rs, input, pid, record, degradedBy, started));
+        } catch (err) {
+          reject(err);
+        }
+      };
+      const fallbackPid = knownPid ?? (input.user.kind === 'id' ? input.user.id : null);
+      const timer = setTimeout(() => settle(fallbackPid, null, TIMEOUT), budgetMs);
+      loading.then(
+        (got) => settle(got.pid, got.record, null),
+        () => settle(fallbackPid, null, FAILED),
+      );
+    });
+  }
+
+  /** Aliases resolved (all at once; the first that names someone wins), then that person loaded. */
+  private async resolveThenLoad(input: DecideInput): Promise<Loaded> {
+    if (input.user.kind !== 'aliases') return { pid: null, record: null };
+    const found = await Promise.all(input.user.aliases.map(([k, v]) => this.store.resolveAlias(k, v)));
+    const pid = found.find((x): x is string => typeof x === 'string') ?? null;
+    if (pid === null) return { pid: null, record: null };
+    return { pid, record: await this.store.loadPerson(pid) };
   }
 
   private finish(
@@ -167,21 +198,4 @@ function anonymousId(input: DecideInput): string {
   if (input.user.kind === 'id') return input.user.id;
   const first = input.user.aliases[0];
   return first === undefined ? '' : `${first[0]}:${first[1]}`;
-}
-
-/** The promise's value, or TIMEOUT when it is late, or FAILED when it rejects. */
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | Late> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(TIMEOUT), ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(FAILED);
-      },
-    );
-  });
 }

@@ -50,7 +50,7 @@ class CountingStore extends EmbeddedStore {
   }
 }
 
-function setup(opts: { maxPeople?: number; maxAliases?: number } = {}) {
+function setup(opts: { maxPeople?: number; maxAliases?: number; admitAfter?: number } = {}) {
   let t = 5_000_000;
   const now = () => t;
   const backing = new CountingStore({ now });
@@ -59,6 +59,7 @@ function setup(opts: { maxPeople?: number; maxAliases?: number } = {}) {
     maxAliases: opts.maxAliases ?? 100,
     ttlMs: TTL,
     now,
+    ...(opts.admitAfter === undefined ? {} : { admitAfter: opts.admitAfter }),
   });
   return {
     backing,
@@ -358,5 +359,57 @@ describe('CachedStore', () => {
     await cache.loadPerson('alice');
     await backing.putProfile({ ...alice, tags: ['fresh'] });
     expect((await cache.getProfile('alice'))?.tags).toEqual(['fresh']);
+  });
+
+  describe('admission (admitAfter)', () => {
+    it('caches a person from the n-th load on, not before', async () => {
+      const { backing, cache } = setup({ admitAfter: 3 });
+      await backing.putProfile(alice);
+      for (let i = 1; i <= 3; i++) {
+        expect((await cache.loadPerson('alice')).profile?.id).toBe('alice');
+        expect(backing.loads).toBe(i);
+        expect(cache.peekPerson('alice') !== undefined).toBe(i === 3);
+      }
+      await cache.loadPerson('alice');
+      expect(backing.loads).toBe(3);
+      expect(cache.stats().notAdmitted).toBe(2);
+      expect(Object.isFrozen((await cache.loadPerson('alice')).profile)).toBe(true);
+    });
+
+    it('keeps people asked for once out of the cache, and still caches those asked for twice', async () => {
+      const { backing, cache } = setup({ admitAfter: 2, maxPeople: 1000 });
+      for (let i = 0; i < 3000; i++) await cache.loadPerson(`once-${i}`);
+      // A count-min sketch may say "seen" for someone it has not seen: a few, not many.
+      expect(cache.stats().people.size).toBeLessThan(150);
+      await cache.loadPerson('twice');
+      await cache.loadPerson('twice');
+      expect(cache.peekPerson('twice')).toBeDefined();
+      expect(backing.loads).toBe(3002);
+    });
+
+    it('forgets loads as newer ones are counted', async () => {
+      // 1000 people: 16k counters, halved after every 2048 loads.
+      const { cache } = setup({ admitAfter: 2, maxPeople: 1000 });
+      for (let i = 0; i < 50; i++) await cache.loadPerson(`early-${i}`);
+      for (let i = 0; i < 9000; i++) await cache.loadPerson(`other-${i}`);
+      let remembered = 0;
+      for (let i = 0; i < 50; i++) {
+        await cache.loadPerson(`early-${i}`);
+        if (cache.peekPerson(`early-${i}`) !== undefined) remembered++;
+      }
+      expect(remembered).toBeLessThan(10);
+    });
+
+    it('a write in flight still keeps a stale load out, admitted or not', async () => {
+      const { backing, cache } = setup({ admitAfter: 2 });
+      await backing.putProfile(alice);
+      await cache.loadPerson('alice');
+      backing.hold();
+      const late = cache.loadPerson('alice');
+      await cache.putProfile({ ...alice, tags: ['new'] });
+      backing.release();
+      await late;
+      expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['new']);
+    });
   });
 });
