@@ -203,7 +203,14 @@ export class CompiledRuleSet {
   private campaignPostings: Int32Array[] = [];
   private campaignUnguarded: Int32Array = new Int32Array(0);
 
+  /**
+   * Preparations of frozen profiles (those a cache shares between decisions): frozen, they
+   * cannot change, so the work is kept as long as the profile lives. Any other profile is
+   * prepared afresh by each decision; the last one is remembered for the look-ups within it.
+   */
   private readonly prepared = new WeakMap<Profile, PreparedPerson>();
+  private lastProfile: Profile | null = null;
+  private lastPrepared: PreparedPerson | null = null;
   /** Tag -> the keys it is filed under (most tags of a person: none). */
   private readonly tagMemo = new Map<string, readonly number[]>();
   private readonly state: EvalState;
@@ -396,6 +403,8 @@ export class CompiledRuleSet {
     st.clv = clv !== null && typeof clv === 'object' ? clv : EMPTY;
 
     const stamp = st.keyStamp;
+    // A new evaluation: an unfrozen profile may have changed since the last one.
+    this.lastProfile = null;
     const person = this.prepare(profile);
     const keys = person.keys;
     for (let i = 0; i < keys.length; i++) stamp[keys[i]!] = epoch;
@@ -482,7 +491,9 @@ export class CompiledRuleSet {
   // ---- private: request helpers -------------------------------------------------------------
 
   private prepare(profile: Profile): PreparedPerson {
-    let p = this.prepared.get(profile);
+    if (profile === this.lastProfile) return this.lastPrepared!;
+    const frozen = Object.isFrozen(profile);
+    let p = frozen ? this.prepared.get(profile) : undefined;
     if (p !== undefined) return p;
     const keys: number[] = [];
     const tags = profile.tags;
@@ -526,7 +537,9 @@ export class CompiledRuleSet {
       hash: hashString(typeof profile.id === 'string' ? profile.id : ''),
       stagePos,
     };
-    this.prepared.set(profile, p);
+    if (frozen) this.prepared.set(profile, p);
+    this.lastProfile = profile;
+    this.lastPrepared = p;
     return p;
   }
 

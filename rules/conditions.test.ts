@@ -43,3 +43,34 @@ describe('conditions: every operator', () => {
     expect(matched.includes('target')).toBe(c.expect);
   });
 });
+
+describe('profiles evaluated again', () => {
+  const rs: RuleSet = {
+    funnel: ['aware', 'appeal', 'act', 'advocate'],
+    segments: [
+      { id: 'gamers', when: { tag: 'circle:mobile-gamer' } },
+      { id: 'business', when: { tag: 'circle:*' } },
+      { id: 'acting', when: { stage: 'b', in: ['act'] } },
+    ],
+    campaigns: [],
+  };
+
+  it('a profile object changed between evaluations is evaluated as it is now', () => {
+    const compiled = compileRuleSet(rs);
+    const person: Profile = { id: 'p', tags: ['circle:mobile-gamer'], stages: { b: 'aware' } };
+    expect(compiled.matchSegments(person)).toEqual(['gamers', 'business']);
+    person.tags = ['other'];
+    (person.stages as Record<string, string>).b = 'act';
+    expect(compiled.matchSegments(person)).toEqual(['acting']);
+  });
+
+  it('a frozen profile answers the same every time, alternating with others', () => {
+    const compiled = compileRuleSet(rs);
+    const frozen = Object.freeze({ id: 'f', tags: Object.freeze(['circle:mobile-gamer']) }) as Profile;
+    const other: Profile = { id: 'o', tags: [], stages: { b: 'act' } };
+    for (let i = 0; i < 3; i++) {
+      expect(compiled.matchSegments(frozen)).toEqual(['gamers', 'business']);
+      expect(compiled.matchSegments(other)).toEqual(['acting']);
+    }
+  });
+});
