@@ -1,0 +1,132 @@
+/**
+ * The string dictionary of the Redis store: every string of a stored person (tags, map keys,
+ * string attribute values, time zones, brand and stage names) is kept once, as a small integer
+ * id, and people hold the ids (codec.ts, format 2).
+ *
+ * In Redis, under the store's key prefix:
+ *   dict     hash: string -> id
+ *   dict:r   hash: id -> string, and two fields no id can take: `n` (ids handed out so far, the
+ *            next id) and `epoch` (set when the dictionary is created)
+ * Ids are handed out only by Lua scripts (DICT_ASSIGN_LUA, and the scripts of events and patches
+ * that meet a new brand or stage), atomically, so every process sharing the Redis agrees on them;
+ * an id never changes and is never reused while the dictionary lasts.
+ *
+ * Each process keeps what it has seen (string -> id, id -> string) and asks Redis only for what it
+ * lacks: the strings of a batch of writes in one round trip (`ensure`), the ids met while decoding
+ * in one round trip (`load`). The epoch tells a dictionary that was lost (a Redis restarted
+ * without persistence, a flushed database) from the one this process knows: every answer of
+ * Redis carries it, writes that carry ids check it in their scripts, and a process that sees
+ * another epoch forgets everything it had.
+ */
+
+/** How the dictionary reaches Redis (the Redis store provides it). */
+export interface DictionaryBackend {
+  /** The ids of `names`, handed out for those that have none, and the dictionary's epoch. */
+  assign(names: readonly string[]): Promise<{ epoch: string; ids: number[] }>;
+  /** The strings of `ids` (null where there is none), and the epoch ('' when no dictionary exists). */
+  lookup(ids: readonly number[]): Promise<{ epoch: string; names: Array<string | null> }>;
+}
+
+/** Strings or ids per round trip (a call with very many arguments is split). */
+const CHUNK = 5000;
+
+export class StringDictionary {
+  private readonly backend: DictionaryBackend;
+  private ids = new Map<string, number>();
+  private list: Array<string | undefined> = [];
+  private currentEpoch = '';
+
+  constructor(backend: DictionaryBackend) {
+    this.backend = backend;
+  }
+
+  /** id -> string, as far as this process knows (undefined where it does not). */
+  get names(): readonly (string | undefined)[] {
+    return this.list;
+  }
+
+  /** The epoch of the dictionary this process knows; '' before it has heard from Redis. */
+  get epoch(): string {
+    return this.currentEpoch;
+  }
+
+  /** Strings this process knows. */
+  get size(): number {
+    return this.ids.size;
+  }
+
+  idOf(name: string): number | undefined {
+    return this.ids.get(name);
+  }
+
+  /** Forgets everything (the dictionary in Redis is not the one this process knew). */
+  forget(): void {
+    this.ids = new Map();
+    this.list = [];
+    this.currentEpoch = '';
+  }
+
+  /**
+   * Gives every string of `names` an id this process knows: one round trip (one per 5,000 new
+   * strings), none when it knows them all.
+   */
+  async ensure(names: Iterable<string>): Promise<void> {
+    const wanted: string[] = [];
+    const seen = new Set<string>();
+    for (const name of names) {
+      if (this.ids.has(name) || seen.has(name)) continue;
+      seen.add(name);
+      wanted.push(name);
+    }
+    for (let from = 0; from < wanted.length; from += CHUNK) {
+      const chunk = wanted.slice(from, from + CHUNK);
+      const { epoch, ids } = await this.backend.assign(chunk);
+      // A change of epoch between chunks forgets the earlier ones: the caller finds them missing.
+      this.adopt(epoch);
+      for (let i = 0; i < chunk.length; i++) {
+        const id = ids[i];
+        if (id !== undefined) this.set(id, chunk[i]!);
+      }
+    }
+  }
+
+  /**
+   * Learns the strings of `ids` this process lacks (one round trip, one per 5,000 ids; with no
+   * ids, only the epoch). Ids the dictionary does not have stay unknown.
+   */
+  async load(ids: Iterable<number>): Promise<void> {
+    const wanted: number[] = [];
+    const seen = new Set<number>();
+    for (const id of ids) {
+      if (!Number.isSafeInteger(id) || id < 0 || this.list[id] !== undefined || seen.has(id)) continue;
+      seen.add(id);
+      wanted.push(id);
+    }
+    let from = 0;
+    do {
+      const chunk = wanted.slice(from, from + CHUNK);
+      const { epoch, names } = await this.backend.lookup(chunk);
+      this.adopt(epoch);
+      for (let i = 0; i < chunk.length; i++) {
+        const name = names[i];
+        if (typeof name === 'string') this.set(chunk[i]!, name);
+      }
+      from += CHUNK;
+    } while (from < wanted.length);
+  }
+
+  /** Takes the epoch of an answer from Redis: another one than known means start afresh. */
+  private adopt(epoch: string): void {
+    if (epoch === this.currentEpoch) return;
+    this.forget();
+    this.currentEpoch = epoch;
+  }
+
+  private set(id: number, name: string): void {
+    const list = this.list;
+    // Kept dense (holes as undefined) so that look-ups stay on the fast path.
+    while (list.length < id) list.push(undefined);
+    list[id] = name;
+    this.ids.set(name, id);
+  }
+}
