@@ -99,6 +99,36 @@ export function describeStoreContract(
       expect(record.counters).toEqual({});
     });
 
+    it('round-trips numbers, strings, the order of tags and keys, and unknown fields exactly', async () => {
+      const id = freshId('exact');
+      const profile = {
+        id,
+        tags: ['z', 'a', '通勤', 'a', '', 'circle:business'],
+        stages: { 'brand b': 'stage x', vivo: 'aware' },
+        clv: { big: 2 ** 53 - 1, negative: -12, sum: 0.1 + 0.2, cents: 12.34, zero: 0, huge: 1e21 },
+        attrs: { s: 'text', t: true, f: false, n: -0.25, tiny: 5e-324, big: -(2 ** 40), empty: '' },
+        channels: { sms: 0.19, display: 1, email: 0, video: 0.333 },
+        activeHours: [23, 0, 12.5],
+        timezone: 'Europe/Berlin',
+        updatedAt: 1_795_000_000_123.5,
+        nickname: 'Li',
+        score: { a: [1, 'x'], b: null },
+      } as unknown as Profile;
+      await store.putProfile(profile);
+      /** The keys of every map in the order written (answers keep it). */
+      const order = (p: Profile | null) =>
+        [p?.stages, p?.clv, p?.attrs, p?.channels].map((m) => Object.keys(m ?? {}));
+      for (const back of [await store.getProfile(id), (await store.loadPerson(id)).profile]) {
+        expect(back).toEqual(profile);
+        expect(order(back)).toEqual(order(profile));
+      }
+      const other = { ...profile, id: freshId('exact-bulk'), tags: [...profile.tags].reverse() };
+      await store.putProfiles([other]);
+      const back = await store.getProfile(other.id);
+      expect(back).toEqual(other);
+      expect(order(back)).toEqual(order(other));
+    });
+
     it('round-trips a minimal profile without inventing fields', async () => {
       const id = freshId('min');
       await store.putProfile({ id, tags: [] });

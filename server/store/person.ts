@@ -1,7 +1,8 @@
 /**
- * What both stores do alike, in plain functions: splitting stages off a profile (they live in a
- * hash of their own, `st:{pid}`, so that events can move them atomically), applying a patch,
- * the stage an event moves a person to, and day arithmetic for funnel moves.
+ * What both stores do alike, in plain functions: splitting stages off a profile (they are kept
+ * apart from the rest so that events can move them atomically: the first part of a person's
+ * value in Redis, a map of their own in the embedded store), applying a patch, the stage an event
+ * moves a person to, and day arithmetic for funnel moves.
  */
 import type { Profile } from '../../rules/types.js';
 import type { EventWrite, ProfilePatch } from './types.js';
@@ -25,9 +26,9 @@ export function setOwn<T>(out: Record<string, T>, key: string, value: T): void {
 }
 
 /**
- * The profile without its stages (what the profile blob holds), and the stages as pairs; null
- * when the profile does not say (no `stages` field): the stored stages are then kept, since
- * events move them and a profile written without them must not reset anybody's funnel.
+ * The profile without its stages, and the stages as pairs; null when the profile does not say
+ * (no `stages` field): the stored stages are then kept, since events move them and a profile
+ * written without them must not reset anybody's funnel.
  */
 export function splitStages(profile: Profile): { blob: Profile; stages: Array<[string, string]> | null } {
   if (profile.stages === undefined || profile.stages === null) {
@@ -47,8 +48,8 @@ export function splitStages(profile: Profile): { blob: Profile; stages: Array<[s
 }
 
 /**
- * A stored profile with the stages hash merged in: the hash wins over stages an older blob may
- * still carry. A person with stages but no profile blob is a profile with no tags.
+ * A stored profile with the stages kept apart merged in (the embedded store): they win over
+ * stages the blob may carry. A person with stages but no profile blob is a profile with no tags.
  */
 export function mergeStages(
   pid: string,

@@ -1,19 +1,27 @@
 /**
  * The profile store on Redis (ioredis). Key layout (types.ts), all keys behind an optional
  * prefix; the keys of one person share the `{pid}` hash tag:
- *   p:{pid}          profile bytes without stages (codec.ts)
- *   st:{pid}         hash: brand -> stage
+ *   p:{pid}          the person: stages and profile in one value, strings as dictionary ids
+ *                    (codec.ts, format 2)
  *   fc:{pid}         hash: campaign id -> packed impression times (codec.ts)
  *   ax:{pid}         set of the person's aliases, `kind:value`
  *   a:{kind:value}   alias -> pid
- *   fn:{brand}       hash: stage -> people recorded at it (the sum of every st:{pid})
+ *   fn:{brand}       hash: stage -> people recorded at it (the sum of the stages of every p:{pid})
  *   fm:{brand}:<day> hash: `from>to` -> people moved by events that UTC day (kept ~400 days)
  *   ev:<eventId>     event ids seen (dedupe window, default 7 days)
+ *   dict, dict:r     the string dictionary: string -> id, id -> string (dictionary.ts)
  *   rs:seq, rs:v:<version>, rs:active   rule sets (redis-rulesets.ts)
  *
  * Every write that changes a stored stage adjusts fn:{brand} in the same Lua script (lua.ts),
- * so the counts are always the sum of what is stored. The funnel keys make those scripts touch
- * more than one hash slot: this store runs on a single Redis (with replicas), not on Cluster.
+ * so the counts are always the sum of what is stored. The funnel and dictionary keys make those
+ * scripts touch more than one hash slot: this store runs on a single Redis (with replicas), not
+ * on Cluster.
+ *
+ * Strings: writes encode with the ids this process knows, asking Redis first for the strings it
+ * does not (one round trip for a batch); a read that meets ids this process does not know asks
+ * for them (one round trip), then decodes. Writes carrying ids, and decision reads, check that
+ * the dictionary in Redis is still the one the ids came from (its epoch, dictionary.ts); when it
+ * is not (Redis lost it), this process forgets what it knew, and a write is made again.
  *
  * Failure behaviour: when Redis is down, commands fail at once instead of queueing (no offline
  * queue; commands in flight when the connection drops are rejected, not replayed), the client
@@ -25,20 +33,27 @@ import { type ChainableCommander, Redis, type RedisOptions } from 'ioredis';
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
 import {
   aliasMember,
-  decodeProfile,
+  bodyStart,
+  decodePerson,
   decodeTimes,
-  encodeProfile,
+  encodeBody,
+  encodeStages,
   impressionLimits,
+  MissingStrings,
   RECORD_IMPRESSION_LUA,
   setCounter,
 } from './codec.js';
+import { StringDictionary } from './dictionary.js';
 import {
   APPLY_EVENT_LUA,
   DEL_IF_EQUALS_LUA,
+  DICT_ASSIGN_LUA,
   FORGET_PERSON_LUA,
   LOAD_PERSON_LUA,
   PATCH_PERSON_LUA,
   PUT_PEOPLE_LUA,
+  READ_PERSON_LUA,
+  STALE_DICTIONARY,
 } from './lua.js';
 import {
   aliasRecord,
@@ -47,7 +62,6 @@ import {
   DEFAULT_EVENT_DEDUPE_MS,
   DEFAULT_MOVES_TTL_MS,
   daysBetween,
-  mergeStages,
   setOwn,
   splitStages,
   utcDay,
@@ -99,6 +113,8 @@ export interface RedisStoreStats {
   connectionErrors: number;
   /** Stored values that did not decode and were treated as absent. */
   corruptValues: number;
+  /** Strings of the dictionary this process knows. */
+  dictionaryStrings: number;
 }
 
 /** The scripts defined on the connection (defineCommand: EVALSHA, with EVAL on NOSCRIPT). */
@@ -109,8 +125,16 @@ interface Scripts {
   msPutPeople(numberOfKeys: number, ...args: Arg[]): Promise<number>;
   msPatchPerson(...args: Arg[]): Promise<number>;
   msForgetPerson(...args: Arg[]): Promise<[number, string[]]>;
+  msDictAssign(...args: Arg[]): Promise<Array<string | number>>;
   /** LOAD_PERSON_LUA with Buffer replies. */
-  msLoadPersonBuffer(profileKey: string, countersKey: string, stagesKey: string): Promise<unknown>;
+  msLoadPersonBuffer(
+    profileKey: string,
+    countersKey: string,
+    dictKey: string,
+    epoch: string,
+  ): Promise<unknown>;
+  /** READ_PERSON_LUA with Buffer replies. */
+  msReadPersonBuffer(profileKey: string, dictKey: string, epoch: string): Promise<unknown>;
 }
 type ScriptsPipeline = ChainableCommander & {
   msDelIfEquals(key: string, value: string): ScriptsPipeline;
@@ -125,6 +149,8 @@ const PIPELINES_IN_FLIGHT = 4;
 
 /** Attempts of a patch whose profile another instance changed between read and write. */
 const PATCH_ATTEMPTS = 10;
+/** Encodings of a batch in a row that met strings the dictionary did not have. */
+const ENCODE_ATTEMPTS = 3;
 
 /** Redis cannot be reached right now; the client keeps reconnecting. */
 export class RedisUnavailableError extends Error {
@@ -145,6 +171,11 @@ export class RedisStore implements ProfileStore, EventStore {
   private readonly log: (line: string) => void;
   /** Patches of one person made through this instance run one after another. */
   private readonly patching = new Map<string, Promise<unknown>>();
+  /** The strings of stored people, as far as this process knows them. */
+  private readonly dict: StringDictionary;
+  /** The dictionary's keys: string -> id, id -> string. */
+  private readonly dictKey: string;
+  private readonly dictRKey: string;
   /** Settles when the first connection attempt has succeeded or failed; null after that. */
   private starting: Promise<void> | null;
   private healthy = true;
@@ -158,6 +189,8 @@ export class RedisStore implements ProfileStore, EventStore {
     if (/[{}]/.test(prefix))
       throw new Error(`Redis key prefix ${JSON.stringify(prefix)} must not contain { or }`);
     this.prefix = prefix;
+    this.dictKey = `${prefix}dict`;
+    this.dictRKey = `${prefix}dict:r`;
     this.batchSize = Math.max(1, opts.batchSize ?? 1000);
     this.dedupeMs = Math.max(1, Math.ceil(opts.eventDedupeMs ?? DEFAULT_EVENT_DEDUPE_MS));
     this.movesTtlMs = Math.max(1, Math.ceil(opts.movesTtlMs ?? DEFAULT_MOVES_TTL_MS));
@@ -187,11 +220,25 @@ export class RedisStore implements ProfileStore, EventStore {
     this.redis.defineCommand('msDelIfEquals', { numberOfKeys: 1, lua: DEL_IF_EQUALS_LUA });
     // The number of keys is the first argument: one script call writes one or many people.
     this.redis.defineCommand('msPutPeople', { lua: PUT_PEOPLE_LUA });
-    this.redis.defineCommand('msPatchPerson', { numberOfKeys: 2, lua: PATCH_PERSON_LUA });
-    this.redis.defineCommand('msForgetPerson', { numberOfKeys: 4, lua: FORGET_PERSON_LUA });
+    this.redis.defineCommand('msPatchPerson', { numberOfKeys: 1, lua: PATCH_PERSON_LUA });
+    this.redis.defineCommand('msForgetPerson', { numberOfKeys: 3, lua: FORGET_PERSON_LUA });
     this.redis.defineCommand('msApplyEvent', { numberOfKeys: 3, lua: APPLY_EVENT_LUA });
     this.redis.defineCommand('msLoadPerson', { numberOfKeys: 3, lua: LOAD_PERSON_LUA });
+    this.redis.defineCommand('msReadPerson', { numberOfKeys: 2, lua: READ_PERSON_LUA });
+    this.redis.defineCommand('msDictAssign', { numberOfKeys: 2, lua: DICT_ASSIGN_LUA });
     this.scripts = this.redis as unknown as Scripts;
+    this.dict = new StringDictionary({
+      assign: async (names) => {
+        this.assertUp();
+        const [epoch, ...ids] = await this.scripts.msDictAssign(this.dictKey, this.dictRKey, ...names);
+        return { epoch: String(epoch ?? ''), ids: ids.map(Number) };
+      },
+      lookup: async (ids) => {
+        this.assertUp();
+        const [epoch, ...names] = await this.redis.hmget(this.dictRKey, 'epoch', ...ids.map(String));
+        return { epoch: epoch ?? '', names };
+      },
+    });
     this.lean =
       opts.leanReads === false
         ? null
@@ -241,17 +288,18 @@ export class RedisStore implements ProfileStore, EventStore {
     this.assertUp();
     const reply =
       this.lean === null
-        ? await this.scripts.msLoadPersonBuffer(this.pKey(pid), this.fcKey(pid), this.stKey(pid))
-        : await this.lean.evalsha(this.loadScript, [this.pKey(pid), this.fcKey(pid), this.stKey(pid)], []);
-    const [profileReply, countersReply, stagesReply] = Array.isArray(reply) ? reply : [];
-    const stages: Record<string, string> = {};
-    for (const [field, value] of pairs(stagesReply)) setOwn(stages, field, value.toString('utf8'));
-    const counters: Record<string, Buffer> = {};
-    for (const [field, value] of pairs(countersReply)) setOwn(counters, field, value);
-    return {
-      profile: mergeStages(pid, this.decodeProfileReply(profileReply ?? null), stages),
-      counters: this.decodeCounters(counters),
-    };
+        ? await this.scripts.msLoadPersonBuffer(
+            this.pKey(pid),
+            this.fcKey(pid),
+            this.dictRKey,
+            this.dict.epoch,
+          )
+        : await this.lean.evalsha(
+            this.loadScript,
+            [this.pKey(pid), this.fcKey(pid), this.dictRKey],
+            [this.dict.epoch],
+          );
+    return this.decodePersonReply(pid, reply);
   }
 
   async resolveAlias(kind: string, value: string): Promise<string | null> {
@@ -264,40 +312,86 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 
   async getProfile(pid: string): Promise<Profile | null> {
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    const [bytes, stages] = await this.readPerson(pid);
-    return mergeStages(pid, this.decodeProfileReply(bytes), stages);
+    return (await this.readPerson(pid)).profile;
   }
 
   async putProfile(profile: Profile): Promise<void> {
-    const { blob, stages } = splitStages(profile);
-    const args: Arg[] = [this.pKey(profile.id), this.stKey(profile.id), this.prefix, encodeProfile(blob)];
-    // -1: the profile does not say, the stored stages stay.
-    args.push(stages === null ? -1 : stages.length);
-    for (const [brand, stage] of stages ?? []) args.push(brand, stage);
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    await this.scripts.msPutPeople(2, ...args);
+    await this.writePeople([profile]);
   }
 
   /**
    * PUT_PEOPLE_LUA for groups of people, the groups pipelined (`batchSize` people a pipeline).
-   * Each person's profile, stages and counts change together; people of one group together.
+   * Each person's value and counts change together; people of one group together.
    */
   async putProfiles(profiles: readonly Profile[]): Promise<void> {
-    // Encode everything first: a profile that cannot be encoded writes nothing.
-    const keys: string[] = [];
-    const values: Arg[][] = [];
-    for (const profile of profiles) {
-      const { blob, stages } = splitStages(profile);
-      const v: Arg[] = [encodeProfile(blob), stages === null ? -1 : stages.length];
-      for (const [brand, stage] of stages ?? []) v.push(brand, stage);
-      keys.push(this.pKey(profile.id), this.stKey(profile.id));
-      values.push(v);
+    if (profiles.length === 0) return;
+    await this.writePeople(profiles);
+  }
+
+  /**
+   * Encodes and writes people. When the dictionary turns out not to be the one the ids came
+   * from (Redis lost it), learns it again and writes once more.
+   */
+  private async writePeople(profiles: readonly Profile[]): Promise<void> {
+    // Split and check everything first: a profile that cannot be encoded writes nothing.
+    const split = profiles.map((profile) => splitStages(profile));
+    for (let attempt = 0; ; attempt++) {
+      const { epoch, values } = await this.encodePeople(profiles, split);
+      try {
+        await this.sendPeople(profiles, epoch, values);
+        return;
+      } catch (err) {
+        if (attempt > 0 || !isStaleDictionary(err)) throw err;
+        await this.relearnDictionary();
+      }
     }
+  }
+
+  /**
+   * Per person the head (first byte and stages; '' when the profile does not say) and the body,
+   * and the epoch of the dictionary their ids come from. Strings this process does not know are
+   * given ids first (one round trip for the batch).
+   */
+  private async encodePeople(
+    profiles: readonly Profile[],
+    split: ReadonlyArray<ReturnType<typeof splitStages>>,
+  ): Promise<{ epoch: string; values: Arg[] }> {
+    for (let attempt = 1; ; attempt++) {
+      const missing = new Set<string>();
+      const epoch = this.dict.epoch;
+      const values: Arg[] = new Array<Arg>(2 * profiles.length);
+      for (let i = 0; i < profiles.length; i++) {
+        const { blob, stages } = split[i]!;
+        values[2 * i] = stages === null ? '' : encodeStages(stages, this.dict, missing);
+        values[2 * i + 1] = encodeBody(blob, profiles[i]!.id, this.dict, missing);
+      }
+      if (missing.size === 0) return { epoch, values };
+      if (attempt >= ENCODE_ATTEMPTS)
+        throw new Error('the string dictionary kept changing while profiles were encoded; try again');
+      if (this.starting !== null) await this.starting;
+      this.assertUp();
+      await this.dict.ensure(missing);
+    }
+  }
+
+  private async sendPeople(
+    profiles: readonly Profile[],
+    epoch: string,
+    values: readonly Arg[],
+  ): Promise<void> {
     if (this.starting !== null) await this.starting;
     this.assertUp();
+    if (profiles.length === 1) {
+      await this.scripts.msPutPeople(
+        1,
+        this.pKey(profiles[0]!.id),
+        this.prefix,
+        epoch,
+        values[0]!,
+        values[1]!,
+      );
+      return;
+    }
     const group = Math.min(PUT_GROUP, this.batchSize);
     // A few pipelines in flight, so that Redis runs one while the next is being serialized.
     const inFlight = new Set<Promise<void>>();
@@ -308,10 +402,11 @@ export class RedisStore implements ProfileStore, EventStore {
       let calls = 0;
       for (let g = i; g < end; g += group) {
         const to = Math.min(end, g + group);
-        const args: Arg[] = keys.slice(2 * g, 2 * to);
-        args.push(this.prefix);
-        for (let j = g; j < to; j++) for (const v of values[j]!) args.push(v);
-        pipe.msPutPeople(2 * (to - g), ...args);
+        const args: Arg[] = [];
+        for (let j = g; j < to; j++) args.push(this.pKey(profiles[j]!.id));
+        args.push(this.prefix, epoch);
+        for (let j = 2 * g; j < 2 * to; j++) args.push(values[j]!);
+        pipe.msPutPeople(to - g, ...args);
         calls++;
       }
       const sent: Promise<void> = pipe.exec().then(
@@ -334,13 +429,23 @@ export class RedisStore implements ProfileStore, EventStore {
     if (failure !== null) throw failure;
   }
 
-  /** The stored profile bytes (null when none) and stages of a person, in one round trip. */
-  private async readPerson(pid: string): Promise<[unknown, Record<string, string>]> {
+  /** The stored bytes of a person (null when none) and the profile they hold, in one round trip. */
+  private async readPerson(pid: string): Promise<{ bytes: Buffer | null; profile: Profile | null }> {
     if (this.starting !== null) await this.starting;
     this.assertUp();
-    const replies = await this.redis.pipeline().getBuffer(this.pKey(pid)).hgetall(this.stKey(pid)).exec();
-    const [bytes, stages] = checked(replies, 2);
-    return [bytes, stages as Record<string, string>];
+    const reply = await this.scripts.msReadPersonBuffer(this.pKey(pid), this.dictRKey, this.dict.epoch);
+    const [bytes, stale] = Array.isArray(reply) ? reply : [];
+    if (stale !== undefined && stale !== null) this.dict.forget();
+    const profile = await this.decodeValue(pid, bytes);
+    return { bytes: Buffer.isBuffer(bytes) ? bytes : null, profile };
+  }
+
+  /** Forgets what this process knew of the dictionary and learns its epoch again. */
+  private async relearnDictionary(): Promise<void> {
+    this.dict.forget();
+    if (this.starting !== null) await this.starting;
+    this.assertUp();
+    await this.dict.load([]);
   }
 
   async linkAliases(pid: string, aliases: Readonly<Record<string, string>>): Promise<void> {
@@ -418,7 +523,6 @@ export class RedisStore implements ProfileStore, EventStore {
       this.pKey(pid),
       this.fcKey(pid),
       this.axKey(pid),
-      this.stKey(pid),
       this.prefix,
     );
     let found = deleted > 0;
@@ -460,7 +564,7 @@ export class RedisStore implements ProfileStore, EventStore {
     const args: Arg[] = [
       this.evKey(event.eventId),
       this.fcKey(event.pid),
-      this.stKey(event.pid),
+      this.pKey(event.pid),
       this.prefix,
       this.dedupeMs,
       event.at,
@@ -499,20 +603,38 @@ export class RedisStore implements ProfileStore, EventStore {
 
   private async patchOnce(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {
     for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
-      const [bytes, stored] = await this.readPerson(pid);
-      const current = mergeStages(pid, this.decodeProfileReply(bytes), stored);
-      if (current === null) return null;
-      const patched = applyPatch(current, patch, now);
+      const { bytes, profile } = await this.readPerson(pid);
+      if (bytes === null || profile === null) return null;
+      const patched = applyPatch(profile, patch, now);
       const { blob, stages } = splitStages(patched);
-      const args: Arg[] = [this.pKey(pid), this.stKey(pid), this.prefix];
-      if (bytes instanceof Uint8Array) args.push(Buffer.from(bytes), '1');
-      else args.push('', '0');
-      args.push(encodeProfile(blob));
+      let epoch = '';
+      let body: Buffer | null = null;
+      for (let tries = 1; body === null; tries++) {
+        const missing = new Set<string>();
+        epoch = this.dict.epoch;
+        body = encodeBody(blob, pid, this.dict, missing);
+        if (missing.size === 0) break;
+        body = null;
+        if (tries >= ENCODE_ATTEMPTS)
+          throw new Error('the string dictionary kept changing while a profile was encoded; try again');
+        this.assertUp();
+        await this.dict.ensure(missing);
+      }
+      const args: Arg[] = [this.pKey(pid), this.prefix, epoch, bytes.subarray(bodyStart(bytes)), body];
+      const stored = profile.stages ?? {};
       const wanted = new Map(stages ?? []);
-      for (const [brand, stage] of wanted) if (stored[brand] !== stage) args.push(brand, '1', stage);
+      for (const [brand, stage] of wanted)
+        if (!Object.hasOwn(stored, brand) || stored[brand] !== stage) args.push(brand, '1', stage);
       for (const brand of Object.keys(stored)) if (!wanted.has(brand)) args.push(brand, '0', '');
       this.assertUp();
-      const outcome = await this.scripts.msPatchPerson(...args);
+      let outcome: number;
+      try {
+        outcome = await this.scripts.msPatchPerson(...args);
+      } catch (err) {
+        if (!isStaleDictionary(err)) throw err;
+        await this.relearnDictionary();
+        continue;
+      }
       if (outcome === 1) return patched;
       if (outcome === -1) return null;
       // Someone else wrote the profile in between: a short pause, then read again.
@@ -600,17 +722,22 @@ export class RedisStore implements ProfileStore, EventStore {
       readStatus: this.lean?.status ?? null,
       connectionErrors: this.connectionErrors,
       corruptValues: this.corruptValues,
+      dictionaryStrings: this.dict.size,
     };
   }
 
   /** The keys of a person and of an alias, as stored (with the prefix). */
-  keysOf(pid: string): { profile: string; counters: string; aliases: string; stages: string } {
+  keysOf(pid: string): { profile: string; counters: string; aliases: string } {
     return {
       profile: this.pKey(pid),
       counters: this.fcKey(pid),
       aliases: this.axKey(pid),
-      stages: this.stKey(pid),
     };
+  }
+
+  /** The keys of the string dictionary: string -> id, and id -> string. */
+  dictionaryKeys(): { ids: string; names: string } {
+    return { ids: this.dictKey, names: this.dictRKey };
   }
 
   private pKey(pid: string): string {
@@ -621,9 +748,6 @@ export class RedisStore implements ProfileStore, EventStore {
   }
   private axKey(pid: string): string {
     return `${this.prefix}ax:{${pid}}`;
-  }
-  private stKey(pid: string): string {
-    return `${this.prefix}st:{${pid}}`;
   }
   private fnKey(brand: string): string {
     return `${this.prefix}fn:{${brand}}`;
@@ -638,37 +762,65 @@ export class RedisStore implements ProfileStore, EventStore {
     return `${this.prefix}a:{${member}}`;
   }
 
-  private decodeProfileReply(reply: unknown): Profile | null {
-    if (reply === null || reply === undefined) return null;
-    if (!(reply instanceof Uint8Array)) {
+  /**
+   * A person from LOAD_PERSON_LUA's reply, `[value, counters (flat field, value pairs), stale?]`:
+   * synchronous unless the value holds ids this process has not seen (then one round trip for them).
+   */
+  private decodePersonReply(pid: string, reply: unknown): PersonRecord | Promise<PersonRecord> {
+    const [value, countersReply, stale] = Array.isArray(reply) ? reply : [];
+    const counters = this.decodeCounters(countersReply);
+    if (stale !== undefined && stale !== null) this.dict.forget();
+    const profile = this.decodeValue(pid, value);
+    if (profile instanceof Promise) return profile.then((p) => ({ profile: p, counters }));
+    return { profile, counters };
+  }
+
+  /** The profile in a stored value (null when none, or when it does not decode: counted). */
+  private decodeValue(pid: string, value: unknown): Profile | null | Promise<Profile | null> {
+    if (value === null || value === undefined) return null;
+    if (!(value instanceof Uint8Array)) {
       this.corruptValues++;
       return null;
     }
-    const profile = decodeProfile(reply);
-    if (profile === null) this.corruptValues++;
-    return profile;
+    const out = decodePerson(value, pid, this.dict.names);
+    if (out instanceof MissingStrings) return this.decodeAfterLoading(pid, value, out.ids);
+    if (out === null) this.corruptValues++;
+    return out;
   }
 
-  private decodeCounters(hash: Record<string, Buffer> | null): FrequencyCounters {
+  private async decodeAfterLoading(
+    pid: string,
+    value: Uint8Array,
+    ids: readonly number[],
+  ): Promise<Profile | null> {
+    await this.dict.load(ids);
+    const out = decodePerson(value, pid, this.dict.names);
+    if (out instanceof MissingStrings || out === null) {
+      this.corruptValues++;
+      return null;
+    }
+    return out;
+  }
+
+  /** Counters from an HGETALL returned flat from a script (Buffers). */
+  private decodeCounters(flat: unknown): FrequencyCounters {
     const out: Record<string, number[]> = {};
-    if (hash === null) return out;
-    for (const campaign in hash) {
-      const times = decodeTimes(hash[campaign]!);
+    if (!Array.isArray(flat)) return out;
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const field: unknown = flat[i];
+      const value: unknown = flat[i + 1];
+      if (!Buffer.isBuffer(field) || !Buffer.isBuffer(value)) continue;
+      const times = decodeTimes(value);
       if (times === null) this.corruptValues++;
-      else setCounter(out, campaign, times);
+      else setCounter(out, field.toString('utf8'), times);
     }
     return out;
   }
 }
 
-/** The field/value pairs of an HGETALL returned flat from a script (Buffers), skipping oddities. */
-function* pairs(flat: unknown): Generator<[string, Buffer]> {
-  if (!Array.isArray(flat)) return;
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const field: unknown = flat[i];
-    const value: unknown = flat[i + 1];
-    if (Buffer.isBuffer(field) && Buffer.isBuffer(value)) yield [field.toString('utf8'), value];
-  }
+/** A write refused because its ids come from another dictionary than the one in Redis. */
+function isStaleDictionary(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith(STALE_DICTIONARY);
 }
 
 /** A hash of counts as numbers. */

@@ -2,12 +2,15 @@
  * Every store against the one contract: the embedded store, the Redis store on a real
  * redis-server started for this file, and the cache in front of each.
  */
+import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Profile } from '../../rules/types.js';
 import { type RedisHandle, startRedis } from '../../test/redis-server.js';
+import { demoProfile } from '../demo/profiles.js';
 import { EmbeddedBus } from './bus.js';
 import { CachedStore } from './cached.js';
-import { decodeProfile, encodeProfile } from './codec.js';
+import { encodeProfile } from './codec.js';
 import { describeStoreContract, type StoreFixture } from './contract.js';
 import { EmbeddedStore } from './embedded.js';
 import { RedisStore } from './redis.js';
@@ -47,6 +50,38 @@ async function keysMentioning(client: Redis, text: string): Promise<string[]> {
     });
   } while (cursor !== '0');
   return found;
+}
+
+const number = fc.oneof(
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+  fc.integer(),
+  fc.integer({ min: -100_000, max: 100_000 }).map((n) => n / 100),
+);
+const text = fc.oneof(fc.string(), fc.constantFrom('circle:business', 'scene:通勤', '__proto__', ''));
+const randomProfile: fc.Arbitrary<Profile> = fc
+  .record(
+    {
+      id: fc.constant(''),
+      tags: fc.array(text, { maxLength: 30 }),
+      stages: fc.dictionary(text, text, { maxKeys: 4 }),
+      clv: fc.dictionary(text, number, { maxKeys: 4 }),
+      attrs: fc.dictionary(text, fc.oneof(text, fc.boolean(), number), { maxKeys: 6 }),
+      channels: fc.record(
+        { display: number, sms: fc.integer({ min: 0, max: 100 }).map((n) => n / 100) },
+        { requiredKeys: [] },
+      ),
+      activeHours: fc.array(fc.integer({ min: 0, max: 23 }), { maxLength: 6 }),
+      timezone: text,
+      updatedAt: fc.oneof(fc.integer({ min: 0, max: 4_102_444_800_000 }), number),
+      nickname: fc.string(),
+    },
+    { requiredKeys: ['id', 'tags'] },
+  )
+  .map((p) => p as Profile);
+
+function withoutStages(p: Profile): Profile {
+  const { stages: _s, ...rest } = p;
+  return rest as Profile;
 }
 
 let prefixSerial = 0;
@@ -135,14 +170,25 @@ describe('on a real redis-server', () => {
         'layout:a:{cookie:c1}',
         'layout:a:{idfa:ABC}',
         'layout:ax:{p-7}',
+        'layout:dict',
+        'layout:dict:r',
         'layout:ev:e-1',
         'layout:fc:{p-7}',
         'layout:fm:{vivo}:2026-11-24',
         'layout:fn:{vivo}',
         'layout:p:{p-7}',
-        'layout:st:{p-7}',
       ]);
-      expect(await admin.hgetall('layout:st:{p-7}')).toEqual({ vivo: 'appeal' });
+      // The dictionary: string -> id and id -> string, the next id and the epoch.
+      const ids = await admin.hgetall('layout:dict');
+      expect(Object.keys(ids).sort()).toEqual(['a', 'appeal', 'aware', 'vivo']);
+      const names = await admin.hgetall('layout:dict:r');
+      expect(names.n).toBe('4');
+      expect(names.epoch).toMatch(/^\d+\.\d+$/);
+      for (const [name, id] of Object.entries(ids)) expect(names[id]).toBe(name);
+      // The person: format 2 and one stage (vivo appeal), then no fields but tags: ['a'], as ids.
+      const value = (await admin.getBuffer('layout:p:{p-7}'))!;
+      expect([...value]).toEqual([2 | (1 << 3), Number(ids.vivo), Number(ids.appeal), 0, 0, Number(ids.a)]);
+      expect(await store.getProfile('p-7')).toEqual({ id: 'p-7', tags: ['a'], stages: { vivo: 'appeal' } });
       expect(await admin.hgetall('layout:fn:{vivo}')).toEqual({ appeal: '1' });
       expect(await admin.hgetall('layout:fm:{vivo}:2026-11-24')).toEqual({ 'aware>appeal': '1' });
       const fmTtl = await admin.pttl('layout:fm:{vivo}:2026-11-24');
@@ -151,8 +197,6 @@ describe('on a real redis-server', () => {
       const evTtl = await admin.pttl('layout:ev:e-1');
       expect(evTtl).toBeGreaterThan(6 * 86_400_000);
       expect(evTtl).toBeLessThanOrEqual(7 * 86_400_000);
-      // The profile blob no longer carries stages.
-      expect(decodeProfile((await admin.getBuffer('layout:p:{p-7}'))!)).toEqual({ id: 'p-7', tags: ['a'] });
       expect(await admin.get('layout:a:{idfa:ABC}')).toBe('p-7');
       expect((await admin.smembers('layout:ax:{p-7}')).sort()).toEqual(['cookie:c1', 'idfa:ABC']);
       expect(await admin.type('layout:fc:{p-7}')).toBe('hash');
@@ -161,9 +205,15 @@ describe('on a real redis-server', () => {
       expect(pttl).toBeLessThanOrEqual(60_000);
       expect(await admin.hkeys('layout:fc:{p-7}')).toEqual(['x90-launch']);
       expect((await admin.hgetBuffer('layout:fc:{p-7}', 'x90-launch'))?.length).toBe(8);
+      expect(store.keysOf('p-7')).toEqual({
+        profile: 'layout:p:{p-7}',
+        counters: 'layout:fc:{p-7}',
+        aliases: 'layout:ax:{p-7}',
+      });
+      expect(store.dictionaryKeys()).toEqual({ ids: 'layout:dict', names: 'layout:dict:r' });
       // Same slot for every key of the person.
       const slots = await Promise.all(
-        ['p:{p-7}', 'fc:{p-7}', 'ax:{p-7}', 'st:{p-7}'].map((k) =>
+        ['p:{p-7}', 'fc:{p-7}', 'ax:{p-7}'].map((k) =>
           admin.call('CLUSTER', 'KEYSLOT', `layout:${k}`).catch(() => null),
         ),
       );
@@ -173,27 +223,167 @@ describe('on a real redis-server', () => {
     }
   });
 
-  it('reads profiles written with stages in the blob, and moves those stages into the hash on a write', async () => {
-    const store = new RedisStore({ url: redis.url, keyPrefix: 'legacy:', log: quiet });
+  it('keeps a demo person in one value of under 80 bytes', async () => {
+    const store = new RedisStore({ url: redis.url, keyPrefix: 'compact:', log: quiet });
     try {
-      await admin.set(
-        'legacy:p:{p-old}',
-        encodeProfile({ id: 'p-old', tags: ['a'], stages: { vivo: 'aware', pad: 'act' } }),
-      );
-      await admin.hset('legacy:st:{p-old}', 'vivo', 'appeal');
-      const merged = { id: 'p-old', tags: ['a'], stages: { vivo: 'appeal', pad: 'act' } };
-      expect(await store.getProfile('p-old')).toEqual(merged);
-      expect((await store.loadPerson('p-old')).profile).toEqual(merged);
-      await store.patchProfile('p-old', { addTags: ['b'] }, 5);
-      expect(await admin.hgetall('legacy:st:{p-old}')).toEqual({ vivo: 'appeal', pad: 'act' });
-      expect(decodeProfile((await admin.getBuffer('legacy:p:{p-old}'))!)).toEqual({
-        id: 'p-old',
-        tags: ['a', 'b'],
-        updatedAt: 5,
-      });
-      expect((await store.funnel('pad', '2026-11-24', '2026-11-24')).stages).toEqual({ act: 1 });
+      const people = Array.from({ length: 2000 }, (_, i) => demoProfile(i));
+      await store.putProfiles(people);
+      let total = 0;
+      for (const p of people) total += await admin.strlen(`compact:p:{${p.id}}`);
+      expect(total / people.length).toBeLessThan(68);
+      expect(await admin.exists('compact:st:{p-1}')).toBe(0);
+      expect(Number(await admin.hlen('compact:dict'))).toBeLessThan(150);
     } finally {
       await store.close();
+    }
+  });
+
+  it('agrees on ids across instances, also when they hand them out at the same time', async () => {
+    const stores = Array.from(
+      { length: 4 },
+      () => new RedisStore({ url: redis.url, keyPrefix: 'agree:', log: quiet }),
+    );
+    try {
+      // Every instance writes people with the same new strings, in different orders, at once.
+      const vocabulary = Array.from({ length: 60 }, (_, i) => `tag-${i}`);
+      const peopleOf = (k: number): Profile[] =>
+        Array.from({ length: 50 }, (_, i) => ({
+          id: `s${k}-${i}`,
+          tags: vocabulary.filter((_, j) => (j + i + k) % 3 === 0).reverse(),
+          stages: { [`brand-${(i + k) % 5}`]: `stage-${i % 4}` },
+          attrs: { colour: `c-${(i * k) % 7}`, n: i },
+          timezone: `tz-${k}`,
+        }));
+      await Promise.all(stores.map((store, k) => store.putProfiles(peopleOf(k))));
+      // One id per string, one string per id.
+      const ids = await admin.hgetall('agree:dict');
+      const names = await admin.hgetall('agree:dict:r');
+      const count = Object.keys(ids).length;
+      expect(Number(names.n)).toBe(count);
+      expect(Object.keys(names).length).toBe(count + 2);
+      expect(new Set(Object.values(ids)).size).toBe(count);
+      for (const [name, id] of Object.entries(ids)) expect(names[id]).toBe(name);
+      // Every instance reads what every other wrote; so does one that knows nothing yet.
+      const fresh = new RedisStore({ url: redis.url, keyPrefix: 'agree:', log: quiet });
+      try {
+        for (const [k] of stores.entries()) {
+          const expected = peopleOf(k);
+          for (const reader of [...stores, fresh]) {
+            for (const i of [0, 17, 49]) {
+              expect(await reader.getProfile(`s${k}-${i}`)).toEqual(expected[i]);
+              expect((await reader.loadPerson(`s${k}-${i}`)).profile).toEqual(expected[i]);
+            }
+          }
+        }
+        expect(fresh.stats().corruptValues).toBe(0);
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      for (const store of stores) await store.close();
+    }
+  });
+
+  it('starts afresh when Redis lost the dictionary it knew', async () => {
+    const a = new RedisStore({ url: redis.url, keyPrefix: 'lost:', log: quiet });
+    const b = new RedisStore({ url: redis.url, keyPrefix: 'lost:', log: quiet });
+    try {
+      await a.putProfile({ id: 'p-1', tags: ['old-1', 'old-2'], stages: { vivo: 'aware' } });
+      expect((await a.loadPerson('p-1')).profile?.tags).toEqual(['old-1', 'old-2']);
+      // Everything under the prefix goes (as after a restart without persistence), and another
+      // instance writes people whose strings take the ids `a` knew for other strings.
+      await admin.del(...(await admin.keys('lost:*')));
+      await b.putProfile({ id: 'p-2', tags: ['new-1', 'new-2', 'new-3'], stages: { pad: 'act' } });
+      expect((await a.loadPerson('p-2')).profile).toEqual({
+        id: 'p-2',
+        tags: ['new-1', 'new-2', 'new-3'],
+        stages: { pad: 'act' },
+      });
+      // Writes with ids `a` knew from before are refused by Redis, and made again with new ones.
+      await admin.del(...(await admin.keys('lost:*')));
+      await b.putProfile({ id: 'p-3', tags: ['x', 'y'] });
+      await a.putProfile({ id: 'p-1', tags: ['new-1', 'old-2'], stages: { vivo: 'act' } });
+      expect(await b.getProfile('p-1')).toEqual({
+        id: 'p-1',
+        tags: ['new-1', 'old-2'],
+        stages: { vivo: 'act' },
+      });
+      await admin.del(...(await admin.keys('lost:*')));
+      await b.putProfile({ id: 'p-1', tags: ['z'] });
+      expect(await a.patchProfile('p-1', { addTags: ['old-1'] }, 5)).toEqual({
+        id: 'p-1',
+        tags: ['z', 'old-1'],
+        updatedAt: 5,
+      });
+      expect(await b.getProfile('p-1')).toEqual({ id: 'p-1', tags: ['z', 'old-1'], updatedAt: 5 });
+      await admin.del(...(await admin.keys('lost:*')));
+      await b.putProfile({ id: 'p-9', tags: [] });
+      await a.putProfiles([
+        { id: 'p-1', tags: ['old-1'] },
+        { id: 'p-2', tags: [] },
+      ]);
+      expect(await b.getProfile('p-1')).toEqual({ id: 'p-1', tags: ['old-1'] });
+      expect(a.stats().corruptValues).toBe(0);
+      expect(b.stats().corruptValues).toBe(0);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('treats a value of another format, or with ids nobody handed out, as absent and counts it', async () => {
+    const store = new RedisStore({ url: redis.url, keyPrefix: 'legacy:', log: quiet });
+    try {
+      await store.putProfile({ id: 'p-ok', tags: ['a'] });
+      // A profile as the first layout wrote it (MessagePack, stages in a hash of their own).
+      await admin.set(
+        'legacy:p:{p-old}',
+        encodeProfile({ id: 'p-old', tags: ['a'], stages: { vivo: 'aware' } }),
+      );
+      await admin.hset('legacy:st:{p-old}', 'vivo', 'appeal');
+      expect(await store.getProfile('p-old')).toBeNull();
+      expect(await store.loadPerson('p-old')).toEqual({ profile: null, counters: {} });
+      expect(store.stats().corruptValues).toBe(2);
+      // Ids past the dictionary.
+      await admin.set('legacy:p:{p-ghost}', Buffer.from([2, 0, 0, 100, 101]));
+      expect(await store.getProfile('p-ghost')).toBeNull();
+      expect((await store.loadPerson('p-ghost')).profile).toBeNull();
+      expect(store.stats().corruptValues).toBe(4);
+      // Patches see nobody; an event gives the person a stage and nothing else.
+      expect(await store.patchProfile('p-old', { addTags: ['b'] }, 5)).toBeNull();
+      await store.applyEvents([
+        {
+          eventId: 'legacy-1',
+          pid: 'p-old',
+          at: Date.parse('2026-11-24T10:00:00Z'),
+          stage: { brand: 'vivo', defaultStage: 'aware', next: { aware: 'appeal' } },
+        },
+      ]);
+      expect(await store.getProfile('p-old')).toEqual({ id: 'p-old', tags: [], stages: { vivo: 'appeal' } });
+      expect(await store.getProfile('p-ok')).toEqual({ id: 'p-ok', tags: ['a'] });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('round-trips random profiles through Redis', async () => {
+    const store = new RedisStore({ url: redis.url, keyPrefix: 'random:', log: quiet });
+    const other = new RedisStore({ url: redis.url, keyPrefix: 'random:', log: quiet });
+    try {
+      let n = 0;
+      await fc.assert(
+        fc.asyncProperty(randomProfile, async (drawn) => {
+          const p = { ...drawn, id: `r-${n++}` };
+          await store.putProfile(p);
+          const expected = Object.keys(p.stages ?? {}).length === 0 ? withoutStages(p) : p;
+          expect(await store.getProfile(p.id)).toEqual(expected);
+          expect((await other.loadPerson(p.id)).profile).toEqual(expected);
+        }),
+        { numRuns: 150 },
+      );
+    } finally {
+      await store.close();
+      await other.close();
     }
   });
 
@@ -349,10 +539,14 @@ describe('RedisStore when Redis fails', () => {
       await redis.restart();
       let back = false;
       for (let i = 0; i < 100 && !back; i++) {
-        back = await store.ping().then(
-          () => true,
-          () => false,
-        );
+        // Both connections (decision reads take a second one) must be back.
+        back = await store
+          .ping()
+          .then(() => store.loadPerson('p-1'))
+          .then(
+            () => true,
+            () => false,
+          );
         if (!back) await sleep(100);
       }
       expect(back).toBe(true);

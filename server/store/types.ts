@@ -15,15 +15,17 @@ export interface PersonRecord {
  * Where profiles, aliases and frequency counters live. Redis in production, an in-process map
  * for the demo and for tests; both pass the same contract suite (server/store/contract.ts).
  *
- * Keys of one person share a hash tag:
- *   p:{pid}   the profile, msgpackr-encoded, without stages
- *   st:{pid}  funnel stages: a hash, brand -> stage (merged into the profile on every read)
+ * Keys of one person share a hash tag (Redis; the embedded store keeps the same in maps):
+ *   p:{pid}   the person: funnel stages first (brand -> stage, which events move atomically),
+ *             then the profile; every string an id into the string dictionary (codec.ts,
+ *             format 2)
  *   fc:{pid}  frequency counters: a hash, campaign id -> packed impression times
  *   ax:{pid}  the set of alias keys that point at the person (so forgetting is complete)
  *   a:{kind:value}  alias -> pid
  * and beside them (EventStore): fn:{brand} stage counts, fm:{brand}:<day> moves of a day,
- * ev:<eventId> event ids seen. A person with stages but no profile blob (moved by an event
- * before any profile was written) reads as a profile with no tags.
+ * ev:<eventId> event ids seen, and the string dictionary, dict (string -> id) and dict:r
+ * (id -> string; dictionary.ts). A person moved by an event before any profile was written reads
+ * as a profile with no tags.
  */
 export interface ProfileStore {
   readonly kind: 'redis' | 'embedded';
