@@ -1,10 +1,11 @@
 /**
- * The whole-server load run: `npm run load -- [--quick] [--profiles N] [--workers W]
+ * The whole-server load run: `npm run load -- [--quick] [--memory-only] [--profiles N] [--workers W]
  * [--duration S] [--connections C]`.
  *
  * 1. Starts a private redis-server on a free port and loads N synthetic people (server/demo) with
  *    the pipelined store path (putProfiles), then the same people as JSON strings (for the typical
- *    stack) and, for a sample, as a Redis hash per person; bytes per person from INFO memory.
+ *    stack) and, for a sample, as a Redis hash per person and their aliases (each of those two
+ *    in a database of its own); bytes per person from INFO memory.
  * 2. Starts the real server (dist/server/main.js), the same server again with a rule set whose
  *    campaigns bid (test/openrtb/ruleset.yaml) for POST /openrtb2/bid, a bare uWebSockets.js
  *    endpoint (the HTTP ceiling) and a typical Node stack (Hono + ioredis + json-rules-engine),
@@ -17,13 +18,15 @@
  *    load-latest.json (quick mode: a file under the temp folder). Quick mode exits 1 when a target
  *    did not answer, or when the server answered any request with an error (for OpenRTB: with
  *    anything but 200 or 204). `--openrtb-only` runs the OpenRTB scenarios and the bare endpoint
- *    only (no decide, typical stack, redis-benchmark or wrk runs).
+ *    only (no decide, typical stack, redis-benchmark or wrk runs). `--memory-only` runs step 1 and
+ *    prints the memory per person, nothing else.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
 import { writeResults } from '../bench/report.js';
 import { demoAliases, demoProfile } from '../server/demo/profiles.js';
 import { RedisStore } from '../server/store/redis.js';
@@ -44,6 +47,7 @@ interface Options {
   fractions: number[];
   wrk: boolean;
   openrtbOnly: boolean;
+  memoryOnly: boolean;
 }
 
 function options(argv: string[]): Options {
@@ -64,6 +68,7 @@ function options(argv: string[]): Options {
     fractions: quick ? [0.5] : [0.25, 0.5, 0.75],
     wrk: !quick && !argv.includes('--no-wrk') && !argv.includes('--openrtb-only') && onPath('wrk'),
     openrtbOnly: argv.includes('--openrtb-only'),
+    memoryOnly: argv.includes('--memory-only'),
   };
 }
 
@@ -145,8 +150,7 @@ function drive(cfg: DriverConfig): Promise<DriverResult> {
 
 // ---- Redis: load and memory --------------------------------------------------------------------
 
-async function usedMemory(store: RedisStore): Promise<number> {
-  const redis = await store.connection();
+async function usedMemory(redis: Redis): Promise<number> {
   const info = await redis.info('memory');
   const m = /used_memory:(\d+)/.exec(info);
   return Number(m?.[1] ?? 0);
@@ -154,7 +158,14 @@ async function usedMemory(store: RedisStore): Promise<number> {
 
 interface Memory {
   people: number;
-  ours: { bytesPerPerson: number; profileKeyBytes: number; stagesKeyBytes: number };
+  ours: {
+    bytesPerPerson: number;
+    /** MEMORY USAGE of a person's key, and the length of its value (sampled) */
+    profileKeyBytes: number;
+    valueBytes: number;
+    /** the string dictionary: strings, and MEMORY USAGE of its two hashes */
+    dictionary: { strings: number; bytes: number };
+  };
   json: { bytesPerPerson: number; keyBytes: number };
   hash: { people: number; bytesPerPerson: number; keyBytes: number };
   aliases: { people: number; aliasesPerPerson: number; bytesPerPerson: number; bytesPerAlias: number };
@@ -162,11 +173,31 @@ interface Memory {
   loadSeconds: { ours: number; json: number };
 }
 
-async function sampleUsage(store: RedisStore, keys: string[]): Promise<number> {
-  const redis = await store.connection();
+/** Mean MEMORY USAGE of keys. */
+async function sampleUsage(redis: Redis, keys: string[]): Promise<number> {
   let total = 0;
   for (const k of keys) total += Number((await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')) ?? 0);
   return total / keys.length;
+}
+
+async function meanLength(redis: Redis, keys: string[]): Promise<number> {
+  let total = 0;
+  for (const k of keys) total += await redis.strlen(k);
+  return total / keys.length;
+}
+
+/** The same Redis, another database. */
+function databaseUrl(url: string, db: number): string {
+  const u = new URL(url);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+/** A connection to another database of the store's Redis, once it is ready. */
+async function openDatabase(store: RedisStore, db: number): Promise<Redis> {
+  const redis = store.duplicateConnection({ db });
+  if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
+  return redis;
 }
 
 function hashFields(p: ReturnType<typeof demoProfile>): Record<string, string> {
@@ -181,12 +212,24 @@ function hashFields(p: ReturnType<typeof demoProfile>): Record<string, string> {
   return f;
 }
 
-async function loadPeople(store: RedisStore, n: number, log: (s: string) => void): Promise<Memory> {
+/**
+ * Loads the people and measures what they take. Our layout goes first, into an empty database;
+ * the hash-per-person baseline and the aliases go into databases of their own, so that no figure
+ * carries the growth of another's key table (a table doubles when its keys pass a power of two).
+ * The JSON strings stay beside our layout, where the typical stack reads them: their figure
+ * carries the main table's growth from 2^20 to 2^21 buckets (about 8 bytes a person at 1M).
+ */
+async function loadPeople(
+  store: RedisStore,
+  url: string,
+  n: number,
+  log: (s: string) => void,
+): Promise<Memory> {
   const redis = await store.connection();
   const CHUNK = 10_000;
   const sampleIds = Array.from({ length: 200 }, (_, k) => Math.floor((k * n) / 200));
 
-  const m0 = await usedMemory(store);
+  const m0 = await usedMemory(redis);
   let t0 = performance.now();
   for (let i = 0; i < n; i += CHUNK) {
     const chunk = [];
@@ -194,8 +237,19 @@ async function loadPeople(store: RedisStore, n: number, log: (s: string) => void
     await store.putProfiles(chunk);
   }
   const oursS = (performance.now() - t0) / 1000;
-  const m1 = await usedMemory(store);
+  const m1 = await usedMemory(redis);
   log(`  ${n} profiles stored with putProfiles in ${oursS.toFixed(1)} s`);
+  const profileKeys = sampleIds.map((i) => store.keysOf(`p-${i}`).profile);
+  const dictKeys = store.dictionaryKeys();
+  const ours = {
+    bytesPerPerson: (m1 - m0) / n,
+    profileKeyBytes: await sampleUsage(redis, profileKeys),
+    valueBytes: await meanLength(redis, profileKeys),
+    dictionary: {
+      strings: await redis.hlen(dictKeys.ids),
+      bytes: 2 * (await sampleUsage(redis, [dictKeys.ids, dictKeys.names])),
+    },
+  };
 
   t0 = performance.now();
   for (let i = 0; i < n; i += CHUNK) {
@@ -204,20 +258,27 @@ async function loadPeople(store: RedisStore, n: number, log: (s: string) => void
     await pipe.exec();
   }
   const jsonS = (performance.now() - t0) / 1000;
-  const m2 = await usedMemory(store);
+  const m2 = await usedMemory(redis);
   log(`  the same people as JSON strings in ${jsonS.toFixed(1)} s`);
 
   const hashPeople = Math.min(n, 100_000);
+  const hashDb = await openDatabase(store, 1);
   for (let i = 0; i < hashPeople; i += CHUNK) {
-    const pipe = redis.pipeline();
+    const pipe = hashDb.pipeline();
     for (let j = i; j < Math.min(hashPeople, i + CHUNK); j++)
       pipe.hset(`h:p:${j}`, hashFields(demoProfile(j)));
     await pipe.exec();
   }
-  const m3 = await usedMemory(store);
+  const m3 = await usedMemory(redis);
+  const hashKeyBytes = await sampleUsage(
+    hashDb,
+    sampleIds.filter((i) => i < hashPeople).map((i) => `h:p:${i}`),
+  );
+  hashDb.disconnect();
 
   const aliasPeople = Math.min(n, 100_000);
   let aliasCount = 0;
+  const aliasStore = new RedisStore({ url: databaseUrl(url, 2), log: () => {} });
   for (let i = 0; i < aliasPeople; i += CHUNK) {
     const links: Array<readonly [string, Record<string, string>]> = [];
     for (let j = i; j < Math.min(aliasPeople, i + CHUNK); j++) {
@@ -225,9 +286,10 @@ async function loadPeople(store: RedisStore, n: number, log: (s: string) => void
       aliasCount += Object.keys(a).length;
       links.push([`p-${j}`, a]);
     }
-    await store.linkManyAliases(links);
+    await aliasStore.linkManyAliases(links);
   }
-  const m4 = await usedMemory(store);
+  await aliasStore.close();
+  const m4 = await usedMemory(redis);
 
   // Impressions: 3 of x90-launch and 2 of brightpad for people spread over the whole range.
   const counterPeople = Math.min(n, 20_000);
@@ -243,36 +305,19 @@ async function loadPeople(store: RedisStore, n: number, log: (s: string) => void
     }
     await Promise.all(calls);
   }
-  const m5 = await usedMemory(store);
+  const m5 = await usedMemory(redis);
 
   return {
     people: n,
-    ours: {
-      bytesPerPerson: (m1 - m0) / n,
-      profileKeyBytes: await sampleUsage(
-        store,
-        sampleIds.map((i) => store.keysOf(`p-${i}`).profile),
-      ),
-      stagesKeyBytes: await sampleUsage(
-        store,
-        sampleIds.map((i) => store.keysOf(`p-${i}`).stages),
-      ),
-    },
+    ours,
     json: {
       bytesPerPerson: (m2 - m1) / n,
       keyBytes: await sampleUsage(
-        store,
+        redis,
         sampleIds.map((i) => `json:p:${i}`),
       ),
     },
-    hash: {
-      people: hashPeople,
-      bytesPerPerson: (m3 - m2) / hashPeople,
-      keyBytes: await sampleUsage(
-        store,
-        sampleIds.filter((i) => i < hashPeople).map((i) => `h:p:${i}`),
-      ),
-    },
+    hash: { people: hashPeople, bytesPerPerson: (m3 - m2) / hashPeople, keyBytes: hashKeyBytes },
     aliases: {
       people: aliasPeople,
       aliasesPerPerson: aliasCount / aliasPeople,
@@ -282,6 +327,40 @@ async function loadPeople(store: RedisStore, n: number, log: (s: string) => void
     counters: { people: counterPeople, impressionsPerPerson: 5, bytesPerPerson: (m5 - m4) / counterPeople },
     loadSeconds: { ours: oursS, json: jsonS },
   };
+}
+
+function printMemory(memory: Memory, log: (s: string) => void): void {
+  const { ours, json, hash, aliases, counters } = memory;
+  const row = (label: string, bytes: number, detail: string) =>
+    log(`  ${label.padEnd(64)}${bytes.toFixed(0).padStart(6)}  ${detail}`);
+  log(
+    `\nmemory in Redis, bytes per person (INFO used_memory deltas; MEMORY USAGE and STRLEN of 200 sampled keys)`,
+  );
+  row(
+    `ours, ${memory.people} people: p:{pid}, dictionary, funnel counts`,
+    ours.bytesPerPerson,
+    `${ours.profileKeyBytes.toFixed(0)} per key, ${ours.valueBytes.toFixed(1)} bytes of value; dictionary: ${ours.dictionary.strings} strings, ${ours.dictionary.bytes} bytes`,
+  );
+  row(
+    `JSON string per person, ${memory.people} people`,
+    json.bytesPerPerson,
+    `${json.keyBytes.toFixed(0)} per key`,
+  );
+  row(
+    `Redis hash per person, ${hash.people} people`,
+    hash.bytesPerPerson,
+    `${hash.keyBytes.toFixed(0)} per key`,
+  );
+  row(
+    `aliases, ${aliases.aliasesPerPerson.toFixed(2)} per person, ${aliases.people} people`,
+    aliases.bytesPerPerson,
+    `${aliases.bytesPerAlias.toFixed(0)} per alias`,
+  );
+  row(
+    `frequency counters, 5 impressions in 2 campaigns, ${counters.people} people`,
+    counters.bytesPerPerson,
+    '',
+  );
 }
 
 // ---- runs --------------------------------------------------------------------------------------
@@ -329,8 +408,17 @@ async function main(): Promise<void> {
   const redisProc = await startRedis();
   log(`redis-server on ${redisProc.url} (pid ${redisProc.pid})`);
   const store = new RedisStore({ url: redisProc.url, log: () => {} });
-  const memory = await loadPeople(store, opt.profiles, log);
+  const memory = await loadPeople(store, redisProc.url, opt.profiles, log);
   await store.close();
+  if (opt.memoryOnly) {
+    printMemory(memory, log);
+    const met = memory.ours.bytesPerPerson <= 150;
+    log(
+      `\naim: ${met ? 'met' : 'MISSED'}: <= 150 bytes per person in Redis: ${memory.ours.bytesPerPerson.toFixed(1)}`,
+    );
+    await redisProc.stop();
+    process.exit(0);
+  }
   // The OpenRTB server decides with another rule set, and a fleet sharing one Redis has one
   // active rule set: it keeps its own under another key prefix, with a copy of the people it
   // bids for (those with aliases).
@@ -542,7 +630,7 @@ async function main(): Promise<void> {
       '-r',
       '100000',
       '-d',
-      String(Math.round(memory.ours.profileKeyBytes)),
+      String(Math.round(memory.ours.valueBytes)),
       '--csv',
     ];
     execFileSync('redis-benchmark', [...rbArgs, '-t', 'set', '-n', opt.quick ? '20000' : '100000'], {
@@ -699,29 +787,14 @@ async function main(): Promise<void> {
       met: r('decide uniform p99 / bare uWS p99, same offered rate (50% of decide max)') <= 2,
     },
     {
-      aim: '<= 150 bytes per profile in Redis (profile + stages)',
+      aim: '<= 150 bytes per person in Redis (profile and stages)',
       measured: memory.ours.bytesPerPerson,
       met: memory.ours.bytesPerPerson <= 150,
     },
   ];
   const aims = opt.openrtbOnly ? [] : decideAims;
 
-  log('\nmemory in Redis, bytes per person (INFO used_memory deltas; MEMORY USAGE of sampled keys)');
-  log(
-    `  our encoding (p:{pid} blob + st:{pid} stages hash + funnel counts): ${memory.ours.bytesPerPerson.toFixed(0)} (p: ${memory.ours.profileKeyBytes.toFixed(0)}, st: ${memory.ours.stagesKeyBytes.toFixed(0)} per key)`,
-  );
-  log(
-    `  JSON string per person:                                            ${memory.json.bytesPerPerson.toFixed(0)} (${memory.json.keyBytes.toFixed(0)} per key)`,
-  );
-  log(
-    `  Redis hash per person (${memory.hash.people} people):                          ${memory.hash.bytesPerPerson.toFixed(0)} (${memory.hash.keyBytes.toFixed(0)} per key)`,
-  );
-  log(
-    `  aliases (${memory.aliases.aliasesPerPerson.toFixed(2)} per person, ${memory.aliases.people} people):                    ${memory.aliases.bytesPerPerson.toFixed(0)} (${memory.aliases.bytesPerAlias.toFixed(0)} per alias)`,
-  );
-  log(
-    `  frequency counters (5 impressions, 2 campaigns, ${memory.counters.people} people):     ${memory.counters.bytesPerPerson.toFixed(0)}`,
-  );
+  printMemory(memory, log);
   log('\nratios');
   for (const [k, v] of Object.entries(ratios))
     log(`  ${k.padEnd(76)}${v === null ? '-' : v.toFixed(2).padStart(8)}`);
