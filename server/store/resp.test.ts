@@ -52,7 +52,12 @@ describe('RespConnection', () => {
     expect(all.map(String).sort()).toEqual(['1', '2', 'a', 'b']);
     expect(await c.call(['HGETALL', 'resp:nothing'])).toEqual([]);
     const nested = luaScript("return { 1, { 'x', { 2 } }, redis.call('GET', KEYS[1]), false }");
-    expect(await c.evalsha(nested, ['resp:s'], [])).toEqual([1, [Buffer.from('x'), [2]], Buffer.from('héllo'), null]);
+    expect(await c.evalsha(nested, ['resp:s'], [])).toEqual([
+      1,
+      [Buffer.from('x'), [2]],
+      Buffer.from('héllo'),
+      null,
+    ]);
   });
 
   it('rejects an error reply with its code, and goes on with the next command', async () => {
