@@ -4,8 +4,9 @@
  * json-rules-engine. Prints a table and writes every figure to bench/results/rules-<date>.json
  * and bench/results/rules-latest.json. Run with `npm run bench:rules`.
  *
- * "warm": the same profile objects come back (a profile cache hit), so the compiled rule set's
- * per-profile preparation (the person's keys, id hash) is reused. "cold": every call gets a fresh
+ * "warm": the same frozen profile objects come back (a profile cache hit: the cache freezes what it
+ * shares), so the compiled rule set's per-profile preparation (the person's keys, id hash) is
+ * reused. "cold": every call gets a fresh
  * shallow copy of the profile, as after a store fetch, so the preparation runs every time (the
  * copy itself is part of the figure; its cost alone is the `profile copy` row).
  */
@@ -129,7 +130,8 @@ function describeSize(
 }
 
 async function main(): Promise<void> {
-  const pool = profiles(POOL);
+  // Frozen, as the cache hands them out: only frozen profiles keep their preparation.
+  const pool = profiles(POOL).map((p) => Object.freeze(p));
   const pc = pool.map((_, i) => counters(i, CAMPAIGNS));
   const sizes: SizeInfo[] = [];
   console.log(`node ${process.version}, ${availableParallelism()} cpus (${cpus()[0]?.model ?? 'unknown'})`);

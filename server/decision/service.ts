@@ -133,15 +133,6 @@ export class DecisionService {
     budgetMs: number,
     started: number,
   ): Promise<DecisionOutcome> {
-    let loading: Promise<Loaded>;
-    try {
-      loading =
-        knownPid !== null
-          ? this.store.loadPerson(knownPid).then((record) => ({ pid: knownPid, record }))
-          : this.resolveThenLoad(input);
-    } catch (err) {
-      loading = Promise.reject(err);
-    }
     return new Promise((resolve, reject) => {
       let settled = false;
       const settle = (pid: string | null, record: PersonRecord | null, late: Late | null) => {
@@ -157,10 +148,14 @@ export class DecisionService {
       };
       const fallbackPid = knownPid ?? (input.user.kind === 'id' ? input.user.id : null);
       const timer = setTimeout(() => settle(fallbackPid, null, TIMEOUT), budgetMs);
-      loading.then(
-        (got) => settle(got.pid, got.record, null),
-        () => settle(fallbackPid, null, FAILED),
-      );
+      const failed = () => settle(fallbackPid, null, FAILED);
+      try {
+        if (knownPid !== null)
+          this.store.loadPerson(knownPid).then((record) => settle(knownPid, record, null), failed);
+        else this.resolveThenLoad(input).then((got) => settle(got.pid, got.record, null), failed);
+      } catch {
+        failed();
+      }
     });
   }
 

@@ -283,7 +283,17 @@ export class RedisStore implements ProfileStore, EventStore {
     });
   }
 
-  async loadPerson(pid: string): Promise<PersonRecord> {
+  loadPerson(pid: string): Promise<PersonRecord> {
+    // The decision path: on the lean connection, one promise from the call to the record.
+    if (this.lean === null || this.starting !== null || this.redis.status !== 'ready')
+      return this.loadPersonSlowly(pid);
+    return this.lean
+      .evalsha(this.loadScript, [this.pKey(pid), this.fcKey(pid), this.dictRKey], [this.dict.epoch])
+      .then((reply) => this.decodePersonReply(pid, reply));
+  }
+
+  /** loadPerson before the first connection has settled, while it is down, or without a lean connection. */
+  private async loadPersonSlowly(pid: string): Promise<PersonRecord> {
     if (this.starting !== null) await this.starting;
     this.assertUp();
     const reply =
