@@ -392,6 +392,17 @@ function bidShare(r: DriverResult): number {
   return bid + noBid === 0 ? 0 : bid / (bid + noBid);
 }
 
+/** Runs at 50% of the uniform maximum, for decide and for bare uWS each (the p99 aim). */
+const P99_RUNS = 3;
+
+/** The median of some numbers; null for none. */
+function median(xs: readonly number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
 /** Where the OpenRTB server keeps its rule sets and people. */
 const ORTB_PREFIX = 'ortb:';
 
@@ -546,7 +557,7 @@ async function main(): Promise<void> {
   };
   const urls = { decide: decideUrl, openrtb: ortbUrl, 'bare-uws': bareUrl, 'typical-stack': typicalUrl };
   log(
-    `${'target'.padEnd(14)}${'scenario'.padEnd(28)}${'load'.padEnd(22)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'p99.9'.padStart(8)}${'err'.padStart(6)}${'cpu µs/req'.padStart(11)}${'redis µs'.padStart(9)}`,
+    `${'target'.padEnd(14)}${'scenario'.padEnd(28)}${'load'.padEnd(25)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'p99.9'.padStart(8)}${'err'.padStart(6)}${'cpu µs/req'.padStart(11)}${'redis µs'.padStart(9)}`,
   );
   const one = async (
     target: Run['target'],
@@ -583,7 +594,7 @@ async function main(): Promise<void> {
     runs.push(run);
     const f = (x: number | null, d = 1) => (x === null ? '-' : x.toFixed(d));
     log(
-      `${target.padEnd(14)}${sc.name.slice(0, 27).padEnd(28)}${mode.slice(0, 21).padEnd(22)}${Math.round(result.rps).toString().padStart(9)}${f(result.latencyMs.p50, 2).padStart(8)}${f(result.latencyMs.p99, 2).padStart(8)}${f(result.latencyMs.p999, 2).padStart(8)}${String(result.errors + result.non2xx + result.timeouts).padStart(6)}${f(run.serverCpuUsPerReq).padStart(11)}${f(run.redisCpuUsPerReq).padStart(9)}${target === 'openrtb' ? `  bid ${(bidShare(result) * 100).toFixed(0)}%` : ''}`,
+      `${target.padEnd(14)}${sc.name.slice(0, 27).padEnd(28)}${mode.slice(0, 24).padEnd(25)}${Math.round(result.rps).toString().padStart(9)}${f(result.latencyMs.p50, 2).padStart(8)}${f(result.latencyMs.p99, 2).padStart(8)}${f(result.latencyMs.p999, 2).padStart(8)}${String(result.errors + result.non2xx + result.timeouts).padStart(6)}${f(run.serverCpuUsPerReq).padStart(11)}${f(run.redisCpuUsPerReq).padStart(9)}${target === 'openrtb' ? `  bid ${(bidShare(result) * 100).toFixed(0)}%` : ''}`,
     );
     return run;
   };
@@ -611,6 +622,16 @@ async function main(): Promise<void> {
   for (const sc of ortbScenarios) {
     const rate = ortbMax[sc.name]!.result.rps * 0.5;
     await one('bare-uws', hot, rate, `= openrtb ${sc === ortbUniform ? 'uniform' : 'hot'} 50%`);
+  }
+  // p99 at one offered rate, decide (uniform) against bare uWS, again in alternating pairs: one
+  // fixed-rate run on a shared machine can catch a pause of the machine rather than of the
+  // server. The aim takes the median p99 of each side over all its runs at that rate.
+  if (!opt.openrtbOnly && !opt.quick) {
+    const rate = decideMax[uniform.name]!.result.rps * 0.5;
+    for (let i = 2; i <= P99_RUNS; i++) {
+      await one('decide', uniform, rate, `50% of max #${i}`);
+      await one('bare-uws', hot, rate, `= decide uniform 50% #${i}`);
+    }
   }
   if (!opt.openrtbOnly) {
     await series('typical-stack', hot);
@@ -661,7 +682,7 @@ async function main(): Promise<void> {
       redisCpuUsPerReq: cpuPerRequestUs(rc0, rc1, rbRequests),
     };
     log(
-      `${'redis GET'.padEnd(14)}${'redis-benchmark'.padEnd(28)}${'max (closed loop)'.padEnd(22)}${Math.round(bench.rps).toString().padStart(9)}${bench.latencyMs.p50.toFixed(2).padStart(8)}${bench.latencyMs.p99.toFixed(2).padStart(8)}${'-'.padStart(8)}${'-'.padStart(6)}${'-'.padStart(11)}${(bench.redisCpuUsPerReq ?? 0).toFixed(1).padStart(9)}`,
+      `${'redis GET'.padEnd(14)}${'redis-benchmark'.padEnd(28)}${'max (closed loop)'.padEnd(25)}${Math.round(bench.rps).toString().padStart(9)}${bench.latencyMs.p50.toFixed(2).padStart(8)}${bench.latencyMs.p99.toFixed(2).padStart(8)}${'-'.padStart(8)}${'-'.padStart(6)}${'-'.padStart(11)}${(bench.redisCpuUsPerReq ?? 0).toFixed(1).padStart(9)}`,
     );
     return bench;
   };
@@ -691,7 +712,7 @@ async function main(): Promise<void> {
         p99 === null ? null : Number(p99[1]) * (p99[2] === 'us' ? 0.001 : p99[2] === 's' ? 1000 : 1);
       wrkRuns.push({ target, rps, p99Ms });
       log(
-        `${`wrk ${target}`.padEnd(42)}${'max, one person'.padEnd(22)}${Math.round(rps).toString().padStart(9)}${'-'.padStart(8)}${(p99Ms ?? 0).toFixed(2).padStart(8)}`,
+        `${`wrk ${target}`.padEnd(42)}${'max, one person'.padEnd(25)}${Math.round(rps).toString().padStart(9)}${'-'.padStart(8)}${(p99Ms ?? 0).toFixed(2).padStart(8)}`,
       );
     }
   }
@@ -716,8 +737,15 @@ async function main(): Promise<void> {
   const b = find('bare-uws', hot.name, MAX);
   const tU = find('typical-stack', uniform.name, MAX);
   const tH = find('typical-stack', hot.name, MAX);
-  const dU50 = find('decide', uniform.name, '50% of max');
-  const bU50 = find('bare-uws', hot.name, '= decide uniform 50%');
+  // Every run at the same rate (the 50% row and the repeats), for the median p99.
+  const sameRate = (target: Run['target'], scenario: string, mode: string) =>
+    runs.filter(
+      (r) =>
+        r.target === target && r.scenario === scenario && (r.mode === mode || r.mode.startsWith(`${mode} #`)),
+    );
+  const medianP99 = (rs: Run[]) => median(rs.map((x) => x.result.latencyMs.p99));
+  const dU50runs = sameRate('decide', uniform.name, '50% of max');
+  const bU50runs = sameRate('bare-uws', hot.name, '= decide uniform 50%');
   const dH50 = find('decide', hot.name, '50% of max');
   const bH50 = find('bare-uws', hot.name, '= decide hot 50%');
   const oH = find('openrtb', ortbScenarios[0]!.name, MAX);
@@ -739,9 +767,9 @@ async function main(): Promise<void> {
       tU?.serverCpuUsPerReq,
     ),
     'decide hot / typical stack hot, CPU per request': div(dH?.serverCpuUsPerReq, tH?.serverCpuUsPerReq),
-    'decide uniform p99 / bare uWS p99, same offered rate (50% of decide max)': div(
-      dU50?.result.latencyMs.p99,
-      bU50?.result.latencyMs.p99,
+    'decide uniform p99 / bare uWS p99, same offered rate (50% of decide max), medians of the repeats': div(
+      medianP99(dU50runs),
+      medianP99(bU50runs),
     ),
     'decide hot p99 / bare uWS p99, same offered rate (50% of decide max)': div(
       dH50?.result.latencyMs.p99,
@@ -783,8 +811,13 @@ async function main(): Promise<void> {
     },
     {
       aim: 'p99 at 50% of max (uniform) <= 2x bare uWS p99 at the same offered rate',
-      measured: r('decide uniform p99 / bare uWS p99, same offered rate (50% of decide max)'),
-      met: r('decide uniform p99 / bare uWS p99, same offered rate (50% of decide max)') <= 2,
+      measured: r(
+        'decide uniform p99 / bare uWS p99, same offered rate (50% of decide max), medians of the repeats',
+      ),
+      met:
+        r(
+          'decide uniform p99 / bare uWS p99, same offered rate (50% of decide max), medians of the repeats',
+        ) <= 2,
     },
     {
       aim: '<= 150 bytes per person in Redis (profile and stages)',

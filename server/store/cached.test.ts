@@ -400,6 +400,18 @@ describe('CachedStore', () => {
       expect(remembered).toBeLessThan(10);
     });
 
+    it('forgets a load after about a TTL: asked for twice within it is cached, further apart is not', async () => {
+      const { cache, advance } = setup({ admitAfter: 2 });
+      await cache.loadPerson('slow');
+      advance(TTL + 1);
+      await cache.loadPerson('slow');
+      expect(cache.peekPerson('slow')).toBeUndefined();
+      await cache.loadPerson('quick');
+      advance(TTL / 4);
+      await cache.loadPerson('quick');
+      expect(cache.peekPerson('quick')).toBeDefined();
+    });
+
     it('a write in flight still keeps a stale load out, admitted or not', async () => {
       const { backing, cache } = setup({ admitAfter: 2 });
       await backing.putProfile(alice);

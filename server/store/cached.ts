@@ -11,8 +11,8 @@
  *   `invalidateAlias` are called).
  * - Cached records are frozen and shared: the same profile object is handed out until it is
  *   replaced, so per-profile work done by the evaluator is reused too.
- * - Admission (`admitAfter`): a person may be cached only from their n-th load within a recent
- *   window (a small count-min sketch of loads, halved as it fills, as TinyLFU's doorkeeper).
+ * - Admission (`admitAfter`): a person may be cached only from their n-th load within about a
+ *   TTL (a small count-min sketch of loads, halved every TTL, as TinyLFU's doorkeeper).
  *   Traffic spread thinly over millions of people then does not churn the cache: every entry
  *   cached and never hit again costs the garbage collector (measured over a million people:
  *   about 8 µs of CPU per decision). Someone asked for twice in a short while is cached.
@@ -95,7 +95,10 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
     this.people = new LRUCache<string, PersonRecord>({ max: Math.max(1, opts.maxPeople), ttl, ...clock });
     this.aliases = new LRUCache<string, AliasEntry>({ max: Math.max(1, opts.maxAliases), ttl, ...clock });
     const admitAfter = Math.max(1, Math.floor(opts.admitAfter ?? 1));
-    this.admission = admitAfter > 1 ? new Doorkeeper(admitAfter, opts.maxPeople) : null;
+    this.admission =
+      admitAfter > 1
+        ? new Doorkeeper(admitAfter, opts.maxPeople, ttl, opts.now ?? (() => performance.now()))
+        : null;
   }
 
   get kind(): ProfileStore['kind'] {
@@ -401,28 +404,40 @@ function deepFreeze<T>(value: T): T {
 /**
  * How often each person was loaded lately, approximately: a count-min sketch of two rows of
  * saturating byte counters (one array, two hashes of the id), about 16 counters per cached
- * person. After as many loads as an eighth of the counters (twice the cache's size), every
- * counter is halved: old loads fade out, and the sketch never fills up enough to answer "seen"
- * for many people it has not seen (about 5% at worst).
+ * person. Every counter is halved once a cache TTL has passed, or sooner, after as many loads as
+ * an eighth of the counters (twice the cache's size): a single load is forgotten within about a
+ * TTL (caching someone asked for once a minute ago would only hold them until the TTL ends), and
+ * the sketch never fills up enough to answer "seen" for many people it has not seen.
  */
 class Doorkeeper {
   private readonly counts: Uint8Array;
+  /** The same counters, four at a time, for halving. */
+  private readonly words: Uint32Array;
   private readonly mask: number;
   private readonly threshold: number;
   private readonly window: number;
+  private readonly periodMs: number;
+  private readonly now: () => number;
   private added = 0;
+  private halvedAt: number;
 
-  constructor(threshold: number, maxPeople: number) {
+  constructor(threshold: number, maxPeople: number, periodMs: number, now: () => number) {
     let size = 1 << 12;
     while (size < maxPeople * 16 && size < 1 << 24) size *= 2;
     this.counts = new Uint8Array(size);
+    this.words = new Uint32Array(this.counts.buffer);
     this.mask = size - 1;
     this.threshold = threshold;
     this.window = size >>> 3;
+    this.periodMs = periodMs;
+    this.now = now;
+    this.halvedAt = now();
   }
 
   /** Counts one load of `pid`; true once it has been loaded `threshold` times lately. */
   admit(pid: string): boolean {
+    const t = this.now();
+    if (t - this.halvedAt >= this.periodMs) this.halve(t);
     let h1 = 0x811c9dc5;
     let h2 = 0x9747b28c;
     for (let i = 0; i < pid.length; i++) {
@@ -439,10 +454,14 @@ class Doorkeeper {
     // Conservative update: only the smaller counters grow.
     if (counts[a] === seen) counts[a] = seen + 1;
     if (counts[b] === seen) counts[b] = seen + 1;
-    if (++this.added >= this.window) {
-      this.added = 0;
-      for (let i = 0; i < counts.length; i++) counts[i] = counts[i]! >>> 1;
-    }
+    if (++this.added >= this.window) this.halve(t);
     return false;
+  }
+
+  private halve(t: number): void {
+    this.added = 0;
+    this.halvedAt = t;
+    const w = this.words;
+    for (let i = 0; i < w.length; i++) w[i] = (w[i]! >>> 1) & 0x7f7f7f7f;
   }
 }
