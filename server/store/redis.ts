@@ -284,32 +284,25 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 
   loadPerson(pid: string): Promise<PersonRecord> {
-    // The decision path: on the lean connection, one promise from the call to the record.
-    if (this.lean === null || this.starting !== null || this.redis.status !== 'ready')
-      return this.loadPersonSlowly(pid);
-    return this.lean
-      .evalsha(this.loadScript, [this.pKey(pid), this.fcKey(pid), this.dictRKey], [this.dict.epoch])
-      .then((reply) => this.decodePersonReply(pid, reply));
+    // The decision path: once connected, one promise from the call to the record.
+    if (this.starting !== null || this.redis.status !== 'ready') return this.loadPersonSlowly(pid);
+    return this.readForDecision(pid).then((reply) => this.decodePersonReply(pid, reply));
   }
 
-  /** loadPerson before the first connection has settled, while it is down, or without a lean connection. */
+  /** loadPerson before the first connection attempt has settled, or while Redis is down. */
   private async loadPersonSlowly(pid: string): Promise<PersonRecord> {
     if (this.starting !== null) await this.starting;
     this.assertUp();
-    const reply =
-      this.lean === null
-        ? await this.scripts.msLoadPersonBuffer(
-            this.pKey(pid),
-            this.fcKey(pid),
-            this.dictRKey,
-            this.dict.epoch,
-          )
-        : await this.lean.evalsha(
-            this.loadScript,
-            [this.pKey(pid), this.fcKey(pid), this.dictRKey],
-            [this.dict.epoch],
-          );
-    return this.decodePersonReply(pid, reply);
+    return this.decodePersonReply(pid, await this.readForDecision(pid));
+  }
+
+  /** LOAD_PERSON_LUA for a person, on the lean connection when there is one. */
+  private readForDecision(pid: string): Promise<unknown> {
+    const p = this.pKey(pid);
+    const fc = this.fcKey(pid);
+    const epoch = this.dict.epoch;
+    if (this.lean === null) return this.scripts.msLoadPersonBuffer(p, fc, this.dictRKey, epoch);
+    return this.lean.evalsha(this.loadScript, [p, fc, this.dictRKey], [epoch]);
   }
 
   async resolveAlias(kind: string, value: string): Promise<string | null> {
@@ -366,16 +359,29 @@ export class RedisStore implements ProfileStore, EventStore {
     profiles: readonly Profile[],
     split: ReadonlyArray<ReturnType<typeof splitStages>>,
   ): Promise<{ epoch: string; values: Arg[] }> {
-    for (let attempt = 1; ; attempt++) {
-      const missing = new Set<string>();
-      const epoch = this.dict.epoch;
+    const { epoch, value } = await this.withIds((missing) => {
       const values: Arg[] = new Array<Arg>(2 * profiles.length);
       for (let i = 0; i < profiles.length; i++) {
         const { blob, stages } = split[i]!;
         values[2 * i] = stages === null ? '' : encodeStages(stages, this.dict, missing);
         values[2 * i + 1] = encodeBody(blob, profiles[i]!.id, this.dict, missing);
       }
-      if (missing.size === 0) return { epoch, values };
+      return values;
+    });
+    return { epoch, values: value };
+  }
+
+  /**
+   * What `encode` makes with the ids this process knows, and the epoch of the dictionary they
+   * come from. `encode` adds the strings it met without an id to `missing`; those are given ids
+   * (one round trip) and it runs again.
+   */
+  private async withIds<T>(encode: (missing: Set<string>) => T): Promise<{ epoch: string; value: T }> {
+    for (let attempt = 1; ; attempt++) {
+      const missing = new Set<string>();
+      const epoch = this.dict.epoch;
+      const value = encode(missing);
+      if (missing.size === 0) return { epoch, value };
       if (attempt >= ENCODE_ATTEMPTS)
         throw new Error('the string dictionary kept changing while profiles were encoded; try again');
       if (this.starting !== null) await this.starting;
@@ -617,19 +623,9 @@ export class RedisStore implements ProfileStore, EventStore {
       if (bytes === null || profile === null) return null;
       const patched = applyPatch(profile, patch, now);
       const { blob, stages } = splitStages(patched);
-      let epoch = '';
-      let body: Buffer | null = null;
-      for (let tries = 1; body === null; tries++) {
-        const missing = new Set<string>();
-        epoch = this.dict.epoch;
-        body = encodeBody(blob, pid, this.dict, missing);
-        if (missing.size === 0) break;
-        body = null;
-        if (tries >= ENCODE_ATTEMPTS)
-          throw new Error('the string dictionary kept changing while a profile was encoded; try again');
-        this.assertUp();
-        await this.dict.ensure(missing);
-      }
+      const { epoch, value: body } = await this.withIds((missing) =>
+        encodeBody(blob, pid, this.dict, missing),
+      );
       const args: Arg[] = [this.pKey(pid), this.prefix, epoch, bytes.subarray(bodyStart(bytes)), body];
       const stored = profile.stages ?? {};
       const wanted = new Map(stages ?? []);

@@ -94,7 +94,10 @@ export class RespConnection {
   private readonly host: string;
   private readonly port: number;
   private readonly tls: boolean;
-  private readonly handshake: Arg[][];
+  /** AUTH and SELECT from the URL, in RESP ('' when none): written first on every connection. */
+  private readonly handshakeText: string;
+  /** How many commands handshakeText holds. */
+  private readonly handshakeCount: number;
   private readonly connectTimeoutMs: number;
   private readonly commandTimeoutMs: number;
   private readonly maxRetryDelayMs: number;
@@ -128,16 +131,17 @@ export class RespConnection {
     this.tls = url.protocol === 'rediss:';
     this.host = url.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
     this.port = url.port === '' ? 6379 : Number(url.port);
-    this.handshake = [];
+    const handshake: string[][] = [];
     const password = decodeURIComponent(url.password);
     const username = decodeURIComponent(url.username);
-    if (password !== '')
-      this.handshake.push(username === '' ? ['AUTH', password] : ['AUTH', username, password]);
+    if (password !== '') handshake.push(username === '' ? ['AUTH', password] : ['AUTH', username, password]);
     const db = url.pathname.replace(/^\//, '');
     if (db !== '' && db !== '0') {
       if (!/^\d+$/.test(db)) throw new Error(`Redis URL database ${JSON.stringify(db)} is not a number`);
-      this.handshake.push(['SELECT', db]);
+      handshake.push(['SELECT', db]);
     }
+    this.handshakeText = handshake.map((cmd) => `*${cmd.length}\r\n${cmd.map(bulk).join('')}`).join('');
+    this.handshakeCount = handshake.length;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
     this.commandTimeoutMs = opts.commandTimeoutMs ?? 3000;
     this.maxRetryDelayMs = Math.max(10, opts.maxRetryDelayMs ?? 1000);
@@ -158,15 +162,7 @@ export class RespConnection {
     return new Promise((resolve, reject) => {
       if (!this.accepting(reject)) return;
       this.write(args);
-      this.queue.push({
-        resolve,
-        reject,
-        at: performance.now(),
-        script: null,
-        keys: null,
-        args: null,
-        internal: false,
-      });
+      this.queue.push(pending(resolve, reject, null, null, null));
     });
   }
 
@@ -175,7 +171,7 @@ export class RespConnection {
     return new Promise((resolve, reject) => {
       if (!this.accepting(reject)) return;
       this.writeScript('EVALSHA', script.sha, keys, args);
-      this.queue.push({ resolve, reject, at: performance.now(), script, keys, args, internal: false });
+      this.queue.push(pending(resolve, reject, script, keys, args));
     });
   }
 
@@ -216,7 +212,7 @@ export class RespConnection {
   private writeScript(verb: string, body: string, keys: readonly Arg[], args: readonly Arg[]): void {
     let s = `*${3 + keys.length + args.length}\r\n$${verb.length}\r\n${verb}\r\n`;
     s = this.appendArg(s, body);
-    s += `$${numberLength(keys.length)}\r\n${keys.length}\r\n`;
+    s = this.appendArg(s, keys.length);
     for (const k of keys) s = this.appendArg(s, k);
     for (const a of args) s = this.appendArg(s, a);
     this.text += s;
@@ -225,7 +221,7 @@ export class RespConnection {
 
   /** `s` with one bulk-string argument appended (a Buffer argument ends the current text part). */
   private appendArg(s: string, a: Arg): string {
-    if (typeof a === 'string') return `${s}$${Buffer.byteLength(a, 'utf8')}\r\n${a}\r\n`;
+    if (typeof a === 'string') return s + bulk(a);
     if (typeof a === 'number') {
       const t = String(a);
       return `${s}$${t.length}\r\n${t}\r\n`;
@@ -280,26 +276,14 @@ export class RespConnection {
       if (this.socket !== socket) return;
       this.attempts = 0;
       // The handshake goes first, ahead of commands that waited for the first connection.
-      let hs = '';
       const waiting = this.queue.splice(this.head);
       this.queue = [];
       this.head = 0;
-      for (const cmd of this.handshake) {
-        hs += `*${cmd.length}\r\n`;
-        for (const a of cmd) hs = this.appendArg(hs, a);
-        this.queue.push({
-          resolve: () => {},
-          reject: () => {},
-          at: performance.now(),
-          script: null,
-          keys: null,
-          args: null,
-          internal: true,
-        });
-      }
+      const now = performance.now();
+      for (let i = 0; i < this.handshakeCount; i++) this.queue.push({ ...HANDSHAKE, at: now });
       for (const p of waiting) this.queue.push(p);
-      if (this.parts.length > 0) this.parts.unshift(hs);
-      else this.text = hs + this.text;
+      if (this.parts.length > 0) this.parts.unshift(this.handshakeText);
+      else this.text = this.handshakeText + this.text;
       this.state = 'ready';
       this.everSettled = true;
       this.writeOut(socket);
@@ -476,6 +460,29 @@ function readInt(buf: Buffer, from: number, to: number): number {
   return neg ? -n : n;
 }
 
-function numberLength(n: number): number {
-  return n < 10 ? 1 : String(n).length;
+/** A string as a RESP bulk string. */
+function bulk(a: string): string {
+  return `$${Buffer.byteLength(a, 'utf8')}\r\n${a}\r\n`;
 }
+
+/** A command waiting for its reply (`script` and the rest for EVALSHA: resent as EVAL on NOSCRIPT). */
+function pending(
+  resolve: (value: Reply) => void,
+  reject: (err: Error) => void,
+  script: LuaScript | null,
+  keys: readonly Arg[] | null,
+  args: readonly Arg[] | null,
+): Pending {
+  return { resolve, reject, at: performance.now(), script, keys, args, internal: false };
+}
+
+/** A handshake command's place in the queue (with the time it was sent): its reply is checked, not delivered. */
+const HANDSHAKE: Pending = {
+  resolve: () => {},
+  reject: () => {},
+  at: 0,
+  script: null,
+  keys: null,
+  args: null,
+  internal: true,
+};
