@@ -115,6 +115,15 @@ export class StringDictionary {
     } while (from < wanted.length);
   }
 
+  /**
+   * Takes in a whole dictionary as Redis holds it (`dict:r`: every id with its string, and the
+   * epoch), as a decision read brings it to a process that did not know it.
+   */
+  absorb(epoch: string, entries: Iterable<readonly [number, string]>): void {
+    this.adopt(epoch);
+    for (const [id, name] of entries) this.set(id, name);
+  }
+
   /** Takes the epoch of an answer from Redis: another one than known means start afresh. */
   private adopt(epoch: string): void {
     if (epoch === this.currentEpoch) return;

@@ -132,6 +132,7 @@ interface Scripts {
     countersKey: string,
     dictKey: string,
     epoch: string,
+    dictionaryEntries: number,
   ): Promise<unknown>;
   /** READ_PERSON_LUA with Buffer replies. */
   msReadPersonBuffer(profileKey: string, dictKey: string, epoch: string): Promise<unknown>;
@@ -149,6 +150,12 @@ const PIPELINES_IN_FLIGHT = 4;
 
 /** Attempts of a patch whose profile another instance changed between read and write. */
 const PATCH_ATTEMPTS = 10;
+/**
+ * The largest dictionary a decision read brings along to a process that does not know it yet
+ * (entries of dict:r): a process starting up then decodes its first decisions without a second
+ * round trip. Beyond it, the process asks for the ids it meets.
+ */
+const DICTIONARY_WITH_READ = 10_000;
 /** Encodings of a batch in a row that met strings the dictionary did not have. */
 const ENCODE_ATTEMPTS = 3;
 
@@ -301,8 +308,9 @@ export class RedisStore implements ProfileStore, EventStore {
     const p = this.pKey(pid);
     const fc = this.fcKey(pid);
     const epoch = this.dict.epoch;
-    if (this.lean === null) return this.scripts.msLoadPersonBuffer(p, fc, this.dictRKey, epoch);
-    return this.lean.evalsha(this.loadScript, [p, fc, this.dictRKey], [epoch]);
+    if (this.lean === null)
+      return this.scripts.msLoadPersonBuffer(p, fc, this.dictRKey, epoch, DICTIONARY_WITH_READ);
+    return this.lean.evalsha(this.loadScript, [p, fc, this.dictRKey], [epoch, DICTIONARY_WITH_READ]);
   }
 
   async resolveAlias(kind: string, value: string): Promise<string | null> {
@@ -769,16 +777,35 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 
   /**
-   * A person from LOAD_PERSON_LUA's reply, `[value, counters (flat field, value pairs), stale?]`:
-   * synchronous unless the value holds ids this process has not seen (then one round trip for them).
+   * A person from LOAD_PERSON_LUA's reply, `[value, counters (flat field, value pairs), stale?,
+   * dictionary?]`: synchronous unless the value holds ids this process does not know (then one
+   * round trip for them).
    */
   private decodePersonReply(pid: string, reply: unknown): PersonRecord | Promise<PersonRecord> {
-    const [value, countersReply, stale] = Array.isArray(reply) ? reply : [];
+    const [value, countersReply, stale, dictionary] = Array.isArray(reply) ? reply : [];
     const counters = this.decodeCounters(countersReply);
-    if (stale !== undefined && stale !== null) this.dict.forget();
+    if (stale !== undefined && stale !== null) {
+      this.dict.forget();
+      if (Array.isArray(dictionary)) this.absorbDictionary(dictionary);
+    }
     const profile = this.decodeValue(pid, value);
     if (profile instanceof Promise) return profile.then((p) => ({ profile: p, counters }));
     return { profile, counters };
+  }
+
+  /** Takes in the whole of dict:r, as LOAD_PERSON_LUA returns it (flat field, value pairs). */
+  private absorbDictionary(flat: readonly unknown[]): void {
+    let epoch = '';
+    const entries: Array<[number, string]> = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const field = flat[i];
+      const value = flat[i + 1];
+      if (!Buffer.isBuffer(field) || !Buffer.isBuffer(value)) continue;
+      const name = field.toString('utf8');
+      if (name === 'epoch') epoch = value.toString('utf8');
+      else if (/^\d+$/.test(name)) entries.push([Number(name), value.toString('utf8')]);
+    }
+    this.dict.absorb(epoch, entries);
   }
 
   /** The profile in a stored value (null when none, or when it does not decode: counted). */

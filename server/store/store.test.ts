@@ -284,6 +284,38 @@ describe('on a real redis-server', () => {
     }
   });
 
+  it('a process that does not know the dictionary gets it with its first decision read, up to a bound', async () => {
+    const writer = new RedisStore({ url: redis.url, keyPrefix: 'first:', log: quiet });
+    const small = new RedisStore({ url: redis.url, keyPrefix: 'first:', log: quiet });
+    const big = new RedisStore({ url: redis.url, keyPrefix: 'first-big:', log: quiet });
+    const bigWriter = new RedisStore({ url: redis.url, keyPrefix: 'first-big:', log: quiet });
+    try {
+      const few: Profile[] = Array.from({ length: 20 }, (_, i) => ({
+        id: `f${i}`,
+        tags: [`t-${i}`, 'shared'],
+      }));
+      await writer.putProfiles(few);
+      const strings = Number(await admin.hget('first:dict:r', 'n'));
+      expect((await small.loadPerson('f3')).profile).toEqual(few[3]);
+      // Every string came with that one read, not only those of f3.
+      expect(small.stats().dictionaryStrings).toBe(strings);
+      expect((await small.loadPerson('f17')).profile).toEqual(few[17]);
+
+      // Over 10,000 strings: the read brings only the person, and the ids it needs are asked for.
+      const many: Profile[] = Array.from({ length: 101 }, (_, i) => ({
+        id: `m${i}`,
+        tags: Array.from({ length: 100 }, (_, j) => `m${i}-${j}`),
+      }));
+      await bigWriter.putProfiles(many);
+      expect(Number(await admin.hlen('first-big:dict:r'))).toBeGreaterThan(10_000);
+      expect((await big.loadPerson('m42')).profile).toEqual(many[42]);
+      expect(big.stats().dictionaryStrings).toBe(100);
+      expect(big.stats().corruptValues).toBe(0);
+    } finally {
+      for (const store of [writer, small, big, bigWriter]) await store.close();
+    }
+  });
+
   it('starts afresh when Redis lost the dictionary it knew', async () => {
     const a = new RedisStore({ url: redis.url, keyPrefix: 'lost:', log: quiet });
     const b = new RedisStore({ url: redis.url, keyPrefix: 'lost:', log: quiet });
