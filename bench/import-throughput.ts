@@ -8,6 +8,7 @@
  * (time spent in putProfiles) for a first import (no stages stored yet) and for importing the
  * same people again (every stage compared), and checks the funnel counts against the people.
  */
+import type { Redis } from 'ioredis';
 import { demoProfile } from '../server/demo/profiles.js';
 import { RedisStore } from '../server/store/redis.js';
 
@@ -19,7 +20,8 @@ async function main(): Promise<void> {
   const people = Number(process.argv[2] ?? 200_000);
   const chunk = Number(process.argv[3] ?? 10_000);
   const store = new RedisStore({ url, keyPrefix: PREFIX, log: () => {} });
-  const redis = await store.connection();
+  await store.ping();
+  const redis = store.client.main as Redis;
   const wipe = async () => {
     let cursor = '0';
     do {

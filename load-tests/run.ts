@@ -195,7 +195,7 @@ function databaseUrl(url: string, db: number): string {
 
 /** A connection to another database of the store's Redis, once it is ready. */
 async function openDatabase(store: RedisStore, db: number): Promise<Redis> {
-  const redis = store.duplicateConnection({ db });
+  const redis = (store.client.main as Redis).duplicate({ db });
   if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   return redis;
 }
@@ -225,7 +225,8 @@ async function loadPeople(
   n: number,
   log: (s: string) => void,
 ): Promise<Memory> {
-  const redis = await store.connection();
+  await store.ping();
+  const redis = store.client.main as Redis;
   const CHUNK = 10_000;
   const sampleIds = Array.from({ length: 200 }, (_, k) => Math.floor((k * n) / 200));
 
@@ -239,8 +240,8 @@ async function loadPeople(
   const oursS = (performance.now() - t0) / 1000;
   const m1 = await usedMemory(redis);
   log(`  ${n} profiles stored with putProfiles in ${oursS.toFixed(1)} s`);
-  const profileKeys = sampleIds.map((i) => store.keysOf(`p-${i}`).profile);
-  const dictKeys = store.dictionaryKeys();
+  const profileKeys = sampleIds.map((i) => store.keys.person(`p-${i}`));
+  const dictKeys = { ids: store.keys.dict, names: store.keys.dictNames };
   const ours = {
     bytesPerPerson: (m1 - m0) / n,
     profileKeyBytes: await sampleUsage(redis, profileKeys),

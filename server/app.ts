@@ -3,7 +3,7 @@
  * versions and fleet bus, a cache in front of the profiles, the active rule set kept in step with
  * the fleet, the decision service, the data plane (uWebSockets.js) and the control plane (Hono).
  */
-import { type Config, redactUrl } from './config.js';
+import { type Config, describeRedis } from './config.js';
 import { createControlApp } from './control/app.js';
 import { decideAuthorizer } from './control/auth.js';
 import { DecisionService } from './decision/service.js';
@@ -13,11 +13,11 @@ import { createDataPlane, type Listener, listen } from './http/data-plane.js';
 import { createLogger, type Logger, lineDestination, lineLogger, requestIdOf } from './log.js';
 import { instrumentStore, Metrics } from './metrics.js';
 import { Bidder } from './openrtb/bidder.js';
-import { initialRuleSet, loadStoredRuleSet, RuleSetSync } from './ruleset-sync.js';
-import { EmbeddedBus } from './store/bus.js';
+import { initialRuleSet, type LoadedRuleSet, loadStoredRuleSet, RuleSetSync } from './ruleset-sync.js';
+import { announcer, EmbeddedBus } from './store/bus.js';
 import { CachedStore } from './store/cached.js';
 import { EmbeddedStore } from './store/embedded.js';
-import { RedisStore } from './store/redis.js';
+import { RedisStore, type StoreReset } from './store/redis.js';
 import { RedisBus } from './store/redis-bus.js';
 import { RedisRuleSets } from './store/redis-rulesets.js';
 import { EmbeddedRuleSets } from './store/rulesets.js';
@@ -30,6 +30,8 @@ export interface Backend {
   readonly bus: Bus;
   /** Sets what to do when the bus is back after a disconnection (announcements may be lost). */
   onBusReconnect?(handler: () => void): void;
+  /** Hears of the store losing its data (Redis: its identity changed). */
+  onReset?(handler: (reset: StoreReset) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -86,25 +88,35 @@ export interface StartOptions {
 }
 
 /**
- * The backend from the configuration: Redis when REDIS_URL is set, else embedded demo data. With
- * `metrics`, the Redis store's operations are timed and its connection state reported.
+ * The backend from the configuration: Redis (single, Cluster or Sentinel) when configured, else
+ * embedded demo data. With `metrics`, the Redis store's operations are timed and its connection
+ * state reported. `role` decides who gathers the funnel counts in the background (the control
+ * plane's instance, not data-plane workers).
  */
 export async function openBackend(
   config: Config,
   log: (line: string) => void,
   metrics?: Metrics,
   warn: (line: string) => void = log,
+  role: ServerRole = 'all',
 ): Promise<Backend> {
-  if (config.redisUrl !== undefined) {
-    const people = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, log: warn });
+  if (config.redis !== undefined) {
+    const people = new RedisStore({
+      topology: config.redis,
+      keyPrefix: config.redisKeyPrefix,
+      waitReplicas: config.redisWaitReplicas,
+      waitTimeoutMs: config.redisWaitTimeoutMs,
+      foldEveryMs: role === 'data' ? 0 : FOLD_EVERY_MS,
+      log: warn,
+    });
     let reconnected: () => void = () => {};
     const bus = new RedisBus({ store: people, log: warn, onReconnect: () => reconnected() });
     const rulesets = new RedisRuleSets({ store: people, bus });
     if (metrics !== undefined) {
-      metrics.setSources({ redisUp: () => redisReady(people.stats()) });
+      metrics.setSources({ redisUp: () => redisReady(people.stats()), storeIntegrity: () => people.stats() });
       instrumentStore(people, metrics);
     }
-    log(`profile store: Redis at ${redactUrl(config.redisUrl)}`);
+    log(`profile store: ${describeRedis(config.redis)}`);
     return {
       people,
       rulesets,
@@ -112,6 +124,7 @@ export async function openBackend(
       onBusReconnect(handler) {
         reconnected = handler;
       },
+      onReset: (handler) => people.onReset(handler),
       async close() {
         await bus.close();
         await people.close();
@@ -163,16 +176,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     opts.worker === undefined ? {} : { worker: opts.worker, processMetrics: false },
   );
   const ownsBackend = opts.backend === undefined;
-  const backend = opts.backend ?? (await openBackend(config, log, metrics, warn));
+  const backend = opts.backend ?? (await openBackend(config, log, metrics, warn, role));
   const people = backend.people;
   if (!ownsBackend && people instanceof RedisStore) {
-    metrics.setSources({ redisUp: () => redisReady(people.stats()) });
+    metrics.setSources({ redisUp: () => redisReady(people.stats()), storeIntegrity: () => people.stats() });
   }
+  // Every write through this instance is announced to the fleet before it is acknowledged.
   const store = new CachedStore(backend.people, {
     maxPeople: config.cacheMaxPeople,
     maxAliases: config.cacheMaxAliases,
     ttlMs: config.cacheTtlMs,
     admitAfter: config.cacheAdmitAfter,
+    announce: announcer(backend.bus, warn),
   });
   let service: DecisionService;
   let sync: RuleSetSync;
@@ -193,27 +208,53 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         rulesets: backend.rulesets,
         bootstrapFile: config.rulesetFile,
         log,
+        error: lineLogger(logger, 'error'),
         pollMs: opts.rulesetPollMs ?? 5000,
+        // The control plane's instance restores the rule set of a store that lost it.
+        restore: role !== 'data',
       },
-      initial.compileMs,
+      initial,
     );
+    const liveSync = sync;
     // Writes made on any instance drop cached copies here; activations reach every instance.
     unsubscribe = await backend.bus.subscribe((m) => {
-      if (m.type === 'ruleset') sync.request(m.version);
-      else if (m.type === 'person') store.invalidatePerson(m.pid);
-      else if (m.type === 'alias') store.invalidateAlias(m.kind, m.value);
+      switch (m.type) {
+        case 'ruleset':
+          liveSync.request(m.version, m.checksum);
+          break;
+        case 'person':
+          store.invalidatePerson(m.pid);
+          break;
+        case 'people':
+          for (const pid of m.pids) store.invalidatePerson(pid);
+          break;
+        case 'alias':
+          store.invalidateAlias(m.kind, m.value);
+          break;
+        case 'aliases':
+          for (const member of m.members) store.invalidateAliasMember(member);
+          break;
+      }
     });
     // Announcements made while the bus was away are lost: forget cached people and catch up
     // with the active rule set at once rather than at the next poll.
     backend.onBusReconnect?.(() => {
       store.clear();
-      backend.rulesets.activeRuleSet().then(
-        (v) => {
-          if (v !== null) sync.request(v);
-        },
-        () => {},
-      );
+      liveSync.check().catch(() => {});
     });
+    // A store that lost its data: nothing cached here is true any more, and its rule set may be
+    // gone (restored by the control plane's instance).
+    const stopResets = backend.onReset?.(() => {
+      store.clear();
+      liveSync.check().catch(() => {});
+    });
+    if (stopResets !== undefined) {
+      const off = unsubscribe;
+      unsubscribe = () => {
+        off();
+        stopResets();
+      };
+    }
     sync.start();
   } catch (e) {
     if (ownsBackend) await backend.close();
@@ -228,7 +269,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     cache: () => store.stats(),
     ruleset: () => {
       const s = sync.stats();
-      return { version: service.ruleSet.version, ...s };
+      return { version: service.ruleSet.version, ...s, inStep: sync.health().inStep };
     },
     draining: () => draining,
   });
@@ -285,7 +326,6 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const control = createControlApp({
     profiles: store,
     rulesets: backend.rulesets,
-    bus: backend.bus,
     tokens: config.tokens,
     active: () => service.ruleSet,
     log,
@@ -356,15 +396,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 }
 
 /** The store's active rule set, compiled; an error when the store has none. */
-async function activeRuleSet(
-  rulesets: RuleSetStore,
-  log: (line: string) => void,
-): ReturnType<typeof loadStoredRuleSet> {
-  const version = await rulesets.activeRuleSet();
-  if (version === null) throw new Error('The store has no active rule set');
-  log(`rule set: version ${version}, active in the store`);
-  return loadStoredRuleSet(rulesets, version, Date.now());
+async function activeRuleSet(rulesets: RuleSetStore, log: (line: string) => void): Promise<LoadedRuleSet> {
+  const active = await rulesets.activeRuleSet();
+  if (active === null) throw new Error('The store has no active rule set');
+  log(`rule set: version ${active.version}, active in the store`);
+  return loadStoredRuleSet(rulesets, active.version, Date.now());
 }
+
+/** How often the control plane's instance gathers the funnel counts of every slot, ms. */
+const FOLD_EVERY_MS = 2000;
 
 /** Both Redis connections of a store can take commands. */
 function redisReady(s: { status: string; readStatus: string | null }): boolean {

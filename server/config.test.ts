@@ -10,7 +10,7 @@ describe('configuration', () => {
     expect(c).toMatchObject({
       port: 8080,
       adminPort: 8081,
-      redisUrl: undefined,
+      redis: undefined,
       deadlineMs: 10,
       maxBodyBytes: 65_536,
     });
@@ -28,6 +28,55 @@ describe('configuration', () => {
       expect(msg).toContain('PORT="eighty"');
       expect(msg).toContain('DECISION_DEADLINE_MS="0"');
       expect(msg).toContain('REDIS_URL="localhost:6379"');
+    }
+  });
+
+  it('names one Redis deployment: a single Redis, a cluster or a sentinel-watched master', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://10.0.0.1:6380/2' }).redis).toEqual({
+      kind: 'single',
+      url: 'redis://10.0.0.1:6380/2',
+    });
+    expect(loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, 10.0.0.2:7000' }).redis).toEqual({
+      kind: 'cluster',
+      nodes: ['10.0.0.1:7000', '10.0.0.2:7000'],
+      url: 'redis://localhost',
+    });
+    expect(loadConfig({ REDIS_CLUSTER_NODES: 'rediss://ms:pw@10.0.0.1:7000,10.0.0.2:7001' }).redis).toEqual({
+      kind: 'cluster',
+      nodes: ['10.0.0.1:7000', '10.0.0.2:7001'],
+      url: 'rediss://ms:pw@10.0.0.1:7000',
+    });
+    expect(
+      loadConfig({
+        REDIS_SENTINELS: '10.0.0.5:26379,10.0.0.6:26379',
+        REDIS_SENTINEL_MASTER: 'profiles',
+        REDIS_URL: 'redis://:pw@ignored:1/3',
+        REDIS_SENTINEL_PASSWORD: 'spw',
+      }).redis,
+    ).toEqual({
+      kind: 'sentinel',
+      sentinels: ['10.0.0.5:26379', '10.0.0.6:26379'],
+      master: 'profiles',
+      url: 'redis://:pw@ignored:1/3',
+      sentinelPassword: 'spw',
+    });
+    const c = loadConfig({
+      REDIS_URL: 'redis://a:1',
+      REDIS_WAIT_REPLICAS: '2',
+      REDIS_WAIT_TIMEOUT_MS: '250',
+    });
+    expect([c.redisWaitReplicas, c.redisWaitTimeoutMs]).toEqual([2, 250]);
+    expect(loadConfig({}).redisWaitReplicas).toBe('auto');
+    for (const [env, problem] of [
+      [{ REDIS_CLUSTER_NODES: '10.0.0.1:7000', REDIS_SENTINELS: '10.0.0.5:26379' }, /name one way/],
+      [{ REDIS_CLUSTER_NODES: '10.0.0.1:7000', REDIS_URL: 'redis://a:1' }, /credentials/],
+      [{ REDIS_CLUSTER_NODES: 'not a node' }, /"not a node" is not host:port/],
+      [{ REDIS_CLUSTER_NODES: ' , ' }, /at least one node/],
+      [{ REDIS_SENTINELS: '10.0.0.5:26379' }, /REDIS_SENTINEL_MASTER/],
+      [{ REDIS_SENTINELS: 'sentinel', REDIS_SENTINEL_MASTER: 'm' }, /"sentinel" is not host:port/],
+      [{ REDIS_URL: 'redis://a:1', REDIS_WAIT_REPLICAS: 'all' }, /REDIS_WAIT_REPLICAS="all"/],
+    ] as const) {
+      expect(() => loadConfig(env), JSON.stringify(env)).toThrow(problem);
     }
   });
 

@@ -8,14 +8,19 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ApiToken, SCOPES, type Scope } from './control/auth.js';
+import type { RedisTopology } from './store/redis-client.js';
 
 export interface Config {
   host: string;
   port: number;
   adminPort: number;
-  /** Unset: the embedded store with demo data. */
-  redisUrl: string | undefined;
+  /** How Redis is deployed (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); unset: the embedded store with demo data. */
+  redis: RedisTopology | undefined;
   redisKeyPrefix: string;
+  /** Replicas an event or notice must reach before it is acknowledged: a number or `auto`. */
+  redisWaitReplicas: number | 'auto';
+  /** Longest wait for them, ms. */
+  redisWaitTimeoutMs: number;
   /**
    * Threads serving the data plane (with Redis only: the embedded store lives in one thread's
    * memory). 1: one thread serves everything.
@@ -98,9 +103,42 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   {
     name: 'REDIS_URL',
     default: '(unset)',
-    description: 'Redis for profiles; unset: embedded store with demo data',
+    description:
+      'A single Redis for profiles, `redis://[user:password@]host:port[/db]` or `rediss://…`; with `REDIS_SENTINELS`, the credentials, TLS and database of the master (its host is not used); unset with neither of the two below: embedded store with demo data',
+  },
+  {
+    name: 'REDIS_CLUSTER_NODES',
+    default: '(unset)',
+    description:
+      'Redis Cluster instead: some of its nodes, `host:port` separated by commas (a `redis://user:password@host:port` entry gives credentials and TLS for all)',
+  },
+  {
+    name: 'REDIS_SENTINELS',
+    default: '(unset)',
+    description: 'Redis Sentinel instead: the sentinels, `host:port` separated by commas',
+  },
+  {
+    name: 'REDIS_SENTINEL_MASTER',
+    default: '(unset)',
+    description: "With `REDIS_SENTINELS`: the master's name",
+  },
+  {
+    name: 'REDIS_SENTINEL_PASSWORD',
+    default: '(unset)',
+    description: "With `REDIS_SENTINELS`: the sentinels' own password, when they have one",
   },
   { name: 'REDIS_KEY_PREFIX', default: '(empty)', description: 'Prefix for every Redis key' },
+  {
+    name: 'REDIS_WAIT_REPLICAS',
+    default: 'auto',
+    description:
+      'Replicas an event or notice must reach (WAIT) before it is acknowledged; `auto`: one where the master has a replica, none where it has not',
+  },
+  {
+    name: 'REDIS_WAIT_TIMEOUT_MS',
+    default: '500',
+    description: 'Longest wait for them; fewer in time: the call answers 503 and may be sent again',
+  },
   {
     name: 'WORKERS',
     default: '(number of CPUs)',
@@ -203,16 +241,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     return n;
   };
-  const redisUrl = env.REDIS_URL === undefined || env.REDIS_URL === '' ? undefined : env.REDIS_URL;
-  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
-    problems.push(`REDIS_URL=${JSON.stringify(redisUrl)}: expected redis://host:port or rediss://...`);
+  const waitRaw = (env.REDIS_WAIT_REPLICAS ?? '').trim();
+  let redisWaitReplicas: number | 'auto' = 'auto';
+  if (waitRaw !== '' && waitRaw !== 'auto') {
+    if (/^\d{1,2}$/.test(waitRaw)) redisWaitReplicas = Number(waitRaw);
+    else
+      problems.push(`REDIS_WAIT_REPLICAS=${JSON.stringify(waitRaw)}: expected auto or a number of replicas`);
   }
   const config: Config = {
     host: env.HOST === undefined || env.HOST === '' ? '0.0.0.0' : env.HOST,
     port: int('PORT', 8080, 0, 65535),
     adminPort: int('ADMIN_PORT', 8081, 0, 65535),
-    redisUrl,
+    redis: redisTopology(env, problems),
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? '',
+    redisWaitReplicas,
+    redisWaitTimeoutMs: int('REDIS_WAIT_TIMEOUT_MS', 500, 1, 60_000),
     workers: int('WORKERS', Math.min(64, availableParallelism()), 1, 64),
     rulesetFile: env.RULESET_FILE === undefined || env.RULESET_FILE === '' ? DEMO_RULESET : env.RULESET_FILE,
     deadlineMs: int('DECISION_DEADLINE_MS', 10, 1, 60_000),
@@ -351,4 +394,87 @@ function loadTokens(env: NodeJS.ProcessEnv, problems: string[]): ConfiguredToken
 /** A connection URL with any password replaced, for logs and messages. */
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
+}
+
+/** Where the Redis of a topology is, for logs and messages (no secrets). */
+export function describeRedis(topology: RedisTopology): string {
+  switch (topology.kind) {
+    case 'single':
+      return `Redis at ${redactUrl(topology.url)}`;
+    case 'cluster':
+      return `Redis Cluster through ${topology.nodes.join(', ')}`;
+    case 'sentinel':
+      return `Redis Sentinel master "${topology.master}" through ${topology.sentinels.join(', ')}`;
+  }
+}
+
+const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/;
+
+/** The Redis deployment the environment names (at most one of the three), or undefined. */
+function redisTopology(env: NodeJS.ProcessEnv, problems: string[]): RedisTopology | undefined {
+  const value = (name: string) => {
+    const raw = (env[name] ?? '').trim();
+    return raw === '' ? undefined : raw;
+  };
+  const url = value('REDIS_URL');
+  const cluster = value('REDIS_CLUSTER_NODES');
+  const sentinels = value('REDIS_SENTINELS');
+  if (url !== undefined && !/^rediss?:\/\/[^\s]*$/.test(url)) {
+    problems.push(`REDIS_URL=${JSON.stringify(url)}: expected redis://host:port or rediss://...`);
+    return undefined;
+  }
+  if (cluster !== undefined && sentinels !== undefined) {
+    problems.push('REDIS_CLUSTER_NODES and REDIS_SENTINELS are both set: name one way to reach Redis');
+    return undefined;
+  }
+  if (cluster !== undefined) {
+    if (url !== undefined) {
+      problems.push(
+        "REDIS_URL and REDIS_CLUSTER_NODES are both set: give the cluster's credentials as a redis://user:password@host:port entry of REDIS_CLUSTER_NODES",
+      );
+      return undefined;
+    }
+    const nodes: string[] = [];
+    let auth = 'redis://localhost';
+    for (const entry of cluster
+      .split(',')
+      .map((e) => e.trim())
+      .filter((e) => e !== '')) {
+      if (/^rediss?:\/\//.test(entry)) {
+        let parsed: URL;
+        try {
+          parsed = new URL(entry);
+        } catch {
+          problems.push(`REDIS_CLUSTER_NODES: ${JSON.stringify(redactUrl(entry))} is not a URL`);
+          continue;
+        }
+        if (auth === 'redis://localhost') auth = entry;
+        nodes.push(`${parsed.hostname}:${parsed.port === '' ? 6379 : parsed.port}`);
+      } else if (HOST_PORT.test(entry)) nodes.push(entry);
+      else problems.push(`REDIS_CLUSTER_NODES: ${JSON.stringify(entry)} is not host:port`);
+    }
+    if (nodes.length === 0) problems.push('REDIS_CLUSTER_NODES: name at least one node, host:port');
+    return { kind: 'cluster', nodes, url: auth };
+  }
+  if (sentinels !== undefined) {
+    const list = sentinels
+      .split(',')
+      .map((e) => e.trim())
+      .filter((e) => e !== '');
+    for (const s of list)
+      if (!HOST_PORT.test(s)) problems.push(`REDIS_SENTINELS: ${JSON.stringify(s)} is not host:port`);
+    const master = value('REDIS_SENTINEL_MASTER');
+    if (master === undefined)
+      problems.push("REDIS_SENTINELS is set without REDIS_SENTINEL_MASTER (the master's name)");
+    const topology: RedisTopology = {
+      kind: 'sentinel',
+      sentinels: list,
+      master: master ?? '',
+      url: url ?? 'redis://localhost',
+    };
+    const password = value('REDIS_SENTINEL_PASSWORD');
+    if (password !== undefined) topology.sentinelPassword = password;
+    return topology;
+  }
+  return url === undefined ? undefined : { kind: 'single', url };
 }

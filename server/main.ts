@@ -13,9 +13,9 @@ import { startWorkers, type WorkerPool } from './worker.js';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ level: config.logLevel });
-  const threaded = config.redisUrl !== undefined && config.workers > 1;
+  const threaded = config.redis !== undefined && config.workers > 1;
   // Said only to whoever asked for workers: the default (one per core) is no request.
-  if (config.redisUrl === undefined && config.workers > 1 && (process.env.WORKERS ?? '') !== '') {
+  if (config.redis === undefined && config.workers > 1 && (process.env.WORKERS ?? '') !== '') {
     logger.info(
       { workers: config.workers },
       'WORKERS applies with Redis only (REDIS_URL): the embedded store lives in one thread, which serves everything',

@@ -208,9 +208,20 @@ export interface MetricSources {
     compileMs: number;
     activations: number;
     failures: number;
+    /** Times this instance stored its rule set again in a store that had lost it. */
+    restores: number;
+    /** Whether the rule set served is the one the store says is active. */
+    inStep: boolean;
   };
   /** Whether the Redis connection is ready (absent: no Redis behind this instance). */
   redisUp?: () => boolean;
+  /** What the Redis store found lost (absent: no Redis behind this instance). */
+  storeIntegrity?: () => {
+    resets: number;
+    lostValues: number;
+    corruptValues: number;
+    lostCountChanges: number;
+  };
   draining?: () => boolean;
   /** Data-plane worker threads serving now (absent: this thread serves the data plane). */
   workers?: () => number;
@@ -434,6 +445,24 @@ export class Metrics {
         this.inc({ result: 'failed' }, s.failures);
       }),
     });
+    new Gauge({
+      name: 'mindshare_ruleset_in_step',
+      help: '1 while the rule set this instance serves is the one the store says is active (version and checksum), 0 otherwise',
+      registers: [registry],
+      aggregator: 'min',
+      collect: onlyWith(sources, 'ruleset', function (this: Gauge, rs) {
+        this.set(rs().inStep ? 1 : 0);
+      }),
+    });
+    new Counter({
+      name: 'mindshare_ruleset_restores_total',
+      help: 'Times this instance stored its rule set again because the store had lost every active one',
+      registers: [registry],
+      collect: onlyWith(sources, 'ruleset', function (this: Counter, rs) {
+        this.reset();
+        this.inc(rs().restores);
+      }),
+    });
 
     this.bids = hotCounter(
       registry,
@@ -513,11 +542,33 @@ export class Metrics {
     ).child;
     new Gauge({
       name: 'mindshare_redis_up',
-      help: '1 while the Redis connection of the profile store is ready, 0 otherwise',
+      help: '1 while the profile store reaches Redis (on Redis Cluster: the master of every slot), 0 otherwise',
       registers: [registry],
       aggregator: 'min',
       collect: onlyWith(sources, 'redisUp', function (this: Gauge, up) {
         this.set(up() ? 1 : 0);
+      }),
+    });
+    new Counter({
+      name: 'mindshare_store_resets_total',
+      help: 'Times the store lost its data under this instance (its identity changed: a Redis restarted empty, a flushed database, a shard lost with its replicas)',
+      registers: [registry],
+      collect: onlyWith(sources, 'storeIntegrity', function (this: Counter, s) {
+        this.reset();
+        this.inc(s().resets);
+      }),
+    });
+    new Counter({
+      name: 'mindshare_store_lost_values_total',
+      help: 'Stored values read as absent, by reason: lost (written with a string dictionary the store no longer has), corrupt (did not decode); and funnel changes that could not be counted (lost_count)',
+      labelNames: ['reason'],
+      registers: [registry],
+      collect: onlyWith(sources, 'storeIntegrity', function (this: Counter<'reason'>, s) {
+        const v = s();
+        this.reset();
+        this.inc({ reason: 'lost' }, v.lostValues);
+        this.inc({ reason: 'corrupt' }, v.corruptValues);
+        this.inc({ reason: 'lost_count' }, v.lostCountChanges);
       }),
     });
     this.redis = { duration, errorChild };

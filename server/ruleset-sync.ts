@@ -1,17 +1,27 @@
 /**
  * Keeps this instance on the fleet's active rule set. At start it loads the active version from
  * the store (or, on a store that has none yet, stores and activates the rule-set file). Then it
- * follows activations announced on the bus, with a slow poll as a safety net for announcements
+ * follows activations announced on the bus, with a poll as a safety net for announcements
  * missed while the bus was disconnected. A new version is parsed and compiled between requests,
  * never inside one, and swapped in whole: decisions already started finish on the version they
  * began with.
+ *
+ * A rule set is known by its version and the checksum of its source: a store that lost its data
+ * and was given another rule set under a version number this instance already serves is noticed
+ * (the checksums differ) and followed. A store that has no active rule set any more (it lost its
+ * data) gets back the one this instance serves, when this instance may restore (the control
+ * plane's; data-plane workers wait for it): stored as a new version and activated unless another
+ * instance did so first.
+ *
+ * `health()` says whether this instance serves the store's active rule set, and since when it
+ * has not: readiness fails when it has not for longer than a compile may take.
  */
 import { compileRuleSet } from '../rules/compile.js';
 import { formatRuleErrors } from '../rules/index.js';
 import { parseRuleSetText } from '../rules/parse.js';
 import type { ActiveRuleSet, DecisionService } from './decision/service.js';
 import { checksumOf, RuleSetFileError, readRuleSetFile } from './ruleset-file.js';
-import type { RuleSetStore } from './store/types.js';
+import type { ActiveVersion, RuleSetStore } from './store/types.js';
 
 export interface RuleSetSyncOptions {
   rulesets: RuleSetStore;
@@ -19,7 +29,11 @@ export interface RuleSetSyncOptions {
   bootstrapFile: string;
   /** How often the active version is checked besides the bus, ms. 0: never. */
   pollMs?: number;
+  /** Whether this instance stores its rule set again when the store has lost every active one. */
+  restore?: boolean;
   log?: (line: string) => void;
+  /** Problems an operator must hear of (a store without its rule set). Default `log`. */
+  error?: (line: string) => void;
   now?: () => number;
 }
 
@@ -30,6 +44,25 @@ export interface RuleSetSyncStats {
   failures: number;
   /** Compile time of the version in use, ms. */
   compileMs: number;
+  /** Times the store had no active rule set and this instance stored its own again. */
+  restores: number;
+}
+
+/** Whether this instance serves what the store says is active. */
+export interface RuleSetHealth {
+  /** True when the served rule set is the store's active one (or the store was not reached yet). */
+  inStep: boolean;
+  /** What the store has active, as last seen (null: none; undefined: not read yet). */
+  store: ActiveVersion | null | undefined;
+  /** Since when (epoch ms) the served rule set has not been the store's active one. */
+  outOfStepSince: number | null;
+}
+
+/** A loaded version and the text it came from. */
+export interface LoadedRuleSet {
+  active: ActiveRuleSet;
+  compileMs: number;
+  source: { text: string; format: 'yaml' | 'json' };
 }
 
 /** Loads, parses and compiles one stored version. Throws RuleSetFileError naming the problems. */
@@ -37,7 +70,7 @@ export async function loadStoredRuleSet(
   rulesets: RuleSetStore,
   version: number,
   activatedAt: number,
-): Promise<{ active: ActiveRuleSet; compileMs: number }> {
+): Promise<LoadedRuleSet> {
   const stored = await rulesets.getRuleSet(version);
   if (stored === null) throw new RuleSetFileError(`Rule set version ${version} is not in the store`);
   const parsed = parseRuleSetText(stored.source, stored.meta.format);
@@ -58,6 +91,7 @@ export async function loadStoredRuleSet(
       activatedAt: stored.meta.activatedAt ?? activatedAt,
     },
     compileMs,
+    source: { text: stored.source, format: stored.meta.format },
   };
 }
 
@@ -70,11 +104,11 @@ export async function initialRuleSet(
   file: string,
   now: number,
   log: (line: string) => void,
-): Promise<{ active: ActiveRuleSet; compileMs: number }> {
+): Promise<LoadedRuleSet> {
   const current = await rulesets.activeRuleSet();
   if (current !== null) {
-    log(`rule set: version ${current}, active in the store (the rule-set file is not used)`);
-    return loadStoredRuleSet(rulesets, current, now);
+    log(`rule set: version ${current.version}, active in the store (the rule-set file is not used)`);
+    return loadStoredRuleSet(rulesets, current.version, now);
   }
   const { text, format, ruleSet } = readRuleSetFile(file);
   const checksum = checksumOf(text);
@@ -85,61 +119,98 @@ export async function initialRuleSet(
     createdAt: now,
     bytes: Buffer.byteLength(text),
   });
-  await rulesets.activateRuleSet(version, 'startup', now);
+  if (!(await rulesets.activateRuleSet(version, 'startup', now, true))) {
+    // Another instance starting at the same moment activated its own first: decide with that.
+    const other = await rulesets.activeRuleSet();
+    if (other !== null) {
+      log(
+        `rule set: version ${other.version}, activated by another instance (the rule-set file is not used)`,
+      );
+      return loadStoredRuleSet(rulesets, other.version, now);
+    }
+  }
   log(`rule set: ${file} stored and activated as version ${version}`);
   const t0 = performance.now();
   const compiled = compileRuleSet(ruleSet);
-  return { active: { version, checksum, compiled, activatedAt: now }, compileMs: performance.now() - t0 };
+  return {
+    active: { version, checksum, compiled, activatedAt: now },
+    compileMs: performance.now() - t0,
+    source: { text, format },
+  };
 }
 
 export class RuleSetSync {
   private readonly rulesets: RuleSetStore;
   private readonly service: DecisionService;
   private readonly log: (line: string) => void;
+  private readonly error: (line: string) => void;
   private readonly now: () => number;
   private readonly pollMs: number;
+  private readonly restore: boolean;
   private timer: NodeJS.Timeout | null = null;
   /** The newest version asked for; applied one at a time, the latest wins. */
-  private wanted: number | null = null;
+  private wanted: ActiveVersion | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;
-  private readonly counts: RuleSetSyncStats = { activations: 0, failures: 0, compileMs: 0 };
+  /** The source of the rule set served now (what a restore stores). */
+  private source: LoadedRuleSet['source'] | null;
+  private storeActive: ActiveVersion | null | undefined = undefined;
+  private outOfStepSince: number | null = null;
+  private checking: Promise<void> | null = null;
+  private readonly counts: RuleSetSyncStats = { activations: 0, failures: 0, compileMs: 0, restores: 0 };
 
-  constructor(service: DecisionService, opts: RuleSetSyncOptions, compileMs = 0) {
+  constructor(service: DecisionService, opts: RuleSetSyncOptions, initial?: LoadedRuleSet) {
     this.service = service;
     this.rulesets = opts.rulesets;
     this.log = opts.log ?? ((line) => console.log(line));
+    this.error = opts.error ?? this.log;
     this.now = opts.now ?? Date.now;
     this.pollMs = opts.pollMs ?? 5000;
-    this.counts.compileMs = compileMs;
+    this.restore = opts.restore ?? false;
+    this.counts.compileMs = initial?.compileMs ?? 0;
+    this.source = initial?.source ?? null;
   }
 
   /** Starts the safety-net poll. */
   start(): void {
     if (this.pollMs > 0 && this.timer === null) {
       this.timer = setInterval(() => {
-        this.rulesets.activeRuleSet().then(
-          (v) => {
-            if (v !== null) this.request(v);
-          },
-          () => {}, // the store is down: the next poll tries again
-        );
+        this.check().catch(() => {}); // the store is down: the next poll tries again
       }, this.pollMs);
       this.timer.unref();
     }
   }
 
+  /**
+   * Reads what the store has active and follows it; restores this instance's rule set when the
+   * store has none (and this instance may). Concurrent calls share one check.
+   */
+  check(): Promise<void> {
+    this.checking ??= this.checkOnce().finally(() => {
+      this.checking = null;
+    });
+    return this.checking;
+  }
+
   /** Asks for a version to be made current (from a bus announcement or the poll). */
-  request(version: number): void {
+  request(version: number, checksum?: string): void {
     if (this.stopped) return;
-    if (version === this.service.ruleSet.version && this.wanted === null) return;
-    this.wanted = version;
+    const serving = this.service.ruleSet;
+    const same = version === serving.version && (checksum === undefined || checksum === serving.checksum);
+    if (same && this.wanted === null) {
+      if (checksum !== undefined) this.seen({ version, checksum });
+      return;
+    }
+    this.wanted = { version, checksum: checksum ?? '' };
     if (this.running === null) this.running = this.drain();
   }
 
   /** Resolves when every requested version has been applied or given up on. */
   async settled(): Promise<void> {
-    while (this.running !== null) await this.running;
+    while (this.running !== null || this.checking !== null) {
+      await this.running;
+      await this.checking;
+    }
   }
 
   stop(): void {
@@ -152,21 +223,73 @@ export class RuleSetSync {
     return { ...this.counts };
   }
 
+  health(): RuleSetHealth {
+    return {
+      inStep: this.outOfStepSince === null,
+      store: this.storeActive,
+      outOfStepSince: this.outOfStepSince,
+    };
+  }
+
+  private async checkOnce(): Promise<void> {
+    const active = await this.rulesets.activeRuleSet();
+    this.seen(active);
+    if (active !== null) {
+      this.request(active.version, active.checksum);
+      return;
+    }
+    if (!this.restore || this.stopped || this.source === null) return;
+    // The store has no active rule set: it lost its data. Store the one served here again.
+    const serving = this.service.ruleSet;
+    const at = this.now();
+    const version = await this.rulesets.addRuleSet(this.source.text, {
+      checksum: serving.checksum,
+      format: this.source.format,
+      createdBy: 'restore',
+      createdAt: at,
+      bytes: Buffer.byteLength(this.source.text),
+    });
+    if (await this.rulesets.activateRuleSet(version, 'restore', at, true)) {
+      this.counts.restores++;
+      this.error(
+        `rule set: the store had no active rule set (it lost its data); stored the one served here (was version ${serving.version}, ${serving.checksum}) as version ${version} and activated it`,
+      );
+    }
+    const now = await this.rulesets.activeRuleSet();
+    this.seen(now);
+    if (now !== null) this.request(now.version, now.checksum);
+  }
+
+  /** Notes what the store has active, and whether this instance serves it. */
+  private seen(active: ActiveVersion | null): void {
+    this.storeActive = active;
+    const serving = this.service.ruleSet;
+    const inStep =
+      active !== null && active.version === serving.version && active.checksum === serving.checksum;
+    if (inStep) this.outOfStepSince = null;
+    else this.outOfStepSince ??= this.now();
+  }
+
   private async drain(): Promise<void> {
     try {
       while (this.wanted !== null && !this.stopped) {
-        const version = this.wanted;
+        const { version, checksum } = this.wanted;
         this.wanted = null;
-        if (version === this.service.ruleSet.version) continue;
+        const serving = this.service.ruleSet;
+        if (version === serving.version && (checksum === '' || checksum === serving.checksum)) continue;
         // Let requests already queued run before the compile takes the thread.
         await new Promise<void>((resolve) => setImmediate(resolve));
         try {
-          const { active, compileMs } = await loadStoredRuleSet(this.rulesets, version, this.now());
+          const loaded = await loadStoredRuleSet(this.rulesets, version, this.now());
           if (this.stopped) return;
-          this.service.setRuleSet(active);
+          this.service.setRuleSet(loaded.active);
+          this.source = loaded.source;
           this.counts.activations++;
-          this.counts.compileMs = compileMs;
-          this.log(`rule set: now deciding with version ${version} (compiled in ${compileMs.toFixed(1)} ms)`);
+          this.counts.compileMs = loaded.compileMs;
+          if (this.storeActive !== undefined) this.seen(this.storeActive);
+          this.log(
+            `rule set: now deciding with version ${version} (${loaded.active.checksum.slice(0, 19)}, compiled in ${loaded.compileMs.toFixed(1)} ms)`,
+          );
         } catch (e) {
           this.counts.failures++;
           this.log(

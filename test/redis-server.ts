@@ -55,14 +55,22 @@ function watchOver(child: ChildProcess): void {
 
 /** A port nobody listens on right now (bind port 0, read it, release it); never 6379. */
 export function freePort(): Promise<number> {
+  return listenOnce(0).then((port) => {
+    if (port <= 0 || port === 6379) throw new Error('no free port');
+    return port;
+  });
+}
+
+/** Binds `port` on 127.0.0.1 (0: any) and releases it; resolves with the port, rejects when taken. */
+export function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => (port > 0 && port !== 6379 ? resolve(port) : reject(new Error('no free port'))));
+      const bound = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(bound));
     });
   });
 }
@@ -86,10 +94,17 @@ function pingOnce(port: number): Promise<boolean> {
   });
 }
 
-class NotInstalledError extends Error {}
+export class NotInstalledError extends Error {}
 
-/** Spawns redis-server on `port`; resolves when it answers PING, rejects if it exits first. */
-async function spawnOn(port: number): Promise<ChildProcess> {
+/**
+ * Spawns redis-server on `port` (in `dir`, with `extra` arguments); resolves when it answers
+ * PING, rejects if it exits first.
+ */
+export async function spawnOn(
+  port: number,
+  dir: string = tmpdir(),
+  extra: readonly string[] = [],
+): Promise<ChildProcess> {
   installExitHook();
   const args = [
     '--port',
@@ -103,9 +118,10 @@ async function spawnOn(port: number): Promise<ChildProcess> {
     '--daemonize',
     'no',
     '--dir',
-    tmpdir(),
+    dir,
     '--loglevel',
     'warning',
+    ...extra,
   ];
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -145,7 +161,7 @@ async function spawnOn(port: number): Promise<ChildProcess> {
   );
 }
 
-function killChild(child: ChildProcess | null): Promise<void> {
+export function killChild(child: ChildProcess | null): Promise<void> {
   if (child === null || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once('exit', () => resolve());

@@ -11,9 +11,10 @@
  */
 import { createReadStream } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { redactUrl } from '../config.js';
+import { ConfigError, describeRedis, loadConfig } from '../config.js';
 import { ImportAborted, type ImportResult, importProfiles } from '../profiles/import.js';
 import { RedisStore } from '../store/redis.js';
+import type { RedisTopology } from '../store/redis-client.js';
 import type { ProfileStore } from '../store/types.js';
 
 type BulkStore = Pick<ProfileStore, 'putProfiles' | 'linkManyAliases' | 'ping' | 'close'>;
@@ -22,13 +23,14 @@ export interface ImportIo {
   env: NodeJS.ProcessEnv;
   stdin: AsyncIterable<Uint8Array | string>;
   err: (line: string) => void;
-  /** Opens the store; default a RedisStore from REDIS_URL and REDIS_KEY_PREFIX. */
-  openStore?: (url: string, keyPrefix: string) => BulkStore;
+  /** Opens the store; default a RedisStore as the server would (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS; REDIS_KEY_PREFIX). */
+  openStore?: (topology: RedisTopology, keyPrefix: string) => BulkStore;
   /** Seconds between progress lines. Default 2. */
   progressEverySec?: number;
 }
 
-const USAGE = 'usage: npm run import -- FILE|- [--batch N]   (REDIS_URL must be set)';
+const USAGE =
+  'usage: npm run import -- FILE|- [--batch N]   (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS must be set)';
 
 export async function runImport(args: readonly string[], io: ImportIo): Promise<number> {
   let file: string | undefined;
@@ -56,21 +58,30 @@ export async function runImport(args: readonly string[], io: ImportIo): Promise<
     io.err(USAGE);
     return 1;
   }
-  const url = io.env.REDIS_URL;
-  if (url === undefined || url === '') {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(io.env);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    io.err(e.message);
+    return 1;
+  }
+  const topology = config.redis;
+  if (topology === undefined) {
     io.err(`REDIS_URL is not set: say which Redis to load, e.g. REDIS_URL=redis://127.0.0.1:6379\n${USAGE}`);
     return 1;
   }
-  const prefix = io.env.REDIS_KEY_PREFIX ?? '';
+  const prefix = config.redisKeyPrefix;
   const open =
-    io.openStore ?? ((u: string, keyPrefix: string) => new RedisStore({ url: u, keyPrefix, log: () => {} }));
-  const store = open(url, prefix);
-  const where = `${redactUrl(url)}${prefix === '' ? '' : ` (key prefix "${prefix}")`}`;
+    io.openStore ??
+    ((t: RedisTopology, keyPrefix: string) => new RedisStore({ topology: t, keyPrefix, log: () => {} }));
+  const store = open(topology, prefix);
+  const where = `${describeRedis(topology)}${prefix === '' ? '' : ` (key prefix "${prefix}")`}`;
   try {
     try {
       await store.ping();
     } catch (e) {
-      io.err(`Cannot reach Redis at ${where}: ${(e as Error).message}`);
+      io.err(`Cannot reach ${where}: ${(e as Error).message}`);
       return 1;
     }
     const source = file === '-' ? io.stdin : createReadStream(file, { highWaterMark: 256 * 1024 });
@@ -78,7 +89,7 @@ export async function runImport(args: readonly string[], io: ImportIo): Promise<
     let lastReport = started;
     const every = (io.progressEverySec ?? 2) * 1000;
     io.err(
-      `Importing ${file === '-' ? 'standard input' : file} into Redis at ${where}, ${batch} profiles a batch ...`,
+      `Importing ${file === '-' ? 'standard input' : file} into ${where}, ${batch} profiles a batch ...`,
     );
     let result: ImportResult;
     try {

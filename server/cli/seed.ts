@@ -8,7 +8,7 @@
  * not configured or not reachable.
  */
 import { pathToFileURL } from 'node:url';
-import { ConfigError, loadConfig, redactUrl } from '../config.js';
+import { ConfigError, describeRedis, loadConfig } from '../config.js';
 import { demoAliases, demoProfile } from '../demo/profiles.js';
 import { RedisStore } from '../store/redis.js';
 import type { AliasLink } from '../store/types.js';
@@ -29,23 +29,23 @@ export async function seed(
     }
     throw e;
   }
-  if (config.redisUrl === undefined) {
+  if (config.redis === undefined) {
     console.error(
-      'REDIS_URL is not set: say which Redis to seed, e.g. REDIS_URL=redis://127.0.0.1:6379 npm run seed',
+      'REDIS_URL is not set: say which Redis to seed, e.g. REDIS_URL=redis://127.0.0.1:6379 npm run seed (or REDIS_CLUSTER_NODES, REDIS_SENTINELS)',
     );
     return 1;
   }
-  const where = `${redactUrl(config.redisUrl)}${config.redisKeyPrefix === '' ? '' : ` (key prefix "${config.redisKeyPrefix}")`}`;
-  const store = new RedisStore({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, log: () => {} });
+  const where = `${describeRedis(config.redis)}${config.redisKeyPrefix === '' ? '' : ` (key prefix "${config.redisKeyPrefix}")`}`;
+  const store = new RedisStore({ topology: config.redis, keyPrefix: config.redisKeyPrefix, log: () => {} });
   try {
     try {
       await store.ping();
     } catch (e) {
-      console.error(`Cannot reach Redis at ${where}: ${(e as Error).message}`);
+      console.error(`Cannot reach ${where}: ${(e as Error).message}`);
       return 1;
     }
     const total = config.demoPeople;
-    out(`Seeding ${total} demo profiles and their aliases into Redis at ${where} ...`);
+    out(`Seeding ${total} demo profiles and their aliases into ${where} ...`);
     const started = performance.now();
     let aliases = 0;
     let reportedTenths = 0;

@@ -11,7 +11,6 @@
  */
 import { type Context, Hono } from 'hono';
 import { ClientError, type ErrorBody } from '../errors.js';
-import type { BusMessage } from '../store/types.js';
 import { type Caller, hasScope, TokenAuth } from './auth.js';
 import {
   type ControlContext,
@@ -63,22 +62,6 @@ export function createControlApp(deps: ControlDeps): Hono {
           { cause: e },
         );
       }
-    },
-    async publish(...messages) {
-      for (const m of messages) {
-        try {
-          await deps.bus.publish(m);
-        } catch (e) {
-          log(`control plane: could not announce ${m.type} on the bus: ${(e as Error).message}`);
-        }
-      }
-    },
-    async personChanged(pid, aliases) {
-      deps.profiles.invalidatePerson?.(pid);
-      const messages: BusMessage[] = [{ type: 'person', pid }];
-      for (const [kind, value] of Object.entries(aliases ?? {}))
-        messages.push({ type: 'alias', kind, value });
-      await ctx.publish(...messages);
     },
   };
 

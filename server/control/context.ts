@@ -4,13 +4,13 @@
  */
 import type { Context } from 'hono';
 import type { ActiveRuleSet } from '../decision/service.js';
-import type { Bus, BusMessage, EventStore, ProfileStore, RuleSetStore } from '../store/types.js';
+import type { EventStore, ProfileStore, RuleSetStore } from '../store/types.js';
 import type { ApiToken, Caller } from './auth.js';
 
 export interface ControlDeps {
-  profiles: ProfileStore & EventStore & { invalidatePerson?(pid: string): void };
+  /** Profiles and events; writes through it are announced to the fleet by the store (CachedStore). */
+  profiles: ProfileStore & EventStore;
   rulesets: RuleSetStore;
-  bus: Bus;
   tokens: ApiToken[];
   /** The rule set this instance decides with now. */
   active: () => ActiveRuleSet;
@@ -35,10 +35,6 @@ export interface ControlContext {
   readonly maxImportBytes: number;
   /** Runs a store call; a failure becomes 503 store_unavailable (and is logged). */
   store<T>(what: string, call: () => Promise<T>): Promise<T>;
-  /** Announces a change to every instance; a failure is logged, never fails the request. */
-  publish(...messages: BusMessage[]): Promise<void>;
-  /** Drops a person from this instance's cache at once and tells the other instances. */
-  personChanged(pid: string, aliases?: Readonly<Record<string, string>>): Promise<void>;
 }
 
 /** A checked request, as route handlers see it. */

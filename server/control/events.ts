@@ -179,20 +179,13 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
     // Everything that names a person and a campaign or brand goes to the store in one call.
     const results =
       writes.length === 0 ? [] : await ctx.store('apply the events', () => store.applyEvents(writes));
-    const moved = new Set<string>();
+    // The store has dropped the people the events changed from every instance's cache.
     results.forEach((r, j) => {
       const i = writeOf[j]!;
       const o: EventOut = { eventId: events[i]!.eventId, outcome: r.outcome };
-      if (r.moved !== undefined) {
-        o.moved = r.moved;
-        moved.add(writes[j]!.pid);
-      } else if (r.outcome === 'applied' && writes[j]!.impression !== undefined) {
-        // New counters: this instance's cached copy is out of date at once.
-        store.invalidatePerson?.(writes[j]!.pid);
-      }
+      if (r.moved !== undefined) o.moved = r.moved;
       out[i] = o;
     });
-    for (const pid of moved) await ctx.personChanged(pid);
     const metrics = c.get('metrics');
     if (metrics !== undefined) {
       out.forEach((o, i) => {

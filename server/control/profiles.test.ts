@@ -29,7 +29,7 @@ describe('profiles', () => {
     });
     expect(linked.status).toBe(200);
     expect(linked.body).toEqual({ aliases: { idfa: 'A-1', cookie: 'c-1' } });
-    expect(kit.messages).toContainEqual({ type: 'alias', kind: 'idfa', value: 'A-1' });
+    expect(kit.messages).toContainEqual({ type: 'aliases', members: ['idfa:A-1', 'cookie:c-1'] });
     expect(await kit.store.resolveAlias('cookie', 'c-1')).toBe('p-1');
 
     const got = await kit.req('GET', '/v1/profiles/p-1', { token: 'read-secret' });
@@ -67,8 +67,7 @@ describe('profiles', () => {
     expect(kit.messages).toEqual(
       expect.arrayContaining([
         { type: 'person', pid: 'p-1' },
-        { type: 'alias', kind: 'idfa', value: 'A-1' },
-        { type: 'alias', kind: 'cookie', value: 'c-1' },
+        { type: 'aliases', members: expect.arrayContaining(['idfa:A-1', 'cookie:c-1']) },
       ]),
     );
     expect(await kit.store.resolveAlias('idfa', 'A-1')).toBeNull();

@@ -1,7 +1,7 @@
 /**
  * Profiles: create or replace, read (with aliases), patch, forget, link aliases, and bulk import.
- * Every write drops the person from this instance's cache and announces it on the bus, so other
- * instances drop their cached copies too.
+ * The store drops what a write changes from this instance's cache and announces it on the bus
+ * (CachedStore), so other instances drop their cached copies too.
  */
 import type { Profile } from '../../rules/types.js';
 import { ClientError } from '../errors.js';
@@ -41,7 +41,6 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
     };
     const existed = (await ctx.store('read the profile', () => store.getProfile(pid))) !== null;
     await ctx.store('write the profile', () => store.putProfile(profile));
-    await ctx.personChanged(pid);
     return c.json(profile, existed ? 200 : 201);
   });
 
@@ -58,16 +57,13 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
     const pid = pidOf(c.req.param('id'));
     const profile = await ctx.store('patch the profile', () => store.patchProfile(pid, body, ctx.now()));
     if (profile === null) throw notFound(pid);
-    await ctx.personChanged(pid);
     return c.json(profile);
   });
 
   register('deleteProfile', async ({ c }) => {
     const pid = pidOf(c.req.param('id'));
-    const aliases = await ctx.store('read the aliases', () => store.aliasesOf(pid));
     const found = await ctx.store('forget the person', () => store.forgetPerson(pid));
     if (!found) throw notFound(pid);
-    await ctx.personChanged(pid, aliases);
     return c.body(null, 204);
   });
 
@@ -75,7 +71,6 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
     const pid = pidOf(c.req.param('id'));
     await ctx.store('link the aliases', () => store.linkAliases(pid, body));
     const aliases = await ctx.store('read the aliases', () => store.aliasesOf(pid));
-    await ctx.personChanged(pid, body);
     return c.json({ aliases });
   });
 
@@ -87,10 +82,6 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
         batchSize: ctx.importBatch,
         maxBytes: ctx.maxImportBytes,
         now: ctx.now,
-        onBatch: async (written) => {
-          for (const p of written) store.invalidatePerson?.(p.id);
-          await ctx.publish(...written.map((p) => ({ type: 'person' as const, pid: p.id })));
-        },
       });
       metrics?.importedLines(result.imported, result.failed);
       ctx.log(`profiles imported: ${result.imported} of ${result.lines} lines, ${result.failed} failed`);

@@ -24,7 +24,7 @@ describe('rule sets', () => {
     expect(up2.body).toMatchObject({ version: 2, active: true, activatedAt: '2026-11-24T04:00:00.000Z' });
     await kit.synced();
     expect(kit.active().version).toBe(2);
-    expect(kit.messages).toContainEqual({ type: 'ruleset', version: 2 });
+    expect(kit.messages).toContainEqual({ type: 'ruleset', version: 2, checksum: checksumOf(DEMO_V2) });
 
     const list = await kit.req('GET', '/v1/rulesets', { token: 'read-secret' });
     expect(list.status).toBe(200);

@@ -80,9 +80,10 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
   });
 
   register('listRuleSets', async ({ c }) => {
-    const [versions, active] = await ctx.store('list rule sets', () =>
+    const [versions, current] = await ctx.store('list rule sets', () =>
       Promise.all([rulesets.listRuleSets(), rulesets.activeRuleSet()]),
     );
+    const active = current?.version ?? null;
     return c.json({
       active,
       serving: ctx.deps.active().version,
@@ -110,7 +111,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
         'No rule set was activated through the control plane yet; upload one with ?activate=true',
       );
     }
-    return source(c, active);
+    return source(c, active.version);
   });
 
   register('getRuleSet', ({ c }) => source(c, versionOf(c.req.param('version'))));

@@ -9,7 +9,8 @@ import { compileRuleSet } from '../../rules/compile.js';
 import { parseRuleSetText } from '../../rules/parse.js';
 import type { ActiveRuleSet } from '../decision/service.js';
 import { loadRuleSetFile } from '../ruleset-file.js';
-import { EmbeddedBus } from '../store/bus.js';
+import { announcer, EmbeddedBus } from '../store/bus.js';
+import { CachedStore } from '../store/cached.js';
 import { EmbeddedStore } from '../store/embedded.js';
 import { EmbeddedRuleSets } from '../store/rulesets.js';
 import type { BusMessage } from '../store/types.js';
@@ -82,10 +83,16 @@ export async function makeKit(overrides: Partial<ControlDeps> = {}): Promise<Kit
       };
     });
   });
+  // As the server has it: the control plane's writes go through a cache that announces them.
+  const profiles = new CachedStore(store, {
+    maxPeople: 1000,
+    maxAliases: 1000,
+    ttlMs: 1000,
+    announce: announcer(bus, (line) => logs.push(line)),
+  });
   const app = createControlApp({
-    profiles: store,
+    profiles,
     rulesets,
-    bus,
     tokens: TOKENS,
     active: () => active,
     now: () => clock.now,

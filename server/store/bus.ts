@@ -13,11 +13,21 @@ export function parseBusMessage(value: unknown): BusMessage | null {
   const m = value as Record<string, unknown>;
   switch (m.type) {
     case 'ruleset':
-      return typeof m.version === 'number' && Number.isSafeInteger(m.version) && m.version > 0
+      if (typeof m.version !== 'number' || !Number.isSafeInteger(m.version) || m.version <= 0) return null;
+      if (m.checksum !== undefined && typeof m.checksum !== 'string') return null;
+      return m.checksum === undefined
         ? { type: 'ruleset', version: m.version }
-        : null;
+        : { type: 'ruleset', version: m.version, checksum: m.checksum };
     case 'person':
       return typeof m.pid === 'string' ? { type: 'person', pid: m.pid } : null;
+    case 'people':
+      return Array.isArray(m.pids) && m.pids.every((p) => typeof p === 'string')
+        ? { type: 'people', pids: [...(m.pids as string[])] }
+        : null;
+    case 'aliases':
+      return Array.isArray(m.members) && m.members.every((p) => typeof p === 'string')
+        ? { type: 'aliases', members: [...(m.members as string[])] }
+        : null;
     case 'alias':
       return typeof m.kind === 'string' && typeof m.value === 'string'
         ? { type: 'alias', kind: m.kind, value: m.value }
@@ -106,4 +116,22 @@ export class EmbeddedBus implements Bus {
     this.closed = true;
     this.handlers.clear();
   }
+}
+
+/**
+ * What a store calls to tell the fleet about its writes (CachedStore's `announce`): publishes each
+ * message on `bus`; a failure is reported through `log`, never thrown (the write is done; other
+ * instances' copies then live at most their cache TTL, and they drop everything when their bus
+ * connection comes back).
+ */
+export function announcer(bus: Bus, log: (line: string) => void): (messages: BusMessage[]) => Promise<void> {
+  return async (messages) => {
+    for (const m of messages) {
+      try {
+        await bus.publish(m);
+      } catch (e) {
+        log(`could not announce a ${m.type} change on the bus: ${(e as Error).message}`);
+      }
+    }
+  };
 }

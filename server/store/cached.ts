@@ -6,9 +6,10 @@
  *   reach the backing store on every request.
  * - Concurrent loads of the same person (or alias) share one backing call.
  * - A write through this store updates or drops what it touches at once: a cached entry never
- *   outlives a write made through this instance, and one made elsewhere by at most the TTL
- *   (sooner once another instance's writes are announced and `invalidatePerson` /
- *   `invalidateAlias` are called).
+ *   outlives a write made through this instance. With `announce`, every write is also announced
+ *   to the fleet (the bus) before it resolves, so that every other instance and thread drops its
+ *   copy (`invalidatePerson` / `invalidateAlias`) within the bus's delay; without it, or while
+ *   the bus is down, a copy elsewhere lives at most the TTL.
  * - Cached records are frozen and shared: the same profile object is handed out until it is
  *   replaced, so per-profile work done by the evaluator is reused too.
  * - Admission (`admitAfter`): a person may be cached only from their n-th load within about a
@@ -23,6 +24,7 @@ import type { PersonPeek } from '../decision/service.js';
 import { aliasMember, appendImpression, impressionLimits, setCounter } from './codec.js';
 import type {
   AliasLink,
+  BusMessage,
   EventResult,
   EventStore,
   EventWrite,
@@ -44,7 +46,15 @@ export interface CachedStoreOptions {
   now?: () => number;
   /** Loads of a person, within the recent window, before it is cached. Default 1 (at once). */
   admitAfter?: number;
+  /**
+   * Tells the fleet what a write changed (the bus); awaited before the write resolves, and never
+   * throws (a failure is its own to report).
+   */
+  announce?: (messages: BusMessage[]) => Promise<void>;
 }
+
+/** People or aliases per announcement of a bulk write. */
+const ANNOUNCE_BATCH = 1000;
 
 export interface CacheStats {
   people: { size: number; hits: number; misses: number };
@@ -87,9 +97,11 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
     notAdmitted: 0,
   };
   private readonly admission: Doorkeeper | null;
+  private readonly announce: (messages: BusMessage[]) => Promise<void>;
 
   constructor(backing: PersonStore, opts: CachedStoreOptions) {
     this.backing = backing;
+    this.announce = opts.announce ?? (async () => {});
     const ttl = Math.max(1, opts.ttlMs);
     const clock = opts.now === undefined ? {} : { perf: { now: opts.now }, ttlResolution: 0 };
     this.people = new LRUCache<string, PersonRecord>({ max: Math.max(1, opts.maxPeople), ttl, ...clock });
@@ -206,6 +218,7 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
     } finally {
       this.invalidatePerson(profile.id);
     }
+    await this.announce([{ type: 'person', pid: profile.id }]);
   }
 
   async putProfiles(profiles: readonly Profile[]): Promise<void> {
@@ -215,6 +228,7 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
     } finally {
       for (const p of profiles) this.invalidatePerson(p.id);
     }
+    await this.announcePeople(profiles.map((p) => p.id));
   }
 
   async linkAliases(pid: string, aliases: Readonly<Record<string, string>>): Promise<void> {
@@ -225,12 +239,15 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
     } finally {
       for (const [kind, value] of entries) this.invalidateAlias(kind, value);
     }
+    await this.announceAliases(entries.map(([kind, value]) => aliasMember(kind, value)));
   }
 
   async linkManyAliases(links: readonly AliasLink[]): Promise<void> {
+    const members: string[] = [];
+    for (const [, aliases] of links)
+      for (const [kind, value] of Object.entries(aliases)) members.push(aliasMember(kind, value));
     const drop = () => {
-      for (const [, aliases] of links)
-        for (const [kind, value] of Object.entries(aliases)) this.invalidateAlias(kind, value);
+      for (const member of members) this.invalidateAliasMember(member);
     };
     drop();
     try {
@@ -238,6 +255,7 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
     } finally {
       drop();
     }
+    await this.announceAliases(members);
   }
 
   async recordImpression(
@@ -255,6 +273,7 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
       this.invalidatePerson(pid);
       throw e;
     }
+    await this.announce([{ type: 'person', pid }]);
     // Update the cached counters the same way the store did, keeping the entry's age.
     const cached = this.people.get(pid, { updateAgeOnGet: false });
     if (cached === undefined) return;
@@ -272,32 +291,48 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
   async forgetPerson(pid: string): Promise<boolean> {
     this.invalidatePerson(pid);
     this.invalidateAliasesOf(pid);
+    // Other instances cache the person's aliases by value: they are named in the announcement.
+    const aliases = await this.backing.aliasesOf(pid);
+    let found: boolean;
     try {
-      return await this.backing.forgetPerson(pid);
+      found = await this.backing.forgetPerson(pid);
     } finally {
       this.invalidatePerson(pid);
       this.invalidateAliasesOf(pid);
     }
+    const members = Object.entries(aliases).map(([kind, value]) => aliasMember(kind, value));
+    await this.announce([{ type: 'person', pid }]);
+    await this.announceAliases(members);
+    return found;
   }
 
-  /** Every person an event touches is dropped from the cache (before and after the write). */
+  /**
+   * Every person an event touches is dropped from the cache (before and after the write) and
+   * announced, duplicates too (the announcement of their first application may have been lost).
+   */
   async applyEvents(events: readonly EventWrite[]): Promise<EventResult[]> {
     const pids = new Set(events.map((e) => e.pid));
     for (const pid of pids) this.invalidatePerson(pid);
+    let results: EventResult[];
     try {
-      return await this.backing.applyEvents(events);
+      results = await this.backing.applyEvents(events);
     } finally {
       for (const pid of pids) this.invalidatePerson(pid);
     }
+    await this.announcePeople([...pids]);
+    return results;
   }
 
   async patchProfile(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {
     this.invalidatePerson(pid);
+    let patched: Profile | null;
     try {
-      return await this.backing.patchProfile(pid, patch, now);
+      patched = await this.backing.patchProfile(pid, patch, now);
     } finally {
       this.invalidatePerson(pid);
     }
+    if (patched !== null) await this.announce([{ type: 'person', pid }]);
+    return patched;
   }
 
   funnel(brand: string, fromDay: string, toDay: string): Promise<FunnelCounts> {
@@ -329,8 +364,12 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
 
   /** Forgets a cached alias resolution (hit or miss). */
   invalidateAlias(kind: string, value: string): void {
+    this.invalidateAliasMember(aliasMember(kind, value));
+  }
+
+  /** invalidateAlias of an alias as the stores name it, `kind:value`. */
+  invalidateAliasMember(member: string): void {
     this.counts.invalidations++;
-    const member = aliasMember(kind, value);
     this.aliases.delete(member);
     const flight = this.loadingAliases.get(member);
     if (flight !== undefined) {
@@ -359,6 +398,22 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
       invalidations: c.invalidations,
       notAdmitted: c.notAdmitted,
     };
+  }
+
+  /** Announces people in messages of at most ANNOUNCE_BATCH (one `person` message for one). */
+  private async announcePeople(pids: readonly string[]): Promise<void> {
+    if (pids.length === 1) return this.announce([{ type: 'person', pid: pids[0]! }]);
+    const messages: BusMessage[] = [];
+    for (let i = 0; i < pids.length; i += ANNOUNCE_BATCH)
+      messages.push({ type: 'people', pids: pids.slice(i, i + ANNOUNCE_BATCH) });
+    if (messages.length > 0) await this.announce(messages);
+  }
+
+  private async announceAliases(members: readonly string[]): Promise<void> {
+    const messages: BusMessage[] = [];
+    for (let i = 0; i < members.length; i += ANNOUNCE_BATCH)
+      messages.push({ type: 'aliases', members: members.slice(i, i + ANNOUNCE_BATCH) });
+    if (messages.length > 0) await this.announce(messages);
   }
 
   private dropLoading(pid: string): void {

@@ -707,7 +707,7 @@ export function describeStoreContract(
       expect(await rs.getRuleSet(v2 + 1000)).toBeNull();
       expect(await rs.activateRuleSet(v2 + 1000, 'ops', T0)).toBe(false);
       expect(await rs.activateRuleSet(v1, 'alice', T0 + 100)).toBe(true);
-      expect(await rs.activeRuleSet()).toBe(v1);
+      expect(await rs.activeRuleSet()).toEqual({ version: v1, checksum: 'sha256:1' });
       expect((await rs.getRuleSet(v1))?.meta).toEqual({
         version: v1,
         ...meta(1),
@@ -717,7 +717,10 @@ export function describeStoreContract(
       await eventually(() => heard.some((m) => m.type === 'ruleset' && m.version === v1), 'the activation');
       // Rollback to another version.
       expect(await rs.activateRuleSet(v2, 'bob', T0 + 200)).toBe(true);
-      expect(await rs.activeRuleSet()).toBe(v2);
+      expect(await rs.activeRuleSet()).toEqual({ version: v2, checksum: 'sha256:2' });
+      // Only when none is active, when asked so.
+      expect(await rs.activateRuleSet(v1, 'carol', T0 + 300, true)).toBe(false);
+      expect(await rs.activeRuleSet()).toEqual({ version: v2, checksum: 'sha256:2' });
       await eventually(() => heard.some((m) => m.type === 'ruleset' && m.version === v2), 'the rollback');
       expect(heard.filter((m) => m.type !== 'ruleset')).toEqual([]);
       off();

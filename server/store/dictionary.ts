@@ -3,20 +3,19 @@
  * string attribute values, time zones, brand and stage names) is kept once, as a small integer
  * id, and people hold the ids (codec.ts, format 2).
  *
- * In Redis, under the store's key prefix:
- *   dict     hash: string -> id
- *   dict:r   hash: id -> string, and two fields no id can take: `n` (ids handed out so far, the
- *            next id) and `epoch` (set when the dictionary is created)
- * Ids are handed out only by Lua scripts (DICT_ASSIGN_LUA, and the scripts of events and patches
- * that meet a new brand or stage), atomically, so every process sharing the Redis agrees on them;
- * an id never changes and is never reused while the dictionary lasts.
+ * In Redis, under the store's key prefix, in the global slot (redis-keys.ts):
+ *   dict:{ms}     hash: string -> id
+ *   dict:r:{ms}   hash: id -> string, and `n` (ids handed out so far, the next id)
+ *   meta:{ms}     the store's identity: its `epoch`, made when the store is first used
+ * Ids are handed out only by DICT_ASSIGN_LUA, atomically, so every process sharing the store
+ * agrees on them; an id never changes and is never reused while the store keeps its identity.
  *
  * Each process keeps what it has seen (string -> id, id -> string) and asks Redis only for what it
  * lacks: the strings of a batch of writes in one round trip (`ensure`), the ids met while decoding
  * in one round trip (`load`). The epoch tells a dictionary that was lost (a Redis restarted
- * without persistence, a flushed database) from the one this process knows: every answer of
- * Redis carries it, writes that carry ids check it in their scripts, and a process that sees
- * another epoch forgets everything it had.
+ * without persistence, a flushed database) from the one this process knows: every answer of the
+ * dictionary carries it, writes that carry ids are checked against the marker of their slot
+ * (lua.ts), and a process that sees another epoch forgets everything it had.
  */
 
 /** How the dictionary reaches Redis (the Redis store provides it). */
@@ -32,12 +31,15 @@ const CHUNK = 5000;
 
 export class StringDictionary {
   private readonly backend: DictionaryBackend;
+  private readonly onEpoch: (before: string, after: string) => void;
   private ids = new Map<string, number>();
   private list: Array<string | undefined> = [];
   private currentEpoch = '';
 
-  constructor(backend: DictionaryBackend) {
+  /** `onEpoch` hears of every change of epoch this dictionary makes (not of the first one). */
+  constructor(backend: DictionaryBackend, onEpoch: (before: string, after: string) => void = () => {}) {
     this.backend = backend;
+    this.onEpoch = onEpoch;
   }
 
   /** id -> string, as far as this process knows (undefined where it does not). */
@@ -125,10 +127,12 @@ export class StringDictionary {
   }
 
   /** Takes the epoch of an answer from Redis: another one than known means start afresh. */
-  private adopt(epoch: string): void {
+  adopt(epoch: string): void {
     if (epoch === this.currentEpoch) return;
+    const before = this.currentEpoch;
     this.forget();
     this.currentEpoch = epoch;
+    if (before !== '') this.onEpoch(before, epoch);
   }
 
   private set(id: number, name: string): void {

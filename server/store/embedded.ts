@@ -74,8 +74,11 @@ export class EmbeddedStore implements ProfileStore, EventStore {
   /** brand -> day -> `from>to` -> people (`fm:{brand}:<day>`) */
   private readonly moves = new Map<string, Map<string, DayMoves>>();
   /** event id -> when it is forgotten (`ev:<id>`) */
-  private readonly seenEvents = new Map<string, number>();
+  /** pid -> event id -> until when it counts as seen. */
+  private readonly seenEvents = new Map<string, Map<string, number>>();
   private nextSweep = 0;
+  /** Event ids remembered, as of the last sweep plus those added since. */
+  private seenCount = 0;
   private readonly counters = new Map<string, CounterHash>();
   /** `kind:value` -> pid */
   private readonly aliases = new Map<string, string>();
@@ -179,6 +182,7 @@ export class EmbeddedStore implements ProfileStore, EventStore {
     let found = this.profiles.delete(pid);
     if (this.liveCounters(pid, this.now()) !== undefined) found = true;
     this.counters.delete(pid);
+    this.seenEvents.delete(pid);
     if (this.stages.has(pid)) found = true;
     this.replaceStages(pid, []);
     const mine = this.aliasSets.get(pid);
@@ -207,9 +211,12 @@ export class EmbeddedStore implements ProfileStore, EventStore {
   private applyEvent(event: EventWrite, now: number): EventResult {
     // Everything that can fail is worked out before anything changes: all or nothing.
     const day = utcDay(event.at);
-    const seenUntil = this.seenEvents.get(event.eventId);
+    let seen = this.seenEvents.get(event.pid);
+    const seenUntil = seen?.get(event.eventId);
     if (seenUntil !== undefined && seenUntil > now) return { outcome: 'duplicate' };
-    this.seenEvents.set(event.eventId, now + this.dedupeMs);
+    if (seen === undefined) this.seenEvents.set(event.pid, (seen = new Map()));
+    seen.set(event.eventId, now + this.dedupeMs);
+    this.seenCount++;
     if (event.impression !== undefined) {
       const { campaign, keep, ttlMs } = event.impression;
       this.appendImpression(event.pid, campaign, event.at, keep, ttlMs);
@@ -311,8 +318,13 @@ export class EmbeddedStore implements ProfileStore, EventStore {
 
   /** Forgets expired event ids now and then (the map would otherwise only grow). */
   private sweepEvents(now: number): void {
-    if (now < this.nextSweep && this.seenEvents.size < 1_000_000) return;
-    for (const [id, until] of this.seenEvents) if (until <= now) this.seenEvents.delete(id);
+    if (now < this.nextSweep && this.seenCount < 1_000_000) return;
+    this.seenCount = 0;
+    for (const [pid, seen] of this.seenEvents) {
+      for (const [id, until] of seen) if (until <= now) seen.delete(id);
+      if (seen.size === 0) this.seenEvents.delete(pid);
+      else this.seenCount += seen.size;
+    }
     this.nextSweep = now + Math.min(this.dedupeMs, 60_000);
   }
 

@@ -1,72 +1,78 @@
 /**
- * The Lua scripts of the Redis store. Each runs atomically in Redis: a person's stage change and
- * the funnel counts it implies are one step, so the counts never drift from the stored stages.
+ * The Lua scripts of the Redis store. Each runs atomically in Redis and touches one hash slot
+ * only, so every one of them runs on Redis Cluster as on a single Redis (redis-keys.ts has the
+ * layout):
+ *
+ * - A person's scripts touch the person's keys (`{pid}`) and the keys of the person's slot
+ *   (`sl:{T}`, `fq:{T}`, where T is a tag that hashes to that slot; slots.ts).
+ * - The dictionary, the store's identity, rule sets and the gathered funnel counts share the
+ *   global tag `{ms}`.
  *
  * A person is one value, `p:{pid}` (codec.ts, format 2): a first byte with the format and the
  * number of stages, the stages as varint brand id / stage id pairs, then the body, which no
- * script looks into. The scripts rewrite only the stages, and map ids to names through the string
- * dictionary (dictionary.ts: `dict` string -> id, `dict:r` id -> string), handing out ids for
- * brands and stages the dictionary does not have yet. Funnel counts stay keyed by names.
+ * script looks into. Strings are ids into the string dictionary; scripts never read the
+ * dictionary (it lives in another slot): the caller passes the ids of the brands and stages it
+ * names.
  *
- * Funnel and dictionary keys are not per person (`fn:{brand}`, `fm:{brand}:<day>`, `dict`,
- * `dict:r`), so they are named inside the scripts from the key prefix passed as ARGV[1]. That is
- * fine on a single Redis (and its replicas); on Redis Cluster these scripts would touch more than
- * one slot.
+ * Which dictionary a slot's ids come from is written in the slot's marker (`sl:{T}`, field
+ * `epoch`). A write carries the epoch of the dictionary its ids come from and is refused when the
+ * marker says another one (STALEDICT: the writer's dictionary is out of date, or the slot's
+ * values come from a dictionary the store has lost). A slot without a marker is marked by the
+ * first write that says it has checked the epoch with the dictionary (NOMARK asks for that check).
+ *
+ * Funnel counts: a script that changes a stored stage adds the change to its slot's pending
+ * counts (`fq:{T}`: `s|brand id|stage id` -> people, `m|brand id|day|from id|to id` -> moves), in
+ * the same step as the stage. Those are folded into the global counts by name (`fn:{ms}:<brand>`,
+ * `fm:{ms}:<brand>:<day>`) in three idempotent steps (FOLD_TAKE, FOLD_APPLY, FOLD_CLEAR; see
+ * redis.ts), so the counts stay exactly the sum of the stored stages.
  */
-import { APPEND_IMPRESSION_LUA_FN, PERSON_FORMAT } from './codec.js';
+import { PERSON_FORMAT } from './codec.js';
 
-/** The error a write answers when the ids it carries come from another dictionary (see dictionary.ts). */
+/** The error a write answers when its ids come from another dictionary than the slot's (see above). */
 export const STALE_DICTIONARY = 'STALEDICT';
+/** The error a write answers when the slot has no marker yet and the caller did not confirm its epoch. */
+export const NO_MARKER = 'NOMARK';
 
-/** `count(prefix, brand, stage, delta)`: adjusts fn:{brand}; a stage at zero people is removed. */
-const COUNT_FN = `
-local function count(prefix, brand, stage, delta)
-  local key = prefix .. 'fn:{' .. brand .. '}'
-  local n = redis.call('HINCRBY', key, stage, delta)
-  if n <= 0 then redis.call('HDEL', key, stage) end
+/**
+ * `checkSlot(sl, epoch, confirmed)`: nil when the slot's marker is `epoch` (set now when there is
+ * none and `confirmed` is '1'); otherwise the error reply to return.
+ */
+const SLOT_FN = `
+local function checkSlot(sl, epoch, confirmed)
+  local have = redis.call('HGET', sl, 'epoch')
+  if have == epoch then return nil end
+  if not have then
+    if confirmed == '1' then
+      redis.call('HSET', sl, 'epoch', epoch)
+      return nil
+    end
+    return redis.error_reply('${NO_MARKER} the slot has no dictionary marker yet')
+  end
+  return redis.error_reply('${STALE_DICTIONARY} ' .. have)
 end
 `;
 
 /**
- * The dictionary, for scripts that declare `D` (the dict hash) and `R` (dict:r) before it:
- * `nameOf(id)` (false when there is no such id), `idOf(name, create)` (nil when there is none and
- * `create` is false; a new id otherwise, creating the dictionary and its epoch when needed) and
- * `epoch()` ('' when there is no dictionary).
+ * `pend(fq, field, delta)` adds to a pending count; `pendStage(fq, b, s, d)` and
+ * `pendMove(fq, b, day, from, to)` name the fields.
  */
-const DICT_FN = `
-local names = {}
-local function nameOf(id)
-  local name = names[id]
-  if name == nil then
-    name = redis.call('HGET', R, string.format('%d', id))
-    names[id] = name
-  end
-  return name
+const PEND_FN = `
+local function pend(fq, field, delta)
+  local n = redis.call('HINCRBY', fq, field, delta)
+  if n == 0 then redis.call('HDEL', fq, field) end
 end
-local function idOf(name, create)
-  local id = redis.call('HGET', D, name)
-  if id then return tonumber(id) end
-  if not create then return nil end
-  if redis.call('HEXISTS', R, 'epoch') == 0 then
-    local t = redis.call('TIME')
-    redis.call('HSET', R, 'epoch', t[1] .. '.' .. t[2])
-  end
-  local n = redis.call('HINCRBY', R, 'n', 1) - 1
-  local key = string.format('%d', n)
-  redis.call('HSET', D, name, key)
-  redis.call('HSET', R, key, name)
-  names[n] = name
-  return n
+local function pendStage(fq, b, s, d)
+  pend(fq, 's|' .. b .. '|' .. s, d)
 end
-local function epoch()
-  return redis.call('HGET', R, 'epoch') or ''
+local function pendMove(fq, b, day, from, to)
+  pend(fq, 'm|' .. b .. '|' .. day .. '|' .. from .. '|' .. to, 1)
 end
 `;
 
 /**
  * A person's value: `readStages(v)` gives the brand ids, the stage ids and where the body starts
  * (nil when `v` is not a value of this format); `writeStages(brands, stages)` the head of a value
- * (the first byte, format and stage count, and the pairs); `indexOf(list, x)`.
+ * (the first byte, format and stage count, and the pairs); `indexOf(list, x)`; `uint(n)`.
  */
 const PERSON_FN = `
 local FORMAT, MORE = ${PERSON_FORMAT}, 31
@@ -127,39 +133,94 @@ local function writeStages(brands, stages)
 end
 `;
 
-/** The dictionary keys from the prefix in ARGV[1]. */
-const DICT_KEYS = `
-local D, R = ARGV[1] .. 'dict', ARGV[1] .. 'dict:r'
+/**
+ * `appendImpression(key, field, at, keep, ttl)`: appends one impression time to a counters hash
+ * (packed big-endian doubles), keeping the `keep` most recent times not older than `ttl` before
+ * the newest, and makes the hash live at least `ttl` ms from now (a shorter ttl of another
+ * campaign never cuts a longer one short). Returns the number of times kept.
+ */
+const APPEND_IMPRESSION_FN = `
+local function appendImpression(key, field, at, keep, ttl)
+  local times = {}
+  local cur = redis.call('HGET', key, field)
+  if cur then
+    local n = math.floor(#cur / 8)
+    for i = 0, n - 1 do
+      times[#times + 1] = struct.unpack('>d', cur, i * 8 + 1)
+    end
+  end
+  times[#times + 1] = at
+  table.sort(times)
+  local newest = times[#times]
+  local floor = newest - ttl
+  local from = #times - keep + 1
+  if from < 1 then from = 1 end
+  local out = {}
+  for i = from, #times do
+    if times[i] >= floor then out[#out + 1] = struct.pack('>d', times[i]) end
+  end
+  redis.call('HSET', key, field, table.concat(out))
+  local pttl = redis.call('PTTL', key)
+  if pttl < ttl then redis.call('PEXPIRE', key, ttl) end
+  return #out
+end
 `;
 
-const STALE_REPLY = `redis.error_reply('${STALE_DICTIONARY} the string dictionary is not the one the ids were taken from')`;
-
 /**
- * Ids for strings, handed out for those that have none. KEYS[1] dict, KEYS[2] dict:r; ARGV the
- * strings. Returns { epoch, id of ARGV[1], id of ARGV[2], ... }.
+ * Appends one impression to a counters hash, atomically (appendImpression).
+ * KEYS[1] fc:{pid}; ARGV campaign id, time (ms), keep, ttl (ms).
  */
-export const DICT_ASSIGN_LUA = `
-local D, R = KEYS[1], KEYS[2]
-${DICT_FN}
-local out = {}
-for i = 1, #ARGV do out[i + 1] = idOf(ARGV[i], true) end
-out[1] = epoch()
-return out
+export const RECORD_IMPRESSION_LUA = `${APPEND_IMPRESSION_FN}
+return appendImpression(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 `;
 
 /**
- * Writes people (several per call, for imports; each person's value and count changes happen
- * together, in one step). KEYS p:{pid1}, p:{pid2}, ...; ARGV[1] key prefix, ARGV[2] the epoch of
- * the dictionary the ids were taken from, then per person: the head (first byte and stages; ''
- * when the profile does not say: the stored stages are kept) and the body. Counts: -1 at each stage no
- * longer held, +1 at each stage newly held. Answers STALEDICT, writing nothing, when the
- * dictionary is not the one of the epoch.
+ * What a decision needs about one person, in one command: KEYS p:{pid}, fc:{pid}, sl:{T}; ARGV
+ * the caller's dictionary epoch. One script call costs the client far less than a pipeline of
+ * commands (measured: about 14 against 41 µs of CPU for three). Returns { value, counters (flat
+ * field, value pairs) }, and a third element, the slot's marker ('' when none), when there is a
+ * value and the marker is not the caller's epoch (its ids must not be read with what the caller
+ * knows). A missing value comes back as nil (Redis turns GET's nil into false inside the script).
  */
-export const PUT_PEOPLE_LUA = `${DICT_KEYS}${DICT_FN}${PERSON_FN}
-if epoch() ~= ARGV[2] then return ${STALE_REPLY} end
-local prefix = ARGV[1]
+export const LOAD_PERSON_LUA = `
+local v = redis.call('GET', KEYS[1])
+local c = redis.call('HGETALL', KEYS[2])
+if v then
+  local e = redis.call('HGET', KEYS[3], 'epoch') or ''
+  if e ~= ARGV[1] then return { v, c, e } end
+end
+return { v, c }
+`;
+
+/**
+ * A person's value for reads outside decisions (profile reads, patches): KEYS p:{pid}, sl:{T};
+ * ARGV the caller's epoch. Returns { value }, or { value, marker } as LOAD_PERSON_LUA.
+ */
+export const READ_PERSON_LUA = `
+local v = redis.call('GET', KEYS[1])
+if v then
+  local e = redis.call('HGET', KEYS[2], 'epoch') or ''
+  if e ~= ARGV[1] then return { v, e } end
+end
+return { v }
+`;
+
+/**
+ * Writes people (several per call for imports; on Redis Cluster the people of one call share a
+ * slot). KEYS per person: p:{pid}, sl:{T}, fq:{T}; ARGV[1] the dictionary epoch of the ids,
+ * ARGV[2] '1' when the caller checked that epoch with the dictionary (marks unmarked slots), then
+ * per person the head (first byte and stages; '' when the profile does not say: the stored stages
+ * are kept) and the body. Pending counts: -1 at each stage no longer held, +1 at each stage newly
+ * held. Every slot is checked before anything is written. Returns the number of people.
+ */
+export const PUT_PEOPLE_LUA = `${SLOT_FN}${PEND_FN}${PERSON_FN}
+local people = #KEYS / 3
+for k = 1, people do
+  local err = checkSlot(KEYS[3 * k - 1], ARGV[1], ARGV[2])
+  if err then return err end
+end
 local wanted = {}
-for k = 1, #KEYS do
+for k = 1, people do
   local head = ARGV[1 + 2 * k]
   if head ~= '' then
     local brands, stages, stop = readStages(head)
@@ -169,24 +230,15 @@ for k = 1, #KEYS do
     wanted[k] = want
   end
 end
--- Count changes are summed over the people of the call and applied once per brand and stage.
-local deltas = {}
-local function bump(brand, stage, d)
-  local b = deltas[brand]
-  if not b then
-    b = {}
-    deltas[brand] = b
-  end
-  b[stage] = (b[stage] or 0) + d
-end
-for k = 1, #KEYS do
+for k = 1, people do
+  local p, fq = KEYS[3 * k - 2], KEYS[3 * k]
   local head, body = ARGV[1 + 2 * k], ARGV[2 + 2 * k]
-  local old = redis.call('GET', KEYS[k])
+  local old = redis.call('GET', p)
   local brands, stages, stop = readStages(old)
   if head == '' then
     -- the profile does not say: the stored stages (and their counts) stay as they are
     local kept = brands and string.sub(old, 1, stop - 1) or writeStages({}, {})
-    redis.call('SET', KEYS[k], kept .. body)
+    redis.call('SET', p, kept .. body)
   else
     local have = {}
     if brands then
@@ -194,66 +246,49 @@ for k = 1, #KEYS do
     end
     local want = wanted[k]
     for brand, stage in pairs(have) do
-      if want[brand] ~= stage then bump(brand, stage, -1) end
+      if want[brand] ~= stage then pendStage(fq, brand, stage, -1) end
     end
     for brand, stage in pairs(want) do
-      if have[brand] ~= stage then bump(brand, stage, 1) end
+      if have[brand] ~= stage then pendStage(fq, brand, stage, 1) end
     end
-    redis.call('SET', KEYS[k], head .. body)
+    redis.call('SET', p, head .. body)
   end
 end
-for b, stages in pairs(deltas) do
-  local brand = nameOf(b)
-  if brand then
-    local key = prefix .. 'fn:{' .. brand .. '}'
-    for s, d in pairs(stages) do
-      local stage = nameOf(s)
-      if d ~= 0 and stage then
-        local left = redis.call('HINCRBY', key, stage, d)
-        if left <= 0 then redis.call('HDEL', key, stage) end
-      end
-    end
-  end
-end
-return #KEYS
+return people
 `;
 
 /**
  * Writes a patched person if the body is still the one the patch was computed from; stages are
  * changed brand by brand on the value as it is now (an event may have moved another brand).
- * KEYS[1] p:{pid}; ARGV[1] key prefix, ARGV[2] the dictionary epoch, ARGV[3] the body as read,
- * ARGV[4] the new body, then triples brand, '1' (set) or '0' (remove), stage. Returns 1 when
- * written, 0 on a conflict (read again), -1 when the person is gone; STALEDICT when the
- * dictionary is not the one of the epoch.
+ * KEYS p:{pid}, sl:{T}, fq:{T}; ARGV[1] the dictionary epoch, ARGV[2] '1' when confirmed (as
+ * PUT_PEOPLE_LUA), ARGV[3] the body as read, ARGV[4] the new body, then triples brand id, '1'
+ * (set) or '0' (remove), stage id. Returns 1 when written, 0 on a conflict (read again), -1 when
+ * the person is gone.
  */
-export const PATCH_PERSON_LUA = `${DICT_KEYS}${COUNT_FN}${DICT_FN}${PERSON_FN}
-local prefix = ARGV[1]
+export const PATCH_PERSON_LUA = `${SLOT_FN}${PEND_FN}${PERSON_FN}
+local fq = KEYS[3]
 local cur = redis.call('GET', KEYS[1])
 if not cur then return -1 end
 local brands, stages, body = readStages(cur)
 if brands == nil or string.sub(cur, body) ~= ARGV[3] then return 0 end
-if epoch() ~= ARGV[2] then return ${STALE_REPLY} end
+local err = checkSlot(KEYS[2], ARGV[1], ARGV[2])
+if err then return err end
 for i = 5, #ARGV, 3 do
-  local brand = ARGV[i]
-  local set = ARGV[i + 1] == '1'
-  local b = idOf(brand, set)
-  local j = b and indexOf(brands, b)
-  if set then
-    local stage = ARGV[i + 2]
-    local s = idOf(stage, true)
+  local b = tonumber(ARGV[i])
+  local j = indexOf(brands, b)
+  if ARGV[i + 1] == '1' then
+    local s = tonumber(ARGV[i + 2])
     if j == nil then
       brands[#brands + 1] = b
       stages[#stages + 1] = s
-      count(prefix, brand, stage, 1)
+      pendStage(fq, b, s, 1)
     elseif stages[j] ~= s then
-      local old = nameOf(stages[j])
-      if old then count(prefix, brand, old, -1) end
-      count(prefix, brand, stage, 1)
+      pendStage(fq, b, stages[j], -1)
+      pendStage(fq, b, s, 1)
       stages[j] = s
     end
   elseif j then
-    local old = nameOf(stages[j])
-    if old then count(prefix, brand, old, -1) end
+    pendStage(fq, b, stages[j], -1)
     table.remove(brands, j)
     table.remove(stages, j)
   end
@@ -263,56 +298,75 @@ return 1
 `;
 
 /**
- * Forgets a person's keys, taking their stages out of the funnel counts.
- * KEYS p:{pid}, fc:{pid}, ax:{pid}; ARGV[1] key prefix.
- * Returns { keys deleted, the person's alias members } (aliases are unlinked by the caller).
+ * Forgets a person's keys, taking their stages out of the counts.
+ * KEYS p:{pid}, fc:{pid}, ax:{pid}, ev:{pid}, fq:{T}. Returns { keys deleted but the events',
+ * the person's alias members } (aliases live in their own slots: the caller unlinks them).
  */
-export const FORGET_PERSON_LUA = `${DICT_KEYS}${COUNT_FN}${DICT_FN}${PERSON_FN}
-local prefix = ARGV[1]
+export const FORGET_PERSON_LUA = `${PEND_FN}${PERSON_FN}
 local brands, stages = readStages(redis.call('GET', KEYS[1]))
 if brands then
-  for i = 1, #brands do
-    local brand, stage = nameOf(brands[i]), nameOf(stages[i])
-    if brand and stage then count(prefix, brand, stage, -1) end
-  end
+  for i = 1, #brands do pendStage(KEYS[5], brands[i], stages[i], -1) end
 end
 local members = redis.call('SMEMBERS', KEYS[3])
 local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[4])
 return { deleted, members }
 `;
 
 /**
- * Applies one event, all of it or nothing, once per event id.
- * KEYS[1] ev:<eventId>, KEYS[2] fc:{pid}, KEYS[3] p:{pid}.
- * ARGV[1] key prefix, [2] dedupe window ms, [3] event time ms,
- *   [4] '1' when an impression: [5] campaign, [6] keep, [7] ttl ms,
- *   [8] '1' when a stage move: [9] brand, [10] default stage, [11] UTC day, [12] moves ttl ms,
- *   [13..] the move table as from, to pairs.
+ * Applies one event, all of it or nothing, once per event id and person.
+ * KEYS ev:{pid}, fc:{pid}, p:{pid}, sl:{T}, fq:{T}.
+ * ARGV[1] the dictionary epoch, [2] '1' when confirmed, [3] dedupe window ms, [4] event time ms,
+ *   [5] '1' when an impression: [6] campaign, [7] keep, [8] ttl ms,
+ *   [9] '1' when a stage move: [10] brand id, [11] default stage id, [12] UTC day,
+ *   [13..] the move table as from, to pairs of stage ids (from `*`: any stage not listed),
+ *   and last the event id.
+ * The person's events seen are one hash, `e:<eventId>` -> until when (Redis' clock, ms), living
+ * the dedupe window after the last event; expired fields are dropped whenever the hash has
+ * doubled since the last such sweep (field `limit`), so a sweep costs O(1) per event over time.
  * A move for a person without a value creates one with only the stage (no tags, nothing else).
- * Returns {0} for a duplicate, {1} when applied without a move, {1, from, to} with one.
+ * Returns {0} for a duplicate, {1} when applied without a move, {1, from id, to id} with one.
  */
-export const APPLY_EVENT_LUA = `${DICT_KEYS}${COUNT_FN}${APPEND_IMPRESSION_LUA_FN}${DICT_FN}${PERSON_FN}
-local prefix = ARGV[1]
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return { 0 } end
-if ARGV[4] == '1' then
-  appendImpression(KEYS[2], ARGV[5], tonumber(ARGV[3]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+export const APPLY_EVENT_LUA = `${SLOT_FN}${PEND_FN}${APPEND_IMPRESSION_FN}${PERSON_FN}
+local fq = KEYS[5]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local field = 'e:' .. ARGV[#ARGV]
+local seenUntil = redis.call('HGET', KEYS[1], field)
+if seenUntil and tonumber(seenUntil) > now then return { 0 } end
+if ARGV[9] == '1' then
+  local err = checkSlot(KEYS[4], ARGV[1], ARGV[2])
+  if err then return err end
 end
-if ARGV[8] ~= '1' then return { 1 } end
-local brand = ARGV[9]
+local window = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], field, now + window)
+local limit = tonumber(redis.call('HGET', KEYS[1], 'limit') or '64')
+if redis.call('HLEN', KEYS[1]) > limit then
+  local all = redis.call('HGETALL', KEYS[1])
+  local left = 0
+  for i = 1, #all, 2 do
+    if all[i] ~= 'limit' then
+      if tonumber(all[i + 1]) <= now then redis.call('HDEL', KEYS[1], all[i]) else left = left + 1 end
+    end
+  end
+  redis.call('HSET', KEYS[1], 'limit', math.max(64, 2 * left))
+end
+redis.call('PEXPIRE', KEYS[1], window)
+if ARGV[5] == '1' then
+  appendImpression(KEYS[2], ARGV[6], tonumber(ARGV[4]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+end
+if ARGV[9] ~= '1' then return { 1 } end
+local b = tonumber(ARGV[10])
 local moves = {}
-for i = 13, #ARGV, 2 do moves[ARGV[i]] = ARGV[i + 1] end
+for i = 13, #ARGV - 1, 2 do moves[ARGV[i]] = ARGV[i + 1] end
 local cur = redis.call('GET', KEYS[3])
 local brands, stages, body = readStages(cur)
-local b = idOf(brand, false)
-local j = brands and b and indexOf(brands, b)
-local recorded = nil
-if j then recorded = nameOf(stages[j]) or nil end
-local from = recorded or ARGV[10]
+local j = brands and indexOf(brands, b)
+local from = ARGV[11]
+if j then from = string.format('%d', stages[j]) end
 local to = moves[from]
 if to == nil then to = moves['*'] end
 if to == nil or to == from then return { 1 } end
-local s = idOf(to, true)
-b = b or idOf(brand, true)
 local rest
 if brands then
   rest = string.sub(cur, body)
@@ -320,18 +374,17 @@ else
   -- no value (or one of another format): only the stage; the body: no fields, no tags
   brands, stages, rest = {}, {}, uint(0) .. uint(0)
 end
+local s = tonumber(to)
 if j then
   stages[j] = s
+  pendStage(fq, b, from, -1)
 else
   brands[#brands + 1] = b
   stages[#stages + 1] = s
 end
 redis.call('SET', KEYS[3], writeStages(brands, stages) .. rest)
-if recorded then count(prefix, brand, recorded, -1) end
-count(prefix, brand, to, 1)
-local fm = prefix .. 'fm:{' .. brand .. '}:' .. ARGV[11]
-redis.call('HINCRBY', fm, from .. '>' .. to, 1)
-redis.call('PEXPIRE', fm, ARGV[12])
+pendStage(fq, b, to, 1)
+pendMove(fq, b, ARGV[12], from, to)
 return { 1, from, to }
 `;
 
@@ -341,57 +394,180 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
+// ---- the global slot: identity, dictionary, rule sets, gathered counts ----------------------------
+
 /**
- * Stores a new rule-set version. KEYS[1] rs:seq; ARGV[1] key prefix, then field, value pairs of
- * rs:v:<version>. Returns the version.
+ * The store's identity, made on first use: KEYS meta:{ms}; ARGV a new epoch and the time (ms).
+ * Returns { epoch, createdAt } of the store (the new ones when there were none).
+ */
+export const IDENTITY_LUA = `
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'createdAt', ARGV[2])
+end
+return redis.call('HMGET', KEYS[1], 'epoch', 'createdAt')
+`;
+
+/**
+ * Ids for strings, handed out for those that have none. KEYS dict:{ms}, dict:r:{ms}, meta:{ms};
+ * ARGV[1] an epoch to take when the store has no identity yet, ARGV[2] the time (ms), then the
+ * strings. Returns { epoch, id of the first string, … }. Ids count up from 0 (dict:r:{ms} field
+ * `n`: the next id) and are never reused while the store keeps its identity.
+ */
+export const DICT_ASSIGN_LUA = `
+local D, R = KEYS[1], KEYS[2]
+if redis.call('HSETNX', KEYS[3], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[3], 'createdAt', ARGV[2])
+end
+local out = { redis.call('HGET', KEYS[3], 'epoch') }
+for i = 3, #ARGV do
+  local id = redis.call('HGET', D, ARGV[i])
+  if not id then
+    id = string.format('%d', redis.call('HINCRBY', R, 'n', 1) - 1)
+    redis.call('HSET', D, ARGV[i], id)
+    redis.call('HSET', R, id, ARGV[i])
+  end
+  out[i - 1] = tonumber(id)
+end
+return out
+`;
+
+/**
+ * Strings of ids: KEYS dict:r:{ms}, meta:{ms}; ARGV the ids. Returns { epoch ('' without an
+ * identity), string or nil per id }.
+ */
+export const DICT_LOOKUP_LUA = `
+local out = { redis.call('HGET', KEYS[2], 'epoch') or '' }
+for i = 1, #ARGV do out[i + 1] = redis.call('HGET', KEYS[1], ARGV[i]) end
+return out
+`;
+
+/**
+ * The whole dictionary when it has at most ARGV[1] strings: KEYS dict:r:{ms}, meta:{ms}.
+ * Returns { epoch, entries (flat id, string pairs, with `n`) } or { epoch } when it is larger.
+ */
+export const DICT_ALL_LUA = `
+local epoch = redis.call('HGET', KEYS[2], 'epoch') or ''
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[1]) then return { epoch } end
+return { epoch, redis.call('HGETALL', KEYS[1]) }
+`;
+
+/**
+ * Stores a new rule-set version. KEYS rs:seq:{ms}; ARGV[1] the key of version 0 without its
+ * number (`…rs:v:{ms}:`), then field, value pairs of the version's hash. Returns the version.
  */
 export const ADD_RULESET_LUA = `
 local v = redis.call('INCR', KEYS[1])
-redis.call('HSET', ARGV[1] .. 'rs:v:' .. v, unpack(ARGV, 2))
+redis.call('HSET', ARGV[1] .. v, unpack(ARGV, 2))
 return v
 `;
 
 /**
- * Activates a stored version. KEYS[1] rs:v:<version>, KEYS[2] rs:active; ARGV version, by, at.
- * Returns 0 when there is no such version.
+ * Activates a stored version. KEYS rs:v:{ms}:<version>, rs:active:{ms}; ARGV version, by, at,
+ * and '1' to activate only when no version is active. Returns 1 when activated, 0 when there is
+ * no such version, -1 when another version is active and ARGV[4] is '1'.
  */
 export const ACTIVATE_RULESET_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 redis.call('HSET', KEYS[1], 'activatedAt', ARGV[3], 'activatedBy', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
 return 1
 `;
 
 /**
- * Reads what a decision needs about one person in one command (KEYS p:{pid}, fc:{pid}, dict:r;
- * ARGV the caller's dictionary epoch, and the most dictionary entries it takes along); one script
- * call costs the client far less than a pipeline of commands (measured: about 14 against 41 µs of
- * CPU for three). A missing
- * value comes back as nil (Redis turns GET's nil into false inside the script). Returns
- * { value, counters }; when there is a value and the dictionary's epoch is not the caller's (a
- * process that has not heard from this dictionary yet, or knew one Redis lost), a third element,
- * 1 (its ids must not be read with what the caller knows), and, when the dictionary holds at most
- * ARGV[2] entries, a fourth: the whole of dict:r (flat field, value pairs, `n` and `epoch`
- * included), so that a process starting up decodes in this same round trip.
+ * The active version and its checksum: KEYS rs:active:{ms}; ARGV[1] the key of version 0 without
+ * its number. Returns { version, checksum } or {} when none is active.
  */
-export const LOAD_PERSON_LUA = `
-local v = redis.call('GET', KEYS[1])
-if v and (redis.call('HGET', KEYS[3], 'epoch') or '') ~= ARGV[1] then
-  if redis.call('HLEN', KEYS[3]) <= tonumber(ARGV[2]) then
-    return { v, redis.call('HGETALL', KEYS[2]), 1, redis.call('HGETALL', KEYS[3]) }
-  end
-  return { v, redis.call('HGETALL', KEYS[2]), 1 }
-end
-return { v, redis.call('HGETALL', KEYS[2]) }
+export const ACTIVE_RULESET_LUA = `
+local active = redis.call('GET', KEYS[1])
+if not active then return {} end
+return { active, redis.call('HGET', ARGV[1] .. active, 'checksum') }
 `;
 
 /**
- * Reads a person's value (KEYS[1] p:{pid}; KEYS[2] dict:r) for reads outside decisions (profile
- * reads, patches). Returns { value }, or { value, 1 } when there is a value and the dictionary's
- * epoch is not the caller's (ARGV[1]).
+ * Folding, step 1, for a run of slots served by one node: KEYS[1] a key of the run (it routes the
+ * call; the others are named from ARGV, all on this node); ARGV[1] key prefix, then the slot
+ * tags. Per slot: a fold already taken and not cleared is taken again as it is (its owner may
+ * have died); otherwise the pending counts become the slot's fold under the next generation.
+ * Returns, per slot that has a fold, { index of its tag in ARGV (from 2), generation, the slot's
+ * marker ('' when none), the fold (flat field, value pairs, without the generation) }.
  */
-export const READ_PERSON_LUA = `
-local v = redis.call('GET', KEYS[1])
-if v and (redis.call('HGET', KEYS[2], 'epoch') or '') ~= ARGV[1] then return { v, 1 } end
-return { v }
+export const FOLD_TAKE_LUA = `#!lua flags=allow-cross-slot-keys
+local prefix = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local t = '{' .. ARGV[i] .. '}'
+  local ff, fq, sl = prefix .. 'ff:' .. t, prefix .. 'fq:' .. t, prefix .. 'sl:' .. t
+  if redis.call('EXISTS', ff) == 0 and redis.call('EXISTS', fq) == 1 then
+    local gen = redis.call('HINCRBY', sl, 'gen', 1)
+    redis.call('RENAME', fq, ff)
+    redis.call('HSET', ff, '#gen', gen)
+  end
+  local gen = redis.call('HGET', ff, '#gen')
+  if gen then
+    local fields = redis.call('HGETALL', ff)
+    local flat = {}
+    for k = 1, #fields, 2 do
+      if fields[k] ~= '#gen' then
+        flat[#flat + 1] = fields[k]
+        flat[#flat + 1] = fields[k + 1]
+      end
+    end
+    out[#out + 1] = { i, tonumber(gen), redis.call('HGET', sl, 'epoch') or '', flat }
+  end
+end
+return out
+`;
+
+/**
+ * Folding, step 2: adds folds to the global counts, each (slot, generation) once. KEYS fold:{ms};
+ * ARGV[1] key prefix, [2] how long the moves of a day are kept (ms), then per fold: slot,
+ * generation, the number of changes, and per change 4 strings: `s`, brand, stage, people or `m`,
+ * brand, `<day>|<from>><to>`, moves (the day as YYYY-MM-DD). Returns the folds added.
+ */
+export const FOLD_APPLY_LUA = `
+local prefix, ttl = ARGV[1], ARGV[2]
+local added = 0
+local i = 3
+while i <= #ARGV do
+  local slot, gen, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local first = i + 3
+  i = first + 4 * n
+  local done = tonumber(redis.call('HGET', KEYS[1], slot) or '0')
+  if gen > done then
+    for c = first, i - 1, 4 do
+      local brand, d = ARGV[c + 1], tonumber(ARGV[c + 3])
+      if ARGV[c] == 's' then
+        local key = prefix .. 'fn:{ms}:' .. brand
+        local left = redis.call('HINCRBY', key, ARGV[c + 2], d)
+        if left <= 0 then redis.call('HDEL', key, ARGV[c + 2]) end
+      else
+        local day, move = string.sub(ARGV[c + 2], 1, 10), string.sub(ARGV[c + 2], 12)
+        local key = prefix .. 'fm:{ms}:' .. brand .. ':' .. day
+        redis.call('HINCRBY', key, move, d)
+        redis.call('PEXPIRE', key, ttl)
+      end
+    end
+    redis.call('HSET', KEYS[1], slot, gen)
+    added = added + 1
+  end
+end
+return added
+`;
+
+/**
+ * Folding, step 3: drops folds that were added. KEYS[1] a key of the run (routing, as
+ * FOLD_TAKE_LUA); ARGV[1] key prefix, then slot tag, generation pairs. Returns the folds dropped.
+ */
+export const FOLD_CLEAR_LUA = `#!lua flags=allow-cross-slot-keys
+local prefix = ARGV[1]
+local dropped = 0
+for i = 2, #ARGV, 2 do
+  local ff = prefix .. 'ff:{' .. ARGV[i] .. '}'
+  if redis.call('HGET', ff, '#gen') == ARGV[i + 1] then
+    redis.call('DEL', ff)
+    dropped = dropped + 1
+  end
+end
+return dropped
 `;

@@ -1,23 +1,29 @@
 /**
- * The fleet bus on Redis pub/sub: JSON messages on the channel `<prefix>mindshare:bus`.
+ * The fleet bus on Redis pub/sub: JSON messages on the channel `<prefix>bus:{ms}`.
  *
- * - Publishing uses the store's connection (it fails at once while Redis is down, like the store).
- * - Listening needs a connection of its own (a subscribed connection takes no other commands),
- *   made with duplicate() on first subscribe. ioredis subscribes again by itself after every
- *   reconnection (`autoResubscribe`, on by default: the ready handler re-issues SUBSCRIBE for the
- *   channels the connection had). Messages published while it was away are lost: `onReconnect`
- *   lets the owner catch up (re-read the active rule set, drop its cache).
+ * - Publishing uses the store's client (it fails at once while Redis is down, like the store).
+ * - Listening needs a connection of its own (a subscribed connection takes no other commands).
+ *   On a single Redis or Sentinel: SUBSCRIBE on a duplicate of the main connection, which ioredis
+ *   subscribes again after every reconnection (`autoResubscribe`). On Redis Cluster: sharded
+ *   pub/sub (SPUBLISH, SSUBSCRIBE; Redis 7), so a message goes to the one shard that serves the
+ *   channel's slot and its replicas, not to every node; the subscriber connects to that slot's
+ *   master, and when it loses it (a failover, a slot moved) connects to the master the slot map
+ *   names then.
+ * - Messages published while a listener was away are lost: `onReconnect` lets the owner catch up
+ *   (re-read the active rule set, drop its cache).
  * - A message that is not JSON, or not a message this version knows, is counted and ignored; a
  *   handler that throws is logged and the others still get the message.
  */
 import type { Redis } from 'ioredis';
 import { deliver, parseBusMessage } from './bus.js';
 import { RedisStore, type RedisStoreOptions } from './redis.js';
+import { retryDelay } from './resp.js';
+import { slotOf } from './slots.js';
 import type { Bus, BusMessage } from './types.js';
 
 export type RedisBusOptions = (
   | {
-      /** Publish through this store's connection; listen on a duplicate of it. */
+      /** Publish through this store's client; listen on a connection of the bus's own. */
       store: RedisStore;
     }
   | {
@@ -25,7 +31,7 @@ export type RedisBusOptions = (
       redis: RedisStoreOptions;
     }
 ) & {
-  /** Where problems are reported. Default the store's log, else console.warn. */
+  /** Where problems are reported. Default console.warn. */
   log?: (line: string) => void;
   /** Called when listening again after the subscriber connection was lost. */
   onReconnect?: () => void;
@@ -43,7 +49,7 @@ type Handler = (message: BusMessage) => void;
 
 /** The channel of a key prefix. */
 export function busChannel(keyPrefix: string): string {
-  return `${keyPrefix}mindshare:bus`;
+  return `${keyPrefix}bus:{ms}`;
 }
 
 export class RedisBus implements Bus {
@@ -61,6 +67,9 @@ export class RedisBus implements Bus {
   private closed = false;
   private received = 0;
   private malformed = 0;
+  /** Cluster: attempts in a row to reach the channel's shard. */
+  private shardAttempts = 0;
+  private shardTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: RedisBusOptions) {
     this.log = opts.log ?? ((line) => console.warn(line));
@@ -76,12 +85,19 @@ export class RedisBus implements Bus {
     this.subscribeWaitMs = Math.max(0, opts.subscribeWaitMs ?? 2000);
   }
 
+  private get sharded(): boolean {
+    return this.store.client.kind === 'cluster';
+  }
+
   async publish(message: BusMessage): Promise<void> {
     if (this.closed) throw new Error('the bus is closed');
     const checked = parseBusMessage(message);
     if (checked === null) throw new TypeError('not a bus message');
-    const redis = await this.store.connection();
-    await redis.publish(this.channel, JSON.stringify(checked));
+    const client = this.store.client;
+    await client.up();
+    const text = JSON.stringify(checked);
+    if (this.sharded) await client.main.spublish(this.channel, text);
+    else await client.main.publish(this.channel, text);
   }
 
   async subscribe(handler: Handler): Promise<() => void> {
@@ -110,6 +126,7 @@ export class RedisBus implements Bus {
     if (this.closed) return;
     this.closed = true;
     this.handlers.clear();
+    if (this.shardTimer !== null) clearTimeout(this.shardTimer);
     const sub = this.sub;
     this.sub = null;
     if (sub !== null) {
@@ -119,19 +136,15 @@ export class RedisBus implements Bus {
     if (this.ownsStore) await this.store.close();
   }
 
-  /** Starts the subscriber connection once; settles when the first SUBSCRIBE is answered. */
+  /** Starts listening once; settles when the first (S)SUBSCRIBE is answered. */
   private listen(): Promise<void> {
     if (this.subscribed !== null) return this.subscribed;
-    const sub = this.store.duplicateConnection({
-      // SUBSCRIBE waits for the connection instead of failing while Redis is down, and is
-      // re-issued by ioredis after every reconnection.
-      enableOfflineQueue: true,
-      autoResubscribe: true,
-      maxRetriesPerRequest: null,
-      commandTimeout: undefined,
-      enableAutoPipelining: false,
-      lazyConnect: false,
-    });
+    this.subscribed = this.sharded ? this.listenOnShard() : this.listenOnConnection();
+    return this.subscribed;
+  }
+
+  private listenOnConnection(): Promise<void> {
+    const sub = this.store.client.subscriber();
     this.sub = sub;
     sub.on('message', (channel: string, text: string) => this.onMessage(channel, text));
     sub.on('error', () => {
@@ -143,14 +156,10 @@ export class RedisBus implements Bus {
     sub.on('ready', () => {
       if (this.everListened && !this.closed) {
         this.listening = true;
-        try {
-          this.onReconnect?.();
-        } catch (e) {
-          this.log(`bus: reconnect handler failed: ${(e as Error).message}`);
-        }
+        this.caughtUp();
       }
     });
-    this.subscribed = sub.subscribe(this.channel).then(
+    return sub.subscribe(this.channel).then(
       () => {
         this.listening = true;
         this.everListened = true;
@@ -164,7 +173,73 @@ export class RedisBus implements Bus {
         this.subscribed = null;
       },
     );
-    return this.subscribed;
+  }
+
+  /**
+   * Redis Cluster: SSUBSCRIBE on the master of the channel's slot. A lost connection (or the slot
+   * moving away, which Redis says with an sunsubscribe) starts a new one to the master the slot
+   * map names then. Resolves at the first subscription.
+   */
+  private listenOnShard(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let first = true;
+      const connect = async () => {
+        this.shardTimer = null;
+        if (this.closed) return;
+        const client = this.store.client;
+        if (this.shardAttempts > 0) await client.refreshSlots();
+        const master = client.masterOf(slotOf(this.channel));
+        if (master === undefined) {
+          retry();
+          return;
+        }
+        const sub = client.nodeConnection(master);
+        this.sub = sub;
+        let dropped = false;
+        const drop = () => {
+          if (dropped) return;
+          dropped = true;
+          this.listening = false;
+          if (this.sub === sub) this.sub = null;
+          sub.disconnect();
+          retry();
+        };
+        sub.on('smessage', (channel: string, text: string) => this.onMessage(channel, text));
+        sub.on('error', (err: Error) => client.noteError(err));
+        sub.on('end', drop);
+        sub.on('sunsubscribe', () => drop());
+        try {
+          await sub.ssubscribe(this.channel);
+        } catch {
+          drop();
+          return;
+        }
+        if (this.closed || dropped) return;
+        this.shardAttempts = 0;
+        this.listening = true;
+        if (first) {
+          first = false;
+          this.everListened = true;
+          resolve();
+        } else this.caughtUp();
+      };
+      const retry = () => {
+        if (this.closed) return;
+        this.shardAttempts++;
+        this.shardTimer = setTimeout(() => void connect(), retryDelay(this.shardAttempts, 1000));
+        this.shardTimer.unref();
+      };
+      void connect();
+    });
+  }
+
+  /** Listening again after a loss: the owner catches up with what it may have missed. */
+  private caughtUp(): void {
+    try {
+      this.onReconnect?.();
+    } catch (e) {
+      this.log(`bus: reconnect handler failed: ${(e as Error).message}`);
+    }
   }
 
   private onMessage(channel: string, text: string): void {

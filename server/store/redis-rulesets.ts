@@ -1,21 +1,21 @@
 /**
- * Versioned rule sets on Redis, behind the store's key prefix:
- *   rs:seq          the last version given out (INCR)
- *   rs:v:<version>  hash: source, checksum, format, createdBy, createdAt, bytes, and once
- *                   activated activatedAt, activatedBy
- *   rs:active       the active version
+ * Versioned rule sets on Redis, in the global slot (redis-keys.ts), behind the store's prefix:
+ *   rs:seq:{ms}          the last version given out (INCR)
+ *   rs:v:{ms}:<version>  hash: source, checksum, format, createdBy, createdAt, bytes, and once
+ *                        activated activatedAt, activatedBy
+ *   rs:active:{ms}       the active version
  * Adding (INCR + HSET) and activating (check + HSET + SET) are each one Lua script; an
- * activation is then announced on the bus as `{type: 'ruleset', version}`.
+ * activation is then announced on the bus as `{type: 'ruleset', version, checksum}`.
  */
-import type { Redis } from 'ioredis';
-import { ACTIVATE_RULESET_LUA, ADD_RULESET_LUA } from './lua.js';
+import { ACTIVATE_RULESET_LUA, ACTIVE_RULESET_LUA, ADD_RULESET_LUA } from './lua.js';
 import { RedisStore, type RedisStoreOptions } from './redis.js';
+import { luaScript } from './resp.js';
 import { checkRuleSetMeta, type NewRuleSet } from './rulesets.js';
-import type { Bus, RuleSetMeta, RuleSetStore } from './types.js';
+import type { ActiveVersion, Bus, RuleSetMeta, RuleSetStore } from './types.js';
 
 export type RedisRuleSetsOptions = (
   | {
-      /** Use this store's connection and key prefix. */
+      /** Use this store's connections and key prefix. */
       store: RedisStore;
     }
   | {
@@ -27,17 +27,6 @@ export type RedisRuleSetsOptions = (
   bus: Bus;
 };
 
-interface RuleSetScripts {
-  msRsAdd(seqKey: string, prefix: string, ...fields: Array<string | number>): Promise<number>;
-  msRsActivate(
-    versionKey: string,
-    activeKey: string,
-    version: number,
-    by: string,
-    at: number,
-  ): Promise<number>;
-}
-
 const META_FIELDS = [
   'checksum',
   'format',
@@ -48,12 +37,14 @@ const META_FIELDS = [
   'activatedBy',
 ] as const;
 
+const ADD = luaScript(ADD_RULESET_LUA);
+const ACTIVATE = luaScript(ACTIVATE_RULESET_LUA);
+const ACTIVE = luaScript(ACTIVE_RULESET_LUA);
+
 export class RedisRuleSets implements RuleSetStore {
   private readonly store: RedisStore;
   private readonly ownsStore: boolean;
   private readonly bus: Bus;
-  private readonly prefix: string;
-  private defined = new WeakSet<Redis>();
 
   constructor(opts: RedisRuleSetsOptions) {
     if ('store' in opts) {
@@ -64,42 +55,46 @@ export class RedisRuleSets implements RuleSetStore {
       this.ownsStore = true;
     }
     this.bus = opts.bus;
-    this.prefix = this.store.keyPrefix;
   }
 
   async addRuleSet(source: string, meta: NewRuleSet): Promise<number> {
     checkRuleSetMeta(source, meta);
-    const scripts = await this.scripts();
-    const version = await scripts.msRsAdd(
-      `${this.prefix}rs:seq`,
-      this.prefix,
-      'source',
-      source,
-      'checksum',
-      meta.checksum,
-      'format',
-      meta.format,
-      'createdBy',
-      meta.createdBy,
-      'createdAt',
-      meta.createdAt,
-      'bytes',
-      meta.bytes,
+    const { client, keys } = await this.connected();
+    const version = await client.script(
+      ADD,
+      [keys.rulesetSeq],
+      [
+        keys.rulesetVersionBase,
+        'source',
+        source,
+        'checksum',
+        meta.checksum,
+        'format',
+        meta.format,
+        'createdBy',
+        meta.createdBy,
+        'createdAt',
+        meta.createdAt,
+        'bytes',
+        meta.bytes,
+      ],
     );
     return Number(version);
   }
 
   async listRuleSets(): Promise<RuleSetMeta[]> {
-    const redis = await this.store.connection();
-    const last = Number((await redis.get(`${this.prefix}rs:seq`)) ?? 0);
+    const { client, keys } = await this.connected();
+    const main = client.main;
+    const last = Number((await main.get(keys.rulesetSeq)) ?? 0);
     if (!Number.isSafeInteger(last) || last <= 0) return [];
-    const pipe = redis.pipeline();
-    for (let v = last; v >= 1; v--) pipe.hmget(this.versionKey(v), ...META_FIELDS);
-    const replies = (await pipe.exec()) ?? [];
+    const versions: number[] = [];
+    for (let v = last; v >= 1; v--) versions.push(v);
+    const replies = await Promise.all(
+      versions.map((v) => main.hmget(keys.rulesetVersion(v), ...META_FIELDS)),
+    );
     const out: RuleSetMeta[] = [];
-    replies.forEach(([err, values], i) => {
-      if (err !== null) throw err;
-      const meta = toMeta(last - i, META_FIELDS, values as Array<string | null>);
+    replies.forEach((values, i) => {
+      const meta = toMeta(versions[i]!, META_FIELDS, values);
       if (meta !== null) out.push(meta);
     });
     return out;
@@ -107,8 +102,8 @@ export class RedisRuleSets implements RuleSetStore {
 
   async getRuleSet(version: number): Promise<{ meta: RuleSetMeta; source: string } | null> {
     if (!Number.isSafeInteger(version) || version < 1) return null;
-    const redis = await this.store.connection();
-    const hash = await redis.hgetall(this.versionKey(version));
+    const { client, keys } = await this.connected();
+    const hash = await client.main.hgetall(keys.rulesetVersion(version));
     const source = hash.source;
     if (source === undefined) return null;
     const meta = toMeta(
@@ -119,27 +114,35 @@ export class RedisRuleSets implements RuleSetStore {
     return meta === null ? null : { meta, source };
   }
 
-  async activeRuleSet(): Promise<number | null> {
-    const redis = await this.store.connection();
-    const value = await redis.get(`${this.prefix}rs:active`);
-    const version = value === null ? Number.NaN : Number(value);
-    return Number.isSafeInteger(version) && version > 0 ? version : null;
+  async activeRuleSet(): Promise<ActiveVersion | null> {
+    const { client, keys } = await this.connected();
+    const [value, checksum] = (await client.script(
+      ACTIVE,
+      [keys.rulesetActive],
+      [keys.rulesetVersionBase],
+    )) as [string?, string?];
+    const version = Number(value);
+    if (!Number.isSafeInteger(version) || version <= 0 || typeof checksum !== 'string') return null;
+    return { version, checksum };
   }
 
-  async activateRuleSet(version: number, by: string, at: number): Promise<boolean> {
+  async activateRuleSet(version: number, by: string, at: number, ifNoneActive = false): Promise<boolean> {
     if (!Number.isSafeInteger(version) || version < 1) return false;
-    const scripts = await this.scripts();
-    const done = await scripts.msRsActivate(
-      this.versionKey(version),
-      `${this.prefix}rs:active`,
-      version,
-      by,
-      at,
+    const { client, keys } = await this.connected();
+    const done = Number(
+      await client.script(
+        ACTIVATE,
+        [keys.rulesetVersion(version), keys.rulesetActive],
+        [version, by, at, ifNoneActive ? '1' : '0'],
+      ),
     );
     if (done !== 1) return false;
+    const checksum = await client.main.hget(keys.rulesetVersion(version), 'checksum');
     // The version is active from here on: a lost announcement is not a failed activation (every
     // instance's poll of the active version picks it up), so it is not reported as one.
-    await this.bus.publish({ type: 'ruleset', version }).catch(() => undefined);
+    await this.bus
+      .publish(checksum === null ? { type: 'ruleset', version } : { type: 'ruleset', version, checksum })
+      .catch(() => undefined);
     return true;
   }
 
@@ -147,18 +150,10 @@ export class RedisRuleSets implements RuleSetStore {
     if (this.ownsStore) await this.store.close();
   }
 
-  private versionKey(version: number): string {
-    return `${this.prefix}rs:v:${version}`;
-  }
-
-  private async scripts(): Promise<RuleSetScripts> {
-    const redis = await this.store.connection();
-    if (!this.defined.has(redis)) {
-      redis.defineCommand('msRsAdd', { numberOfKeys: 1, lua: ADD_RULESET_LUA });
-      redis.defineCommand('msRsActivate', { numberOfKeys: 2, lua: ACTIVATE_RULESET_LUA });
-      this.defined.add(redis);
-    }
-    return redis as unknown as RuleSetScripts;
+  /** The store's client and keys once it can be used (fails at once while Redis is down). */
+  private async connected(): Promise<{ client: RedisStore['client']; keys: RedisStore['keys'] }> {
+    await this.store.client.up();
+    return { client: this.store.client, keys: this.store.keys };
   }
 }
 

@@ -1,35 +1,29 @@
 /**
- * The profile store on Redis (ioredis). Key layout (types.ts), all keys behind an optional
- * prefix; the keys of one person share the `{pid}` hash tag:
- *   p:{pid}          the person: stages and profile in one value, strings as dictionary ids
- *                    (codec.ts, format 2)
- *   fc:{pid}         hash: campaign id -> packed impression times (codec.ts)
- *   ax:{pid}         set of the person's aliases, `kind:value`
- *   a:{kind:value}   alias -> pid
- *   fn:{brand}       hash: stage -> people recorded at it (the sum of the stages of every p:{pid})
- *   fm:{brand}:<day> hash: `from>to` -> people moved by events that UTC day (kept ~400 days)
- *   ev:<eventId>     event ids seen (dedupe window, default 7 days)
- *   dict, dict:r     the string dictionary: string -> id, id -> string (dictionary.ts)
- *   rs:seq, rs:v:<version>, rs:active   rule sets (redis-rulesets.ts)
+ * The profile store on Redis: a single Redis, Redis Cluster or Redis Sentinel (redis-client.ts),
+ * one key layout for all three (redis-keys.ts) in which every script touches one hash slot.
  *
- * Every write that changes a stored stage adjusts fn:{brand} in the same Lua script (lua.ts),
- * so the counts are always the sum of what is stored. The funnel and dictionary keys make those
- * scripts touch more than one hash slot: this store runs on a single Redis (with replicas), not
- * on Cluster.
+ * Strings: writes encode with the ids this process knows, asking the dictionary first for the
+ * strings it does not (one round trip for a batch); a read that meets ids this process does not
+ * know asks for them (one round trip), then decodes. Every slot carries a marker naming the
+ * dictionary its ids come from (lua.ts): a decision read that finds another one than this
+ * process knows checks the store's identity, and either learns the dictionary again (it changed:
+ * the store lost its data and was written anew) or treats the value as lost (its ids come from a
+ * dictionary the store no longer has). Writes are checked against the marker the same way.
  *
- * Strings: writes encode with the ids this process knows, asking Redis first for the strings it
- * does not (one round trip for a batch); a read that meets ids this process does not know asks
- * for them (one round trip), then decodes. Writes carrying ids, and decision reads, check that
- * the dictionary in Redis is still the one the ids came from (its epoch, dictionary.ts); when it
- * is not (Redis lost it), this process forgets what it knew, and a write is made again.
+ * Identity: the store's epoch (`meta:{ms}`) is made on first use and read again every second; a
+ * new epoch means the store lost its data (a Redis restarted without persistence, a flushed
+ * database, a shard lost with its replicas). Listeners of `onReset` hear of it (the server
+ * drops its cache, says so in a metric and restores its rule set).
  *
- * Failure behaviour: when Redis is down, commands fail at once instead of queueing (no offline
- * queue; commands in flight when the connection drops are rejected, not replayed), the client
- * reconnects by itself with a capped backoff, and connection errors are logged, never thrown.
- * Until the very first connection attempt has settled, commands wait for it, so a store can be
- * used right after it is constructed.
+ * Funnel counts: scripts that change stages record the change in the slot's pending counts; a
+ * fold gathers them into the global counts by name (every few seconds, and before every funnel
+ * read, so a read is exact): FOLD_TAKE on each run of slots of one node, FOLD_APPLY on the
+ * global slot (once per slot and generation), FOLD_CLEAR; a fold cut short is finished by the
+ * next one, and nothing is counted twice.
+ *
+ * Durability: applyEvents resolves once the events' masters have passed them to the replicas
+ * asked for (WAIT; `waitReplicas`), so an acknowledged event survives a failover.
  */
-import { type ChainableCommander, Redis, type RedisOptions } from 'ioredis';
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
 import {
   aliasMember,
@@ -40,19 +34,26 @@ import {
   encodeStages,
   impressionLimits,
   MissingStrings,
-  RECORD_IMPRESSION_LUA,
   setCounter,
 } from './codec.js';
 import { StringDictionary } from './dictionary.js';
 import {
   APPLY_EVENT_LUA,
   DEL_IF_EQUALS_LUA,
+  DICT_ALL_LUA,
   DICT_ASSIGN_LUA,
+  DICT_LOOKUP_LUA,
+  FOLD_APPLY_LUA,
+  FOLD_CLEAR_LUA,
+  FOLD_TAKE_LUA,
   FORGET_PERSON_LUA,
+  IDENTITY_LUA,
   LOAD_PERSON_LUA,
+  NO_MARKER,
   PATCH_PERSON_LUA,
   PUT_PEOPLE_LUA,
   READ_PERSON_LUA,
+  RECORD_IMPRESSION_LUA,
   STALE_DICTIONARY,
 } from './lua.js';
 import {
@@ -66,7 +67,16 @@ import {
   splitStages,
   utcDay,
 } from './person.js';
-import { type LuaScript, luaScript, RespConnection } from './resp.js';
+import {
+  newEpoch,
+  RedisClient,
+  type RedisClientOptions,
+  type RedisTopology,
+  RedisUnavailableError,
+} from './redis-client.js';
+import { RedisKeys } from './redis-keys.js';
+import { type Arg, type LuaScript, luaScript } from './resp.js';
+import { slotTag } from './slots.js';
 import type {
   AliasLink,
   EventResult,
@@ -78,34 +88,44 @@ import type {
   ProfileStore,
 } from './types.js';
 
-export interface RedisStoreOptions {
-  /** `redis://[user:password@]host:port[/db]` or `rediss://…` */
-  url: string;
-  /** Put in front of every key (`mindshare:`); must not contain `{` or `}`. */
-  keyPrefix?: string;
-  /** Longest wait for a TCP connection, ms. Default 2000. */
-  connectTimeoutMs?: number;
-  /** A command without a reply after this long is rejected, ms. Default 3000. */
-  commandTimeoutMs?: number;
-  /** Longest pause between reconnection attempts, ms (the backoff doubles up to it). Default 1000. */
-  maxRetryDelayMs?: number;
-  /** Commands per pipeline for bulk writes. Default 1000. */
-  batchSize?: number;
-  /** Where connection state changes are reported. Default console.warn. */
-  log?: (line: string) => void;
-  /** How long an event id is remembered (`ev:<id>`), ms. Default 7 days. */
-  eventDedupeMs?: number;
-  /** How long the moves of a day are kept after the last one (`fm:`), ms. Default 400 days. */
-  movesTtlMs?: number;
-  /**
-   * Decision reads (loadPerson, resolveAlias) on a second, lean connection (resp.ts) rather than
-   * through ioredis: about a third of the client CPU per read. Default true.
-   */
-  leanReads?: boolean;
-}
+export { RedisUnavailableError } from './redis-client.js';
+
+export type RedisStoreOptions = (
+  | {
+      /** `redis://[user:password@]host:port[/db]` or `rediss://…`: a single Redis. */
+      url: string;
+    }
+  | {
+      /** How Redis is deployed (single, cluster, sentinel). */
+      topology: RedisTopology;
+    }
+  | {
+      /** Connections to share (closed by whoever made them). */
+      client: RedisClient;
+    }
+) &
+  Omit<RedisClientOptions, 'topology'> & {
+    /** Put in front of every key (`mindshare:`); must not contain `{` or `}`. */
+    keyPrefix?: string;
+    /** Commands per pipeline for bulk writes. Default 1000. */
+    batchSize?: number;
+    /** How long an event id is remembered (`ev:{pid}:<id>`), ms. Default 7 days. */
+    eventDedupeMs?: number;
+    /** How long the moves of a day are kept after the last one (`fm:`), ms. Default 400 days. */
+    movesTtlMs?: number;
+    /**
+     * How often this store gathers the funnel counts of every slot (0: only when they are read).
+     * One store of an instance is enough (the control plane's). Default 0.
+     */
+    foldEveryMs?: number;
+    /** How often the store's identity is checked, ms. Default 1000. */
+    identityEveryMs?: number;
+    /** The largest dictionary loaded whole when the store starts (beyond it, ids are asked for as met). Default 100,000. */
+    dictionaryAtStart?: number;
+  };
 
 export interface RedisStoreStats {
-  /** The main connection: `ready` when commands can be sent. */
+  /** The connections: `ready` when commands can be sent to every slot's master. */
   status: string;
   /** The decision-read connection (`ready`, `connecting`, `reconnecting`, `closed`); null when reads share the main one. */
   readStatus: string | null;
@@ -113,214 +133,208 @@ export interface RedisStoreStats {
   connectionErrors: number;
   /** Stored values that did not decode and were treated as absent. */
   corruptValues: number;
+  /** Stored values written with a dictionary the store has lost, treated as absent. */
+  lostValues: number;
+  /** Times the store's identity changed under this process (it lost its data). */
+  resets: number;
   /** Strings of the dictionary this process knows. */
   dictionaryStrings: number;
+  /** Funnel changes that could not be counted (their slot's dictionary was lost). */
+  lostCountChanges: number;
 }
 
-/** The scripts defined on the connection (defineCommand: EVALSHA, with EVAL on NOSCRIPT). */
-type Arg = string | number | Buffer;
-interface Scripts {
-  msRecordImpression(key: string, field: string, at: number, keep: number, ttlMs: number): Promise<number>;
-  msDelIfEquals(key: string, value: string): Promise<number>;
-  msPutPeople(numberOfKeys: number, ...args: Arg[]): Promise<number>;
-  msPatchPerson(...args: Arg[]): Promise<number>;
-  msForgetPerson(...args: Arg[]): Promise<[number, string[]]>;
-  msDictAssign(...args: Arg[]): Promise<Array<string | number>>;
-  /** LOAD_PERSON_LUA with Buffer replies. */
-  msLoadPersonBuffer(
-    profileKey: string,
-    countersKey: string,
-    dictKey: string,
-    epoch: string,
-    dictionaryEntries: number,
-  ): Promise<unknown>;
-  /** READ_PERSON_LUA with Buffer replies. */
-  msReadPersonBuffer(profileKey: string, dictKey: string, epoch: string): Promise<unknown>;
+/** What the store's identity says. */
+export interface StoreIdentity {
+  epoch: string;
+  createdAt: number;
 }
-type ScriptsPipeline = ChainableCommander & {
-  msDelIfEquals(key: string, value: string): ScriptsPipeline;
-  msPutPeople(numberOfKeys: number, ...args: Arg[]): ScriptsPipeline;
-  msApplyEvent(...args: Arg[]): ScriptsPipeline;
-};
+
+/** A store that lost its data, as an instance sees it: the identity before and after. */
+export interface StoreReset {
+  before: string;
+  after: string;
+}
+
+/** A write refused: its slot's values come from a dictionary the store has lost (re-import them). */
+export class StoreDataLostError extends RedisUnavailableError {}
 
 /** People per PUT_PEOPLE_LUA call in putProfiles. */
 const PUT_GROUP = 100;
-/** Pipelines of putProfiles sent before waiting for the oldest. */
-const PIPELINES_IN_FLIGHT = 4;
-
+/** Calls of putProfiles in flight before waiting for the oldest. */
+const CALLS_IN_FLIGHT = 40;
 /** Attempts of a patch whose profile another instance changed between read and write. */
 const PATCH_ATTEMPTS = 10;
-/**
- * The largest dictionary a decision read brings along to a process that does not know it yet
- * (entries of dict:r): a process starting up then decodes its first decisions without a second
- * round trip. Beyond it, the process asks for the ids it meets.
- */
-const DICTIONARY_WITH_READ = 10_000;
-/** Encodings of a batch in a row that met strings the dictionary did not have. */
-const ENCODE_ATTEMPTS = 3;
+/** Encodings in a row that met strings the dictionary did not have, or a dictionary that changed. */
+const ENCODE_ATTEMPTS = 4;
+/** Slots per fold call (one script on one node). */
+const FOLD_RUN = 1024;
+/** Folds per FOLD_APPLY call. */
+const FOLD_APPLY_GROUP = 500;
 
-/** Redis cannot be reached right now; the client keeps reconnecting. */
-export class RedisUnavailableError extends Error {
-  readonly code = 'redis_unavailable';
-}
+const LOAD: LuaScript = luaScript(LOAD_PERSON_LUA);
+const READ = luaScript(READ_PERSON_LUA);
+const PUT = luaScript(PUT_PEOPLE_LUA);
+const PATCH = luaScript(PATCH_PERSON_LUA);
+const FORGET = luaScript(FORGET_PERSON_LUA);
+const EVENT = luaScript(APPLY_EVENT_LUA);
+const IMPRESSION = luaScript(RECORD_IMPRESSION_LUA);
+const DEL_IF_EQUALS = luaScript(DEL_IF_EQUALS_LUA);
+const IDENTITY = luaScript(IDENTITY_LUA);
+const ASSIGN = luaScript(DICT_ASSIGN_LUA);
+const LOOKUP = luaScript(DICT_LOOKUP_LUA);
+const ALL = luaScript(DICT_ALL_LUA);
+const TAKE = luaScript(FOLD_TAKE_LUA);
+const APPLY = luaScript(FOLD_APPLY_LUA);
+const CLEAR = luaScript(FOLD_CLEAR_LUA);
+
+/** The ids of a write came from a dictionary the store no longer has: encode again. */
+class StaleIds extends Error {}
 
 export class RedisStore implements ProfileStore, EventStore {
   readonly kind = 'redis' as const;
-  private readonly redis: Redis;
-  /** The connection decision reads take; null: they go through `redis`. */
-  private readonly lean: RespConnection | null;
-  private readonly loadScript: LuaScript = luaScript(LOAD_PERSON_LUA);
-  private readonly scripts: Scripts;
-  private readonly prefix: string;
+  readonly client: RedisClient;
+  readonly keys: RedisKeys;
+  private readonly ownsClient: boolean;
   private readonly batchSize: number;
   private readonly dedupeMs: number;
   private readonly movesTtlMs: number;
+  private readonly dictionaryAtStart: number;
   private readonly log: (line: string) => void;
   /** Patches of one person made through this instance run one after another. */
   private readonly patching = new Map<string, Promise<unknown>>();
   /** The strings of stored people, as far as this process knows them. */
   private readonly dict: StringDictionary;
-  /** The dictionary's keys: string -> id, id -> string. */
-  private readonly dictKey: string;
-  private readonly dictRKey: string;
-  /** Settles when the first connection attempt has succeeded or failed; null after that. */
-  private starting: Promise<void> | null;
-  private healthy = true;
+  private readonly resetListeners = new Set<(reset: StoreReset) => void>();
+  /** Learning the identity and the dictionary, once the client is up; null when done. */
+  private learning: Promise<void> | null = null;
+  private learnt = false;
+  /** A check of the identity in flight, and when it was sent. */
+  private verifying: { sent: number; epoch: Promise<string> } | null = null;
+  private folding: Promise<void> | null = null;
+  private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
-  private connectionErrors = 0;
-  private lastError = '';
   private corruptValues = 0;
+  private lostValues = 0;
+  private lostCountChanges = 0;
+  private resets = 0;
 
   constructor(opts: RedisStoreOptions) {
-    const prefix = opts.keyPrefix ?? '';
-    if (/[{}]/.test(prefix))
-      throw new Error(`Redis key prefix ${JSON.stringify(prefix)} must not contain { or }`);
-    this.prefix = prefix;
-    this.dictKey = `${prefix}dict`;
-    this.dictRKey = `${prefix}dict:r`;
+    this.keys = new RedisKeys(opts.keyPrefix ?? '');
+    this.log = opts.log ?? ((line) => console.warn(line));
+    if ('client' in opts) {
+      this.client = opts.client;
+      this.ownsClient = false;
+    } else {
+      const topology: RedisTopology = 'url' in opts ? { kind: 'single', url: opts.url } : opts.topology;
+      this.client = new RedisClient({ ...opts, topology, log: this.log });
+      this.ownsClient = true;
+    }
     this.batchSize = Math.max(1, opts.batchSize ?? 1000);
     this.dedupeMs = Math.max(1, Math.ceil(opts.eventDedupeMs ?? DEFAULT_EVENT_DEDUPE_MS));
     this.movesTtlMs = Math.max(1, Math.ceil(opts.movesTtlMs ?? DEFAULT_MOVES_TTL_MS));
-    this.log = opts.log ?? ((line) => console.warn(line));
-    const maxDelay = Math.max(10, opts.maxRetryDelayMs ?? 1000);
-    const options: RedisOptions = {
-      // Fail fast while disconnected: nothing waits in an offline queue.
-      enableOfflineQueue: false,
-      // Commands in flight when the connection drops are rejected at the first reconnection
-      // attempt rather than replayed later (an impression must not be counted twice).
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      // Concurrent single commands (alias look-ups of many requests) share one write.
-      enableAutoPipelining: true,
-      connectTimeout: opts.connectTimeoutMs ?? 2000,
-      commandTimeout: opts.commandTimeoutMs ?? 3000,
-      // Reconnect forever, 50 ms doubling up to maxDelay, with a little jitter so that many
-      // instances do not knock at the same moment.
-      retryStrategy: (times) => {
-        const base = Math.min(maxDelay, 50 * 2 ** Math.min(times - 1, 10));
-        return Math.round(base * (0.8 + 0.2 * Math.random()));
+    this.dictionaryAtStart = Math.max(0, opts.dictionaryAtStart ?? 100_000);
+    this.dict = new StringDictionary(
+      {
+        assign: async (names) => {
+          await this.client.up();
+          const [epoch, ...ids] = (await this.client.script(
+            ASSIGN,
+            [this.keys.dict, this.keys.dictNames, this.keys.meta],
+            [newEpoch(), Date.now(), ...names],
+          )) as Array<string | number>;
+          return { epoch: String(epoch ?? ''), ids: ids.map(Number) };
+        },
+        lookup: async (ids) => {
+          await this.client.up();
+          const [epoch, ...names] = (await this.client.script(
+            LOOKUP,
+            [this.keys.dictNames, this.keys.meta],
+            ids.map(String),
+          )) as Array<string | null>;
+          return { epoch: epoch ?? '', names };
+        },
       },
-      lazyConnect: false,
-    };
-    this.redis = new Redis(opts.url, options);
-    this.redis.defineCommand('msRecordImpression', { numberOfKeys: 1, lua: RECORD_IMPRESSION_LUA });
-    this.redis.defineCommand('msDelIfEquals', { numberOfKeys: 1, lua: DEL_IF_EQUALS_LUA });
-    // The number of keys is the first argument: one script call writes one or many people.
-    this.redis.defineCommand('msPutPeople', { lua: PUT_PEOPLE_LUA });
-    this.redis.defineCommand('msPatchPerson', { numberOfKeys: 1, lua: PATCH_PERSON_LUA });
-    this.redis.defineCommand('msForgetPerson', { numberOfKeys: 3, lua: FORGET_PERSON_LUA });
-    this.redis.defineCommand('msApplyEvent', { numberOfKeys: 3, lua: APPLY_EVENT_LUA });
-    this.redis.defineCommand('msLoadPerson', { numberOfKeys: 3, lua: LOAD_PERSON_LUA });
-    this.redis.defineCommand('msReadPerson', { numberOfKeys: 2, lua: READ_PERSON_LUA });
-    this.redis.defineCommand('msDictAssign', { numberOfKeys: 2, lua: DICT_ASSIGN_LUA });
-    this.scripts = this.redis as unknown as Scripts;
-    this.dict = new StringDictionary({
-      assign: async (names) => {
-        this.assertUp();
-        const [epoch, ...ids] = await this.scripts.msDictAssign(this.dictKey, this.dictRKey, ...names);
-        return { epoch: String(epoch ?? ''), ids: ids.map(Number) };
-      },
-      lookup: async (ids) => {
-        this.assertUp();
-        const [epoch, ...names] = await this.redis.hmget(this.dictRKey, 'epoch', ...ids.map(String));
-        return { epoch: epoch ?? '', names };
-      },
-    });
-    this.lean =
-      opts.leanReads === false
-        ? null
-        : new RespConnection({
-            url: opts.url,
-            connectTimeoutMs: opts.connectTimeoutMs ?? 2000,
-            commandTimeoutMs: opts.commandTimeoutMs ?? 3000,
-            maxRetryDelayMs: maxDelay,
-            onError: (err) => {
-              this.connectionErrors++;
-              this.lastError = err.message;
-            },
-          });
-
-    this.redis.on('error', (err: Error) => {
-      this.connectionErrors++;
-      this.lastError = err.message;
-      if (this.healthy && !this.closed) {
-        this.healthy = false;
-        this.log(`Redis unavailable (${err.message}); commands fail until it is back, reconnecting`);
-      }
-    });
-    this.redis.on('close', () => {
-      if (this.healthy && !this.closed) {
-        this.healthy = false;
-        this.log('Redis connection closed; commands fail until it is back, reconnecting');
-      }
-    });
-    this.redis.on('ready', () => {
-      if (!this.healthy && !this.closed) this.log('Redis connection ready again');
-      this.healthy = true;
-    });
-    this.starting = new Promise<void>((resolve) => {
-      const settle = () => {
-        this.redis.off('ready', settle);
-        this.redis.off('close', settle);
-        this.starting = null;
-        resolve();
-      };
-      this.redis.on('ready', settle);
-      this.redis.on('close', settle);
-    });
+      (before, after) => this.reset(before, after),
+    );
+    this.learning = this.learnWhenUp();
+    const identityEvery = opts.identityEveryMs ?? 1000;
+    if (identityEvery > 0) this.every(identityEvery, () => this.checkIdentity());
+    const foldEvery = opts.foldEveryMs ?? 0;
+    if (foldEvery > 0) this.every(foldEvery, () => this.foldCounts());
   }
 
+  /** Hears of the store losing its data (its identity changed). Returns a function to stop. */
+  onReset(listener: (reset: StoreReset) => void): () => void {
+    this.resetListeners.add(listener);
+    return () => this.resetListeners.delete(listener);
+  }
+
+  /** The identity this process knows ('' before it has heard from Redis). */
+  get epoch(): string {
+    return this.dict.epoch;
+  }
+
+  // ---- decisions ------------------------------------------------------------------------------
+
   loadPerson(pid: string): Promise<PersonRecord> {
-    // The decision path: once connected, one promise from the call to the record.
-    if (this.starting !== null || this.redis.status !== 'ready') return this.loadPersonSlowly(pid);
+    // The decision path: once connected and introduced, one promise from the call to the record.
+    if (!this.learnt || !this.client.isReady) return this.loadPersonSlowly(pid);
     return this.readForDecision(pid).then((reply) => this.decodePersonReply(pid, reply));
   }
 
-  /** loadPerson before the first connection attempt has settled, or while Redis is down. */
+  /** loadPerson before the store has settled, or while Redis is down. */
   private async loadPersonSlowly(pid: string): Promise<PersonRecord> {
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
+    await this.ready();
     return this.decodePersonReply(pid, await this.readForDecision(pid));
   }
 
   /** LOAD_PERSON_LUA for a person, on the lean connection when there is one. */
   private readForDecision(pid: string): Promise<unknown> {
-    const p = this.pKey(pid);
-    const fc = this.fcKey(pid);
+    const keys = [this.keys.person(pid), this.keys.counters(pid), this.keys.slotMarker(this.slotOf(pid))];
     const epoch = this.dict.epoch;
-    if (this.lean === null)
-      return this.scripts.msLoadPersonBuffer(p, fc, this.dictRKey, epoch, DICTIONARY_WITH_READ);
-    return this.lean.evalsha(this.loadScript, [p, fc, this.dictRKey], [epoch, DICTIONARY_WITH_READ]);
+    const lean = this.client.lean;
+    if (lean === null) return this.client.scriptBuffer(LOAD, keys, [epoch]);
+    return lean.evalsha(LOAD, keys, [epoch]);
   }
 
   async resolveAlias(kind: string, value: string): Promise<string | null> {
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    const key = this.aliasKey(aliasMember(kind, value));
-    if (this.lean === null) return this.redis.get(key);
-    const reply = await this.lean.call(['GET', key]);
+    await this.client.up();
+    const key = this.keys.alias(aliasMember(kind, value));
+    const lean = this.client.lean;
+    if (lean === null) return this.client.main.get(key);
+    const reply = await lean.get(key);
     return Buffer.isBuffer(reply) ? reply.toString('utf8') : null;
   }
+
+  /**
+   * A person from LOAD_PERSON_LUA's reply, `[value, counters (flat field, value pairs), marker?]`:
+   * synchronous unless the value needs more from Redis (ids this process does not know, or a
+   * marker that is not this process's epoch).
+   */
+  private decodePersonReply(pid: string, reply: unknown): PersonRecord | Promise<PersonRecord> {
+    const [value, countersReply, marker] = Array.isArray(reply) ? reply : [];
+    const counters = this.decodeCounters(countersReply);
+    const profile = this.decodeMarked(pid, value, marker);
+    if (profile instanceof Promise) return profile.then((p) => ({ profile: p, counters }));
+    return { profile, counters };
+  }
+
+  /** A value read with its slot's marker (undefined when it is this process's epoch). */
+  private decodeMarked(
+    pid: string,
+    value: unknown,
+    marker: unknown,
+  ): Profile | null | Promise<Profile | null> {
+    if (marker === undefined || marker === null) return this.decodeValue(pid, value);
+    const text = Buffer.isBuffer(marker) ? marker.toString('utf8') : String(marker);
+    return this.verifyEpoch(performance.now()).then((epoch) => {
+      if (text === epoch) return this.decodeValue(pid, value);
+      this.lostValues++;
+      return null;
+    });
+  }
+
+  // ---- reads and writes of profiles ---------------------------------------------------------
 
   async getProfile(pid: string): Promise<Profile | null> {
     return (await this.readPerson(pid)).profile;
@@ -331,8 +345,9 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 
   /**
-   * PUT_PEOPLE_LUA for groups of people, the groups pipelined (`batchSize` people a pipeline).
-   * Each person's value and counts change together; people of one group together.
+   * PUT_PEOPLE_LUA for groups of people (people of one slot per group on Redis Cluster), a few
+   * dozen calls in flight. Each person's value and counts change together; people of one group
+   * together.
    */
   async putProfiles(profiles: readonly Profile[]): Promise<void> {
     if (profiles.length === 0) return;
@@ -340,62 +355,27 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 
   /**
-   * Encodes and writes people. When the dictionary turns out not to be the one the ids came
-   * from (Redis lost it), learns it again and writes once more.
+   * Encodes and writes people. When the ids turn out to come from a dictionary the store no
+   * longer has, learns it again and writes once more.
    */
   private async writePeople(profiles: readonly Profile[]): Promise<void> {
     // Split and check everything first: a profile that cannot be encoded writes nothing.
-    const split = profiles.map((profile) => splitStages(profile));
-    for (let attempt = 0; ; attempt++) {
-      const { epoch, values } = await this.encodePeople(profiles, split);
-      try {
-        await this.sendPeople(profiles, epoch, values);
-        return;
-      } catch (err) {
-        if (attempt > 0 || !isStaleDictionary(err)) throw err;
-        await this.relearnDictionary();
-      }
-    }
-  }
-
-  /**
-   * Per person the head (first byte and stages; '' when the profile does not say) and the body,
-   * and the epoch of the dictionary their ids come from. Strings this process does not know are
-   * given ids first (one round trip for the batch).
-   */
-  private async encodePeople(
-    profiles: readonly Profile[],
-    split: ReadonlyArray<ReturnType<typeof splitStages>>,
-  ): Promise<{ epoch: string; values: Arg[] }> {
-    const { epoch, value } = await this.withIds((missing) => {
-      const values: Arg[] = new Array<Arg>(2 * profiles.length);
-      for (let i = 0; i < profiles.length; i++) {
-        const { blob, stages } = split[i]!;
-        values[2 * i] = stages === null ? '' : encodeStages(stages, this.dict, missing);
-        values[2 * i + 1] = encodeBody(blob, profiles[i]!.id, this.dict, missing);
-      }
-      return values;
+    const split = profiles.map((profile) => {
+      this.slotOf(profile.id);
+      return splitStages(profile);
     });
-    return { epoch, values: value };
-  }
-
-  /**
-   * What `encode` makes with the ids this process knows, and the epoch of the dictionary they
-   * come from. `encode` adds the strings it met without an id to `missing`; those are given ids
-   * (one round trip) and it runs again.
-   */
-  private async withIds<T>(encode: (missing: Set<string>) => T): Promise<{ epoch: string; value: T }> {
-    for (let attempt = 1; ; attempt++) {
-      const missing = new Set<string>();
-      const epoch = this.dict.epoch;
-      const value = encode(missing);
-      if (missing.size === 0) return { epoch, value };
-      if (attempt >= ENCODE_ATTEMPTS)
-        throw new Error('the string dictionary kept changing while profiles were encoded; try again');
-      if (this.starting !== null) await this.starting;
-      this.assertUp();
-      await this.dict.ensure(missing);
-    }
+    await this.withFreshIds(
+      (missing) => {
+        const values: Arg[] = new Array<Arg>(2 * profiles.length);
+        for (let i = 0; i < profiles.length; i++) {
+          const { blob, stages } = split[i]!;
+          values[2 * i] = stages === null ? '' : encodeStages(stages, this.dict, missing);
+          values[2 * i + 1] = encodeBody(blob, profiles[i]!.id, this.dict, missing);
+        }
+        return values;
+      },
+      (epoch, values) => this.sendPeople(profiles, epoch, values),
+    );
   }
 
   private async sendPeople(
@@ -403,125 +383,96 @@ export class RedisStore implements ProfileStore, EventStore {
     epoch: string,
     values: readonly Arg[],
   ): Promise<void> {
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    if (profiles.length === 1) {
-      await this.scripts.msPutPeople(
-        1,
-        this.pKey(profiles[0]!.id),
-        this.prefix,
-        epoch,
-        values[0]!,
-        values[1]!,
-      );
-      return;
-    }
-    const group = Math.min(PUT_GROUP, this.batchSize);
-    // A few pipelines in flight, so that Redis runs one while the next is being serialized.
+    await this.ready();
+    const groups = this.groupBySlot(
+      profiles.map((p) => p.id),
+      Math.min(PUT_GROUP, this.batchSize),
+    );
     const inFlight = new Set<Promise<void>>();
     let failure: unknown = null;
-    for (let i = 0; i < profiles.length && failure === null; i += this.batchSize) {
-      const pipe = this.redis.pipeline() as ScriptsPipeline;
-      const end = Math.min(profiles.length, i + this.batchSize);
-      let calls = 0;
-      for (let g = i; g < end; g += group) {
-        const to = Math.min(end, g + group);
-        const args: Arg[] = [];
-        for (let j = g; j < to; j++) args.push(this.pKey(profiles[j]!.id));
-        args.push(this.prefix, epoch);
-        for (let j = 2 * g; j < 2 * to; j++) args.push(values[j]!);
-        pipe.msPutPeople(to - g, ...args);
-        calls++;
+    for (const group of groups) {
+      if (failure !== null) break;
+      const keys: string[] = [];
+      const args: Arg[] = [epoch, '0'];
+      for (const i of group) {
+        const pid = profiles[i]!.id;
+        const slot = this.slotOf(pid);
+        keys.push(this.keys.person(pid), this.keys.slotMarker(slot), this.keys.pendingCounts(slot));
+        args.push(values[2 * i]!, values[2 * i + 1]!);
       }
-      const sent: Promise<void> = pipe.exec().then(
-        (replies) => {
+      const sent = this.marked(epoch, (confirmed) => {
+        args[1] = confirmed;
+        return this.client.script(PUT, keys, args);
+      }).then(
+        () => {
           inFlight.delete(sent);
-          checked(replies, calls);
         },
         (err: unknown) => {
           inFlight.delete(sent);
-          throw err;
+          failure ??= err;
         },
       );
-      sent.catch((err: unknown) => {
-        failure ??= err;
-      });
       inFlight.add(sent);
-      if (inFlight.size >= PIPELINES_IN_FLIGHT) await Promise.race(inFlight).catch(() => undefined);
+      if (inFlight.size >= CALLS_IN_FLIGHT) await Promise.race(inFlight);
     }
-    await Promise.allSettled(inFlight);
+    await Promise.all(inFlight);
     if (failure !== null) throw failure;
   }
 
   /** The stored bytes of a person (null when none) and the profile they hold, in one round trip. */
   private async readPerson(pid: string): Promise<{ bytes: Buffer | null; profile: Profile | null }> {
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    const reply = await this.scripts.msReadPersonBuffer(this.pKey(pid), this.dictRKey, this.dict.epoch);
-    const [bytes, stale] = Array.isArray(reply) ? reply : [];
-    if (stale !== undefined && stale !== null) this.dict.forget();
-    const profile = await this.decodeValue(pid, bytes);
-    return { bytes: Buffer.isBuffer(bytes) ? bytes : null, profile };
-  }
-
-  /** Forgets what this process knew of the dictionary and learns its epoch again. */
-  private async relearnDictionary(): Promise<void> {
-    this.dict.forget();
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    await this.dict.load([]);
+    await this.ready();
+    const reply = await this.client.scriptBuffer(
+      READ,
+      [this.keys.person(pid), this.keys.slotMarker(this.slotOf(pid))],
+      [this.dict.epoch],
+    );
+    const [bytes, marker] = Array.isArray(reply) ? reply : [];
+    const profile = await this.decodeMarked(pid, bytes, marker);
+    return { bytes: Buffer.isBuffer(bytes) && profile !== null ? bytes : null, profile };
   }
 
   async linkAliases(pid: string, aliases: Readonly<Record<string, string>>): Promise<void> {
     const members = Object.entries(aliases).map(([kind, value]) => aliasMember(kind, value));
     if (members.length === 0) return;
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    const pipe = this.redis.pipeline();
-    for (const member of members) pipe.getset(this.aliasKey(member), pid);
-    pipe.sadd(this.axKey(pid), ...members);
-    const previous = checked(await pipe.exec(), members.length + 1);
-    // Unlink each alias at the person it pointed at before.
-    const unlink = this.redis.pipeline();
-    let n = 0;
-    for (let i = 0; i < members.length; i++) {
-      const old = previous[i];
-      if (typeof old === 'string' && old !== pid) {
-        unlink.srem(this.axKey(old), members[i]!);
-        n++;
-      }
-    }
-    if (n > 0) checked(await unlink.exec(), n);
+    this.slotOf(pid);
+    await this.linkMembers(members.map((m) => [pid, m]));
   }
 
   async linkManyAliases(links: readonly AliasLink[]): Promise<void> {
     const members: Array<[pid: string, member: string]> = [];
     for (const [pid, aliases] of links) {
+      this.slotOf(pid);
       for (const [kind, value] of Object.entries(aliases)) members.push([pid, aliasMember(kind, value)]);
     }
     if (members.length === 0) return;
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    // One pipeline points every alias at its person and adds it to the person's set; a second
-    // unlinks the aliases that pointed at someone else before (in order, so an alias listed
-    // twice ends with the later person).
-    const pipe = this.redis.pipeline();
-    for (const [pid, member] of members) {
-      pipe.getset(this.aliasKey(member), pid);
-      pipe.sadd(this.axKey(pid), member);
+    await this.linkMembers(members);
+  }
+
+  /**
+   * Points every alias at its person and adds it to the person's set; then unlinks the aliases
+   * that pointed at someone else before (in order, so an alias listed twice ends with the later
+   * person). An alias and its person live in different slots: these are separate commands,
+   * sent together.
+   */
+  private async linkMembers(members: ReadonlyArray<readonly [pid: string, member: string]>): Promise<void> {
+    await this.ready();
+    const main = this.client.main;
+    for (let from = 0; from < members.length; from += this.batchSize) {
+      const batch = members.slice(from, from + this.batchSize);
+      const replies = await Promise.all(
+        batch.flatMap(([pid, member]) => [
+          main.getset(this.keys.alias(member), pid),
+          main.sadd(this.keys.aliasesOf(pid), member),
+        ]),
+      );
+      const unlinks: Array<Promise<unknown>> = [];
+      batch.forEach(([pid, member], i) => {
+        const old = replies[2 * i];
+        if (typeof old === 'string' && old !== pid) unlinks.push(main.srem(this.keys.aliasesOf(old), member));
+      });
+      await Promise.all(unlinks);
     }
-    const replies = checked(await pipe.exec(), 2 * members.length);
-    const unlink = this.redis.pipeline();
-    let n = 0;
-    for (let i = 0; i < members.length; i++) {
-      const [pid, member] = members[i]!;
-      const old = replies[2 * i];
-      if (typeof old === 'string' && old !== pid) {
-        unlink.srem(this.axKey(old), member);
-        n++;
-      }
-    }
-    if (n > 0) checked(await unlink.exec(), n);
   }
 
   async recordImpression(
@@ -533,29 +484,38 @@ export class RedisStore implements ProfileStore, EventStore {
   ): Promise<void> {
     if (!Number.isFinite(at)) throw new TypeError(`impression time must be a finite number, got ${at}`);
     const limits = impressionLimits(keep, ttlMs);
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    await this.scripts.msRecordImpression(this.fcKey(pid), campaignId, at, limits.keep, limits.ttlMs);
+    this.slotOf(pid);
+    await this.ready();
+    await this.client.script(
+      IMPRESSION,
+      [this.keys.counters(pid)],
+      [campaignId, at, limits.keep, limits.ttlMs],
+    );
   }
 
   async forgetPerson(pid: string): Promise<boolean> {
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
+    const slot = this.slotOf(pid);
+    await this.ready();
     // Atomically: the aliases the person had, everything kept under the person's hash tag, and
-    // the person's stages taken out of the funnel counts.
-    const [deleted, members] = await this.scripts.msForgetPerson(
-      this.pKey(pid),
-      this.fcKey(pid),
-      this.axKey(pid),
-      this.prefix,
-    );
+    // the person's stages taken out of the counts.
+    const [deleted, members] = (await this.client.script(
+      FORGET,
+      [
+        this.keys.person(pid),
+        this.keys.counters(pid),
+        this.keys.aliasesOf(pid),
+        this.keys.events(pid),
+        this.keys.pendingCounts(slot),
+      ],
+      [],
+    )) as [number, string[]];
     let found = deleted > 0;
     if (members.length > 0) {
       // An alias that has meanwhile moved to someone else stays theirs.
-      const pipe = this.redis.pipeline() as ScriptsPipeline;
-      for (const member of members) pipe.msDelIfEquals(this.aliasKey(member), pid);
-      const results = checked(await pipe.exec(), members.length);
-      if (results.some((r) => r === 1)) found = true;
+      const results = await Promise.all(
+        members.map((member) => this.client.script(DEL_IF_EQUALS, [this.keys.alias(member)], [pid])),
+      );
+      if (results.some((r) => Number(r) === 1)) found = true;
     }
     return found;
   }
@@ -563,45 +523,89 @@ export class RedisStore implements ProfileStore, EventStore {
   // ---- events, patches, funnels -----------------------------------------------------------------
 
   /**
-   * One Lua call per event, the batch in one pipeline. When Redis fails part-way, the call
-   * rejects; the events that did reach Redis are duplicates on a retry, the others apply then.
+   * One Lua call per event, sent together; then, when replicas are asked for, a WAIT on each
+   * master the events went to. When Redis fails part-way, the call rejects; the events that did
+   * reach Redis are duplicates on a retry, the others apply then.
    */
   async applyEvents(events: readonly EventWrite[]): Promise<EventResult[]> {
-    for (const event of events) checkEvent(event);
+    for (const event of events) {
+      checkEvent(event);
+      this.slotOf(event.pid);
+    }
     if (events.length === 0) return [];
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    const pipe = this.redis.pipeline() as ScriptsPipeline;
-    for (const event of events) pipe.msApplyEvent(...this.eventArgs(event));
-    const replies = checked(await pipe.exec(), events.length);
-    return replies.map((reply, i) => {
-      const r = reply as [number, string?, string?];
-      if (r[0] === 0) return { outcome: 'duplicate' };
+    const replies = new Array<[number, string?, string?]>(events.length);
+    // Events whose ids turn out stale are encoded and sent again; the others are not resent.
+    let pending = events.map((_, i) => i);
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      const sending = pending;
+      pending = [];
+      const sent = await this.withFreshIds(
+        (missing) => sending.map((i) => this.eventArgs(events[i]!, missing)),
+        (epoch, args) =>
+          Promise.allSettled(
+            sending.map((i, j) => {
+              const event = events[i]!;
+              const slot = this.slotOf(event.pid);
+              const keys = [
+                this.keys.events(event.pid),
+                this.keys.counters(event.pid),
+                this.keys.person(event.pid),
+                this.keys.slotMarker(slot),
+                this.keys.pendingCounts(slot),
+              ];
+              const own = args[j]!;
+              own[0] = epoch;
+              return this.marked(epoch, (confirmed) => {
+                own[1] = confirmed;
+                return this.client.script(EVENT, keys, own);
+              }) as Promise<[number, string?, string?]>;
+            }),
+          ),
+      );
+      let failure: unknown = null;
+      sent.forEach((outcome, j) => {
+        const i = sending[j]!;
+        if (outcome.status === 'fulfilled') replies[i] = outcome.value;
+        else if (outcome.reason instanceof StaleIds && attempt < ENCODE_ATTEMPTS) pending.push(i);
+        else failure ??= outcome.reason;
+      });
+      if (failure !== null) throw failure;
+    }
+    await this.client.waitForReplicas(new Set(events.map((e) => this.slotOf(e.pid))));
+    const ids: number[] = [];
+    for (const r of replies) if (r.length >= 3) ids.push(Number(r[1]), Number(r[2]));
+    if (ids.length > 0) await this.dict.load(ids);
+    const names = this.dict.names;
+    return replies.map((r, i) => {
+      if (Number(r[0]) === 0) return { outcome: 'duplicate' };
       const stage = events[i]!.stage;
       if (r.length < 3 || stage === undefined) return { outcome: 'applied' };
-      return { outcome: 'applied', moved: { brand: stage.brand, from: r[1]!, to: r[2]! } };
+      const from = names[Number(r[1])] ?? stage.defaultStage;
+      const to = names[Number(r[2])] ?? '';
+      return { outcome: 'applied', moved: { brand: stage.brand, from, to } };
     });
   }
 
-  /** The arguments of APPLY_EVENT_LUA for one event. */
-  private eventArgs(event: EventWrite): Arg[] {
-    const args: Arg[] = [
-      this.evKey(event.eventId),
-      this.fcKey(event.pid),
-      this.pKey(event.pid),
-      this.prefix,
-      this.dedupeMs,
-      event.at,
-    ];
+  /** The arguments of APPLY_EVENT_LUA for one event (the first two, epoch and confirmation, filled in when sent). */
+  private eventArgs(event: EventWrite, missing: Set<string>): Arg[] {
+    const args: Arg[] = ['', '0', this.dedupeMs, event.at];
     if (event.impression === undefined) args.push('0', '', 0, 0);
     else {
       const limits = impressionLimits(event.impression.keep, event.impression.ttlMs);
       args.push('1', event.impression.campaign, limits.keep, limits.ttlMs);
     }
-    if (event.stage === undefined) return args;
-    const { brand, defaultStage, next } = event.stage;
-    args.push('1', brand, defaultStage, utcDay(event.at), this.movesTtlMs);
-    for (const from of Object.keys(next)) args.push(from, next[from]!);
+    if (event.stage === undefined) args.push('0', 0, 0, '');
+    else {
+      const { brand, defaultStage, next } = event.stage;
+      const id = (name: string) => {
+        const known = this.dict.idOf(name);
+        if (known === undefined) missing.add(name);
+        return known ?? 0;
+      };
+      args.push('1', id(brand), id(defaultStage), utcDay(event.at));
+      for (const from of Object.keys(next)) args.push(from === '*' ? '*' : id(from), id(next[from]!));
+    }
+    args.push(event.eventId);
     return args;
   }
 
@@ -611,6 +615,7 @@ export class RedisStore implements ProfileStore, EventStore {
    * brand by brand, so an event moving another brand meanwhile is kept.
    */
   patchProfile(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {
+    this.slotOf(pid);
     // Queue behind a patch of the same person already running here: no conflict with ourselves.
     const before = this.patching.get(pid) ?? Promise.resolve();
     const run = before.then(
@@ -626,29 +631,42 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 
   private async patchOnce(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {
+    const slot = this.slotOf(pid);
+    const keys = [this.keys.person(pid), this.keys.slotMarker(slot), this.keys.pendingCounts(slot)];
     for (let attempt = 0; attempt < PATCH_ATTEMPTS; attempt++) {
       const { bytes, profile } = await this.readPerson(pid);
       if (bytes === null || profile === null) return null;
       const patched = applyPatch(profile, patch, now);
       const { blob, stages } = splitStages(patched);
-      const { epoch, value: body } = await this.withIds((missing) =>
-        encodeBody(blob, pid, this.dict, missing),
-      );
-      const args: Arg[] = [this.pKey(pid), this.prefix, epoch, bytes.subarray(bodyStart(bytes)), body];
       const stored = profile.stages ?? {};
       const wanted = new Map(stages ?? []);
-      for (const [brand, stage] of wanted)
-        if (!Object.hasOwn(stored, brand) || stored[brand] !== stage) args.push(brand, '1', stage);
-      for (const brand of Object.keys(stored)) if (!wanted.has(brand)) args.push(brand, '0', '');
-      this.assertUp();
-      let outcome: number;
-      try {
-        outcome = await this.scripts.msPatchPerson(...args);
-      } catch (err) {
-        if (!isStaleDictionary(err)) throw err;
-        await this.relearnDictionary();
-        continue;
-      }
+      const outcome = (await this.withFreshIds(
+        (missing) => {
+          const id = (name: string) => {
+            const known = this.dict.idOf(name);
+            if (known === undefined) missing.add(name);
+            return known ?? 0;
+          };
+          const args: Arg[] = [
+            '',
+            '0',
+            bytes.subarray(bodyStart(bytes)),
+            encodeBody(blob, pid, this.dict, missing),
+          ];
+          for (const [brand, stage] of wanted)
+            if (!Object.hasOwn(stored, brand) || stored[brand] !== stage)
+              args.push(id(brand), '1', id(stage));
+          for (const brand of Object.keys(stored)) if (!wanted.has(brand)) args.push(id(brand), '0', 0);
+          return args;
+        },
+        (epoch, args) => {
+          args[0] = epoch;
+          return this.marked(epoch, (confirmed) => {
+            args[1] = confirmed;
+            return this.client.script(PATCH, keys, args);
+          });
+        },
+      )) as number;
       if (outcome === 1) return patched;
       if (outcome === -1) return null;
       // Someone else wrote the profile in between: a short pause, then read again.
@@ -659,11 +677,12 @@ export class RedisStore implements ProfileStore, EventStore {
 
   async funnel(brand: string, fromDay: string, toDay: string): Promise<FunnelCounts> {
     const days = daysBetween(fromDay, toDay);
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    const pipe = this.redis.pipeline().hgetall(this.fnKey(brand));
-    for (const day of days) pipe.hgetall(this.fmKey(brand, day));
-    const [counts, ...perDay] = checked(await pipe.exec(), days.length + 1) as Array<Record<string, string>>;
+    await this.foldCounts();
+    const main = this.client.main;
+    const [counts, ...perDay] = await Promise.all([
+      main.hgetall(this.keys.stageCounts(brand)),
+      ...days.map((day) => main.hgetall(this.keys.dayMoves(brand, day))),
+    ]);
     const stages = numbers(counts!);
     const moves: Record<string, Record<string, number>> = {};
     days.forEach((day, i) => {
@@ -673,139 +692,337 @@ export class RedisStore implements ProfileStore, EventStore {
     return { brand, stages, moves };
   }
 
+  /**
+   * Gathers the pending funnel changes of every slot into the global counts (see the top of the
+   * file). Concurrent calls share one fold.
+   */
+  foldCounts(): Promise<void> {
+    this.folding ??= this.foldOnce().finally(() => {
+      this.folding = null;
+    });
+    return this.folding;
+  }
+
+  private async foldOnce(): Promise<void> {
+    await this.ready();
+    const prefix = this.keys.prefix;
+    const runs = this.client.slotRuns(FOLD_RUN);
+    const taken = await Promise.all(
+      runs.map(([from, to]) => {
+        const tags: string[] = [];
+        for (let s = from; s <= to; s++) tags.push(slotTag(s));
+        return this.client.script(TAKE, [this.keys.pendingCounts(from)], [prefix, ...tags]) as Promise<
+          Array<[number, number, string, string[]]>
+        >;
+      }),
+    );
+    interface Fold {
+      slot: number;
+      gen: number;
+      marker: string;
+      fields: string[];
+    }
+    const folds: Fold[][] = taken.map((replies, r) =>
+      replies.map(([index, gen, marker, fields]) => ({
+        slot: runs[r]![0] + Number(index) - 2,
+        gen: Number(gen),
+        marker: String(marker),
+        fields,
+      })),
+    );
+    const all = folds.flat();
+    if (all.length === 0) return;
+    // The ids of every fold written with the dictionary this process knows.
+    const epoch = this.dict.epoch;
+    const ids: number[] = [];
+    for (const f of all) {
+      if (f.marker !== epoch) continue;
+      for (let i = 0; i < f.fields.length; i += 2) {
+        const parts = f.fields[i]!.split('|');
+        ids.push(Number(parts[1]));
+        if (parts[0] === 's') ids.push(Number(parts[2]));
+        else ids.push(Number(parts[3]), Number(parts[4]));
+      }
+    }
+    await this.dict.load(ids);
+    const names = this.dict.names;
+    const groups: Arg[][] = [];
+    let args: Arg[] = [];
+    let count = 0;
+    for (const f of all) {
+      const changes: string[] = [];
+      if (f.marker === epoch) {
+        for (let i = 0; i < f.fields.length; i += 2) {
+          const parts = f.fields[i]!.split('|');
+          const delta = f.fields[i + 1]!;
+          const brand = names[Number(parts[1])];
+          if (parts[0] === 's') {
+            const stage = names[Number(parts[2])];
+            if (brand !== undefined && stage !== undefined) changes.push('s', brand, stage, delta);
+            else this.lostCountChanges++;
+          } else {
+            const from = names[Number(parts[3])];
+            const to = names[Number(parts[4])];
+            if (brand !== undefined && from !== undefined && to !== undefined)
+              changes.push('m', brand, `${parts[2]}|${from}>${to}`, delta);
+            else this.lostCountChanges++;
+          }
+        }
+      } else {
+        this.lostCountChanges += f.fields.length / 2;
+      }
+      args.push(f.slot, f.gen, changes.length / 4, ...changes);
+      if (++count >= FOLD_APPLY_GROUP) {
+        groups.push(args);
+        args = [];
+        count = 0;
+      }
+    }
+    if (args.length > 0) groups.push(args);
+    for (const group of groups)
+      await this.client.script(APPLY, [this.keys.folds], [prefix, this.movesTtlMs, ...group]);
+    await Promise.all(
+      folds.map((run, r) => {
+        if (run.length === 0) return null;
+        const pairs: Arg[] = [];
+        for (const f of run) pairs.push(slotTag(f.slot), f.gen);
+        return this.client.script(CLEAR, [this.keys.pendingCounts(runs[r]![0])], [prefix, ...pairs]);
+      }),
+    );
+  }
+
   async aliasesOf(pid: string): Promise<Record<string, string>> {
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    return aliasRecord(await this.redis.smembers(this.axKey(pid)));
+    await this.ready();
+    return aliasRecord(await this.client.main.smembers(this.keys.aliasesOf(pid)));
   }
 
-  // ---- the connection, for the bus and the rule sets on the same Redis ------------------------------
-
-  /** The key prefix of this store (channels and rule-set keys use it too). */
-  get keyPrefix(): string {
-    return this.prefix;
-  }
+  // ---- the store's identity ---------------------------------------------------------------------
 
   /**
-   * The store's connection once it can be used (waits for the first connection attempt, then
-   * fails at once while Redis is down, like every method of the store).
+   * The store's identity as Redis has it now (made when there is none): a new one than this
+   * process knew means the store lost its data, which resets what this process learnt.
    */
-  async connection(): Promise<Redis> {
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    return this.redis;
-  }
-
-  /** A new connection with the store's settings, and `overrides` (a subscriber, say). */
-  duplicateConnection(overrides: Partial<RedisOptions> = {}): Redis {
-    return this.redis.duplicate(overrides);
+  async checkIdentity(): Promise<StoreIdentity> {
+    await this.client.up();
+    const [epoch, createdAt] = (await this.client.script(
+      IDENTITY,
+      [this.keys.meta],
+      [newEpoch(), Date.now()],
+    )) as [string, string];
+    this.dict.adopt(epoch);
+    return { epoch, createdAt: Number(createdAt) };
   }
 
   async ping(): Promise<void> {
-    if (this.starting !== null) await this.starting;
-    this.assertUp();
-    await this.redis.ping();
+    await this.client.ping();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.lean?.close();
-    if (this.redis.status === 'ready') {
-      try {
-        await this.redis.quit();
-      } catch {
-        // Closing anyway.
-      }
-    }
-    if (this.redis.status !== 'end') this.redis.disconnect();
-  }
-
-  /** Fails at once, saying why, while the connection is not ready. */
-  private assertUp(): void {
-    const status = this.redis.status;
-    if (status === 'ready') return;
-    if (this.closed) throw new RedisUnavailableError('the Redis store is closed');
-    const why = this.lastError === '' ? '' : ` (last error: ${this.lastError})`;
-    throw new RedisUnavailableError(`Redis is not connected, ${status}${why}`);
+    for (const t of this.timers) clearInterval(t);
+    if (this.ownsClient) await this.client.close();
   }
 
   stats(): RedisStoreStats {
+    const c = this.client.stats();
     return {
-      status: this.redis.status,
-      readStatus: this.lean?.status ?? null,
-      connectionErrors: this.connectionErrors,
+      status: c.status,
+      readStatus: c.readStatus,
+      connectionErrors: c.connectionErrors,
       corruptValues: this.corruptValues,
+      lostValues: this.lostValues,
+      resets: this.resets,
       dictionaryStrings: this.dict.size,
+      lostCountChanges: this.lostCountChanges,
     };
   }
 
-  /** The keys of a person and of an alias, as stored (with the prefix). */
-  keysOf(pid: string): { profile: string; counters: string; aliases: string } {
-    return {
-      profile: this.pKey(pid),
-      counters: this.fcKey(pid),
-      aliases: this.axKey(pid),
-    };
+  /** The key prefix of this store. */
+  get keyPrefix(): string {
+    return this.keys.prefix;
   }
 
-  /** The keys of the string dictionary: string -> id, and id -> string. */
-  dictionaryKeys(): { ids: string; names: string } {
-    return { ids: this.dictKey, names: this.dictRKey };
+  // ---- inside -------------------------------------------------------------------------------------
+
+  /** Waits for the connection and for the identity and dictionary to be learnt; fails while down. */
+  private async ready(): Promise<void> {
+    await this.client.up();
+    if (this.learnt) return;
+    this.learning ??= this.learn();
+    await this.learning;
   }
 
-  private pKey(pid: string): string {
-    return `${this.prefix}p:{${pid}}`;
+  /** Learns the identity and dictionary as soon as the client first connects (not before). */
+  private async learnWhenUp(): Promise<void> {
+    try {
+      await this.client.up();
+      await this.learn();
+    } catch {
+      // Down at start: the first command that needs the store learns them.
+    } finally {
+      this.learning = null;
+    }
   }
-  private fcKey(pid: string): string {
-    return `${this.prefix}fc:{${pid}}`;
+
+  /** The identity, and the whole dictionary when it is not large. */
+  private async learn(): Promise<void> {
+    try {
+      await this.checkIdentity();
+      const [epoch, flat] = (await this.client.script(
+        ALL,
+        [this.keys.dictNames, this.keys.meta],
+        [this.dictionaryAtStart],
+      )) as [string, string[] | undefined];
+      if (Array.isArray(flat)) {
+        const entries: Array<[number, string]> = [];
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          if (/^\d+$/.test(flat[i]!)) entries.push([Number(flat[i]), flat[i + 1]!]);
+        }
+        this.dict.absorb(epoch, entries);
+      } else this.dict.adopt(epoch);
+      this.learnt = true;
+    } finally {
+      this.learning = null;
+    }
   }
-  private axKey(pid: string): string {
-    return `${this.prefix}ax:{${pid}}`;
-  }
-  private fnKey(brand: string): string {
-    return `${this.prefix}fn:{${brand}}`;
-  }
-  private fmKey(brand: string, day: string): string {
-    return `${this.prefix}fm:{${brand}}:${day}`;
-  }
-  private evKey(eventId: string): string {
-    return `${this.prefix}ev:${eventId}`;
-  }
-  aliasKey(member: string): string {
-    return `${this.prefix}a:{${member}}`;
+
+  /** The store lost its data: forget what was learnt, and tell the listeners. */
+  private reset(before: string, after: string): void {
+    this.resets++;
+    this.log(
+      `the Redis store lost its data: its identity was ${before}, now ${after}; cached strings are forgotten, values written before are lost`,
+    );
+    for (const listener of this.resetListeners) {
+      try {
+        listener({ before, after });
+      } catch (e) {
+        this.log(`a store reset listener failed: ${(e as Error).message}`);
+      }
+    }
   }
 
   /**
-   * A person from LOAD_PERSON_LUA's reply, `[value, counters (flat field, value pairs), stale?,
-   * dictionary?]`: synchronous unless the value holds ids this process does not know (then one
-   * round trip for them).
+   * The store's identity as Redis has it after the moment `since` (performance.now()): a check
+   * in flight that was sent after it is shared, otherwise one is sent. Learns it when it changed.
    */
-  private decodePersonReply(pid: string, reply: unknown): PersonRecord | Promise<PersonRecord> {
-    const [value, countersReply, stale, dictionary] = Array.isArray(reply) ? reply : [];
-    const counters = this.decodeCounters(countersReply);
-    if (stale !== undefined && stale !== null) {
-      this.dict.forget();
-      if (Array.isArray(dictionary)) this.absorbDictionary(dictionary);
-    }
-    const profile = this.decodeValue(pid, value);
-    if (profile instanceof Promise) return profile.then((p) => ({ profile: p, counters }));
-    return { profile, counters };
+  private verifyEpoch(since: number): Promise<string> {
+    const running = this.verifying;
+    if (running !== null && running.sent >= since) return running.epoch;
+    const sent = performance.now();
+    const check: { sent: number; epoch: Promise<string> } = {
+      sent,
+      epoch: this.checkIdentity().then((id) => id.epoch),
+    };
+    const clear = () => {
+      if (this.verifying === check) this.verifying = null;
+    };
+    check.epoch.then(clear, clear);
+    this.verifying = check;
+    return check.epoch;
   }
 
-  /** Takes in the whole of dict:r, as LOAD_PERSON_LUA returns it (flat field, value pairs). */
-  private absorbDictionary(flat: readonly unknown[]): void {
-    let epoch = '';
-    const entries: Array<[number, string]> = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      const field = flat[i];
-      const value = flat[i + 1];
-      if (!Buffer.isBuffer(field) || !Buffer.isBuffer(value)) continue;
-      const name = field.toString('utf8');
-      if (name === 'epoch') epoch = value.toString('utf8');
-      else if (/^\d+$/.test(name)) entries.push([Number(name), value.toString('utf8')]);
+  /**
+   * Sends a write that carries ids of the dictionary of `epoch` (`send(confirmed)`); when its slot
+   * has no marker yet, checks the identity and sends it again saying so; when the marker names
+   * another dictionary, StaleIds (this process's ids are out of date: encode again) or
+   * StoreDataLostError (the slot's values come from a dictionary the store lost).
+   */
+  private async marked<T>(epoch: string, send: (confirmed: '0' | '1') => Promise<T>): Promise<T> {
+    let confirmed: '0' | '1' = '0';
+    for (;;) {
+      try {
+        return await send(confirmed);
+      } catch (err) {
+        const refused = markerRefusal(err);
+        if (refused === null) throw err;
+        const current = await this.verifyEpoch(performance.now());
+        if (current !== epoch) throw new StaleIds();
+        if (refused === NO_MARKER && confirmed === '0') {
+          confirmed = '1';
+          continue;
+        }
+        throw new StoreDataLostError(
+          'this part of the store holds values written with a string dictionary the store has lost; its people must be imported again',
+        );
+      }
     }
-    this.dict.absorb(epoch, entries);
+  }
+
+  /**
+   * What `encode` makes with ids this process knows (strings it lacks are given ids first, one
+   * round trip), sent with `send`; encoded and sent again when the ids were stale.
+   */
+  private async withFreshIds<T, R>(
+    encode: (missing: Set<string>) => T,
+    send: (epoch: string, value: T) => Promise<R>,
+  ): Promise<R> {
+    for (let attempt = 1; ; attempt++) {
+      await this.ready();
+      const missing = new Set<string>();
+      const epoch = this.dict.epoch;
+      const value = encode(missing);
+      if (missing.size > 0) {
+        if (attempt >= ENCODE_ATTEMPTS)
+          throw new Error('the string dictionary kept changing while profiles were encoded; try again');
+        await this.dict.ensure(missing);
+        continue;
+      }
+      try {
+        return await send(epoch, value);
+      } catch (err) {
+        if (!(err instanceof StaleIds) || attempt >= ENCODE_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /** The slot of a person's keys; a person id must not be empty (its keys would not share one). */
+  private slotOf(pid: string): number {
+    if (typeof pid !== 'string' || pid === '') throw new TypeError('a person id must be a non-empty string');
+    return this.keys.slotOfPerson(pid);
+  }
+
+  /** Indexes of `pids` in groups of at most `size`: one slot per group on Redis Cluster. */
+  private groupBySlot(pids: readonly string[], size: number): number[][] {
+    const groups: number[][] = [];
+    if (this.client.kind !== 'cluster') {
+      for (let i = 0; i < pids.length; i += size) {
+        const group: number[] = [];
+        for (let j = i; j < Math.min(pids.length, i + size); j++) group.push(j);
+        groups.push(group);
+      }
+      return groups;
+    }
+    const bySlot = new Map<number, number[]>();
+    pids.forEach((pid, i) => {
+      const slot = this.slotOf(pid);
+      let group = bySlot.get(slot);
+      if (group === undefined || group.length >= size) {
+        group = [];
+        bySlot.set(slot, group);
+        groups.push(group);
+      }
+      group.push(i);
+    });
+    return groups;
+  }
+
+  private every(ms: number, task: () => Promise<unknown>): void {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy || this.closed || !this.client.isReady) return;
+      busy = true;
+      task().then(
+        () => {
+          busy = false;
+        },
+        () => {
+          busy = false; // down or failing over: the next round tries again
+        },
+      );
+    }, ms);
+    timer.unref();
+    this.timers.push(timer);
   }
 
   /** The profile in a stored value (null when none, or when it does not decode: counted). */
@@ -851,28 +1068,17 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 }
 
-/** A write refused because its ids come from another dictionary than the one in Redis. */
-function isStaleDictionary(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith(STALE_DICTIONARY);
+/** NO_MARKER or STALE_DICTIONARY when a write was refused for its slot's marker; null otherwise. */
+function markerRefusal(err: unknown): string | null {
+  if (!(err instanceof Error)) return null;
+  if (err.message.startsWith(NO_MARKER)) return NO_MARKER;
+  if (err.message.startsWith(STALE_DICTIONARY)) return STALE_DICTIONARY;
+  return null;
 }
 
 /** A hash of counts as numbers. */
 function numbers(hash: Record<string, string>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const key of Object.keys(hash)) setOwn(out, key, Number(hash[key]));
-  return out;
-}
-
-/** The replies of a pipeline, or the first error in it. */
-function checked(replies: [Error | null, unknown][] | null, expected: number): unknown[] {
-  if (replies === null) throw new Error('Redis transaction aborted');
-  if (replies.length !== expected)
-    throw new Error(`Redis answered ${replies.length} replies, expected ${expected}`);
-  const out = new Array<unknown>(replies.length);
-  for (let i = 0; i < replies.length; i++) {
-    const [err, value] = replies[i]!;
-    if (err !== null) throw err;
-    out[i] = value;
-  }
   return out;
 }

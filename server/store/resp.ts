@@ -57,6 +57,16 @@ export function luaScript(source: string): LuaScript {
 export interface RespConnectionOptions {
   /** `redis://[user:password@]host:port[/db]` or `rediss://…` */
   url: string;
+  /**
+   * Where to connect, asked before every connection attempt (a Sentinel's current master, say);
+   * the URL's host and port when absent. The URL still gives credentials, TLS and database.
+   */
+  address?: () => Promise<{ host: string; port: number }>;
+  /**
+   * An error reply asking for the command elsewhere (`MOVED`, `ASK`: Redis Cluster). Returns true
+   * when it has taken the command over (sent it on), false to reject the command with the reply.
+   */
+  onRedirect?: (reply: ReplyError, command: Command) => boolean;
   /** Longest wait for a TCP (and TLS) connection, ms. Default 2000. */
   connectTimeoutMs?: number;
   /** A command without a reply after this long closes the connection, ms. Default 3000. */
@@ -71,16 +81,24 @@ export interface RespConnectionOptions {
 
 export type RespStatus = 'connecting' | 'ready' | 'reconnecting' | 'closed';
 
-interface Pending {
+/** A command as sent, with what it answers to (what a redirect needs to send it again). */
+export interface Command {
   resolve: (value: Reply) => void;
   reject: (err: Error) => void;
+  /** EVALSHA of this script (EVAL on NOSCRIPT) with `keys` and `args`; null: `args` is the command. */
+  readonly script: LuaScript | null;
+  readonly keys: readonly Arg[] | null;
+  readonly args: readonly Arg[];
+  /** Times it was sent elsewhere already. */
+  redirects: number;
+}
+
+interface Pending extends Command {
   /** performance.now() when queued */
   at: number;
-  /** For EVALSHA: resent as EVAL on NOSCRIPT. */
-  script: LuaScript | null;
-  keys: readonly Arg[] | null;
-  args: readonly Arg[] | null;
-  /** Handshake replies (AUTH, SELECT) are checked, not delivered. */
+  /** Sent as EVAL (after NOSCRIPT): not sent again as EVAL. */
+  asEval: boolean;
+  /** Handshake replies (AUTH, SELECT, ASKING) are checked, not delivered. */
   internal: boolean;
 }
 
@@ -162,8 +180,13 @@ export class RespConnection {
     return new Promise((resolve, reject) => {
       if (!this.accepting(reject)) return;
       this.write(args);
-      this.queue.push(pending(resolve, reject, null, null, null));
+      this.queue.push(pending(resolve, reject, null, null, args));
     });
+  }
+
+  /** GET of one key. */
+  get(key: string): Promise<Reply> {
+    return this.call(['GET', key]);
   }
 
   /** EVALSHA of a script (EVAL when Redis does not have it). */
@@ -173,6 +196,27 @@ export class RespConnection {
       this.writeScript('EVALSHA', script.sha, keys, args);
       this.queue.push(pending(resolve, reject, script, keys, args));
     });
+  }
+
+  /**
+   * Sends a command that another connection was asked to send (a redirect), preceded by ASKING
+   * when `asking`; its reply goes to the command's own callbacks.
+   */
+  send(command: Command, asking: boolean): void {
+    if (!this.accepting(command.reject)) return;
+    if (asking) {
+      this.write(['ASKING']);
+      this.queue.push({ ...HANDSHAKE, at: performance.now() });
+    }
+    if (command.script === null) this.write(command.args);
+    else this.writeScript('EVALSHA', command.script.sha, command.keys ?? [], command.args);
+    this.queue.push({ ...command, at: performance.now(), asEval: false, internal: false });
+  }
+
+  /** Drops the connection (rejecting what is in flight) and connects again, asking `address` anew. */
+  reconnect(): void {
+    if (this.state === 'closed') return;
+    this.socket?.destroy(new Error('reconnecting on request'));
   }
 
   /** Closes for good: commands in flight are rejected. */
@@ -260,9 +304,27 @@ export class RespConnection {
   // ---- the connection -----------------------------------------------------------------------------
 
   private open(): void {
-    const socket = this.tls
-      ? tlsConnect({ host: this.host, port: this.port, servername: this.host })
-      : netConnect({ host: this.host, port: this.port });
+    if (this.opts.address === undefined) {
+      this.connectTo(this.host, this.port);
+      return;
+    }
+    this.opts.address().then(
+      ({ host, port }) => {
+        if (this.state !== 'closed') this.connectTo(host, port);
+      },
+      (err: unknown) => {
+        if (this.state === 'closed') return;
+        this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+        this.everSettled = true;
+        this.failAll(new ConnectionDownError('no Redis address to connect to'));
+        this.state = 'reconnecting';
+        this.retryLater();
+      },
+    );
+  }
+
+  private connectTo(host: string, port: number): void {
+    const socket = this.tls ? tlsConnect({ host, port, servername: host }) : netConnect({ host, port });
     this.socket = socket;
     this.broken = false;
     this.rest = null;
@@ -307,17 +369,21 @@ export class RespConnection {
       if (this.state === 'closed') return;
       this.state = 'reconnecting';
       this.opts.onClose?.();
-      this.attempts++;
-      const base = Math.min(this.maxRetryDelayMs, 50 * 2 ** Math.min(this.attempts - 1, 10));
-      this.retryTimer = setTimeout(
-        () => {
-          this.retryTimer = null;
-          if (this.state !== 'closed') this.open();
-        },
-        Math.round(base * (0.8 + 0.2 * Math.random())),
-      );
-      this.retryTimer.unref();
+      this.retryLater();
     });
+  }
+
+  /** The next connection attempt, after a capped, jittered backoff. */
+  private retryLater(): void {
+    this.attempts++;
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = null;
+        if (this.state !== 'closed') this.open();
+      },
+      retryDelay(this.attempts, this.maxRetryDelayMs),
+    );
+    this.retryTimer.unref();
   }
 
   private failAll(err: Error): void {
@@ -385,13 +451,14 @@ export class RespConnection {
       return;
     }
     if (reply instanceof ReplyError) {
-      if (reply.code === 'NOSCRIPT' && p.script !== null) {
+      if (reply.code === 'NOSCRIPT' && p.script !== null && !p.asEval) {
         // Resent as EVAL; its reply comes after those already in flight.
-        const retry: Pending = { ...p, script: null, at: performance.now() };
-        this.writeScript('EVAL', p.script.source, p.keys ?? [], p.args ?? []);
+        const retry: Pending = { ...p, asEval: true, at: performance.now() };
+        this.writeScript('EVAL', p.script.source, p.keys ?? [], p.args);
         this.queue.push(retry);
         return;
       }
+      if ((reply.code === 'MOVED' || reply.code === 'ASK') && this.opts.onRedirect?.(reply, p)) return;
       p.reject(reply);
       return;
     }
@@ -471,9 +538,19 @@ function pending(
   reject: (err: Error) => void,
   script: LuaScript | null,
   keys: readonly Arg[] | null,
-  args: readonly Arg[] | null,
+  args: readonly Arg[],
 ): Pending {
-  return { resolve, reject, at: performance.now(), script, keys, args, internal: false };
+  return {
+    resolve,
+    reject,
+    at: performance.now(),
+    script,
+    keys,
+    args,
+    redirects: 0,
+    asEval: false,
+    internal: false,
+  };
 }
 
 /** A handshake command's place in the queue (with the time it was sent): its reply is checked, not delivered. */
@@ -483,6 +560,18 @@ const HANDSHAKE: Pending = {
   at: 0,
   script: null,
   keys: null,
-  args: null,
+  args: [],
+  redirects: 0,
+  asEval: false,
   internal: true,
 };
+
+/**
+ * The pause before reconnection attempt `attempts` (1, 2, …): 50 ms doubling up to `maxMs`, less
+ * up to a fifth at random, so that many clients do not knock at the same moment. The Redis
+ * store's ioredis connections use it too.
+ */
+export function retryDelay(attempts: number, maxMs: number): number {
+  const base = Math.min(maxMs, 50 * 2 ** Math.min(Math.max(attempts, 1) - 1, 10));
+  return Math.round(base * (0.8 + 0.2 * Math.random()));
+}

@@ -2,7 +2,7 @@
  * Versioned rule sets in process, for the embedded store (RedisRuleSets is the same on Redis).
  * Several servers in one process share one EmbeddedRuleSets and one bus.
  */
-import type { Bus, RuleSetMeta, RuleSetStore } from './types.js';
+import type { ActiveVersion, Bus, RuleSetMeta, RuleSetStore } from './types.js';
 
 export type NewRuleSet = Omit<RuleSetMeta, 'version' | 'activatedAt' | 'activatedBy'>;
 
@@ -61,19 +61,23 @@ export class EmbeddedRuleSets implements RuleSetStore {
     return stored === undefined ? null : { meta: { ...stored.meta }, source: stored.source };
   }
 
-  async activeRuleSet(): Promise<number | null> {
-    return this.active;
+  async activeRuleSet(): Promise<ActiveVersion | null> {
+    const stored = this.active === null ? undefined : this.find(this.active);
+    return stored === undefined ? null : { version: stored.meta.version, checksum: stored.meta.checksum };
   }
 
-  async activateRuleSet(version: number, by: string, at: number): Promise<boolean> {
+  async activateRuleSet(version: number, by: string, at: number, ifNoneActive = false): Promise<boolean> {
     const stored = this.find(version);
     if (stored === undefined) return false;
+    if (ifNoneActive && this.active !== null) return false;
     stored.meta.activatedAt = at;
     stored.meta.activatedBy = by;
     this.active = version;
     // The version is active from here on: a lost announcement is not a failed activation (every
     // instance's poll of the active version picks it up), so it is not reported as one.
-    await this.bus.publish({ type: 'ruleset', version }).catch(() => undefined);
+    await this.bus
+      .publish({ type: 'ruleset', version, checksum: stored.meta.checksum })
+      .catch(() => undefined);
     return true;
   }
 

@@ -1,22 +1,24 @@
 /**
  * Every store against the one contract: the embedded store, the Redis store on a real
- * redis-server started for this file, and the cache in front of each.
+ * redis-server and on a real Redis Cluster (3 masters, a replica each) started for this file,
+ * and the cache in front of each.
  */
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Profile } from '../../rules/types.js';
 import { type RedisHandle, startRedis } from '../../test/redis-server.js';
+import { clusterTarget, type RedisTarget, singleTarget } from '../../test/redis-targets.js';
 import { demoProfile } from '../demo/profiles.js';
 import { EmbeddedBus } from './bus.js';
 import { CachedStore } from './cached.js';
 import { encodeProfile } from './codec.js';
 import { describeStoreContract, type StoreFixture } from './contract.js';
 import { EmbeddedStore } from './embedded.js';
-import { RedisStore } from './redis.js';
+import { RedisStore, type RedisStoreOptions, StoreDataLostError } from './redis.js';
 import { busChannel, RedisBus } from './redis-bus.js';
 import { RedisRuleSets } from './redis-rulesets.js';
 import { EmbeddedRuleSets } from './rulesets.js';
+import { slotOf, slotTag } from './slots.js';
 import type { Bus, BusMessage, EventWrite } from './types.js';
 
 const quiet = () => {};
@@ -33,22 +35,16 @@ function fakeClock(start = 1_000_000): { now: () => number; advance: (ms: number
 }
 
 /** Keys on the server whose name or string value mentions `text`. */
-async function keysMentioning(client: Redis, text: string): Promise<string[]> {
+async function keysMentioning(target: RedisTarget, text: string): Promise<string[]> {
   const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'COUNT', 1000);
-    cursor = next;
-    const pipe = client.pipeline();
-    for (const key of keys) pipe.getBuffer(key);
-    const values = (await pipe.exec()) ?? [];
-    keys.forEach((key, i) => {
-      const [err, value] = values[i] ?? [null, null];
-      // Other types answer WRONGTYPE to GET: only their names matter here.
-      const text2 = err === null && Buffer.isBuffer(value) ? value.toString('latin1') : '';
-      if (key.includes(text) || text2.includes(text)) found.push(key);
-    });
-  } while (cursor !== '0');
+  const keys = await target.keys('*');
+  const values = await Promise.all(keys.map((key) => target.admin.getBuffer(key).catch(() => null)));
+  keys.forEach((key, i) => {
+    // Other types answer WRONGTYPE to GET: only their names matter here.
+    const value = values[i];
+    const text2 = Buffer.isBuffer(value) ? value.toString('latin1') : '';
+    if (key.includes(text) || text2.includes(text)) found.push(key);
+  });
   return found;
 }
 
@@ -109,413 +105,521 @@ describeStoreContract('CachedStore over EmbeddedStore', (): StoreFixture => {
   };
 });
 
-describe('on a real redis-server', () => {
-  let redis: RedisHandle;
-  let admin: Redis;
-  beforeAll(async () => {
-    redis = await startRedis();
-    admin = new Redis(redis.url, { lazyConnect: false });
-  });
-  afterAll(async () => {
-    admin?.disconnect();
-    await redis?.stop();
-  });
+/** Every Redis deployment the store runs on: the contract and the store's own tests on each. */
+for (const [name, startTarget] of [
+  ['on a real redis-server', singleTarget],
+  ['on a real Redis Cluster', clusterTarget],
+] as const) {
+  describe(name, () => {
+    let target: RedisTarget;
+    beforeAll(async () => {
+      target = await startTarget();
+    }, 60_000);
+    afterAll(async () => {
+      await target?.stop();
+    });
 
-  /** A Redis store with its bus and rule sets; other instances' buses connect by URL. */
-  function redisFixture(prefix: string, cached: boolean): StoreFixture {
-    const backing = new RedisStore({ url: redis.url, keyPrefix: prefix, log: quiet });
-    const bus = new RedisBus({ store: backing, log: quiet });
-    const others: Bus[] = [];
-    return {
-      store: cached ? new CachedStore(backing, { maxPeople: 1000, maxAliases: 1000, ttlMs: 100 }) : backing,
-      bus,
-      ruleSets: new RedisRuleSets({ store: backing, bus }),
-      makeBus: async () => {
-        const other = new RedisBus({ redis: { url: redis.url, keyPrefix: prefix, log: quiet }, log: quiet });
-        others.push(other);
-        return other;
-      },
-      publishRaw: async (text) => {
-        await admin.publish(busChannel(prefix), text);
-      },
-      advance: sleep,
-      keysMentioning: (text) => keysMentioning(admin, text),
-      dispose: async () => {
-        await bus.close();
-        for (const other of others) await other.close();
-      },
-    };
-  }
+    const open = (keyPrefix: string, more: Partial<RedisStoreOptions> = {}) =>
+      new RedisStore({ topology: target.topology, keyPrefix, log: quiet, ...more } as RedisStoreOptions);
+    /** The slot tag of a person's slot (the keys of its marker and pending counts). */
+    const tagOf = (pid: string) => slotTag(slotOf(`{${pid}}`));
+    /** Every key under a prefix. */
+    const keysUnder = async (prefix: string) => (await target.keys(`${prefix}*`)).sort();
 
-  describeStoreContract('RedisStore', () => redisFixture(freshPrefix(), false));
-  describeStoreContract('RedisStore without a key prefix', () => redisFixture('', false));
-  describeStoreContract('CachedStore over RedisStore', () => redisFixture(freshPrefix(), true));
-
-  it('lays keys out as documented, under the prefix and one hash tag per person', async () => {
-    const store = new RedisStore({ url: redis.url, keyPrefix: 'layout:', log: quiet });
-    try {
-      await store.putProfile({ id: 'p-7', tags: ['a'], stages: { vivo: 'aware' } });
-      await store.recordImpression('p-7', 'x90-launch', 1_795_000_000_000, 3, 60_000);
-      await store.linkAliases('p-7', { idfa: 'ABC', cookie: 'c1' });
-      await store.applyEvents([
-        {
-          eventId: 'e-1',
-          pid: 'p-7',
-          at: Date.parse('2026-11-24T10:00:00Z'),
-          stage: { brand: 'vivo', defaultStage: 'aware', next: { aware: 'appeal' } },
+    /** A Redis store with its bus and rule sets; other instances' buses open their own store. */
+    function redisFixture(prefix: string, cached: boolean): StoreFixture {
+      const backing = open(prefix);
+      const bus = new RedisBus({ store: backing, log: quiet });
+      const others: Bus[] = [];
+      return {
+        store: cached ? new CachedStore(backing, { maxPeople: 1000, maxAliases: 1000, ttlMs: 100 }) : backing,
+        bus,
+        ruleSets: new RedisRuleSets({ store: backing, bus }),
+        makeBus: async () => {
+          const other = new RedisBus({
+            redis: { topology: target.topology, keyPrefix: prefix, log: quiet },
+            log: quiet,
+          });
+          others.push(other);
+          return other;
         },
-      ]);
-      const keys = (await admin.keys('layout:*')).sort();
-      expect(keys).toEqual([
-        'layout:a:{cookie:c1}',
-        'layout:a:{idfa:ABC}',
-        'layout:ax:{p-7}',
-        'layout:dict',
-        'layout:dict:r',
-        'layout:ev:e-1',
-        'layout:fc:{p-7}',
-        'layout:fm:{vivo}:2026-11-24',
-        'layout:fn:{vivo}',
-        'layout:p:{p-7}',
-      ]);
-      // The dictionary: string -> id and id -> string, the next id and the epoch.
-      const ids = await admin.hgetall('layout:dict');
-      expect(Object.keys(ids).sort()).toEqual(['a', 'appeal', 'aware', 'vivo']);
-      const names = await admin.hgetall('layout:dict:r');
-      expect(names.n).toBe('4');
-      expect(names.epoch).toMatch(/^\d+\.\d+$/);
-      for (const [name, id] of Object.entries(ids)) expect(names[id]).toBe(name);
-      // The person: format 2 and one stage (vivo appeal), then no fields but tags: ['a'], as ids.
-      const value = (await admin.getBuffer('layout:p:{p-7}'))!;
-      expect([...value]).toEqual([2 | (1 << 3), Number(ids.vivo), Number(ids.appeal), 0, 0, Number(ids.a)]);
-      expect(await store.getProfile('p-7')).toEqual({ id: 'p-7', tags: ['a'], stages: { vivo: 'appeal' } });
-      expect(await admin.hgetall('layout:fn:{vivo}')).toEqual({ appeal: '1' });
-      expect(await admin.hgetall('layout:fm:{vivo}:2026-11-24')).toEqual({ 'aware>appeal': '1' });
-      const fmTtl = await admin.pttl('layout:fm:{vivo}:2026-11-24');
-      expect(fmTtl).toBeGreaterThan(399 * 86_400_000);
-      expect(fmTtl).toBeLessThanOrEqual(400 * 86_400_000);
-      const evTtl = await admin.pttl('layout:ev:e-1');
-      expect(evTtl).toBeGreaterThan(6 * 86_400_000);
-      expect(evTtl).toBeLessThanOrEqual(7 * 86_400_000);
-      expect(await admin.get('layout:a:{idfa:ABC}')).toBe('p-7');
-      expect((await admin.smembers('layout:ax:{p-7}')).sort()).toEqual(['cookie:c1', 'idfa:ABC']);
-      expect(await admin.type('layout:fc:{p-7}')).toBe('hash');
-      const pttl = await admin.pttl('layout:fc:{p-7}');
-      expect(pttl).toBeGreaterThan(0);
-      expect(pttl).toBeLessThanOrEqual(60_000);
-      expect(await admin.hkeys('layout:fc:{p-7}')).toEqual(['x90-launch']);
-      expect((await admin.hgetBuffer('layout:fc:{p-7}', 'x90-launch'))?.length).toBe(8);
-      expect(store.keysOf('p-7')).toEqual({
-        profile: 'layout:p:{p-7}',
-        counters: 'layout:fc:{p-7}',
-        aliases: 'layout:ax:{p-7}',
-      });
-      expect(store.dictionaryKeys()).toEqual({ ids: 'layout:dict', names: 'layout:dict:r' });
-      // Same slot for every key of the person.
-      const slots = await Promise.all(
-        ['p:{p-7}', 'fc:{p-7}', 'ax:{p-7}'].map((k) =>
-          admin.call('CLUSTER', 'KEYSLOT', `layout:${k}`).catch(() => null),
-        ),
-      );
-      if (slots[0] !== null) expect(new Set(slots).size).toBe(1);
-    } finally {
-      await store.close();
+        publishRaw: async (text) => {
+          await target.publishRaw(busChannel(prefix), text);
+        },
+        advance: sleep,
+        keysMentioning: (text) => keysMentioning(target, text),
+        dispose: async () => {
+          await bus.close();
+          for (const other of others) await other.close();
+          await backing.close();
+        },
+      };
     }
-  });
 
-  it('keeps a demo person in one value of under 80 bytes', async () => {
-    const store = new RedisStore({ url: redis.url, keyPrefix: 'compact:', log: quiet });
-    try {
-      const people = Array.from({ length: 2000 }, (_, i) => demoProfile(i));
-      await store.putProfiles(people);
-      let total = 0;
-      for (const p of people) total += await admin.strlen(`compact:p:{${p.id}}`);
-      expect(total / people.length).toBeLessThan(68);
-      expect(await admin.exists('compact:st:{p-1}')).toBe(0);
-      expect(Number(await admin.hlen('compact:dict'))).toBeLessThan(150);
-    } finally {
-      await store.close();
-    }
-  });
+    describeStoreContract('RedisStore', () => redisFixture(freshPrefix(), false));
+    describeStoreContract('RedisStore without a key prefix', () => redisFixture('', false));
+    describeStoreContract('CachedStore over RedisStore', () => redisFixture(freshPrefix(), true));
 
-  it('agrees on ids across instances, also when they hand them out at the same time', async () => {
-    const stores = Array.from(
-      { length: 4 },
-      () => new RedisStore({ url: redis.url, keyPrefix: 'agree:', log: quiet }),
-    );
-    try {
-      // Every instance writes people with the same new strings, in different orders, at once.
-      const vocabulary = Array.from({ length: 60 }, (_, i) => `tag-${i}`);
-      const peopleOf = (k: number): Profile[] =>
-        Array.from({ length: 50 }, (_, i) => ({
-          id: `s${k}-${i}`,
-          tags: vocabulary.filter((_, j) => (j + i + k) % 3 === 0).reverse(),
-          stages: { [`brand-${(i + k) % 5}`]: `stage-${i % 4}` },
-          attrs: { colour: `c-${(i * k) % 7}`, n: i },
-          timezone: `tz-${k}`,
-        }));
-      await Promise.all(stores.map((store, k) => store.putProfiles(peopleOf(k))));
-      // One id per string, one string per id.
-      const ids = await admin.hgetall('agree:dict');
-      const names = await admin.hgetall('agree:dict:r');
-      const count = Object.keys(ids).length;
-      expect(Number(names.n)).toBe(count);
-      expect(Object.keys(names).length).toBe(count + 2);
-      expect(new Set(Object.values(ids)).size).toBe(count);
-      for (const [name, id] of Object.entries(ids)) expect(names[id]).toBe(name);
-      // Every instance reads what every other wrote; so does one that knows nothing yet.
-      const fresh = new RedisStore({ url: redis.url, keyPrefix: 'agree:', log: quiet });
+    it('lays keys out as documented: one hash slot per script, under the prefix', async () => {
+      const store = open('layout:');
       try {
-        for (const [k] of stores.entries()) {
-          const expected = peopleOf(k);
-          for (const reader of [...stores, fresh]) {
-            for (const i of [0, 17, 49]) {
-              expect(await reader.getProfile(`s${k}-${i}`)).toEqual(expected[i]);
-              expect((await reader.loadPerson(`s${k}-${i}`)).profile).toEqual(expected[i]);
+        await store.putProfile({ id: 'p-7', tags: ['a'], stages: { vivo: 'aware' } });
+        await store.recordImpression('p-7', 'x90-launch', 1_795_000_000_000, 3, 60_000);
+        await store.linkAliases('p-7', { idfa: 'ABC', cookie: 'c1' });
+        await store.applyEvents([
+          {
+            eventId: 'e-1',
+            pid: 'p-7',
+            at: Date.parse('2026-11-24T10:00:00Z'),
+            stage: { brand: 'vivo', defaultStage: 'aware', next: { aware: 'appeal' } },
+          },
+        ]);
+        const t = tagOf('p-7');
+        // Before the counts are gathered, the stage changes wait in the person's slot.
+        expect(await keysUnder('layout:')).toEqual(
+          [
+            'layout:a:{cookie:c1}',
+            'layout:a:{idfa:ABC}',
+            'layout:ax:{p-7}',
+            'layout:dict:r:{ms}',
+            'layout:dict:{ms}',
+            'layout:ev:{p-7}',
+            'layout:fc:{p-7}',
+            `layout:fq:{${t}}`,
+            'layout:meta:{ms}',
+            'layout:p:{p-7}',
+            `layout:sl:{${t}}`,
+          ].sort(),
+        );
+        const ids = await target.admin.hgetall('layout:dict:{ms}');
+        expect(Object.keys(ids).sort()).toEqual(['a', 'appeal', 'aware', 'vivo']);
+        expect(await target.admin.hgetall(`layout:fq:{${t}}`)).toEqual({
+          [`s|${ids.vivo}|${ids.appeal}`]: '1',
+          [`m|${ids.vivo}|2026-11-24|${ids.aware}|${ids.appeal}`]: '1',
+        });
+        expect(await store.funnel('vivo', '2026-11-24', '2026-11-24')).toEqual({
+          brand: 'vivo',
+          stages: { appeal: 1 },
+          moves: { '2026-11-24': { 'aware>appeal': 1 } },
+        });
+        expect(await keysUnder('layout:')).toEqual(
+          [
+            'layout:a:{cookie:c1}',
+            'layout:a:{idfa:ABC}',
+            'layout:ax:{p-7}',
+            'layout:dict:r:{ms}',
+            'layout:dict:{ms}',
+            'layout:ev:{p-7}',
+            'layout:fc:{p-7}',
+            'layout:fm:{ms}:vivo:2026-11-24',
+            'layout:fn:{ms}:vivo',
+            'layout:fold:{ms}',
+            'layout:meta:{ms}',
+            'layout:p:{p-7}',
+            `layout:sl:{${t}}`,
+          ].sort(),
+        );
+        // The dictionary: string -> id and id -> string, and the next id; the identity beside it.
+        const names = await target.admin.hgetall('layout:dict:r:{ms}');
+        expect(names.n).toBe('4');
+        for (const [name, id] of Object.entries(ids)) expect(names[id]).toBe(name);
+        const meta = await target.admin.hgetall('layout:meta:{ms}');
+        expect(meta.epoch).toBe(store.epoch);
+        expect(meta.epoch).toMatch(/^[0-9a-z]+\.[0-9a-f]{12}$/);
+        expect(Number(meta.createdAt)).toBeGreaterThan(Date.now() - 60_000);
+        // The slot's marker names the dictionary its ids come from.
+        expect(await target.admin.hget(`layout:sl:{${t}}`, 'epoch')).toBe(store.epoch);
+        // The person: format 2 and one stage (vivo appeal), then no fields but tags: ['a'], as ids.
+        const value = (await target.admin.getBuffer('layout:p:{p-7}'))!;
+        expect([...value]).toEqual([2 | (1 << 3), Number(ids.vivo), Number(ids.appeal), 0, 0, Number(ids.a)]);
+        expect(await store.getProfile('p-7')).toEqual({ id: 'p-7', tags: ['a'], stages: { vivo: 'appeal' } });
+        expect(await target.admin.hgetall('layout:fn:{ms}:vivo')).toEqual({ appeal: '1' });
+        expect(await target.admin.hgetall('layout:fm:{ms}:vivo:2026-11-24')).toEqual({ 'aware>appeal': '1' });
+        const fmTtl = await target.admin.pttl('layout:fm:{ms}:vivo:2026-11-24');
+        expect(fmTtl).toBeGreaterThan(399 * 86_400_000);
+        expect(fmTtl).toBeLessThanOrEqual(400 * 86_400_000);
+        expect(Object.keys(await target.admin.hgetall('layout:ev:{p-7}'))).toEqual(['e:e-1']);
+        const evTtl = await target.admin.pttl('layout:ev:{p-7}');
+        expect(evTtl).toBeGreaterThan(6 * 86_400_000);
+        expect(evTtl).toBeLessThanOrEqual(7 * 86_400_000);
+        expect(await target.admin.get('layout:a:{idfa:ABC}')).toBe('p-7');
+        expect((await target.admin.smembers('layout:ax:{p-7}')).sort()).toEqual(['cookie:c1', 'idfa:ABC']);
+        expect(await target.admin.type('layout:fc:{p-7}')).toBe('hash');
+        const pttl = await target.admin.pttl('layout:fc:{p-7}');
+        expect(pttl).toBeGreaterThan(0);
+        expect(pttl).toBeLessThanOrEqual(60_000);
+        expect(await target.admin.hkeys('layout:fc:{p-7}')).toEqual(['x90-launch']);
+        expect((await target.admin.hgetBuffer('layout:fc:{p-7}', 'x90-launch'))?.length).toBe(8);
+        expect(store.keys.person('p-7')).toBe('layout:p:{p-7}');
+        // The keys each script touches share a slot.
+        const same = (keys: string[]) => expect(new Set(keys.map(slotOf)).size).toBe(1);
+        same([
+          'layout:p:{p-7}',
+          'layout:fc:{p-7}',
+          'layout:ax:{p-7}',
+          'layout:ev:{p-7}',
+          `layout:sl:{${t}}`,
+          `layout:fq:{${t}}`,
+        ]);
+        same([
+          'layout:meta:{ms}',
+          'layout:dict:{ms}',
+          'layout:dict:r:{ms}',
+          'layout:fn:{ms}:vivo',
+          'layout:fold:{ms}',
+          'layout:rs:seq:{ms}',
+        ]);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('keeps a demo person in one value of under 80 bytes', async () => {
+      const store = open('compact:');
+      try {
+        const people = Array.from({ length: 2000 }, (_, i) => demoProfile(i));
+        await store.putProfiles(people);
+        let total = 0;
+        for (const p of people) total += await target.admin.strlen(`compact:p:{${p.id}}`);
+        expect(total / people.length).toBeLessThan(68);
+        expect(Number(await target.admin.hlen('compact:dict:{ms}'))).toBeLessThan(150);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('agrees on ids across instances, also when they hand them out at the same time', async () => {
+      const stores = Array.from({ length: 4 }, () => open('agree:'));
+      try {
+        // Every instance writes people with the same new strings, in different orders, at once.
+        const vocabulary = Array.from({ length: 60 }, (_, i) => `tag-${i}`);
+        const peopleOf = (k: number): Profile[] =>
+          Array.from({ length: 50 }, (_, i) => ({
+            id: `s${k}-${i}`,
+            tags: vocabulary.filter((_, j) => (j + i + k) % 3 === 0).reverse(),
+            stages: { [`brand-${(i + k) % 5}`]: `stage-${i % 4}` },
+            attrs: { colour: `c-${(i * k) % 7}`, n: i },
+            timezone: `tz-${k}`,
+          }));
+        await Promise.all(stores.map((store, k) => store.putProfiles(peopleOf(k))));
+        // One id per string, one string per id.
+        const ids = await target.admin.hgetall('agree:dict:{ms}');
+        const names = await target.admin.hgetall('agree:dict:r:{ms}');
+        const count = Object.keys(ids).length;
+        expect(Number(names.n)).toBe(count);
+        expect(Object.keys(names).length).toBe(count + 1);
+        expect(new Set(Object.values(ids)).size).toBe(count);
+        for (const [name, id] of Object.entries(ids)) expect(names[id]).toBe(name);
+        // Every instance reads what every other wrote; so does one that knows nothing yet.
+        const fresh = open('agree:');
+        try {
+          for (const [k] of stores.entries()) {
+            const expected = peopleOf(k);
+            for (const reader of [...stores, fresh]) {
+              for (const i of [0, 17, 49]) {
+                expect(await reader.getProfile(`s${k}-${i}`)).toEqual(expected[i]);
+                expect((await reader.loadPerson(`s${k}-${i}`)).profile).toEqual(expected[i]);
+              }
             }
           }
+          expect(fresh.stats().corruptValues).toBe(0);
+          // The counts are the sum of what every instance wrote.
+          const funnel = await fresh.funnel('brand-0', '2026-11-24', '2026-11-24');
+          const expectedCounts: Record<string, number> = {};
+          for (let k = 0; k < 4; k++)
+            for (const p of peopleOf(k)) {
+              const stage = p.stages?.['brand-0'];
+              if (stage !== undefined) expectedCounts[stage] = (expectedCounts[stage] ?? 0) + 1;
+            }
+          expect(funnel.stages).toEqual(expectedCounts);
+        } finally {
+          await fresh.close();
         }
-        expect(fresh.stats().corruptValues).toBe(0);
       } finally {
-        await fresh.close();
+        for (const store of stores) await store.close();
       }
-    } finally {
-      for (const store of stores) await store.close();
-    }
-  });
+    });
 
-  it('a process that does not know the dictionary gets it with its first decision read, up to a bound', async () => {
-    const writer = new RedisStore({ url: redis.url, keyPrefix: 'first:', log: quiet });
-    const small = new RedisStore({ url: redis.url, keyPrefix: 'first:', log: quiet });
-    const big = new RedisStore({ url: redis.url, keyPrefix: 'first-big:', log: quiet });
-    const bigWriter = new RedisStore({ url: redis.url, keyPrefix: 'first-big:', log: quiet });
-    try {
-      const few: Profile[] = Array.from({ length: 20 }, (_, i) => ({
-        id: `f${i}`,
-        tags: [`t-${i}`, 'shared'],
-      }));
-      await writer.putProfiles(few);
-      const strings = Number(await admin.hget('first:dict:r', 'n'));
-      expect((await small.loadPerson('f3')).profile).toEqual(few[3]);
-      // Every string came with that one read, not only those of f3.
-      expect(small.stats().dictionaryStrings).toBe(strings);
-      expect((await small.loadPerson('f17')).profile).toEqual(few[17]);
-
-      // Over 10,000 strings: the read brings only the person, and the ids it needs are asked for.
-      const many: Profile[] = Array.from({ length: 101 }, (_, i) => ({
-        id: `m${i}`,
-        tags: Array.from({ length: 100 }, (_, j) => `m${i}-${j}`),
-      }));
-      await bigWriter.putProfiles(many);
-      expect(Number(await admin.hlen('first-big:dict:r'))).toBeGreaterThan(10_000);
-      expect((await big.loadPerson('m42')).profile).toEqual(many[42]);
-      expect(big.stats().dictionaryStrings).toBe(100);
-      expect(big.stats().corruptValues).toBe(0);
-    } finally {
-      for (const store of [writer, small, big, bigWriter]) await store.close();
-    }
-  });
-
-  it('starts afresh when Redis lost the dictionary it knew', async () => {
-    const a = new RedisStore({ url: redis.url, keyPrefix: 'lost:', log: quiet });
-    const b = new RedisStore({ url: redis.url, keyPrefix: 'lost:', log: quiet });
-    try {
-      await a.putProfile({ id: 'p-1', tags: ['old-1', 'old-2'], stages: { vivo: 'aware' } });
-      expect((await a.loadPerson('p-1')).profile?.tags).toEqual(['old-1', 'old-2']);
-      // Everything under the prefix goes (as after a restart without persistence), and another
-      // instance writes people whose strings take the ids `a` knew for other strings.
-      await admin.del(...(await admin.keys('lost:*')));
-      await b.putProfile({ id: 'p-2', tags: ['new-1', 'new-2', 'new-3'], stages: { pad: 'act' } });
-      expect((await a.loadPerson('p-2')).profile).toEqual({
-        id: 'p-2',
-        tags: ['new-1', 'new-2', 'new-3'],
-        stages: { pad: 'act' },
-      });
-      // Writes with ids `a` knew from before are refused by Redis, and made again with new ones.
-      await admin.del(...(await admin.keys('lost:*')));
-      await b.putProfile({ id: 'p-3', tags: ['x', 'y'] });
-      await a.putProfile({ id: 'p-1', tags: ['new-1', 'old-2'], stages: { vivo: 'act' } });
-      expect(await b.getProfile('p-1')).toEqual({
-        id: 'p-1',
-        tags: ['new-1', 'old-2'],
-        stages: { vivo: 'act' },
-      });
-      await admin.del(...(await admin.keys('lost:*')));
-      await b.putProfile({ id: 'p-1', tags: ['z'] });
-      expect(await a.patchProfile('p-1', { addTags: ['old-1'] }, 5)).toEqual({
-        id: 'p-1',
-        tags: ['z', 'old-1'],
-        updatedAt: 5,
-      });
-      expect(await b.getProfile('p-1')).toEqual({ id: 'p-1', tags: ['z', 'old-1'], updatedAt: 5 });
-      await admin.del(...(await admin.keys('lost:*')));
-      await b.putProfile({ id: 'p-9', tags: [] });
-      await a.putProfiles([
-        { id: 'p-1', tags: ['old-1'] },
-        { id: 'p-2', tags: [] },
-      ]);
-      expect(await b.getProfile('p-1')).toEqual({ id: 'p-1', tags: ['old-1'] });
-      expect(a.stats().corruptValues).toBe(0);
-      expect(b.stats().corruptValues).toBe(0);
-    } finally {
-      await a.close();
-      await b.close();
-    }
-  });
-
-  it('treats a value of another format, or with ids nobody handed out, as absent and counts it', async () => {
-    const store = new RedisStore({ url: redis.url, keyPrefix: 'legacy:', log: quiet });
-    try {
-      await store.putProfile({ id: 'p-ok', tags: ['a'] });
-      // A profile as the first layout wrote it (MessagePack, stages in a hash of their own).
-      await admin.set(
-        'legacy:p:{p-old}',
-        encodeProfile({ id: 'p-old', tags: ['a'], stages: { vivo: 'aware' } }),
-      );
-      await admin.hset('legacy:st:{p-old}', 'vivo', 'appeal');
-      expect(await store.getProfile('p-old')).toBeNull();
-      expect(await store.loadPerson('p-old')).toEqual({ profile: null, counters: {} });
-      expect(store.stats().corruptValues).toBe(2);
-      // Ids past the dictionary.
-      await admin.set('legacy:p:{p-ghost}', Buffer.from([2, 0, 0, 100, 101]));
-      expect(await store.getProfile('p-ghost')).toBeNull();
-      expect((await store.loadPerson('p-ghost')).profile).toBeNull();
-      expect(store.stats().corruptValues).toBe(4);
-      // Patches see nobody; an event gives the person a stage and nothing else.
-      expect(await store.patchProfile('p-old', { addTags: ['b'] }, 5)).toBeNull();
-      await store.applyEvents([
-        {
-          eventId: 'legacy-1',
-          pid: 'p-old',
-          at: Date.parse('2026-11-24T10:00:00Z'),
-          stage: { brand: 'vivo', defaultStage: 'aware', next: { aware: 'appeal' } },
-        },
-      ]);
-      expect(await store.getProfile('p-old')).toEqual({ id: 'p-old', tags: [], stages: { vivo: 'appeal' } });
-      expect(await store.getProfile('p-ok')).toEqual({ id: 'p-ok', tags: ['a'] });
-    } finally {
-      await store.close();
-    }
-  });
-
-  it('round-trips random profiles through Redis', async () => {
-    const store = new RedisStore({ url: redis.url, keyPrefix: 'random:', log: quiet });
-    const other = new RedisStore({ url: redis.url, keyPrefix: 'random:', log: quiet });
-    try {
-      let n = 0;
-      await fc.assert(
-        fc.asyncProperty(randomProfile, async (drawn) => {
-          const p = { ...drawn, id: `r-${n++}` };
-          await store.putProfile(p);
-          const expected = Object.keys(p.stages ?? {}).length === 0 ? withoutStages(p) : p;
-          expect(await store.getProfile(p.id)).toEqual(expected);
-          expect((await other.loadPerson(p.id)).profile).toEqual(expected);
-        }),
-        { numRuns: 150 },
-      );
-    } finally {
-      await store.close();
-      await other.close();
-    }
-  });
-
-  it('patches without losing a change when two instances patch one person', async () => {
-    const a = new RedisStore({ url: redis.url, keyPrefix: 'cas:', log: quiet });
-    const b = new RedisStore({ url: redis.url, keyPrefix: 'cas:', log: quiet });
-    try {
-      await a.putProfile({ id: 'p-c', tags: [] });
-      await Promise.all(
-        Array.from({ length: 24 }, (_, i) =>
-          (i % 2 === 0 ? a : b).patchProfile('p-c', { addTags: [`t${i}`], stages: { [`b${i}`]: 's' } }, i),
-        ),
-      );
-      const back = await a.getProfile('p-c');
-      expect(back?.tags.length).toBe(24);
-      expect(Object.keys(back?.stages ?? {}).length).toBe(24);
-    } finally {
-      await a.close();
-      await b.close();
-    }
-  });
-
-  it('applies events exactly once when the connection drops in the middle of a batch', async () => {
-    const store = new RedisStore({ url: redis.url, keyPrefix: 'drop:', log: quiet, maxRetryDelayMs: 50 });
-    try {
-      const t0 = Date.parse('2026-11-24T10:00:00Z');
-      const batch: EventWrite[] = Array.from({ length: 20_000 }, (_, i) => ({
-        eventId: `d-${i}`,
-        pid: `p-${i % 100}`,
-        at: t0 + i,
-        impression: { campaign: 'c', keep: 1000, ttlMs: 86_400_000 },
-      }));
-      await store.ping();
-      const first = store.applyEvents(batch).then(
-        () => 'resolved',
-        () => 'rejected',
-      );
-      // Drop every client connection of the store while the batch is on its way.
-      await sleep(5);
-      await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
-      const outcome = await first;
-      let results = null;
-      for (let i = 0; i < 100 && results === null; i++) {
-        results = await store.applyEvents(batch).catch(() => null);
-        if (results === null) await sleep(50);
+    it('a process loads the dictionary as it starts, whole up to a bound', async () => {
+      const writer = open('first:');
+      try {
+        const few: Profile[] = Array.from({ length: 20 }, (_, i) => ({
+          id: `f${i}`,
+          tags: [`t-${i}`, 'shared'],
+        }));
+        await writer.putProfiles(few);
+        const strings = Number(await target.admin.hget('first:dict:r:{ms}', 'n'));
+        const small = open('first:');
+        const big = open('first:', { dictionaryAtStart: 10 });
+        try {
+          // The first decision read finds every string already known: one round trip.
+          expect((await small.loadPerson('f3')).profile).toEqual(few[3]);
+          expect(small.stats().dictionaryStrings).toBe(strings);
+          // Past the bound, only the ids a person needs are asked for.
+          expect((await big.loadPerson('f17')).profile).toEqual(few[17]);
+          expect(big.stats().dictionaryStrings).toBe(2);
+          expect(big.stats().corruptValues).toBe(0);
+        } finally {
+          await small.close();
+          await big.close();
+        }
+      } finally {
+        await writer.close();
       }
-      expect(results).not.toBeNull();
-      const applied = results!.filter((r) => r.outcome === 'applied').length;
-      if (outcome === 'resolved') expect(applied).toBe(0);
-      // Every event counted once overall: 200 impressions per person.
-      for (const pid of ['p-0', 'p-42', 'p-99']) {
-        expect((await store.loadPerson(pid)).counters.c?.length).toBe(200);
+    });
+
+    it('starts afresh when the store lost its data, and says so', async () => {
+      const a = open('lost:');
+      const b = open('lost:');
+      const resets: string[] = [];
+      a.onReset((r) => resets.push(`${r.before}->${r.after}`));
+      const wipe = async () => target.del(await target.keys('lost:*'));
+      try {
+        await a.putProfile({ id: 'p-1', tags: ['old-1', 'old-2'], stages: { vivo: 'aware' } });
+        expect((await a.loadPerson('p-1')).profile?.tags).toEqual(['old-1', 'old-2']);
+        const before = a.epoch;
+        // Everything under the prefix goes (as after a restart without persistence), and another
+        // instance writes people whose strings take the ids `a` knew for other strings.
+        await wipe();
+        await b.putProfile({ id: 'p-2', tags: ['new-1', 'new-2', 'new-3'], stages: { pad: 'act' } });
+        expect((await a.loadPerson('p-2')).profile).toEqual({
+          id: 'p-2',
+          tags: ['new-1', 'new-2', 'new-3'],
+          stages: { pad: 'act' },
+        });
+        expect(resets).toEqual([`${before}->${b.epoch}`]);
+        expect(a.stats().resets).toBe(1);
+        // Writes with ids `a` knew from before are refused by Redis, and made again with new ones.
+        await wipe();
+        await b.putProfile({ id: 'p-3', tags: ['x', 'y'] });
+        await a.putProfile({ id: 'p-1', tags: ['new-1', 'old-2'], stages: { vivo: 'act' } });
+        expect(await b.getProfile('p-1')).toEqual({
+          id: 'p-1',
+          tags: ['new-1', 'old-2'],
+          stages: { vivo: 'act' },
+        });
+        await wipe();
+        await b.putProfile({ id: 'p-1', tags: ['z'] });
+        expect(await a.patchProfile('p-1', { addTags: ['old-1'] }, 5)).toEqual({
+          id: 'p-1',
+          tags: ['z', 'old-1'],
+          updatedAt: 5,
+        });
+        expect(await b.getProfile('p-1')).toEqual({ id: 'p-1', tags: ['z', 'old-1'], updatedAt: 5 });
+        await wipe();
+        await b.putProfile({ id: 'p-9', tags: [] });
+        await a.putProfiles([
+          { id: 'p-1', tags: ['old-1'] },
+          { id: 'p-2', tags: [] },
+        ]);
+        expect(await b.getProfile('p-1')).toEqual({ id: 'p-1', tags: ['old-1'] });
+        // A lost store seen only through the identity check (nobody wrote since).
+        await wipe();
+        const seen = await a.checkIdentity();
+        expect(seen.epoch).not.toBe(b.epoch);
+        expect(a.stats().resets).toBeGreaterThanOrEqual(4);
+        expect(a.stats().corruptValues).toBe(0);
+        expect(b.stats().corruptValues).toBe(0);
+      } finally {
+        await a.close();
+        await b.close();
       }
-      expect((await store.applyEvents(batch)).every((r) => r.outcome === 'duplicate')).toBe(true);
-    } finally {
-      await store.close();
-    }
-  });
+    });
 
-  it('treats a corrupt stored value as absent and counts it', async () => {
-    const store = new RedisStore({ url: redis.url, keyPrefix: 'corrupt:', log: quiet });
-    try {
-      await admin.set('corrupt:p:{p-bad}', Buffer.from([0x93, 0x01, 0xff, 0xc1]));
-      await admin.hset('corrupt:fc:{p-bad}', 'c', Buffer.from([1, 2, 3]), 'ok', Buffer.alloc(8));
-      expect(await store.loadPerson('p-bad')).toEqual({ profile: null, counters: { ok: [0] } });
-      expect(await store.getProfile('p-bad')).toBeNull();
-      expect(store.stats().corruptValues).toBe(3);
-      await admin.set('corrupt:p:{p-str}', 'just text');
-      expect(await store.getProfile('p-str')).toBeNull();
-    } finally {
-      await store.close();
-    }
-  });
+    it('treats values whose slot names a dictionary the store lost as lost, and refuses writes there', async () => {
+      const store = open('orphan:');
+      try {
+        await store.putProfile({ id: 'p-kept', tags: ['a', 'b'], stages: { vivo: 'aware' } });
+        // The global slot alone loses its data (a shard lost with its replicas): the dictionary
+        // and identity go, the people stay.
+        await target.del(['orphan:meta:{ms}', 'orphan:dict:{ms}', 'orphan:dict:r:{ms}']);
+        await store.putProfile({ id: 'p-new', tags: ['c'] });
+        expect(await store.getProfile('p-new')).toEqual({ id: 'p-new', tags: ['c'] });
+        expect(await store.getProfile('p-kept')).toBeNull();
+        expect((await store.loadPerson('p-kept')).profile).toBeNull();
+        expect(store.stats().lostValues).toBe(2);
+        await expect(store.putProfile({ id: 'p-kept', tags: ['d'] })).rejects.toThrow(StoreDataLostError);
+        await expect(store.putProfile({ id: 'p-kept', tags: ['d'] })).rejects.toThrow(/imported again/);
+      } finally {
+        await store.close();
+      }
+    });
 
-  it('writes the profiles of putProfiles in pipelined batches', async () => {
-    const store = new RedisStore({ url: redis.url, keyPrefix: 'batch:', batchSize: 7, log: quiet });
-    try {
-      const profiles = Array.from({ length: 50 }, (_, i) => ({ id: `b-${i}`, tags: [`t${i}`] }));
-      await store.putProfiles(profiles);
-      expect((await admin.keys('batch:p:*')).length).toBe(50);
-      expect(await store.getProfile('b-49')).toEqual({ id: 'b-49', tags: ['t49'] });
-    } finally {
-      await store.close();
-    }
-  });
+    it('treats a value of another format, or with ids nobody handed out, as absent and counts it', async () => {
+      const store = open('legacy:');
+      try {
+        await store.putProfile({ id: 'p-ok', tags: ['a'] });
+        const mark = (pid: string) => target.admin.hset(`legacy:sl:{${tagOf(pid)}}`, 'epoch', store.epoch);
+        // A profile as the first layout wrote it (MessagePack).
+        await mark('p-old');
+        await target.admin.set(
+          'legacy:p:{p-old}',
+          encodeProfile({ id: 'p-old', tags: ['a'], stages: { vivo: 'aware' } }),
+        );
+        expect(await store.getProfile('p-old')).toBeNull();
+        expect(await store.loadPerson('p-old')).toEqual({ profile: null, counters: {} });
+        expect(store.stats().corruptValues).toBe(2);
+        // Ids past the dictionary.
+        await mark('p-ghost');
+        await target.admin.set('legacy:p:{p-ghost}', Buffer.from([2, 0, 0, 100, 101]));
+        expect(await store.getProfile('p-ghost')).toBeNull();
+        expect((await store.loadPerson('p-ghost')).profile).toBeNull();
+        expect(store.stats().corruptValues).toBe(4);
+        // Patches see nobody; an event gives the person a stage and nothing else.
+        expect(await store.patchProfile('p-old', { addTags: ['b'] }, 5)).toBeNull();
+        await store.applyEvents([
+          {
+            eventId: 'legacy-1',
+            pid: 'p-old',
+            at: Date.parse('2026-11-24T10:00:00Z'),
+            stage: { brand: 'vivo', defaultStage: 'aware', next: { aware: 'appeal' } },
+          },
+        ]);
+        expect(await store.getProfile('p-old')).toEqual({
+          id: 'p-old',
+          tags: [],
+          stages: { vivo: 'appeal' },
+        });
+        expect(await store.getProfile('p-ok')).toEqual({ id: 'p-ok', tags: ['a'] });
+      } finally {
+        await store.close();
+      }
+    });
 
-  it('records impressions atomically under concurrency', async () => {
-    const store = new RedisStore({ url: redis.url, keyPrefix: 'atomic:', log: quiet });
-    try {
-      const t0 = 1_795_000_000_000;
-      await Promise.all(
-        Array.from({ length: 200 }, (_, i) => store.recordImpression('p-a', 'c', t0 + i, 50, 3_600_000)),
-      );
-      const { counters } = await store.loadPerson('p-a');
-      expect(counters.c).toEqual(Array.from({ length: 50 }, (_, i) => t0 + 150 + i));
-    } finally {
-      await store.close();
-    }
+    it('round-trips random profiles through Redis', async () => {
+      const store = open('random:');
+      const other = open('random:');
+      try {
+        let n = 0;
+        await fc.assert(
+          fc.asyncProperty(randomProfile, async (drawn) => {
+            const p = { ...drawn, id: `r-${n++}` };
+            await store.putProfile(p);
+            const expected = Object.keys(p.stages ?? {}).length === 0 ? withoutStages(p) : p;
+            expect(await store.getProfile(p.id)).toEqual(expected);
+            expect((await other.loadPerson(p.id)).profile).toEqual(expected);
+          }),
+          { numRuns: 150 },
+        );
+      } finally {
+        await store.close();
+        await other.close();
+      }
+    });
+
+    it('patches without losing a change when two instances patch one person', async () => {
+      const a = open('cas:');
+      const b = open('cas:');
+      try {
+        await a.putProfile({ id: 'p-c', tags: [] });
+        await Promise.all(
+          Array.from({ length: 24 }, (_, i) =>
+            (i % 2 === 0 ? a : b).patchProfile('p-c', { addTags: [`t${i}`], stages: { [`b${i}`]: 's' } }, i),
+          ),
+        );
+        const back = await a.getProfile('p-c');
+        expect(back?.tags.length).toBe(24);
+        expect(Object.keys(back?.stages ?? {}).length).toBe(24);
+        const funnel = await b.funnel('b7', '2026-11-24', '2026-11-24');
+        expect(funnel.stages).toEqual({ s: 1 });
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('applies events exactly once when the connections drop in the middle of a batch', async () => {
+      const store = open('drop:', { maxRetryDelayMs: 50 });
+      try {
+        const t0 = Date.parse('2026-11-24T10:00:00Z');
+        const batch: EventWrite[] = Array.from({ length: 20_000 }, (_, i) => ({
+          eventId: `d-${i}`,
+          pid: `p-${i % 100}`,
+          at: t0 + i,
+          impression: { campaign: 'c', keep: 1000, ttlMs: 86_400_000 },
+        }));
+        await store.ping();
+        const first = store.applyEvents(batch).then(
+          () => 'resolved',
+          () => 'rejected',
+        );
+        // Drop every client connection of the store while the batch is on its way.
+        await sleep(5);
+        await target.killClients();
+        const outcome = await first;
+        let results = null;
+        for (let i = 0; i < 100 && results === null; i++) {
+          results = await store.applyEvents(batch).catch(() => null);
+          if (results === null) await sleep(50);
+        }
+        expect(results).not.toBeNull();
+        const applied = results!.filter((r) => r.outcome === 'applied').length;
+        if (outcome === 'resolved') expect(applied).toBe(0);
+        // Every event counted once overall: 200 impressions per person.
+        for (const pid of ['p-0', 'p-42', 'p-99']) {
+          expect((await store.loadPerson(pid)).counters.c?.length).toBe(200);
+        }
+        expect((await store.applyEvents(batch)).every((r) => r.outcome === 'duplicate')).toBe(true);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('treats a corrupt stored value as absent and counts it', async () => {
+      const store = open('corrupt:');
+      try {
+        await store.checkIdentity();
+        for (const pid of ['p-bad', 'p-str'])
+          await target.admin.hset(`corrupt:sl:{${tagOf(pid)}}`, 'epoch', store.epoch);
+        await target.admin.set('corrupt:p:{p-bad}', Buffer.from([0x93, 0x01, 0xff, 0xc1]));
+        await target.admin.hset('corrupt:fc:{p-bad}', 'c', Buffer.from([1, 2, 3]), 'ok', Buffer.alloc(8));
+        expect(await store.loadPerson('p-bad')).toEqual({ profile: null, counters: { ok: [0] } });
+        expect(await store.getProfile('p-bad')).toBeNull();
+        expect(store.stats().corruptValues).toBe(3);
+        await target.admin.set('corrupt:p:{p-str}', 'just text');
+        expect(await store.getProfile('p-str')).toBeNull();
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('writes the profiles of putProfiles in batches', async () => {
+      const store = open('batch:', { batchSize: 7 });
+      try {
+        const profiles = Array.from({ length: 50 }, (_, i) => ({ id: `b-${i}`, tags: [`t${i}`] }));
+        await store.putProfiles(profiles);
+        expect((await target.keys('batch:p:*')).length).toBe(50);
+        expect(await store.getProfile('b-49')).toEqual({ id: 'b-49', tags: ['t49'] });
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('records impressions atomically under concurrency', async () => {
+      const store = open('atomic:');
+      try {
+        const t0 = 1_795_000_000_000;
+        await Promise.all(
+          Array.from({ length: 200 }, (_, i) => store.recordImpression('p-a', 'c', t0 + i, 50, 3_600_000)),
+        );
+        const { counters } = await store.loadPerson('p-a');
+        expect(counters.c).toEqual(Array.from({ length: 50 }, (_, i) => t0 + 150 + i));
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('refuses an empty person id (its keys would not share a slot)', async () => {
+      const store = open('empty:');
+      try {
+        await expect(store.putProfile({ id: '', tags: [] })).rejects.toThrow(TypeError);
+        await expect(store.applyEvents([{ eventId: 'e', pid: '', at: 1 }])).rejects.toThrow(TypeError);
+      } finally {
+        await store.close();
+      }
+    });
   });
-});
+}
 
 describe('RedisStore when Redis fails', () => {
   let redis: RedisHandle;

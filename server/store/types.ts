@@ -72,8 +72,9 @@ export interface ProfilePatch {
 }
 
 /**
- * One event to apply: idempotent by `eventId` (an event id seen within the store's dedupe window
- * is not applied again). Each event is applied atomically: all of its effects or none.
+ * One event to apply: idempotent by person and `eventId` (an event id seen for the person within
+ * the store's dedupe window is not applied again; forgetting the person forgets their events
+ * too). Each event is applied atomically: all of its effects or none.
  */
 export interface EventWrite {
   eventId: string;
@@ -135,7 +136,13 @@ export interface RuleSetMeta {
   activatedBy?: string;
 }
 
-/** Rule sets, versioned: `rs:seq` counter, `rs:v:<version>` meta + source, `rs:active`. */
+/** The active rule set as the store names it: its version and the checksum of its source. */
+export interface ActiveVersion {
+  version: number;
+  checksum: string;
+}
+
+/** Rule sets, versioned: a counter, each version's meta and source, and the active version. */
 export interface RuleSetStore {
   /** Stores a new version (validated by the caller); resolves with its number (1, 2, …). */
   addRuleSet(
@@ -145,17 +152,23 @@ export interface RuleSetStore {
   /** Every version, newest first. */
   listRuleSets(): Promise<RuleSetMeta[]>;
   getRuleSet(version: number): Promise<{ meta: RuleSetMeta; source: string } | null>;
-  /** The active version, or null when none was ever activated. */
-  activeRuleSet(): Promise<number | null>;
-  /** Makes a stored version active; false when there is no such version. Announces it on the bus. */
-  activateRuleSet(version: number, by: string, at: number): Promise<boolean>;
+  /** The active version and its checksum, or null when none is active. */
+  activeRuleSet(): Promise<ActiveVersion | null>;
+  /**
+   * Makes a stored version active; false when there is no such version (or, with `ifNoneActive`,
+   * when some version is active already). Announces it on the bus.
+   */
+  activateRuleSet(version: number, by: string, at: number, ifNoneActive?: boolean): Promise<boolean>;
 }
 
 /** What instances sharing a store tell each other. */
 export type BusMessage =
-  | { type: 'ruleset'; version: number }
+  | { type: 'ruleset'; version: number; checksum?: string }
   | { type: 'person'; pid: string }
-  | { type: 'alias'; kind: string; value: string };
+  | { type: 'people'; pids: string[] }
+  | { type: 'alias'; kind: string; value: string }
+  /** Aliases as the stores name them, `kind:value`. */
+  | { type: 'aliases'; members: string[] };
 
 /** Fleet-wide announcements (Redis pub/sub; in process for the embedded store). */
 export interface Bus {

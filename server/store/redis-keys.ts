@@ -1,0 +1,96 @@
+/**
+ * The Redis store's key names, all behind the key prefix (REDIS_KEY_PREFIX). Keys a script
+ * touches share one hash slot (Redis Cluster runs a script on one slot only):
+ *
+ * A person, tag `{pid}`:
+ *   p:{pid}              the person: stages and profile in one value, strings as dictionary ids
+ *                        (codec.ts, format 2)
+ *   fc:{pid}             hash: campaign id -> packed impression times
+ *   ax:{pid}             set of the person's aliases, `kind:value`
+ *   ev:{pid}             hash: events applied to the person, `e:<eventId>` -> until when they
+ *                        count as seen (the dedupe window, default 7 days)
+ * An alias, tag `{kind:value}`:
+ *   a:{kind:value}       alias -> pid
+ * A hash slot, tag `{T}` where T is a short string that hashes to the slot (slots.ts):
+ *   sl:{T}               hash: `epoch` (the dictionary the slot's ids come from), `gen` (folds)
+ *   fq:{T}               hash: funnel changes made in the slot and not yet folded (lua.ts)
+ *   ff:{T}               hash: a fold being added to the global counts
+ * Global, tag `{ms}`:
+ *   meta:{ms}            hash: the store's identity, `epoch` and `createdAt`
+ *   dict:{ms}            hash: string -> id;  dict:r:{ms}: id -> string, and `n` (the next id)
+ *   rs:seq:{ms}          the last rule-set version given out
+ *   rs:v:{ms}:<version>  hash: source, checksum, format, createdBy, createdAt, bytes, activatedAt, activatedBy
+ *   rs:active:{ms}       the active version
+ *   fn:{ms}:<brand>      hash: stage -> people recorded at it
+ *   fm:{ms}:<brand>:<day> hash: `from>to` -> people moved that UTC day (kept ~400 days)
+ *   fold:{ms}            hash: slot -> the last fold generation added
+ *   bus:{ms}             the fleet's (sharded) pub/sub channel
+ */
+import { slotOf, slotTag } from './slots.js';
+
+/** The hash tag of everything global. */
+export const GLOBAL_TAG = 'ms';
+
+export class RedisKeys {
+  readonly prefix: string;
+  readonly meta: string;
+  readonly dict: string;
+  readonly dictNames: string;
+  readonly rulesetSeq: string;
+  /** A version's key without the version number. */
+  readonly rulesetVersionBase: string;
+  readonly rulesetActive: string;
+  readonly folds: string;
+  readonly channel: string;
+
+  constructor(prefix = '') {
+    if (/[{}]/.test(prefix))
+      throw new Error(`Redis key prefix ${JSON.stringify(prefix)} must not contain { or }`);
+    this.prefix = prefix;
+    const g = `{${GLOBAL_TAG}}`;
+    this.meta = `${prefix}meta:${g}`;
+    this.dict = `${prefix}dict:${g}`;
+    this.dictNames = `${prefix}dict:r:${g}`;
+    this.rulesetSeq = `${prefix}rs:seq:${g}`;
+    this.rulesetVersionBase = `${prefix}rs:v:${g}:`;
+    this.rulesetActive = `${prefix}rs:active:${g}`;
+    this.folds = `${prefix}fold:${g}`;
+    this.channel = `${prefix}bus:${g}`;
+  }
+
+  person(pid: string): string {
+    return `${this.prefix}p:{${pid}}`;
+  }
+  counters(pid: string): string {
+    return `${this.prefix}fc:{${pid}}`;
+  }
+  aliasesOf(pid: string): string {
+    return `${this.prefix}ax:{${pid}}`;
+  }
+  events(pid: string): string {
+    return `${this.prefix}ev:{${pid}}`;
+  }
+  /** The key of an alias member (`kind:value`). */
+  alias(member: string): string {
+    return `${this.prefix}a:{${member}}`;
+  }
+  /** The hash slot of a person's keys. */
+  slotOfPerson(pid: string): number {
+    return slotOf(`{${pid}}`);
+  }
+  slotMarker(slot: number): string {
+    return `${this.prefix}sl:{${slotTag(slot)}}`;
+  }
+  pendingCounts(slot: number): string {
+    return `${this.prefix}fq:{${slotTag(slot)}}`;
+  }
+  rulesetVersion(version: number): string {
+    return `${this.rulesetVersionBase}${version}`;
+  }
+  stageCounts(brand: string): string {
+    return `${this.prefix}fn:{${GLOBAL_TAG}}:${brand}`;
+  }
+  dayMoves(brand: string, day: string): string {
+    return `${this.prefix}fm:{${GLOBAL_TAG}}:${brand}:${day}`;
+  }
+}
