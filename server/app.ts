@@ -19,7 +19,9 @@ import { CachedStore } from './store/cached.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { RedisStore, type StoreReset } from './store/redis.js';
 import { RedisBus } from './store/redis-bus.js';
+import { isTransient } from './store/redis-client.js';
 import { RedisRuleSets } from './store/redis-rulesets.js';
+import { retryDelay } from './store/resp.js';
 import { EmbeddedRuleSets } from './store/rulesets.js';
 import type { Bus, PersonStore, RuleSetStore } from './store/types.js';
 
@@ -194,10 +196,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let unsubscribe: () => void = () => {};
   try {
     // A worker thread never stores the rule-set file: the main thread has done so before it started.
-    const initial =
-      role === 'data'
-        ? await activeRuleSet(backend.rulesets, log)
-        : await initialRuleSet(backend.rulesets, config.rulesetFile, Date.now(), log);
+    // A store that is away at start (restarting, failing over) is waited for, as a running
+    // instance waits for it; a store of the wrong kind, or an invalid rule set, stops the start.
+    const initial = await untilStoreAnswers(
+      () =>
+        role === 'data'
+          ? activeRuleSet(backend.rulesets, log)
+          : initialRuleSet(backend.rulesets, config.rulesetFile, Date.now(), log),
+      warn,
+    );
     service = new DecisionService(store, initial.active, {
       deadlineMs: config.deadlineMs,
       ...(opts.now === undefined ? {} : { now: opts.now }),
@@ -343,6 +350,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           control,
           metrics,
           logger,
+          rulesetHealth: () => sync.health(),
           ...(opts.dataPlane === undefined ? {} : { dataPlane: opts.dataPlane }),
         }),
         config.host,
@@ -405,6 +413,26 @@ async function activeRuleSet(rulesets: RuleSetStore, log: (line: string) => void
 
 /** How often the control plane's instance gathers the funnel counts of every slot, ms. */
 const FOLD_EVERY_MS = 2000;
+
+/**
+ * `task`, tried again with a capped backoff for as long as it fails because the store is away
+ * for now (isTransient); said in a line every few seconds.
+ */
+async function untilStoreAnswers<T>(task: () => Promise<T>, warn: (line: string) => void): Promise<T> {
+  let lastSaid = Number.NEGATIVE_INFINITY;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await task();
+    } catch (e) {
+      if (!isTransient(e)) throw e;
+      if (performance.now() - lastSaid >= 5000) {
+        lastSaid = performance.now();
+        warn(`waiting for the store to answer before serving: ${(e as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, retryDelay(attempt, 2000)));
+    }
+  }
+}
 
 /** Both Redis connections of a store can take commands. */
 function redisReady(s: { status: string; readStatus: string | null }): boolean {

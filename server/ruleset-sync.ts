@@ -21,7 +21,7 @@ import { formatRuleErrors } from '../rules/index.js';
 import { parseRuleSetText } from '../rules/parse.js';
 import type { ActiveRuleSet, DecisionService } from './decision/service.js';
 import { checksumOf, RuleSetFileError, readRuleSetFile } from './ruleset-file.js';
-import type { ActiveVersion, RuleSetStore } from './store/types.js';
+import type { ActiveVersion, RuleSetHealth, RuleSetStore } from './store/types.js';
 
 export interface RuleSetSyncOptions {
   rulesets: RuleSetStore;
@@ -46,16 +46,6 @@ export interface RuleSetSyncStats {
   compileMs: number;
   /** Times the store had no active rule set and this instance stored its own again. */
   restores: number;
-}
-
-/** Whether this instance serves what the store says is active. */
-export interface RuleSetHealth {
-  /** True when the served rule set is the store's active one (or the store was not reached yet). */
-  inStep: boolean;
-  /** What the store has active, as last seen (null: none; undefined: not read yet). */
-  store: ActiveVersion | null | undefined;
-  /** Since when (epoch ms) the served rule set has not been the store's active one. */
-  outOfStepSince: number | null;
 }
 
 /** A loaded version and the text it came from. */

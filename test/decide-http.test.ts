@@ -1,6 +1,7 @@
 /**
- * The data plane on a real listener, over each store: the embedded one and a real redis-server
- * started for the test on a free port. The same contract suite runs against both.
+ * The data plane on a real listener, over each store: the embedded one, a real redis-server and
+ * a real Redis Cluster (3 masters with a replica each) started for the test on free ports. The
+ * same contract suite runs against all three.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../server/app.js';
@@ -14,6 +15,7 @@ import {
 } from './decide.contract.js';
 import { postJson } from './http.js';
 import { type RedisHandle, startRedis } from './redis-server.js';
+import { clusterTarget, type RedisTarget } from './redis-targets.js';
 
 const quiet = () => {};
 
@@ -27,6 +29,32 @@ describe('embedded store', () => {
   afterAll(() => server.close());
   describeDecideContract(
     'embedded store',
+    (): DecideTarget => ({ port: server.dataPort, store: server.store }),
+  );
+});
+
+describe('Redis Cluster store', () => {
+  let target: RedisTarget;
+  let server: RunningServer;
+  beforeAll(async () => {
+    target = await clusterTarget();
+    const config = loadConfig({
+      PORT: '0',
+      ADMIN_PORT: '0',
+      HOST: '127.0.0.1',
+      REDIS_CLUSTER_NODES: target.cluster!.seeds,
+      DECISION_DEADLINE_MS: '20',
+      CACHE_TTL_MS: '50',
+    });
+    server = await startServer(config, { log: quiet, now: () => CONTRACT_NOW });
+    await seedContractPeople(server.store);
+  }, 60_000);
+  afterAll(async () => {
+    await server?.close();
+    await target?.stop();
+  });
+  describeDecideContract(
+    'Redis Cluster store',
     (): DecideTarget => ({ port: server.dataPort, store: server.store }),
   );
 });

@@ -1,17 +1,17 @@
 /**
- * Two server instances sharing one backend, as a fleet runs: a real redis-server started for the
- * test, and the embedded backend shared in process. What one instance is told (a rule-set
- * activation, a profile write) reaches the other through the bus, not through polling or cache
- * expiry: both are set far beyond the test's patience.
+ * Two server instances sharing one backend, as a fleet runs: a real redis-server, a real Redis
+ * Cluster (3 masters with a replica each), both started for the test, and the embedded backend
+ * shared in process. What one instance is told (a rule-set activation, a profile write, an
+ * impression) reaches the other through the bus, not through polling or cache expiry: both are
+ * set far beyond the test's patience.
  */
 import { readFileSync } from 'node:fs';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, embeddedBackend, type RunningServer, startServer } from '../server/app.js';
 import { DEMO_RULESET, loadConfig } from '../server/config.js';
 import { BIZ_ID, CONTRACT_NOW, contractPeople } from './decide.contract.js';
 import { postJson } from './http.js';
-import { type RedisHandle, startRedis } from './redis-server.js';
+import { clusterTarget, type RedisTarget, singleTarget } from './redis-targets.js';
 
 const DEMO = readFileSync(DEMO_RULESET, 'utf8');
 /** The demo rule set with the X90 camera creative renamed: decisions show which version decided. */
@@ -23,6 +23,8 @@ interface Fleet {
   b: RunningServer;
   /** Every key of the store that mentions a string (Redis only). */
   keysMentioning?: (text: string) => Promise<string[]>;
+  /** Empties the store, as a Redis restarted without persistence (Redis only). */
+  wipe?: () => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -43,7 +45,8 @@ async function startPair(
   const opts = {
     log: quiet,
     now: () => CONTRACT_NOW,
-    rulesetPollMs: 600_000,
+    // The poll catches what the bus cannot announce (a store that lost its data).
+    rulesetPollMs: 200,
     ...(backend ? { backend } : {}),
   };
   const a = await startServer(config, opts);
@@ -209,27 +212,79 @@ function describeFleet(name: string, makeFleet: () => Promise<Fleet>): void {
       expect(byAlias.body.user).toBeNull();
       if (fleet.keysMentioning !== undefined) expect(await fleet.keysMentioning(id)).toEqual([]);
     });
+
+    it('notices a store that lost its data: restores the rule set, says so, and serves on', async () => {
+      const wipe = fleet.wipe;
+      if (wipe === undefined) return;
+      const metric = async (s: RunningServer, name: string) => {
+        const text = await (await fetch(admin(s, '/metrics'))).text();
+        const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+        return line === undefined ? Number.NaN : Number(line.split(' ').pop());
+      };
+      const served = fleet.a.service.ruleSet;
+      expect(await metric(fleet.a, 'mindshare_store_resets_total')).toBe(0);
+      await wipe();
+      // Both instances see the new identity; the rule set they serve is active again, under a
+      // new version with the same checksum, and both follow it.
+      await until(async () => (await metric(fleet.a, 'mindshare_store_resets_total')) === 1, 10_000);
+      await until(async () => (await metric(fleet.b, 'mindshare_store_resets_total')) === 1, 10_000);
+      await until(async () => (await fetch(admin(fleet.a, '/v1/rulesets/active'))).status === 200, 10_000);
+      const list = (await (await fetch(admin(fleet.b, '/v1/rulesets'))).json()) as {
+        active: number;
+        versions: Array<{ version: number; checksum: string; createdBy: string }>;
+      };
+      expect(list.versions.find((v) => v.version === list.active)).toMatchObject({
+        checksum: served.checksum,
+        createdBy: 'restore',
+      });
+      for (const s of [fleet.a, fleet.b]) {
+        await until(async () => s.service.ruleSet.version === list.active, 10_000);
+        expect(s.service.ruleSet.checksum).toBe(served.checksum);
+        expect(await metric(s, 'mindshare_ruleset_in_step')).toBe(1);
+        const ready = await fetch(admin(s, '/readyz'));
+        expect(ready.status).toBe(200);
+        expect(await ready.json()).toMatchObject({ rulesetInStep: true });
+      }
+      expect(
+        (await metric(fleet.a, 'mindshare_ruleset_restores_total')) +
+          (await metric(fleet.b, 'mindshare_ruleset_restores_total')),
+      ).toBe(1);
+      // The people are gone (nothing cached is served), and new writes work as before.
+      expect((await decide(fleet.b)).body.decisions[0].creative).not.toBe('x90-camera-hero');
+      await fleet.a.store.putProfiles(contractPeople);
+      await until(async () => (await decide(fleet.b)).body.decisions[0].creative === 'x90-camera-hero');
+    });
   });
 }
 
-describeFleet('Redis', async () => {
-  const redis: RedisHandle = await startRedis();
-  const [a, b] = await startPair({ REDIS_URL: redis.url });
-  const probe = new Redis(redis.url);
-  return {
-    a,
-    b,
-    async keysMentioning(text) {
-      return (await probe.keys('*')).filter((k) => k.includes(text));
-    },
-    async close() {
-      await a.close();
-      await b.close();
-      probe.disconnect();
-      await redis.stop();
-    },
-  };
-});
+for (const [name, startTarget] of [
+  ['Redis', singleTarget],
+  ['Redis Cluster', clusterTarget],
+] as const) {
+  describeFleet(name, async () => {
+    const target: RedisTarget = await startTarget();
+    const env: Record<string, string> =
+      target.topology.kind === 'cluster'
+        ? { REDIS_CLUSTER_NODES: target.topology.nodes.join(',') }
+        : { REDIS_URL: target.topology.url };
+    const [a, b] = await startPair(env);
+    return {
+      a,
+      b,
+      async keysMentioning(text) {
+        return (await target.keys('*')).filter((k) => k.includes(text));
+      },
+      async wipe() {
+        await target.del(await target.keys('*'));
+      },
+      async close() {
+        await a.close();
+        await b.close();
+        await target.stop();
+      },
+    };
+  });
+}
 
 describeFleet('embedded, one backend shared in process', async () => {
   const backend = embeddedBackend();

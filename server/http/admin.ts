@@ -12,7 +12,7 @@ import type { DecisionService } from '../decision/service.js';
 import { ClientError } from '../errors.js';
 import { createLogger, type Logger, requestIds } from '../log.js';
 import { type Metrics, routeLabel } from '../metrics.js';
-import type { ProfileStore } from '../store/types.js';
+import type { ProfileStore, RuleSetHealth } from '../store/types.js';
 import type { Listener } from './data-plane.js';
 
 export interface AdminOptions {
@@ -26,6 +26,10 @@ export interface AdminOptions {
   control?: Hono;
   /** Whether the data plane serves (`ok`) or why not, when it runs elsewhere (worker threads). */
   dataPlane?: () => string;
+  /** Whether the rule set served is the store's active one (RuleSetSync.health). */
+  rulesetHealth?: () => RuleSetHealth;
+  /** How long the served rule set may differ from the store's active one before not ready, ms. Default 15 s. */
+  rulesetGraceMs?: number;
   /** Served at GET /metrics; control-plane requests are counted in it. */
   metrics?: Metrics;
   /** Where request and error lines go. Default: a logger on standard output. */
@@ -71,11 +75,29 @@ export function createAdminApp(opts: AdminOptions): Hono {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
+  const grace = opts.rulesetGraceMs ?? 15_000;
   app.get('/readyz', async (c) => {
     const rs = opts.service.ruleSet;
     const dataPlane = opts.dataPlane?.() ?? 'ok';
-    const checks = { store: 'ok', ruleset: rs.version, draining: opts.draining(), dataPlane };
+    const checks: Record<string, unknown> = {
+      store: 'ok',
+      ruleset: rs.version,
+      draining: opts.draining(),
+      dataPlane,
+    };
     let ready = !checks.draining && dataPlane === 'ok';
+    // The rule set served must be the one the store says is active (activations take a compile).
+    const health = opts.rulesetHealth?.();
+    if (health !== undefined) {
+      const since = health.outOfStepSince;
+      if (since === null) checks.rulesetInStep = true;
+      else {
+        const active = health.store;
+        const seconds = Math.round((Date.now() - since) / 1000);
+        checks.rulesetInStep = `serving version ${rs.version} (${rs.checksum.slice(0, 19)}) but the store's active rule set is ${active === null || active === undefined ? 'none' : `version ${active.version} (${active.checksum.slice(0, 19)})`}, for ${seconds} s`;
+        if (Date.now() - since > grace) ready = false;
+      }
+    }
     try {
       await Promise.race([
         opts.store.ping(),

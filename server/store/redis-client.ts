@@ -97,6 +97,12 @@ export class RedisUnavailableError extends Error {
 /** A write reached its master but not as many replicas as asked within the wait: send it again. */
 export class NotReplicatedError extends RedisUnavailableError {}
 
+/**
+ * The Redis reached is not what the configuration says: a Redis Cluster node named as a single
+ * Redis, or a replica (no writes). Not something to wait out: the configuration must change.
+ */
+export class RedisDeploymentError extends RedisUnavailableError {}
+
 export interface RedisClientStats {
   /** `ready` when commands can be sent to every slot's master. */
   status: string;
@@ -118,6 +124,8 @@ interface BufferScripts {
 
 /** Replicas per master learnt from INFO are trusted this long (single and sentinel), ms. */
 const REPLICA_INFO_MS = 5000;
+/** How often a single Redis (or the sentinels' master) is checked to still be a writable master, ms. */
+const DEPLOYMENT_CHECK_MS = 5000;
 
 export class RedisClient {
   readonly kind: RedisTopology['kind'];
@@ -136,6 +144,9 @@ export class RedisClient {
   private connectionErrors = 0;
   private lastError = '';
   private replicaInfo: { replicas: number; at: number } | null = null;
+  /** What is wrong with the Redis reached (a cluster node, a replica); null when nothing is. */
+  private problem: string | null = null;
+  private readonly deploymentTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: RedisClientOptions) {
     this.topology = opts.topology;
@@ -255,31 +266,76 @@ export class RedisClient {
         this.log('Redis connection closed; commands fail until it is back, reconnecting');
       }
     });
+    let checked: Promise<void> = Promise.resolve();
     this.main.on('ready', () => {
       if (!this.healthy && !this.closed) this.log('Redis connection ready again');
       this.healthy = true;
       this.replicaInfo = null;
+      checked = this.checkDeployment();
       // After a Sentinel failover the main connection moved to the new master: so does the reader.
       if (topology.kind === 'sentinel' && this.lean instanceof RespConnection && this.lean.status === 'ready')
         this.lean.reconnect();
     });
     this.starting = new Promise<void>((resolve) => {
-      const settle = () => {
-        this.main.off('ready', settle);
-        this.main.off('close', settle);
-        this.main.off('end', settle);
-        this.starting = null;
-        resolve();
+      const settle = (ready: boolean) => {
+        this.main.off('ready', onReady);
+        this.main.off('close', onDown);
+        this.main.off('end', onDown);
+        // The first connection counts once its Redis is known to be the kind configured.
+        (ready ? checked : Promise.resolve()).then(() => {
+          this.starting = null;
+          resolve();
+        });
       };
-      this.main.on('ready', settle);
-      this.main.on('close', settle);
-      this.main.on('end', settle);
+      const onReady = () => settle(true);
+      const onDown = () => settle(false);
+      this.main.on('ready', onReady);
+      this.main.on('close', onDown);
+      this.main.on('end', onDown);
     });
+    if (topology.kind !== 'cluster') {
+      this.deploymentTimer = setInterval(() => {
+        if (this.main.status === 'ready') void this.checkDeployment();
+      }, DEPLOYMENT_CHECK_MS);
+      this.deploymentTimer.unref();
+    }
+  }
+
+  /**
+   * Checks that the Redis reached is the kind configured (a single Redis or the sentinels' master
+   * must be a writable master outside any cluster); sets or clears `problem`.
+   */
+  private async checkDeployment(): Promise<void> {
+    const main = this.main;
+    if (main instanceof Cluster) return;
+    let info: string;
+    try {
+      info = String(await main.info());
+    } catch {
+      return; // down again: the next connection checks
+    }
+    const where = `${main.options.host ?? '127.0.0.1'}:${main.options.port ?? 6379}`;
+    const field = (name: string) => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();
+    let problem: string | null = null;
+    if (field('cluster_enabled') === '1') {
+      problem = `the Redis at ${where} is a node of a Redis Cluster: name the cluster with REDIS_CLUSTER_NODES=${where} instead of REDIS_URL`;
+    } else if (field('role') === 'slave') {
+      const master = `${field('master_host') ?? '?'}:${field('master_port') ?? '?'}`;
+      problem =
+        this.kind === 'sentinel'
+          ? `the sentinels named ${where} as the master, but it is a replica of ${master}; waiting for the sentinels to agree`
+          : `the Redis at ${where} is a replica of ${master} and takes no writes: point REDIS_URL at the master, or use REDIS_SENTINELS`;
+    }
+    if (problem !== this.problem) {
+      if (problem !== null) this.log(problem);
+      else if (this.problem !== null) this.log(`the Redis at ${where} is a writable master again`);
+      this.problem = problem;
+    }
   }
 
   /** Whether commands can be sent now (the first connection attempt has settled, and it is up). */
   get isReady(): boolean {
-    return this.starting === null && this.main.status === 'ready';
+    return this.starting === null && this.problem === null && this.main.status === 'ready';
   }
 
   /** Waits for the first connection attempt, then fails at once, saying why, while down. */
@@ -290,6 +346,7 @@ export class RedisClient {
 
   /** Fails at once, saying why, while the main connection is not ready. */
   assertUp(): void {
+    if (this.problem !== null) throw new RedisDeploymentError(this.problem);
     const status = this.main.status;
     if (status === 'ready') return;
     if (this.closed) throw new RedisUnavailableError('the Redis store is closed');
@@ -453,6 +510,7 @@ export class RedisClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.deploymentTimer !== null) clearInterval(this.deploymentTimer);
     this.lean?.close();
     if (this.main.status === 'ready') {
       try {
@@ -465,6 +523,7 @@ export class RedisClient {
   }
 
   private status(): string {
+    if (this.problem !== null) return this.problem;
     const main = this.main;
     if (!(main instanceof Cluster)) return main.status;
     if (main.status !== 'ready') return main.status;
@@ -516,6 +575,20 @@ export class RedisClient {
       `no sentinel names a master ${JSON.stringify(topology.master)}${last instanceof Error ? ` (${last.message})` : ''}`,
     );
   }
+}
+
+/**
+ * Whether an error is Redis being away for now (down, reconnecting, failing over, a cluster not
+ * ok yet), which waiting cures, as opposed to a misconfiguration or a bug.
+ */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof RedisDeploymentError) return false;
+  if (err instanceof RedisUnavailableError) return true;
+  if (!(err instanceof Error)) return false;
+  if ((err as { code?: unknown }).code === 'redis_unavailable') return true;
+  return /^(CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN)\b|Connection is closed|isn't writeable|Cluster isn't ready|Failed to refresh slots cache|Command timed out|ECONNREFUSED|ECONNRESET|ETIMEDOUT/.test(
+    err.message,
+  );
 }
 
 /** A fresh store identity: the time and some randomness. */

@@ -142,6 +142,16 @@ export interface ActiveVersion {
   checksum: string;
 }
 
+/** Whether an instance serves what the store says is active. */
+export interface RuleSetHealth {
+  /** True when the served rule set is the store's active one (or the store was not reached yet). */
+  inStep: boolean;
+  /** What the store has active, as last seen (null: none; undefined: not read yet). */
+  store: ActiveVersion | null | undefined;
+  /** Since when (epoch ms) the served rule set has not been the store's active one. */
+  outOfStepSince: number | null;
+}
+
 /** Rule sets, versioned: a counter, each version's meta and source, and the active version. */
 export interface RuleSetStore {
   /** Stores a new version (validated by the caller); resolves with its number (1, 2, …). */
