@@ -4,7 +4,7 @@
  * process, rule-set activations reach every thread, and SIGTERM drains them all to exit 0.
  */
 import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_RULESET, loadConfig } from '../server/config.js';
 import { BIZ_ID, contractPeople } from './decide.contract.js';
@@ -18,8 +18,16 @@ const BODY = JSON.stringify({
   placements: [{ id: 'home-banner', channels: ['display'] }],
 });
 
-/** One decision on a connection of its own (closed after the answer). */
-function decideOnce(port: number): Promise<{ status: number; body: { ruleset: number } }> {
+interface Answer {
+  ruleset: number;
+  decisions: Array<{ campaign: string | null }>;
+}
+
+/**
+ * One decision on a connection of its own (closed after the answer), or on a keep-alive
+ * connection of `agent` (which stays with one worker).
+ */
+function decideOnce(port: number, body = BODY, agent?: Agent): Promise<{ status: number; body: Answer }> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -27,8 +35,8 @@ function decideOnce(port: number): Promise<{ status: number; body: { ruleset: nu
         port,
         path: '/v1/decide',
         method: 'POST',
-        agent: false,
-        headers: { 'content-type': 'application/json', connection: 'close' },
+        agent: agent ?? false,
+        headers: { 'content-type': 'application/json', ...(agent ? {} : { connection: 'close' }) },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -46,7 +54,7 @@ function decideOnce(port: number): Promise<{ status: number; body: { ruleset: nu
       },
     );
     req.on('error', reject);
-    req.end(BODY);
+    req.end(body);
   });
 }
 
@@ -96,7 +104,13 @@ describe('the data plane in two worker threads, with Redis', () => {
   let server: Started;
   beforeAll(async () => {
     redis = await startRedis();
-    server = await start({ REDIS_URL: redis.url, WORKERS: '2', DRAIN_DELAY_MS: '1000' });
+    // Cached people live far longer than the test: only the bus can make a worker forget one.
+    server = await start({
+      REDIS_URL: redis.url,
+      WORKERS: '2',
+      DRAIN_DELAY_MS: '1000',
+      CACHE_TTL_MS: '600000',
+    });
     const person = contractPeople[0];
     const put = await fetch(`http://127.0.0.1:${server.adminPort}/v1/profiles/${BIZ_ID}`, {
       method: 'PUT',
@@ -159,6 +173,68 @@ describe('the data plane in two worker threads, with Redis', () => {
     const ok = samples(text, 'mindshare_ruleset_activations_total').find((s) => s.labels === '{result="ok"}');
     // The main thread and both workers switched.
     expect(ok?.value).toBe(3);
+  }, 60_000);
+
+  it('holds a frequency cap on every worker as soon as the impressions are acknowledged', async () => {
+    const admin = `http://127.0.0.1:${server.adminPort}`;
+    const linked = await fetch(`${admin}/v1/profiles/${BIZ_ID}/aliases`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ idfa: 'idfa-capped', cookie: 'cookie-capped' }),
+    });
+    expect(linked.status).toBe(200);
+    const byCookie = JSON.stringify({
+      user: { ids: { cookie: 'cookie-capped' } },
+      placements: [{ id: 'home-banner', channels: ['display'] }],
+    });
+    // Keep-alive connections (each stays with one worker) and fresh ones: both workers cache the
+    // person (the second load of a person caches it) and serve the campaign.
+    const agents = Array.from({ length: 6 }, () => new Agent({ keepAlive: true, maxSockets: 1 }));
+    const ask = (i: number) =>
+      i < agents.length
+        ? decideOnce(server.dataPort, byCookie, agents[i])
+        : decideOnce(server.dataPort, byCookie);
+    try {
+      // (The first answers of a worker may come degraded while its connections open.)
+      let served = 0;
+      for (let round = 0; round < 100 && served < 4; round++) {
+        const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => ask(i)));
+        served = answers.every((a) => a.body.decisions[0]?.campaign === 'x90-launch') ? served + 1 : 0;
+      }
+      expect(served).toBe(4);
+      // The daily cap is 3: three impressions through the other alias.
+      const now = Date.now();
+      const events = [1, 2, 3].map((k) => ({
+        eventId: `cap-${k}`,
+        type: 'impression',
+        user: { ids: { idfa: 'idfa-capped' } },
+        campaign: 'x90-launch',
+        at: now - k * 1000,
+      }));
+      const res = await fetch(`${admin}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ events }),
+      });
+      const acked = performance.now();
+      expect(await res.json()).toMatchObject({ applied: 3 });
+      // From the acknowledgement on: how late after it was a capped campaign still served?
+      let lateMs = 0;
+      let answered = 0;
+      while (performance.now() - acked < 500) {
+        const sentAt = performance.now() - acked;
+        const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => ask(i)));
+        for (const a of answers) {
+          answered++;
+          if (a.body.decisions[0]?.campaign === 'x90-launch') lateMs = Math.max(lateMs, sentAt);
+        }
+      }
+      expect(answered).toBeGreaterThan(24);
+      // The bus's delay, not the cache's 600 s: generous for a shared machine (load-tests/freshness.ts measures it).
+      expect(lateMs).toBeLessThan(200);
+    } finally {
+      for (const agent of agents) agent.destroy();
+    }
   }, 60_000);
 
   it('drains every worker on SIGTERM under load: not ready at once, every request answered, exit 0', async () => {
