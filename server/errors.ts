@@ -23,6 +23,10 @@ export const ERRORS = {
   invalid_ruleset: { status: 422, text: 'The rule set is not valid' },
   internal: { status: 500, text: 'Something went wrong on our side' },
   store_unavailable: { status: 503, text: 'The profile store does not answer' },
+  store_data_lost: {
+    status: 503,
+    text: 'This part of the profile store lost its string dictionary; its people must be imported again',
+  },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -30,7 +30,10 @@ export interface ClusterHandle {
   readonly seeds: string;
   /** The node serving `slot` as master now, as the live nodes see it. */
   masterOf(slot: number): Promise<ClusterNode>;
-  /** Resolves once every live node says the cluster is ok and they agree on the masters. */
+  /**
+   * Resolves once every live node says the cluster is ok, they agree on the masters, and every
+   * live replica is in sync with its master.
+   */
   waitHealthy(timeoutMs?: number): Promise<void>;
   /** Runs a redis-cli command against one node; resolves with its output. */
   cli(port: number, ...args: string[]): Promise<string>;
@@ -167,7 +170,16 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterHa
             );
           const ownersAlive =
             first !== undefined && [...new Set(first.values())].every((p) => live.some((n) => n.port === p));
-          if (ok && agree && ownersAlive) return;
+          // Every live replica has its copy: a failover would otherwise promote an empty one.
+          const synced = (
+            await Promise.all(
+              live.map(async (n) => {
+                const info = await cli(n.port, 'info', 'replication');
+                return !info.includes('role:slave') || /master_link_status:up/.test(info);
+              }),
+            )
+          ).every(Boolean);
+          if (ok && agree && ownersAlive && synced) return;
           last = views.map((v) => v.info.split('\n')[0]).join(', ');
         } catch (e) {
           last = (e as Error).message;

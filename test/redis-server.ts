@@ -121,6 +121,9 @@ export async function spawnOn(
     dir,
     '--loglevel',
     'warning',
+    // A replica (when a test adds one) syncs at once, not after 5 s of waiting for others.
+    '--repl-diskless-sync-delay',
+    '0',
     ...extra,
   ];
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });

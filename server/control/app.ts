@@ -11,6 +11,8 @@
  */
 import { type Context, Hono } from 'hono';
 import { ClientError, type ErrorBody } from '../errors.js';
+import { StoreDataLostError } from '../store/redis.js';
+import { NotReplicatedError } from '../store/redis-client.js';
 import { type Caller, hasScope, TokenAuth } from './auth.js';
 import {
   type ControlContext,
@@ -53,6 +55,17 @@ export function createControlApp(deps: ControlDeps): Hono {
         if (e instanceof ClientError || e instanceof RuleSetInvalid) throw e;
         // A bug, not an outage: answered 500, never "retry it".
         if (e instanceof TypeError || e instanceof RangeError) throw e;
+        if (e instanceof StoreDataLostError)
+          throw Object.assign(new ClientError('store_data_lost'), { cause: e });
+        if (e instanceof NotReplicatedError) {
+          throw Object.assign(
+            new ClientError(
+              'store_unavailable',
+              `The store took the change (${what}) but no replica confirmed it in time; send it again (it counts once)`,
+            ),
+            { cause: e },
+          );
+        }
         // The store's own error travels as the cause: the request's log line shows it.
         throw Object.assign(
           new ClientError(

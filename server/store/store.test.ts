@@ -4,6 +4,7 @@
  * and the cache in front of each.
  */
 import fc from 'fast-check';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Profile } from '../../rules/types.js';
 import { type RedisHandle, startRedis } from '../../test/redis-server.js';
@@ -16,6 +17,7 @@ import { describeStoreContract, type StoreFixture } from './contract.js';
 import { EmbeddedStore } from './embedded.js';
 import { RedisStore, type RedisStoreOptions, StoreDataLostError } from './redis.js';
 import { busChannel, RedisBus } from './redis-bus.js';
+import { NotReplicatedError } from './redis-client.js';
 import { RedisRuleSets } from './redis-rulesets.js';
 import { EmbeddedRuleSets } from './rulesets.js';
 import { slotOf, slotTag } from './slots.js';
@@ -788,6 +790,44 @@ describe('RedisStore when Redis fails', () => {
       await store.close();
     }
   });
+
+  it('acknowledges events only once a replica has them, when the master has one', async () => {
+    const replica = await startRedis();
+    const link = new Redis(replica.url);
+    try {
+      await link.replicaof('127.0.0.1', String(redis.port));
+      const store = new RedisStore({ url: redis.url, keyPrefix: 'wait:', log: quiet, waitTimeoutMs: 300 });
+      try {
+        const event = (n: number): EventWrite => ({
+          eventId: `w-${n}`,
+          pid: 'p-w',
+          at: Date.parse('2026-11-24T10:00:00Z') + n,
+          impression: { campaign: 'c', keep: 100, ttlMs: 86_400_000 },
+        });
+        // In sync: acknowledged, and the replica has it.
+        for (let i = 0; i < 100 && !/master_link_status:up/.test(await link.info('replication')); i++)
+          await sleep(50);
+        expect(await store.applyEvents([event(1)])).toEqual([{ outcome: 'applied' }]);
+        expect((await link.hkeys('wait:ev:{p-w}')).sort()).toEqual(['e:w-1']);
+        // The replica stops answering (frozen, still connected): the event is applied on the
+        // master but not acknowledged; sent again once the replica is back, it is a duplicate.
+        process.kill(replica.pid, 'SIGSTOP');
+        const t0 = performance.now();
+        await expect(store.applyEvents([event(2)])).rejects.toThrow(NotReplicatedError);
+        expect(performance.now() - t0).toBeGreaterThanOrEqual(250);
+        process.kill(replica.pid, 'SIGCONT');
+        expect(await store.applyEvents([event(2)])).toEqual([{ outcome: 'duplicate' }]);
+        expect((await link.hkeys('wait:ev:{p-w}')).sort()).toEqual(['e:w-1', 'e:w-2']);
+        // (Without a replica, `auto` waits for none: every other test here runs so.)
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await link.replicaof('NO', 'ONE').catch(() => undefined);
+      link.disconnect();
+      await replica.stop();
+    }
+  }, 30_000);
 
   it('closes cleanly while Redis is down', async () => {
     const store = new RedisStore({ url: redis.url, log: quiet });
