@@ -97,16 +97,18 @@ function pingOnce(port: number): Promise<boolean> {
 export class NotInstalledError extends Error {}
 
 /**
- * Spawns redis-server on `port` (in `dir`, with `extra` arguments); resolves when it answers
- * PING, rejects if it exits first.
+ * Spawns redis-server on `port` (in `dir`, with `extra` arguments, after a configuration file
+ * when `configFile` is given); resolves when it answers PING, rejects if it exits first.
  */
 export async function spawnOn(
   port: number,
   dir: string = tmpdir(),
   extra: readonly string[] = [],
+  configFile?: string,
 ): Promise<ChildProcess> {
   installExitHook();
   const args = [
+    ...(configFile === undefined ? [] : [configFile]),
     '--port',
     String(port),
     '--bind',

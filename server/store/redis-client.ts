@@ -267,13 +267,15 @@ export class RedisClient {
       }
     });
     let checked: Promise<void> = Promise.resolve();
+    let readies = 0;
     this.main.on('ready', () => {
       if (!this.healthy && !this.closed) this.log('Redis connection ready again');
       this.healthy = true;
       this.replicaInfo = null;
       checked = this.checkDeployment();
-      // After a Sentinel failover the main connection moved to the new master: so does the reader.
-      if (topology.kind === 'sentinel' && this.lean instanceof RespConnection && this.lean.status === 'ready')
+      // The main connection came back, perhaps to a new master (a Sentinel failover): the reader
+      // connects again too, asking the sentinels where.
+      if (++readies > 1 && topology.kind === 'sentinel' && this.lean instanceof RespConnection)
         this.lean.reconnect();
     });
     this.starting = new Promise<void>((resolve) => {
