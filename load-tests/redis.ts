@@ -31,5 +31,6 @@ export function track(child: ChildProcess): void {
   }
 }
 
+export { type ClusterHandle, startCluster } from '../test/redis-cluster.js';
 // The redis-server the load run uses is the one the tests start: one harness for both.
 export { freePort, type RedisHandle, startRedis } from '../test/redis-server.js';

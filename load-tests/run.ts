@@ -14,6 +14,11 @@
  *    maximum with fixed connections, then fixed offered rates at fractions of that maximum. Server
  *    CPU per request from /proc/<pid>/stat. redis-benchmark GET is the Redis ceiling; wrk, when
  *    installed, cross-checks the maxima.
+ * 3b. Unless `--no-cluster` (or `--openrtb-only`): a local Redis Cluster of 3 masters on this
+ *    machine, the same people loaded into it (bytes per person summed over the masters), and the
+ *    server on it twice, with its own lean decision reads (routed by slot) and with reads through
+ *    ioredis' Cluster client, uniform decisions each: CPU per decision against single Redis in
+ *    the same run.
  * 4. Prints one table, the ratios and the aims; writes bench/results/load-<date>.json and
  *    load-latest.json (quick mode: a file under the temp folder). Quick mode exits 1 when a target
  *    did not answer, or when the server answered any request with an error (for OpenRTB: with
@@ -30,10 +35,11 @@ import type { Redis } from 'ioredis';
 import { writeResults } from '../bench/report.js';
 import { demoAliases, demoProfile } from '../server/demo/profiles.js';
 import { RedisStore } from '../server/store/redis.js';
+import { type ClusterMemory, loadCluster } from './cluster.js';
 import type { DriverConfig, DriverResult } from './driver.js';
 import { bidRequestFor, bodyFor } from './driver.js';
 import { cpuPerRequestUs, cpuSeconds } from './proc.js';
-import { freePort, startRedis, track } from './redis.js';
+import { freePort, startCluster, startRedis, track } from './redis.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -48,6 +54,7 @@ interface Options {
   wrk: boolean;
   openrtbOnly: boolean;
   memoryOnly: boolean;
+  cluster: boolean;
 }
 
 function options(argv: string[]): Options {
@@ -69,6 +76,7 @@ function options(argv: string[]): Options {
     wrk: !quick && !argv.includes('--no-wrk') && !argv.includes('--openrtb-only') && onPath('wrk'),
     openrtbOnly: argv.includes('--openrtb-only'),
     memoryOnly: argv.includes('--memory-only'),
+    cluster: !argv.includes('--no-cluster') && !argv.includes('--openrtb-only'),
   };
 }
 
@@ -238,6 +246,8 @@ async function loadPeople(
     await store.putProfiles(chunk);
   }
   const oursS = (performance.now() - t0) / 1000;
+  // As a running fleet keeps it: the funnel changes gathered (every few seconds).
+  await store.foldCounts();
   const m1 = await usedMemory(redis);
   log(`  ${n} profiles stored with putProfiles in ${oursS.toFixed(1)} s`);
   const profileKeys = sampleIds.map((i) => store.keys.person(`p-${i}`));
@@ -367,7 +377,7 @@ function printMemory(memory: Memory, log: (s: string) => void): void {
 // ---- runs --------------------------------------------------------------------------------------
 
 interface Run {
-  target: 'decide' | 'openrtb' | 'bare-uws' | 'typical-stack';
+  target: Target;
   scenario: string;
   /** null: closed loop, as fast as answered */
   offeredRps: number | null;
@@ -377,6 +387,14 @@ interface Run {
   serverCpuUsPerReq: number | null;
   redisCpuUsPerReq: number | null;
 }
+
+type Target =
+  | 'decide'
+  | 'openrtb'
+  | 'bare-uws'
+  | 'typical-stack'
+  | 'decide cluster'
+  | 'decide cluster ioredis';
 
 interface Scenario {
   name: string;
@@ -550,25 +568,31 @@ async function main(): Promise<void> {
   );
 
   const runs: Run[] = [];
-  const pids = {
+  const pids: Partial<Record<Target, number>> = {
     decide: server.pid!,
     openrtb: ortb.pid!,
     'bare-uws': bare.pid!,
     'typical-stack': typical.pid!,
   };
-  const urls = { decide: decideUrl, openrtb: ortbUrl, 'bare-uws': bareUrl, 'typical-stack': typicalUrl };
+  const urls: Partial<Record<Target, string>> = {
+    decide: decideUrl,
+    openrtb: ortbUrl,
+    'bare-uws': bareUrl,
+    'typical-stack': typicalUrl,
+  };
+  /** The Redis processes behind each target (a cluster's masters for the cluster runs). */
+  const redisPids: Partial<Record<Target, number[]>> = {
+    decide: [redisProc.pid],
+    openrtb: [redisProc.pid],
+    'typical-stack': [redisProc.pid],
+  };
+  const redisCpu = (target: Target) => (redisPids[target] ?? []).reduce((s, pid) => s + cpuSeconds(pid), 0);
   log(
     `${'target'.padEnd(14)}${'scenario'.padEnd(28)}${'load'.padEnd(25)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'p99.9'.padStart(8)}${'err'.padStart(6)}${'cpu µs/req'.padStart(11)}${'redis µs'.padStart(9)}`,
   );
-  const one = async (
-    target: Run['target'],
-    sc: Scenario,
-    rate: number | null,
-    mode: string,
-    warm = false,
-  ) => {
+  const one = async (target: Target, sc: Scenario, rate: number | null, mode: string, warm = false) => {
     const cfg: DriverConfig = {
-      url: urls[target],
+      url: urls[target]!,
       connections: opt.connections,
       durationS: warm ? (opt.quick ? 1 : 2) : opt.durationS,
       format: sc.format,
@@ -577,11 +601,11 @@ async function main(): Promise<void> {
       ...(sc.openrtb ? { openrtb: true } : {}),
       ...(rate === null ? {} : { rate: Math.max(1, Math.round(rate)) }),
     };
-    const c0 = cpuSeconds(pids[target]);
-    const r0 = cpuSeconds(redisProc.pid);
+    const c0 = cpuSeconds(pids[target]!);
+    const r0 = redisCpu(target);
     const result = await drive(cfg);
-    const c1 = cpuSeconds(pids[target]);
-    const r1 = cpuSeconds(redisProc.pid);
+    const c1 = cpuSeconds(pids[target]!);
+    const r1 = redisCpu(target);
     if (warm) return null;
     const run: Run = {
       target,
@@ -599,7 +623,7 @@ async function main(): Promise<void> {
     );
     return run;
   };
-  const series = async (target: Run['target'], sc: Scenario) => {
+  const series = async (target: Target, sc: Scenario) => {
     await one(target, sc, null, 'warm-up', true);
     const max = (await one(target, sc, null, 'max (closed loop)'))!;
     for (const fr of opt.fractions) await one(target, sc, max.result.rps * fr, `${fr * 100}% of max`);
@@ -637,6 +661,55 @@ async function main(): Promise<void> {
   if (!opt.openrtbOnly) {
     await series('typical-stack', hot);
     await series('typical-stack', uniform);
+  }
+
+  // ---- the same uniform decisions on a Redis Cluster of 3 masters ---------------------------
+  let clusterMemory: ClusterMemory | null = null;
+  if (opt.cluster) {
+    const cluster = await startCluster({ masters: 3, replicas: 0 });
+    try {
+      const masters = cluster.nodes.map((n) => n.port);
+      log(`\nRedis Cluster of ${masters.length} masters on ${cluster.seeds}`);
+      clusterMemory = await loadCluster(cluster.seeds, masters, opt.profiles, log);
+      const [cPort, cAdmin, iPort, iAdmin] = [
+        await freePort(),
+        await freePort(),
+        await freePort(),
+        await freePort(),
+      ];
+      const clusterServer = (port: number, admin: number, lean: boolean) =>
+        startNode(
+          'server/main.js',
+          {
+            REDIS_CLUSTER_NODES: cluster.seeds,
+            REDIS_LEAN_READS: String(lean),
+            LOG_LEVEL: 'warn',
+            WORKERS: String(opt.workers),
+            HOST: '127.0.0.1',
+            PORT: String(port),
+            ADMIN_PORT: String(admin),
+          },
+          lean ? 'cluster' : 'cluster-ioredis',
+        );
+      const lean = clusterServer(cPort, cAdmin, true);
+      const viaIoredis = clusterServer(iPort, iAdmin, false);
+      const nodePids = cluster.nodes.map((n) => n.pid);
+      for (const [target, child, port, admin] of [
+        ['decide cluster', lean, cPort, cAdmin],
+        ['decide cluster ioredis', viaIoredis, iPort, iAdmin],
+      ] as const) {
+        pids[target] = child.pid!;
+        urls[target] = `http://127.0.0.1:${port}/v1/decide`;
+        redisPids[target] = nodePids;
+        await waitReady(`http://127.0.0.1:${admin}/readyz`);
+        await waitReady(urls[target]!, bodyFor(1, 'json', 1) as string);
+      }
+      await series('decide cluster', uniform);
+      await series('decide cluster ioredis', uniform);
+      await Promise.all([stopChild(lean), stopChild(viaIoredis)]);
+    } finally {
+      await cluster.stop();
+    }
   }
 
   // The Redis ceiling: GET of a value the size of our stored profile, same connections.
@@ -702,7 +775,7 @@ async function main(): Promise<void> {
     for (const target of ['decide', 'bare-uws', 'typical-stack'] as const) {
       const out = execFileSync(
         'wrk',
-        ['-t1', `-c${opt.connections}`, `-d${opt.durationS}s`, '--latency', '-s', script, urls[target]],
+        ['-t1', `-c${opt.connections}`, `-d${opt.durationS}s`, '--latency', '-s', script, urls[target]!],
         {
           timeout: (opt.durationS + 30) * 1000,
         },
@@ -730,7 +803,7 @@ async function main(): Promise<void> {
   await redisProc.stop();
 
   // ---- ratios and aims -------------------------------------------------------------------------
-  const find = (target: Run['target'], scenario: string, mode: string) =>
+  const find = (target: Target, scenario: string, mode: string) =>
     runs.find((r) => r.target === target && r.scenario === scenario && r.mode === mode);
   const MAX = 'max (closed loop)';
   const dU = find('decide', uniform.name, MAX);
@@ -739,7 +812,7 @@ async function main(): Promise<void> {
   const tU = find('typical-stack', uniform.name, MAX);
   const tH = find('typical-stack', hot.name, MAX);
   // Every run at the same rate (the 50% row and the repeats), for the median p99.
-  const sameRate = (target: Run['target'], scenario: string, mode: string) =>
+  const sameRate = (target: Target, scenario: string, mode: string) =>
     runs.filter(
       (r) =>
         r.target === target && r.scenario === scenario && (r.mode === mode || r.mode.startsWith(`${mode} #`)),
@@ -756,6 +829,8 @@ async function main(): Promise<void> {
   const oHot = ortbScenarios.length > 1 ? oH : undefined;
   const div = (a: number | null | undefined, c: number | null | undefined) =>
     a === null || a === undefined || c === null || c === undefined || c === 0 ? null : a / c;
+  const cU = find('decide cluster', uniform.name, MAX);
+  const ciU = find('decide cluster ioredis', uniform.name, MAX);
   const ratios = {
     'decide uniform / bare uWS, throughput': div(dU?.result.rps, b?.result.rps),
     'decide hot / bare uWS, throughput': div(dH?.result.rps, b?.result.rps),
@@ -787,6 +862,19 @@ async function main(): Promise<void> {
     'openrtb uniform / decide uniform, throughput': div(oU?.result.rps, dU?.result.rps),
     'openrtb uniform / decide uniform, CPU per request': div(oU?.serverCpuUsPerReq, dU?.serverCpuUsPerReq),
     'decide uniform / Redis GET (redis-benchmark), throughput': div(dU?.result.rps, redisBench.rps),
+    'decide uniform on a 3-master cluster / on one Redis, CPU per request': div(
+      cU?.serverCpuUsPerReq,
+      dU?.serverCpuUsPerReq,
+    ),
+    'decide uniform on the cluster through ioredis / through lean reads, CPU per request': div(
+      ciU?.serverCpuUsPerReq,
+      cU?.serverCpuUsPerReq,
+    ),
+    'decide uniform on the cluster / on one Redis, throughput': div(cU?.result.rps, dU?.result.rps),
+    'decide uniform on the cluster, Redis CPU per request (all masters) / one Redis': div(
+      cU?.redisCpuUsPerReq,
+      dU?.redisCpuUsPerReq,
+    ),
   };
   const r = (k: keyof typeof ratios) => ratios[k] ?? Number.NaN;
   const decideAims = [
@@ -826,9 +914,28 @@ async function main(): Promise<void> {
       met: memory.ours.bytesPerPerson <= 150,
     },
   ];
-  const aims = opt.openrtbOnly ? [] : decideAims;
+  const clusterAims =
+    clusterMemory === null
+      ? []
+      : [
+          {
+            aim: 'CPU per uniform decision on a 3-master cluster <= 1.2x on one Redis (same run)',
+            measured: r('decide uniform on a 3-master cluster / on one Redis, CPU per request'),
+            met: r('decide uniform on a 3-master cluster / on one Redis, CPU per request') <= 1.2,
+          },
+          {
+            aim: '<= 150 bytes per person on the cluster (summed over the masters)',
+            measured: clusterMemory.bytesPerPerson,
+            met: clusterMemory.bytesPerPerson <= 150,
+          },
+        ];
+  const aims = opt.openrtbOnly ? [] : [...decideAims, ...clusterAims];
 
   printMemory(memory, log);
+  if (clusterMemory !== null)
+    log(
+      `  on the 3-master cluster: ${clusterMemory.bytesPerPerson.toFixed(1)} bytes per person (${clusterMemory.people} people in ${clusterMemory.loadS.toFixed(1)} s)`,
+    );
   log('\nratios');
   for (const [k, v] of Object.entries(ratios))
     log(`  ${k.padEnd(76)}${v === null ? '-' : v.toFixed(2).padStart(8)}`);
@@ -840,12 +947,18 @@ async function main(): Promise<void> {
   const problems: string[] = [];
   const expected = opt.openrtbOnly
     ? (['openrtb', 'bare-uws'] as const)
-    : (['decide', 'openrtb', 'bare-uws', 'typical-stack'] as const);
+    : ([
+        'decide',
+        'openrtb',
+        'bare-uws',
+        'typical-stack',
+        ...(opt.cluster ? (['decide cluster', 'decide cluster ioredis'] as const) : []),
+      ] as const);
   for (const target of expected) {
     if (!runs.some((x) => x.target === target && x.result.requests > 0))
       problems.push(`${target} answered no request`);
   }
-  for (const x of runs.filter((x) => x.target === 'decide')) {
+  for (const x of runs.filter((x) => x.target.startsWith('decide'))) {
     const bad = x.result.errors + x.result.non2xx + x.result.timeouts;
     if (x.result.requests === 0 || bad > 0)
       problems.push(`decide ${x.scenario} ${x.mode}: ${x.result.requests} requests, ${bad} errors`);
@@ -876,6 +989,7 @@ async function main(): Promise<void> {
     options: opt,
     answerBytes,
     memory,
+    clusterMemory,
     runs,
     redisBenchmark: redisBench,
     wrk: wrkRuns,

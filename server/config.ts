@@ -21,6 +21,8 @@ export interface Config {
   redisWaitReplicas: number | 'auto';
   /** Longest wait for them, ms. */
   redisWaitTimeoutMs: number;
+  /** Decision reads on the store's own lean connections (false: through ioredis, for comparison). */
+  redisLeanReads: boolean;
   /**
    * Threads serving the data plane (with Redis only: the embedded store lives in one thread's
    * memory). 1: one thread serves everything.
@@ -140,6 +142,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     description: 'Longest wait for them; fewer in time: the call answers 503 and may be sent again',
   },
   {
+    name: 'REDIS_LEAN_READS',
+    default: 'true',
+    description:
+      "Decision reads on the server's own lean Redis connections (routed by slot on a cluster); `false`: through ioredis, as everything else (costs more CPU: bench/README.md)",
+  },
+  {
     name: 'WORKERS',
     default: '(number of CPUs)',
     description:
@@ -256,6 +264,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? '',
     redisWaitReplicas,
     redisWaitTimeoutMs: int('REDIS_WAIT_TIMEOUT_MS', 500, 1, 60_000),
+    redisLeanReads: bool('REDIS_LEAN_READS', env.REDIS_LEAN_READS, true, problems),
     workers: int('WORKERS', Math.min(64, availableParallelism()), 1, 64),
     rulesetFile: env.RULESET_FILE === undefined || env.RULESET_FILE === '' ? DEMO_RULESET : env.RULESET_FILE,
     deadlineMs: int('DECISION_DEADLINE_MS', 10, 1, 60_000),
@@ -306,6 +315,16 @@ function logLevel(raw: string | undefined, problems: string[]): LogLevel {
   if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
   problems.push(`LOG_LEVEL=${JSON.stringify(raw)}: expected one of ${LOG_LEVELS.join(', ')}`);
   return 'info';
+}
+
+/** `true` or `false` (also 1 and 0). */
+function bool(name: string, raw: string | undefined, fallback: boolean, problems: string[]): boolean {
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const v = raw.trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  problems.push(`${name}=${JSON.stringify(raw)}: expected true or false`);
+  return fallback;
 }
 
 /** A number from 0 to 1. */

@@ -35,11 +35,18 @@ const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
   mindshare_redis_command_duration_seconds: { kind: 'histogram', labels: { operation: null } },
   mindshare_redis_errors_total: { kind: 'counter', labels: { operation: null } },
   mindshare_redis_up: { kind: 'gauge', labels: {} },
+  mindshare_store_resets_total: { kind: 'counter', labels: {} },
+  mindshare_store_lost_values_total: {
+    kind: 'counter',
+    labels: { reason: ['lost', 'corrupt', 'lost_count'] },
+  },
   mindshare_cache_hits_total: { kind: 'counter', labels: { cache: ['people', 'aliases'] } },
   mindshare_cache_misses_total: { kind: 'counter', labels: { cache: ['people', 'aliases'] } },
   mindshare_ruleset_version: { kind: 'gauge', labels: {} },
   mindshare_ruleset_compile_seconds: { kind: 'gauge', labels: {} },
   mindshare_ruleset_activations_total: { kind: 'counter', labels: { result: ['ok', 'failed'] } },
+  mindshare_ruleset_in_step: { kind: 'gauge', labels: {} },
+  mindshare_ruleset_restores_total: { kind: 'counter', labels: {} },
   mindshare_events_total: { kind: 'counter', labels: { type: null, outcome: null } },
   mindshare_profile_imports_total: { kind: 'counter', labels: { result: null } },
   mindshare_placements_total: {

@@ -498,12 +498,15 @@ local out = {}
 for i = 2, #ARGV do
   local t = '{' .. ARGV[i] .. '}'
   local ff, fq, sl = prefix .. 'ff:' .. t, prefix .. 'fq:' .. t, prefix .. 'sl:' .. t
-  if redis.call('EXISTS', ff) == 0 and redis.call('EXISTS', fq) == 1 then
-    local gen = redis.call('HINCRBY', sl, 'gen', 1)
-    redis.call('RENAME', fq, ff)
-    redis.call('HSET', ff, '#gen', gen)
+  -- Most slots have nothing pending: one call tells.
+  local gen = false
+  if redis.call('EXISTS', fq, ff) > 0 then
+    if redis.call('EXISTS', ff) == 0 then
+      redis.call('RENAME', fq, ff)
+      redis.call('HSET', ff, '#gen', redis.call('HINCRBY', sl, 'gen', 1))
+    end
+    gen = redis.call('HGET', ff, '#gen')
   end
-  local gen = redis.call('HGET', ff, '#gen')
   if gen then
     local fields = redis.call('HGETALL', ff)
     local flat = {}
@@ -520,7 +523,20 @@ return out
 `;
 
 /**
- * Folding, step 2: adds folds to the global counts, each (slot, generation) once. KEYS fold:{ms};
+ * Whose turn it is to fold in the background, and which part: KEYS fold:lease:{ms},
+ * fold:cursor:{ms}; ARGV[1] how long the turn lasts (ms), ARGV[2] the number of parts. Returns
+ * the part (0 .. parts-1) when the caller takes the turn, -1 when another instance has it, so
+ * that a fleet folds one part at a time whatever its size.
+ */
+export const FOLD_TURN_LUA = `
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return -1 end
+return (redis.call('INCR', KEYS[2]) - 1) % tonumber(ARGV[2])
+`;
+
+/**
+ * Folding, step 2: adds folds to the global counts, each (slot, generation) once. KEYS fold:{ms}
+ * (the last generation added per slot, a 32-bit big-endian number at byte 4 × slot: 64 KiB for
+ * every slot, where a hash of 16,384 fields takes about a megabyte);
  * ARGV[1] key prefix, [2] how long the moves of a day are kept (ms), then per fold: slot,
  * generation, the number of changes, and per change 4 strings: `s`, brand, stage, people or `m`,
  * brand, `<day>|<from>><to>`, moves (the day as YYYY-MM-DD). Returns the folds added.
@@ -533,7 +549,10 @@ while i <= #ARGV do
   local slot, gen, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local first = i + 3
   i = first + 4 * n
-  local done = tonumber(redis.call('HGET', KEYS[1], slot) or '0')
+  local at = 4 * tonumber(slot)
+  local raw = redis.call('GETRANGE', KEYS[1], at, at + 3)
+  local done = 0
+  if #raw == 4 then done = struct.unpack('>I4', raw) end
   if gen > done then
     for c = first, i - 1, 4 do
       local brand, d = ARGV[c + 1], tonumber(ARGV[c + 3])
@@ -548,7 +567,7 @@ while i <= #ARGV do
         redis.call('PEXPIRE', key, ttl)
       end
     end
-    redis.call('HSET', KEYS[1], slot, gen)
+    redis.call('SETRANGE', KEYS[1], at, struct.pack('>I4', gen))
     added = added + 1
   end
 end

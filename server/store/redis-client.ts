@@ -84,7 +84,8 @@ export interface RedisClientOptions {
 /** The lean reader: one decision read (EVALSHA) or alias read (GET) at a time, routed by key. */
 export interface LeanReader {
   readonly status: string;
-  evalsha(script: LuaScript, keys: readonly Arg[], args: readonly Arg[]): Promise<Reply>;
+  /** EVALSHA; `slot`, when the caller knows it, is the slot of `keys` (routing on a cluster). */
+  evalsha(script: LuaScript, keys: readonly Arg[], args: readonly Arg[], slot?: number): Promise<Reply>;
   get(key: string): Promise<Reply>;
   close(): void;
 }

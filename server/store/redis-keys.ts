@@ -23,7 +23,8 @@
  *   rs:active:{ms}       the active version
  *   fn:{ms}:<brand>      hash: stage -> people recorded at it
  *   fm:{ms}:<brand>:<day> hash: `from>to` -> people moved that UTC day (kept ~400 days)
- *   fold:{ms}            hash: slot -> the last fold generation added
+ *   fold:{ms}            the last fold generation added per slot (4 bytes a slot)
+ *   fold:lease:{ms}, fold:cursor:{ms}   whose turn it is to fold in the background, and where
  *   bus:{ms}             the fleet's (sharded) pub/sub channel
  */
 import { slotOf, slotTag } from './slots.js';
@@ -41,7 +42,11 @@ export class RedisKeys {
   readonly rulesetVersionBase: string;
   readonly rulesetActive: string;
   readonly folds: string;
+  readonly foldLease: string;
+  readonly foldCursor: string;
   readonly channel: string;
+  /** Marker keys made so far, by slot (a decision read names one: made once, not per read). */
+  private readonly markers: Array<string | undefined> = [];
 
   constructor(prefix = '') {
     if (/[{}]/.test(prefix))
@@ -55,6 +60,8 @@ export class RedisKeys {
     this.rulesetVersionBase = `${prefix}rs:v:${g}:`;
     this.rulesetActive = `${prefix}rs:active:${g}`;
     this.folds = `${prefix}fold:${g}`;
+    this.foldLease = `${prefix}fold:lease:${g}`;
+    this.foldCursor = `${prefix}fold:cursor:${g}`;
     this.channel = `${prefix}bus:${g}`;
   }
 
@@ -79,7 +86,12 @@ export class RedisKeys {
     return slotOf(`{${pid}}`);
   }
   slotMarker(slot: number): string {
-    return `${this.prefix}sl:{${slotTag(slot)}}`;
+    let key = this.markers[slot];
+    if (key === undefined) {
+      key = `${this.prefix}sl:{${slotTag(slot)}}`;
+      this.markers[slot] = key;
+    }
+    return key;
   }
   pendingCounts(slot: number): string {
     return `${this.prefix}fq:{${slotTag(slot)}}`;

@@ -46,6 +46,7 @@ import {
   FOLD_APPLY_LUA,
   FOLD_CLEAR_LUA,
   FOLD_TAKE_LUA,
+  FOLD_TURN_LUA,
   FORGET_PERSON_LUA,
   IDENTITY_LUA,
   LOAD_PERSON_LUA,
@@ -76,7 +77,7 @@ import {
 } from './redis-client.js';
 import { RedisKeys } from './redis-keys.js';
 import { type Arg, type LuaScript, luaScript } from './resp.js';
-import { slotTag } from './slots.js';
+import { SLOTS, slotTag } from './slots.js';
 import type {
   AliasLink,
   EventResult,
@@ -114,7 +115,9 @@ export type RedisStoreOptions = (
     /** How long the moves of a day are kept after the last one (`fm:`), ms. Default 400 days. */
     movesTtlMs?: number;
     /**
-     * How often this store gathers the funnel counts of every slot (0: only when they are read).
+     * How often this store takes a turn at gathering the funnel counts of a sixteenth of the slots
+     * in the background (0: never; they are gathered whole before every read anyway). The fleet
+     * takes one turn at a time (a lease), so the background cost does not grow with the fleet.
      * One store of an instance is enough (the control plane's). Default 0.
      */
     foldEveryMs?: number;
@@ -186,6 +189,7 @@ const ALL = luaScript(DICT_ALL_LUA);
 const TAKE = luaScript(FOLD_TAKE_LUA);
 const APPLY = luaScript(FOLD_APPLY_LUA);
 const CLEAR = luaScript(FOLD_CLEAR_LUA);
+const FOLD_TURN = luaScript(FOLD_TURN_LUA);
 
 /** The ids of a write came from a dictionary the store no longer has: encode again. */
 class StaleIds extends Error {}
@@ -260,7 +264,7 @@ export class RedisStore implements ProfileStore, EventStore {
     const identityEvery = opts.identityEveryMs ?? 1000;
     if (identityEvery > 0) this.every(identityEvery, () => this.checkIdentity());
     const foldEvery = opts.foldEveryMs ?? 0;
-    if (foldEvery > 0) this.every(foldEvery, () => this.foldCounts());
+    if (foldEvery > 0) this.every(foldEvery, () => this.foldTurn(foldEvery));
   }
 
   /** Hears of the store losing its data (its identity changed). Returns a function to stop. */
@@ -290,11 +294,12 @@ export class RedisStore implements ProfileStore, EventStore {
 
   /** LOAD_PERSON_LUA for a person, on the lean connection when there is one. */
   private readForDecision(pid: string): Promise<unknown> {
-    const keys = [this.keys.person(pid), this.keys.counters(pid), this.keys.slotMarker(this.slotOf(pid))];
+    const slot = this.slotOf(pid);
+    const keys = [this.keys.person(pid), this.keys.counters(pid), this.keys.slotMarker(slot)];
     const epoch = this.dict.epoch;
     const lean = this.client.lean;
     if (lean === null) return this.client.scriptBuffer(LOAD, keys, [epoch]);
-    return lean.evalsha(LOAD, keys, [epoch]);
+    return lean.evalsha(LOAD, keys, [epoch], slot);
   }
 
   async resolveAlias(kind: string, value: string): Promise<string | null> {
@@ -697,16 +702,30 @@ export class RedisStore implements ProfileStore, EventStore {
    * file). Concurrent calls share one fold.
    */
   foldCounts(): Promise<void> {
-    this.folding ??= this.foldOnce().finally(() => {
+    this.folding ??= this.foldOnce(0, SLOTS - 1).finally(() => {
       this.folding = null;
     });
     return this.folding;
   }
 
-  private async foldOnce(): Promise<void> {
+  /** A background turn: one part of the slots, when the fleet's lease falls to this instance. */
+  private async foldTurn(leaseMs: number): Promise<void> {
+    const parts = SLOTS / FOLD_RUN;
+    const part = Number(
+      await this.client.script(FOLD_TURN, [this.keys.foldLease, this.keys.foldCursor], [leaseMs, parts]),
+    );
+    if (part < 0 || this.folding !== null) return;
+    await this.foldOnce(part * FOLD_RUN, (part + 1) * FOLD_RUN - 1);
+  }
+
+  /** Folds the slots `from` .. `to`. */
+  private async foldOnce(from: number, to: number): Promise<void> {
     await this.ready();
     const prefix = this.keys.prefix;
-    const runs = this.client.slotRuns(FOLD_RUN);
+    const runs = this.client
+      .slotRuns(FOLD_RUN)
+      .filter(([a, b]) => b >= from && a <= to)
+      .map(([a, b]): [number, number] => [Math.max(a, from), Math.min(b, to)]);
     const taken = await Promise.all(
       runs.map(([from, to]) => {
         const tags: string[] = [];

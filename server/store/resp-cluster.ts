@@ -74,8 +74,8 @@ export class RespCluster {
     return out;
   }
 
-  evalsha(script: LuaScript, keys: readonly Arg[], args: readonly Arg[]): Promise<Reply> {
-    const conn = this.table[slotOf(String(keys[0]))];
+  evalsha(script: LuaScript, keys: readonly Arg[], args: readonly Arg[], slot?: number): Promise<Reply> {
+    const conn = this.table[slot ?? slotOf(String(keys[0]))];
     if (conn === undefined) return this.unknownSlot();
     return conn.evalsha(script, keys, args);
   }
