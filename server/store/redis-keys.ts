@@ -11,7 +11,9 @@
  *                        count as seen (the dedupe window, default 7 days)
  * An alias, tag `{kind:value}`:
  *   a:{kind:value}       alias -> pid
- * A hash slot, tag `{T}` where T is a short string that hashes to the slot (slots.ts):
+ * A hash slot, tag `{T}` where T is a short string that hashes to the slot (slots.ts); on Redis
+ * Cluster only: a single Redis (or Sentinel's master) keeps one of each, under the global tag
+ * `{ms}`, as if it were one slot (every key is on its one node), which spares it 16,384 keys:
  *   sl:{T}               hash: `epoch` (the dictionary the slot's ids come from), `gen` (folds)
  *   fq:{T}               hash: funnel changes made in the slot and not yet folded (lua.ts)
  *   ff:{T}               hash: a fold being added to the global counts
@@ -27,13 +29,17 @@
  *   fold:lease:{ms}, fold:cursor:{ms}   whose turn it is to fold in the background, and where
  *   bus:{ms}             the fleet's (sharded) pub/sub channel
  */
-import { slotOf, slotTag } from './slots.js';
+import { SLOTS, slotOf, slotTag } from './slots.js';
 
 /** The hash tag of everything global. */
 export const GLOBAL_TAG = 'ms';
 
 export class RedisKeys {
   readonly prefix: string;
+  /** Keys per hash slot (Redis Cluster), or one set of them for the whole store. */
+  readonly sharded: boolean;
+  /** Slots that have keys of their own: 16,384 on Redis Cluster, else 1. */
+  readonly countSlots: number;
   readonly meta: string;
   readonly dict: string;
   readonly dictNames: string;
@@ -48,10 +54,12 @@ export class RedisKeys {
   /** Marker keys made so far, by slot (a decision read names one: made once, not per read). */
   private readonly markers: Array<string | undefined> = [];
 
-  constructor(prefix = '') {
+  constructor(prefix = '', sharded = false) {
     if (/[{}]/.test(prefix))
       throw new Error(`Redis key prefix ${JSON.stringify(prefix)} must not contain { or }`);
     this.prefix = prefix;
+    this.sharded = sharded;
+    this.countSlots = sharded ? SLOTS : 1;
     const g = `{${GLOBAL_TAG}}`;
     this.meta = `${prefix}meta:${g}`;
     this.dict = `${prefix}dict:${g}`;
@@ -85,16 +93,21 @@ export class RedisKeys {
   slotOfPerson(pid: string): number {
     return slotOf(`{${pid}}`);
   }
+  /** The tag of a slot's keys: the slot's own on Redis Cluster, the global one elsewhere. */
+  slotKeysTag(slot: number): string {
+    return this.sharded ? slotTag(slot) : GLOBAL_TAG;
+  }
   slotMarker(slot: number): string {
-    let key = this.markers[slot];
+    const at = this.sharded ? slot : 0;
+    let key = this.markers[at];
     if (key === undefined) {
-      key = `${this.prefix}sl:{${slotTag(slot)}}`;
-      this.markers[slot] = key;
+      key = `${this.prefix}sl:{${this.slotKeysTag(at)}}`;
+      this.markers[at] = key;
     }
     return key;
   }
   pendingCounts(slot: number): string {
-    return `${this.prefix}fq:{${slotTag(slot)}}`;
+    return `${this.prefix}fq:{${this.slotKeysTag(slot)}}`;
   }
   rulesetVersion(version: number): string {
     return `${this.rulesetVersionBase}${version}`;

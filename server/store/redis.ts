@@ -77,7 +77,7 @@ import {
 } from './redis-client.js';
 import { RedisKeys } from './redis-keys.js';
 import { type Arg, type LuaScript, luaScript } from './resp.js';
-import { SLOTS, slotTag } from './slots.js';
+
 import type {
   AliasLink,
   EventResult,
@@ -223,7 +223,6 @@ export class RedisStore implements ProfileStore, EventStore {
   private resets = 0;
 
   constructor(opts: RedisStoreOptions) {
-    this.keys = new RedisKeys(opts.keyPrefix ?? '');
     this.log = opts.log ?? ((line) => console.warn(line));
     if ('client' in opts) {
       this.client = opts.client;
@@ -233,6 +232,7 @@ export class RedisStore implements ProfileStore, EventStore {
       this.client = new RedisClient({ ...opts, topology, log: this.log });
       this.ownsClient = true;
     }
+    this.keys = new RedisKeys(opts.keyPrefix ?? '', this.client.kind === 'cluster');
     this.batchSize = Math.max(1, opts.batchSize ?? 1000);
     this.dedupeMs = Math.max(1, Math.ceil(opts.eventDedupeMs ?? DEFAULT_EVENT_DEDUPE_MS));
     this.movesTtlMs = Math.max(1, Math.ceil(opts.movesTtlMs ?? DEFAULT_MOVES_TTL_MS));
@@ -324,7 +324,11 @@ export class RedisStore implements ProfileStore, EventStore {
     return { profile, counters };
   }
 
-  /** A value read with its slot's marker (undefined when it is this process's epoch). */
+  /**
+   * A value read with its slot's marker (undefined when it is this process's epoch). A slot
+   * without a marker has never been written by this layout's writes (people moved from a single
+   * Redis into a cluster, say): its ids are taken as the store's own.
+   */
   private decodeMarked(
     pid: string,
     value: unknown,
@@ -332,6 +336,7 @@ export class RedisStore implements ProfileStore, EventStore {
   ): Profile | null | Promise<Profile | null> {
     if (marker === undefined || marker === null) return this.decodeValue(pid, value);
     const text = Buffer.isBuffer(marker) ? marker.toString('utf8') : String(marker);
+    if (text === '') return this.decodeValue(pid, value);
     return this.verifyEpoch(performance.now()).then((epoch) => {
       if (text === epoch) return this.decodeValue(pid, value);
       this.lostValues++;
@@ -702,7 +707,7 @@ export class RedisStore implements ProfileStore, EventStore {
    * file). Concurrent calls share one fold.
    */
   foldCounts(): Promise<void> {
-    this.folding ??= this.foldOnce(0, SLOTS - 1).finally(() => {
+    this.folding ??= this.foldOnce(0, this.keys.countSlots - 1).finally(() => {
       this.folding = null;
     });
     return this.folding;
@@ -710,7 +715,7 @@ export class RedisStore implements ProfileStore, EventStore {
 
   /** A background turn: one part of the slots, when the fleet's lease falls to this instance. */
   private async foldTurn(leaseMs: number): Promise<void> {
-    const parts = SLOTS / FOLD_RUN;
+    const parts = Math.ceil(this.keys.countSlots / FOLD_RUN);
     const part = Number(
       await this.client.script(FOLD_TURN, [this.keys.foldLease, this.keys.foldCursor], [leaseMs, parts]),
     );
@@ -722,14 +727,16 @@ export class RedisStore implements ProfileStore, EventStore {
   private async foldOnce(from: number, to: number): Promise<void> {
     await this.ready();
     const prefix = this.keys.prefix;
-    const runs = this.client
-      .slotRuns(FOLD_RUN)
-      .filter(([a, b]) => b >= from && a <= to)
-      .map(([a, b]): [number, number] => [Math.max(a, from), Math.min(b, to)]);
+    const runs: Array<[number, number]> = this.keys.sharded
+      ? this.client
+          .slotRuns(FOLD_RUN)
+          .filter(([a, b]) => b >= from && a <= to)
+          .map(([a, b]): [number, number] => [Math.max(a, from), Math.min(b, to)])
+      : [[0, 0]];
     const taken = await Promise.all(
       runs.map(([from, to]) => {
         const tags: string[] = [];
-        for (let s = from; s <= to; s++) tags.push(slotTag(s));
+        for (let s = from; s <= to; s++) tags.push(this.keys.slotKeysTag(s));
         return this.client.script(TAKE, [this.keys.pendingCounts(from)], [prefix, ...tags]) as Promise<
           Array<[number, number, string, string[]]>
         >;
@@ -804,7 +811,7 @@ export class RedisStore implements ProfileStore, EventStore {
       folds.map((run, r) => {
         if (run.length === 0) return null;
         const pairs: Arg[] = [];
-        for (const f of run) pairs.push(slotTag(f.slot), f.gen);
+        for (const f of run) pairs.push(this.keys.slotKeysTag(f.slot), f.gen);
         return this.client.script(CLEAR, [this.keys.pendingCounts(runs[r]![0])], [prefix, ...pairs]);
       }),
     );
