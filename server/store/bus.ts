@@ -3,6 +3,7 @@
  * EmbeddedBus (each may take its own handle with `attach()`, so that closing one server leaves
  * the others listening). Also the checks every bus applies to what it receives.
  */
+import { aliasMember } from './codec.js';
 import type { Bus, BusMessage } from './types.js';
 
 type Handler = (message: BusMessage) => void;
@@ -118,14 +119,32 @@ export class EmbeddedBus implements Bus {
   }
 }
 
+/** People or aliases per message the announcer sends. */
+const ANNOUNCE_MAX = 1000;
+
+export interface AnnouncerOptions {
+  /**
+   * How long announcements wait to be sent together, ms: every instance thread receives every
+   * message, so one message for the writes of a few milliseconds (a burst of OpenRTB notices, say)
+   * instead of one each keeps the bus's fan-out in bounds. 0: each call sends its own. Default 2.
+   */
+  gatherMs?: number;
+}
+
 /**
- * What a store calls to tell the fleet about its writes (CachedStore's `announce`): publishes each
- * message on `bus`; a failure is reported through `log`, never thrown (the write is done; other
- * instances' copies then live at most their cache TTL, and they drop everything when their bus
- * connection comes back).
+ * What a store calls to tell the fleet about its writes (CachedStore's `announce`): publishes the
+ * messages on `bus`, people and aliases of the calls made within `gatherMs` merged into as few
+ * messages as fit; each call resolves once its messages are published. A failure is reported
+ * through `log`, never thrown (the write is done; other instances' copies then live at most their
+ * cache TTL, and they drop everything when their bus connection comes back).
  */
-export function announcer(bus: Bus, log: (line: string) => void): (messages: BusMessage[]) => Promise<void> {
-  return async (messages) => {
+export function announcer(
+  bus: Bus,
+  log: (line: string) => void,
+  opts: AnnouncerOptions = {},
+): (messages: BusMessage[]) => Promise<void> {
+  const gatherMs = Math.max(0, opts.gatherMs ?? 2);
+  const send = async (messages: readonly BusMessage[]) => {
     for (const m of messages) {
       try {
         await bus.publish(m);
@@ -133,5 +152,37 @@ export function announcer(bus: Bus, log: (line: string) => void): (messages: Bus
         log(`could not announce a ${m.type} change on the bus: ${(e as Error).message}`);
       }
     }
+  };
+  if (gatherMs === 0) return send;
+  let pids = new Set<string>();
+  let members = new Set<string>();
+  let others: BusMessage[] = [];
+  let sent: Promise<void> | null = null;
+  const flush = async () => {
+    const messages: BusMessage[] = [...others];
+    const p = [...pids];
+    const m = [...members];
+    pids = new Set();
+    members = new Set();
+    others = [];
+    sent = null;
+    if (p.length === 1) messages.push({ type: 'person', pid: p[0]! });
+    else
+      for (let i = 0; i < p.length; i += ANNOUNCE_MAX)
+        messages.push({ type: 'people', pids: p.slice(i, i + ANNOUNCE_MAX) });
+    for (let i = 0; i < m.length; i += ANNOUNCE_MAX)
+      messages.push({ type: 'aliases', members: m.slice(i, i + ANNOUNCE_MAX) });
+    await send(messages);
+  };
+  return (messages) => {
+    for (const m of messages) {
+      if (m.type === 'person') pids.add(m.pid);
+      else if (m.type === 'people') for (const pid of m.pids) pids.add(pid);
+      else if (m.type === 'alias') members.add(aliasMember(m.kind, m.value));
+      else if (m.type === 'aliases') for (const member of m.members) members.add(member);
+      else others.push(m);
+    }
+    sent ??= new Promise<void>((resolve) => setTimeout(resolve, gatherMs)).then(flush);
+    return sent;
   };
 }
