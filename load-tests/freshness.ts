@@ -16,10 +16,11 @@
  * bench/results/freshness-<date>.json.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeResults } from '../bench/report.js';
+import { decideOnce } from '../test/http.js';
 import { freePort, startCluster, startRedis, track } from './redis.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -59,37 +60,14 @@ function start(env: Record<string, string>): Promise<Process> {
   });
 }
 
-function decide(port: number, cookie: string, agent: Agent | false): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/v1/decide',
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/json', ...(agent === false ? { connection: 'close' } : {}) },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          text += c;
-        });
-        res.on('end', () => {
-          const body = JSON.parse(text) as { decisions: Array<{ campaign: string | null }> };
-          resolve(body.decisions[0]?.campaign ?? null);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(
-      JSON.stringify({
-        user: { ids: { cookie } },
-        placements: [{ id: 'home-banner', channels: ['display'] }],
-      }),
-    );
+/** The campaign of the one placement a decision for `cookie` fills (null: none). */
+async function decide(port: number, cookie: string, agent: Agent | false): Promise<string | null> {
+  const body = JSON.stringify({
+    user: { ids: { cookie } },
+    placements: [{ id: 'home-banner', channels: ['display'] }],
   });
+  const answer = await decideOnce(port, body, agent === false ? undefined : agent);
+  return (answer.body as { decisions: Array<{ campaign: string | null }> }).decisions[0]?.campaign ?? null;
 }
 
 async function main(): Promise<void> {

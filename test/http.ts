@@ -1,4 +1,5 @@
 /** Small HTTP helpers for tests that talk to a real listener. */
+import { type Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { Packr } from 'msgpackr';
 
@@ -53,5 +54,41 @@ export function rawRequest(port: number, data: string | Buffer, waitMs = 1000, e
     sock.on('data', (c) => chunks.push(c));
     sock.on('close', finish);
     sock.on('error', finish);
+  });
+}
+
+/**
+ * One decision posted through node:http: on a connection of its own (closed after the answer), or
+ * on a keep-alive connection of `agent` (which stays with one data-plane thread: the kernel hands
+ * each new connection to one of the threads listening on the port).
+ */
+export function decideOnce(port: number, body: string, agent?: Agent): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/v1/decide',
+        method: 'POST',
+        agent: agent ?? false,
+        headers: { 'content-type': 'application/json', ...(agent ? {} : { connection: 'close' }) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            const text = Buffer.concat(chunks).toString('utf8');
+            const headers = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+            resolve({ status: res.statusCode ?? 0, headers, body: text === '' ? null : JSON.parse(text) });
+          } catch (e) {
+            reject(e);
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
   });
 }

@@ -4,10 +4,11 @@
  * process, rule-set activations reach every thread, and SIGTERM drains them all to exit 0.
  */
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_RULESET, loadConfig } from '../server/config.js';
 import { BIZ_ID, contractPeople } from './decide.contract.js';
+import { decideOnce as post } from './http.js';
 import { buildOnce, type Started, start } from './process-kit.js';
 import { type RedisHandle, startRedis } from './redis-server.js';
 
@@ -18,45 +19,8 @@ const BODY = JSON.stringify({
   placements: [{ id: 'home-banner', channels: ['display'] }],
 });
 
-interface Answer {
-  ruleset: number;
-  decisions: Array<{ campaign: string | null }>;
-}
-
-/**
- * One decision on a connection of its own (closed after the answer), or on a keep-alive
- * connection of `agent` (which stays with one worker).
- */
-function decideOnce(port: number, body = BODY, agent?: Agent): Promise<{ status: number; body: Answer }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/v1/decide',
-        method: 'POST',
-        agent: agent ?? false,
-        headers: { 'content-type': 'application/json', ...(agent ? {} : { connection: 'close' }) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            resolve({
-              status: res.statusCode ?? 0,
-              body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
-            });
-          } catch (e) {
-            reject(e);
-          }
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+/** One decision for the worker tests' person (or `body`), as decideOnce posts it. */
+const decideOnce = (port: number, body = BODY, agent?: Agent) => post(port, body, agent);
 
 /** Sample values of one metric from the text exposition, with their label strings. */
 function samples(text: string, name: string): Array<{ labels: string; value: number }> {

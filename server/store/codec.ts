@@ -48,7 +48,7 @@
  *
  * Counter times: the impression times (epoch ms) of one campaign, ascending, each a big-endian
  * IEEE-754 double (8 bytes), concatenated. Lua in Redis reads and writes them with
- * `struct.unpack('>d')` / `struct.pack('>d')` (see RECORD_IMPRESSION_LUA).
+ * `struct.unpack('>d')` / `struct.pack('>d')` (see RECORD_IMPRESSION_LUA in lua.ts).
  *
  * Decoding never throws: a value that is not what this module wrote decodes to null, and the
  * caller counts it.
@@ -895,7 +895,7 @@ export function decodeTimes(bytes: Uint8Array): number[] | null {
 
 /**
  * The times of one campaign after one more impression at `at`: ascending, at most `keep` of the
- * most recent, and none older than `ttlMs` before the newest. RECORD_IMPRESSION_LUA does exactly
+ * most recent, and none older than `ttlMs` before the newest. RECORD_IMPRESSION_LUA (lua.ts) does exactly
  * the same in Redis.
  */
 export function appendImpression(
@@ -923,48 +923,6 @@ export function impressionLimits(keep: number, ttlMs: number): { keep: number; t
     ttlMs: Number.isFinite(ttlMs) ? Math.max(1, Math.ceil(ttlMs)) : 1,
   };
 }
-
-/**
- * The Lua function behind RECORD_IMPRESSION_LUA, for scripts that append impressions as part of
- * more work (applying an event): `appendImpression(key, field, at, keep, ttl)`.
- */
-export const APPEND_IMPRESSION_LUA_FN = `
-local function appendImpression(key, field, at, keep, ttl)
-  local times = {}
-  local cur = redis.call('HGET', key, field)
-  if cur then
-    local n = math.floor(#cur / 8)
-    for i = 0, n - 1 do
-      times[#times + 1] = struct.unpack('>d', cur, i * 8 + 1)
-    end
-  end
-  times[#times + 1] = at
-  table.sort(times)
-  local newest = times[#times]
-  local floor = newest - ttl
-  local from = #times - keep + 1
-  if from < 1 then from = 1 end
-  local out = {}
-  for i = from, #times do
-    if times[i] >= floor then out[#out + 1] = struct.pack('>d', times[i]) end
-  end
-  redis.call('HSET', key, field, table.concat(out))
-  local pttl = redis.call('PTTL', key)
-  if pttl < ttl then redis.call('PEXPIRE', key, ttl) end
-  return #out
-end
-`;
-
-/**
- * Appends one impression to a counters hash, atomically.
- * KEYS[1] the counters hash; ARGV: campaign id, time (ms), keep, ttl (ms).
- * Keeps the `keep` most recent times not older than ttl before the newest (as appendImpression),
- * and makes the hash live at least ttl ms from now (a shorter ttl of another campaign never cuts
- * a longer one short). Returns the number of times kept.
- */
-export const RECORD_IMPRESSION_LUA = `${APPEND_IMPRESSION_LUA_FN}
-return appendImpression(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
-`;
 
 /** Sets one campaign's times on a counters object (safe for any campaign id). */
 export function setCounter(out: Record<string, number[]>, campaign: string, times: number[]): void {

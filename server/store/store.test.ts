@@ -180,22 +180,20 @@ for (const [name, startTarget] of [
           },
         ]);
         const t = tagOf('p-7');
+        const always = [
+          'layout:a:{cookie:c1}',
+          'layout:a:{idfa:ABC}',
+          'layout:ax:{p-7}',
+          'layout:dict:r:{ms}',
+          'layout:dict:{ms}',
+          'layout:ev:{p-7}',
+          'layout:fc:{p-7}',
+          'layout:meta:{ms}',
+          'layout:p:{p-7}',
+          `layout:sl:{${t}}`,
+        ];
         // Before the counts are gathered, the stage changes wait in the person's slot.
-        expect(await keysUnder('layout:')).toEqual(
-          [
-            'layout:a:{cookie:c1}',
-            'layout:a:{idfa:ABC}',
-            'layout:ax:{p-7}',
-            'layout:dict:r:{ms}',
-            'layout:dict:{ms}',
-            'layout:ev:{p-7}',
-            'layout:fc:{p-7}',
-            `layout:fq:{${t}}`,
-            'layout:meta:{ms}',
-            'layout:p:{p-7}',
-            `layout:sl:{${t}}`,
-          ].sort(),
-        );
+        expect(await keysUnder('layout:')).toEqual([...always, `layout:fq:{${t}}`].sort());
         const ids = await target.admin.hgetall('layout:dict:{ms}');
         expect(Object.keys(ids).sort()).toEqual(['a', 'appeal', 'aware', 'vivo']);
         expect(await target.admin.hgetall(`layout:fq:{${t}}`)).toEqual({
@@ -207,22 +205,9 @@ for (const [name, startTarget] of [
           stages: { appeal: 1 },
           moves: { '2026-11-24': { 'aware>appeal': 1 } },
         });
+        // Gathered: the counts by name in the global slot, the applied generations, the lease.
         expect(await keysUnder('layout:')).toEqual(
-          [
-            'layout:a:{cookie:c1}',
-            'layout:a:{idfa:ABC}',
-            'layout:ax:{p-7}',
-            'layout:dict:r:{ms}',
-            'layout:dict:{ms}',
-            'layout:ev:{p-7}',
-            'layout:fc:{p-7}',
-            'layout:fm:{ms}:vivo:2026-11-24',
-            'layout:fn:{ms}:vivo',
-            'layout:fold:{ms}',
-            'layout:meta:{ms}',
-            'layout:p:{p-7}',
-            `layout:sl:{${t}}`,
-          ].sort(),
+          [...always, 'layout:fm:{ms}:vivo:2026-11-24', 'layout:fn:{ms}:vivo', 'layout:fold:{ms}'].sort(),
         );
         // The dictionary: string -> id and id -> string, and the next id; the identity beside it.
         const names = await target.admin.hgetall('layout:dict:r:{ms}');
