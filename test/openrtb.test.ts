@@ -1,6 +1,6 @@
 /**
- * The OpenRTB bidder on a real data-plane listener, over each store: the embedded one and a real
- * redis-server. The specification's example requests (test/openrtb/breq.*.json) against
+ * The OpenRTB bidder on a real data-plane listener, over each store: the embedded one, a real
+ * redis-server and a real Redis Cluster. The specification's example requests (test/openrtb/breq.*.json) against
  * test/openrtb/ruleset.yaml; every constraint; win notices against frequency caps.
  */
 import { readFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { loadConfig } from '../server/config.js';
 import type { ProfileStore } from '../server/store/types.js';
 import { postJson } from './http.js';
 import { type RedisHandle, startRedis } from './redis-server.js';
+import { clusterTarget, type RedisTarget } from './redis-targets.js';
 
 const quiet = () => {};
 // biome-ignore lint/suspicious/noTemplateCurlyInString: the OpenRTB macro as the exchange sees it
@@ -277,4 +278,27 @@ describe('Redis store', () => {
     await redis?.stop();
   });
   describeBidder('Redis store', () => ({ port: server.dataPort, store: server.store }));
+});
+
+describe('Redis Cluster store', () => {
+  let target: RedisTarget;
+  let server: RunningServer;
+  beforeAll(async () => {
+    target = await clusterTarget();
+    const config = loadConfig({
+      PORT: '0',
+      ADMIN_PORT: '0',
+      HOST: '127.0.0.1',
+      REDIS_CLUSTER_NODES: target.cluster!.seeds,
+      RULESET_FILE: RULESET,
+      DECISION_DEADLINE_MS: '50',
+      CACHE_TTL_MS: '50',
+    });
+    server = await startServer(config, { log: quiet, now: () => NOW });
+  }, 60_000);
+  afterAll(async () => {
+    await server?.close();
+    await target?.stop();
+  });
+  describeBidder('Redis Cluster store', () => ({ port: server.dataPort, store: server.store }));
 });
