@@ -1,9 +1,9 @@
 /**
  * Running on a real Redis Cluster (3 masters with a replica each) as an operator would: the seed
  * and import commands, a shard that is down (both its master and its replica), and Redis of the
- * wrong kind named in the configuration.
+ * wrong kind named in the configuration; and a Redis that is away when the server starts.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../server/app.js';
 import { runImport } from '../server/cli/import.js';
 import { seed } from '../server/cli/seed.js';
-import { loadConfig } from '../server/config.js';
+import { DEMO_RULESET, loadConfig } from '../server/config.js';
 import { demoAliases, demoProfile } from '../server/demo/profiles.js';
 import { RedisStore } from '../server/store/redis.js';
 import { slotOf } from '../server/store/slots.js';
@@ -181,4 +181,66 @@ describe('a replica named as REDIS_URL', () => {
       await master.stop();
     }
   });
+});
+
+describe('a Redis that is away when the server starts', () => {
+  it('is waited for, said so in the log, and served once it answers', async () => {
+    const redis = await startRedis();
+    await redis.kill();
+    const lines: string[] = [];
+    const config = loadConfig({ PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', REDIS_URL: redis.url });
+    let started: RunningServer | null = null;
+    const starting = startServer(config, { log: (l) => lines.push(l) }).then((s) => {
+      started = s;
+      return s;
+    });
+    try {
+      for (let i = 0; i < 100 && !lines.some((l) => l.includes('waiting for the store')); i++)
+        await sleep(50);
+      expect(lines.some((l) => l.includes('waiting for the store to answer before serving'))).toBe(true);
+      expect(started).toBeNull();
+      await redis.restart();
+      const server = await starting;
+      const res = await fetch(`http://127.0.0.1:${server.dataPort}/v1/decide`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user: { id: 'nobody' }, placements: [BANNER] }),
+      });
+      expect(res.status).toBe(200);
+      expect(server.service.ruleSet.version).toBe(1);
+      await server.close(0, 0);
+    } finally {
+      await redis.stop();
+    }
+  }, 30_000);
+});
+
+describe('a server started on a Redis that already holds a rule set', () => {
+  it('answers concurrent reads, an upload and an activation right away, each as it should', async () => {
+    const redis = await startRedis();
+    const config = loadConfig({ PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', REDIS_URL: redis.url });
+    try {
+      const first = await startServer(config, { log: quiet });
+      await first.close(0, 0);
+      const server = await startServer(config, { log: quiet });
+      try {
+        const admin = `http://127.0.0.1:${server.adminPort}`;
+        const yaml = readFileSync(DEMO_RULESET, 'utf8').replace('priority: 10', 'priority: 12');
+        const answers = await Promise.all([
+          ...[1, 2, 3, 4, 5].map((n) => fetch(`${admin}/v1/profiles/p-${n}`).then((r) => r.status)),
+          fetch(`${admin}/v1/rulesets?activate=false`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/yaml' },
+            body: yaml,
+          }).then((r) => r.status),
+          fetch(`${admin}/v1/rulesets/1/activate`, { method: 'POST' }).then((r) => r.status),
+        ]);
+        expect(answers).toEqual([404, 404, 404, 404, 404, 201, 200]);
+      } finally {
+        await server.close(0, 0);
+      }
+    } finally {
+      await redis.stop();
+    }
+  }, 30_000);
 });

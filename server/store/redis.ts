@@ -874,9 +874,11 @@ export class RedisStore implements ProfileStore, EventStore {
   /** Waits for the connection and for the identity and dictionary to be learnt; fails while down. */
   private async ready(): Promise<void> {
     await this.client.up();
-    if (this.learnt) return;
-    this.learning ??= this.learn();
-    await this.learning;
+    // The learning started with the store gives up quietly when Redis is away: learn again.
+    while (!this.learnt) {
+      this.learning ??= this.learn();
+      await this.learning;
+    }
   }
 
   /** Learns the identity and dictionary as soon as the client first connects (not before). */
