@@ -33,7 +33,7 @@ import {
   retryDelay,
 } from './resp.js';
 import { RespCluster } from './resp-cluster.js';
-import { SLOTS, slotOf } from './slots.js';
+import { SLOTS } from './slots.js';
 
 export type RedisTopology =
   | {
@@ -486,13 +486,6 @@ export class RedisClient {
     const main = this.main;
     if (!(main instanceof Cluster)) return Promise.resolve();
     return new Promise((resolve) => main.refreshSlotsCache(() => resolve()));
-  }
-
-  /** The key's slot is served by a master the client can reach now (always true off cluster). */
-  slotUp(key: string): boolean {
-    const main = this.main;
-    if (!(main instanceof Cluster)) return main.status === 'ready';
-    return main.slots[slotOf(key)]?.[0] !== undefined;
   }
 
   stats(): RedisClientStats {

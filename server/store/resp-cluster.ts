@@ -67,13 +67,6 @@ export class RespCluster {
     return 'ready';
   }
 
-  /** Nodes (host:port) this reader has a connection to, with their state. */
-  nodeStates(): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const [key, conn] of this.nodes) out[key] = conn.status;
-    return out;
-  }
-
   evalsha(script: LuaScript, keys: readonly Arg[], args: readonly Arg[], slot?: number): Promise<Reply> {
     const conn = this.table[slot ?? slotOf(String(keys[0]))];
     if (conn === undefined) return this.unknownSlot();

@@ -51,10 +51,3 @@ function buildTags(): string[] {
   }
   return out;
 }
-
-/** Consecutive runs of slots, at most `size` long, covering 0..16383 (for reads over every slot). */
-export function slotRanges(size: number): Array<[from: number, to: number]> {
-  const out: Array<[number, number]> = [];
-  for (let s = 0; s < SLOTS; s += size) out.push([s, Math.min(SLOTS, s + size) - 1]);
-  return out;
-}
