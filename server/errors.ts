@@ -25,7 +25,7 @@ export const ERRORS = {
   store_unavailable: { status: 503, text: 'The profile store does not answer' },
   store_data_lost: {
     status: 503,
-    text: 'This part of the profile store lost its string dictionary; its people must be imported again',
+    text: 'This part of the profile store lost its string dictionary; the store must be emptied and its people imported again',
   },
 } as const;
 

@@ -971,7 +971,7 @@ export class RedisStore implements ProfileStore, EventStore {
           continue;
         }
         throw new StoreDataLostError(
-          'this part of the store holds values written with a string dictionary the store has lost; its people must be imported again',
+          'this part of the store holds values written with a string dictionary the store has lost; empty the store and import its people again',
         );
       }
     }
