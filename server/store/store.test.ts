@@ -432,7 +432,9 @@ for (const [name, startTarget] of [
         expect((await store.loadPerson('p-kept')).profile).toBeNull();
         expect(store.stats().lostValues).toBe(2);
         await expect(store.putProfile({ id: 'p-kept', tags: ['d'] })).rejects.toThrow(StoreDataLostError);
-        await expect(store.putProfile({ id: 'p-kept', tags: ['d'] })).rejects.toThrow(/import its people again/);
+        await expect(store.putProfile({ id: 'p-kept', tags: ['d'] })).rejects.toThrow(
+          /import its people again/,
+        );
       } finally {
         await store.close();
       }
