@@ -63,6 +63,8 @@ function locate(errors: readonly RuleError[], offsetOf: (path: string) => number
   const lines = new LineIndex(text);
   return byPosition(
     errors.map((e) => {
+      // The note that more problems were left out stays last, without a position.
+      if (e.code === 'too_many_errors') return e;
       // A missing field has no position of its own: point at the nearest thing that exists.
       const segs = parsePath(e.path);
       for (let n = segs.length; n >= 0; n--) {

@@ -9,6 +9,8 @@ import type { RuleError } from './types.js';
 import {
   formatPath,
   MAX_DOCUMENT_DEPTH,
+  MAX_ERRORS,
+  MAX_LIST_ITEMS,
   matchesSchema,
   type PathSegment,
   parsePath,
@@ -444,6 +446,48 @@ describe('the JSON Schema', () => {
   });
 });
 
+describe('hostile sizes', () => {
+  it('refuses lists beyond their limit without looking at their items', () => {
+    const v = validateRuleSet({
+      funnel: ['aware'],
+      segments: Array(MAX_LIST_ITEMS.segments + 1).fill(1),
+      campaigns: [],
+    });
+    expect(errorsOf(v)).toEqual([
+      {
+        code: 'too_many_items',
+        path: 'segments',
+        message: `segments has ${MAX_LIST_ITEMS.segments + 1} items; a rule set may have at most ${MAX_LIST_ITEMS.segments}`,
+      },
+    ]);
+  });
+
+  it('lists at most MAX_ERRORS problems, then says how many more it found', () => {
+    const v = validateRuleSet({ funnel: ['aware'], segments: Array(40_000).fill(1), campaigns: [] });
+    const errors = errorsOf(v);
+    expect(errors).toHaveLength(MAX_ERRORS + 1);
+    expect(errors[0]).toMatchObject({ code: 'wrong_type', path: 'segments[0]' });
+    expect(errors[MAX_ERRORS - 1]).toMatchObject({ code: 'wrong_type', path: `segments[${MAX_ERRORS - 1}]` });
+    expect(errors[MAX_ERRORS]).toMatchObject({ code: 'too_many_errors', path: '' });
+    expect(errors[MAX_ERRORS]?.message).toMatch(
+      /^at least \d+ more problems were found; the first 1000 are listed$/,
+    );
+  });
+
+  it('reports the same problems of a list item whether the item stands alone or among many', () => {
+    const bad = { id: 'x', when: { tag: 5 } };
+    const alone = errorsOf(validateRuleSet({ funnel: ['aware'], segments: [bad], campaigns: [] }));
+    const among = errorsOf(
+      validateRuleSet({
+        funnel: ['aware'],
+        segments: [...Array.from({ length: 50 }, (_, i) => ({ id: `s${i}`, when: { tag: 'a' } })), bad],
+        campaigns: [],
+      }),
+    );
+    expect(among.map((e) => ({ ...e, path: e.path.replace('segments[50]', 'segments[0]') }))).toEqual(alone);
+  });
+});
+
 describe('docs/rules.md', () => {
   const doc = readFileSync(new URL('../docs/rules.md', import.meta.url), 'utf8');
   const section = doc.slice(doc.indexOf('## Validation errors'));
@@ -453,6 +497,7 @@ describe('docs/rules.md', () => {
     ...table.texts.flatMap((c) => c.errors.map((e) => e.code)),
     // Exercised by the tests above rather than the tables.
     'too_large',
+    'too_many_errors',
   ]);
   // A fallback for schema rules that have no code of their own; no rule reaches it today.
   const fallbacks = ['invalid'];

@@ -25,13 +25,40 @@ export const FORBIDDEN_KEYS: readonly string[] = ['__proto__', 'constructor', 'p
 
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
 const schemaCheck = ajv.compile(schema);
+/** The same schema stopping at the first error: whether a document is valid, in linear time. */
+const quickCheck = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(schema);
+
+/**
+ * The lists of a rule set whose items are checked one by one. ajv's validator, asked for every
+ * error, joins the errors of each list item to the list's (Array.concat per failing item), which
+ * takes time in the square of the errors: 40,000 invalid segments took 6 s, 80,000 took 16 s.
+ * Checked one item at a time against the item's own definition, the work is linear.
+ */
+const ITEM_LISTS = [
+  ['segments', 'segment'],
+  ['campaigns', 'campaign'],
+  ['stageMoves', 'stageMove'],
+] as const;
+const itemChecks = ITEM_LISTS.map(([list, definition]) => {
+  const check = ajv.getSchema(`${schema.$id}#/definitions/${definition}`);
+  if (check === undefined) throw new Error(`the rule-set schema has no definition ${definition}`);
+  return [list, check] as const;
+});
+/** Items of each list beyond which a rule set is refused (`too_many`). */
+export const MAX_LIST_ITEMS: Readonly<Record<(typeof ITEM_LISTS)[number][0], number>> = {
+  segments: 100_000,
+  campaigns: 10_000,
+  stageMoves: 1_000,
+};
+/** Errors reported at most; a rule set with more gets this many and a `too_many_errors` entry. */
+export const MAX_ERRORS = 1_000;
 
 /** The JSON Schema of rule sets, as published in rules/ruleset.schema.json. */
 export const ruleSetSchema: Readonly<Record<string, unknown>> = schema;
 
 /** Whether data satisfies the JSON Schema alone (no semantic checks). */
 export function matchesSchema(data: unknown): boolean {
-  return schemaCheck(data) === true;
+  return quickCheck(data) === true;
 }
 
 // ---- paths -------------------------------------------------------------------------------------
@@ -156,13 +183,39 @@ function didYouMean(word: string, candidates: Iterable<string>): string {
 class Report {
   readonly errors: RuleError[] = [];
   private readonly seen = new Set<string>();
+  private dropped = 0;
 
   add(code: string, path: readonly PathSegment[], message: string): void {
     const p = formatPath(path);
     const key = `${code}\u0000${p}`;
     if (this.seen.has(key)) return;
     this.seen.add(key);
+    if (this.errors.length >= MAX_ERRORS) {
+      this.dropped++;
+      return;
+    }
     this.errors.push({ code, path: p, message });
+  }
+
+  /** Whether more errors would only be dropped. */
+  get full(): boolean {
+    return this.errors.length >= MAX_ERRORS;
+  }
+
+  /** Problems found but not looked at in detail (the list was full). */
+  more(n: number): void {
+    this.dropped += n;
+  }
+
+  /** The errors, with a last entry saying how many more were found when the list is full. */
+  finish(): RuleError[] {
+    if (this.dropped > 0)
+      this.errors.push({
+        code: 'too_many_errors',
+        path: '',
+        message: `at least ${this.dropped} more problems were found; the first ${MAX_ERRORS} are listed`,
+      });
+    return this.errors;
   }
 }
 
@@ -183,12 +236,31 @@ export function validateRuleSet(data: unknown): Validated<RuleSet> {
     );
     return { ok: false, errors: r.errors };
   }
-  if (!scanKeys(data, r)) return { ok: false, errors: r.errors };
+  if (!scanKeys(data, r)) return { ok: false, errors: r.finish() };
+  if (!listSizes(data, r)) return { ok: false, errors: r.finish() };
   const conditionSchemaErrors = schemaErrors(data, r);
   semanticChecks(data, r, conditionSchemaErrors);
   return r.errors.length === 0
     ? { ok: true, value: data as unknown as RuleSet }
-    : { ok: false, errors: r.errors };
+    : { ok: false, errors: r.finish() };
+}
+
+/** Refuses lists longer than MAX_LIST_ITEMS before anything looks at their items. */
+function listSizes(data: Obj, r: Report): boolean {
+  let ok = true;
+  for (const [list] of ITEM_LISTS) {
+    const items = own(data, list);
+    const max = MAX_LIST_ITEMS[list];
+    if (Array.isArray(items) && items.length > max) {
+      r.add(
+        'too_many_items',
+        [list],
+        `${list} has ${items.length} items; a rule set may have at most ${max}`,
+      );
+      ok = false;
+    }
+  }
+  return ok;
 }
 
 /**
@@ -234,8 +306,26 @@ interface ConditionSchemaError {
 /** Maps schema errors into the report; returns those inside conditions, per segment index. */
 function schemaErrors(data: Obj, r: Report): Map<number, ConditionSchemaError> {
   const inConditions = new Map<number, ConditionSchemaError>();
-  if (schemaCheck(data)) return inConditions;
-  for (const e of schemaCheck.errors ?? []) {
+  if (quickCheck(data)) return inConditions;
+  // The document without its lists' items, then each item on its own (see ITEM_LISTS).
+  const errors: ErrorObject[] = [];
+  const skeleton: Obj = { ...data };
+  for (const [list] of ITEM_LISTS) if (Array.isArray(own(data, list))) skeleton[list] = [];
+  if (!schemaCheck(skeleton)) errors.push(...(schemaCheck.errors ?? []));
+  for (const [list, check] of itemChecks) {
+    const items = own(data, list);
+    if (!Array.isArray(items)) continue;
+    for (let i = 0; i < items.length && errors.length < 4 * MAX_ERRORS; i++) {
+      if (check(items[i])) continue;
+      for (const e of check.errors ?? [])
+        errors.push({ ...e, instancePath: `/${list}/${i}${e.instancePath}` });
+    }
+  }
+  for (const [i, e] of errors.entries()) {
+    if (r.full) {
+      r.more(errors.length - i);
+      break;
+    }
     const path = pointerToPath(data, e.instancePath);
     if (path[0] === 'segments' && typeof path[1] === 'number' && path[2] === 'when') {
       if (!inConditions.has(path[1]))
