@@ -5,7 +5,7 @@
  */
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { RuleError, RuleSet, Validated } from './types.js';
-import { formatPath, type PathSegment, parsePath, validateRuleSet } from './validate.js';
+import { formatPath, MAX_DOCUMENT_DEPTH, type PathSegment, parsePath, validateRuleSet } from './validate.js';
 
 /** Text longer than this (in UTF-16 code units) is refused before parsing. */
 export const MAX_TEXT_LENGTH = 32 * 1024 * 1024;
@@ -97,8 +97,30 @@ class LineIndex {
 // ---- YAML --------------------------------------------------------------------------------------
 
 function parseYaml(text: string): Validated<RuleSet> {
+  // The YAML library recurses per level of nesting and runs regular expressions over whole flow
+  // collections: 1,000 levels overflow its stack, 100,000 on one line exhaust the process's
+  // memory compiling a regular expression (measured). Deeper than a rule set can be: refused first.
+  const deep = yamlTooDeep(text);
+  if (deep !== null) {
+    const lines = new LineIndex(text);
+    return fail([
+      {
+        code: 'too_deep',
+        path: '',
+        message: `the YAML is nested more than ${MAX_DOCUMENT_DEPTH} levels deep`,
+        ...lines.position(deep),
+      },
+    ]);
+  }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { schema: 'core', uniqueKeys: true, prettyErrors: false, lineCounter });
+  let doc: Document;
+  try {
+    doc = parseDocument(text, { schema: 'core', uniqueKeys: true, prettyErrors: false, lineCounter });
+  } catch (e) {
+    return fail([
+      { code: 'yaml_syntax', path: '', message: `the YAML cannot be read: ${(e as Error).message}` },
+    ]);
+  }
   if (doc.errors.length > 0) {
     return fail(
       doc.errors.map((e) => {
@@ -135,6 +157,65 @@ function parseYaml(text: string): Validated<RuleSet> {
   const v = validateRuleSet(data);
   if (v.ok) return v;
   return fail(locate(v.errors, (path) => yamlOffset(doc, parsePath(path)), text));
+}
+
+/**
+ * Where YAML text nests deeper than MAX_DOCUMENT_DEPTH (an offset), or null: flow collections
+ * (`[`, `{` outside quoted scalars and comments) and block nesting (indentation, and `- ` items
+ * opened on one line) counted together, a little more than the data's depth but never less.
+ */
+export function yamlTooDeep(text: string): number | null {
+  let flow = 0;
+  let quote = 0; // the quote character of a quoted scalar being read, 0 outside one
+  let lineStart = 0;
+  let block = 0;
+  let atLineHead = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10) {
+      lineStart = i + 1;
+      atLineHead = true;
+      block = 0;
+      if (quote === 0) continue;
+    }
+    if (quote !== 0) {
+      if (c === quote) {
+        if (quote === 39 && text.charCodeAt(i + 1) === 39)
+          i++; // '' inside '…'
+        else quote = 0;
+      } else if (c === 92 && quote === 34) i++; // \x inside "…"
+      continue;
+    }
+    if (atLineHead) {
+      // Indentation and `- ` items at the head of a line open block levels.
+      if (c === 32) {
+        if ((i - lineStart) % 2 === 1) block++;
+        if (flow + block > MAX_DOCUMENT_DEPTH) return i;
+        continue;
+      }
+      if (c === 45 && (text.charCodeAt(i + 1) === 32 || text.charCodeAt(i + 1) === 10)) {
+        block++;
+        if (flow + block > MAX_DOCUMENT_DEPTH) return i;
+        continue;
+      }
+      atLineHead = false;
+    }
+    if (c === 35 && (i === lineStart || text.charCodeAt(i - 1) === 32)) {
+      // A comment: skip to the end of the line.
+      while (i + 1 < text.length && text.charCodeAt(i + 1) !== 10) i++;
+    } else if (c === 91 || c === 123) {
+      flow++;
+      if (flow + block > MAX_DOCUMENT_DEPTH) return i;
+    } else if ((c === 93 || c === 125) && flow > 0) {
+      flow--;
+    } else if (c === 34 || c === 39) {
+      // A quote opens a quoted scalar only where a scalar can begin.
+      const before = i === lineStart ? 32 : text.charCodeAt(i - 1);
+      if (before === 32 || before === 91 || before === 123 || before === 44 || before === 58 || before === 9)
+        quote = c;
+    }
+  }
+  return null;
 }
 
 /** Offset of the node a path names: the key of a mapping entry, or the item of a list. */

@@ -258,6 +258,38 @@ describe('parsing', () => {
     expect(v.ok).toBe(false);
     expect(errorsOf(v)[0]?.code).toMatch(/^(json_syntax|too_deep)$/);
   });
+
+  it.each([
+    // 100,000 levels on one line made the YAML library exhaust the process's memory.
+    [
+      'flow collections on one line',
+      (n: number) => `funnel: [a]\ndescription: ${'['.repeat(n)}${']'.repeat(n)}\n`,
+    ],
+    [
+      'indented block mappings',
+      (n: number) =>
+        `funnel: [a]\ndescription:\n${Array.from({ length: n }, (_, k) => `${'  '.repeat(k + 1)}k${k}:`).join('\n')} x\n`,
+    ],
+    ['block sequences opened on one line', (n: number) => `${'- '.repeat(n)}x\n`],
+  ])('refuses YAML nested deeper than any rule set (%s) at the place it gets too deep', (_name, make) => {
+    // (Indentation grows with the square of the depth: 2,000 levels already take 4 MB.)
+    for (const n of [MAX_DOCUMENT_DEPTH + 1, 1000, _name.startsWith('indented') ? 2000 : 100_000]) {
+      const text = make(n);
+      const errors = errorsOf(parseRuleSetText(text, 'yaml'));
+      expect(errors, `${n} levels`).toHaveLength(1);
+      expect(errors[0]).toMatchObject({
+        code: 'too_deep',
+        path: '',
+        message: 'the YAML is nested more than 100 levels deep',
+      });
+      expect(errors[0]?.line).toBeGreaterThanOrEqual(1);
+    }
+    // Nesting a rule set really has passes (quotes, comments and brackets inside them don't count).
+    const fine = make(20);
+    expect(errorsOf(parseRuleSetText(fine, 'yaml')).map((e) => e.code)).not.toContain('too_deep');
+    const quoted = `funnel: [a]\ndescription: "${'['.repeat(500)}" # ${'{'.repeat(500)}\nname: '${'['.repeat(500)}'\n`;
+    expect(errorsOf(parseRuleSetText(quoted, 'yaml')).map((e) => e.code)).not.toContain('too_deep');
+  });
 });
 
 describe('data that is not plain JSON', () => {
