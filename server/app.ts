@@ -335,6 +335,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     profiles: store,
     rulesets: backend.rulesets,
     tokens: config.tokens,
+    bodyTimeoutMs: config.adminBodyTimeoutMs,
     active: () => service.ruleSet,
     log,
   });
@@ -356,6 +357,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         }),
         config.host,
         config.adminPort,
+        {
+          headersTimeoutMs: config.adminHeadersTimeoutMs,
+          maxConnections: config.adminMaxConnections,
+          maxConnectionsPerClient: config.adminMaxConnectionsPerClient,
+        },
       );
     }
   } catch (e) {

@@ -14,6 +14,14 @@ export interface Config {
   host: string;
   port: number;
   adminPort: number;
+  /** Control plane: the longest a request body may take (an import: may send nothing), ms. */
+  adminBodyTimeoutMs: number;
+  /** Control plane: the longest a request's headers may take, ms. */
+  adminHeadersTimeoutMs: number;
+  /** Control plane: connections open at once (more are closed at once). */
+  adminMaxConnections: number;
+  /** Control plane: connections open at once from one client address. */
+  adminMaxConnectionsPerClient: number;
   /** How Redis is deployed (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); unset: the embedded store with demo data. */
   redis: RedisTopology | undefined;
   redisKeyPrefix: string;
@@ -101,6 +109,29 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: 'ADMIN_PORT',
     default: '8081',
     description: 'Control plane (rule sets, profiles, events, funnels, health), Hono',
+  },
+  {
+    name: 'ADMIN_BODY_TIMEOUT_MS',
+    default: '10000',
+    description:
+      'Control plane: the longest a request body may take to arrive (408 after it); an NDJSON import may take as long as it keeps sending, but not send nothing for this long',
+  },
+  {
+    name: 'ADMIN_HEADERS_TIMEOUT_MS',
+    default: '10000',
+    description:
+      "Control plane: the longest a request's headers may take to arrive (the connection is closed after it)",
+  },
+  {
+    name: 'ADMIN_MAX_CONNECTIONS',
+    default: '256',
+    description: 'Control plane: connections open at once; more are closed as they come',
+  },
+  {
+    name: 'ADMIN_MAX_CONNECTIONS_PER_CLIENT',
+    default: '32',
+    description:
+      'Control plane: connections open at once from one client address; more from it are closed as they come, so that one client cannot crowd out probes and scrapes',
   },
   {
     name: 'REDIS_URL',
@@ -260,6 +291,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: env.HOST === undefined || env.HOST === '' ? '0.0.0.0' : env.HOST,
     port: int('PORT', 8080, 0, 65535),
     adminPort: int('ADMIN_PORT', 8081, 0, 65535),
+    adminBodyTimeoutMs: int('ADMIN_BODY_TIMEOUT_MS', 10_000, 100, 3_600_000),
+    adminHeadersTimeoutMs: int('ADMIN_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+    adminMaxConnections: int('ADMIN_MAX_CONNECTIONS', 256, 1, 1_000_000),
+    adminMaxConnectionsPerClient: int('ADMIN_MAX_CONNECTIONS_PER_CLIENT', 32, 1, 1_000_000),
     redis: redisTopology(env, problems),
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? '',
     redisWaitReplicas,

@@ -48,6 +48,7 @@ export function createControlApp(deps: ControlDeps): Hono {
     log,
     importBatch: Math.max(1, deps.importBatch ?? 500),
     maxImportBytes: maxImport,
+    bodyTimeoutMs: Math.max(1, deps.bodyTimeoutMs ?? 10_000),
     async store(what, call) {
       try {
         return await call();
@@ -89,7 +90,8 @@ export function createControlApp(deps: ControlDeps): Hono {
     app.on(spec.method.toUpperCase(), path, async (c) => {
       const caller = authorize(c, spec, auth);
       const req: RouteRequest<B> = { c, caller, body: undefined as B, stream: null, format: undefined };
-      if (spec.body !== undefined) await takeBody(c, spec, req, limits[spec.body.limit ?? 'json']);
+      if (spec.body !== undefined)
+        await takeBody(c, spec, req, limits[spec.body.limit ?? 'json'], ctx.bodyTimeoutMs);
       return handler(req);
     });
   };
@@ -157,7 +159,13 @@ function authorize(c: Context, spec: RouteSpec, auth: TokenAuth): Caller {
   return result.caller;
 }
 
-async function takeBody<B>(c: Context, spec: RouteSpec, req: RouteRequest<B>, limit: number): Promise<void> {
+async function takeBody<B>(
+  c: Context,
+  spec: RouteSpec,
+  req: RouteRequest<B>,
+  limit: number,
+  timeoutMs: number,
+): Promise<void> {
   const body = spec.body!;
   const type = mediaType(c.req.header('content-type'));
   const accepted = body.contentTypes;
@@ -165,7 +173,7 @@ async function takeBody<B>(c: Context, spec: RouteSpec, req: RouteRequest<B>, li
     if (YAML_TYPES.includes(type)) req.format = 'yaml';
     else if (type === 'application/json') req.format = 'json';
     else if (type !== '' && type !== 'text/plain') throw unsupported(type, accepted);
-    req.body = decodeText(await readBody(c.req.raw, limit)) as B;
+    req.body = decodeText(await readBody(c.req.raw, limit, timeoutMs)) as B;
     return;
   }
   if (body.kind === 'ndjson') {
@@ -178,7 +186,7 @@ async function takeBody<B>(c: Context, spec: RouteSpec, req: RouteRequest<B>, li
     return;
   }
   if (type !== '' && !accepted.includes(type)) throw unsupported(type, accepted);
-  const data = parseJson(decodeText(await readBody(c.req.raw, limit)));
+  const data = parseJson(decodeText(await readBody(c.req.raw, limit, timeoutMs)));
   req.body = (
     body.checkedBy === 'handler' || body.schema === undefined ? data : check(body.schema, data)
   ) as B;

@@ -23,6 +23,11 @@ export interface ControlDeps {
   maxImportBytes?: number;
   /** Profiles written per store call during an import. Default 500. */
   importBatch?: number;
+  /**
+   * The longest a request body may take to arrive, ms (408 after it); for an NDJSON import, the
+   * longest it may send nothing. Default 10 s.
+   */
+  bodyTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -33,6 +38,7 @@ export interface ControlContext {
   readonly log: (line: string) => void;
   readonly importBatch: number;
   readonly maxImportBytes: number;
+  readonly bodyTimeoutMs: number;
   /** Runs a store call; a failure becomes 503 store_unavailable (and is logged). */
   store<T>(what: string, call: () => Promise<T>): Promise<T>;
 }

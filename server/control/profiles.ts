@@ -5,7 +5,13 @@
  */
 import type { Profile } from '../../rules/types.js';
 import { ClientError } from '../errors.js';
-import { chunksOf, ImportAborted, ImportTooLarge, importProfiles } from '../profiles/import.js';
+import {
+  chunksOf,
+  ImportAborted,
+  ImportTimedOut,
+  ImportTooLarge,
+  importProfiles,
+} from '../profiles/import.js';
 import type { ProfilePatch } from '../store/types.js';
 import type { ControlContext, Register } from './context.js';
 import { LIMITS } from './schemas.js';
@@ -78,7 +84,7 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
     if (stream === null) return c.json({ lines: 0, imported: 0, failed: 0, errors: [] });
     const metrics = c.get('metrics');
     try {
-      const result = await importProfiles(chunksOf(stream), store, {
+      const result = await importProfiles(chunksOf(stream, ctx.bodyTimeoutMs), store, {
         batchSize: ctx.importBatch,
         maxBytes: ctx.maxImportBytes,
         now: ctx.now,
@@ -87,8 +93,14 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
       ctx.log(`profiles imported: ${result.imported} of ${result.lines} lines, ${result.failed} failed`);
       return c.json(result);
     } catch (e) {
-      if (e instanceof ImportTooLarge || e instanceof ImportAborted) {
+      if (e instanceof ImportTooLarge || e instanceof ImportAborted || e instanceof ImportTimedOut) {
         metrics?.importedLines(e.progress.imported, e.progress.failed);
+      }
+      if (e instanceof ImportTimedOut) {
+        throw new ClientError(
+          'request_timeout',
+          `Nothing arrived for ${Math.round(e.idleMs / 1000)} s; the import stopped after line ${e.progress.lines} with ${e.progress.imported} profiles written. Send the rest again.`,
+        );
       }
       if (e instanceof ImportTooLarge) {
         throw new ClientError(

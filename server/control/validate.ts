@@ -244,16 +244,34 @@ export function mediaType(header: string | undefined): string {
 }
 
 /** Reads a whole body, refusing it (413) as soon as it passes `limit` bytes. */
-export async function readBody(req: Request, limit: number): Promise<Uint8Array> {
+/**
+ * The whole body, at most `limit` bytes, arrived within `timeoutMs` (a slow client must not hold
+ * a connection and its buffers for ever: 408 request_timeout).
+ */
+export async function readBody(req: Request, limit: number, timeoutMs = 10_000): Promise<Uint8Array> {
   const declared = req.headers.get('content-length');
   if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
   if (req.body === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = req.body.getReader();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = () =>
+    new ClientError('request_timeout', `The body did not arrive within ${Math.round(timeoutMs / 1000)} s`);
+  let late = false;
+  const lateness = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      late = true;
+      reject(timedOut());
+      reader.cancel().catch(() => {});
+    }, timeoutMs);
+  });
+  lateness.catch(() => {});
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await Promise.race([reader.read(), lateness]);
+      // Cancelling ends the read as if the body were whole: it is not.
+      if (late) throw timedOut();
       if (done) break;
       size += value.byteLength;
       if (size > limit) {
@@ -263,6 +281,7 @@ export async function readBody(req: Request, limit: number): Promise<Uint8Array>
       chunks.push(value);
     }
   } finally {
+    clearTimeout(timer);
     reader.releaseLock();
   }
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);

@@ -4,6 +4,7 @@
  * request id (echoed in `x-request-id`, on every log line written while it is handled), is
  * counted by route pattern, and logged when it is answered.
  */
+import type { Socket } from 'node:net';
 import { serve } from '@hono/node-server';
 import { type Context, Hono } from 'hono';
 import { routePath } from 'hono/route';
@@ -141,16 +142,39 @@ function errorCode(c: Context, status: number): string | null {
   return null;
 }
 
-export function listenAdmin(app: Hono, host: string, port: number): Promise<Listener> {
+export interface AdminListenOptions {
+  /** The longest a request's headers may take, ms. Default 10 s. */
+  headersTimeoutMs?: number;
+  /** Connections open at once; more are closed as they come. Default 256. */
+  maxConnections?: number;
+  /** Connections open at once from one client address. Default 32. */
+  maxConnectionsPerClient?: number;
+}
+
+export function listenAdmin(
+  app: Hono,
+  host: string,
+  port: number,
+  opts: AdminListenOptions = {},
+): Promise<Listener> {
   return new Promise((resolve, reject) => {
     // No overall request timeout: an NDJSON import of millions of lines may stream for longer
-    // than Node's default five minutes (headers must still arrive within a minute).
+    // than Node's default five minutes. Bodies have their own limits (ADMIN_BODY_TIMEOUT_MS, in
+    // the control app); headers must arrive within headersTimeoutMs; and the connections a
+    // client can hold open are capped, so that a flood of slow connections cannot take every
+    // file descriptor of the process (its data plane's too).
     const server = serve(
       {
         fetch: app.fetch,
         hostname: host,
         port,
-        serverOptions: { requestTimeout: 0, headersTimeout: 60_000 },
+        serverOptions: {
+          requestTimeout: 0,
+          headersTimeout: opts.headersTimeoutMs ?? 10_000,
+          // How often late headers are looked for (Node's default, 30 s, would let them linger).
+          connectionsCheckingInterval: Math.max(50, Math.min(1_000, (opts.headersTimeoutMs ?? 10_000) / 4)),
+          keepAliveTimeout: 5_000,
+        },
       },
       (info) => {
         let open = true;
@@ -164,6 +188,23 @@ export function listenAdmin(app: Hono, host: string, port: number): Promise<List
         });
       },
     );
+    server.maxConnections = opts.maxConnections ?? 256;
+    const perClient = opts.maxConnectionsPerClient ?? 32;
+    const open = new Map<string, number>();
+    server.on('connection', (socket: Socket) => {
+      const from = socket.remoteAddress ?? '';
+      const n = (open.get(from) ?? 0) + 1;
+      if (n > perClient) {
+        socket.destroy();
+        return;
+      }
+      open.set(from, n);
+      socket.once('close', () => {
+        const left = (open.get(from) ?? 1) - 1;
+        if (left <= 0) open.delete(from);
+        else open.set(from, left);
+      });
+    });
     server.once('error', reject);
   });
 }

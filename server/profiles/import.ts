@@ -58,6 +58,16 @@ export class ImportAborted extends Error {
   }
 }
 
+/** The input stalled (ImportStalled) after what `progress` says was read and written. */
+export class ImportTimedOut extends Error {
+  constructor(
+    readonly progress: ImportResult,
+    readonly idleMs: number,
+  ) {
+    super(`the input stopped arriving for ${Math.round(idleMs / 1000)} s`);
+  }
+}
+
 /** The input passed `maxBytes`. */
 export class ImportTooLarge extends Error {
   constructor(
@@ -189,22 +199,29 @@ export async function importProfiles(
     parts.push(Uint8Array.prototype.slice.call(piece));
   };
 
-  for await (const chunk of source) {
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
-    total += buf.byteLength;
-    if (total > maxBytes) {
-      await finish();
-      throw new ImportTooLarge(snapshot(result), maxBytes);
+  try {
+    for await (const chunk of source) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+      total += buf.byteLength;
+      if (total > maxBytes) {
+        await finish();
+        throw new ImportTooLarge(snapshot(result), maxBytes);
+      }
+      let from = 0;
+      for (;;) {
+        const nl = buf.indexOf(NL, from);
+        if (nl === -1) break;
+        append(buf.subarray(from, nl));
+        await endLine();
+        from = nl + 1;
+      }
+      append(buf.subarray(from));
     }
-    let from = 0;
-    for (;;) {
-      const nl = buf.indexOf(NL, from);
-      if (nl === -1) break;
-      append(buf.subarray(from, nl));
-      await endLine();
-      from = nl + 1;
-    }
-    append(buf.subarray(from));
+  } catch (e) {
+    if (!(e instanceof ImportStalled)) throw e;
+    // The whole lines read so far are written; the line being read is not.
+    await finish();
+    throw new ImportTimedOut(snapshot(result), e.idleMs);
   }
   if (parts === null || partBytes > 0) await endLine();
   await finish();
@@ -215,14 +232,41 @@ function snapshot(r: ImportResult): ImportResult {
   return { ...r, errors: r.errors.slice() };
 }
 
-/** Chunks of a web ReadableStream, as an async iterable (released when the loop ends). */
-export async function* chunksOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+/** The input stopped arriving: nothing for `idleMs`. */
+export class ImportStalled extends Error {
+  constructor(readonly idleMs: number) {
+    super(`nothing arrived for ${Math.round(idleMs / 1000)} s`);
+  }
+}
+
+/**
+ * Chunks of a web ReadableStream, as an async iterable (released when the loop ends); a stream
+ * silent for `idleMs` ends it with ImportStalled, so that a client trickling nothing cannot hold
+ * the connection for ever (an import that keeps sending may take as long as it needs).
+ */
+export async function* chunksOf(
+  stream: ReadableStream<Uint8Array>,
+  idleMs = Number.POSITIVE_INFINITY,
+): AsyncGenerator<Uint8Array> {
   const reader = stream.getReader();
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      yield value;
+      let timer: NodeJS.Timeout | undefined;
+      const silent =
+        idleMs === Number.POSITIVE_INFINITY
+          ? null
+          : new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new ImportStalled(idleMs)), idleMs);
+            });
+      try {
+        const { done, value } = await (silent === null
+          ? reader.read()
+          : Promise.race([reader.read(), silent]));
+        if (done) return;
+        yield value;
+      } finally {
+        clearTimeout(timer);
+      }
     }
   } finally {
     await reader.cancel().catch(() => {});
