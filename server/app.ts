@@ -336,6 +336,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     rulesets: backend.rulesets,
     tokens: config.tokens,
     bodyTimeoutMs: config.adminBodyTimeoutMs,
+    allowOpen: config.allowOpenControlPlane,
     active: () => service.ruleSet,
     log,
   });

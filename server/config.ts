@@ -22,6 +22,8 @@ export interface Config {
   adminMaxConnections: number;
   /** Control plane: connections open at once from one client address. */
   adminMaxConnectionsPerClient: number;
+  /** Without tokens, whether the control plane's API answers clients on other machines. */
+  allowOpenControlPlane: boolean;
   /** How Redis is deployed (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); unset: the embedded store with demo data. */
   redis: RedisTopology | undefined;
   redisKeyPrefix: string;
@@ -219,7 +221,14 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   {
     name: 'TOKENS',
     default: '(unset)',
-    description: 'API tokens, `name:secret:scope+scope` separated by commas; unset with no file: open',
+    description:
+      'API tokens, `name:secret:scope+scope` separated by commas; unset with no file: no token is asked for, and the API answers its own machine only',
+  },
+  {
+    name: 'ALLOW_OPEN_CONTROL_PLANE',
+    default: 'false',
+    description:
+      "Without tokens, the control plane's API answers only clients on its own machine (probes, metrics and the OpenAPI document answer everyone); `true` opens it to every client",
   },
   {
     name: 'TOKENS_FILE',
@@ -312,6 +321,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     drainDelayMs: int('DRAIN_DELAY_MS', 0, 0, 600_000),
     drainTimeoutMs: int('DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
     tokens: loadTokens(env, problems),
+    allowOpenControlPlane: bool('ALLOW_OPEN_CONTROL_PLANE', env.ALLOW_OPEN_CONTROL_PLANE, false, problems),
     logLevel: logLevel(env.LOG_LEVEL, problems),
     logDecisionsSample: share('LOG_DECISIONS_SAMPLE', env.LOG_DECISIONS_SAMPLE, problems),
     openrtb: {

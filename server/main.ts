@@ -58,14 +58,17 @@ async function main(): Promise<void> {
   );
   if (config.tokens.length === 0) {
     console.warn(
-      [
-        '',
-        '  ***************************************************************************************',
-        '  *  WARNING: no API tokens are configured (TOKENS, TOKENS_FILE). The control plane is  *',
-        '  *  OPEN: anyone who can reach it can change rule sets, profiles and events.           *',
-        '  ***************************************************************************************',
-        '',
-      ].join('\n'),
+      config.allowOpenControlPlane
+        ? [
+            '',
+            '  ***************************************************************************************',
+            '  *  WARNING: no API tokens are configured (TOKENS, TOKENS_FILE) and                    *',
+            '  *  ALLOW_OPEN_CONTROL_PLANE=true: anyone who can reach the control plane can change   *',
+            '  *  rule sets, profiles and events.                                                    *',
+            '  ***************************************************************************************',
+            '',
+          ].join('\n')
+        : 'mindshare: no API tokens are configured (TOKENS, TOKENS_FILE): the control plane API answers clients on this machine only',
     );
   } else {
     const names = config.tokens.map((t) => `${t.name} (${t.scopes.join(' ')})`).join(', ');

@@ -17,7 +17,7 @@ describe('the server process', () => {
     try {
       await waitFor(() => server.stdout().includes("-d '"), 30_000);
       const out = server.stdout();
-      expect(server.stderr()).toContain('OPEN');
+      expect(server.stderr()).toContain('answers clients on this machine only');
       const line = out.split('\n').find((l) => l.includes('curl -s'));
       const url = /curl -s (\S+)/.exec(line ?? '')?.[1];
       const body = /-d '([^']+)'/.exec(line ?? '')?.[1];
@@ -150,7 +150,7 @@ describe('the server process', () => {
       await waitFor(() => server.stdout().includes('control plane on'), 30_000);
       expect(server.stdout()).toContain('ops (admin)');
       expect(server.stdout() + server.stderr()).not.toContain(secret);
-      expect(server.stderr()).not.toContain('OPEN');
+      expect(server.stderr()).not.toContain('no API tokens');
       const port = /control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(server.stdout())?.[1];
       const anonymous = await fetch(`http://127.0.0.1:${port}/v1/rulesets`);
       expect(anonymous.status).toBe(401);

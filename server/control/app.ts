@@ -9,6 +9,7 @@
  * syntax (400 bad_json), schema (400 with the path), then the handler. A handler either
  * completes its change or makes none; store failures answer 503 store_unavailable.
  */
+import { getConnInfo } from '@hono/node-server/conninfo';
 import { type Context, Hono } from 'hono';
 import { ClientError, type ErrorBody } from '../errors.js';
 import { StoreDataLostError } from '../store/redis.js';
@@ -88,6 +89,13 @@ export function createControlApp(deps: ControlDeps): Hono {
     if (methods === undefined) registered.set(path, (methods = new Set()));
     methods.add(spec.method.toUpperCase());
     app.on(spec.method.toUpperCase(), path, async (c) => {
+      refuseCrossSite(c, spec);
+      if (auth.open && spec.scope !== null && !deps.allowOpen && !fromLoopback(c)) {
+        throw new ClientError(
+          'forbidden',
+          'Without API tokens this API answers only clients on its own machine; configure TOKENS (or ALLOW_OPEN_CONTROL_PLANE=true)',
+        );
+      }
       const caller = authorize(c, spec, auth);
       const req: RouteRequest<B> = { c, caller, body: undefined as B, stream: null, format: undefined };
       if (spec.body !== undefined)
@@ -142,6 +150,41 @@ export function errorResponse(err: unknown, c: Context, log: (line: string) => v
   return c.json(body, 500);
 }
 
+/**
+ * Refuses a change asked for by another web site (a browser sends Origin, and Sec-Fetch-Site, on
+ * a cross-site request): a page elsewhere must not be able to make its visitor's browser change
+ * rule sets or profiles. Reads and requests from outside browsers (no Origin) pass.
+ */
+function refuseCrossSite(c: Context, spec: RouteSpec): void {
+  if (spec.method === 'get') return;
+  const site = c.req.header('sec-fetch-site');
+  const origin = c.req.header('origin');
+  let foreign = site !== undefined && site !== 'same-origin' && site !== 'none';
+  if (!foreign && origin !== undefined) {
+    let host: string | null = null;
+    try {
+      host = origin === 'null' ? null : new URL(origin).host;
+    } catch {
+      host = null;
+    }
+    foreign = host === null || host !== c.req.header('host');
+  }
+  if (foreign)
+    throw new ClientError('forbidden', 'Requests from another web site may not change anything here');
+}
+
+/** Whether the client is on this machine (a request made in process, as tests do, counts). */
+function fromLoopback(c: Context): boolean {
+  let address: string | undefined;
+  try {
+    address = getConnInfo(c).remote.address;
+  } catch {
+    return true;
+  }
+  if (address === undefined) return true;
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}
+
 function authorize(c: Context, spec: RouteSpec, auth: TokenAuth): Caller {
   const result = auth.authenticate(c.req.header('authorization'));
   if (!result.ok) {
@@ -169,10 +212,12 @@ async function takeBody<B>(
   const body = spec.body!;
   const type = mediaType(c.req.header('content-type'));
   const accepted = body.contentTypes;
+  // Every body names its type: a form or text/plain body is what another web site can make a
+  // browser send without asking first, so they are refused (as is none at all).
   if (body.kind === 'ruleset') {
     if (YAML_TYPES.includes(type)) req.format = 'yaml';
     else if (type === 'application/json') req.format = 'json';
-    else if (type !== '' && type !== 'text/plain') throw unsupported(type, accepted);
+    else throw unsupported(type, accepted);
     req.body = decodeText(await readBody(c.req.raw, limit, timeoutMs)) as B;
     return;
   }
@@ -185,7 +230,7 @@ async function takeBody<B>(
     req.stream = c.req.raw.body;
     return;
   }
-  if (type !== '' && !accepted.includes(type)) throw unsupported(type, accepted);
+  if (!accepted.includes(type)) throw unsupported(type, accepted);
   const data = parseJson(decodeText(await readBody(c.req.raw, limit, timeoutMs)));
   req.body = (
     body.checkedBy === 'handler' || body.schema === undefined ? data : check(body.schema, data)

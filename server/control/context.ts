@@ -28,6 +28,11 @@ export interface ControlDeps {
    * longest it may send nothing. Default 10 s.
    */
   bodyTimeoutMs?: number;
+  /**
+   * Without tokens, whether the API answers clients on other machines too. Default false: only
+   * loopback clients (probes, metrics and the OpenAPI document answer everyone).
+   */
+  allowOpen?: boolean;
   log?: (line: string) => void;
 }
 

@@ -109,7 +109,7 @@ const profileIdParam: ParamSpec = {
 
 const ruleSetUpload = {
   kind: 'ruleset' as const,
-  contentTypes: [...YAML_TYPES, 'application/json', 'text/plain'],
+  contentTypes: [...YAML_TYPES, 'application/json'],
   schema: { type: 'string', description: 'Rule-set text (rules/ruleset.schema.json)' },
   description: 'The rule set as YAML or JSON; see docs/rules.md',
   limit: 'ruleset' as const,

@@ -65,7 +65,7 @@ describe('rule sets', () => {
     expect(kit.logs.some((l) => l.includes('rule set 1 activated by author'))).toBe(true);
   });
 
-  it('takes JSON, and detects the format without a content type', async () => {
+  it('takes JSON, and refuses a rule set that does not name YAML or JSON as its type', async () => {
     const kit = await makeKit();
     const asJson = JSON.stringify({
       funnel: ['aware', 'act'],
@@ -74,11 +74,19 @@ describe('rule sets', () => {
     });
     const r = await kit.req('POST', '/v1/rulesets', { body: asJson, type: 'application/json' });
     expect(r.status).toBe(201);
-    const plain = await kit.req('POST', '/v1/rulesets', { body: asJson, type: null });
-    expect(plain.status).toBe(201);
-    const got = await kit.req('GET', `/v1/rulesets/${plain.body.version}`);
+    const got = await kit.req('GET', `/v1/rulesets/${r.body.version}`);
     expect(got.headers.get('content-type')).toContain('application/json');
     expect(got.text).toBe(asJson);
+    const before = await kit.req('GET', '/v1/rulesets');
+    // What a page on another site can make a browser send without a preflight: refused.
+    for (const type of [null, 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data']) {
+      for (const path of ['/v1/rulesets', '/v1/rulesets?activate=true', '/v1/rulesets/validate']) {
+        const refused = await kit.req('POST', path, { body: asJson, type });
+        expect(refused.status, `${path} as ${type}`).toBe(415);
+        expect(refused.body.error.code).toBe('unsupported_media_type');
+      }
+    }
+    expect(await kit.req('GET', '/v1/rulesets')).toEqual(before);
   });
 
   it('refuses an invalid rule set with every error, and changes nothing', async () => {
