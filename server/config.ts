@@ -70,7 +70,7 @@ export interface OpenRtbConfig {
   seat: string;
   /** Base URL of win and billing notices (`nurl`, `burl`). */
   noticeUrl: string;
-  /** Key of the bid ids' signatures; random per process when OPENRTB_SECRET is unset. */
+  /** The secret bid ids are sealed with; random per process when OPENRTB_SECRET is unset. */
   secret: string;
   /** True when `secret` was configured (notices then work across instances and restarts). */
   secretConfigured: boolean;
@@ -266,7 +266,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: 'OPENRTB_SECRET',
     default: '(random)',
     description:
-      'OpenRTB: key signing bid ids (16 characters or more); unset: random per process, so notices only work on the process that bid and not after a restart',
+      'OpenRTB: the secret sealing bid ids (16 characters or more); unset: random per process, so notices only work on the process that bid and not after a restart',
   },
   {
     name: 'OPENRTB_BID_TTL_MS',

@@ -200,6 +200,11 @@ function describeBidder(name: string, target: () => Target): void {
       expect(r.status).toBe(200);
       const b = r.body.seatbid[0].bid[0];
       expect(b).toMatchObject({ cid: 'capped-leaderboard', w: 728, h: 90, price: 2 });
+      // The exchange and the page learn nothing of the person from the bid or its notices.
+      for (const url of [b.nurl, b.burl]) expect(new URL(url).searchParams.get('bid')).toBe(b.id);
+      for (const text of [b.id, Buffer.from(b.id, 'base64url').toString('latin1'), b.nurl, b.burl]) {
+        expect(text).not.toContain(pid);
+      }
       const win = b.nurl.replace(/^https?:\/\/[^/]+/, '').replace(MACRO, '1.75');
       expect((await get(win)).status).toBe(204);
       expect((await get(win)).status).toBe(204); // repeated: counted once
