@@ -110,6 +110,7 @@ export async function openBackend(
       waitTimeoutMs: config.redisWaitTimeoutMs,
       leanReads: config.redisLeanReads,
       foldEveryMs: role === 'data' ? 0 : FOLD_EVERY_MS,
+      sweepEveryMs: role === 'data' ? 0 : config.dictionarySweepMs,
       log: warn,
     });
     let reconnected: () => void = () => {};

@@ -33,6 +33,8 @@ export interface Config {
   redisWaitTimeoutMs: number;
   /** Decision reads on the store's own lean connections (false: through ioredis, for comparison). */
   redisLeanReads: boolean;
+  /** How often the control plane takes a turn at erasing deleted people's strings from the dictionary (0: never). */
+  dictionarySweepMs: number;
   /**
    * Threads serving the data plane (with Redis only: the embedded store lives in one thread's
    * memory). 1: one thread serves everything.
@@ -181,6 +183,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
       "Decision reads on the server's own lean Redis connections (routed by slot on a cluster); `false`: through ioredis, as everything else (costs more CPU: bench/README.md)",
   },
   {
+    name: 'DICTIONARY_SWEEP_MS',
+    default: '600000',
+    description:
+      'Redis: how often the fleet checks whether strings of deleted people (a unique tag or attribute) are held by anyone else, and erases them from the string dictionary if not (0: never)',
+  },
+  {
     name: 'WORKERS',
     default: '(number of CPUs)',
     description:
@@ -309,6 +317,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisWaitReplicas,
     redisWaitTimeoutMs: int('REDIS_WAIT_TIMEOUT_MS', 500, 1, 60_000),
     redisLeanReads: bool('REDIS_LEAN_READS', env.REDIS_LEAN_READS, true, problems),
+    dictionarySweepMs: int('DICTIONARY_SWEEP_MS', 600_000, 0, 86_400_000),
     workers: int('WORKERS', Math.min(64, availableParallelism()), 1, 64),
     rulesetFile: env.RULESET_FILE === undefined || env.RULESET_FILE === '' ? DEMO_RULESET : env.RULESET_FILE,
     deadlineMs: int('DECISION_DEADLINE_MS', 10, 1, 60_000),

@@ -221,6 +221,7 @@ export interface MetricSources {
     lostValues: number;
     corruptValues: number;
     lostCountChanges: number;
+    erasedStrings: number;
   };
   draining?: () => boolean;
   /** Data-plane worker threads serving now (absent: this thread serves the data plane). */
@@ -569,6 +570,15 @@ export class Metrics {
         this.inc({ reason: 'lost' }, v.lostValues);
         this.inc({ reason: 'corrupt' }, v.corruptValues);
         this.inc({ reason: 'lost_count' }, v.lostCountChanges);
+      }),
+    });
+    new Counter({
+      name: 'mindshare_store_erased_strings_total',
+      help: "Strings erased from the Redis store's dictionary by this instance's sweeps: only deleted people held them",
+      registers: [registry],
+      collect: onlyWith(sources, 'storeIntegrity', function (this: Counter, s) {
+        this.reset();
+        this.inc(s().erasedStrings);
       }),
     });
     this.redis = { duration, errorChild };

@@ -960,3 +960,10 @@ function isRecordOf<T>(v: unknown, check: (x: unknown) => x is T): v is Record<s
   for (const key of Object.keys(v)) if (!check(v[key])) return false;
   return true;
 }
+
+/** Every dictionary id a format-2 value holds (with repeats); null when it is not such a value. */
+export function personIds(bytes: Uint8Array): readonly number[] | null {
+  const out = decodePerson(bytes, '', EMPTY_NAMES);
+  if (out === null) return null;
+  return out instanceof MissingStrings ? out.ids : [];
+}

@@ -16,6 +16,11 @@
  * without persistence, a flushed database) from the one this process knows: every answer of the
  * dictionary carries it, writes that carry ids are checked against the marker of their slot
  * (lua.ts), and a process that sees another epoch forgets everything it had.
+ *
+ * Strings only deleted people held are erased by a sweep (RedisStore.sweepDictionary). While it
+ * checks them their ids are `retiring`: this process does not write them from what it knows but
+ * asks Redis again (which keeps a string asked for), and once the sweep is over it forgets what it
+ * knew of them (a string that stayed is learnt again when met).
  */
 
 /** How the dictionary reaches Redis (the Redis store provides it). */
@@ -35,6 +40,8 @@ export class StringDictionary {
   private ids = new Map<string, number>();
   private list: Array<string | undefined> = [];
   private currentEpoch = '';
+  /** Ids a dictionary sweep is checking: not written without asking Redis first. */
+  private retiring = new Set<number>();
 
   /** `onEpoch` hears of every change of epoch this dictionary makes (not of the first one). */
   constructor(backend: DictionaryBackend, onEpoch: (before: string, after: string) => void = () => {}) {
@@ -57,14 +64,34 @@ export class StringDictionary {
     return this.ids.size;
   }
 
+  /** The id to write for a string; undefined when this process must ask Redis for it first. */
   idOf(name: string): number | undefined {
-    return this.ids.get(name);
+    const id = this.ids.get(name);
+    if (id === undefined || this.retiring.size === 0 || !this.retiring.has(id)) return id;
+    return undefined;
+  }
+
+  /**
+   * The ids a dictionary sweep is checking now (all of them: none when it is over). Ids that were
+   * retiring and are no more were erased, or stay: what this process knew of them is forgotten.
+   */
+  retire(ids: Iterable<number>): void {
+    const next = new Set(ids);
+    for (const id of this.retiring) {
+      if (next.has(id)) continue;
+      const name = this.list[id];
+      if (name === undefined) continue;
+      this.list[id] = undefined;
+      if (this.ids.get(name) === id) this.ids.delete(name);
+    }
+    this.retiring = next;
   }
 
   /** Forgets everything (the dictionary in Redis is not the one this process knew). */
   forget(): void {
     this.ids = new Map();
     this.list = [];
+    this.retiring = new Set();
     this.currentEpoch = '';
   }
 
@@ -76,7 +103,7 @@ export class StringDictionary {
     const wanted: string[] = [];
     const seen = new Set<string>();
     for (const name of names) {
-      if (this.ids.has(name) || seen.has(name)) continue;
+      if (this.idOf(name) !== undefined || seen.has(name)) continue;
       seen.add(name);
       wanted.push(name);
     }
@@ -87,7 +114,10 @@ export class StringDictionary {
       this.adopt(epoch);
       for (let i = 0; i < chunk.length; i++) {
         const id = ids[i];
-        if (id !== undefined) this.set(id, chunk[i]!);
+        if (id === undefined) continue;
+        this.set(id, chunk[i]!);
+        // Asked for again: Redis keeps it.
+        this.retiring.delete(id);
       }
     }
   }

@@ -404,20 +404,22 @@ export const IDENTITY_LUA = `
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], 'createdAt', ARGV[2])
 end
-return redis.call('HMGET', KEYS[1], 'epoch', 'createdAt')
+return redis.call('HMGET', KEYS[1], 'epoch', 'createdAt', 'retire')
 `;
 
 /**
- * Ids for strings, handed out for those that have none. KEYS dict:{ms}, dict:r:{ms}, meta:{ms};
- * ARGV[1] an epoch to take when the store has no identity yet, ARGV[2] the time (ms), then the
- * strings. Returns { epoch, id of the first string, … }. Ids count up from 0 (dict:r:{ms} field
- * `n`: the next id) and are never reused while the store keeps its identity.
+ * Ids for strings, handed out for those that have none. KEYS dict:{ms}, dict:r:{ms}, meta:{ms},
+ * dict:retiring:{ms}; ARGV[1] an epoch to take when the store has no identity yet, ARGV[2] the
+ * time (ms), then the strings. Returns { epoch, id of the first string, … }. Ids count up from 0
+ * (dict:r:{ms} field `n`: the next id) and are never reused while the store keeps its identity.
+ * A string asked for while its id is retiring is in use again: it stays.
  */
 export const DICT_ASSIGN_LUA = `
 local D, R = KEYS[1], KEYS[2]
 if redis.call('HSETNX', KEYS[3], 'epoch', ARGV[1]) == 1 then
   redis.call('HSET', KEYS[3], 'createdAt', ARGV[2])
 end
+local retiring = redis.call('EXISTS', KEYS[4]) == 1
 local out = { redis.call('HGET', KEYS[3], 'epoch') }
 for i = 3, #ARGV do
   local id = redis.call('HGET', D, ARGV[i])
@@ -425,10 +427,52 @@ for i = 3, #ARGV do
     id = string.format('%d', redis.call('HINCRBY', R, 'n', 1) - 1)
     redis.call('HSET', D, ARGV[i], id)
     redis.call('HSET', R, id, ARGV[i])
+  elseif retiring then
+    redis.call('SREM', KEYS[4], id)
   end
   out[i - 1] = tonumber(id)
 end
 return out
+`;
+
+/**
+ * Erasing the strings only deleted people held (RedisStore.sweepDictionary), step one: up to
+ * ARGV[1] ids of deleted people's strings move from `dict:gone` to `dict:retiring`, and the
+ * meta's `retire` generation is raised so that every process hears of it (with the identity).
+ * KEYS dict:gone:{ms}, dict:retiring:{ms}, meta:{ms}. Returns every id retiring.
+ */
+export const DICT_RETIRE_LUA = `
+local ids = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
+for i = 1, #ids, 5000 do
+  redis.call('SADD', KEYS[2], unpack(ids, i, math.min(i + 4999, #ids)))
+end
+local all = redis.call('SMEMBERS', KEYS[2])
+if #all > 0 then redis.call('HINCRBY', KEYS[3], 'retire', 1) end
+return all
+`;
+
+/**
+ * Step two: erases the strings of the ids ARGV that are still retiring (an id a process asked for
+ * again since, DICT_ASSIGN_LUA, is not), ends the retirement, and raises the generation again.
+ * KEYS dict:{ms}, dict:r:{ms}, dict:retiring:{ms}, meta:{ms}. Returns the number erased.
+ */
+export const DICT_ERASE_LUA = `
+local D, R, RT = KEYS[1], KEYS[2], KEYS[3]
+local erased = 0
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  if redis.call('SREM', RT, id) == 1 then
+    local name = redis.call('HGET', R, id)
+    if name then
+      if redis.call('HGET', D, name) == id then redis.call('HDEL', D, name) end
+      redis.call('HDEL', R, id)
+      erased = erased + 1
+    end
+  end
+end
+redis.call('DEL', RT)
+redis.call('HINCRBY', KEYS[4], 'retire', 1)
+return erased
 `;
 
 /**

@@ -439,11 +439,26 @@ export class RedisClient {
   /** Resolves when every master answers PING. */
   async ping(): Promise<void> {
     await this.up();
+    await Promise.all(
+      this.masters().map(async (node) => {
+        try {
+          await node.ping();
+        } catch (e) {
+          throw new RedisUnavailableError(
+            `the master ${node.options.host}:${node.options.port} does not answer: ${(e as Error).message}`,
+          );
+        }
+      }),
+    );
+  }
+
+  /**
+   * The connection of every master that serves slots (the one connection but on Redis Cluster).
+   * Throws RedisUnavailableError when a slot has no master or a master no connection.
+   */
+  masters(): Redis[] {
     const main = this.main;
-    if (!(main instanceof Cluster)) {
-      await main.ping();
-      return;
-    }
+    if (!(main instanceof Cluster)) return [main];
     const masters = new Set<string>();
     for (let s = 0; s < SLOTS; s++) {
       const master = main.slots[s]?.[0];
@@ -451,17 +466,11 @@ export class RedisClient {
       masters.add(master);
     }
     const nodes = main.nodes('master');
-    await Promise.all(
-      [...masters].map(async (key) => {
-        const node = nodes.find((n) => `${n.options.host}:${n.options.port}` === key);
-        if (node === undefined) throw new RedisUnavailableError(`no connection to the master ${key}`);
-        try {
-          await node.ping();
-        } catch (e) {
-          throw new RedisUnavailableError(`the master ${key} does not answer: ${(e as Error).message}`);
-        }
-      }),
-    );
+    return [...masters].map((key) => {
+      const node = nodes.find((n) => `${n.options.host}:${n.options.port}` === key);
+      if (node === undefined) throw new RedisUnavailableError(`no connection to the master ${key}`);
+      return node;
+    });
   }
 
   /** A connection for SUBSCRIBE (single and sentinel), with the client's settings. */

@@ -18,8 +18,11 @@
  *   fq:{T}               hash: funnel changes made in the slot and not yet folded (lua.ts)
  *   ff:{T}               hash: a fold being added to the global counts
  * Global, tag `{ms}`:
- *   meta:{ms}            hash: the store's identity, `epoch` and `createdAt`
+ *   meta:{ms}            hash: the store's identity, `epoch` and `createdAt`; `retire` (dictionary sweeps)
  *   dict:{ms}            hash: string -> id;  dict:r:{ms}: id -> string, and `n` (the next id)
+ *   dict:gone:{ms}       set: ids of strings deleted people held, to be checked and erased
+ *   dict:retiring:{ms}   set: the ids a dictionary sweep is checking now (meta's `retire` counts)
+ *   dict:sweep:{ms}      whose turn it is to sweep the dictionary
  *   rs:seq:{ms}          the last rule-set version given out
  *   rs:v:{ms}:<version>  hash: source, checksum, format, createdBy, createdAt, bytes, activatedAt, activatedBy
  *   rs:active:{ms}       the active version
@@ -43,6 +46,9 @@ export class RedisKeys {
   readonly meta: string;
   readonly dict: string;
   readonly dictNames: string;
+  readonly dictGone: string;
+  readonly dictRetiring: string;
+  readonly dictSweepLease: string;
   readonly rulesetSeq: string;
   /** A version's key without the version number. */
   readonly rulesetVersionBase: string;
@@ -64,6 +70,9 @@ export class RedisKeys {
     this.meta = `${prefix}meta:${g}`;
     this.dict = `${prefix}dict:${g}`;
     this.dictNames = `${prefix}dict:r:${g}`;
+    this.dictGone = `${prefix}dict:gone:${g}`;
+    this.dictRetiring = `${prefix}dict:retiring:${g}`;
+    this.dictSweepLease = `${prefix}dict:sweep:${g}`;
     this.rulesetSeq = `${prefix}rs:seq:${g}`;
     this.rulesetVersionBase = `${prefix}rs:v:${g}:`;
     this.rulesetActive = `${prefix}rs:active:${g}`;

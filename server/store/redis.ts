@@ -24,6 +24,8 @@
  * Durability: applyEvents resolves once the events' masters have passed them to the replicas
  * asked for (WAIT; `waitReplicas`), so an acknowledged event survives a failover.
  */
+
+import type { Redis } from 'ioredis';
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
 import {
   aliasMember,
@@ -34,6 +36,7 @@ import {
   encodeStages,
   impressionLimits,
   MissingStrings,
+  personIds,
   setCounter,
 } from './codec.js';
 import { StringDictionary } from './dictionary.js';
@@ -42,7 +45,9 @@ import {
   DEL_IF_EQUALS_LUA,
   DICT_ALL_LUA,
   DICT_ASSIGN_LUA,
+  DICT_ERASE_LUA,
   DICT_LOOKUP_LUA,
+  DICT_RETIRE_LUA,
   FOLD_APPLY_LUA,
   FOLD_CLEAR_LUA,
   FOLD_TAKE_LUA,
@@ -125,6 +130,12 @@ export type RedisStoreOptions = (
     identityEveryMs?: number;
     /** The largest dictionary loaded whole when the store starts (beyond it, ids are asked for as met). Default 100,000. */
     dictionaryAtStart?: number;
+    /**
+     * How often this store takes a turn at erasing from the string dictionary what only deleted
+     * people held (sweepDictionary; 0: never). The fleet takes one turn at a time (a lease). One
+     * store of an instance is enough (the control plane's). Default 0.
+     */
+    sweepEveryMs?: number;
   };
 
 export interface RedisStoreStats {
@@ -142,6 +153,8 @@ export interface RedisStoreStats {
   resets: number;
   /** Strings of the dictionary this process knows. */
   dictionaryStrings: number;
+  /** Strings this process's sweeps erased from the dictionary (only deleted people held them). */
+  erasedStrings: number;
   /** Funnel changes that could not be counted (their slot's dictionary was lost). */
   lostCountChanges: number;
 }
@@ -173,6 +186,18 @@ const ENCODE_ATTEMPTS = 4;
 const FOLD_RUN = 1024;
 /** Folds per FOLD_APPLY call. */
 const FOLD_APPLY_GROUP = 500;
+/** Ids per SADD when a deleted person's strings are noted. */
+const CANDIDATES_PER_CALL = 5000;
+/** Ids one dictionary sweep checks at most. */
+const SWEEP_BATCH = 100_000;
+/**
+ * How long a sweep waits between retiring ids and reading who holds them: every process hears of
+ * it within a second (the identity check), and a write it encoded before takes at most its
+ * command timeout (3 s) to land, twice when its slot's marker is checked first.
+ */
+const SWEEP_GRACE_MS = 10_000;
+/** Keys per SCAN step and per pipeline of reads in a sweep. */
+const SCAN_COUNT = 1000;
 
 const LOAD: LuaScript = luaScript(LOAD_PERSON_LUA);
 const READ = luaScript(READ_PERSON_LUA);
@@ -186,6 +211,8 @@ const IDENTITY = luaScript(IDENTITY_LUA);
 const ASSIGN = luaScript(DICT_ASSIGN_LUA);
 const LOOKUP = luaScript(DICT_LOOKUP_LUA);
 const ALL = luaScript(DICT_ALL_LUA);
+const RETIRE = luaScript(DICT_RETIRE_LUA);
+const ERASE = luaScript(DICT_ERASE_LUA);
 const TAKE = luaScript(FOLD_TAKE_LUA);
 const APPLY = luaScript(FOLD_APPLY_LUA);
 const CLEAR = luaScript(FOLD_CLEAR_LUA);
@@ -221,6 +248,9 @@ export class RedisStore implements ProfileStore, EventStore {
   private lostValues = 0;
   private lostCountChanges = 0;
   private resets = 0;
+  private erasedStrings = 0;
+  /** The dictionary sweeps' generation this process last heard of (meta `retire`). */
+  private retireGen = '';
 
   constructor(opts: RedisStoreOptions) {
     this.log = opts.log ?? ((line) => console.warn(line));
@@ -243,7 +273,7 @@ export class RedisStore implements ProfileStore, EventStore {
           await this.client.up();
           const [epoch, ...ids] = (await this.client.script(
             ASSIGN,
-            [this.keys.dict, this.keys.dictNames, this.keys.meta],
+            [this.keys.dict, this.keys.dictNames, this.keys.meta, this.keys.dictRetiring],
             [newEpoch(), Date.now(), ...names],
           )) as Array<string | number>;
           return { epoch: String(epoch ?? ''), ids: ids.map(Number) };
@@ -265,6 +295,8 @@ export class RedisStore implements ProfileStore, EventStore {
     if (identityEvery > 0) this.every(identityEvery, () => this.checkIdentity());
     const foldEvery = opts.foldEveryMs ?? 0;
     if (foldEvery > 0) this.every(foldEvery, () => this.foldTurn(foldEvery));
+    const sweepEvery = opts.sweepEveryMs ?? 0;
+    if (sweepEvery > 0) this.every(sweepEvery, () => this.sweepDictionary({ leaseMs: sweepEvery }));
   }
 
   /** Hears of the store losing its data (its identity changed). Returns a function to stop. */
@@ -506,6 +538,15 @@ export class RedisStore implements ProfileStore, EventStore {
   async forgetPerson(pid: string): Promise<boolean> {
     const slot = this.slotOf(pid);
     await this.ready();
+    // The person's strings become candidates for erasure from the dictionary (sweepDictionary)
+    // before the person goes: should the process stop in between, a sweep finds them still held.
+    const value = await this.client.main.getBuffer(this.keys.person(pid));
+    const ids = value === null ? null : personIds(value);
+    if (ids !== null && ids.length > 0) {
+      const distinct = [...new Set(ids)];
+      for (let i = 0; i < distinct.length; i += CANDIDATES_PER_CALL)
+        await this.client.main.sadd(this.keys.dictGone, ...distinct.slice(i, i + CANDIDATES_PER_CALL));
+    }
     // Atomically: the aliases the person had, everything kept under the person's hash tag, and
     // the person's stages taken out of the counts.
     const [deleted, members] = (await this.client.script(
@@ -817,6 +858,97 @@ export class RedisStore implements ProfileStore, EventStore {
     );
   }
 
+  // ---- erasing what deleted people leave in the dictionary ---------------------------------------
+
+  /**
+   * Erases from the string dictionary the strings that only deleted people held, so that nothing
+   * of a person stays after a DELETE. Deleting a person notes the ids of its strings
+   * (`dict:gone`); a sweep, one in the fleet at a time (a lease of `leaseMs`):
+   *  1. moves up to `batch` of them to `dict:retiring` and raises the `retire` generation: within
+   *     a second every process hears of it with the identity, and from then asks Redis for those
+   *     strings before writing them (which keeps a string asked for);
+   *  2. waits `graceMs`, longer than a write encoded before a process heard takes to land
+   *     (commands time out after 3 s and are not replayed);
+   *  3. gathers the pending funnel counts (they name stages by id), then reads every person value
+   *     and pending count of every master, and keeps the ids still held;
+   *  4. erases the strings of the others that are still retiring, ends the retirement and raises
+   *     the generation again (processes forget what they knew of those ids).
+   * A sweep that fails part-way erases nothing; the ids stay retiring for the next one. Returns
+   * null when another instance holds the lease, else what it did.
+   */
+  async sweepDictionary(
+    opts: { leaseMs?: number; graceMs?: number; batch?: number } = {},
+  ): Promise<{ checked: number; erased: number } | null> {
+    await this.ready();
+    const leaseMs = Math.max(1000, opts.leaseMs ?? 600_000);
+    const lease = newEpoch();
+    const main = this.client.main;
+    if ((await main.set(this.keys.dictSweepLease, lease, 'PX', leaseMs, 'NX')) === null) return null;
+    try {
+      const retiring = (
+        (await this.client.script(
+          RETIRE,
+          [this.keys.dictGone, this.keys.dictRetiring, this.keys.meta],
+          [Math.max(1, opts.batch ?? SWEEP_BATCH)],
+        )) as string[]
+      ).map(Number);
+      if (retiring.length === 0) return { checked: 0, erased: 0 };
+      await this.checkIdentity();
+      await sleep(opts.graceMs ?? SWEEP_GRACE_MS);
+      await this.foldCounts();
+      const held = await this.heldIds(new Set(retiring));
+      const gone = retiring.filter((id) => !held.has(id));
+      const erased = Number(
+        await this.client.script(
+          ERASE,
+          [this.keys.dict, this.keys.dictNames, this.keys.dictRetiring, this.keys.meta],
+          gone,
+        ),
+      );
+      this.erasedStrings += erased;
+      await this.checkIdentity();
+      return { checked: retiring.length, erased };
+    } finally {
+      // Ends the lease only if it is still this sweep's.
+      await this.client.script(DEL_IF_EQUALS, [this.keys.dictSweepLease], [lease]).catch(() => {});
+    }
+  }
+
+  /** Which of `wanted` some stored person or pending funnel count holds. */
+  private async heldIds(wanted: ReadonlySet<number>): Promise<Set<number>> {
+    const held = new Set<number>();
+    const note = (id: number) => {
+      if (wanted.has(id)) held.add(id);
+    };
+    const prefix = globEscape(this.keys.prefix);
+    for (const node of this.client.masters()) {
+      await scanKeys(node, `${prefix}p:{*`, async (keys) => {
+        // One GET a key, pipelined (on Redis Cluster a node's keys are of many slots: no MGET).
+        const pipe = node.pipeline();
+        for (const key of keys) pipe.getBuffer(key);
+        for (const [err, value] of (await pipe.exec()) ?? []) {
+          if (err) throw err;
+          if (!(value instanceof Uint8Array)) continue;
+          const ids = personIds(value);
+          if (ids === null) continue;
+          for (const id of ids) note(id);
+        }
+      });
+      await scanKeys(node, `${prefix}f[qf]:{*`, async (keys) => {
+        for (const key of keys) {
+          for (const field of await node.hkeys(key)) {
+            // `s|brand|stage` and `m|brand|day|from|to` (lua.ts): every part but the day an id.
+            const parts = field.split('|');
+            parts.forEach((part, i) => {
+              if (i > 0 && !(parts[0] === 'm' && i === 2)) note(Number(part));
+            });
+          }
+        }
+      });
+    }
+    return held;
+  }
+
   async aliasesOf(pid: string): Promise<Record<string, string>> {
     await this.ready();
     return aliasRecord(await this.client.main.smembers(this.keys.aliasesOf(pid)));
@@ -830,12 +962,19 @@ export class RedisStore implements ProfileStore, EventStore {
    */
   async checkIdentity(): Promise<StoreIdentity> {
     await this.client.up();
-    const [epoch, createdAt] = (await this.client.script(
+    const [epoch, createdAt, retire] = (await this.client.script(
       IDENTITY,
       [this.keys.meta],
       [newEpoch(), Date.now()],
-    )) as [string, string];
+    )) as [string, string, string | null];
     this.dict.adopt(epoch);
+    const gen = retire ?? '0';
+    if (gen !== this.retireGen) {
+      // A dictionary sweep began or ended: which ids it is checking now.
+      const retiring = await this.client.main.smembers(this.keys.dictRetiring);
+      this.dict.retire(retiring.map(Number));
+      this.retireGen = gen;
+    }
     return { epoch, createdAt: Number(createdAt) };
   }
 
@@ -861,6 +1000,7 @@ export class RedisStore implements ProfileStore, EventStore {
       resets: this.resets,
       dictionaryStrings: this.dict.size,
       lostCountChanges: this.lostCountChanges,
+      erasedStrings: this.erasedStrings,
     };
   }
 
@@ -1109,4 +1249,25 @@ function numbers(hash: Record<string, string>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const key of Object.keys(hash)) setOwn(out, key, Number(hash[key]));
   return out;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** `text` matched literally in a SCAN pattern. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/** Every key of one node that matches `pattern`, handed over a SCAN step at a time. */
+async function scanKeys(
+  node: Redis,
+  pattern: string,
+  take: (keys: string[]) => Promise<void>,
+): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+    cursor = next;
+    if (keys.length > 0) await take(keys);
+  } while (cursor !== '0');
 }

@@ -604,6 +604,97 @@ for (const [name, startTarget] of [
       }
     });
 
+    /** Every key under `prefix` whose name, string value, hash or set mentions `text`. */
+    async function anywhere(prefix: string, text: string): Promise<string[]> {
+      const found: string[] = [];
+      for (const key of await target.keys(`${prefix}*`)) {
+        const type = await target.admin.type(key);
+        let parts: string[] = [];
+        if (type === 'string') parts = [(await target.admin.getBuffer(key))?.toString('latin1') ?? ''];
+        else if (type === 'hash') parts = Object.entries(await target.admin.hgetall(key)).flat();
+        else if (type === 'set') parts = await target.admin.smembers(key);
+        if (key.includes(text) || parts.some((p) => p.includes(text))) found.push(key);
+      }
+      return found;
+    }
+
+    it('erases from the dictionary the strings only deleted people held, and keeps the others', async () => {
+      const prefix = freshPrefix();
+      const fast = { identityEveryMs: 50 };
+      const a = open(prefix, fast);
+      const b = open(prefix, fast);
+      try {
+        const alice: Profile = {
+          id: 'p-alice',
+          tags: ['common', 'crm:alice-4711'],
+          attrs: { email: 'alice@example.com', band: 'gold' },
+          stages: { 'alice-brand': 'aware' },
+          timezone: 'Europe/Alice',
+        };
+        const bob: Profile = { id: 'p-bob', tags: ['common'], attrs: { band: 'gold' } };
+        await a.putProfiles([alice, bob]);
+        // Another process learns Alice's strings by reading her.
+        expect(await b.getProfile('p-alice')).toEqual(alice);
+        expect(await a.forgetPerson('p-alice')).toBe(true);
+        expect(await anywhere(prefix, 'alice')).not.toEqual([]);
+        const swept = await a.sweepDictionary({ graceMs: 300 });
+        expect(swept?.erased).toBe(6);
+        expect(swept?.checked).toBeGreaterThanOrEqual(6);
+        expect(await anywhere(prefix, 'alice')).toEqual([]);
+        expect(a.stats().erasedStrings).toBe(6);
+        // What others hold stays, for every process, new or old.
+        const fresh = open(prefix);
+        try {
+          expect(await fresh.getProfile('p-bob')).toEqual(bob);
+          expect(await b.getProfile('p-bob')).toEqual(bob);
+        } finally {
+          await fresh.close();
+        }
+        // A process that knew an erased string does not write its old id: it asks again.
+        await sleep(200);
+        await b.putProfile({ id: 'p-carol', tags: ['crm:alice-4711'] });
+        const later = open(prefix);
+        try {
+          expect(await later.getProfile('p-carol')).toEqual({ id: 'p-carol', tags: ['crm:alice-4711'] });
+        } finally {
+          await later.close();
+        }
+        // Nothing left to check: the next sweep has nothing to do.
+        expect(await a.sweepDictionary({ graceMs: 0 })).toEqual({ checked: 0, erased: 0 });
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('keeps a string written again while a sweep checks it, and sweeps one at a time', async () => {
+      const prefix = freshPrefix();
+      const fast = { identityEveryMs: 50 };
+      const a = open(prefix, fast);
+      const b = open(prefix, fast);
+      try {
+        await a.putProfile({ id: 'p-dan', tags: ['crm:dan-1', 'only-dan'] });
+        await b.getProfile('p-dan');
+        await a.forgetPerson('p-dan');
+        const sweeping = a.sweepDictionary({ graceMs: 600 });
+        await sleep(200);
+        // Meanwhile: a second sweep waits its turn, and Dan comes back with one of his strings.
+        expect(await b.sweepDictionary({ graceMs: 0 })).toBeNull();
+        await b.putProfile({ id: 'p-dan', tags: ['crm:dan-1'] });
+        expect((await sweeping)?.erased).toBe(1);
+        const fresh = open(prefix);
+        try {
+          expect(await fresh.getProfile('p-dan')).toEqual({ id: 'p-dan', tags: ['crm:dan-1'] });
+        } finally {
+          await fresh.close();
+        }
+        expect(await anywhere(prefix, 'only-dan')).toEqual([]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
     it('refuses an empty person id (its keys would not share a slot)', async () => {
       const store = open('empty:');
       try {
