@@ -111,6 +111,7 @@ export async function openBackend(
       leanReads: config.redisLeanReads,
       foldEveryMs: role === 'data' ? 0 : FOLD_EVERY_MS,
       sweepEveryMs: role === 'data' ? 0 : config.dictionarySweepMs,
+      eventDedupeMs: config.eventDedupeMs,
       log: warn,
     });
     let reconnected: () => void = () => {};
@@ -135,7 +136,7 @@ export async function openBackend(
       },
     };
   }
-  const people = await embeddedDemo(config.demoPeople);
+  const people = await embeddedDemo(config.demoPeople, config.eventDedupeMs);
   log(
     `profile store: embedded, ${config.demoPeople} synthetic demo profiles loaded (p-0 .. p-${config.demoPeople - 1})`,
   );
@@ -157,8 +158,8 @@ export function embeddedBackend(people: EmbeddedStore = new EmbeddedStore()): Ba
   };
 }
 
-async function embeddedDemo(count: number): Promise<EmbeddedStore> {
-  const store = new EmbeddedStore();
+async function embeddedDemo(count: number, eventDedupeMs: number): Promise<EmbeddedStore> {
+  const store = new EmbeddedStore({ eventDedupeMs });
   const batch = [];
   for (let i = 0; i < count; i++) batch.push(demoProfile(i));
   await store.putProfiles(batch);
@@ -338,6 +339,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     tokens: config.tokens,
     bodyTimeoutMs: config.adminBodyTimeoutMs,
     allowOpen: config.allowOpenControlPlane,
+    eventDedupeMs: config.eventDedupeMs,
     active: () => service.ruleSet,
     log,
   });

@@ -80,6 +80,15 @@ describe('configuration', () => {
     }
   });
 
+  it('keeps event ids at least as long as bids take notices, and events no older than that', () => {
+    expect(loadConfig({}).eventDedupeMs).toBe(7 * 86_400_000);
+    expect(loadConfig({ EVENT_DEDUPE_MS: String(30 * 86_400_000) }).eventDedupeMs).toBe(30 * 86_400_000);
+    expect(() => loadConfig({ EVENT_DEDUPE_MS: '3600000', OPENRTB_BID_TTL_MS: '7200000' })).toThrow(
+      /OPENRTB_BID_TTL_MS \(7200000\) is longer than EVENT_DEDUPE_MS/,
+    );
+    expect(() => loadConfig({ EVENT_DEDUPE_MS: String(401 * 86_400_000) })).toThrow(/EVENT_DEDUPE_MS/);
+  });
+
   it('refuses the same port for both listeners', () => {
     expect(() => loadConfig({ PORT: '9000', ADMIN_PORT: '9000' })).toThrow(/different ports/);
   });

@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ApiToken, SCOPES, type Scope } from './control/auth.js';
+import { DEFAULT_EVENT_DEDUPE_MS } from './store/person.js';
 import type { RedisTopology } from './store/redis-client.js';
 
 export interface Config {
@@ -35,6 +36,8 @@ export interface Config {
   redisLeanReads: boolean;
   /** How often the control plane takes a turn at erasing deleted people's strings from the dictionary (0: never). */
   dictionarySweepMs: number;
+  /** How long an event id is remembered; events older than that are refused (they could count twice). */
+  eventDedupeMs: number;
   /**
    * Threads serving the data plane (with Redis only: the embedded store lives in one thread's
    * memory). 1: one thread serves everything.
@@ -189,6 +192,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
       'Redis: how often the fleet checks whether strings of deleted people (a unique tag or attribute) are held by anyone else, and erases them from the string dictionary if not (0: never)',
   },
   {
+    name: 'EVENT_DEDUPE_MS',
+    default: '604800000',
+    description:
+      'How long an event id (and an OpenRTB notice) is remembered, so that a retry counts once: 1 hour to 400 days, 7 days by default. Events dated further back are refused (400), since they could count twice; raise it to load older history',
+  },
+  {
     name: 'WORKERS',
     default: '(number of CPUs)',
     description:
@@ -318,6 +327,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisWaitTimeoutMs: int('REDIS_WAIT_TIMEOUT_MS', 500, 1, 60_000),
     redisLeanReads: bool('REDIS_LEAN_READS', env.REDIS_LEAN_READS, true, problems),
     dictionarySweepMs: int('DICTIONARY_SWEEP_MS', 600_000, 0, 86_400_000),
+    eventDedupeMs: int('EVENT_DEDUPE_MS', DEFAULT_EVENT_DEDUPE_MS, 3_600_000, 400 * 86_400_000),
     workers: int('WORKERS', Math.min(64, availableParallelism()), 1, 64),
     rulesetFile: env.RULESET_FILE === undefined || env.RULESET_FILE === '' ? DEMO_RULESET : env.RULESET_FILE,
     deadlineMs: int('DECISION_DEADLINE_MS', 10, 1, 60_000),
@@ -355,6 +365,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   else {
     o.secret = secret;
     o.secretConfigured = true;
+  }
+  if (config.openrtb.bidTtlMs > config.eventDedupeMs) {
+    problems.push(
+      `OPENRTB_BID_TTL_MS (${config.openrtb.bidTtlMs}) is longer than EVENT_DEDUPE_MS (${config.eventDedupeMs}): a notice sent again after its id was forgotten would count twice`,
+    );
   }
   if (config.port !== 0 && config.port === config.adminPort) {
     problems.push(`PORT and ADMIN_PORT are both ${config.port}: the two listeners need different ports`);

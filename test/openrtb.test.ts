@@ -220,6 +220,21 @@ function describeBidder(name: string, target: () => Target): void {
       expect(capped).toBe(true);
     });
 
+    it('refuses a clearing price above the bid, counting nothing for it', async () => {
+      const r = await bid(example('banner'));
+      const b = r.body.seatbid[0].bid[0];
+      for (const price of [`1${'0'.repeat(308)}`, String(b.price * 2), String(b.price + 0.02)]) {
+        const res = await get(`/openrtb2/win?bid=${b.id}&price=${price}`);
+        expect(res.status, price).toBe(400);
+        const body = (await res.json()) as { error: { code: string; path: string; message: string } };
+        expect(body.error).toMatchObject({ code: 'invalid_field', path: 'price' });
+        expect(body.error.message).toContain('above the bid');
+      }
+      // Nothing was counted: the first acceptable notice counts, a cent of rounding allowed.
+      expect((await get(`/openrtb2/win?bid=${b.id}&price=${b.price + 0.01}`)).status).toBe(204);
+      expect((await get(`/openrtb2/bill?bid=${b.id}&price=${b.price}`)).status).toBe(204);
+    });
+
     it('answers 404 for an unknown bid and 400 for a malformed notice', async () => {
       const r = await bid(example('banner'));
       const id: string = r.body.seatbid[0].bid[0].id;

@@ -4,7 +4,7 @@
  * process, rule-set activations reach every thread, and SIGTERM drains them all to exit 0.
  */
 import { readFileSync } from 'node:fs';
-import { Agent } from 'node:http';
+import { Agent, get } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_RULESET, loadConfig } from '../server/config.js';
 import { BIZ_ID, contractPeople } from './decide.contract.js';
@@ -246,5 +246,62 @@ describe('the data plane in two worker threads, with Redis', () => {
     expect(await server.exited).toBe(0);
     expect(server.stdout()).toContain('stopped');
     expect(server.stderr()).not.toContain('uv_loop_close');
+  }, 60_000);
+});
+
+describe('OpenRTB notices across two worker threads, with Redis', () => {
+  let redis: RedisHandle;
+  let server: Started;
+  beforeAll(async () => {
+    redis = await startRedis();
+    server = await start({
+      REDIS_URL: redis.url,
+      WORKERS: '2',
+      RULESET_FILE: new URL('./openrtb/ruleset.yaml', import.meta.url).pathname,
+    });
+  }, 60_000);
+  afterAll(async () => {
+    if (server?.child.exitCode === null) {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+    await redis?.stop();
+  });
+
+  /** A GET on a connection of its own (the kernel picks the worker of each new connection). */
+  const getOnNewConnection = (url: string) =>
+    new Promise<number>((resolve, reject) => {
+      get(url, { agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      }).on('error', reject);
+    });
+
+  it('counts a win notice of a bid to nobody in particular once, whichever worker each copy reaches', async () => {
+    const request = JSON.parse(readFileSync(new URL('./openrtb/breq.banner.json', import.meta.url), 'utf8'));
+    delete request.user;
+    const res = await fetch(`http://127.0.0.1:${server.dataPort}/openrtb2/bid`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(request),
+    });
+    expect(res.status).toBe(200);
+    const bid = ((await res.json()) as { seatbid: Array<{ bid: Array<{ nurl: string; price: number }> }> })
+      .seatbid[0]?.bid[0];
+    const path = bid?.nurl.replace(/^https?:\/\/[^/]+/, '').replace(/\$\{AUCTION_PRICE\}/, String(bid.price));
+    const before = await scrape(server);
+    const statuses: number[] = [];
+    for (let i = 0; i < 40; i++)
+      statuses.push(await getOnNewConnection(`http://127.0.0.1:${server.dataPort}${path}`));
+    expect(statuses).toEqual(Array(40).fill(204));
+    const text = await scrape(server);
+    const notices = (outcome: string) => {
+      const labels = `{type="win",outcome="${outcome}"}`;
+      const at = (t: string) =>
+        samples(t, 'mindshare_openrtb_notices_total').find((s) => s.labels === labels)?.value ?? 0;
+      return at(text) - at(before);
+    };
+    expect(notices('counted')).toBe(1);
+    expect(notices('duplicate')).toBe(39);
   }, 60_000);
 });

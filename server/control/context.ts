@@ -33,6 +33,11 @@ export interface ControlDeps {
    * loopback clients (probes, metrics and the OpenAPI document answer everyone).
    */
   allowOpen?: boolean;
+  /**
+   * How long the store remembers an event id (EVENT_DEDUPE_MS): events dated further back are
+   * refused, since one sent again could not be told from the first. Default 7 days.
+   */
+  eventDedupeMs?: number;
   log?: (line: string) => void;
 }
 

@@ -52,6 +52,35 @@ describe('events', () => {
     expect(drift.body).toMatchObject({ applied: 1 });
   });
 
+  it('refuses an event older than event ids are remembered, which sent again would count twice', async () => {
+    const DAY = 86_400_000;
+    const kit = await makeKit();
+    await people(kit);
+    const event = (eventId: string, at: number) => ({
+      eventId,
+      type: 'click',
+      user: { id: 'p-1' },
+      brand: 'vivo',
+      at,
+    });
+    const old = await kit.req('POST', '/v1/events', { body: event('old-1', T0 - 8 * DAY) });
+    expect(old.status).toBe(400);
+    expect(old.body.error).toMatchObject({ code: 'invalid_field', path: 'at' });
+    expect(old.body.error.message).toContain('remembered 7 days (EVENT_DEDUPE_MS)');
+    expect((await kit.req('POST', '/v1/events', { body: event('week-1', T0 - 6 * DAY) })).body).toMatchObject(
+      {
+        applied: 1,
+      },
+    );
+    // A longer window takes older history.
+    const longer = await makeKit({ eventDedupeMs: 30 * DAY });
+    await people(longer);
+    const month = await longer.req('POST', '/v1/events', { body: event('old-1', T0 - 29 * DAY) });
+    expect(month.body).toMatchObject({ applied: 1 });
+    const tooOld = await longer.req('POST', '/v1/events', { body: event('old-2', T0 - 31 * DAY) });
+    expect(tooOld.body.error.message).toContain('30 days');
+  });
+
   it('applies a batch once: impressions count, stages move, replays change nothing', async () => {
     const kit = await makeKit();
     await people(kit);

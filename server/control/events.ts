@@ -8,6 +8,7 @@ import type { CompiledRuleSet } from '../../rules/compile.js';
 import { stageAfterEvent } from '../../rules/stage-moves.js';
 import type { EventType } from '../../rules/types.js';
 import { ClientError } from '../errors.js';
+import { DEFAULT_EVENT_DEDUPE_MS } from '../store/person.js';
 import type { EventResult, EventWrite } from '../store/types.js';
 import type { ControlContext, Register } from './context.js';
 import { eventBatchSchema, eventSchema, LIMITS } from './schemas.js';
@@ -44,22 +45,29 @@ export function checkEvents(data: unknown): EventIn[] {
 
 /** How far ahead of the server's clock an event may be dated (clients' clocks drift). */
 export const MAX_FUTURE_MS = 5 * 60_000;
-/** How far back: frequency caps and daily funnel moves look no further. */
-export const MAX_PAST_MS = 400 * 86_400_000;
-
 /**
  * When each event happened, epoch ms; the whole batch is refused when one is dated in the future
  * (a single future time would make every real impression of that campaign look expired) or
- * before anything the counters keep (also what catches seconds or microseconds sent as ms).
+ * further back than event ids are remembered (`windowMs`): such an event, sent again, would count
+ * twice. (This also catches seconds or microseconds sent as ms.)
  */
-export function eventTimes(events: readonly EventIn[], now: number, batch: boolean): number[] {
+export function eventTimes(
+  events: readonly EventIn[],
+  now: number,
+  batch: boolean,
+  windowMs = DEFAULT_EVENT_DEDUPE_MS,
+): number[] {
   return events.map((e, i) => {
     const at = e.at === undefined ? now : typeof e.at === 'number' ? e.at : Date.parse(e.at);
     const path = batch ? `events[${i}].at` : 'at';
-    if (!Number.isFinite(at) || at > now + MAX_FUTURE_MS || at < now - MAX_PAST_MS) {
+    if (!Number.isFinite(at) || at > now + MAX_FUTURE_MS || at < now - windowMs) {
+      const back =
+        windowMs % 86_400_000 === 0
+          ? `${windowMs / 86_400_000} days`
+          : `${Math.floor(windowMs / 3_600_000)} hours`;
       throw new ClientError(
         'invalid_field',
-        `${path}: ${JSON.stringify(e.at)} is not a time from 400 days ago to 5 minutes from now (epoch milliseconds or ISO 8601)`,
+        `${path}: ${JSON.stringify(e.at)} is not a time from ${back} ago to 5 minutes from now (epoch milliseconds or ISO 8601); event ids are remembered ${back} (EVENT_DEDUPE_MS), so an older event could count twice`,
         path,
       );
     }
@@ -96,7 +104,12 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
       throw new ClientError('invalid_field', `events has more than ${LIMITS.events} items`, 'events');
     }
     const now = ctx.now();
-    const times = eventTimes(events, now, Array.isArray(body) || 'events' in (body as object));
+    const times = eventTimes(
+      events,
+      now,
+      Array.isArray(body) || 'events' in (body as object),
+      ctx.deps.eventDedupeMs,
+    );
     const compiled = ctx.deps.active().compiled;
     const out: EventOut[] = events.map((e) => ({ eventId: e.eventId, outcome: 'applied' }));
 

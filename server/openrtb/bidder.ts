@@ -4,7 +4,6 @@
  * BidResponse; win and billing notices count impressions against frequency caps. Knows nothing
  * of HTTP.
  */
-import { LRUCache } from 'lru-cache';
 import type { CompiledCampaign, CompiledCreative } from '../../rules/compile.js';
 import type { EligibilityFilter } from '../../rules/decide.js';
 import type { DropReason } from '../../rules/types.js';
@@ -90,8 +89,6 @@ export class Bidder {
   private readonly config: OpenRtbConfig;
   private readonly clock: () => number;
   private readonly ids: BidIds;
-  /** Notices of bids for people not known (nothing in the store to count against). */
-  private readonly anonymousNotices: LRUCache<string, true>;
 
   constructor(opts: BidderOptions) {
     this.service = opts.service;
@@ -99,7 +96,6 @@ export class Bidder {
     this.config = opts.config;
     this.clock = opts.clock ?? Date.now;
     this.ids = new BidIds(opts.config.secret);
-    this.anonymousNotices = new LRUCache({ max: 100_000, ttl: opts.config.bidTtlMs });
   }
 
   /** `started`: performance.now() when the request arrived. */
@@ -267,14 +263,28 @@ export class Bidder {
       price = n;
     }
     const { claims, signature } = read;
-    const result = { price, currency: claims.currency };
-    if (claims.pid === '') {
-      const key = `${kind}:${signature}`;
-      if (this.anonymousNotices.has(key)) return { outcome: 'duplicate', ...result };
-      this.anonymousNotices.set(key, true);
-      return { outcome: 'counted', ...result };
+    // The clearing price never exceeds the bid, in first- and second-price auctions alike: a
+    // higher one is an exchange's error or someone else's, and would inflate the price totals.
+    // (An exchange may round up a little: to the cent, or converting currencies.)
+    if (price !== null && price > claims.price + Math.max(0.01, claims.price * 0.01)) {
+      throw new ClientError(
+        'invalid_field',
+        `price ${rawPrice} is above the bid's price (${claims.price} ${claims.currency})`,
+        'price',
+      );
     }
+    const result = { price, currency: claims.currency };
     const now = this.clock();
+    if (claims.pid === '') {
+      // Counted once for the fleet, as long as the bid's notices are taken.
+      let first: boolean;
+      try {
+        first = await this.store.noteOnce(`ortb-${kind}:${signature}`, Math.max(1, claims.expiresAt - now));
+      } catch {
+        throw new ClientError('store_unavailable', 'The notice could not be recorded; send it again');
+      }
+      return { outcome: first ? 'counted' : 'duplicate', ...result };
+    }
     const rs = this.service.ruleSet.compiled;
     const ci = rs.campaignIndex.get(claims.campaign);
     const c = ci === undefined ? undefined : rs.campaigns[ci];

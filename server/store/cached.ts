@@ -343,6 +343,10 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
     return this.backing.aliasesOf(pid);
   }
 
+  noteOnce(key: string, ttlMs: number): Promise<boolean> {
+    return this.backing.noteOnce(key, ttlMs);
+  }
+
   ping(): Promise<void> {
     return this.backing.ping();
   }

@@ -329,6 +329,20 @@ export function describeStoreContract(
       expect(await store.forgetPerson(id)).toBe(false);
     });
 
+    it('notes a key once, for every instance, until its time runs out', async () => {
+      const key = freshId('note');
+      const results = await Promise.all(Array.from({ length: 8 }, () => store.noteOnce(key, 400)));
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(await store.noteOnce(key, 400)).toBe(false);
+      expect(await store.noteOnce(freshId('note'), 400)).toBe(true);
+      await fx.advance(600);
+      expect(await store.noteOnce(key, 400)).toBe(true);
+      if (fx.keysMentioning !== undefined) {
+        await sleep(50);
+        expect(await fx.keysMentioning(key)).toHaveLength(1);
+      }
+    });
+
     it('says whether there was anything to forget', async () => {
       expect(await store.forgetPerson(freshId('never'))).toBe(false);
       const onlyAlias = freshId('only-alias');

@@ -84,6 +84,9 @@ export class EmbeddedStore implements ProfileStore, EventStore {
   private readonly aliases = new Map<string, string>();
   /** pid -> its `kind:value` aliases */
   private readonly aliasSets = new Map<string, Set<string>>();
+  /** noteOnce: key -> until when (store clock, ms). */
+  private readonly notes = new Map<string, number>();
+  private notesAfterSweep = 1024;
   private closed = false;
   /** Values that did not decode (never expected in process; kept for parity with Redis). */
   corruptValues = 0;
@@ -269,6 +272,20 @@ export class EmbeddedStore implements ProfileStore, EventStore {
   async aliasesOf(pid: string): Promise<Record<string, string>> {
     this.check();
     return aliasRecord(this.aliasSets.get(pid) ?? []);
+  }
+
+  async noteOnce(key: string, ttlMs: number): Promise<boolean> {
+    this.check();
+    const now = this.now();
+    const until = this.notes.get(key);
+    if (until !== undefined && until > now) return false;
+    this.notes.set(key, now + Math.max(1, ttlMs));
+    // Expired notes go whenever the map has doubled since the last sweep: O(1) per note over time.
+    if (this.notes.size >= 2 * this.notesAfterSweep) {
+      for (const [k, u] of this.notes) if (u <= now) this.notes.delete(k);
+      this.notesAfterSweep = Math.max(1024, this.notes.size);
+    }
+    return true;
   }
 
   /** Sets the person's stages to exactly `pairs`, keeping funnel counts in step. */

@@ -11,6 +11,8 @@
  *                        count as seen (the dedupe window, default 7 days)
  * An alias, tag `{kind:value}`:
  *   a:{kind:value}       alias -> pid
+ * A note, tag `{key}` (a bid's win notice to nobody in particular, counted once):
+ *   n:{key}              '1', living as long as the note is to count
  * A hash slot, tag `{T}` where T is a short string that hashes to the slot (slots.ts); on Redis
  * Cluster only: a single Redis (or Sentinel's master) keeps one of each, under the global tag
  * `{ms}`, as if it were one slot (every key is on its one node), which spares it 16,384 keys:
@@ -97,6 +99,10 @@ export class RedisKeys {
   /** The key of an alias member (`kind:value`). */
   alias(member: string): string {
     return `${this.prefix}a:{${member}}`;
+  }
+  /** A note (RedisStore.noteOnce). */
+  note(key: string): string {
+    return `${this.prefix}n:{${key}}`;
   }
   /** The hash slot of a person's keys. */
   slotOfPerson(pid: string): number {

@@ -949,6 +949,16 @@ export class RedisStore implements ProfileStore, EventStore {
     return held;
   }
 
+  /** SET NX with a time to live; acknowledged once a replica has it (as events are). */
+  async noteOnce(key: string, ttlMs: number): Promise<boolean> {
+    await this.ready();
+    const noted =
+      (await this.client.main.set(this.keys.note(key), '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) ===
+      'OK';
+    if (noted) await this.client.waitForReplicas([this.slotOf(key)]);
+    return noted;
+  }
+
   async aliasesOf(pid: string): Promise<Record<string, string>> {
     await this.ready();
     return aliasRecord(await this.client.main.smembers(this.keys.aliasesOf(pid)));

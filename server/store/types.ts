@@ -120,6 +120,11 @@ export interface EventStore {
   funnel(brand: string, fromDay: string, toDay: string): Promise<FunnelCounts>;
   /** The aliases linked to a person, `kind -> value`. */
   aliasesOf(pid: string): Promise<Record<string, string>>;
+  /**
+   * Notes `key` for `ttlMs` unless it is noted already, for every instance sharing the store: true
+   * the first time (a win notice of a bid to nobody in particular, counted once fleet-wide).
+   */
+  noteOnce(key: string, ttlMs: number): Promise<boolean>;
 }
 
 /** One stored version of a rule set, without its source. */
