@@ -22,6 +22,10 @@ export const ERRORS = {
   body_too_large: { status: 413, text: 'The body is larger than the limit' },
   unsupported_media_type: { status: 415, text: 'Send application/json or application/msgpack' },
   invalid_ruleset: { status: 422, text: 'The rule set is not valid' },
+  client_closed_request: {
+    status: 499,
+    text: 'The client hung up before the answer (never sent: counted and logged as such, not as a failure)',
+  },
   internal: { status: 500, text: 'Something went wrong on our side' },
   store_unavailable: { status: 503, text: 'The profile store does not answer' },
   store_data_lost: {
@@ -69,6 +73,7 @@ const STATUS_TEXT: Record<number, string> = {
   413: '413 Payload Too Large',
   415: '415 Unsupported Media Type',
   422: '422 Unprocessable Entity',
+  499: '499 Client Closed Request',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 };

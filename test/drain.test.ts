@@ -77,3 +77,28 @@ describe('draining', () => {
     await backend.close();
   });
 });
+
+describe('readiness in the log', () => {
+  it('logs a change of readiness once, at warn, and no probe as a failure', async () => {
+    const lines: string[] = [];
+    const people = new EmbeddedStore();
+    const server = await startServer(loadConfig({ PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1' }), {
+      log: (line) => lines.push(line),
+      backend: embeddedBackend(people),
+    });
+    const url = `http://127.0.0.1:${server.adminPort}/readyz`;
+    expect((await fetch(url)).status).toBe(200);
+    const closing = server.close(100, 600);
+    for (let i = 0; i < 5; i++) {
+      expect((await fetch(url)).status).toBe(503);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await closing;
+    const parsed = lines.map((l) => JSON.parse(l) as { level: string; msg: string; route?: string });
+    const notReady = parsed.filter((l) => l.msg === 'not ready');
+    expect(notReady).toHaveLength(1);
+    expect(notReady[0]?.level).toBe('warn');
+    expect(parsed.filter((l) => l.msg === 'request failed')).toEqual([]);
+    expect(parsed.filter((l) => l.level === 'error' || l.level === 'fatal')).toEqual([]);
+  });
+});

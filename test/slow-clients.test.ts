@@ -38,6 +38,7 @@ function readAll(s: Socket, waitMs: number): Promise<{ text: string; closed: boo
 
 describe('slow and greedy clients of the control plane', () => {
   let server: RunningServer;
+  const logs: string[] = [];
   beforeAll(async () => {
     const config = loadConfig({
       PORT: '0',
@@ -49,7 +50,7 @@ describe('slow and greedy clients of the control plane', () => {
       ADMIN_MAX_CONNECTIONS: '100',
       ADMIN_MAX_CONNECTIONS_PER_CLIENT: '10',
     });
-    server = await startServer(config, { log: quiet });
+    server = await startServer(config, { log: (line) => logs.push(line) });
   });
   afterAll(() => server?.close(0, 0));
 
@@ -67,6 +68,35 @@ describe('slow and greedy clients of the control plane', () => {
     expect(text).toMatch(/^HTTP\/1\.1 408 /);
     expect(text).toContain('"code":"request_timeout"');
     expect(closed).toBe(true);
+  });
+
+  it('takes a client that hangs up mid-body for what it is: no 500, no error logged', async () => {
+    const scrape = async () => (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    const count = (text: string, status: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith('mindshare_http_requests_total{') && l.includes('listener="control"'))
+        .filter((l) => l.includes(`status="${status}"`))
+        .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    const before = await scrape();
+    const logged = logs.length;
+    for (const [path, type] of [
+      ['/v1/events', 'application/json'],
+      ['/v1/rulesets', 'application/yaml'],
+      ['/v1/profiles/import', 'application/x-ndjson'],
+    ] as const) {
+      const s = await open(server.adminPort);
+      s.write(`${post(path, type, 'Content-Length: 100000\r\n')}\r\n{"id": "p-1", "tags": []}\n{"id"`);
+      await sleep(100);
+      s.destroy();
+    }
+    await sleep(300);
+    const after = await scrape();
+    expect(count(after, '500') - count(before, '500')).toBe(0);
+    expect(count(after, '499') - count(before, '499')).toBe(3);
+    const lines = logs.slice(logged).join('\n');
+    expect(lines).not.toMatch(/"level":(50|"error")/);
+    expect(lines).toContain('client closed the request');
   });
 
   it('cuts an endless chunked body off the same way', async () => {

@@ -131,6 +131,11 @@ export function createControlApp(deps: ControlDeps): Hono {
 
 /** The answer for an error thrown by a route. */
 export function errorResponse(err: unknown, c: Context, log: (line: string) => void): Response {
+  // The client hung up (mid-body, say): whatever broke did so for that reason; no one hears the
+  // answer, and it is no failure of ours.
+  if (c.req.raw.signal.aborted && !(err instanceof ClientError && err.code === 'request_timeout')) {
+    return c.json(new ClientError('client_closed_request').toBody(), 499 as 400);
+  }
   if (err instanceof RuleSetInvalid) {
     const body = {
       ...new ClientError('invalid_ruleset', err.message).toBody(),

@@ -69,7 +69,9 @@ export function createAdminApp(opts: AdminOptions): Hono {
       const cause = (c.error as { cause?: unknown }).cause;
       fields.err = cause instanceof Error ? cause : c.error;
     }
-    if (status >= 500) logger.error(fields, 'request failed');
+    if (status === 499) logger.info(fields, 'client closed the request');
+    // A probe's 503 is an answer, not a failure: readiness changes are logged once (below).
+    else if (status >= 500 && !(route === '/readyz' && status === 503)) logger.error(fields, 'request failed');
     else if (QUIET_ROUTES.has(route)) logger.debug(fields, 'request');
     else logger.info(fields, 'request');
   });
@@ -77,6 +79,8 @@ export function createAdminApp(opts: AdminOptions): Hono {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
   const grace = opts.rulesetGraceMs ?? 15_000;
+  /** What /readyz answered last (at first: ready, so that only a refusal is logged). */
+  let wasReady = true;
   app.get('/readyz', async (c) => {
     const rs = opts.service.ruleSet;
     const dataPlane = opts.dataPlane?.() ?? 'ok';
@@ -107,6 +111,12 @@ export function createAdminApp(opts: AdminOptions): Hono {
     } catch (e) {
       checks.store = `unreachable: ${(e as Error).message}`;
       ready = false;
+    }
+    if (ready !== wasReady) {
+      // Once per change, not per probe (a load balancer asks every second).
+      if (ready) logger.info({ checks }, 'ready');
+      else logger.warn({ checks }, 'not ready');
+      wasReady = ready;
     }
     return c.json({ status: ready ? 'ready' : 'not_ready', ...checks }, ready ? 200 : 503);
   });
