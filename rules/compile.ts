@@ -184,6 +184,8 @@ export class CompiledRuleSet {
 
   /** Exact tags the rules mention -> key id. */
   private readonly tagKeys = new Map<string, number>();
+  /** Brands the rule set names anywhere: campaigns, stage conditions, stage moves. */
+  private knownBrands: ReadonlySet<string> | null = null;
   /** Tag prefixes (without `*`) -> key id, and the distinct prefix lengths, longest first. */
   private readonly prefixKeys = new Map<string, number>();
   private prefixLengths: number[] = [];
@@ -362,6 +364,16 @@ export class CompiledRuleSet {
   /** Position of `stage` on the ladder, or -1. */
   stagePosition(stage: unknown): number {
     return typeof stage === 'string' ? (this.stageIndex.get(stage) ?? -1) : -1;
+  }
+
+  /** Whether the rule set names `brand`: in a campaign, a stage condition or a stage move. */
+  knowsBrand(brand: string): boolean {
+    if (this.knownBrands === null) {
+      const known = new Set([...this.brands, ...this.stageBrands]);
+      for (const m of this.source.stageMoves ?? []) for (const b of m.brands ?? []) known.add(b);
+      this.knownBrands = known;
+    }
+    return this.knownBrands.has(brand);
   }
 
   /** The person's stage name for a brand (the default stage when none is recorded). */

@@ -11,10 +11,13 @@
  */
 import { createReadStream } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { parseRuleSetText } from '../../rules/parse.js';
 import { ConfigError, describeRedis, loadConfig } from '../config.js';
 import { ImportAborted, type ImportResult, importProfiles } from '../profiles/import.js';
+import { EmbeddedBus } from '../store/bus.js';
 import { RedisStore } from '../store/redis.js';
 import type { RedisTopology } from '../store/redis-client.js';
+import { RedisRuleSets } from '../store/redis-rulesets.js';
 import type { ProfileStore } from '../store/types.js';
 
 type BulkStore = Pick<ProfileStore, 'putProfiles' | 'linkManyAliases' | 'ping' | 'close'>;
@@ -27,6 +30,16 @@ export interface ImportIo {
   openStore?: (topology: RedisTopology, keyPrefix: string) => BulkStore;
   /** Seconds between progress lines. Default 2. */
   progressEverySec?: number;
+}
+
+/** The stages of the store's active rule set (as the server checks imports against); null when none is active. */
+async function activeFunnel(store: RedisStore): Promise<readonly string[] | null> {
+  const rulesets = new RedisRuleSets({ store, bus: new EmbeddedBus() });
+  const active = await rulesets.activeRuleSet();
+  const stored = active === null ? null : await rulesets.getRuleSet(active.version);
+  if (stored === null) return null;
+  const parsed = parseRuleSetText(stored.source, stored.meta.format);
+  return parsed.ok ? parsed.value.funnel : null;
 }
 
 const USAGE =
@@ -84,6 +97,10 @@ export async function runImport(args: readonly string[], io: ImportIo): Promise<
       io.err(`Cannot reach ${where}: ${(e as Error).message}`);
       return 1;
     }
+    const funnel = store instanceof RedisStore ? await activeFunnel(store) : null;
+    if (store instanceof RedisStore && funnel === null) {
+      io.err('No rule set is active in this store: stage names are not checked against a funnel.');
+    }
     const source = file === '-' ? io.stdin : createReadStream(file, { highWaterMark: 256 * 1024 });
     const started = performance.now();
     let lastReport = started;
@@ -95,6 +112,7 @@ export async function runImport(args: readonly string[], io: ImportIo): Promise<
     try {
       result = await importProfiles(source, store, {
         batchSize: batch,
+        ...(funnel === null ? {} : { funnel: () => funnel }),
         onBatch: (_, progress) => {
           const t = performance.now();
           if (t - lastReport < every) return;

@@ -52,6 +52,23 @@ describe('events', () => {
     expect(drift.body).toMatchObject({ applied: 1 });
   });
 
+  it('records nothing for a brand the active rule set never names', async () => {
+    const kit = await makeKit();
+    await people(kit);
+    const r = await kit.req('POST', '/v1/events', {
+      body: [
+        { eventId: 'b-1', type: 'click', user: { id: 'p-1' }, brand: 'vivoo' },
+        { eventId: 'b-2', type: 'click', user: { id: 'p-1' }, brand: 'vivo' },
+      ],
+    });
+    expect(r.body).toMatchObject({ applied: 1, skipped: 1 });
+    expect(r.body.results[0]).toMatchObject({ outcome: 'unknown_brand', detail: expect.stringContaining('"vivoo"') });
+    const funnel = await kit.req('GET', '/v1/funnels/vivoo?days=1');
+    expect(funnel.body.stages.every((s: { people: number }) => s.people === 0)).toBe(true);
+    // Not recorded: the same event counts once the brand exists.
+    expect((await kit.store.getProfile('p-1'))?.stages?.vivoo).toBeUndefined();
+  });
+
   it('refuses an event older than event ids are remembered, which sent again would count twice', async () => {
     const DAY = 86_400_000;
     const kit = await makeKit();

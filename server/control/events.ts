@@ -23,7 +23,7 @@ interface EventIn {
   at?: string | number;
 }
 
-type Outcome = EventResult['outcome'] | 'unknown_person' | 'unknown_campaign';
+type Outcome = EventResult['outcome'] | 'unknown_person' | 'unknown_campaign' | 'unknown_brand';
 
 interface EventOut {
   eventId: string;
@@ -170,6 +170,15 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
         }
       } else {
         const brand = e.brand ?? campaign?.brand;
+        if (brand !== undefined && !compiled.knowsBrand(brand)) {
+          // A funnel of its own for a misspelt or foreign brand would count nobody real.
+          out[i] = {
+            eventId: e.eventId,
+            outcome: 'unknown_brand',
+            detail: `the active rule set names no brand ${JSON.stringify(brand)} (no campaign, stage condition or stage move)`,
+          };
+          return;
+        }
         if (brand === undefined) {
           out[i] = {
             eventId: e.eventId,

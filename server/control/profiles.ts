@@ -12,6 +12,7 @@ import {
   ImportTooLarge,
   importProfiles,
 } from '../profiles/import.js';
+import { unknownStage } from '../profiles/stages.js';
 import type { ProfilePatch } from '../store/types.js';
 import type { ControlContext, Register } from './context.js';
 import { LIMITS } from './schemas.js';
@@ -39,6 +40,8 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
         'id',
       );
     }
+    const offLadder = unknownStage(body.stages, ctx.deps.active().compiled.funnel);
+    if (offLadder !== null) throw offLadder;
     const profile: Profile = {
       ...body,
       id: pid,
@@ -61,6 +64,8 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
 
   register<ProfilePatch>('patchProfile', async ({ c, body }) => {
     const pid = pidOf(c.req.param('id'));
+    const offLadder = unknownStage(body.stages, ctx.deps.active().compiled.funnel);
+    if (offLadder !== null) throw offLadder;
     const profile = await ctx.store('patch the profile', () => store.patchProfile(pid, body, ctx.now()));
     if (profile === null) throw notFound(pid);
     return c.json(profile);
@@ -88,6 +93,7 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
         batchSize: ctx.importBatch,
         maxBytes: ctx.maxImportBytes,
         now: ctx.now,
+        funnel: () => ctx.deps.active().compiled.funnel,
       });
       metrics?.importedLines(result.imported, result.failed);
       ctx.log(`profiles imported: ${result.imported} of ${result.lines} lines, ${result.failed} failed`);

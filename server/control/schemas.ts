@@ -339,7 +339,10 @@ export const eventsResponseSchema: JsonSchema = {
         required: ['eventId', 'outcome'],
         properties: {
           eventId: { type: 'string' },
-          outcome: { type: 'string', enum: ['applied', 'duplicate', 'unknown_person', 'unknown_campaign'] },
+          outcome: {
+            type: 'string',
+            enum: ['applied', 'duplicate', 'unknown_person', 'unknown_campaign', 'unknown_brand'],
+          },
           moved: {
             type: 'object',
             properties: { brand: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' } },

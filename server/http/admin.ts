@@ -71,7 +71,8 @@ export function createAdminApp(opts: AdminOptions): Hono {
     }
     if (status === 499) logger.info(fields, 'client closed the request');
     // A probe's 503 is an answer, not a failure: readiness changes are logged once (below).
-    else if (status >= 500 && !(route === '/readyz' && status === 503)) logger.error(fields, 'request failed');
+    else if (status >= 500 && !(route === '/readyz' && status === 503))
+      logger.error(fields, 'request failed');
     else if (QUIET_ROUTES.has(route)) logger.debug(fields, 'request');
     else logger.info(fields, 'request');
   });

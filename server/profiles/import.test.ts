@@ -225,4 +225,48 @@ describe('npm run import', () => {
       await runImport([join(dir, 'missing.ndjson')], { ...io, openStore: () => new EmbeddedStore() }),
     ).toBe(1);
   });
+
+  it('checks stages against the active rule set of the Redis it loads', async () => {
+    const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { runImport } = await import('../cli/import.js');
+    const { startRedis } = await import('../../test/redis-server.js');
+    const { RedisStore } = await import('../store/redis.js');
+    const { RedisRuleSets } = await import('../store/redis-rulesets.js');
+    const { EmbeddedBus } = await import('../store/bus.js');
+    const { DEMO_RULESET } = await import('../config.js');
+    const redis = await startRedis();
+    const store = new RedisStore({ url: redis.url, log: () => {} });
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'import-stages-'));
+      const file = join(dir, 'people.ndjson');
+      writeFileSync(
+        file,
+        '{"id": "p-1", "stages": {"vivo": "appeal"}}\n{"id": "p-2", "stages": {"vivo": "apeal"}}\n',
+      );
+      const lines: string[] = [];
+      const io = { env: { REDIS_URL: redis.url }, stdin: chunks(), err: (l: string) => lines.push(l) };
+      // No rule set active yet: nothing to check against, and it says so.
+      expect(await runImport([file], io)).toBe(0);
+      expect(lines.join('\n')).toContain('No rule set is active');
+      const rulesets = new RedisRuleSets({ store, bus: new EmbeddedBus() });
+      const source = readFileSync(DEMO_RULESET, 'utf8');
+      const version = await rulesets.addRuleSet(source, {
+        checksum: 'sha256:test',
+        format: 'yaml',
+        createdBy: 'test',
+        createdAt: Date.now(),
+        bytes: source.length,
+      });
+      await rulesets.activateRuleSet(version, 'test', Date.now());
+      lines.length = 0;
+      expect(await runImport([file], io)).toBe(2);
+      expect(lines.join('\n')).toContain('line 2: "apeal" is not a stage of the active rule set');
+      expect(lines.join('\n')).toContain('[stages.vivo] (invalid_field)');
+    } finally {
+      await store.close();
+      await redis.stop();
+    }
+  }, 30_000);
 });

@@ -12,6 +12,7 @@ import { importLineSchema } from '../control/schemas.js';
 import { checker } from '../control/validate.js';
 import type { ErrorCode } from '../errors.js';
 import type { AliasLink, ProfileStore } from '../store/types.js';
+import { unknownStage } from './stages.js';
 
 export interface ImportError {
   line: number;
@@ -43,6 +44,8 @@ export interface ImportOptions {
   maxBytes?: number;
   /** Time for profiles without `updatedAt`. */
   now?: () => number;
+  /** The funnel's stages: a line naming another stage fails (absent: any stage is taken). */
+  funnel?: () => readonly string[];
   /** After each batch is written (progress, cache invalidation). */
   onBatch?: (written: readonly Profile[], progress: Readonly<ImportResult>) => void | Promise<void>;
 }
@@ -161,6 +164,11 @@ export async function importProfiles(
     const r = checkLine(data);
     if (!r.ok) {
       fail({ line: lineNo, code: r.problem.code, message: r.problem.message, path: r.problem.path });
+      return;
+    }
+    const offLadder = opts.funnel === undefined ? null : unknownStage(r.value.stages, opts.funnel());
+    if (offLadder !== null) {
+      fail({ line: lineNo, code: offLadder.code, message: offLadder.message, path: offLadder.path! });
       return;
     }
     const { aliases, ...rest } = r.value;
