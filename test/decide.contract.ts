@@ -174,6 +174,17 @@ export function describeDecideContract(name: string, target: () => DecideTarget)
     describe('bad input gets a clear error and the server keeps answering', () => {
       const cases: Array<[string, string | Buffer, string, number, string, string?]> = [
         ['malformed JSON', '{"user": {"id": "x"', 'application/json', 400, 'bad_json'],
+        [
+          'JSON that is not UTF-8',
+          Buffer.concat([
+            Buffer.from('{"user":{"id":"'),
+            Buffer.from([0xc3, 0x28]),
+            Buffer.from('"},"placements":[{"id":"a"}]}'),
+          ]),
+          'application/json',
+          400,
+          'bad_request',
+        ],
         ['a body that is not an object', '[1,2]', 'application/json', 400, 'invalid_field'],
         ['no placements', '{"user":{"id":"x"}}', 'application/json', 400, 'missing_field', 'placements'],
         [

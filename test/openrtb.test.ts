@@ -181,6 +181,24 @@ function describeBidder(name: string, target: () => Target): void {
       const r = await bid('{"id":');
       expect(r.status).toBe(400);
       expect(r.body.error.code).toBe('bad_json');
+      const text = JSON.stringify(example('banner'));
+      for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/msgpack']) {
+        const refused = await fetch(url(), { method: 'POST', headers: { 'content-type': type }, body: text });
+        expect(refused.status, type).toBe(415);
+        expect(((await refused.json()) as { error: { code: string } }).error.code).toBe(
+          'unsupported_media_type',
+        );
+      }
+      const broken = Buffer.from(text.replace('Site ABCD', 'Site \u0001\u0001'));
+      broken[broken.indexOf(1)] = 0xc3;
+      broken[broken.indexOf(1)] = 0x28;
+      const notUtf8 = await fetch(url(), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json; charset=utf-8' },
+        body: broken,
+      });
+      expect(notUtf8.status).toBe(400);
+      expect(((await notUtf8.json()) as { error: { code: string } }).error.code).toBe('bad_request');
       const big = example('banner');
       big.ext = { pad: 'x'.repeat(70_000) };
       const r2 = await bid(big);

@@ -3,6 +3,7 @@
  * Hand-written rather than schema-driven: it runs on every decision. Every problem is a
  * ClientError with a code and the path of the field at fault.
  */
+import { isUtf8 } from 'node:buffer';
 import { Packr } from 'msgpackr';
 import type { EligibilityFilter } from '../../rules/decide.js';
 import type { Channel, Placement } from '../../rules/types.js';
@@ -62,6 +63,8 @@ export function bodyFormat(contentType: string): BodyFormat | null {
 
 export function decodeBody(body: Buffer, format: BodyFormat): unknown {
   if (format === 'json') {
+    // toString would turn broken bytes into U+FFFD silently; the control plane refuses them too.
+    if (!isUtf8(body)) throw new ClientError('bad_request', 'The body is not valid UTF-8');
     try {
       return JSON.parse(body.toString('utf8'));
     } catch (e) {

@@ -332,6 +332,11 @@ function openRtbRoutes(
         return;
       }
     }
+    const type = req.getHeader('content-type');
+    if (type !== '' && bodyFormat(type) !== 'json') {
+      early('unsupported_media_type', `Content-Type ${type} is not taken here; send application/json (OpenRTB)`);
+      return;
+    }
     if (declared !== '' && Number(declared) > maxBody) {
       early('body_too_large', `The body is larger than ${maxBody} bytes`);
       return;

@@ -5,6 +5,7 @@
  * native; not both `site` and `app`. Fields the bidder reads must have their specified types.
  * Every problem is a ClientError with a code and the path of the field at fault.
  */
+import { isUtf8 } from 'node:buffer';
 import type { Channel } from '../../rules/types.js';
 import { ClientError } from '../errors.js';
 
@@ -102,6 +103,7 @@ export function isBlankId(id: string): boolean {
 }
 
 export function parseBidRequest(body: Buffer): BidRequest {
+  if (!isUtf8(body)) throw new ClientError('bad_request', 'The body is not valid UTF-8');
   let data: unknown;
   try {
     data = JSON.parse(body.toString('utf8'));
