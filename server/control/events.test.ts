@@ -62,7 +62,10 @@ describe('events', () => {
       ],
     });
     expect(r.body).toMatchObject({ applied: 1, skipped: 1 });
-    expect(r.body.results[0]).toMatchObject({ outcome: 'unknown_brand', detail: expect.stringContaining('"vivoo"') });
+    expect(r.body.results[0]).toMatchObject({
+      outcome: 'unknown_brand',
+      detail: expect.stringContaining('"vivoo"'),
+    });
     const funnel = await kit.req('GET', '/v1/funnels/vivoo?days=1');
     expect(funnel.body.stages.every((s: { people: number }) => s.people === 0)).toBe(true);
     // Not recorded: the same event counts once the brand exists.

@@ -129,18 +129,23 @@ describe('profiles', () => {
     expect(put.body.error).toMatchObject({ code: 'invalid_field', path: 'stages.vivo' });
     expect(put.body.error.message).toContain('aware, appeal');
     expect(await kit.store.getProfile('p-1')).toBeNull();
-    expect((await kit.req('PUT', '/v1/profiles/p-1', { body: { tags: [], stages: { vivo: 'aware' } } })).status).toBe(
-      201,
-    );
+    expect(
+      (await kit.req('PUT', '/v1/profiles/p-1', { body: { tags: [], stages: { vivo: 'aware' } } })).status,
+    ).toBe(201);
     const patch = await kit.req('PATCH', '/v1/profiles/p-1', { body: { stages: { vivo: 'bought-it' } } });
     expect(patch.body.error).toMatchObject({ code: 'invalid_field', path: 'stages.vivo' });
     // Deleting a stage names no stage.
-    expect((await kit.req('PATCH', '/v1/profiles/p-1', { body: { stages: { vivo: null } } })).status).toBe(200);
+    expect((await kit.req('PATCH', '/v1/profiles/p-1', { body: { stages: { vivo: null } } })).status).toBe(
+      200,
+    );
     const lines = [
       JSON.stringify({ id: 'p-2', tags: [], stages: { vivo: 'appeal' } }),
       JSON.stringify({ id: 'p-3', tags: [], stages: { vivo: 'Appeal' } }),
     ].join('\n');
-    const imported = await kit.req('POST', '/v1/profiles/import', { body: lines, type: 'application/x-ndjson' });
+    const imported = await kit.req('POST', '/v1/profiles/import', {
+      body: lines,
+      type: 'application/x-ndjson',
+    });
     expect(imported.body).toMatchObject({ imported: 1, failed: 1 });
     expect(imported.body.errors).toEqual([
       expect.objectContaining({ line: 2, code: 'invalid_field', path: 'stages.vivo' }),

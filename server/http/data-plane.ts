@@ -334,7 +334,10 @@ function openRtbRoutes(
     }
     const type = req.getHeader('content-type');
     if (type !== '' && bodyFormat(type) !== 'json') {
-      early('unsupported_media_type', `Content-Type ${type} is not taken here; send application/json (OpenRTB)`);
+      early(
+        'unsupported_media_type',
+        `Content-Type ${type} is not taken here; send application/json (OpenRTB)`,
+      );
       return;
     }
     if (declared !== '' && Number(declared) > maxBody) {
