@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../server/app.js';
 import { loadConfig } from '../server/config.js';
 
-const quiet = () => {};
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A raw connection (from `localAddress` when given); resolves once connected. */
