@@ -113,8 +113,11 @@ const DEFAULT_SERIES = [
 // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a template
 const DATASOURCE_UID = '${datasource}';
 
-/** Labels every scraped series carries. */
-const TARGET_LABELS = ['job', 'instance'];
+/**
+ * Labels every scraped series carries, and target labels a scrape configuration may attach (the
+ * rules' unit tests use env and region to check that the rules keep them).
+ */
+const TARGET_LABELS = ['job', 'instance', 'env', 'region'];
 
 interface Rule {
   record?: string;
@@ -379,6 +382,18 @@ describe('the Prometheus rules', () => {
     }
     const names = alertRules.map((r) => r.alert);
     expect(new Set(names).size).toBe(names.length);
+  });
+
+  it('aggregate without (…) the labels they remove, so that target labels reach every alert', () => {
+    for (const r of [...recordingRules, ...alertRules]) {
+      expect(r.expr, r.record ?? r.alert).not.toMatch(/\bby\s*\(/);
+      for (const m of r.expr.matchAll(/\bwithout\s*\(([^)]*)\)/g)) {
+        const removed = (m[1] ?? '').split(',').map((l) => l.trim());
+        // job and the attached labels are kept everywhere; instance only by the job: rules.
+        for (const kept of ['job', 'env', 'region']) expect(removed, r.record ?? r.alert).not.toContain(kept);
+        if (r.record?.startsWith('instance:')) expect(removed, r.record).not.toContain('instance');
+      }
+    }
   });
 
   it('document every alert in ops/README.md', () => {
