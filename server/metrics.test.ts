@@ -161,11 +161,39 @@ describe('Metrics', () => {
     m.decision(null, 499, 5, null);
     m.dataAnswer('unmatched', 404, 'not_found');
     const e = parseExposition(await m.exposition());
-    expect(value(e, 'mindshare_decision_duration_seconds_count', { outcome: 'error' })).toBe(1);
+    expect(value(e, 'mindshare_decision_duration_seconds_count', { outcome: 'error' })).toBe(0);
     expect(value(e, 'mindshare_http_errors_total', { listener: 'data', code: 'bad_json' })).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { status: '499' })).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { route: 'unmatched', status: '404' })).toBe(1);
     expect(value(e, 'mindshare_http_errors_total', { route: 'unmatched', code: 'not_found' })).toBe(1);
+  });
+
+  it('times 5xx error answers only: a client mistake (4xx) says nothing of the decision latency', async () => {
+    const m = new Metrics({ processMetrics: false, worker: 1 });
+    const served: DecisionOutcome = {
+      output: { ruleset: 1, user: 'x', decisions: [{ placement: 'a', campaign: null }] },
+      degradedBy: null,
+    };
+    for (let i = 0; i < 8; i++) m.decision(served, 200, 2, null);
+    // Refused at once: bad JSON, a body too large.
+    m.decision(null, 400, 0.01, 'bad_json');
+    m.decision(null, 413, 0.01, 'body_too_large');
+    // Failed on our side, slowly.
+    m.decision(null, 500, 40, 'internal');
+    m.decision(null, 503, 30, 'store_unavailable');
+    const e = parseExposition(await m.exposition());
+    const count = 'mindshare_decision_duration_seconds_count';
+    expect(value(e, count, { outcome: 'error' })).toBe(2);
+    expect(value(e, 'mindshare_decision_duration_seconds_sum', { outcome: 'error' })).toBeCloseTo(0.07);
+    expect(value(e, 'mindshare_decision_duration_seconds_bucket', { outcome: 'error', le: '0.025' })).toBe(0);
+    // The 4xx answers are still requests and errors, and answers of this worker.
+    expect(value(e, 'mindshare_http_requests_total', { route: '/v1/decide', status: '400' })).toBe(1);
+    expect(value(e, 'mindshare_http_requests_total', { route: '/v1/decide', status: '413' })).toBe(1);
+    expect(value(e, 'mindshare_http_errors_total', { route: '/v1/decide', code: 'bad_json' })).toBe(1);
+    expect(value(e, 'mindshare_http_errors_total', { route: '/v1/decide', code: 'body_too_large' })).toBe(1);
+    expect(value(e, 'mindshare_worker_decisions_total', { worker: '1' })).toBe(12);
+    // The error share of timed decisions is 2 of 10, not 4 of 12.
+    expect(value(e, count, { outcome: 'no_fill' })).toBe(8);
   });
 
   it('times the store methods it wraps, and counts their failures', async () => {
@@ -257,7 +285,8 @@ describe('GET /metrics on the embedded store', () => {
     const count = 'mindshare_decision_duration_seconds_count';
     expect(grew(count, { route: '/v1/decide', outcome: 'filled' })).toBe(N);
     expect(grew(count, { outcome: 'no_fill' })).toBe(1);
-    expect(grew(count, { outcome: 'error' })).toBe(1);
+    // The 400 is counted as a request and an error, but not timed as a decision.
+    expect(grew(count, { outcome: 'error' })).toBe(0);
     expect(grew('mindshare_decision_duration_seconds_bucket', { outcome: 'filled', le: '+Inf' })).toBe(N);
     expect(grew('mindshare_decision_duration_seconds_sum', { outcome: 'filled' })).toBeGreaterThan(0);
     expect(grew('mindshare_placements_total', { outcome: 'filled', campaign: 'x90-launch' })).toBe(N);
