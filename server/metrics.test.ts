@@ -9,7 +9,7 @@ import { type RedisHandle, startRedis } from '../test/redis-server.js';
 import { type RunningServer, startServer } from './app.js';
 import { loadConfig } from './config.js';
 import type { DecisionOutcome } from './decision/service.js';
-import { DECISION_BUCKETS, instrumentStore, Metrics } from './metrics.js';
+import { DECISION_BUCKETS, instrumentStore, Metrics, unansweredWorker } from './metrics.js';
 
 // ---- a small parser of the text exposition format (0.0.4) ----------------------------------------
 
@@ -196,6 +196,45 @@ describe('Metrics', () => {
     expect(value(e, count, { outcome: 'no_fill' })).toBe(8);
   });
 
+  it('reports the event-loop delay of every thread under its own label, a blocked loop included', async () => {
+    const delay = 'mindshare_event_loop_delay_seconds';
+    const main = new Metrics({ processMetrics: false });
+    const worker = new Metrics({ processMetrics: false, worker: 2 });
+    main.setPeers(async () => [await worker.metricsJSON()]);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await sleep(50); // a few ordinary ticks (the monitor's first interval is not counted)
+    // Both instances live in this thread, so both monitors see it blocked for 150 ms; the main
+    // thread's instance is then scraped alone, which starts its window again, while the worker's
+    // still holds the block: the merged scrape must keep the two apart.
+    const until = performance.now() + 150;
+    while (performance.now() < until) {
+      // a decision that does not yield
+    }
+    await sleep(30);
+    await main.metricsJSON();
+    await sleep(100);
+    const e = parseExposition(await main.exposition());
+    expect(e.types.get(delay)).toBe('gauge');
+    expect(series(e, delay).map((s) => s.labels)).toEqual([{ thread: 'main' }, { thread: 'worker-2' }]);
+    expect(value(e, delay, { thread: 'worker-2' })).toBeGreaterThan(0.12);
+    expect(value(e, delay, { thread: 'worker-2' })).toBeLessThan(1);
+    expect(value(e, delay, { thread: 'main' })).toBeLessThan(0.1);
+    // Each scrape starts a new window: the block is reported once.
+    await sleep(100);
+    const next = parseExposition(await main.exposition());
+    expect(value(next, delay, { thread: 'worker-2' })).toBeLessThan(0.1);
+  });
+
+  it('reports a worker that does not answer the scrape as late by at least the time waited', async () => {
+    const main = new Metrics({ processMetrics: false });
+    const worker = new Metrics({ processMetrics: false, worker: 1 });
+    main.setPeers(async () => [await worker.metricsJSON(), unansweredWorker(3, 1000)]);
+    const e = parseExposition(await main.exposition());
+    const threads = series(e, 'mindshare_event_loop_delay_seconds').map((s) => s.labels.thread);
+    expect(threads).toEqual(['main', 'worker-1', 'worker-3']);
+    expect(value(e, 'mindshare_event_loop_delay_seconds', { thread: 'worker-3' })).toBe(1);
+  });
+
   it('times the store methods it wraps, and counts their failures', async () => {
     const m = new Metrics({ processMetrics: false });
     const store = {
@@ -257,9 +296,14 @@ describe('GET /metrics on the embedded store', () => {
       ['mindshare_draining', 'gauge'],
       ['process_cpu_seconds_total', 'counter'],
       ['nodejs_eventloop_lag_p99_seconds', 'gauge'],
+      ['mindshare_event_loop_delay_seconds', 'gauge'],
     ] as const) {
       expect(e.types.get(name), name).toBe(kind);
     }
+    // One thread serves everything here.
+    expect(series(e, 'mindshare_event_loop_delay_seconds').map((s) => s.labels)).toEqual([
+      { thread: 'main' },
+    ]);
     expect(value(e, 'mindshare_ruleset_version')).toBe(server.service.ruleSet.version);
     expect(value(e, 'mindshare_ruleset_compile_seconds')).toBeGreaterThan(0);
     expect(value(e, 'mindshare_draining')).toBe(0);

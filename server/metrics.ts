@@ -12,7 +12,12 @@
  * `HotHistogram`): recording is an addition (a counter) or a short bucket scan (a histogram).
  * Counters are folded into their prom-client Counter when the registry is collected; the
  * accumulating histograms are metrics of their own that the registry reads like any other.
+ *
+ * prom-client's event-loop lag is the main thread's only; the data plane decides in worker
+ * threads. So every instance (every thread) measures its own loop (`EventLoopDelay`) and reports
+ * it under its own `thread` label, which keeps the threads apart when their series are merged.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   AggregatorRegistry,
   type CollectFunction,
@@ -56,6 +61,53 @@ export const UNMATCHED = 'unmatched';
 
 export type DecisionLabel = 'filled' | 'no_fill' | 'degraded' | 'error';
 export type Listener = 'data' | 'control';
+
+/** How often the event-loop delay monitor samples, ms (prom-client's default metrics use the same). */
+const LOOP_RESOLUTION_MS = 10;
+const EVENT_LOOP_DELAY = 'mindshare_event_loop_delay_seconds';
+const EVENT_LOOP_DELAY_HELP =
+  'p99 of this thread’s event-loop delay since the previous scrape, by thread (main: the control plane, or everything without worker threads; worker-N: data-plane worker thread N)';
+
+/**
+ * The delay of the event loop of the thread that creates it: Node's histogram of how late a
+ * 10 ms timer fires (perf_hooks.monitorEventLoopDelay measures its own thread), read and started
+ * again at every scrape. The p99, not the maximum: one long garbage collection per scrape interval
+ * would otherwise read as a loop that is always late; a loop that stalls often enough to delay
+ * decisions moves the p99.
+ */
+export class EventLoopDelay {
+  private readonly histogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+
+  constructor() {
+    this.histogram.enable();
+  }
+
+  /** p99 of the delays sampled since the previous call, seconds (0 when none was sampled). */
+  takeP99(): number {
+    const h = this.histogram;
+    // The monitor records whole intervals between ticks: a loop that is never late reads 10 ms.
+    const ms = h.count === 0 ? 0 : Math.max(0, h.percentile(99) / 1e6 - LOOP_RESOLUTION_MS);
+    h.reset();
+    return ms / 1000;
+  }
+}
+
+/**
+ * A data-plane worker that did not answer a scrape within `waitedMs`, as far as it is known: its
+ * loop has been busy at least that long (a thread whose loop turns answers in microseconds).
+ * Without this, a worker stuck in a long computation would simply vanish from the scrape.
+ */
+export function unansweredWorker(worker: number, waitedMs: number): MetricJSON[] {
+  return [
+    {
+      name: EVENT_LOOP_DELAY,
+      help: EVENT_LOOP_DELAY_HELP,
+      type: 'gauge',
+      aggregator: 'max',
+      values: [{ value: waitedMs / 1000, labels: { thread: `worker-${worker}` } }],
+    },
+  ];
+}
 
 /** A counter bound to fixed label values: a number, added to its prom-client counter at collect. */
 export class HotCounter {
@@ -340,6 +392,19 @@ export class Metrics {
         },
       });
     }
+
+    const loop = new EventLoopDelay();
+    const thread = opts.worker === undefined ? 'main' : `worker-${opts.worker}`;
+    new Gauge({
+      name: EVENT_LOOP_DELAY,
+      help: EVENT_LOOP_DELAY_HELP,
+      labelNames: ['thread'],
+      registers: [registry],
+      aggregator: 'max',
+      collect() {
+        this.set({ thread }, loop.takeP99());
+      },
+    });
 
     const requests = hotCounter(
       registry,

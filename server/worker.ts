@@ -20,7 +20,7 @@ import uWS from '@trufflesuite/uws-js-unofficial';
 import { startServer } from './app.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
-import type { MetricJSON } from './metrics.js';
+import { type MetricJSON, unansweredWorker } from './metrics.js';
 
 const KIND = 'mindshare-data-plane';
 
@@ -48,7 +48,10 @@ export interface WorkerPool {
   readonly port: number;
   /** Workers serving now. */
   size(): number;
-  /** Every serving worker's metrics; those that do not answer within `timeoutMs` are left out. */
+  /**
+   * Every serving worker's metrics. One that does not answer within `timeoutMs` is reported only
+   * by its event-loop delay, at least `timeoutMs` (left out entirely once the pool drains).
+   */
   metrics(timeoutMs: number): Promise<MetricJSON[][]>;
   /**
    * Drains every worker (not ready already: the main thread says so): after `delayMs` each
@@ -63,6 +66,8 @@ interface Slot {
   worker: Worker;
   n: number;
   ready: boolean;
+  /** Drained (it no longer answers messages), not ended yet. */
+  drained: boolean;
   exited: Promise<number>;
   done: boolean;
 }
@@ -92,6 +97,7 @@ export async function startWorkers(config: Config, count: number, logger: Logger
       worker,
       n,
       ready: false,
+      drained: false,
       done: false,
       exited: new Promise<number>((resolve) => {
         resolveExit = resolve;
@@ -105,6 +111,8 @@ export async function startWorkers(config: Config, count: number, logger: Logger
         rejectReady(new Error(`data-plane worker ${n} could not start: ${m.message}`));
       } else if (m.type === 'metrics') {
         pending.get(m.id)?.(m.metrics);
+      } else if (m.type === 'drained') {
+        slot.drained = true;
       }
     });
     worker.on('error', (err) => {
@@ -185,7 +193,8 @@ export async function startWorkers(config: Config, count: number, logger: Logger
     port: poolPort,
     size: () => [...slots.values()].filter((s) => s.ready).length,
     async metrics(timeoutMs) {
-      const serving = [...slots.values()].filter((s) => s.ready);
+      // A drained worker no longer answers: not asked, rather than reported as stuck.
+      const serving = [...slots.values()].filter((s) => s.ready && !s.drained);
       const answers = await Promise.all(
         serving.map(
           (s) =>
@@ -193,7 +202,9 @@ export async function startWorkers(config: Config, count: number, logger: Logger
               const id = nextId++;
               const timer = setTimeout(() => {
                 pending.delete(id);
-                resolve(null);
+                // Its loop has not turned for `timeoutMs`: that is the one thing known about it,
+                // and what the event-loop alert needs to see a stuck worker.
+                resolve(draining || s.drained ? null : unansweredWorker(s.n, timeoutMs));
               }, timeoutMs);
               pending.set(id, (m) => {
                 clearTimeout(timer);

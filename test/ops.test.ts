@@ -54,6 +54,7 @@ const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
     labels: { outcome: ['filled', 'no_fill', 'control'], campaign: null },
   },
   mindshare_draining: { kind: 'gauge', labels: {} },
+  mindshare_event_loop_delay_seconds: { kind: 'gauge', labels: { thread: null } },
   mindshare_workers: { kind: 'gauge', labels: {} },
   mindshare_worker_decisions_total: { kind: 'counter', labels: { worker: null } },
   mindshare_openrtb_bids_total: { kind: 'counter', labels: {} },
@@ -352,6 +353,16 @@ describe('the Grafana dashboard', () => {
     }
   });
 
+  it('draws the event-loop delay of every thread, and the worst thread of each instance', () => {
+    const panel = allPanels.find((p) => /event-loop/i.test(p.title));
+    const exprs = (panel?.targets ?? []).map((t) => t.expr ?? '');
+    expect(exprs.length, panel?.title).toBeGreaterThan(0);
+    for (const e of exprs) expect(e).toContain('mindshare_event_loop_delay_seconds{');
+    expect(exprs.some((e) => /^max without \(thread\) \(/.test(e))).toBe(true);
+    // prom-client's lag is the main thread's only: the data plane's workers would not show.
+    expect(dashboardText).not.toContain('nodejs_eventloop_lag');
+  });
+
   it('covers every metric the server exports', () => {
     const text = dashboardExprs()
       .map((e) => e.expr)
@@ -394,6 +405,12 @@ describe('the Prometheus rules', () => {
         if (r.record?.startsWith('instance:')) expect(removed, r.record).not.toContain('instance');
       }
     }
+  });
+
+  it('alert on the worst thread of an instance, workers included', () => {
+    const lag = alertRules.find((r) => r.alert === 'MindshareEventLoopLagHigh');
+    expect(lag?.expr).toMatch(/^max without \(thread\) \(.*mindshare_event_loop_delay_seconds\{/);
+    for (const r of [...recordingRules, ...alertRules]) expect(r.expr).not.toContain('nodejs_eventloop_lag');
   });
 
   it('document every alert in ops/README.md', () => {
