@@ -190,7 +190,9 @@ function checkExpr(expr: string, where: string): Problem[] {
   )) {
     made.add(str(m[1]));
   }
-  for (const m of masked.matchAll(/count_values\s*\(\s*"#(\d+)"/g)) made.add(str(m[1]));
+  for (const m of masked.matchAll(/count_values\s*(?:(?:by|without)\s*\([^)]*\)\s*)?\(\s*"#(\d+)"/g)) {
+    made.add(str(m[1]));
+  }
 
   const allLabels = new Set([
     ...TARGET_LABELS,
@@ -272,7 +274,7 @@ interface Dashboard {
   schemaVersion: number;
   panels: Panel[];
   templating: { list: Variable[] };
-  annotations: { list: { name: string; expr?: string }[] };
+  annotations: { list: { name: string; expr?: string; titleFormat?: string; textFormat?: string }[] };
 }
 
 const dashboardText = read('grafana/mindshare.json');
@@ -361,6 +363,14 @@ describe('the Grafana dashboard', () => {
     expect(exprs.some((e) => /^max without \(thread\) \(/.test(e))).toBe(true);
     // prom-client's lag is the main thread's only: the data plane's workers would not show.
     expect(dashboardText).not.toContain('nodejs_eventloop_lag');
+  });
+
+  it('marks a rule-set change with the version now served, not with a count of changes', () => {
+    const changes = dashboard.annotations.list.find((a) => a.name === 'Rule-set changes');
+    // Grafana fills an annotation's text from labels only: the version has to be one.
+    expect(changes?.expr).toMatch(/^count_values without \(\) \("version", mindshare_ruleset_version\{/);
+    expect(changes?.titleFormat).toContain('rule set v{{version}}');
+    expect(`${changes?.titleFormat} ${changes?.textFormat}`).not.toContain('{{value}}');
   });
 
   it('covers every metric the server exports', () => {
@@ -490,6 +500,51 @@ describe.skipIf(!promtool)('PromQL syntax (promtool)', () => {
       expect(run.stdout + run.stderr, 'promtool check rules').toContain(
         `SUCCESS: ${rules.length} rules found`,
       );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('marks a rule-set change with the version each instance now serves', () => {
+    const expr = dashboard.annotations.list
+      .find((a) => a.name === 'Rule-set changes')
+      ?.expr?.replaceAll('$job', 'mindshare')
+      .replaceAll('$instance', '.*');
+    // b moves from version 7 to 8 at minute 3; a stays on 7. Evaluated as a recording rule.
+    const rules = { groups: [{ name: 'annotation', rules: [{ record: 'annotation:ruleset', expr }] }] };
+    const tests = {
+      rule_files: ['annotation.rules.json'],
+      evaluation_interval: '1m',
+      tests: [
+        {
+          interval: '1m',
+          input_series: [
+            { series: 'mindshare_ruleset_version{job="mindshare",instance="a:8081"}', values: '7x10' },
+            { series: 'mindshare_ruleset_version{job="mindshare",instance="b:8081"}', values: '7 7 7 8x8' },
+          ],
+          promql_expr_test: [
+            { expr: 'annotation:ruleset', eval_time: '2m', exp_samples: [] },
+            {
+              expr: 'annotation:ruleset',
+              eval_time: '4m',
+              exp_samples: [
+                { labels: 'annotation:ruleset{job="mindshare",instance="b:8081",version="8"}', value: 1 },
+              ],
+            },
+            { expr: 'annotation:ruleset', eval_time: '8m', exp_samples: [] },
+          ],
+        },
+      ],
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'mindshare-ops-'));
+    try {
+      writeFileSync(join(dir, 'annotation.rules.json'), JSON.stringify(rules));
+      writeFileSync(join(dir, 'annotation.test.json'), JSON.stringify(tests));
+      const run = spawnSync('promtool', ['test', 'rules', join(dir, 'annotation.test.json')], {
+        encoding: 'utf8',
+      });
+      expect(run.stdout + run.stderr, 'promtool test rules').toContain('SUCCESS');
+      expect(run.status).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
