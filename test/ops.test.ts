@@ -3,13 +3,28 @@
  * stay consistent with the metrics the server exports: every PromQL expression names only known
  * series with known labels, so a renamed metric or a typo fails here rather than in a silent
  * panel or an alert that never fires. promtool itself (check and test) runs in .ci/run.
+ *
+ * The Dockerfile is checked too: docker cannot run here, so its instructions are read, and the
+ * shell commands it gives (the health check, the pruning of native binaries) are run for real.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { loadConfig } from '../server/config.js';
 
 const OPS = new URL('../ops/', import.meta.url);
 const read = (path: string) => readFileSync(new URL(path, OPS), 'utf8');
@@ -548,5 +563,152 @@ describe.skipIf(!promtool)('PromQL syntax (promtool)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+// --- the Dockerfile --------------------------------------------------------------------------------
+
+interface Instruction {
+  op: string;
+  args: string;
+}
+/** The Dockerfile's instructions by stage (continuation lines joined, comments left out). */
+function dockerStages(text: string): Instruction[][] {
+  const stages: Instruction[][] = [];
+  let line = '';
+  for (const raw of text.split('\n')) {
+    if (/^\s*#/.test(raw)) continue;
+    line += raw.replace(/\\$/, '');
+    if (raw.endsWith('\\')) continue;
+    const m = /^\s*([A-Za-z]+)\s+(.*)$/.exec(line);
+    line = '';
+    if (m === null) continue;
+    const op = (m[1] ?? '').toUpperCase();
+    if (op === 'FROM') stages.push([]);
+    stages.at(-1)?.push({ op, args: (m[2] ?? '').trim() });
+  }
+  return stages;
+}
+
+const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
+const runtime = dockerStages(dockerfile).at(-1) ?? [];
+const UWS = 'node_modules/@trufflesuite/uws-js-unofficial';
+/** docker stop's default wait between SIGTERM and SIGKILL, ms. */
+const DOCKER_STOP_TIMEOUT_MS = 10_000;
+/** The Node ABI (process.versions.modules) of each Node major an image may be based on. */
+const NODE_ABI: Record<string, string> = { '20': '115', '22': '127' };
+
+/** The health check's command (exec form), as docker runs it. */
+function healthCheck(): string[] {
+  const hc = runtime.find((i) => i.op === 'HEALTHCHECK');
+  const cmd = /\bCMD\s+(\[.*\])$/.exec(hc?.args ?? '')?.[1];
+  expect(cmd, 'HEALTHCHECK ... CMD ["…"] (exec form)').toBeDefined();
+  return JSON.parse(cmd ?? '[]') as string[];
+}
+
+/** Runs the health check against ADMIN_PORT=port: its exit code. */
+function runHealthCheck(port: number): Promise<number> {
+  const [file = '', ...args] = healthCheck();
+  return new Promise((resolve) => {
+    execFile(
+      file,
+      args,
+      { env: { PATH: process.env.PATH ?? '', ADMIN_PORT: String(port) }, timeout: 5000 },
+      (err) => resolve(err === null ? 0 : typeof err.code === 'number' ? err.code : -1),
+    );
+  });
+}
+
+/** An HTTP server on a free port that answers every request with `status`; its requests' paths. */
+async function answering(status: number): Promise<{ server: Server; port: number; paths: string[] }> {
+  const paths: string[] = [];
+  const server = createServer((req, res) => {
+    paths.push(req.url ?? '');
+    res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port, paths };
+}
+const closeServer = (server: Server) => new Promise((resolve) => server.close(resolve));
+
+describe('the Dockerfile', () => {
+  it('checks health without starting a Node process every interval', () => {
+    const hc = runtime.find((i) => i.op === 'HEALTHCHECK');
+    expect(hc?.args).toMatch(/--interval=\d+s/);
+    expect(hc?.args).not.toMatch(/\bnode\b/);
+    expect(healthCheck()[0]).toBe('bash');
+  });
+
+  it('answers healthy to a 200 on /healthz of ADMIN_PORT, unhealthy to a 503 or a closed port', async () => {
+    const ok = await answering(200);
+    const down = await answering(503);
+    try {
+      expect(await runHealthCheck(ok.port)).toBe(0);
+      expect(ok.paths).toEqual(['/healthz']);
+      expect(await runHealthCheck(down.port)).not.toBe(0);
+      expect(down.paths).toEqual(['/healthz']);
+    } finally {
+      await closeServer(ok.server);
+      await closeServer(down.server);
+    }
+    // Nothing listens there any more.
+    expect(await runHealthCheck(ok.port)).not.toBe(0);
+  });
+
+  it("keeps only the uWS binary of the image's platform and Node ABI, in the layer that installs it", () => {
+    const install = runtime.filter((i) => i.op === 'RUN' && i.args.includes('npm ci'));
+    expect(install).toHaveLength(1);
+    const run = install[0]?.args ?? '';
+    // Run that RUN for real on a copy of the package's file names, with npm doing nothing.
+    const dir = mkdtempSync(join(tmpdir(), 'mindshare-docker-'));
+    try {
+      const real = new URL(`../${UWS}/`, import.meta.url);
+      const names: string[] = [];
+      for (const sub of ['binaries', 'dist']) {
+        mkdirSync(join(dir, UWS, sub), { recursive: true });
+        for (const f of readdirSync(new URL(`${sub}/`, real))) {
+          writeFileSync(join(dir, UWS, sub, f), '');
+          if (f.endsWith('.node')) names.push(`${sub}/${f}`);
+        }
+      }
+      expect(names.length).toBeGreaterThan(3);
+      mkdirSync(join(dir, 'bin'));
+      writeFileSync(join(dir, 'bin', 'npm'), '#!/bin/sh\nexit 0\n');
+      chmodSync(join(dir, 'bin', 'npm'), 0o755);
+      const sh = spawnSync('/bin/sh', ['-c', run], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { PATH: `${join(dir, 'bin')}:${dirname(process.execPath)}:/usr/bin:/bin` },
+      });
+      expect(sh.status, sh.stderr).toBe(0);
+      const kept = names.filter((n) => existsSync(join(dir, UWS, n)));
+      const mine = `binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;
+      expect(kept).toEqual([mine]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // The one kept is the one the package loads, and the image's Node has one on Linux.
+    const loader = readFileSync(new URL(`../${UWS}/src/uws.js`, import.meta.url), 'utf8');
+    expect(loader).toContain('require("../binaries/uws_" +');
+    const major = /^node:(\d+)/.exec(runtime[0]?.args ?? '')?.[1] ?? '';
+    expect(NODE_ABI[major], `the ABI of Node ${major}`).toBeDefined();
+    for (const arch of ['x64', 'arm64']) {
+      expect(
+        existsSync(new URL(`../${UWS}/binaries/uws_linux_${arch}_${NODE_ABI[major]}.node`, import.meta.url)),
+      ).toBe(true);
+    }
+  });
+
+  it("drains within docker stop's 10 s before SIGKILL", () => {
+    const env: Record<string, string> = {};
+    for (const i of runtime.filter((i) => i.op === 'ENV')) {
+      for (const m of i.args.matchAll(/(\w+)=("[^"]*"|\S+)/g))
+        env[m[1] ?? ''] = (m[2] ?? '').replace(/^"|"$/g, '');
+    }
+    expect(env.DRAIN_TIMEOUT_MS).toBeDefined();
+    const config = loadConfig(env);
+    // A second for what follows the drain: closing the stores, exiting.
+    expect(config.drainDelayMs + config.drainTimeoutMs + 1000).toBeLessThanOrEqual(DOCKER_STOP_TIMEOUT_MS);
+    expect(runtime.find((i) => i.op === 'STOPSIGNAL')?.args ?? 'SIGTERM').toBe('SIGTERM');
   });
 });
