@@ -54,6 +54,7 @@ import {
   FOLD_TURN_LUA,
   FORGET_PERSON_LUA,
   IDENTITY_LUA,
+  LINK_ALIASES_LUA,
   LOAD_PERSON_LUA,
   NO_MARKER,
   PATCH_PERSON_LUA,
@@ -186,6 +187,8 @@ const ENCODE_ATTEMPTS = 4;
 const FOLD_RUN = 1024;
 /** Folds per FOLD_APPLY call. */
 const FOLD_APPLY_GROUP = 500;
+/** Alias links per LINK_ALIASES_LUA call. */
+const LINKS_PER_CALL = 200;
 /** Ids per SADD when a deleted person's strings are noted. */
 const CANDIDATES_PER_CALL = 5000;
 /** Ids one dictionary sweep checks at most. */
@@ -213,6 +216,7 @@ const LOOKUP = luaScript(DICT_LOOKUP_LUA);
 const ALL = luaScript(DICT_ALL_LUA);
 const RETIRE = luaScript(DICT_RETIRE_LUA);
 const ERASE = luaScript(DICT_ERASE_LUA);
+const LINK = luaScript(LINK_ALIASES_LUA);
 const TAKE = luaScript(FOLD_TAKE_LUA);
 const APPLY = luaScript(FOLD_APPLY_LUA);
 const CLEAR = luaScript(FOLD_CLEAR_LUA);
@@ -499,6 +503,21 @@ export class RedisStore implements ProfileStore, EventStore {
    */
   private async linkMembers(members: ReadonlyArray<readonly [pid: string, member: string]>): Promise<void> {
     await this.ready();
+    if (!this.keys.sharded) {
+      // Every key on one node: one script a batch (calls in order, so the later link wins).
+      const calls: Array<Promise<unknown>> = [];
+      for (let from = 0; from < members.length; from += LINKS_PER_CALL) {
+        const keys: string[] = [];
+        const args: Arg[] = [this.keys.prefix];
+        for (const [pid, member] of members.slice(from, from + LINKS_PER_CALL)) {
+          keys.push(this.keys.alias(member), this.keys.aliasesOf(pid));
+          args.push(pid, member);
+        }
+        calls.push(this.client.script(LINK, keys, args));
+      }
+      await Promise.all(calls);
+      return;
+    }
     const main = this.client.main;
     for (let from = 0; from < members.length; from += this.batchSize) {
       const batch = members.slice(from, from + this.batchSize);
