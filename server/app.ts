@@ -220,6 +220,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         log,
         error: lineLogger(logger, 'error'),
         pollMs: opts.rulesetPollMs ?? 5000,
+        checkTimeoutMs: config.rulesetCheckTimeoutMs,
         // The control plane's instance restores the rule set of a store that lost it.
         restore: role !== 'data',
       },
@@ -338,6 +339,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     rulesets: backend.rulesets,
     tokens: config.tokens,
     bodyTimeoutMs: config.adminBodyTimeoutMs,
+    rulesetCheckTimeoutMs: config.rulesetCheckTimeoutMs,
     allowOpen: config.allowOpenControlPlane,
     eventDedupeMs: config.eventDedupeMs,
     active: () => service.ruleSet,

@@ -38,6 +38,8 @@ export interface Config {
   dictionarySweepMs: number;
   /** How long an event id is remembered; events older than that are refused (they could count twice). */
   eventDedupeMs: number;
+  /** The longest a rule set may take to parse and check, on a thread of its own. */
+  rulesetCheckTimeoutMs: number;
   /**
    * Threads serving the data plane (with Redis only: the embedded store lives in one thread's
    * memory). 1: one thread serves everything.
@@ -198,6 +200,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
       'How long an event id (and an OpenRTB notice) is remembered, so that a retry counts once: 1 hour to 400 days, 7 days by default. Events dated further back are refused (400), since they could count twice; raise it to load older history',
   },
   {
+    name: 'RULESET_CHECK_TIMEOUT_MS',
+    default: '30000',
+    description:
+      'The longest a rule set may take to parse and check (uploads, previews, activations), on a thread of its own so that probes, metrics and decisions go on meanwhile; longer: 422 `too_slow`',
+  },
+  {
     name: 'WORKERS',
     default: '(number of CPUs)',
     description:
@@ -328,6 +336,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisLeanReads: bool('REDIS_LEAN_READS', env.REDIS_LEAN_READS, true, problems),
     dictionarySweepMs: int('DICTIONARY_SWEEP_MS', 600_000, 0, 86_400_000),
     eventDedupeMs: int('EVENT_DEDUPE_MS', DEFAULT_EVENT_DEDUPE_MS, 3_600_000, 400 * 86_400_000),
+    rulesetCheckTimeoutMs: int('RULESET_CHECK_TIMEOUT_MS', 30_000, 1000, 600_000),
     workers: int('WORKERS', Math.min(64, availableParallelism()), 1, 64),
     rulesetFile: env.RULESET_FILE === undefined || env.RULESET_FILE === '' ? DEMO_RULESET : env.RULESET_FILE,
     deadlineMs: int('DECISION_DEADLINE_MS', 10, 1, 60_000),

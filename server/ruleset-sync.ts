@@ -16,9 +16,10 @@
  * `health()` says whether this instance serves the store's active rule set, and since when it
  * has not: readiness fails when it has not for longer than a compile may take.
  */
+
+import { checkRuleSetText } from '../rules/check-thread.js';
 import { compileRuleSet } from '../rules/compile.js';
 import { formatRuleErrors } from '../rules/index.js';
-import { parseRuleSetText } from '../rules/parse.js';
 import type { ActiveRuleSet, DecisionService } from './decision/service.js';
 import { checksumOf, RuleSetFileError, readRuleSetFile } from './ruleset-file.js';
 import type { ActiveVersion, RuleSetHealth, RuleSetStore } from './store/types.js';
@@ -29,6 +30,8 @@ export interface RuleSetSyncOptions {
   bootstrapFile: string;
   /** How often the active version is checked besides the bus, ms. 0: never. */
   pollMs?: number;
+  /** The longest a version may take to check (RULESET_CHECK_TIMEOUT_MS). */
+  checkTimeoutMs?: number;
   /** Whether this instance stores its rule set again when the store has lost every active one. */
   restore?: boolean;
   log?: (line: string) => void;
@@ -55,15 +58,19 @@ export interface LoadedRuleSet {
   source: { text: string; format: 'yaml' | 'json' };
 }
 
-/** Loads, parses and compiles one stored version. Throws RuleSetFileError naming the problems. */
+/**
+ * Loads, parses and compiles one stored version (parsed on a checking thread when it is long,
+ * within `checkTimeoutMs`: rules/check-thread.ts). Throws RuleSetFileError naming the problems.
+ */
 export async function loadStoredRuleSet(
   rulesets: RuleSetStore,
   version: number,
   activatedAt: number,
+  checkTimeoutMs?: number,
 ): Promise<LoadedRuleSet> {
   const stored = await rulesets.getRuleSet(version);
   if (stored === null) throw new RuleSetFileError(`Rule set version ${version} is not in the store`);
-  const parsed = parseRuleSetText(stored.source, stored.meta.format);
+  const parsed = await checkRuleSetText(stored.source, stored.meta.format, { timeoutMs: checkTimeoutMs });
   if (!parsed.ok) {
     throw new RuleSetFileError(
       `Rule set version ${version} in the store is not valid:\n${formatRuleErrors(parsed.errors)}`,
@@ -131,6 +138,7 @@ export async function initialRuleSet(
 
 export class RuleSetSync {
   private readonly rulesets: RuleSetStore;
+  private readonly checkTimeoutMs: number | undefined;
   private readonly service: DecisionService;
   private readonly log: (line: string) => void;
   private readonly error: (line: string) => void;
@@ -152,6 +160,7 @@ export class RuleSetSync {
   constructor(service: DecisionService, opts: RuleSetSyncOptions, initial?: LoadedRuleSet) {
     this.service = service;
     this.rulesets = opts.rulesets;
+    this.checkTimeoutMs = opts.checkTimeoutMs;
     this.log = opts.log ?? ((line) => console.log(line));
     this.error = opts.error ?? this.log;
     this.now = opts.now ?? Date.now;
@@ -270,7 +279,7 @@ export class RuleSetSync {
         // Let requests already queued run before the compile takes the thread.
         await new Promise<void>((resolve) => setImmediate(resolve));
         try {
-          const loaded = await loadStoredRuleSet(this.rulesets, version, this.now());
+          const loaded = await loadStoredRuleSet(this.rulesets, version, this.now(), this.checkTimeoutMs);
           if (this.stopped) return;
           this.service.setRuleSet(loaded.active);
           this.source = loaded.source;

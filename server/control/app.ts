@@ -11,6 +11,7 @@
  */
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { type Context, Hono } from 'hono';
+import { DEFAULT_CHECK_TIMEOUT_MS } from '../../rules/check-thread.js';
 import { ClientError, type ErrorBody } from '../errors.js';
 import { StoreDataLostError } from '../store/redis.js';
 import { NotReplicatedError } from '../store/redis-client.js';
@@ -50,6 +51,7 @@ export function createControlApp(deps: ControlDeps): Hono {
     importBatch: Math.max(1, deps.importBatch ?? 500),
     maxImportBytes: maxImport,
     bodyTimeoutMs: Math.max(1, deps.bodyTimeoutMs ?? 10_000),
+    rulesetCheckTimeoutMs: Math.max(1, deps.rulesetCheckTimeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS),
     async store(what, call) {
       try {
         return await call();

@@ -28,6 +28,8 @@ export interface ControlDeps {
    * longest it may send nothing. Default 10 s.
    */
   bodyTimeoutMs?: number;
+  /** The longest a rule set may take to check (RULESET_CHECK_TIMEOUT_MS). Default 30 s. */
+  rulesetCheckTimeoutMs?: number;
   /**
    * Without tokens, whether the API answers clients on other machines too. Default false: only
    * loopback clients (probes, metrics and the OpenAPI document answer everyone).
@@ -49,6 +51,7 @@ export interface ControlContext {
   readonly importBatch: number;
   readonly maxImportBytes: number;
   readonly bodyTimeoutMs: number;
+  readonly rulesetCheckTimeoutMs: number;
   /** Runs a store call; a failure becomes 503 store_unavailable (and is logged). */
   store<T>(what: string, call: () => Promise<T>): Promise<T>;
 }

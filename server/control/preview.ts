@@ -5,10 +5,9 @@
 import { type CompiledRuleSet, compileRuleSet } from '../../rules/compile.js';
 import { decide } from '../../rules/decide.js';
 import type { FrequencyCounters, Placement, Profile } from '../../rules/types.js';
-import { validateRuleSet } from '../../rules/validate.js';
 import { ClientError } from '../errors.js';
 import { hasScope } from './auth.js';
-import { type ControlContext, type Register, RuleSetInvalid } from './context.js';
+import type { ControlContext, Register } from './context.js';
 import { parseOrThrow } from './rulesets.js';
 
 interface PreviewBody {
@@ -34,11 +33,14 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
       return { label: active.version, compiled: active.compiled };
     }
     if (typeof ruleset === 'string')
-      return { label: 'draft', compiled: compileRuleSet(parseOrThrow(ruleset, undefined)) };
+      return {
+        label: 'draft',
+        compiled: compileRuleSet(await parseOrThrow(ruleset, undefined, ctx.rulesetCheckTimeoutMs)),
+      };
     if (typeof ruleset === 'object') {
-      const v = validateRuleSet(ruleset);
-      if (!v.ok) throw new RuleSetInvalid(v.errors);
-      return { label: 'draft', compiled: compileRuleSet(v.value) };
+      // As JSON text, so that a large draft is checked off this thread like an upload.
+      const draft = await parseOrThrow(JSON.stringify(ruleset), 'json', ctx.rulesetCheckTimeoutMs);
+      return { label: 'draft', compiled: compileRuleSet(draft) };
     }
     const stored = await ctx.store('read the rule set', () => ctx.deps.rulesets.getRuleSet(ruleset));
     if (stored === null) {
@@ -51,7 +53,9 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
     const key = `${ruleset}:${stored.meta.checksum}`;
     let compiled = cache.get(key);
     if (compiled === undefined) {
-      compiled = compileRuleSet(parseOrThrow(stored.source, stored.meta.format));
+      compiled = compileRuleSet(
+        await parseOrThrow(stored.source, stored.meta.format, ctx.rulesetCheckTimeoutMs),
+      );
       if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value!);
       cache.set(key, compiled);
     }

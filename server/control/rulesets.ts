@@ -4,16 +4,23 @@
  * bus; each instance then loads and compiles the version, see loadStoredRuleSet).
  */
 import type { Context } from 'hono';
-import { parseRuleSetText } from '../../rules/parse.js';
+import { checkRuleSetText } from '../../rules/check-thread.js';
 import type { RuleSet } from '../../rules/types.js';
 import { ClientError } from '../errors.js';
 import { checksumOf } from '../ruleset-file.js';
 import type { RuleSetMeta } from '../store/types.js';
 import { type ControlContext, type Register, RuleSetInvalid } from './context.js';
 
-/** Parses and validates rule-set text, or throws RuleSetInvalid with every error. */
-export function parseOrThrow(text: string, format: 'yaml' | 'json' | undefined): RuleSet {
-  const parsed = parseRuleSetText(text, format);
+/**
+ * Parses and validates rule-set text (a long one on a checking thread, within the time limit:
+ * rules/check-thread.ts), or throws RuleSetInvalid with every error.
+ */
+export async function parseOrThrow(
+  text: string,
+  format: 'yaml' | 'json' | undefined,
+  timeoutMs: number,
+): Promise<RuleSet> {
+  const parsed = await checkRuleSetText(text, format, { timeoutMs });
   if (!parsed.ok) throw new RuleSetInvalid(parsed.errors);
   return parsed.value;
 }
@@ -43,7 +50,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
       throw new ClientError('invalid_field', 'activate must be true or false', 'activate');
     }
     const activate = activateParam === 'true' || activateParam === '1' || activateParam === '';
-    const ruleSet = parseOrThrow(body, format);
+    const ruleSet = await parseOrThrow(body, format, ctx.rulesetCheckTimeoutMs);
     const detected = format ?? (/^\s*\{/.test(body.replace(/^\uFEFF/, '')) ? 'json' : 'yaml');
     const checksum = checksumOf(body);
     const now = ctx.now();
@@ -68,8 +75,8 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
     return c.json({ version, checksum, active: true, activatedAt: iso(now) }, 201);
   });
 
-  register<string>('validateRuleSet', ({ c, body, format }) => {
-    const ruleSet = parseOrThrow(body, format);
+  register<string>('validateRuleSet', async ({ c, body, format }) => {
+    const ruleSet = await parseOrThrow(body, format, ctx.rulesetCheckTimeoutMs);
     return c.json({
       valid: true,
       checksum: checksumOf(body),
@@ -124,7 +131,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
     }
     // A stored version validated when it was uploaded; check again so that a version this
     // server can no longer compile is never announced to the fleet.
-    parseOrThrow(stored.source, stored.meta.format);
+    await parseOrThrow(stored.source, stored.meta.format, ctx.rulesetCheckTimeoutMs);
     const now = ctx.now();
     const done = await ctx.store('activate the rule set', () =>
       rulesets.activateRuleSet(version, caller.name, now),

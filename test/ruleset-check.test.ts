@@ -1,0 +1,105 @@
+/**
+ * Long rule sets are parsed and checked on a thread of their own (the compiled server, since the
+ * checking thread starts from the compiled module): probes and decisions are answered while a
+ * check runs, and a check that passes RULESET_CHECK_TIMEOUT_MS ends with `too_slow`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { ruleSet } from '../bench/synthetic.js';
+import { buildOnce, type Started, start } from './process-kit.js';
+
+/** A valid synthetic rule set of `n` segments. */
+function bigRuleSet(n: number) {
+  const rs = ruleSet(n);
+  for (const c of rs.campaigns) {
+    for (const cr of c.creatives) delete cr.stages;
+    if (c.stages !== undefined && c.stages.length === 0) delete c.stages;
+  }
+  return rs;
+}
+
+/** Probes `url` every 20 ms until `done` settles; the longest wait for an answer, ms. */
+async function longestProbe(url: string, done: Promise<unknown>): Promise<number> {
+  let settled = false;
+  void done.finally(() => {
+    settled = true;
+  });
+  let longest = 0;
+  while (!settled) {
+    const t0 = performance.now();
+    expect((await fetch(url)).status).toBe(200);
+    longest = Math.max(longest, performance.now() - t0);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return longest;
+}
+
+beforeAll(buildOnce, 180_000);
+
+describe('checking a long rule set', () => {
+  let server: Started;
+  beforeAll(async () => {
+    server = await start({ RULESET_CHECK_TIMEOUT_MS: '1500', DEMO_PEOPLE: '10' });
+  }, 60_000);
+  afterAll(async () => {
+    server?.child.kill('SIGTERM');
+    await server?.exited;
+  });
+
+  const post = (path: string, type: string, body: string) =>
+    fetch(`http://127.0.0.1:${server.adminPort}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': type },
+      body,
+    });
+
+  it('answers probes meanwhile, and stops a check that takes too long with too_slow', async () => {
+    // About 2.7 s of YAML parsing on the machine this was written on: past the 1.5 s limit.
+    const yaml = stringify(bigRuleSet(10_000));
+    const t0 = performance.now();
+    const checking = post('/v1/rulesets/validate', 'application/yaml', yaml);
+    const longest = await longestProbe(`http://127.0.0.1:${server.adminPort}/healthz`, checking);
+    const res = await checking;
+    const took = performance.now() - t0;
+    expect(res.status).toBe(422);
+    const body = (await res.json()) as { errors: Array<{ code: string; message: string }> };
+    expect(body.errors).toEqual([expect.objectContaining({ code: 'too_slow' })]);
+    expect(body.errors[0]?.message).toContain('RULESET_CHECK_TIMEOUT_MS');
+    // The check held its own thread for the limit; a probe never waited for it.
+    expect(took).toBeGreaterThan(1400);
+    expect(longest).toBeLessThan(took / 2);
+  }, 60_000);
+
+  it('takes a long valid one, deciding all along, and the next check after a timeout works', async () => {
+    const json = JSON.stringify(bigRuleSet(20_000));
+    const decide = `http://127.0.0.1:${server.dataPort}/v1/decide`;
+    const t0 = performance.now();
+    const checking = post('/v1/rulesets/validate', 'application/json', json);
+    let longest = 0;
+    let settled = false;
+    void checking.finally(() => {
+      settled = true;
+    });
+    let answered = 0;
+    while (!settled) {
+      const sent = performance.now();
+      const r = await fetch(decide, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          user: { id: 'p-1' },
+          placements: [{ id: 'home-banner', channels: ['display'] }],
+        }),
+      });
+      expect(r.status).toBe(200);
+      longest = Math.max(longest, performance.now() - sent);
+      answered++;
+    }
+    const res = await checking;
+    const took = performance.now() - t0;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ valid: true, segments: 20_000 });
+    expect(answered).toBeGreaterThan(1);
+    expect(longest).toBeLessThan(took / 2);
+  }, 60_000);
+});
