@@ -19,15 +19,14 @@ ENV NODE_ENV=production
 ENV DRAIN_TIMEOUT_MS=8000
 WORKDIR /app
 COPY package.json package-lock.json ./
-# uWebSockets.js ships a native binary for every platform, architecture and Node ABI, plus copies
-# under dist/ that nothing loads (about 110 MB); its loader requires
-# binaries/uws_<platform>_<arch>_<ABI>.node. Only this image's one is kept, in the same layer as
-# the install so that no layer holds the others.
+# uWebSockets.js ships a native binary for every platform, architecture and Node ABI (about
+# 180 MB); its loader requires uws_<platform>_<arch>_<ABI>.node beside it. Only this image's one
+# is kept, in the same layer as the install so that no layer holds the others.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force \
-  && uws=node_modules/@trufflesuite/uws-js-unofficial \
+  && uws=node_modules/@based/uws \
   && keep="uws_$(node -p 'process.platform + "_" + process.arch + "_" + process.versions.modules').node" \
-  && test -f "$uws/binaries/$keep" \
-  && find "$uws" -name '*.node' ! -path "$uws/binaries/$keep" -delete
+  && test -f "$uws/$keep" \
+  && find "$uws" -name '*.node' ! -path "$uws/$keep" -delete
 COPY --from=build /app/dist ./dist
 COPY rules/examples ./rules/examples
 COPY rules/ruleset.schema.json ./rules/ruleset.schema.json

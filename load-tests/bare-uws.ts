@@ -3,7 +3,7 @@
  * a typical decision answer) after reading the request body, nothing else.
  *   PORT=<port> BODY_BYTES=<n> node dist/load-tests/bare-uws.js
  */
-import uWS from '@trufflesuite/uws-js-unofficial';
+import uWS from '@based/uws';
 
 /** A JSON answer of exactly `bytes` bytes, shaped like a decision. */
 export function fixedAnswer(bytes: number): string {

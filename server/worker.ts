@@ -16,7 +16,7 @@
  * `{type: 'metrics', id, metrics}`, `{type: 'drained'}`.
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import uWS from '@trufflesuite/uws-js-unofficial';
+import uWS from '@based/uws';
 import { startServer } from './app.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './log.js';

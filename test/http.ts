@@ -58,6 +58,29 @@ export function rawRequest(port: number, data: string | Buffer, waitMs = 1000, e
 }
 
 /**
+ * Sends a request head in two parts, `splitAt` bytes then the rest after `pauseMs` (as a slow or
+ * distant client's head arrives in several TCP segments); resolves with what came back.
+ */
+export function splitRequest(port: number, head: string, splitAt = 100, pauseMs = 50): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const sock = connect(port, '127.0.0.1', () => {
+      sock.write(head.slice(0, splitAt));
+      setTimeout(() => sock.write(head.slice(splitAt), () => {}), pauseMs);
+    });
+    const finish = () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    };
+    const timer = setTimeout(finish, 2000);
+    sock.on('data', (c) => chunks.push(c));
+    sock.on('close', finish);
+    sock.on('error', finish);
+  });
+}
+
+/**
  * One decision posted through node:http: on a connection of its own (closed after the answer), or
  * on a keep-alive connection of `agent` (which stays with one data-plane thread: the kernel hands
  * each new connection to one of the threads listening on the port).

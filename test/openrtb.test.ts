@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../server/app.js';
 import { loadConfig } from '../server/config.js';
 import type { ProfileStore } from '../server/store/types.js';
-import { postJson } from './http.js';
+import { postJson, splitRequest } from './http.js';
 import { type RedisHandle, startRedis } from './redis-server.js';
 import { clusterTarget, type RedisTarget } from './redis-targets.js';
 
@@ -251,6 +251,17 @@ function describeBidder(name: string, target: () => Target): void {
       // Nothing was counted: the first acceptable notice counts, a cent of rounding allowed.
       expect((await get(`/openrtb2/win?bid=${b.id}&price=${b.price + 0.01}`)).status).toBe(204);
       expect((await get(`/openrtb2/bill?bid=${b.id}&price=${b.price}`)).status).toBe(204);
+    });
+
+    it('answers a notice whose request head is too long with 431, in one TCP segment or several', async () => {
+      const head = `GET /openrtb2/win?bid=${'a'.repeat(100_000)}&price=1 HTTP/1.1\r\nHost: x\r\n\r\n`;
+      for (const splitAt of [100, 20_000]) {
+        expect(await splitRequest(target().port, head, splitAt), `split at ${splitAt}`).toMatch(
+          /^HTTP\/1\.1 431 /,
+        );
+      }
+      // The server goes on answering.
+      expect((await get('/openrtb2/win?bid=nonsense')).status).toBe(400);
     });
 
     it('answers 404 for an unknown bid and 400 for a malformed notice', async () => {

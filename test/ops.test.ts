@@ -592,7 +592,7 @@ function dockerStages(text: string): Instruction[][] {
 
 const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
 const runtime = dockerStages(dockerfile).at(-1) ?? [];
-const UWS = 'node_modules/@trufflesuite/uws-js-unofficial';
+const UWS = 'node_modules/@based/uws';
 /** docker stop's default wait between SIGTERM and SIGKILL, ms. */
 const DOCKER_STOP_TIMEOUT_MS = 10_000;
 /** The Node ABI (process.versions.modules) of each Node major an image may be based on. */
@@ -664,12 +664,10 @@ describe('the Dockerfile', () => {
     try {
       const real = new URL(`../${UWS}/`, import.meta.url);
       const names: string[] = [];
-      for (const sub of ['binaries', 'dist']) {
-        mkdirSync(join(dir, UWS, sub), { recursive: true });
-        for (const f of readdirSync(new URL(`${sub}/`, real))) {
-          writeFileSync(join(dir, UWS, sub, f), '');
-          if (f.endsWith('.node')) names.push(`${sub}/${f}`);
-        }
+      mkdirSync(join(dir, UWS), { recursive: true });
+      for (const f of readdirSync(real)) {
+        writeFileSync(join(dir, UWS, f), '');
+        if (f.endsWith('.node')) names.push(f);
       }
       expect(names.length).toBeGreaterThan(3);
       mkdirSync(join(dir, 'bin'));
@@ -682,19 +680,21 @@ describe('the Dockerfile', () => {
       });
       expect(sh.status, sh.stderr).toBe(0);
       const kept = names.filter((n) => existsSync(join(dir, UWS, n)));
-      const mine = `binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;
+      const mine = `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;
       expect(kept).toEqual([mine]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
     // The one kept is the one the package loads, and the image's Node has one on Linux.
-    const loader = readFileSync(new URL(`../${UWS}/src/uws.js`, import.meta.url), 'utf8');
-    expect(loader).toContain('require("../binaries/uws_" +');
+    const loader = readFileSync(new URL(`../${UWS}/uws.js`, import.meta.url), 'utf8');
+    expect(loader).toContain(
+      "require('./uws_' + process.platform + '_' + process.arch + '_' + process.versions.modules + '.node')",
+    );
     const major = /^node:(\d+)/.exec(runtime[0]?.args ?? '')?.[1] ?? '';
     expect(NODE_ABI[major], `the ABI of Node ${major}`).toBeDefined();
     for (const arch of ['x64', 'arm64']) {
       expect(
-        existsSync(new URL(`../${UWS}/binaries/uws_linux_${arch}_${NODE_ABI[major]}.node`, import.meta.url)),
+        existsSync(new URL(`../${UWS}/uws_linux_${arch}_${NODE_ABI[major]}.node`, import.meta.url)),
       ).toBe(true);
     }
   });

@@ -3,7 +3,7 @@
  * body is read straight from uWS, the answer written corked in one go. Every response path
  * checks for an aborted request before writing.
  */
-import uWS from '@trufflesuite/uws-js-unofficial';
+import uWS from '@based/uws';
 import { type BodyFormat, bodyFormat, msgpack, parseDecideBody } from '../decision/request.js';
 import type { DecideOutput, DecisionOutcome, DecisionService } from '../decision/service.js';
 import { ClientError, type ErrorCode, statusLine } from '../errors.js';
