@@ -39,6 +39,9 @@ async function startPair(
     ADMIN_PORT: '0',
     HOST: '127.0.0.1',
     CACHE_TTL_MS: '600000',
+    // What is decided is checked here, not how fast: a loaded machine running six cluster nodes
+    // must not turn a slow read into a degraded answer (the deadline has tests of its own).
+    DECISION_DEADLINE_MS: '2000',
     DEMO_PEOPLE: '0',
     ...env,
   });

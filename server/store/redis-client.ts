@@ -70,6 +70,8 @@ export interface RedisClientOptions {
   maxRetryDelayMs?: number;
   /** Decision reads on lean connections (resp.ts) instead of ioredis. Default true. */
   leanReads?: boolean;
+  /** Scripts the lean connections load as they open, so that the first read finds them. */
+  leanScripts?: readonly LuaScript[];
   /**
    * Replicas a write must have reached before `waitForReplicas` resolves: a number, or `auto` (one
    * where the master has a replica, none where it has not). Default `auto`.
@@ -233,6 +235,7 @@ export class RedisClient {
         connectTimeoutMs: connectTimeout,
         commandTimeoutMs: commandTimeout,
         maxRetryDelayMs: maxDelay,
+        preload: opts.leanScripts ?? [],
         onError: onLeanError,
       });
     } else {
@@ -241,6 +244,7 @@ export class RedisClient {
         connectTimeoutMs: connectTimeout,
         commandTimeoutMs: commandTimeout,
         maxRetryDelayMs: maxDelay,
+        preload: opts.leanScripts ?? [],
         onError: onLeanError,
       };
       if (topology.kind === 'sentinel') options.address = () => this.sentinelMaster();

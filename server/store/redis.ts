@@ -263,7 +263,7 @@ export class RedisStore implements ProfileStore, EventStore {
       this.ownsClient = false;
     } else {
       const topology: RedisTopology = 'url' in opts ? { kind: 'single', url: opts.url } : opts.topology;
-      this.client = new RedisClient({ ...opts, topology, log: this.log });
+      this.client = new RedisClient({ ...opts, topology, log: this.log, leanScripts: [LOAD] });
       this.ownsClient = true;
     }
     this.keys = new RedisKeys(opts.keyPrefix ?? '', this.client.kind === 'cluster');

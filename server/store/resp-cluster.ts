@@ -39,6 +39,8 @@ export interface RespClusterOptions {
   connectTimeoutMs?: number;
   commandTimeoutMs?: number;
   maxRetryDelayMs?: number;
+  /** Scripts loaded on every node's connection as it opens (RespConnectionOptions.preload). */
+  preload?: readonly LuaScript[];
   onError?: (err: Error) => void;
 }
 
@@ -134,6 +136,7 @@ export class RespCluster {
     if (this.opts.connectTimeoutMs !== undefined) options.connectTimeoutMs = this.opts.connectTimeoutMs;
     if (this.opts.commandTimeoutMs !== undefined) options.commandTimeoutMs = this.opts.commandTimeoutMs;
     if (this.opts.maxRetryDelayMs !== undefined) options.maxRetryDelayMs = this.opts.maxRetryDelayMs;
+    if (this.opts.preload !== undefined) options.preload = this.opts.preload;
     conn = new RespConnection(options);
     this.nodes.set(node, conn);
     return conn;

@@ -24,7 +24,10 @@ describe('RespConnection', () => {
   let server: RedisHandle;
   let admin: Redis;
   const open: RespConnection[] = [];
-  const conn = (url = server.url, extra: { commandTimeoutMs?: number } = {}) => {
+  const conn = (
+    url = server.url,
+    extra: { commandTimeoutMs?: number; preload?: ReturnType<typeof luaScript>[] } = {},
+  ) => {
     const c = new RespConnection({ url, maxRetryDelayMs: 50, ...extra });
     open.push(c);
     return c;
@@ -81,6 +84,27 @@ describe('RespConnection', () => {
     await admin.script('FLUSH');
     const many = await Promise.all(Array.from({ length: 50 }, (_, i) => c.evalsha(script, [`k${i}`], ['v'])));
     for (const [i, r] of many.entries()) expect(String(r)).toMatch(new RegExp(`^v-k${i}-`));
+  });
+
+  it('loads the scripts it is given on every connection, before the first call needs them', async () => {
+    const script = luaScript(`return 'preloaded-${Date.now()}'`);
+    const c = conn(server.url, { preload: [script] });
+    await until(
+      async () => c.status === 'ready' && ((await admin.script('EXISTS', script.sha)) as number[])[0] === 1,
+    );
+    // Redis restarted without its scripts: the new connection loads them again.
+    await admin.script('FLUSH');
+    await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    await until(async () => ((await admin.script('EXISTS', script.sha)) as number[])[0] === 1);
+    expect(String(await c.evalsha(script, [], []))).toMatch(/^preloaded-/);
+    // A user not allowed SCRIPT still gets a working connection (EVALSHA falls back to EVAL).
+    await admin.acl('SETUSER', 'noload', 'on', '>pw', '~*', '+@all', '-script');
+    const url = new URL(server.url);
+    url.username = 'noload';
+    url.password = 'pw';
+    const limited = conn(url.toString(), { preload: [luaScript("return 'limited'")] });
+    expect(String(await limited.evalsha(luaScript("return 'limited'"), [], []))).toBe('limited');
+    expect(await limited.call(['PING'])).toBe('PONG');
   });
 
   it('keeps thousands of commands in flight in order, binary-safe, with values larger than a socket read', async () => {

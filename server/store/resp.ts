@@ -73,6 +73,13 @@ export interface RespConnectionOptions {
   commandTimeoutMs?: number;
   /** Longest pause between reconnection attempts, ms. Default 1000. */
   maxRetryDelayMs?: number;
+  /**
+   * Scripts loaded (SCRIPT LOAD) on every connection, behind the handshake: the first EVALSHA
+   * after a start, a reconnection or a Redis restart then finds its script instead of paying a
+   * NOSCRIPT round trip and the script's compilation inside someone's decision deadline. A
+   * refused load (an ACL without SCRIPT) is ignored: EVALSHA still falls back to EVAL.
+   */
+  preload?: readonly LuaScript[];
   /** Connection state changes and errors. */
   onError?: (err: Error) => void;
   onReady?: () => void;
@@ -100,6 +107,8 @@ interface Pending extends Command {
   asEval: boolean;
   /** Handshake replies (AUTH, SELECT, ASKING) are checked, not delivered. */
   internal: boolean;
+  /** An internal reply whose error is not fatal to the connection (a script preload). */
+  soft?: boolean;
 }
 
 /** Not enough bytes yet for a whole reply. */
@@ -114,8 +123,9 @@ export class RespConnection {
   private readonly tls: boolean;
   /** AUTH and SELECT from the URL, in RESP ('' when none): written first on every connection. */
   private readonly handshakeText: string;
-  /** How many commands handshakeText holds. */
+  /** How many commands handshakeText holds, the last `preloadCount` of them script loads. */
   private readonly handshakeCount: number;
+  private readonly preloadCount: number;
   private readonly connectTimeoutMs: number;
   private readonly commandTimeoutMs: number;
   private readonly maxRetryDelayMs: number;
@@ -158,8 +168,11 @@ export class RespConnection {
       if (!/^\d+$/.test(db)) throw new Error(`Redis URL database ${JSON.stringify(db)} is not a number`);
       handshake.push(['SELECT', db]);
     }
+    const preload = opts.preload ?? [];
+    for (const script of preload) handshake.push(['SCRIPT', 'LOAD', script.source]);
     this.handshakeText = handshake.map((cmd) => `*${cmd.length}\r\n${cmd.map(bulk).join('')}`).join('');
     this.handshakeCount = handshake.length;
+    this.preloadCount = preload.length;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
     this.commandTimeoutMs = opts.commandTimeoutMs ?? 3000;
     this.maxRetryDelayMs = Math.max(10, opts.maxRetryDelayMs ?? 1000);
@@ -342,7 +355,8 @@ export class RespConnection {
       this.queue = [];
       this.head = 0;
       const now = performance.now();
-      for (let i = 0; i < this.handshakeCount; i++) this.queue.push({ ...HANDSHAKE, at: now });
+      for (let i = 0; i < this.handshakeCount; i++)
+        this.queue.push({ ...HANDSHAKE, at: now, soft: i >= this.handshakeCount - this.preloadCount });
       for (const p of waiting) this.queue.push(p);
       if (this.parts.length > 0) this.parts.unshift(this.handshakeText);
       else this.text = this.handshakeText + this.text;
@@ -447,7 +461,8 @@ export class RespConnection {
       this.head = 0;
     }
     if (p.internal) {
-      if (reply instanceof ReplyError) this.breakOff(`Redis refused the connection setup: ${reply.message}`);
+      if (reply instanceof ReplyError && p.soft !== true)
+        this.breakOff(`Redis refused the connection setup: ${reply.message}`);
       return;
     }
     if (reply instanceof ReplyError) {
