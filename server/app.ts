@@ -419,7 +419,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 /** The store's active rule set, compiled; an error when the store has none. */
 async function activeRuleSet(rulesets: RuleSetStore, log: (line: string) => void): Promise<LoadedRuleSet> {
   const active = await rulesets.activeRuleSet();
-  if (active === null) throw new Error('The store has no active rule set');
+  if (active === null) throw new NoActiveRuleSetYet();
   log(`rule set: version ${active.version}, active in the store`);
   return loadStoredRuleSet(rulesets, active.version, Date.now());
 }
@@ -432,8 +432,18 @@ async function activeRuleSet(rulesets: RuleSetStore, log: (line: string) => void
 const FOLD_EVERY_MS = 1000;
 
 /**
+ * A data-plane worker found no active rule set: the store lost its data (a Redis restarted empty
+ * while the process started) and the main thread, which restores it, has not done so yet.
+ */
+class NoActiveRuleSetYet extends Error {
+  constructor() {
+    super('the store has no active rule set yet (the control plane stores it again when it lost its data)');
+  }
+}
+
+/**
  * `task`, tried again with a capped backoff for as long as it fails because the store is away
- * for now (isTransient); said in a line every few seconds.
+ * for now (isTransient) or has not got its rule set back; said in a line every few seconds.
  */
 async function untilStoreAnswers<T>(task: () => Promise<T>, warn: (line: string) => void): Promise<T> {
   let lastSaid = Number.NEGATIVE_INFINITY;
@@ -441,7 +451,7 @@ async function untilStoreAnswers<T>(task: () => Promise<T>, warn: (line: string)
     try {
       return await task();
     } catch (e) {
-      if (!isTransient(e)) throw e;
+      if (!isTransient(e) && !(e instanceof NoActiveRuleSetYet)) throw e;
       if (performance.now() - lastSaid >= 5000) {
         lastSaid = performance.now();
         warn(`waiting for the store to answer before serving: ${(e as Error).message}`);

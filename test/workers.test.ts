@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_RULESET, loadConfig } from '../server/config.js';
 import { BIZ_ID, contractPeople } from './decide.contract.js';
 import { decideOnce as post } from './http.js';
-import { buildOnce, type Started, start } from './process-kit.js';
+import { buildOnce, run, type Started, start, waitFor } from './process-kit.js';
 import { type RedisHandle, startRedis } from './redis-server.js';
 
 const DEMO = readFileSync(DEMO_RULESET, 'utf8');
@@ -61,6 +61,40 @@ describe('WORKERS', () => {
     }
     expect(await server.exited).toBe(0);
   }, 60_000);
+});
+
+describe('a Redis blip while the workers start', () => {
+  it('is waited out: the workers start once Redis is back, and the process serves', async () => {
+    const redis = await startRedis();
+    const server = run({ PORT: '0', ADMIN_PORT: '0', REDIS_URL: redis.url, WORKERS: '2' });
+    try {
+      // The main thread has its store and rule set; the workers start next, while Redis is away.
+      await waitFor(() => server.stdout().includes('stored and activated as version 1'), 30_000);
+      await redis.kill();
+      await new Promise((r) => setTimeout(r, 1500));
+      await redis.restart();
+      await waitFor(() => server.stdout().includes("-d '") || server.child.exitCode !== null, 60_000);
+      expect(server.child.exitCode, server.stdout() + server.stderr()).toBeNull();
+      expect(server.stdout()).toContain('waiting for the store to answer before serving');
+      const ports =
+        /data plane on http:\/\/127\.0\.0\.1:(\d+), control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(
+          server.stdout(),
+        );
+      const put = await fetch(`http://127.0.0.1:${ports?.[2]}/v1/profiles/${BIZ_ID}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(contractPeople[0]),
+      });
+      expect(put.status).toBeLessThan(300);
+      const res = await decideOnce(Number(ports?.[1]));
+      expect(res.status).toBe(200);
+      expect(res.body.decisions[0].creative).toBeTruthy();
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+      await redis.stop();
+    }
+  }, 90_000);
 });
 
 describe('the data plane in two worker threads, with Redis', () => {
