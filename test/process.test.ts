@@ -2,12 +2,14 @@
  * The server as a newcomer runs it: the compiled process (`npm start` runs the same file), its
  * first lines, the curl line it prints, a clean stop on SIGTERM, and refusals at start.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_RULESET } from '../server/config.js';
 import { buildOnce, run, start, waitFor } from './process-kit.js';
+import { startRedis } from './redis-server.js';
 
 beforeAll(buildOnce, 180_000);
 
@@ -113,6 +115,41 @@ describe('the server process', () => {
     expect(result.non2xx).toBe(0);
     expect(result['2xx']).toBeGreaterThan(100);
     expect(await server.exited).toBe(0);
+  }, 60_000);
+
+  it('restarted on a Redis that holds a rule set, answers a burst of first requests and keeps running', async () => {
+    const redis = await startRedis();
+    try {
+      const first = await start({ REDIS_URL: redis.url, WORKERS: '1' });
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+      const server = await start({ REDIS_URL: redis.url, WORKERS: '1' });
+      try {
+        const admin = `http://127.0.0.1:${server.adminPort}`;
+        const yaml = readFileSync(DEMO_RULESET, 'utf8').replace('holdout: 0.05', 'holdout: 0.06');
+        // The very first control-plane requests of the process, all at once: every store script
+        // and command meets its first use concurrently.
+        const answers = await Promise.all([
+          ...[1, 2, 3, 4, 5].map((n) => fetch(`${admin}/v1/profiles/p-${n}`)),
+          fetch(`${admin}/v1/rulesets?activate=false`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/yaml' },
+            body: yaml,
+          }),
+          fetch(`${admin}/v1/rulesets/1/activate`, { method: 'POST' }),
+        ]);
+        expect(answers.map((r) => r.status)).toEqual([404, 404, 404, 404, 404, 201, 200]);
+        expect(((await (answers[5] as Response).json()) as { version: number }).version).toBe(2);
+        const again = await fetch(`${admin}/v1/rulesets/2/activate`, { method: 'POST' });
+        expect(again.status).toBe(200);
+        expect(server.child.exitCode).toBeNull();
+      } finally {
+        server.child.kill('SIGTERM');
+        expect(await server.exited).toBe(0);
+      }
+    } finally {
+      await redis.stop();
+    }
   }, 60_000);
 
   it('refuses to start on an invalid rule set and says why, problem by problem', async () => {
