@@ -8,7 +8,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compileRuleSet } from './compile.js';
+import { compileRuleSet, compileRuleSetInSlices } from './compile.js';
 import { decide } from './decide.js';
 import {
   affinity,
@@ -526,6 +526,21 @@ describe('matchSegments agrees with the reference interpreter', () => {
         },
       ),
       { ...params, numRuns: 1500 },
+    );
+  });
+
+  it('compiled in slices, as a deciding thread compiles an activation', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        ruleSetArb,
+        fc.array(profileArb, { minLength: 1, maxLength: 4 }),
+        contextArb,
+        async (rs, people, ctx) => {
+          const compiled = await compileRuleSetInSlices(rs, 0);
+          for (const p of people) expect(compiled.matchSegments(p, ctx)).toEqual(referenceMatch(rs, p, ctx));
+        },
+      ),
+      { ...params, numRuns: 300 },
     );
   });
 

@@ -495,7 +495,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'mindshare_ruleset_compile_seconds',
-      help: 'Compile time of the rule-set version in use',
+      help: 'Time the rule-set version in use took to compile, start to end (an activation while serving compiles in slices between decisions)',
       registers: [registry],
       aggregator: 'max',
       collect: onlyWith(sources, 'ruleset', function (this: Gauge, rs) {

@@ -18,7 +18,7 @@
  */
 
 import { checkRuleSetText } from '../rules/check-thread.js';
-import { compileRuleSet } from '../rules/compile.js';
+import { compileRuleSet, compileRuleSetInSlices } from '../rules/compile.js';
 import { formatRuleErrors } from '../rules/index.js';
 import type { ActiveRuleSet, DecisionService } from './decision/service.js';
 import { checksumOf, RuleSetFileError, readRuleSetFile } from './ruleset-file.js';
@@ -60,7 +60,8 @@ export interface LoadedRuleSet {
 
 /**
  * Loads, parses and compiles one stored version (parsed on a checking thread when it is long,
- * within `checkTimeoutMs`: rules/check-thread.ts). Throws RuleSetFileError naming the problems.
+ * within `checkTimeoutMs`: rules/check-thread.ts; compiled in slices between which the thread
+ * goes on deciding). Throws RuleSetFileError naming the problems.
  */
 export async function loadStoredRuleSet(
   rulesets: RuleSetStore,
@@ -77,8 +78,10 @@ export async function loadStoredRuleSet(
       parsed.errors,
     );
   }
+  // Compiled in slices: the thread that asked keeps deciding meanwhile (compileMs is the
+  // time from start to end, the slices and what ran between them).
   const t0 = performance.now();
-  const compiled = compileRuleSet(parsed.value);
+  const compiled = await compileRuleSetInSlices(parsed.value);
   const compileMs = performance.now() - t0;
   return {
     active: {

@@ -1,7 +1,8 @@
 /**
  * Long rule sets are parsed and checked on a thread of their own (the compiled server, since the
  * checking thread starts from the compiled module): probes and decisions are answered while a
- * check runs, and a check that passes RULESET_CHECK_TIMEOUT_MS ends with `too_slow`.
+ * check runs, a check that passes RULESET_CHECK_TIMEOUT_MS ends with `too_slow`, and a long
+ * rule set activated on the thread that decides is compiled in slices between its decisions.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -39,7 +40,7 @@ beforeAll(buildOnce, 180_000);
 describe('checking a long rule set', () => {
   let server: Started;
   beforeAll(async () => {
-    // Far from both checks below: about 5 s of YAML on the machine this was written on, and
+    // Far from the checks below: about 5 s of YAML on the machine this was written on, and
     // about 0.15 s of JSON (plus a new checking thread's start, after the timeout ended the last).
     server = await start({ RULESET_CHECK_TIMEOUT_MS: '3000', DEMO_PEOPLE: '10' });
   }, 60_000);
@@ -103,5 +104,36 @@ describe('checking a long rule set', () => {
     expect(await res.json()).toMatchObject({ valid: true, segments: 5_000 });
     expect(answered).toBeGreaterThan(1);
     expect(longest).toBeLessThan(took / 2);
+  }, 60_000);
+
+  it('activates a long rule set while the same thread goes on deciding', async () => {
+    const json = JSON.stringify(bigRuleSet(30_000));
+    const decide = () =>
+      fetch(`http://127.0.0.1:${server.dataPort}/v1/decide`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          user: { id: 'p-1' },
+          placements: [{ id: 'home-banner', channels: ['display'] }],
+        }),
+      });
+    const before = ((await (await decide()).json()) as { ruleset: number }).ruleset;
+    const uploading = post('/v1/rulesets?activate=true', 'application/json', json);
+    let longest = 0;
+    let version = before;
+    while (version === before) {
+      const sent = performance.now();
+      const r = await decide();
+      expect(r.status).toBe(200);
+      longest = Math.max(longest, performance.now() - sent);
+      version = ((await r.json()) as { ruleset: number }).ruleset;
+    }
+    expect((await uploading).status).toBe(201);
+    const metrics = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    const compileMs = 1000 * Number(/^mindshare_ruleset_compile_seconds (\S+)$/m.exec(metrics)?.[1]);
+    // Compiled in one piece, no decision could be answered during the compile: the longest wait
+    // would be at least the compile. In slices, a wait is a slice or so.
+    expect(compileMs).toBeGreaterThan(100);
+    expect(longest).toBeLessThan(compileMs / 2);
   }, 60_000);
 });

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent, get } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer } from '../server/app.js';
 import { DEMO_RULESET, loadConfig } from '../server/config.js';
 import { BIZ_ID, contractPeople } from './decide.contract.js';
 import { decideOnce as post } from './http.js';
@@ -63,19 +64,20 @@ describe('WORKERS', () => {
   }, 60_000);
 });
 
-describe('a Redis blip while the workers start', () => {
-  it('is waited out: the workers start once Redis is back, and the process serves', async () => {
+describe('Redis failing while the workers start', () => {
+  /**
+   * Starts the server with two workers on a fresh Redis, does `fault` once the main thread has
+   * stored and activated its rule set (the workers start next), and checks that the process
+   * comes up and serves. Resolves with what the process printed.
+   */
+  async function survives(fault: (redis: RedisHandle) => Promise<void>): Promise<string> {
     const redis = await startRedis();
     const server = run({ PORT: '0', ADMIN_PORT: '0', REDIS_URL: redis.url, WORKERS: '2' });
     try {
-      // The main thread has its store and rule set; the workers start next, while Redis is away.
       await waitFor(() => server.stdout().includes('stored and activated as version 1'), 30_000);
-      await redis.kill();
-      await new Promise((r) => setTimeout(r, 1500));
-      await redis.restart();
+      await fault(redis);
       await waitFor(() => server.stdout().includes("-d '") || server.child.exitCode !== null, 60_000);
       expect(server.child.exitCode, server.stdout() + server.stderr()).toBeNull();
-      expect(server.stdout()).toContain('waiting for the store to answer before serving');
       const ports =
         /data plane on http:\/\/127\.0\.0\.1:(\d+), control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(
           server.stdout(),
@@ -89,12 +91,46 @@ describe('a Redis blip while the workers start', () => {
       const res = await decideOnce(Number(ports?.[1]));
       expect(res.status).toBe(200);
       expect(res.body.decisions[0].creative).toBeTruthy();
+      return server.stdout();
     } finally {
       server.child.kill('SIGTERM');
       await server.exited;
       await redis.stop();
     }
+  }
+
+  it('a Redis away for 1.5 s is waited out, and the process serves', async () => {
+    await survives(async (redis) => {
+      await redis.kill();
+      await new Promise((r) => setTimeout(r, 1500));
+      await redis.restart();
+    });
   }, 90_000);
+
+  it('a data-plane worker on a store without a rule set waits for the main thread to store it again', async () => {
+    // As a worker finds a Redis that restarted empty after the main thread stored its rule set.
+    const redis = await startRedis();
+    const config = loadConfig({ PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', REDIS_URL: redis.url });
+    const lines: string[] = [];
+    const starting = startServer(config, { role: 'data', worker: 1, log: (l) => lines.push(l) });
+    let started = false;
+    void starting.then(() => {
+      started = true;
+    });
+    try {
+      await waitFor(() => lines.some((l) => l.includes('no active rule set yet')) || started, 10_000);
+      expect(started).toBe(false);
+      // The main thread's instance notices and stores the rule set again: here, one started now.
+      const main = await startServer(config, { log: () => {} });
+      const worker = await starting;
+      expect(worker.service.ruleSet.checksum).toBe(main.service.ruleSet.checksum);
+      await worker.close();
+      await main.close();
+    } finally {
+      if (!started) void starting.then((w) => w.close());
+      await redis.stop();
+    }
+  }, 60_000);
 });
 
 describe('the data plane in two worker threads, with Redis', () => {

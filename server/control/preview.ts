@@ -2,7 +2,7 @@
  * POST /v1/preview: what a person would get, and why, against the active rule set, a stored
  * version or a draft (validated, never stored). Always with the full explanation.
  */
-import { type CompiledRuleSet, compileRuleSet } from '../../rules/compile.js';
+import { type CompiledRuleSet, compileRuleSetInSlices } from '../../rules/compile.js';
 import { decide } from '../../rules/decide.js';
 import type { FrequencyCounters, Placement, Profile } from '../../rules/types.js';
 import { ClientError } from '../errors.js';
@@ -35,12 +35,14 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
     if (typeof ruleset === 'string')
       return {
         label: 'draft',
-        compiled: compileRuleSet(await parseOrThrow(ruleset, undefined, ctx.rulesetCheckTimeoutMs)),
+        compiled: await compileRuleSetInSlices(
+          await parseOrThrow(ruleset, undefined, ctx.rulesetCheckTimeoutMs),
+        ),
       };
     if (typeof ruleset === 'object') {
       // As JSON text, so that a large draft is checked off this thread like an upload.
       const draft = await parseOrThrow(JSON.stringify(ruleset), 'json', ctx.rulesetCheckTimeoutMs);
-      return { label: 'draft', compiled: compileRuleSet(draft) };
+      return { label: 'draft', compiled: await compileRuleSetInSlices(draft) };
     }
     const stored = await ctx.store('read the rule set', () => ctx.deps.rulesets.getRuleSet(ruleset));
     if (stored === null) {
@@ -53,7 +55,7 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
     const key = `${ruleset}:${stored.meta.checksum}`;
     let compiled = cache.get(key);
     if (compiled === undefined) {
-      compiled = compileRuleSet(
+      compiled = await compileRuleSetInSlices(
         await parseOrThrow(stored.source, stored.meta.format, ctx.rulesetCheckTimeoutMs),
       );
       if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value!);
