@@ -3,7 +3,8 @@
  * JSON would change it.
  */
 import { describe, expect, it } from 'vitest';
-import { asJson } from './check-thread.js';
+import { asJson, assemble, toPieces } from './check-thread.js';
+import type { RuleSet } from './types.js';
 
 describe('asJson', () => {
   it('gives the JSON of plain data, which parses back equal', () => {
@@ -21,5 +22,37 @@ describe('asJson', () => {
     ['a bigint', { n: 10n }],
   ])('refuses %s', (_name, value) => {
     expect(asJson(value)).toBeNull();
+  });
+});
+
+describe('toPieces and assemble', () => {
+  const ruleSet = (n: number): RuleSet =>
+    ({
+      funnel: ['aware', 'appeal'],
+      segments: Array.from({ length: n }, (_, i) => ({ id: `s${i}`, when: { tag: `t:${i}` } })),
+      campaigns: Array.from({ length: 3 }, (_, i) => ({
+        id: `c${i}`,
+        brand: 'b',
+        segments: [`s${i}`],
+        channels: ['display'],
+        creatives: [{ id: `cr${i}`, message: 'brand' }],
+      })),
+      sellingPoints: { s1: ['camera'] },
+    }) as RuleSet;
+
+  it('carry a rule set across in pieces, unchanged', async () => {
+    const rs = ruleSet(1234);
+    const pieces = toPieces(rs);
+    expect(pieces?.segments).toHaveLength(3);
+    expect(await assemble(pieces!)).toEqual(rs);
+  });
+
+  it('refuse a rule set JSON would change, wherever the value is', () => {
+    const rs = ruleSet(900);
+    (rs.segments[700]!.when as { attr?: string; gte?: number }) = {
+      attr: 'x',
+      gte: Number.POSITIVE_INFINITY,
+    };
+    expect(toPieces(rs)).toBeNull();
   });
 });

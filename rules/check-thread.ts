@@ -14,11 +14,13 @@
  * to the other thread costs more than they do. Where the compiled file of this module cannot be
  * found (the TypeScript sources run by the test runner), every text is checked inline.
  *
- * The result crosses back as JSON text, parsed by the caller, which then compiles it (compiled
- * rule sets hold closures and cannot cross). A structured clone is what the caller would
- * otherwise decode, on its own event loop: for 30,000 segments (4 MB as JSON) v8's deserialize
- * took 220-340 ms there and JSON.parse 80-120 ms (node 20, this machine, four runs each). A rule
- * set JSON cannot carry faithfully (a non-finite number, a date from YAML) crosses by clone.
+ * The result crosses back as JSON text in pieces (the segments and campaigns a few hundred at a
+ * time), which the caller parses with a turn of its event loop between pieces and then compiles
+ * (compiled rule sets hold closures and cannot cross). A structured clone is what the caller
+ * would otherwise decode, all at once on its own event loop: for 30,000 segments (4 MB as JSON)
+ * v8's deserialize took 220-340 ms and one JSON.parse of the whole 80-120 ms (node 20, this
+ * machine, four runs each); a piece takes a few milliseconds. A rule set JSON cannot carry
+ * faithfully (a non-finite number, a date from YAML) crosses by clone.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +39,16 @@ interface Request {
   text: string;
   format: RuleSetFormat | undefined;
 }
-type Reply = { id: number; result: Validated<RuleSet> } | { id: number; json: string };
+/** A valid rule set as JSON: all but its segments and campaigns, then those in pieces. */
+interface Pieces {
+  head: string;
+  segments: string[];
+  campaigns: string[];
+}
+type Reply = { id: number; result: Validated<RuleSet> } | { id: number; pieces: Pieces };
+
+/** Segments or campaigns per piece: a few milliseconds of JSON.parse each. */
+const PIECE_ITEMS = 500;
 
 interface Pending extends Request {
   resolve: (result: Validated<RuleSet>) => void;
@@ -86,7 +97,8 @@ class CheckThread {
       const job = this.running;
       if (job === null || reply.id !== job.id) return;
       this.finish();
-      if ('json' in reply) job.resolve({ ok: true, value: JSON.parse(reply.json) as RuleSet });
+      if ('pieces' in reply)
+        assemble(reply.pieces).then((value) => job.resolve({ ok: true, value }), job.reject);
       else job.resolve(reply.result);
     });
     worker.on('error', (err) => {
@@ -168,9 +180,44 @@ if (!isMainThread && (workerData as { kind?: string } | null)?.kind === KIND && 
   const port = parentPort;
   port.on('message', (req: Request) => {
     const result = parseRuleSetText(req.text, req.format);
-    const json = result.ok ? asJson(result.value) : null;
-    port.postMessage((json === null ? { id: req.id, result } : { id: req.id, json }) satisfies Reply);
+    const pieces = result.ok ? toPieces(result.value) : null;
+    port.postMessage((pieces === null ? { id: req.id, result } : { id: req.id, pieces }) satisfies Reply);
   });
+}
+
+/** A rule set as Pieces, or null when JSON would not carry it faithfully. */
+export function toPieces(value: RuleSet): Pieces | null {
+  const { segments, campaigns, ...rest } = value;
+  const head = asJson(rest);
+  if (head === null) return null;
+  const cut = (list: readonly unknown[]): string[] | null => {
+    const out: string[] = [];
+    for (let i = 0; i < list.length; i += PIECE_ITEMS) {
+      const piece = asJson(list.slice(i, i + PIECE_ITEMS));
+      if (piece === null) return null;
+      out.push(piece);
+    }
+    return out;
+  };
+  const segs = cut(segments);
+  const camps = cut(campaigns);
+  return segs === null || camps === null ? null : { head, segments: segs, campaigns: camps };
+}
+
+/** The rule set of `pieces`, parsed a piece per turn of the event loop. */
+export async function assemble(pieces: Pieces): Promise<RuleSet> {
+  const value = JSON.parse(pieces.head) as RuleSet;
+  const gather = async <T>(texts: readonly string[]): Promise<T[]> => {
+    const out: T[] = [];
+    for (const text of texts) {
+      for (const item of JSON.parse(text) as T[]) out.push(item);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return out;
+  };
+  value.segments = await gather(pieces.segments);
+  value.campaigns = await gather(pieces.campaigns);
+  return value;
 }
 
 /** `value` as JSON text, or null when JSON would change it (NaN, ±Infinity, dates, holes, bigints). */
