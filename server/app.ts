@@ -408,6 +408,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         });
         if (!finished) logger.warn({ inFlight, timeoutMs }, 'stopping with requests still in flight');
       }
+      data?.terminate();
       admin?.close();
       sync.stop();
       unsubscribe();

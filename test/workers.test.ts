@@ -304,9 +304,20 @@ describe('the data plane in two worker threads, with Redis', () => {
         }
       }
     };
+    // A keep-alive connection left idle, as a load balancer keeps them: uWS would hold it for its
+    // 10 s idle timeout, and the worker thread (and so the process) with it, past docker's 10 s.
+    const idleAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+    expect((await decideOnce(server.dataPort, BODY, idleAgent)).status).toBe(200);
+    const idle = Object.values(idleAgent.freeSockets).flat()[0];
+    expect(idle).toBeDefined();
+    let idleClosed = false;
+    idle?.on('close', () => {
+      idleClosed = true;
+    });
     const clients = Array.from({ length: 8 }, () => client());
     const prober = probe();
     await new Promise((r) => setTimeout(r, 400));
+    const termAt = performance.now();
     server.child.kill('SIGTERM');
     await Promise.all([prober, ...clients]);
     expect(sawDraining).toBe(true);
@@ -314,6 +325,10 @@ describe('the data plane in two worker threads, with Redis', () => {
     expect(answered).toBe(sent);
     expect(sent).toBeGreaterThan(50);
     expect(await server.exited).toBe(0);
+    // DRAIN_DELAY_MS is 1 s here; the rest is the requests in flight, well under uWS's 10 s.
+    expect(performance.now() - termAt).toBeLessThan(8000);
+    expect(idleClosed).toBe(true);
+    idleAgent.destroy();
     expect(server.stdout()).toContain('stopped');
     expect(server.stderr()).not.toContain('uv_loop_close');
   }, 60_000);

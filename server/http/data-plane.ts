@@ -65,6 +65,12 @@ export interface Listener {
   readonly port: number;
   /** Stops accepting connections; requests in flight still finish. */
   close(): void;
+  /**
+   * Closes every connection still open: the idle keep-alive ones a load balancer holds, which
+   * uWS would otherwise keep for its 10 s idle timeout (a drained worker thread ends only when its
+   * last connection is gone). For the end of a drain, once requests in flight have finished.
+   */
+  terminate(): void;
 }
 
 const CONTENT_TYPE: Record<BodyFormat, string> = {
@@ -418,6 +424,10 @@ export function listen(app: uWS.TemplatedApp, host: string, port: number): Promi
           if (!open) return;
           open = false;
           uWS.us_listen_socket_close(socket);
+        },
+        terminate() {
+          open = false;
+          app.close();
         },
       });
     });
