@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { measure } from 'mitata';
-import { projectRoot } from '../server/config.js';
+import { projectRoot } from '../server/project.js';
 import { type PerCall, perCall } from './timing.js';
 
 export interface Row {

@@ -3,11 +3,11 @@
  * with a message naming the variable. README.md has the same table.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type ApiToken, SCOPES, type Scope } from './control/auth.js';
+import { join } from 'node:path';
+import { LOG_LEVELS, type LogLevel, projectRoot } from './project.js';
+import { type ApiToken, SCOPES, type Scope } from './scopes.js';
 import { DEFAULT_EVENT_DEDUPE_MS } from './store/person.js';
 import type { RedisTopology } from './store/redis-client.js';
 
@@ -85,9 +85,6 @@ export interface OpenRtbConfig {
   bidTtlMs: number;
 }
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
 /** A bearer token from the configuration (name: safe to log; secret: never logged). */
 export type ConfiguredToken = ApiToken;
 
@@ -95,17 +92,6 @@ export interface ConfigVar {
   name: string;
   default: string;
   description: string;
-}
-
-/** The folder holding package.json, whether running from sources or from dist/. */
-export function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the server code');
-    dir = up;
-  }
-  return dir;
 }
 
 export const DEMO_RULESET = join(projectRoot(), 'rules', 'examples', 'demo.yaml');

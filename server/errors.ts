@@ -82,3 +82,18 @@ const STATUS_TEXT: Record<number, string> = {
 export function statusLine(status: number): string {
   return STATUS_TEXT[status] ?? `${status} Status`;
 }
+
+/** Rule-set validation failed: answers 422 `invalid_ruleset` with every error. */
+export class RuleSetInvalid extends Error {
+  constructor(
+    readonly errors: ReadonlyArray<{
+      code: string;
+      path: string;
+      message: string;
+      line?: number;
+      column?: number;
+    }>,
+  ) {
+    super(`The rule set is not valid (${errors.length} problem${errors.length === 1 ? '' : 's'})`);
+  }
+}

@@ -15,10 +15,10 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { MiddlewareHandler } from 'hono';
 import { type DestinationStream, type Logger, pino } from 'pino';
-import { type LogLevel, projectRoot } from './config.js';
+import { type LogLevel, projectRoot } from './project.js';
 
 export type { Logger } from 'pino';
-export { LOG_LEVELS, type LogLevel } from './config.js';
+export { LOG_LEVELS, type LogLevel } from './project.js';
 
 declare module 'hono' {
   interface ContextVariableMap {

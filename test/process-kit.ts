@@ -5,7 +5,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { projectRoot } from '../server/config.js';
+import { projectRoot } from '../server/project.js';
 
 export const root = projectRoot();
 export const main = join(root, 'dist', 'server', 'main.js');

@@ -1,10 +1,10 @@
 /**
  * JSON Schemas of the control plane's bodies and answers, as plain objects. The same objects
- * validate requests (compiled once with ajv, server/control/validate.ts) and make up the OpenAPI
+ * validate requests (compiled once with ajv, server/contracts/check.ts) and make up the OpenAPI
  * document (server/control/openapi.ts), so the two never drift apart.
  */
 import { CHANNELS, EVENT_TYPES, MESSAGE_TYPES } from '../../rules/types.js';
-import { SCOPES } from './auth.js';
+import { SCOPES } from '../scopes.js';
 
 export type JsonSchema = Record<string, unknown>;
 

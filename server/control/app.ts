@@ -12,27 +12,20 @@
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { type Context, Hono } from 'hono';
 import { DEFAULT_CHECK_TIMEOUT_MS } from '../../rules/check-thread.js';
-import { ClientError, type ErrorBody } from '../errors.js';
+import { check } from '../contracts/check.js';
+import { ClientError, type ErrorBody, RuleSetInvalid } from '../errors.js';
 import { StoreDataLostError } from '../store/redis.js';
 import { NotReplicatedError } from '../store/redis-client.js';
 import { type Caller, hasScope, TokenAuth } from './auth.js';
-import {
-  type ControlContext,
-  type ControlDeps,
-  type Register,
-  type RouteHandler,
-  type RouteRequest,
-  RuleSetInvalid,
-} from './context.js';
+import { decodeText, mediaType, parseJson, readBody } from './body.js';
+import type { ControlContext, ControlDeps, Register, RouteHandler, RouteRequest } from './context.js';
 import { registerEvents } from './events.js';
 import { registerFunnels } from './funnels.js';
 import { buildOpenApi, honoPath, ROUTES, type RouteSpec, routeSpec, YAML_TYPES } from './openapi.js';
 import { registerPreview } from './preview.js';
 import { registerProfiles } from './profiles.js';
 import { registerRuleSets } from './rulesets.js';
-import { check, decodeText, mediaType, parseJson, readBody } from './validate.js';
 
-export type { ApiToken, Scope } from './auth.js';
 export type { ControlDeps } from './context.js';
 
 export function createControlApp(deps: ControlDeps): Hono {

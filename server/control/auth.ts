@@ -6,23 +6,7 @@
  * logged.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-
-export const SCOPES = [
-  'decide',
-  'rules:read',
-  'rules:write',
-  'profiles:read',
-  'profiles:write',
-  'events:write',
-  'admin',
-] as const;
-export type Scope = (typeof SCOPES)[number];
-
-export interface ApiToken {
-  name: string;
-  secret: string;
-  scopes: Scope[];
-}
+import { type ApiToken, SCOPES, type Scope } from '../scopes.js';
 
 /** Who made a request: a token's name and scopes, or `anonymous` when the API is open. */
 export interface Caller {

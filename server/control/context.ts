@@ -4,8 +4,9 @@
  */
 import type { Context } from 'hono';
 import type { ActiveRuleSet } from '../decision/service.js';
+import type { ApiToken } from '../scopes.js';
 import type { EventStore, ProfileStore, RuleSetStore } from '../store/types.js';
-import type { ApiToken, Caller } from './auth.js';
+import type { Caller } from './auth.js';
 
 export interface ControlDeps {
   /** Profiles and events; writes through it are announced to the fleet by the store (CachedStore). */
@@ -68,20 +69,5 @@ export interface RouteRequest<B> {
 }
 
 export type RouteHandler<B> = (req: RouteRequest<B>) => Response | Promise<Response>;
-
-/** Rule-set validation failed: answers 422 with every error. */
-export class RuleSetInvalid extends Error {
-  constructor(
-    readonly errors: ReadonlyArray<{
-      code: string;
-      path: string;
-      message: string;
-      line?: number;
-      column?: number;
-    }>,
-  ) {
-    super(`The rule set is not valid (${errors.length} problem${errors.length === 1 ? '' : 's'})`);
-  }
-}
 
 export type Register = <B = unknown>(id: string, handler: RouteHandler<B>) => void;

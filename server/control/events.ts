@@ -7,12 +7,12 @@
 import type { CompiledRuleSet } from '../../rules/compile.js';
 import { stageAfterEvent } from '../../rules/stage-moves.js';
 import type { EventType } from '../../rules/types.js';
+import { check } from '../contracts/check.js';
+import { eventBatchSchema, eventSchema, LIMITS } from '../contracts/schemas.js';
 import { ClientError } from '../errors.js';
 import { DEFAULT_EVENT_DEDUPE_MS } from '../store/person.js';
 import type { EventResult, EventWrite } from '../store/types.js';
 import type { ControlContext, Register } from './context.js';
-import { eventBatchSchema, eventSchema, LIMITS } from './schemas.js';
-import { check } from './validate.js';
 
 interface EventIn {
   eventId: string;

@@ -8,9 +8,10 @@
  * those who moved on to `b`) who moved to `b`. Only direct moves count; null when nobody was at
  * `a`. Days are UTC; the window ends today.
  */
+
+import { LIMITS } from '../contracts/schemas.js';
 import { ClientError } from '../errors.js';
 import type { ControlContext, Register } from './context.js';
-import { LIMITS } from './schemas.js';
 
 const DAY = 86_400_000;
 

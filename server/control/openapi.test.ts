@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { checker } from '../contracts/check.js';
+import { decideRequestSchema } from '../contracts/schemas.js';
 import { checkDecideRequest } from '../decision/request.js';
 import { ClientError } from '../errors.js';
 import { buildOpenApi, ROUTES } from './openapi.js';
-import { decideRequestSchema } from './schemas.js';
 import { type Json, makeKit } from './test-kit.js';
-import { checker } from './validate.js';
 
 /** `/v1/rulesets/:version{[0-9]+}` -> `/v1/rulesets/{version}` */
 function openApiPath(honoPath: string): string {

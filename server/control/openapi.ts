@@ -5,8 +5,7 @@
  * built from it, so the document describes exactly what is served. The data plane's
  * POST /v1/decide and the admin listener's health routes are listed too, for documentation.
  */
-import { ERRORS, type ErrorCode } from '../errors.js';
-import type { Scope } from './auth.js';
+
 import {
   aliasesSchema,
   decideRequestSchema,
@@ -28,7 +27,9 @@ import {
   ruleErrorsSchema,
   ruleSetMetaSchema,
   userRefSchema,
-} from './schemas.js';
+} from '../contracts/schemas.js';
+import { ERRORS, type ErrorCode } from '../errors.js';
+import type { Scope } from '../scopes.js';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 

@@ -4,6 +4,7 @@
  * (CachedStore), so other instances drop their cached copies too.
  */
 import type { Profile } from '../../rules/types.js';
+import { LIMITS } from '../contracts/schemas.js';
 import { ClientError } from '../errors.js';
 import {
   chunksOf,
@@ -15,7 +16,6 @@ import {
 import { unknownStage } from '../profiles/stages.js';
 import type { ProfilePatch } from '../store/types.js';
 import type { ControlContext, Register } from './context.js';
-import { LIMITS } from './schemas.js';
 
 function pidOf(raw: string | undefined): string {
   if (raw === undefined || raw.length === 0 || raw.length > LIMITS.idLength) {

@@ -6,10 +6,10 @@
 import type { Context } from 'hono';
 import { checkRuleSetText } from '../../rules/check-thread.js';
 import type { RuleSet } from '../../rules/types.js';
-import { ClientError } from '../errors.js';
+import { ClientError, RuleSetInvalid } from '../errors.js';
 import { checksumOf } from '../ruleset-file.js';
 import type { RuleSetMeta } from '../store/types.js';
-import { type ControlContext, type Register, RuleSetInvalid } from './context.js';
+import type { ControlContext, Register } from './context.js';
 
 /**
  * Parses and validates rule-set text (a long one on a checking thread, within the time limit:

@@ -9,13 +9,13 @@ import { compileRuleSet } from '../../rules/compile.js';
 import { parseRuleSetText } from '../../rules/parse.js';
 import type { ActiveRuleSet } from '../decision/service.js';
 import { loadRuleSetFile } from '../ruleset-file.js';
+import type { ApiToken } from '../scopes.js';
 import { announcer, EmbeddedBus } from '../store/bus.js';
 import { CachedStore } from '../store/cached.js';
 import { EmbeddedStore } from '../store/embedded.js';
 import { EmbeddedRuleSets } from '../store/rulesets.js';
 import type { BusMessage } from '../store/types.js';
 import { createControlApp } from './app.js';
-import type { ApiToken } from './auth.js';
 import type { ControlDeps } from './context.js';
 
 export const T0 = Date.parse('2026-11-24T04:00:00.000Z');

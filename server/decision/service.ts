@@ -11,7 +11,7 @@ import type {
   PlacementDecision,
   Profile,
 } from '../../rules/types.js';
-import type { PersonRecord, ProfileStore } from '../store/types.js';
+import type { PersonPeek, PersonRecord, ProfileStore } from '../store/types.js';
 import type { DecideInput } from './request.js';
 
 /** The rule set that decides, with what identifies it. Replaced as a whole, never mutated. */
@@ -20,14 +20,6 @@ export interface ActiveRuleSet {
   readonly checksum: string;
   readonly compiled: CompiledRuleSet;
   readonly activatedAt: number;
-}
-
-/** Synchronous cache look-ups, when the store has a cache in front of it. */
-export interface PersonPeek {
-  /** A cached person, or undefined when not cached. */
-  peekPerson(pid: string): PersonRecord | undefined;
-  /** A cached alias: the pid, null for a cached miss, undefined when not cached. */
-  peekAlias(kind: string, value: string): string | null | undefined;
 }
 
 export interface DecideOutput {

@@ -8,8 +8,8 @@
  * Used by POST /v1/profiles/import and by `npm run import` (server/cli/import.ts).
  */
 import type { Profile } from '../../rules/types.js';
-import { importLineSchema } from '../control/schemas.js';
-import { checker } from '../control/validate.js';
+import { checker } from '../contracts/check.js';
+import { importLineSchema } from '../contracts/schemas.js';
 import type { ErrorCode } from '../errors.js';
 import type { AliasLink, ProfileStore } from '../store/types.js';
 import { unknownStage } from './stages.js';

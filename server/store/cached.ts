@@ -20,7 +20,6 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
-import type { PersonPeek } from '../decision/service.js';
 import { aliasMember, appendImpression, impressionLimits, setCounter } from './codec.js';
 import type {
   AliasLink,
@@ -29,6 +28,7 @@ import type {
   EventStore,
   EventWrite,
   FunnelCounts,
+  PersonPeek,
   PersonRecord,
   PersonStore,
   ProfilePatch,

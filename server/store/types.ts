@@ -195,3 +195,11 @@ export interface Bus {
 
 /** A profile store that also takes events, patches and answers funnels (both backends are one). */
 export type PersonStore = ProfileStore & EventStore;
+
+/** Synchronous cache look-ups, when the store has a cache in front of it (CachedStore). */
+export interface PersonPeek {
+  /** A cached person, or undefined when not cached. */
+  peekPerson(pid: string): PersonRecord | undefined;
+  /** A cached alias: the pid, null for a cached miss, undefined when not cached. */
+  peekAlias(kind: string, value: string): string | null | undefined;
+}
