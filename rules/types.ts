@@ -16,6 +16,12 @@
  * - `{tag: "circle:*"}` matches any tag starting with `circle:`; only a trailing `*` is special.
  */
 
+/**
+ * Keys refused in every document we take (rule sets, profiles, requests): they would reach an
+ * object's prototype when copied into one.
+ */
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
 export const CHANNELS = ['display', 'video', 'native', 'app_push', 'sms', 'email'] as const;
 export type Channel = (typeof CHANNELS)[number];
 /** Shown at once, in the placement that asked. */

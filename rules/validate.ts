@@ -14,14 +14,13 @@ import { Ajv, type ErrorObject } from 'ajv';
 import schema from './ruleset.schema.json' with { type: 'json' };
 import { isTimeZone, parseDateTime, parseDuration, parseQuietHours } from './time.js';
 import type { RuleError, RuleSet, Validated } from './types.js';
-import { CHANNELS } from './types.js';
+import { CHANNELS, FORBIDDEN_KEYS } from './types.js';
 
 /** Conditions may nest at most this deep (`when` itself is depth 1). */
 export const MAX_CONDITION_DEPTH = 32;
 /** Any rule set nests far less deep than this; deeper data is refused before anything else. */
 export const MAX_DOCUMENT_DEPTH = 100;
 /** Keys that could reach an object's prototype; refused anywhere in a rule set. */
-export const FORBIDDEN_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
 
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
 const schemaCheck = ajv.compile(schema);
@@ -285,7 +284,7 @@ function scanKeys(root: Obj, r: Report): boolean {
       const keys = Object.keys(v);
       for (let i = keys.length - 1; i >= 0; i--) {
         const k = keys[i]!;
-        if (FORBIDDEN_KEYS.includes(k)) {
+        if (FORBIDDEN_KEYS.has(k)) {
           r.add('forbidden_key', [...path, k], `the key ${quote(k)} is not allowed anywhere in a rule set`);
           continue;
         }
@@ -452,7 +451,7 @@ function mapSchemaError(e: ErrorObject, path: PathSegment[], data: Obj, r: Repor
   switch (e.keyword) {
     case 'additionalProperties': {
       const extra = String(params.additionalProperty);
-      if (FORBIDDEN_KEYS.includes(extra)) return; // reported as forbidden_key
+      if (FORBIDDEN_KEYS.has(extra)) return; // reported as forbidden_key
       const props =
         (e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
       const allowed = Object.keys(props).filter((k) => k !== '$schema');
@@ -605,7 +604,7 @@ function semanticChecks(d: Obj, r: Report, conditionSchemaErrors: Map<number, Co
   const sellingPoints = own(d, 'sellingPoints');
   if (isObject(sellingPoints)) {
     for (const key of Object.keys(sellingPoints)) {
-      if (FORBIDDEN_KEYS.includes(key) || segmentIds.has(key) || !x.segmentsKnown) continue;
+      if (FORBIDDEN_KEYS.has(key) || segmentIds.has(key) || !x.segmentsKnown) continue;
       r.add('unknown_segment', ['sellingPoints', key], `selling points for ${unknownSegment(x, key)}`);
     }
   }
@@ -880,7 +879,7 @@ function checkCondition(x: Context, c: unknown, path: PathSegment[], depth: numb
     );
     return;
   }
-  const keys = Object.keys(c).filter((k) => !FORBIDDEN_KEYS.includes(k));
+  const keys = Object.keys(c).filter((k) => !FORBIDDEN_KEYS.has(k));
   if (keys.length === 0) {
     r.add(
       'bad_condition',

@@ -6,10 +6,10 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { isTimeZone } from '../../rules/time.js';
+import { FORBIDDEN_KEYS } from '../../rules/types.js';
 import { ClientError, type ErrorCode } from '../errors.js';
 import type { JsonSchema } from './schemas.js';
 
-export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 /** Bodies nest far less deep than this; deeper JSON is refused before validation. */
 const MAX_DEPTH = 64;
 

@@ -5,6 +5,7 @@
 import { type CompiledRuleSet, compileRuleSetInSlices } from '../../rules/compile.js';
 import { decide } from '../../rules/decide.js';
 import type { FrequencyCounters, Placement, Profile } from '../../rules/types.js';
+import { notePlacementId } from '../decision/request.js';
 import { ClientError } from '../errors.js';
 import { hasScope } from './auth.js';
 import type { ControlContext, Register } from './context.js';
@@ -135,17 +136,10 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
   });
 }
 
-/** Placement ids must be unique, as on the data plane. */
+/** Placement ids must be unique, as on the data plane (the same check). */
 export function checkPlacements(placements: Placement[]): void {
   const seen = new Set<string>();
   placements.forEach((p, i) => {
-    if (seen.has(p.id)) {
-      throw new ClientError(
-        'invalid_field',
-        `placements[${i}].id: "${p.id}" appears twice`,
-        `placements[${i}].id`,
-      );
-    }
-    seen.add(p.id);
+    notePlacementId(seen, p.id, i);
   });
 }

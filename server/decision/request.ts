@@ -7,7 +7,8 @@ import { isUtf8 } from 'node:buffer';
 import { Packr } from 'msgpackr';
 import type { EligibilityFilter } from '../../rules/decide.js';
 import type { Channel, Placement } from '../../rules/types.js';
-import { CHANNELS } from '../../rules/types.js';
+import { CHANNELS, FORBIDDEN_KEYS } from '../../rules/types.js';
+import { ALIAS_KIND_PATTERN, LIMITS as CONTRACT_LIMITS } from '../contracts/schemas.js';
 import { ClientError } from '../errors.js';
 
 export type BodyFormat = 'json' | 'msgpack';
@@ -27,21 +28,22 @@ export interface DecideInput {
   filter?: EligibilityFilter;
 }
 
+/** The request contract's bounds (server/contracts/schemas.ts), and what only deciding needs. */
 export const LIMITS = {
-  idLength: 256,
-  placements: 16,
+  idLength: CONTRACT_LIMITS.idLength,
+  placements: CONTRACT_LIMITS.placements,
   placementChannels: CHANNELS.length,
-  formats: 32,
-  contextTags: 64,
-  tagLength: 128,
-  aliases: 8,
+  formats: CONTRACT_LIMITS.formats,
+  contextTags: CONTRACT_LIMITS.contextTags,
+  tagLength: CONTRACT_LIMITS.tagLength,
+  aliases: CONTRACT_LIMITS.aliases,
   maxDeadlineMs: 60_000,
 } as const;
 
-/** msgpackr decodes a `__proto__` map key as `__proto_`; both are refused. */
-const FORBIDDEN_KEYS = new Set(['__proto__', '__proto_', 'constructor', 'prototype']);
+/** msgpackr decodes a `__proto__` map key as `__proto_`: refused with the others. */
+const REFUSED_KEYS: ReadonlySet<string> = new Set([...FORBIDDEN_KEYS, '__proto_']);
 const CHANNEL_SET: ReadonlySet<string> = new Set(CHANNELS);
-const ALIAS_KIND = /^[a-z][a-z0-9_-]{0,31}$/;
+const ALIAS_KIND = new RegExp(ALIAS_KIND_PATTERN);
 
 export const msgpack = new Packr({ useRecords: false, mapsAsObjects: true });
 
@@ -95,7 +97,7 @@ function object(v: unknown, path: string): Record<string, unknown> {
 function keys(o: Record<string, unknown>, path: string, allowed: ReadonlySet<string> | null): void {
   for (const k of Object.keys(o)) {
     const at = path === '' ? k : `${path}.${k}`;
-    if (FORBIDDEN_KEYS.has(k)) throw new ClientError('forbidden_key', `${at}: key "${k}" is not allowed`, at);
+    if (REFUSED_KEYS.has(k)) throw new ClientError('forbidden_key', `${at}: key "${k}" is not allowed`, at);
     if (allowed !== null && !allowed.has(k)) {
       throw new ClientError(
         'unknown_field',
@@ -125,6 +127,22 @@ const USER = new Set(['id', 'ids']);
 const PLACEMENT = new Set(['id', 'channels', 'formats']);
 const CONTEXT = new Set(['tags']);
 
+/**
+ * Placement ids are unique within a request: `id`, of placements[i], added to the ids `seen`
+ * before it; the second use of an id is refused at its path. The data plane and the preview
+ * check requests with it.
+ */
+export function notePlacementId(seen: Set<string>, id: string, i: number): void {
+  if (seen.has(id)) {
+    throw new ClientError(
+      'invalid_field',
+      `placements[${i}].id: "${id}" appears twice`,
+      `placements[${i}].id`,
+    );
+  }
+  seen.add(id);
+}
+
 export function checkDecideRequest(data: unknown): DecideInput {
   const top = object(data, '');
   keys(top, '', TOP);
@@ -139,14 +157,7 @@ export function checkDecideRequest(data: unknown): DecideInput {
   const seen = new Set<string>();
   const placements = rawPlacements.map((p, i) => {
     const placement = checkPlacement(p, `placements[${i}]`);
-    if (seen.has(placement.id)) {
-      throw new ClientError(
-        'invalid_field',
-        `placements[${i}].id: "${placement.id}" appears twice`,
-        `placements[${i}].id`,
-      );
-    }
-    seen.add(placement.id);
+    notePlacementId(seen, placement.id, i);
     return placement;
   });
   let contextTags: string[] | undefined;
