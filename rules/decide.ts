@@ -34,7 +34,7 @@ import type {
   PlacementDecision,
   Profile,
 } from './types.js';
-import { CHANNELS } from './types.js';
+import { CHANNELS, DROP_REASONS } from './types.js';
 
 const HOLDOUT_SALT = 0x5bd1e995;
 const TIEBREAK_SALT = 0x27d4eb2f;
@@ -60,21 +60,8 @@ enum Drop {
   Blocked = 11,
   Deal = 12,
 }
-const DROP_NAMES: readonly (DropReason | undefined)[] = [
-  undefined,
-  'no_segment',
-  'stage',
-  'flight',
-  'frequency_cap',
-  'channel',
-  'format',
-  'holdout',
-  'outranked',
-  'floor',
-  'currency',
-  'blocked',
-  'deal',
-];
+/** Drop's names: its values are the positions in DROP_REASONS, plus one (0: not dropped). */
+const DROP_NAMES: readonly (DropReason | undefined)[] = [undefined, ...DROP_REASONS];
 
 /**
  * Extra per-request eligibility, beyond the rule set's own: each check answers null when the

@@ -10,6 +10,7 @@
  * `appeal` for vivo.
  */
 import { createHash } from 'node:crypto';
+import { mixHash } from '../../rules/compile.js';
 import type { Channel, Profile, Scalar } from '../../rules/types.js';
 
 /** The brands of the demo rule set. */
@@ -118,14 +119,9 @@ function rngFor(i: number, salt: number): Rng {
   };
 }
 
+/** A well-spread seed for person `i` (up to 2^53) and a salt: the rules' hash mixer. */
 function seedOf(i: number, salt: number): number {
-  let h = (Math.imul(i | 0, 0x9e3779b1) ^ Math.imul(Math.floor(i / 2 ** 32), 0x85ebca6b) ^ salt) >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return mixHash(Math.imul(Math.floor(i / 2 ** 32), 0x85ebca6b) ^ salt, i);
 }
 
 const int = (r: Rng, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
