@@ -1,5 +1,5 @@
 /**
- * The in-process cache's hit path (CachedStore.peekPerson / peekAlias: what every cached decision
+ * The in-process cache's hit path (CachedStore.cachedPerson / cachedAlias: what every cached decision
  * does before evaluating), with its misses for scale, over an EmbeddedStore holding 1,000 demo
  * people and their aliases. Prints a table and writes the figures to
  * bench/results/cache-<date>.json and cache-latest.json. Run with `npm run bench:cache`.
@@ -28,7 +28,7 @@ async function main(): Promise<void> {
       aliases.push([first[0], first[1]]);
     }
   }
-  // A TTL far longer than the run: every peek below is a hit.
+  // A TTL far longer than the run: every look-up below is a hit.
   const cache = new CachedStore(backing, { maxPeople: 100_000, maxAliases: 100_000, ttlMs: 3_600_000 });
   for (let i = 0; i < POOL; i++) {
     await cache.loadPerson(ids[i]!);
@@ -38,15 +38,15 @@ async function main(): Promise<void> {
   console.log(HEAD);
   const rows: Row[] = [];
   let k = 0;
-  rows.push(await bench('peekPerson (hit)', () => do_not_optimize(cache.peekPerson(ids[k++ & 255]!))));
+  rows.push(await bench('cachedPerson (hit)', () => do_not_optimize(cache.cachedPerson(ids[k++ & 255]!))));
   rows.push(
-    await bench('peekAlias (hit)', () => {
+    await bench('cachedAlias (hit)', () => {
       const a = aliases[k++ & 255]!;
-      return do_not_optimize(cache.peekAlias(a[0], a[1]));
+      return do_not_optimize(cache.cachedAlias(a[0], a[1]));
     }),
   );
   rows.push(
-    await bench('peekPerson (not cached)', () => do_not_optimize(cache.peekPerson(`x-${k++ & 255}`))),
+    await bench('cachedPerson (not cached)', () => do_not_optimize(cache.cachedPerson(`x-${k++ & 255}`))),
   );
   rows.push(
     await bench('loadPerson (hit, through a promise)', () => cache.loadPerson(ids[k++ & 255]!), 20_000),

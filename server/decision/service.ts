@@ -11,7 +11,7 @@ import type {
   PlacementDecision,
   Profile,
 } from '../../rules/types.js';
-import type { PersonPeek, PersonRecord, ProfileStore } from '../store/types.js';
+import type { CacheLookups, PersonRecord, ProfileStore } from '../store/types.js';
 import type { DecideInput } from './request.js';
 
 /** The rule set that decides, with what identifies it. Replaced as a whole, never mutated. */
@@ -57,13 +57,13 @@ interface Loaded {
 
 export class DecisionService {
   private active: ActiveRuleSet;
-  private readonly store: ProfileStore & Partial<PersonPeek>;
+  private readonly store: ProfileStore & Partial<CacheLookups>;
   private readonly deadlineMs: number;
   private readonly reserveMs: number;
   private readonly now: () => number;
 
   constructor(
-    store: ProfileStore & Partial<PersonPeek>,
+    store: ProfileStore & Partial<CacheLookups>,
     active: ActiveRuleSet,
     opts: DecisionServiceOptions,
   ) {
@@ -91,10 +91,10 @@ export class DecisionService {
     let pid: string | null = null;
     if (input.user.kind === 'id') {
       pid = input.user.id;
-    } else if (store.peekAlias !== undefined) {
+    } else if (store.cachedAlias !== undefined) {
       let allMissed = true;
       for (const [kind, value] of input.user.aliases) {
-        const hit = store.peekAlias(kind, value);
+        const hit = store.cachedAlias(kind, value);
         if (typeof hit === 'string') {
           pid = hit;
           break;
@@ -103,8 +103,8 @@ export class DecisionService {
       }
       if (pid === null && allMissed) return this.finish(rs, input, null, null, null, started);
     }
-    if (pid !== null && store.peekPerson !== undefined) {
-      const hit = store.peekPerson(pid);
+    if (pid !== null && store.cachedPerson !== undefined) {
+      const hit = store.cachedPerson(pid);
       if (hit !== undefined) return this.finish(rs, input, pid, hit, null, started);
     }
     const budget = Math.max(

@@ -81,29 +81,29 @@ describe('CachedStore', () => {
   it('serves a person from the cache until the TTL, then loads again', async () => {
     const { backing, cache, advance } = setup();
     await backing.putProfile(alice);
-    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
     const first = await cache.loadPerson('alice');
     expect(first.profile).toEqual(alice);
     expect(await cache.loadPerson('alice')).toBe(first);
-    expect(cache.peekPerson('alice')).toBe(first);
+    expect(cache.cachedPerson('alice')).toBe(first);
     expect(backing.loads).toBe(1);
     advance(TTL - 1);
-    expect(cache.peekPerson('alice')).toBe(first);
+    expect(cache.cachedPerson('alice')).toBe(first);
     advance(2);
-    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
     await cache.loadPerson('alice');
     expect(backing.loads).toBe(2);
   });
 
-  it('does not let a peek or a hit refresh the age', async () => {
+  it('does not let a look-up or a hit refresh the age', async () => {
     const { cache, advance, backing } = setup();
     await backing.putProfile(alice);
     await cache.loadPerson('alice');
     for (let k = 0; k < 5; k++) {
       advance(TTL / 4);
-      cache.peekPerson('alice');
+      cache.cachedPerson('alice');
     }
-    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
   });
 
   it('caches misses: unknown people and unknown aliases reach the store once per TTL', async () => {
@@ -114,11 +114,11 @@ describe('CachedStore', () => {
     }
     expect(backing.loads).toBe(1);
     expect(backing.aliasLookups).toBe(1);
-    expect(cache.peekPerson('ghost')).toEqual({ profile: null, counters: {} });
-    expect(cache.peekAlias('idfa', 'nobody')).toBeNull();
-    expect(cache.peekAlias('idfa', 'never-asked')).toBeUndefined();
+    expect(cache.cachedPerson('ghost')).toEqual({ profile: null, counters: {} });
+    expect(cache.cachedAlias('idfa', 'nobody')).toBeNull();
+    expect(cache.cachedAlias('idfa', 'never-asked')).toBeUndefined();
     advance(TTL + 1);
-    expect(cache.peekAlias('idfa', 'nobody')).toBeUndefined();
+    expect(cache.cachedAlias('idfa', 'nobody')).toBeUndefined();
     await cache.resolveAlias('idfa', 'nobody');
     expect(backing.aliasLookups).toBe(2);
   });
@@ -127,7 +127,7 @@ describe('CachedStore', () => {
     const { backing, cache } = setup();
     await backing.linkAliases('alice', { cookie: 'c-1' });
     expect(await cache.resolveAlias('cookie', 'c-1')).toBe('alice');
-    expect(cache.peekAlias('cookie', 'c-1')).toBe('alice');
+    expect(cache.cachedAlias('cookie', 'c-1')).toBe('alice');
     expect(await cache.resolveAlias('cookie', 'c-1')).toBe('alice');
     expect(backing.aliasLookups).toBe(1);
   });
@@ -167,7 +167,7 @@ describe('CachedStore', () => {
     const outcomes = await Promise.allSettled([cache.loadPerson('alice'), cache.loadPerson('alice')]);
     expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
     expect(backing.loads).toBe(1);
-    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
     fail = false;
     await backing.putProfile(alice);
     expect((await cache.loadPerson('alice')).profile).toEqual(alice);
@@ -179,10 +179,10 @@ describe('CachedStore', () => {
     expect((await cache.loadPerson('alice')).profile).toEqual(alice);
     const changed = { ...alice, tags: ['circle:student'] };
     await cache.putProfile(changed);
-    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
     expect((await cache.loadPerson('alice')).profile).toEqual(changed);
     await cache.putProfiles([{ ...alice, tags: ['x'] }]);
-    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
     expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['x']);
     // A cached miss is dropped by a write too.
     await cache.loadPerson('bob');
@@ -198,7 +198,7 @@ describe('CachedStore', () => {
     await cache.putProfile({ ...alice, tags: ['new'] });
     backing.release();
     expect((await stale).profile?.tags).toEqual(alice.tags);
-    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
     expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['new']);
   });
 
@@ -206,7 +206,7 @@ describe('CachedStore', () => {
     const { cache } = setup();
     expect(await cache.resolveAlias('cookie', 'c-1')).toBeNull();
     await cache.linkAliases('alice', { cookie: 'c-1' });
-    expect(cache.peekAlias('cookie', 'c-1')).toBeUndefined();
+    expect(cache.cachedAlias('cookie', 'c-1')).toBeUndefined();
     expect(await cache.resolveAlias('cookie', 'c-1')).toBe('alice');
     await cache.linkAliases('bob', { cookie: 'c-1' });
     expect(await cache.resolveAlias('cookie', 'c-1')).toBe('bob');
@@ -219,7 +219,7 @@ describe('CachedStore', () => {
     advance(TTL / 2);
     await cache.recordImpression('alice', 'x90-launch', T0, 3, DAY);
     await cache.recordImpression('alice', 'x90-launch', T0 + 1, 3, DAY);
-    const after = cache.peekPerson('alice');
+    const after = cache.cachedPerson('alice');
     expect(after?.counters).toEqual({ 'x90-launch': [T0, T0 + 1] });
     // Same profile object: work the evaluator keyed on it stays valid.
     expect(after?.profile).toBe(before.profile);
@@ -227,9 +227,9 @@ describe('CachedStore', () => {
     expect(backing.loads).toBe(1);
     expect((await backing.loadPerson('alice')).counters).toEqual(after?.counters);
     for (let k = 2; k < 6; k++) await cache.recordImpression('alice', 'x90-launch', T0 + k, 3, DAY);
-    expect(cache.peekPerson('alice')?.counters['x90-launch']).toEqual([T0 + 3, T0 + 4, T0 + 5]);
+    expect(cache.cachedPerson('alice')?.counters['x90-launch']).toEqual([T0 + 3, T0 + 4, T0 + 5]);
     advance(TTL / 2 + 1);
-    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
   });
 
   it('forgets a person and the aliases cached for them', async () => {
@@ -242,10 +242,10 @@ describe('CachedStore', () => {
     expect(await cache.resolveAlias('cookie', 'c-2')).toBe('bob');
     await cache.loadPerson('alice');
     expect(await cache.forgetPerson('alice')).toBe(true);
-    expect(cache.peekPerson('alice')).toBeUndefined();
-    expect(cache.peekAlias('cookie', 'c-1')).toBeUndefined();
-    expect(cache.peekAlias('idfa', 'i-1')).toBeUndefined();
-    expect(cache.peekAlias('cookie', 'c-2')).toBe('bob');
+    expect(cache.cachedPerson('alice')).toBeUndefined();
+    expect(cache.cachedAlias('cookie', 'c-1')).toBeUndefined();
+    expect(cache.cachedAlias('idfa', 'i-1')).toBeUndefined();
+    expect(cache.cachedAlias('cookie', 'c-2')).toBe('bob');
     expect(await cache.loadPerson('alice')).toEqual({ profile: null, counters: {} });
     expect(await cache.resolveAlias('cookie', 'c-1')).toBeNull();
   });
@@ -258,11 +258,11 @@ describe('CachedStore', () => {
     await cache.resolveAlias('cookie', 'c-1');
     await backing.putProfile({ ...alice, tags: ['elsewhere'] });
     await backing.linkAliases('bob', { cookie: 'c-1' });
-    expect(cache.peekPerson('alice')?.profile?.tags).toEqual(alice.tags);
+    expect(cache.cachedPerson('alice')?.profile?.tags).toEqual(alice.tags);
     cache.invalidatePerson('alice');
     cache.invalidateAlias('cookie', 'c-1');
-    expect(cache.peekPerson('alice')).toBeUndefined();
-    expect(cache.peekAlias('cookie', 'c-1')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
+    expect(cache.cachedAlias('cookie', 'c-1')).toBeUndefined();
     expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['elsewhere']);
     expect(await cache.resolveAlias('cookie', 'c-1')).toBe('bob');
   });
@@ -289,20 +289,20 @@ describe('CachedStore', () => {
     expect(stats.people.size).toBe(10);
     expect(stats.aliases.size).toBe(5);
     // The most recent stay, the oldest went.
-    expect(cache.peekPerson('p-49')).toBeDefined();
-    expect(cache.peekPerson('p-0')).toBeUndefined();
+    expect(cache.cachedPerson('p-49')).toBeDefined();
+    expect(cache.cachedPerson('p-0')).toBeUndefined();
     expect(backing.loads).toBe(50);
   });
 
   it('counts hits and misses', async () => {
     const { cache, backing } = setup();
     await backing.putProfile(alice);
-    cache.peekPerson('alice'); // a peek miss is counted by the load that follows it
+    cache.cachedPerson('alice'); // a look-up miss is counted by the load that follows it
     await cache.loadPerson('alice');
-    cache.peekPerson('alice');
+    cache.cachedPerson('alice');
     await cache.loadPerson('alice');
     await cache.resolveAlias('idfa', 'x');
-    cache.peekAlias('idfa', 'x');
+    cache.cachedAlias('idfa', 'x');
     expect(cache.stats()).toMatchObject({
       people: { size: 1, hits: 2, misses: 1 },
       aliases: { size: 1, hits: 1, misses: 1 },
@@ -336,15 +336,15 @@ describe('CachedStore', () => {
         stage: { brand: 'vivo', defaultStage: 'aware', next: { appeal: 'act' } },
       },
     ]);
-    expect(cache.peekPerson('alice')).toBeUndefined();
-    expect(cache.peekPerson('bob')).toBeDefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('bob')).toBeDefined();
     expect(await cache.loadPerson('alice')).toEqual({
       profile: { ...alice, stages: { vivo: 'act' } },
       counters: { c: [T0] },
     });
     expect(backing.loads).toBe(loads + 1);
     const patched = await cache.patchProfile('alice', { addTags: ['x'] }, T0);
-    expect(cache.peekPerson('alice')).toBeUndefined();
+    expect(cache.cachedPerson('alice')).toBeUndefined();
     expect((await cache.loadPerson('alice')).profile).toEqual(patched);
     expect(await cache.funnel('vivo', '2026-11-24', '2026-11-24')).toEqual(
       await backing.funnel('vivo', '2026-11-24', '2026-11-24'),
@@ -368,7 +368,7 @@ describe('CachedStore', () => {
       for (let i = 1; i <= 3; i++) {
         expect((await cache.loadPerson('alice')).profile?.id).toBe('alice');
         expect(backing.loads).toBe(i);
-        expect(cache.peekPerson('alice') !== undefined).toBe(i === 3);
+        expect(cache.cachedPerson('alice') !== undefined).toBe(i === 3);
       }
       await cache.loadPerson('alice');
       expect(backing.loads).toBe(3);
@@ -383,7 +383,7 @@ describe('CachedStore', () => {
       expect(cache.stats().people.size).toBeLessThan(150);
       await cache.loadPerson('twice');
       await cache.loadPerson('twice');
-      expect(cache.peekPerson('twice')).toBeDefined();
+      expect(cache.cachedPerson('twice')).toBeDefined();
       expect(backing.loads).toBe(3002);
     });
 
@@ -395,7 +395,7 @@ describe('CachedStore', () => {
       let remembered = 0;
       for (let i = 0; i < 50; i++) {
         await cache.loadPerson(`early-${i}`);
-        if (cache.peekPerson(`early-${i}`) !== undefined) remembered++;
+        if (cache.cachedPerson(`early-${i}`) !== undefined) remembered++;
       }
       expect(remembered).toBeLessThan(10);
     });
@@ -405,11 +405,11 @@ describe('CachedStore', () => {
       await cache.loadPerson('slow');
       advance(TTL + 1);
       await cache.loadPerson('slow');
-      expect(cache.peekPerson('slow')).toBeUndefined();
+      expect(cache.cachedPerson('slow')).toBeUndefined();
       await cache.loadPerson('quick');
       advance(TTL / 4);
       await cache.loadPerson('quick');
-      expect(cache.peekPerson('quick')).toBeDefined();
+      expect(cache.cachedPerson('quick')).toBeDefined();
     });
 
     it('a write in flight still keeps a stale load out, admitted or not', async () => {

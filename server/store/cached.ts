@@ -24,11 +24,11 @@ import { aliasMember, appendImpression, impressionLimits, setCounter } from './c
 import type {
   AliasLink,
   BusMessage,
+  CacheLookups,
   EventResult,
   EventStore,
   EventWrite,
   FunnelCounts,
-  PersonPeek,
   PersonRecord,
   PersonStore,
   ProfilePatch,
@@ -80,7 +80,7 @@ interface InFlight<T> {
 
 const EMPTY_COUNTERS: FrequencyCounters = Object.freeze({});
 
-export class CachedStore implements ProfileStore, EventStore, PersonPeek {
+export class CachedStore implements ProfileStore, EventStore, CacheLookups {
   private readonly backing: PersonStore;
   private readonly people: LRUCache<string, PersonRecord>;
   private readonly aliases: LRUCache<string, AliasEntry>;
@@ -117,16 +117,16 @@ export class CachedStore implements ProfileStore, EventStore, PersonPeek {
     return this.backing.kind;
   }
 
-  // ---- PersonPeek: synchronous, for the hot path -------------------------------------------------
+  // ---- CacheLookups: synchronous, for the hot path -------------------------------------------------
 
-  peekPerson(pid: string): PersonRecord | undefined {
+  cachedPerson(pid: string): PersonRecord | undefined {
     const hit = this.people.get(pid);
     if (hit !== undefined) this.counts.peopleHits++;
     // A miss here is counted by the load that follows it.
     return hit;
   }
 
-  peekAlias(kind: string, value: string): string | null | undefined {
+  cachedAlias(kind: string, value: string): string | null | undefined {
     const hit = this.aliases.get(aliasMember(kind, value));
     if (hit === undefined) return undefined;
     this.counts.aliasHits++;

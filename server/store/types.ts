@@ -196,10 +196,14 @@ export interface Bus {
 /** A profile store that also takes events, patches and answers funnels (both backends are one). */
 export type PersonStore = ProfileStore & EventStore;
 
-/** Synchronous cache look-ups, when the store has a cache in front of it (CachedStore). */
-export interface PersonPeek {
+/**
+ * Synchronous cache look-ups, when the store has a cache in front of it (CachedStore). A hit
+ * counts as a use: it renews the entry's recency (lru-cache's `get`, not its `peek`), so people
+ * decided often stay cached.
+ */
+export interface CacheLookups {
   /** A cached person, or undefined when not cached. */
-  peekPerson(pid: string): PersonRecord | undefined;
+  cachedPerson(pid: string): PersonRecord | undefined;
   /** A cached alias: the pid, null for a cached miss, undefined when not cached. */
-  peekAlias(kind: string, value: string): string | null | undefined;
+  cachedAlias(kind: string, value: string): string | null | undefined;
 }
