@@ -37,7 +37,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { prng } from '../bench/synthetic.js';
 import { seed } from '../server/cli/seed.js';
-import { ROUTES } from '../server/control/openapi.js';
+import { ROUTES } from '../server/control/routes.js';
 import { demoProfile } from '../server/demo/profiles.js';
 import { bidRequestFor, bodyFor } from './driver.js';
 import { freePort, type RedisHandle, startRedis, track } from './redis.js';

@@ -1,6 +1,6 @@
 /**
  * The control plane API as a Hono app: rule sets, preview, profiles, import, events, funnels and
- * the OpenAPI document. Every route is registered from the route table (server/control/openapi.ts),
+ * the OpenAPI document. Every route is registered from the route table (server/control/routes.ts),
  * which decides its auth scope, the media types and size limit of its body, and the schema the
  * body must satisfy; the handlers in rulesets.ts, preview.ts, profiles.ts, events.ts and
  * funnels.ts get a checked body and the caller.
@@ -21,9 +21,10 @@ import { decodeText, mediaType, parseJson, readBody } from './body.js';
 import type { ControlContext, ControlDeps, Register, RouteHandler, RouteRequest } from './context.js';
 import { registerEvents } from './events.js';
 import { registerFunnels } from './funnels.js';
-import { buildOpenApi, honoPath, ROUTES, type RouteSpec, routeSpec, YAML_TYPES } from './openapi.js';
+import { buildOpenApi } from './openapi.js';
 import { registerPreview } from './preview.js';
 import { registerProfiles } from './profiles.js';
+import { honoPath, ROUTES, type RouteSpec, routeSpec, YAML_TYPES } from './routes.js';
 import { registerRuleSets } from './rulesets.js';
 
 export type { ControlDeps } from './context.js';

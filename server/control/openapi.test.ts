@@ -3,7 +3,8 @@ import { checker } from '../contracts/check.js';
 import { decideRequestSchema } from '../contracts/schemas.js';
 import { checkDecideRequest } from '../decision/request.js';
 import { ClientError } from '../errors.js';
-import { buildOpenApi, ROUTES } from './openapi.js';
+import { buildOpenApi } from './openapi.js';
+import { ROUTES } from './routes.js';
 import { type Json, makeKit } from './test-kit.js';
 
 /** `/v1/rulesets/:version{[0-9]+}` -> `/v1/rulesets/{version}` */
