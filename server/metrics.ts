@@ -60,7 +60,6 @@ export const BID_ROUTE = '/openrtb2/bid';
 export const UNMATCHED = 'unmatched';
 
 export type DecisionLabel = 'filled' | 'no_fill' | 'degraded' | 'error';
-export type Listener = 'data' | 'control';
 
 /** How often the event-loop delay monitor samples, ms (prom-client's default metrics use the same). */
 const LOOP_RESOLUTION_MS = 10;

@@ -46,7 +46,7 @@ export function createControlApp(deps: ControlDeps): Hono {
     maxImportBytes: maxImport,
     bodyTimeoutMs: Math.max(1, deps.bodyTimeoutMs ?? 10_000),
     rulesetCheckTimeoutMs: Math.max(1, deps.rulesetCheckTimeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS),
-    async store(what, call) {
+    async storeCall(what, call) {
       try {
         return await call();
       } catch (e) {

@@ -54,7 +54,7 @@ export interface ControlContext {
   readonly bodyTimeoutMs: number;
   readonly rulesetCheckTimeoutMs: number;
   /** Runs a store call; a failure becomes 503 store_unavailable (and is logged). */
-  store<T>(what: string, call: () => Promise<T>): Promise<T>;
+  storeCall<T>(what: string, call: () => Promise<T>): Promise<T>;
 }
 
 /** A checked request, as route handlers see it. */

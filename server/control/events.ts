@@ -122,7 +122,7 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
     const resolved = new Map<string, string | null>();
     if (aliasKeys.size > 0) {
       const entries = [...aliasKeys];
-      const pids = await ctx.store('resolve aliases', () =>
+      const pids = await ctx.storeCall('resolve aliases', () =>
         Promise.all(entries.map(([, [k, v]]) => store.resolveAlias(k, v))),
       );
       entries.forEach(([key], i) => {
@@ -200,7 +200,7 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
 
     // Everything that names a person and a campaign or brand goes to the store in one call.
     const results =
-      writes.length === 0 ? [] : await ctx.store('apply the events', () => store.applyEvents(writes));
+      writes.length === 0 ? [] : await ctx.storeCall('apply the events', () => store.applyEvents(writes));
     // The store has dropped the people the events changed from every instance's cache.
     results.forEach((r, j) => {
       const i = writeOf[j]!;

@@ -37,7 +37,7 @@ export function registerFunnels(register: Register, ctx: ControlContext): void {
     const now = ctx.now();
     const to = dayOf(now);
     const from = dayOf(now - (days - 1) * DAY);
-    const counts = await ctx.store('read the funnel', () => ctx.deps.profiles.funnel(brand, from, to));
+    const counts = await ctx.storeCall('read the funnel', () => ctx.deps.profiles.funnel(brand, from, to));
     const active = ctx.deps.active();
     const ladder = active.compiled.funnel;
     const onLadder = new Set(ladder);

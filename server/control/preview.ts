@@ -45,7 +45,7 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
       const draft = await parseOrThrow(JSON.stringify(ruleset), 'json', ctx.rulesetCheckTimeoutMs);
       return { label: 'draft', compiled: await compileRuleSetInSlices(draft) };
     }
-    const stored = await ctx.store('read the rule set', () => ctx.deps.rulesets.getRuleSet(ruleset));
+    const stored = await ctx.storeCall('read the rule set', () => ctx.deps.rulesets.getRuleSet(ruleset));
     if (stored === null) {
       throw new ClientError('ruleset_not_found', `There is no rule set version ${ruleset}`, 'ruleset');
     }
@@ -97,14 +97,14 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
       pid = user.id ?? null;
       if (pid === null) {
         const ids = Object.entries(user.ids ?? {});
-        const found = await ctx.store('resolve aliases', () =>
+        const found = await ctx.storeCall('resolve aliases', () =>
           Promise.all(ids.map(([k, v]) => ctx.deps.profiles.resolveAlias(k, v))),
         );
         pid = found.find((x): x is string => x !== null) ?? null;
       }
       if (pid !== null) {
         const id = pid;
-        const record = await ctx.store('load the person', () => ctx.deps.profiles.loadPerson(id));
+        const record = await ctx.storeCall('load the person', () => ctx.deps.profiles.loadPerson(id));
         counters = record.counters;
         known = record.profile !== null;
         profile = record.profile ?? { id: pid, tags: [] };

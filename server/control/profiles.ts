@@ -48,14 +48,14 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
       tags: body.tags ?? [],
       updatedAt: body.updatedAt ?? ctx.now(),
     };
-    const existed = (await ctx.store('read the profile', () => store.getProfile(pid))) !== null;
-    await ctx.store('write the profile', () => store.putProfile(profile));
+    const existed = (await ctx.storeCall('read the profile', () => store.getProfile(pid))) !== null;
+    await ctx.storeCall('write the profile', () => store.putProfile(profile));
     return c.json(profile, existed ? 200 : 201);
   });
 
   register('getProfile', async ({ c }) => {
     const pid = pidOf(c.req.param('id'));
-    const [profile, aliases] = await ctx.store('read the profile', () =>
+    const [profile, aliases] = await ctx.storeCall('read the profile', () =>
       Promise.all([store.getProfile(pid), store.aliasesOf(pid)]),
     );
     if (profile === null) throw notFound(pid);
@@ -66,22 +66,22 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
     const pid = pidOf(c.req.param('id'));
     const offLadder = unknownStage(body.stages, ctx.deps.active().compiled.funnel);
     if (offLadder !== null) throw offLadder;
-    const profile = await ctx.store('patch the profile', () => store.patchProfile(pid, body, ctx.now()));
+    const profile = await ctx.storeCall('patch the profile', () => store.patchProfile(pid, body, ctx.now()));
     if (profile === null) throw notFound(pid);
     return c.json(profile);
   });
 
   register('deleteProfile', async ({ c }) => {
     const pid = pidOf(c.req.param('id'));
-    const found = await ctx.store('forget the person', () => store.forgetPerson(pid));
+    const found = await ctx.storeCall('forget the person', () => store.forgetPerson(pid));
     if (!found) throw notFound(pid);
     return c.body(null, 204);
   });
 
   register<Record<string, string>>('linkAliases', async ({ c, body }) => {
     const pid = pidOf(c.req.param('id'));
-    await ctx.store('link the aliases', () => store.linkAliases(pid, body));
-    const aliases = await ctx.store('read the aliases', () => store.aliasesOf(pid));
+    await ctx.storeCall('link the aliases', () => store.linkAliases(pid, body));
+    const aliases = await ctx.storeCall('read the aliases', () => store.aliasesOf(pid));
     return c.json({ aliases });
   });
 

@@ -54,7 +54,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
     const detected = format ?? (/^\s*\{/.test(body.replace(/^\uFEFF/, '')) ? 'json' : 'yaml');
     const checksum = checksumOf(body);
     const now = ctx.now();
-    const version = await ctx.store('store the rule set', () =>
+    const version = await ctx.storeCall('store the rule set', () =>
       rulesets.addRuleSet(body, {
         checksum,
         format: detected,
@@ -67,7 +67,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
       `rule set ${version} uploaded by ${caller.name} (${checksum}, ${ruleSet.segments.length} segments, ${ruleSet.campaigns.length} campaigns)`,
     );
     if (!activate) return c.json({ version, checksum, active: false }, 201);
-    const done = await ctx.store('activate the rule set', () =>
+    const done = await ctx.storeCall('activate the rule set', () =>
       rulesets.activateRuleSet(version, caller.name, now),
     );
     if (!done) throw new ClientError('internal', `Rule set ${version} was stored but could not be activated`);
@@ -87,7 +87,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
   });
 
   register('listRuleSets', async ({ c }) => {
-    const [versions, current] = await ctx.store('list rule sets', () =>
+    const [versions, current] = await ctx.storeCall('list rule sets', () =>
       Promise.all([rulesets.listRuleSets(), rulesets.activeRuleSet()]),
     );
     const active = current?.version ?? null;
@@ -99,7 +99,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
   });
 
   const source = async (c: Context, version: number) => {
-    const stored = await ctx.store('read the rule set', () => rulesets.getRuleSet(version));
+    const stored = await ctx.storeCall('read the rule set', () => rulesets.getRuleSet(version));
     if (stored === null) {
       throw new ClientError('ruleset_not_found', `There is no rule set version ${version}`, 'version');
     }
@@ -111,7 +111,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
   };
 
   register('getActiveRuleSet', async ({ c }) => {
-    const active = await ctx.store('read the active version', () => rulesets.activeRuleSet());
+    const active = await ctx.storeCall('read the active version', () => rulesets.activeRuleSet());
     if (active === null) {
       throw new ClientError(
         'ruleset_not_found',
@@ -125,7 +125,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
 
   register('activateRuleSet', async ({ c, caller }) => {
     const version = versionOf(c.req.param('version'));
-    const stored = await ctx.store('read the rule set', () => rulesets.getRuleSet(version));
+    const stored = await ctx.storeCall('read the rule set', () => rulesets.getRuleSet(version));
     if (stored === null) {
       throw new ClientError('ruleset_not_found', `There is no rule set version ${version}`, 'version');
     }
@@ -133,7 +133,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
     // server can no longer compile is never announced to the fleet.
     await parseOrThrow(stored.source, stored.meta.format, ctx.rulesetCheckTimeoutMs);
     const now = ctx.now();
-    const done = await ctx.store('activate the rule set', () =>
+    const done = await ctx.storeCall('activate the rule set', () =>
       rulesets.activateRuleSet(version, caller.name, now),
     );
     if (!done)
