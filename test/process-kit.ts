@@ -103,9 +103,12 @@ export async function start(env: Record<string, string>): Promise<Started> {
       throw new Error(`the server exited:\n${server.stdout()}\n${server.stderr()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+  return { ...server, ...portsOf(server.stdout()) };
+}
+
+/** The two ports the server says it listens on, from its start-up lines (NaN when not said yet). */
+export function portsOf(stdout: string): { dataPort: number; adminPort: number } {
   const ports =
-    /data plane on http:\/\/127\.0\.0\.1:(\d+), control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(
-      server.stdout(),
-    );
-  return { ...server, dataPort: Number(ports?.[1]), adminPort: Number(ports?.[2]) };
+    /data plane on http:\/\/127\.0\.0\.1:(\d+), control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout);
+  return { dataPort: Number(ports?.[1]), adminPort: Number(ports?.[2]) };
 }

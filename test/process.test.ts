@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_RULESET } from '../server/config.js';
-import { buildOnce, run, start, waitFor } from './process-kit.js';
+import { buildOnce, portsOf, run, start, waitFor } from './process-kit.js';
 import { startRedis } from './redis-server.js';
 
 beforeAll(buildOnce, 180_000);
@@ -44,12 +44,9 @@ describe('the server process', () => {
   it('drains on SIGTERM under load: not ready at once, every request sent is answered, exit 0', async () => {
     const server = run({ PORT: '0', ADMIN_PORT: '0', DEMO_PEOPLE: '2000', DRAIN_DELAY_MS: '1500' });
     await waitFor(() => server.stdout().includes("-d '"), 30_000);
-    const ports =
-      /data plane on http:\/\/127\.0\.0\.1:(\d+), control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(
-        server.stdout(),
-      );
-    const decideUrl = `http://127.0.0.1:${ports?.[1]}/v1/decide`;
-    const readyUrl = `http://127.0.0.1:${ports?.[2]}/readyz`;
+    const { dataPort, adminPort } = portsOf(server.stdout());
+    const decideUrl = `http://127.0.0.1:${dataPort}/v1/decide`;
+    const readyUrl = `http://127.0.0.1:${adminPort}/readyz`;
     expect((await fetch(readyUrl)).status).toBe(200);
     // Clients behave like a load balancer's pool: they send while the instance says it is ready.
     let ready = true;
@@ -196,7 +193,7 @@ describe('the server process', () => {
       });
       expect(allowed.status).toBe(200);
       // Deciding needs a token with the decide scope (admin has every scope).
-      const dataPort = /data plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(server.stdout())?.[1];
+      const { dataPort } = portsOf(server.stdout());
       const decide = (headers: Record<string, string>) =>
         fetch(`http://127.0.0.1:${dataPort}/v1/decide`, {
           method: 'POST',

@@ -10,7 +10,7 @@ import { startServer } from '../server/app.js';
 import { DEMO_RULESET, loadConfig } from '../server/config.js';
 import { BIZ_ID, contractPeople } from './decide.contract.js';
 import { decideOnce as post } from './http.js';
-import { buildOnce, run, type Started, start, waitFor } from './process-kit.js';
+import { buildOnce, portsOf, run, type Started, start, waitFor } from './process-kit.js';
 import { type RedisHandle, startRedis } from './redis-server.js';
 
 const DEMO = readFileSync(DEMO_RULESET, 'utf8');
@@ -31,6 +31,16 @@ function samples(text: string, name: string): Array<{ labels: string; value: num
     if (m?.[1] === name) out.push({ labels: m[2] ?? '', value: Number(m[3]) });
   }
   return out;
+}
+
+/** Stores the worker tests' person through the control plane listening on `adminPort`. */
+async function putTestPerson(adminPort: number): Promise<void> {
+  const put = await fetch(`http://127.0.0.1:${adminPort}/v1/profiles/${BIZ_ID}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(contractPeople[0]),
+  });
+  expect(put.status).toBeLessThan(300);
 }
 
 const scrape = async (r: Started) => (await fetch(`http://127.0.0.1:${r.adminPort}/metrics`)).text();
@@ -86,17 +96,9 @@ describe('Redis failing while the workers start', () => {
       await fault(redis);
       await waitFor(() => server.stdout().includes("-d '") || server.child.exitCode !== null, 60_000);
       expect(server.child.exitCode, server.stdout() + server.stderr()).toBeNull();
-      const ports =
-        /data plane on http:\/\/127\.0\.0\.1:(\d+), control plane on http:\/\/127\.0\.0\.1:(\d+)/.exec(
-          server.stdout(),
-        );
-      const put = await fetch(`http://127.0.0.1:${ports?.[2]}/v1/profiles/${BIZ_ID}`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(contractPeople[0]),
-      });
-      expect(put.status).toBeLessThan(300);
-      const res = await decideOnce(Number(ports?.[1]));
+      const { dataPort, adminPort } = portsOf(server.stdout());
+      await putTestPerson(adminPort);
+      const res = await decideOnce(dataPort);
       expect(res.status).toBe(200);
       expect(res.body.decisions[0].creative, JSON.stringify(res.body)).toBeTruthy();
       return server.stdout();
@@ -153,13 +155,7 @@ describe('the data plane in two worker threads, with Redis', () => {
       DRAIN_DELAY_MS: '1000',
       CACHE_TTL_MS: '600000',
     });
-    const person = contractPeople[0];
-    const put = await fetch(`http://127.0.0.1:${server.adminPort}/v1/profiles/${BIZ_ID}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(person),
-    });
-    expect(put.status).toBeLessThan(300);
+    await putTestPerson(server.adminPort);
   }, 60_000);
   afterAll(async () => {
     if (server?.child.exitCode === null) {
