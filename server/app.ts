@@ -9,7 +9,7 @@ import { decideAuthorizer } from './control/auth.js';
 import { DecisionService } from './decision/service.js';
 import { demoAliases, demoProfile } from './demo/profiles.js';
 import { createAdminApp, listenAdmin } from './http/admin.js';
-import { createDataPlane, type Listener, listen } from './http/data-plane.js';
+import { createDataPlane, type DataListener, type Listener, listen } from './http/data-plane.js';
 import { createLogger, type Logger, lineDestination, lineLogger, requestIdOf } from './log.js';
 import { instrumentStore, Metrics } from './metrics.js';
 import { Bidder } from './openrtb/bidder.js';
@@ -345,7 +345,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     active: () => service.ruleSet,
     log,
   });
-  let data: Listener | null = null;
+  let data: DataListener | null = null;
   let admin: Listener | null = null;
   try {
     if (dataApp !== null) data = await listen(dataApp, config.host, config.port);

@@ -195,11 +195,6 @@ export function listenAdmin(
             open = false;
             server.close();
           },
-          terminate() {
-            open = false;
-            server.close();
-            if ('closeAllConnections' in server) server.closeAllConnections();
-          },
         });
       },
     );

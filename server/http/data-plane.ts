@@ -65,6 +65,10 @@ export interface Listener {
   readonly port: number;
   /** Stops accepting connections; requests in flight still finish. */
   close(): void;
+}
+
+/** The data plane's listener: it can also end the connections its drain leaves open. */
+export interface DataListener extends Listener {
   /**
    * Closes every connection still open: the idle keep-alive ones a load balancer holds, which
    * uWS would otherwise keep for its 10 s idle timeout (a drained worker thread ends only when its
@@ -410,7 +414,7 @@ function openRtbRoutes(
 }
 
 /** Listens on host:port (0 picks a free port). */
-export function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<Listener> {
+export function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<DataListener> {
   return new Promise((resolve, reject) => {
     app.listen(host, port, (socket) => {
       if (socket === false) {
