@@ -55,6 +55,16 @@ describe('checking a long rule set', () => {
       headers: { 'content-type': type },
       body,
     });
+  /** One decision for a demo person, on the data plane. */
+  const decide = () =>
+    fetch(`http://127.0.0.1:${server.dataPort}/v1/decide`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        user: { id: 'p-1' },
+        placements: [{ id: 'home-banner', channels: ['display'] }],
+      }),
+    });
 
   it('answers probes meanwhile, and stops a check that takes too long with too_slow', async () => {
     // About 5 s of YAML parsing on the machine this was written on: past the 3 s limit.
@@ -75,7 +85,6 @@ describe('checking a long rule set', () => {
 
   it('takes a long valid one, deciding all along, and the next check after a timeout works', async () => {
     const json = JSON.stringify(bigRuleSet(5_000));
-    const decide = `http://127.0.0.1:${server.dataPort}/v1/decide`;
     const t0 = performance.now();
     const checking = post('/v1/rulesets/validate', 'application/json', json);
     let longest = 0;
@@ -86,14 +95,7 @@ describe('checking a long rule set', () => {
     let answered = 0;
     while (!settled) {
       const sent = performance.now();
-      const r = await fetch(decide, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          user: { id: 'p-1' },
-          placements: [{ id: 'home-banner', channels: ['display'] }],
-        }),
-      });
+      const r = await decide();
       expect(r.status).toBe(200);
       longest = Math.max(longest, performance.now() - sent);
       answered++;
@@ -108,15 +110,6 @@ describe('checking a long rule set', () => {
 
   it('activates a long rule set while the same thread goes on deciding', async () => {
     const json = JSON.stringify(bigRuleSet(20_000));
-    const decide = () =>
-      fetch(`http://127.0.0.1:${server.dataPort}/v1/decide`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          user: { id: 'p-1' },
-          placements: [{ id: 'home-banner', channels: ['display'] }],
-        }),
-      });
     const before = ((await (await decide()).json()) as { ruleset: number }).ruleset;
     const uploading = post('/v1/rulesets?activate=true', 'application/json', json);
     let refused: number | null = null;
