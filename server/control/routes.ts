@@ -112,6 +112,14 @@ const ruleSetUpload = {
   limit: 'ruleset' as const,
 };
 
+/** A stored rule set's text, as the two read routes answer it. */
+const ruleSetSource: ResponseSpec = {
+  description: 'The source, with its media type',
+  contentTypes: ['application/yaml', 'application/json'],
+  schema: { type: 'string' },
+  headers: { 'x-ruleset-version': 'The version', etag: 'The checksum' },
+};
+
 const ok = (description: string, schema?: JsonSchema): ResponseSpec =>
   schema === undefined ? { description } : { description, schema };
 
@@ -203,12 +211,7 @@ export const ROUTES: readonly RouteSpec[] = [
     scope: 'rules:read',
     servedBy: 'control',
     responses: {
-      200: {
-        description: 'The source, with its media type',
-        contentTypes: ['application/yaml', 'application/json'],
-        schema: { type: 'string' },
-        headers: { 'x-ruleset-version': 'The version', etag: 'The checksum' },
-      },
+      200: ruleSetSource,
     },
     errors: ['ruleset_not_found', 'store_unavailable'],
   },
@@ -222,12 +225,7 @@ export const ROUTES: readonly RouteSpec[] = [
     servedBy: 'control',
     params: [versionParam],
     responses: {
-      200: {
-        description: 'The source, with its media type',
-        contentTypes: ['application/yaml', 'application/json'],
-        schema: { type: 'string' },
-        headers: { 'x-ruleset-version': 'The version', etag: 'The checksum' },
-      },
+      200: ruleSetSource,
     },
     errors: ['ruleset_not_found', 'store_unavailable'],
   },
