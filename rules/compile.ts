@@ -223,17 +223,7 @@ export class CompiledRuleSet {
   /** Tag -> the keys it is filed under (most tags of a person: none). */
   private readonly tagMemo = new Map<string, readonly number[]>();
   // The per-request scratch below is sized once the build has run (buildSteps).
-  private state: EvalState = {
-    profile: { id: '', tags: [] },
-    attrs: EMPTY,
-    clv: EMPTY,
-    keyStamp: new Int32Array(0),
-    epoch: 0,
-    stagePos: new Int32Array(0),
-    segSeen: new Int32Array(0),
-    segResult: new Uint8Array(0),
-    segments: [],
-  };
+  private state: EvalState = evalState(0, 0, []);
   /** Matched segment indices of the last evaluation (valid until the next one). */
   private matched = new Int32Array(0);
   /** Key ids of the current request's context tags (scratch). */
@@ -408,17 +398,7 @@ export class CompiledRuleSet {
     this.campaignPostings = campaignPostings;
     this.campaignUnguarded = this.unguarded.filter(listed);
 
-    this.state = {
-      profile: { id: '', tags: [] },
-      attrs: EMPTY,
-      clv: EMPTY,
-      keyStamp: new Int32Array(this.keyCount),
-      epoch: 0,
-      stagePos: new Int32Array(this.stageBrands.length),
-      segSeen: new Int32Array(segments.length),
-      segResult: new Uint8Array(segments.length),
-      segments,
-    };
+    this.state = evalState(this.keyCount, this.stageBrands.length, segments);
     this.matched = new Int32Array(segments.length);
     this.listed = new Int32Array(segments.length);
     this.campaignMarks = new Int32Array(campaigns.length);
@@ -802,6 +782,21 @@ export class CompiledRuleSet {
     for (const g of options) if (best === null || g.cost < best.cost) best = g;
     return best;
   }
+}
+
+/** A fresh evaluation scratch for `keys` keys, `stageBrands` stage brands and `segments`. */
+function evalState(keys: number, stageBrands: number, segments: CompiledSegment[]): EvalState {
+  return {
+    profile: { id: '', tags: [] },
+    attrs: EMPTY,
+    clv: EMPTY,
+    keyStamp: new Int32Array(keys),
+    epoch: 0,
+    stagePos: new Int32Array(stageBrands),
+    segSeen: new Int32Array(segments.length),
+    segResult: new Uint8Array(segments.length),
+    segments,
+  };
 }
 
 function evalSegment(s: EvalState, i: number): boolean {
