@@ -1,7 +1,10 @@
 /**
- * The data plane on uWebSockets.js: POST /v1/decide. No Fetch API objects, no frameworks: the
- * body is read straight from uWS, the answer written corked in one go. Every response path
- * checks for an aborted request before writing.
+ * The data plane on uWebSockets.js: POST /v1/decide and, when the bidder is on, the OpenRTB
+ * routes. No Fetch API objects, no frameworks: the body is read straight from uWS, the answer
+ * written corked in one go. The two POST routes share one way in (`bodyRoutes`: the token
+ * check, the media type, the bounded body reader, the refusal before the body is read) and
+ * one way out (`send`, which writes nothing once the request was answered or aborted); they
+ * differ only in what they parse and whom they tell.
  */
 import uWS from '@based/uws';
 import { type BodyFormat, bodyFormat, msgpack, parseDecideBody } from '../decision/request.js';
@@ -42,7 +45,7 @@ export interface DataPlaneOptions {
     code: ErrorCode | null,
     requestIdHeader: string,
   ) => void;
-  /** Called for answers of other routes: `unmatched` (404) and the decide route's 405. */
+  /** Called for answers of other routes: `unmatched` (404) and each route's 405. */
   onOtherRoute?: (route: string, status: number, code: ErrorCode) => void;
   /** An unexpected failure of a decision (answered 500), with the request's id. */
   onError?: (err: unknown, requestId: string) => void;
@@ -93,132 +96,180 @@ interface Exchange {
   requestId: string;
 }
 
-export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
-  const app = uWS.App();
-  const maxBody = opts.maxBodyBytes;
-  const onDecision = opts.onDecision;
-  const draining = opts.draining ?? (() => false);
-  const authorize = opts.authorize;
-  const onError =
-    opts.onError ?? ((err: unknown, id: string) => console.error(`decision failed (request ${id})`, err));
-  const onOtherRoute = opts.onOtherRoute;
-
-  /** Writes the answer unless the request was aborted; false when it was. */
-  const answer = (ex: Exchange, status: number, payload: unknown): boolean => {
-    if (ex.closed) return false;
-    ex.closed = true;
+/**
+ * Writes an answer in the exchange's format (`undefined`: no body), unless the request was
+ * answered or aborted already; false then. `close` ends the connection after it.
+ */
+function send(ex: Exchange, status: number, payload: unknown, close: boolean, bearer = false): boolean {
+  if (ex.closed) return false;
+  ex.closed = true;
+  const res = ex.res;
+  res.cork(() => {
+    res.writeStatus(statusLine(status));
+    if (bearer) res.writeHeader('www-authenticate', 'Bearer');
+    if (payload === undefined) {
+      res.endWithoutBody(0, close);
+      return;
+    }
     const body = ex.format === 'json' ? JSON.stringify(payload) : msgpack.pack(payload);
-    ex.res.cork(() => {
-      ex.res
-        .writeStatus(statusLine(status))
-        .writeHeader('content-type', CONTENT_TYPE[ex.format])
-        .end(body, draining());
-    });
-    return true;
-  };
+    res.writeHeader('content-type', CONTENT_TYPE[ex.format]).end(body, close);
+  });
+  return true;
+}
 
-  const fail = (ex: Exchange, err: unknown): void => {
-    const known = err instanceof ClientError;
-    if (!known) onError(err, requestIdOf(ex.requestId));
-    const e = known ? err : new ClientError('internal');
-    if (answer(ex, e.status, e.toBody())) {
-      onDecision?.(null, e.status, performance.now() - ex.started, e.code, ex.requestId);
+/** A POST route that takes a body: what differs between the decide and the bid route. */
+interface BodyRoute {
+  /** Called when a request arrives, before anything else. */
+  onRequest: (() => void) | undefined;
+  /** The body's format from its Content-Type header; null refuses it (415) with `mediaMessage`. */
+  format(contentType: string): BodyFormat | null;
+  mediaMessage(contentType: string): string;
+  /** Called once per request refused, failed or aborted (499): no result then. */
+  settled(ex: Exchange, status: number, code: ErrorCode | null): void;
+  /** Handles the whole body; answers through `send`. */
+  run(ex: Exchange, body: Buffer): void;
+}
+
+/** Makes the data plane's POST routes: one auth check, one body reader, one way to refuse. */
+function bodyRoutes(maxBody: number, authorize: DataPlaneOptions['authorize']) {
+  /** Answers an error before the body was read and closes the connection (the body is unread). */
+  const refuse = (route: BodyRoute, ex: Exchange, code: ErrorCode, message: string): void => {
+    const err = new ClientError(code, message);
+    if (send(ex, err.status, err.toBody(), true, code === 'unauthorized')) {
+      route.settled(ex, err.status, err.code);
     }
   };
+  const tooLarge = `The body is larger than ${maxBody} bytes`;
 
+  return (route: BodyRoute) =>
+    (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
+      route.onRequest?.();
+      const type = req.getHeader('content-type');
+      const format = route.format(type);
+      const declared = req.getHeader('content-length');
+      const ex: Exchange = {
+        res,
+        closed: false,
+        format: format ?? 'json',
+        started: performance.now(),
+        requestId: req.getHeader('x-request-id'),
+      };
+      res.onAborted(() => {
+        if (ex.closed) return;
+        ex.closed = true;
+        route.settled(ex, 499, null);
+      });
+      if (authorize !== undefined) {
+        const verdict = authorize(req.getHeader('authorization'));
+        if (verdict === 'unauthorized') {
+          refuse(route, ex, 'unauthorized', 'Send Authorization: Bearer <token> with the decide scope');
+          return;
+        }
+        if (verdict === 'forbidden') {
+          refuse(route, ex, 'forbidden', 'The token does not have the decide scope');
+          return;
+        }
+      }
+      if (format === null) {
+        refuse(route, ex, 'unsupported_media_type', route.mediaMessage(type));
+        return;
+      }
+      if (declared !== '' && Number(declared) > maxBody) {
+        refuse(route, ex, 'body_too_large', tooLarge);
+        return;
+      }
+      let chunks: Buffer[] | null = null;
+      let size = 0;
+      res.onData((chunk, isLast) => {
+        if (ex.closed) return;
+        size += chunk.byteLength;
+        if (size > maxBody) {
+          refuse(route, ex, 'body_too_large', tooLarge);
+          return;
+        }
+        if (isLast && chunks === null) {
+          // The common case: the whole body in one chunk. Copy it: uWS reuses the memory.
+          route.run(ex, Buffer.from(new Uint8Array(chunk)));
+          return;
+        }
+        (chunks ??= []).push(Buffer.from(new Uint8Array(chunk)));
+        if (isLast) route.run(ex, Buffer.concat(chunks, size));
+      });
+    };
+}
+
+/** Answers 405 on every other method of `route`. */
+function onlyMethod(
+  app: uWS.TemplatedApp,
+  route: string,
+  allow: 'GET' | 'POST',
+  onOtherRoute: DataPlaneOptions['onOtherRoute'],
+): void {
+  app.any(route, (res) => {
+    res.cork(() => {
+      res
+        .writeStatus(statusLine(405))
+        .writeHeader('allow', allow)
+        .writeHeader('content-type', 'application/json')
+        .end(JSON.stringify(new ClientError('method_not_allowed', `${allow} ${route} only`).toBody()));
+    });
+    onOtherRoute?.(route, 405, 'method_not_allowed');
+  });
+}
+
+export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
+  const app = uWS.App();
+  const onDecision = opts.onDecision;
+  const draining = opts.draining ?? (() => false);
+  const onError =
+    opts.onError ?? ((err: unknown, id: string) => console.error(`decision failed (request ${id})`, err));
+  /** The error to answer for a failure: a ClientError as it is, anything else logged and a 500. */
+  const errorOf = (ex: Exchange, err: unknown): ClientError => {
+    if (err instanceof ClientError) return err;
+    onError(err, requestIdOf(ex.requestId));
+    return new ClientError('internal');
+  };
+  const bodyRoute = bodyRoutes(opts.maxBodyBytes, opts.authorize);
+
+  const settled = (ex: Exchange, status: number, code: ErrorCode | null): void =>
+    onDecision?.(null, status, performance.now() - ex.started, code, ex.requestId);
+  const fail = (ex: Exchange, err: unknown): void => {
+    const e = errorOf(ex, err);
+    if (send(ex, e.status, e.toBody(), draining())) settled(ex, e.status, e.code);
+  };
   const done = (ex: Exchange, outcome: DecisionOutcome): void => {
-    if (answer(ex, 200, outcome.output satisfies DecideOutput)) {
+    if (send(ex, 200, outcome.output satisfies DecideOutput, draining())) {
       onDecision?.(outcome, 200, performance.now() - ex.started, null, ex.requestId);
     }
   };
 
-  const run = (ex: Exchange, body: Buffer): void => {
-    try {
-      const input = parseDecideBody(body, ex.format);
-      const result = opts.service.decide(input);
-      if (result instanceof Promise) {
-        result.then(
-          (outcome) => done(ex, outcome),
-          (err: unknown) => fail(ex, err),
-        );
-      } else {
-        done(ex, result);
-      }
-    } catch (err) {
-      fail(ex, err);
-    }
-  };
+  app.post(
+    '/v1/decide',
+    bodyRoute({
+      onRequest: opts.onRequest,
+      format: bodyFormat,
+      mediaMessage: () => 'Send application/json or application/msgpack',
+      settled,
+      run(ex, body) {
+        try {
+          const result = opts.service.decide(parseDecideBody(body, ex.format));
+          if (result instanceof Promise) {
+            result.then(
+              (outcome) => done(ex, outcome),
+              (err: unknown) => fail(ex, err),
+            );
+          } else done(ex, result);
+        } catch (err) {
+          fail(ex, err);
+        }
+      },
+    }),
+  );
+  onlyMethod(app, '/v1/decide', 'POST', opts.onOtherRoute);
 
-  app.post('/v1/decide', (res, req) => {
-    const format = bodyFormat(req.getHeader('content-type'));
-    const declared = req.getHeader('content-length');
-    const ex: Exchange = {
-      res,
-      closed: false,
-      format: format ?? 'json',
-      started: performance.now(),
-      requestId: req.getHeader('x-request-id'),
-    };
-    opts.onRequest?.();
-    res.onAborted(() => {
-      if (ex.closed) return;
-      ex.closed = true;
-      onDecision?.(null, 499, performance.now() - ex.started, null, ex.requestId);
-    });
-    if (authorize !== undefined) {
-      const verdict = authorize(req.getHeader('authorization'));
-      if (verdict !== 'ok') {
-        if (verdict === 'unauthorized') {
-          reject(
-            ex,
-            'unauthorized',
-            'Send Authorization: Bearer <token> with the decide scope',
-            true,
-            onDecision,
-          );
-        } else reject(ex, 'forbidden', 'The token does not have the decide scope', true, onDecision);
-        return;
-      }
-    }
-    if (format === null) {
-      reject(ex, 'unsupported_media_type', 'Send application/json or application/msgpack', true, onDecision);
-      return;
-    }
-    if (declared !== '' && Number(declared) > maxBody) {
-      reject(ex, 'body_too_large', `The body is larger than ${maxBody} bytes`, true, onDecision);
-      return;
-    }
-    let chunks: Buffer[] | null = null;
-    let size = 0;
-    res.onData((chunk, isLast) => {
-      if (ex.closed) return;
-      size += chunk.byteLength;
-      if (size > maxBody) {
-        reject(ex, 'body_too_large', `The body is larger than ${maxBody} bytes`, true, onDecision);
-        return;
-      }
-      if (isLast && chunks === null) {
-        // The common case: the whole body in one chunk. Copy it: uWS reuses the memory.
-        run(ex, Buffer.from(new Uint8Array(chunk)));
-        return;
-      }
-      (chunks ??= []).push(Buffer.from(new Uint8Array(chunk)));
-      if (isLast) run(ex, Buffer.concat(chunks, size));
-    });
-  });
-
-  app.any('/v1/decide', (res) => {
-    res.cork(() => {
-      res
-        .writeStatus(statusLine(405))
-        .writeHeader('allow', 'POST')
-        .writeHeader('content-type', 'application/json')
-        .end(JSON.stringify(new ClientError('method_not_allowed', 'POST /v1/decide only').toBody()));
-    });
-    onOtherRoute?.('/v1/decide', 405, 'method_not_allowed');
-  });
-
-  if (opts.openrtb !== undefined) openRtbRoutes(app, opts.openrtb, maxBody, draining, authorize, onError);
+  if (opts.openrtb !== undefined) {
+    openRtbRoutes(app, opts.openrtb, bodyRoute, errorOf, draining, opts.onOtherRoute);
+  }
 
   app.any('/*', (res, req) => {
     const url = req.getUrl();
@@ -228,30 +279,10 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
         .writeHeader('content-type', 'application/json')
         .end(JSON.stringify(new ClientError('not_found', `No route ${url} on the data plane`).toBody()));
     });
-    onOtherRoute?.('unmatched', 404, 'not_found');
+    opts.onOtherRoute?.('unmatched', 404, 'not_found');
   });
 
   return app;
-}
-
-/** Answers an error before the body was read; closes the connection when the body is unread. */
-function reject(
-  ex: Exchange,
-  code: ErrorCode,
-  message: string,
-  closeConnection: boolean,
-  onDecision: DataPlaneOptions['onDecision'],
-): void {
-  if (ex.closed) return;
-  ex.closed = true;
-  const err = new ClientError(code, message);
-  const body = ex.format === 'json' ? JSON.stringify(err.toBody()) : msgpack.pack(err.toBody());
-  ex.res.cork(() => {
-    ex.res.writeStatus(statusLine(err.status)).writeHeader('content-type', CONTENT_TYPE[ex.format]);
-    if (code === 'unauthorized') ex.res.writeHeader('www-authenticate', 'Bearer');
-    ex.res.end(body, closeConnection);
-  });
-  onDecision?.(null, err.status, performance.now() - ex.started, err.code, ex.requestId);
 }
 
 /**
@@ -261,116 +292,47 @@ function reject(
 function openRtbRoutes(
   app: uWS.TemplatedApp,
   rtb: OpenRtbRoutes,
-  maxBody: number,
+  bodyRoute: ReturnType<typeof bodyRoutes>,
+  errorOf: (ex: Exchange, err: unknown) => ClientError,
   draining: () => boolean,
-  authorize: DataPlaneOptions['authorize'],
-  onError: (err: unknown, requestId: string) => void,
+  onOtherRoute: DataPlaneOptions['onOtherRoute'],
 ): void {
   const { bidder, onBid, onNotice } = rtb;
 
-  const write = (ex: Exchange, status: number, body: string | null): boolean => {
-    if (ex.closed) return false;
-    ex.closed = true;
-    ex.res.cork(() => {
-      ex.res.writeStatus(statusLine(status));
-      if (body === null) ex.res.endWithoutBody(0, draining());
-      else ex.res.writeHeader('content-type', 'application/json').end(body, draining());
-    });
-    return true;
-  };
-  const errorOf = (ex: Exchange, err: unknown): ClientError => {
-    if (err instanceof ClientError) return err;
-    onError(err, requestIdOf(ex.requestId));
-    return new ClientError('internal');
-  };
+  const settled = (ex: Exchange, status: number, code: ErrorCode | null): void =>
+    onBid?.(null, status, performance.now() - ex.started, code);
   const bidFailed = (ex: Exchange, err: unknown): void => {
     const e = errorOf(ex, err);
-    if (write(ex, e.status, JSON.stringify(e.toBody()))) {
-      onBid?.(null, e.status, performance.now() - ex.started, e.code);
-    }
+    if (send(ex, e.status, e.toBody(), draining())) settled(ex, e.status, e.code);
   };
   const bidDone = (ex: Exchange, answer: BidAnswer): void => {
-    const ok = answer.status === 200 ? write(ex, 200, JSON.stringify(answer.body)) : write(ex, 204, null);
+    const ok = send(ex, answer.status, answer.status === 200 ? answer.body : undefined, draining());
     if (ok) onBid?.(answer, answer.status, performance.now() - ex.started, null);
   };
-  const run = (ex: Exchange, body: Buffer): void => {
-    try {
-      const result = bidder.bid(parseBidRequest(body), ex.started);
-      if (result instanceof Promise) {
-        result.then(
-          (a) => bidDone(ex, a),
-          (err: unknown) => bidFailed(ex, err),
-        );
-      } else bidDone(ex, result);
-    } catch (err) {
-      bidFailed(ex, err);
-    }
-  };
 
-  app.post('/openrtb2/bid', (res, req) => {
-    rtb.onRequest?.();
-    const declared = req.getHeader('content-length');
-    const ex: Exchange = {
-      res,
-      closed: false,
-      format: 'json',
-      started: performance.now(),
-      requestId: req.getHeader('x-request-id'),
-    };
-    res.onAborted(() => {
-      if (ex.closed) return;
-      ex.closed = true;
-      onBid?.(null, 499, performance.now() - ex.started, null);
-    });
-    const early = (code: ErrorCode, message: string): void => {
-      const e = new ClientError(code, message);
-      if (ex.closed) return;
-      ex.closed = true;
-      res.cork(() => {
-        res.writeStatus(statusLine(e.status)).writeHeader('content-type', 'application/json');
-        if (code === 'unauthorized') res.writeHeader('www-authenticate', 'Bearer');
-        res.end(JSON.stringify(e.toBody()), true);
-      });
-      onBid?.(null, e.status, performance.now() - ex.started, code);
-    };
-    if (authorize !== undefined) {
-      const verdict = authorize(req.getHeader('authorization'));
-      if (verdict !== 'ok') {
-        if (verdict === 'unauthorized')
-          early('unauthorized', 'Send Authorization: Bearer <token> with the decide scope');
-        else early('forbidden', 'The token does not have the decide scope');
-        return;
-      }
-    }
-    const type = req.getHeader('content-type');
-    if (type !== '' && bodyFormat(type) !== 'json') {
-      early(
-        'unsupported_media_type',
-        `Content-Type ${type} is not taken here; send application/json (OpenRTB)`,
-      );
-      return;
-    }
-    if (declared !== '' && Number(declared) > maxBody) {
-      early('body_too_large', `The body is larger than ${maxBody} bytes`);
-      return;
-    }
-    let chunks: Buffer[] | null = null;
-    let size = 0;
-    res.onData((chunk, isLast) => {
-      if (ex.closed) return;
-      size += chunk.byteLength;
-      if (size > maxBody) {
-        early('body_too_large', `The body is larger than ${maxBody} bytes`);
-        return;
-      }
-      if (isLast && chunks === null) {
-        run(ex, Buffer.from(new Uint8Array(chunk)));
-        return;
-      }
-      (chunks ??= []).push(Buffer.from(new Uint8Array(chunk)));
-      if (isLast) run(ex, Buffer.concat(chunks, size));
-    });
-  });
+  app.post(
+    '/openrtb2/bid',
+    bodyRoute({
+      onRequest: rtb.onRequest,
+      // OpenRTB is JSON; a request without a Content-Type is taken as JSON.
+      format: (type) => (bodyFormat(type) === 'json' ? 'json' : null),
+      mediaMessage: (type) => `Content-Type ${type} is not taken here; send application/json (OpenRTB)`,
+      settled,
+      run(ex, body) {
+        try {
+          const result = bidder.bid(parseBidRequest(body), ex.started);
+          if (result instanceof Promise) {
+            result.then(
+              (a) => bidDone(ex, a),
+              (err: unknown) => bidFailed(ex, err),
+            );
+          } else bidDone(ex, result);
+        } catch (err) {
+          bidFailed(ex, err);
+        }
+      },
+    }),
+  );
 
   for (const kind of ['win', 'bill'] as const) {
     const route = `/openrtb2/${kind}`;
@@ -387,11 +349,11 @@ function openRtbRoutes(
       });
       const failed = (err: unknown): void => {
         const e = errorOf(ex, err);
-        if (write(ex, e.status, JSON.stringify(e.toBody()))) onNotice?.(kind, null, e.status, e.code);
+        if (send(ex, e.status, e.toBody(), draining())) onNotice?.(kind, null, e.status, e.code);
       };
       try {
         bidder.notice(kind, req.getQuery() ?? '').then((r) => {
-          if (write(ex, 204, null)) onNotice?.(kind, r, 204, null);
+          if (send(ex, 204, undefined, draining())) onNotice?.(kind, r, 204, null);
         }, failed);
       } catch (err) {
         failed(err);
@@ -399,18 +361,9 @@ function openRtbRoutes(
     });
   }
 
-  for (const route of ['/openrtb2/bid', '/openrtb2/win', '/openrtb2/bill']) {
-    const allow = route === '/openrtb2/bid' ? 'POST' : 'GET';
-    app.any(route, (res) => {
-      res.cork(() => {
-        res
-          .writeStatus(statusLine(405))
-          .writeHeader('allow', allow)
-          .writeHeader('content-type', 'application/json')
-          .end(JSON.stringify(new ClientError('method_not_allowed', `${allow} ${route} only`).toBody()));
-      });
-    });
-  }
+  onlyMethod(app, '/openrtb2/bid', 'POST', onOtherRoute);
+  onlyMethod(app, '/openrtb2/win', 'GET', onOtherRoute);
+  onlyMethod(app, '/openrtb2/bill', 'GET', onOtherRoute);
 }
 
 /** Listens on host:port (0 picks a free port). */
