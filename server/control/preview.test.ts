@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { makeKit } from './test-kit.js';
+import { compileRuleSet } from '../../rules/compile.js';
+import type { RuleSet } from '../../rules/types.js';
+import { parseDecideBody } from '../decision/request.js';
+import { DecisionService } from '../decision/service.js';
+import { makeKit, T0 } from './test-kit.js';
 
 const BUYER = {
   id: 'p-buyer',
@@ -95,6 +99,46 @@ describe('preview', () => {
       body: { profile: BUYER, placements: PLACEMENTS, ruleset: 99 },
     });
     expect([missing.status, missing.body.error.code]).toEqual([404, 'ruleset_not_found']);
+  });
+
+  it('puts everyone on the same side of a hold-out as the data plane does (stored, unknown, alias-only)', async () => {
+    const kit = await makeKit();
+    const halfHeld = {
+      ...DRAFT,
+      campaigns: [{ ...DRAFT.campaigns[0]!, holdout: 0.5 }],
+    };
+    const service = new DecisionService(
+      kit.store,
+      { version: 1, checksum: 'x', compiled: compileRuleSet(halfHeld as RuleSet), activatedAt: 0 },
+      { deadlineMs: 60_000, now: () => T0 },
+    );
+    const users: Array<{ id: string } | { ids: Record<string, string> }> = [];
+    for (let i = 0; i < 20; i++) {
+      await kit.store.putProfile({ id: `stored-${i}`, tags: [] });
+      await kit.store.linkAliases(`stored-${i}`, { email: `s${i}@example.com` });
+      users.push(
+        { id: `stored-${i}` },
+        { id: `unknown-${i}` },
+        { ids: { idfa: `anon-${i}`, gaid: `g-${i}` } },
+      );
+      users.push({ ids: { email: `s${i}@example.com` } });
+    }
+    const sides: string[] = [];
+    for (const user of users) {
+      const preview = await kit.req('POST', '/v1/preview', {
+        body: { user, placements: PLACEMENTS, ruleset: halfHeld },
+      });
+      expect(preview.status).toBe(200);
+      const input = parseDecideBody(Buffer.from(JSON.stringify({ user, placements: PLACEMENTS })), 'json');
+      const decided = (await service.decide(input)).output;
+      expect(preview.body.user).toBe(decided.user);
+      const d = decided.decisions[0]!;
+      const variant = 'variant' in d ? d.variant : null;
+      expect(preview.body.decisions[0].variant).toBe(variant);
+      sides.push(String(variant));
+    }
+    // Both sides are drawn: the comparison is not between two answers that never vary.
+    expect(new Set(sides).size).toBe(2);
   });
 
   it('decides at a given moment: outside the flight nothing fills', async () => {

@@ -5,6 +5,7 @@
 import { type CompiledRuleSet, compileRuleSetInSlices } from '../../rules/compile.js';
 import { decide } from '../../rules/decide.js';
 import type { FrequencyCounters, Placement, Profile } from '../../rules/types.js';
+import { findPerson, profileToDecide, userRef } from '../decision/identity.js';
 import { notePlacementId } from '../decision/request.js';
 import { ClientError } from '../errors.js';
 import { hasScope } from './auth.js';
@@ -93,25 +94,13 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
       profile = { ...body.profile, tags: body.profile.tags ?? [] };
       pid = profile.id;
     } else {
-      const user = body.user!;
-      pid = user.id ?? null;
-      if (pid === null) {
-        const ids = Object.entries(user.ids ?? {});
-        const found = await ctx.storeCall('resolve aliases', () =>
-          Promise.all(ids.map(([k, v]) => ctx.deps.profiles.resolveAlias(k, v))),
-        );
-        pid = found.find((x): x is string => x !== null) ?? null;
-      }
-      if (pid !== null) {
-        const id = pid;
-        const record = await ctx.storeCall('load the person', () => ctx.deps.profiles.loadPerson(id));
-        counters = record.counters;
-        known = record.profile !== null;
-        profile = record.profile ?? { id: pid, tags: [] };
-      } else {
-        const first = Object.entries(body.user!.ids ?? {})[0];
-        profile = { id: first === undefined ? '' : `${first[0]}:${first[1]}`, tags: [] };
-      }
+      // The same look-up and the same profile for nobody as a decision (hold-outs included).
+      const user = userRef(body.user!);
+      const found = await ctx.storeCall('look up the person', () => findPerson(ctx.deps.profiles, user));
+      pid = found.pid;
+      counters = found.record?.counters ?? {};
+      known = found.record?.profile != null;
+      profile = profileToDecide(user, pid, found.record);
     }
     const result = decide(
       compiled,

@@ -9,9 +9,9 @@ import type {
   Explanation,
   FrequencyCounters,
   PlacementDecision,
-  Profile,
 } from '../../rules/types.js';
 import type { CacheLookups, PersonRecord, ProfileStore } from '../store/types.js';
+import { findPerson, profileToDecide } from './identity.js';
 import type { DecideInput } from './request.js';
 
 /** The rule set that decides, with what identifies it. Replaced as a whole, never mutated. */
@@ -50,10 +50,6 @@ const NO_COUNTERS: FrequencyCounters = Object.freeze({});
 const TIMEOUT = Symbol('timeout');
 const FAILED = Symbol('failed');
 type Late = typeof TIMEOUT | typeof FAILED;
-interface Loaded {
-  pid: string | null;
-  record: PersonRecord | null;
-}
 
 export class DecisionService {
   private active: ActiveRuleSet;
@@ -144,20 +140,11 @@ export class DecisionService {
       try {
         if (knownPid !== null)
           this.store.loadPerson(knownPid).then((record) => settle(knownPid, record, null), failed);
-        else this.resolveThenLoad(input).then((got) => settle(got.pid, got.record, null), failed);
+        else findPerson(this.store, input.user).then((got) => settle(got.pid, got.record, null), failed);
       } catch {
         failed();
       }
     });
-  }
-
-  /** Aliases resolved (all at once; the first that names someone wins), then that person loaded. */
-  private async resolveThenLoad(input: DecideInput): Promise<Loaded> {
-    if (input.user.kind !== 'aliases') return { pid: null, record: null };
-    const found = await Promise.all(input.user.aliases.map(([k, v]) => this.store.resolveAlias(k, v)));
-    const pid = found.find((x): x is string => typeof x === 'string') ?? null;
-    if (pid === null) return { pid: null, record: null };
-    return { pid, record: await this.store.loadPerson(pid) };
   }
 
   private finish(
@@ -168,7 +155,7 @@ export class DecisionService {
     degradedBy: 'timeout' | 'store_error' | null,
     now: number,
   ): DecisionOutcome {
-    const profile: Profile = record?.profile ?? { id: pid ?? anonymousId(input), tags: [] };
+    const profile = profileToDecide(input.user, pid, record);
     const request: DecisionRequest = { placements: input.placements, explain: input.explain };
     if (input.contextTags !== undefined) request.contextTags = input.contextTags;
     const counters = record?.counters ?? NO_COUNTERS;
@@ -178,11 +165,4 @@ export class DecisionService {
     if (result.explain !== undefined) output.explain = result.explain;
     return { output, degradedBy };
   }
-}
-
-/** A stable id for someone known by aliases only, so hold-outs stay stable for them too. */
-function anonymousId(input: DecideInput): string {
-  if (input.user.kind === 'id') return input.user.id;
-  const first = input.user.aliases[0];
-  return first === undefined ? '' : `${first[0]}:${first[1]}`;
 }
