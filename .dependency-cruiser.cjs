@@ -4,7 +4,7 @@
  *
  *   0  rules/                      the rule language: parse, validate, compile, decide
  *   1  server/{errors,log,project,scopes}.ts, server/types/   leaves every layer may use
- *   2  server/store/, server/demo/  profile stores (embedded, Redis), codec, bus
+ *   2  server/store/, server/demo/  profile stores (embedded, Redis), stored formats, bus
  *   3  server/decision/, server/contracts/, server/profiles/, server/config.ts
  *   4  server/ruleset-file.ts, server/ruleset-sync.ts, server/openrtb/ (the bidder: OpenRTB
  *      requests, bids and notices over the decision service; the data plane serves its routes)

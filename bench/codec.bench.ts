@@ -1,24 +1,23 @@
 /**
- * Profile encoding: the Redis layout (server/store/codec.ts, format 2: dictionary ids, varints),
- * the embedded store's (format 1, msgpackr, positional) and JSON.stringify / JSON.parse, on demo
- * profiles (20-40 tags, stages, CLV, attributes, channels, active hours), with the bytes each takes
- * per profile. Format 2 decodes with a dictionary that knows every id (the steady state of a
- * server). Prints a table and writes the figures to bench/results/codec-<date>.json and
- * codec-latest.json. Run with `npm run bench:codec`.
+ * Profile encoding: the Redis layout (server/store/person-format.ts, format 2: dictionary ids,
+ * varints), the embedded store's (server/store/profile-format.ts, format 1, msgpackr, positional)
+ * and JSON.stringify / JSON.parse, on demo profiles (20-40 tags, stages, CLV, attributes,
+ * channels, active hours), with the bytes each takes per profile. Format 2 decodes with a
+ * dictionary that knows every id (the steady state of a server). Prints a table and writes the
+ * figures to bench/results/codec-<date>.json and codec-latest.json. Run with `npm run bench:codec`.
  */
 import { do_not_optimize } from 'mitata';
 import type { Profile } from '../rules/types.js';
 import { demoProfile } from '../server/demo/profiles.js';
+import { splitStages } from '../server/store/person.js';
 import {
   decodePerson,
-  decodeProfile,
   encodeBody,
-  encodeProfile,
   encodeStages,
   personValue,
   type StringIds,
-} from '../server/store/codec.js';
-import { splitStages } from '../server/store/person.js';
+} from '../server/store/person-format.js';
+import { decodeProfile, encodeProfile } from '../server/store/profile-format.js';
 import { bench, HEAD, type Row, writeResults } from './report.js';
 
 const POOL = 256;

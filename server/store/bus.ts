@@ -3,7 +3,7 @@
  * EmbeddedBus (each may take its own handle with `attach()`, so that closing one server leaves
  * the others listening). Also the checks every bus applies to what it receives.
  */
-import { aliasMember } from './codec.js';
+import { aliasMember } from './person.js';
 import type { Bus, BusMessage } from './types.js';
 
 type Handler = (message: BusMessage) => void;

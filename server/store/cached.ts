@@ -20,7 +20,8 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
-import { aliasMember, appendImpression, impressionLimits, setCounter } from './codec.js';
+import { appendImpression, impressionLimits, setCounter } from './impressions.js';
+import { aliasMember } from './person.js';
 import type {
   AliasLink,
   BusMessage,

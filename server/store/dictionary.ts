@@ -1,7 +1,7 @@
 /**
  * The string dictionary of the Redis store: every string of a stored person (tags, map keys,
  * string attribute values, time zones, brand and stage names) is kept once, as a small integer
- * id, and people hold the ids (codec.ts, format 2).
+ * id, and people hold the ids (person-format.ts, format 2).
  *
  * In Redis, under the store's key prefix, in the global slot (redis-keys.ts):
  *   dict:{ms}     hash: string -> id

@@ -7,17 +7,9 @@
  * deduplicated by id for the same window.
  */
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
+import { appendImpression, decodeTimes, encodeTimes, impressionLimits, setCounter } from './impressions.js';
 import {
   aliasMember,
-  appendImpression,
-  decodeProfile,
-  decodeTimes,
-  encodeProfile,
-  encodeTimes,
-  impressionLimits,
-  setCounter,
-} from './codec.js';
-import {
   aliasRecord,
   applyPatch,
   checkEvent,
@@ -30,6 +22,7 @@ import {
   splitStages,
   utcDay,
 } from './person.js';
+import { decodeProfile, encodeProfile } from './profile-format.js';
 import type {
   AliasLink,
   EventResult,

@@ -8,9 +8,9 @@
  * - The dictionary, the store's identity, rule sets and the gathered funnel counts share the
  *   global tag `{ms}`.
  *
- * A person is one value, `p:{pid}` (codec.ts, format 2): a first byte with the format and the
- * number of stages, the stages as varint brand id / stage id pairs, then the body, which no
- * script looks into. Strings are ids into the string dictionary; scripts never read the
+ * A person is one value, `p:{pid}` (person-format.ts, format 2): a first byte with the format
+ * and the number of stages, the stages as varint brand id / stage id pairs, then the body, which
+ * no script looks into. Strings are ids into the string dictionary; scripts never read the
  * dictionary (it lives in another slot): the caller passes the ids of the brands and stages it
  * names.
  *
@@ -26,7 +26,7 @@
  * `fm:{ms}:<brand>:<day>`) in three idempotent steps (FOLD_TAKE, FOLD_APPLY, FOLD_CLEAR; see
  * redis.ts), so the counts stay exactly the sum of the stored stages.
  */
-import { PERSON_FORMAT } from './codec.js';
+import { PERSON_FORMAT } from './person-format.js';
 
 /** The error a write answers when its ids come from another dictionary than the slot's (see above). */
 export const STALE_DICTIONARY = 'STALEDICT';
@@ -135,9 +135,9 @@ end
 
 /**
  * `appendImpression(key, field, at, keep, ttl)`: appends one impression time to a counters hash
- * (packed big-endian doubles), keeping the `keep` most recent times not older than `ttl` before
- * the newest, and makes the hash live at least `ttl` ms from now (a shorter ttl of another
- * campaign never cuts a longer one short). Returns the number of times kept.
+ * (packed big-endian doubles, impressions.ts), keeping the `keep` most recent times not older
+ * than `ttl` before the newest, and makes the hash live at least `ttl` ms from now (a shorter ttl
+ * of another campaign never cuts a longer one short). Returns the number of times kept.
  */
 const APPEND_IMPRESSION_FN = `
 local function appendImpression(key, field, at, keep, ttl)

@@ -2,7 +2,7 @@
  * What both stores do alike, in plain functions: splitting stages off a profile (they are kept
  * apart from the rest so that events can move them atomically: the first part of a person's
  * value in Redis, a map of their own in the embedded store), applying a patch, the stage an event
- * moves a person to, and day arithmetic for funnel moves.
+ * moves a person to, day arithmetic for funnel moves, and aliases as members (`kind:value`).
  */
 import type { Profile } from '../../rules/types.js';
 import type { EventWrite, ProfilePatch } from './types.js';
@@ -178,6 +178,11 @@ function parseDay(day: string): number {
   const t = DAY_RE.test(day) ? Date.parse(`${day}T00:00:00.000Z`) : Number.NaN;
   if (!Number.isFinite(t) || utcDay(t) !== day) throw new RangeError(`not a day (YYYY-MM-DD): ${day}`);
   return t;
+}
+
+/** An alias as the stores keep it: `kind:value` (the Redis key is `a:{kind:value}`). */
+export function aliasMember(kind: string, value: string): string {
+  return `${kind}:${value}`;
 }
 
 /** `kind:value` alias members as `kind -> value` (the first value of a kind in sorted order). */

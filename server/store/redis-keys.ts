@@ -4,7 +4,7 @@
  *
  * A person, tag `{pid}`:
  *   p:{pid}              the person: stages and profile in one value, strings as dictionary ids
- *                        (codec.ts, format 2)
+ *                        (person-format.ts, format 2)
  *   fc:{pid}             hash: campaign id -> packed impression times
  *   ax:{pid}             set of the person's aliases, `kind:value`
  *   ev:{pid}             hash: events applied to the person, `e:<eventId>` -> until when they

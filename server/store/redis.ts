@@ -27,19 +27,8 @@
 
 import type { Redis } from 'ioredis';
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
-import {
-  aliasMember,
-  bodyStart,
-  decodePerson,
-  decodeTimes,
-  encodeBody,
-  encodeStages,
-  impressionLimits,
-  MissingStrings,
-  personIds,
-  setCounter,
-} from './codec.js';
 import { StringDictionary } from './dictionary.js';
+import { decodeTimes, impressionLimits, setCounter } from './impressions.js';
 import {
   APPLY_EVENT_LUA,
   DEL_IF_EQUALS_LUA,
@@ -64,6 +53,7 @@ import {
   STALE_DICTIONARY,
 } from './lua.js';
 import {
+  aliasMember,
   aliasRecord,
   applyPatch,
   checkEvent,
@@ -74,6 +64,14 @@ import {
   splitStages,
   utcDay,
 } from './person.js';
+import {
+  bodyStart,
+  decodePerson,
+  encodeBody,
+  encodeStages,
+  MissingStrings,
+  personIds,
+} from './person-format.js';
 import {
   newEpoch,
   RedisClient,

@@ -12,9 +12,9 @@ import { clusterTarget, type RedisTarget, singleTarget } from '../../test/redis-
 import { demoProfile } from '../demo/profiles.js';
 import { EmbeddedBus } from './bus.js';
 import { CachedStore } from './cached.js';
-import { encodeProfile } from './codec.js';
 import { describeStoreContract, type StoreFixture } from './contract.js';
 import { EmbeddedStore } from './embedded.js';
+import { encodeProfile } from './profile-format.js';
 import { RedisStore, type RedisStoreOptions, StoreDataLostError } from './redis.js';
 import { busChannel, RedisBus } from './redis-bus.js';
 import { NotReplicatedError } from './redis-client.js';

@@ -17,8 +17,8 @@ export interface PersonRecord {
  *
  * Keys of one person share a hash tag (Redis; the embedded store keeps the same in maps):
  *   p:{pid}   the person: funnel stages first (brand -> stage, which events move atomically),
- *             then the profile; every string an id into the string dictionary (codec.ts,
- *             format 2)
+ *             then the profile; every string an id into the string dictionary
+ *             (person-format.ts, format 2)
  *   fc:{pid}  frequency counters: a hash, campaign id -> packed impression times
  *   ax:{pid}  the set of alias keys that point at the person (so forgetting is complete)
  *   a:{kind:value}  alias -> pid

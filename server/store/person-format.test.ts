@@ -2,134 +2,17 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Profile } from '../../rules/types.js';
 import { demoProfile } from '../demo/profiles.js';
+import { splitStages } from './person.js';
 import {
-  appendImpression,
   bodyStart,
   decodePerson,
-  decodeProfile,
-  decodeTimes,
   encodeBody,
-  encodeProfile,
   encodeStages,
-  encodeTimes,
   MissingStrings,
   personValue,
   type StringIds,
-} from './codec.js';
-import { splitStages } from './person.js';
-
-// -0 is stored as 0 (MessagePack has no negative zero integer); they compare the same anyway.
-const num = fc.double({ noNaN: true, noDefaultInfinity: true }).map((d) => (d === 0 ? 0 : d));
-const scalar = fc.oneof(fc.string(), fc.boolean(), num, fc.integer());
-const key = fc.string({ minLength: 1, maxLength: 12 }).filter((k) => k !== '__proto__');
-const profileArb: fc.Arbitrary<Profile> = fc.record(
-  {
-    id: fc.string({ minLength: 1 }),
-    tags: fc.array(fc.string(), { maxLength: 40 }),
-    stages: fc.dictionary(key, fc.string()),
-    clv: fc.dictionary(key, num),
-    attrs: fc.dictionary(key, scalar),
-    channels: fc.record(
-      {
-        display: fc.double({ min: 0, max: 1, noNaN: true }),
-        sms: fc.double({ min: 0, max: 1, noNaN: true }),
-      },
-      { requiredKeys: [] },
-    ),
-    activeHours: fc.array(fc.integer({ min: 0, max: 23 }), { maxLength: 24 }),
-    timezone: fc.constantFrom('Asia/Shanghai', 'UTC', 'Europe/Berlin'),
-    updatedAt: fc.integer({ min: 0, max: 4_102_444_800_000 }),
-  },
-  { requiredKeys: ['id', 'tags'] },
-);
-
-describe('profile codec (format 1, the embedded store)', () => {
-  it('round-trips any profile', () => {
-    fc.assert(
-      fc.property(profileArb, (p) => {
-        expect(decodeProfile(encodeProfile(p))).toEqual(p);
-      }),
-      { numRuns: 300 },
-    );
-  });
-
-  it('is compact: no field names in the bytes', () => {
-    const p: Profile = { id: 'p-1', tags: ['circle:business'], activeHours: [20], timezone: 'Asia/Shanghai' };
-    const text = encodeProfile(p).toString('latin1');
-    expect(text).not.toContain('activeHours');
-    expect(text).not.toContain('timezone');
-    expect(text).not.toContain('tags');
-  });
-
-  it('keeps fields it does not know', () => {
-    const p = { id: 'p-1', tags: [], nickname: 'Li', score: { a: 1 } } as unknown as Profile;
-    expect(decodeProfile(encodeProfile(p))).toEqual(p);
-  });
-
-  it('never throws on bytes it did not write: null instead', () => {
-    fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
-        const out = decodeProfile(bytes);
-        if (out !== null) {
-          expect(typeof out.id).toBe('string');
-          expect(Array.isArray(out.tags)).toBe(true);
-        }
-      }),
-      { numRuns: 2000 },
-    );
-    for (const bad of [
-      Buffer.alloc(0),
-      Buffer.from('hello'),
-      Buffer.from([0xc1]),
-      Buffer.from(JSON.stringify({ id: 'x', tags: [] })),
-      encodeProfile({ id: 'x', tags: [] }).subarray(0, 5),
-    ]) {
-      expect(decodeProfile(bad)).toBeNull();
-    }
-    // Right layout, wrong types.
-    const wrong = encodeProfile({ id: 'x', tags: [] });
-    wrong[wrong.length - 1] = 0x01; // `extra` becomes a number
-    expect(decodeProfile(wrong)).toBeNull();
-  });
-});
-
-describe('counter codec', () => {
-  it('round-trips impression times in 8 bytes each', () => {
-    const times = [0, 1_795_000_000_000, 1_795_000_000_000.5, 4_102_444_800_000];
-    const bytes = encodeTimes(times);
-    expect(bytes.length).toBe(32);
-    expect(decodeTimes(bytes)).toEqual(times);
-    expect(decodeTimes(Buffer.alloc(0))).toEqual([]);
-    expect(decodeTimes(Buffer.alloc(7))).toBeNull();
-    expect(decodeTimes(encodeTimes([Number.NaN]))).toBeNull();
-  });
-
-  it('appends: ascending, at most keep, none older than ttl before the newest', () => {
-    fc.assert(
-      fc.property(
-        fc.array(fc.integer({ min: 0, max: 1_000_000 }), { maxLength: 30 }),
-        fc.integer({ min: 1, max: 10 }),
-        fc.integer({ min: 1, max: 500_000 }),
-        (arrivals, keep, ttl) => {
-          let times: number[] = [];
-          const all: number[] = [];
-          for (const at of arrivals) {
-            times = appendImpression(times, at, keep, ttl);
-            all.push(at);
-            expect(times.length).toBeLessThanOrEqual(keep);
-            for (let i = 1; i < times.length; i++) expect(times[i]!).toBeGreaterThanOrEqual(times[i - 1]!);
-            const newest = Math.max(...all);
-            expect(times[times.length - 1]).toBe(newest);
-            for (const t of times) expect(t).toBeGreaterThanOrEqual(newest - ttl);
-          }
-        },
-      ),
-      { numRuns: 300 },
-    );
-  });
-});
-
-// ---- format 2 (the Redis layout) ----------------------------------------------------------------
+} from './person-format.js';
+import { encodeProfile } from './profile-format.js';
 
 /** A dictionary in memory, handing out ids in the order strings are first met. */
 class MemoryDictionary implements StringIds {

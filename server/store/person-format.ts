@@ -1,19 +1,12 @@
 /**
- * How a person is laid out in bytes. Every store (Redis, embedded) and the Lua scripts agree on
- * these formats, which live only here (the Lua side of the Redis layout is in lua.ts).
+ * How the Redis store lays out a person in bytes: format 2, which lives only here (the Lua side
+ * of it is in lua.ts; format 1, the embedded store's, is in profile-format.ts).
  *
- * Format 1, the embedded store's: one MessagePack array per profile, positional, so field names
- * cost nothing:
- *   [1, id, tags, stages, clv, attrs, channels, activeHours, timezone, updatedAt, extra]
- * Absent optional fields are nil; `extra` (nil when empty) keeps any field this version does not
- * know, so nothing written is silently lost. The embedded store writes it without stages (it keeps
- * them apart); a blob with stages decodes with them.
- *
- * Format 2, the Redis store's: one value per person, every string (tags, map keys, string
- * attribute values, the time zone, brand and stage names) an id into the string dictionary
- * (dictionary.ts), numbers as varints where they are integers (or two-decimal fractions), the
- * stages first so that Lua scripts can move them without knowing the rest. Varints: 7 bits a
- * byte, least significant first, the high bit set on every byte but the last.
+ * One value per person, every string (tags, map keys, string attribute values, the time zone,
+ * brand and stage names) an id into the string dictionary (dictionary.ts), numbers as varints
+ * where they are integers (or two-decimal fractions), the stages first so that Lua scripts can
+ * move them without knowing the rest. Varints: 7 bits a byte, least significant first, the high
+ * bit set on every byte but the last.
  *
  *   byte 0         format 2 in bits 0-2, the number of stages n in bits 3-7 (31: n - 31 follows
  *                  in a varint)
@@ -30,6 +23,7 @@
  *   updatedAt      bit 5: varint (a non-negative integer); bit 8: a tagged value (any other)
  *   id             bit 9: varint length, UTF-8 (only when it differs from the person id of the key)
  *   extra          bit 10: varint length, MessagePack of the fields this version does not know
+ *                  (extra-fields.ts)
  *   tags           always, last, to the end of the value (see writeTags): a byte whose bits 0-1
  *                  say how, then 0: varint ids in the profile's order; 3: the same ids packed at
  *                  the width in bits 2-7 of the first byte; 1 (ids ascending): the first id, then
@@ -46,120 +40,12 @@
  * 4 string (its id), 5 boolean (0 false, 1 true). Numbers come back exactly as written (-0 too);
  * a number that is not finite, or a value of the wrong type, is refused when encoding.
  *
- * Counter times: the impression times (epoch ms) of one campaign, ascending, each a big-endian
- * IEEE-754 double (8 bytes), concatenated. Lua in Redis reads and writes them with
- * `struct.unpack('>d')` / `struct.pack('>d')` (see RECORD_IMPRESSION_LUA in lua.ts).
- *
  * Decoding never throws: a value that is not what this module wrote decodes to null, and the
  * caller counts it.
  */
-import { Packr } from 'msgpackr';
 import { CHANNELS, type Profile, type Scalar } from '../../rules/types.js';
+import { addExtra, extraFields, packr } from './extra-fields.js';
 import { setOwn } from './person.js';
-
-const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
-
-/** The embedded store's layout. */
-export const PROFILE_FORMAT = 1;
-
-const KNOWN_FIELDS = new Set([
-  'id',
-  'tags',
-  'stages',
-  'clv',
-  'attrs',
-  'channels',
-  'activeHours',
-  'timezone',
-  'updatedAt',
-]);
-
-/** The fields of a profile this version does not know; null when there are none. */
-function extraFields(profile: Profile): Record<string, unknown> | null {
-  let extra: Record<string, unknown> | null = null;
-  for (const key of Object.keys(profile)) {
-    if (KNOWN_FIELDS.has(key)) continue;
-    const value = (profile as unknown as Record<string, unknown>)[key];
-    if (value === undefined) continue;
-    extra ??= {};
-    extra[key] = value;
-  }
-  return extra;
-}
-
-/** Copies the fields of `extra` this version does not know onto a profile; false when it is no object. */
-function addExtra(profile: Profile, extra: unknown): boolean {
-  if (!isPlainObject(extra)) return false;
-  for (const key of Object.keys(extra)) {
-    if (KNOWN_FIELDS.has(key)) continue;
-    (profile as unknown as Record<string, unknown>)[key] = extra[key];
-  }
-  return true;
-}
-
-/** The stored bytes of a profile (format 1). */
-export function encodeProfile(profile: Profile): Buffer {
-  return packr.pack([
-    PROFILE_FORMAT,
-    profile.id,
-    profile.tags,
-    profile.stages ?? null,
-    profile.clv ?? null,
-    profile.attrs ?? null,
-    profile.channels ?? null,
-    profile.activeHours ?? null,
-    profile.timezone ?? null,
-    profile.updatedAt ?? null,
-    extraFields(profile),
-  ]);
-}
-
-/** The profile in format-1 bytes; null when the bytes are not a profile this module wrote. */
-export function decodeProfile(bytes: Uint8Array): Profile | null {
-  let value: unknown;
-  try {
-    value = packr.unpack(bytes);
-  } catch {
-    return null;
-  }
-  if (!Array.isArray(value) || value[0] !== PROFILE_FORMAT || value.length < 10) return null;
-  const [, id, tags, stages, clv, attrs, channels, activeHours, timezone, updatedAt, extra] =
-    value as unknown[];
-  if (typeof id !== 'string' || !isStringArray(tags)) return null;
-  const profile: Profile = { id, tags };
-  if (stages != null) {
-    if (!isRecordOf(stages, isString)) return null;
-    profile.stages = stages;
-  }
-  if (clv != null) {
-    if (!isRecordOf(clv, isNumber)) return null;
-    profile.clv = clv;
-  }
-  if (attrs != null) {
-    if (!isRecordOf(attrs, isScalar)) return null;
-    profile.attrs = attrs;
-  }
-  if (channels != null) {
-    if (!isRecordOf(channels, isNumber)) return null;
-    profile.channels = channels;
-  }
-  if (activeHours != null) {
-    if (!Array.isArray(activeHours) || !activeHours.every(isNumber)) return null;
-    profile.activeHours = activeHours;
-  }
-  if (timezone != null) {
-    if (typeof timezone !== 'string') return null;
-    profile.timezone = timezone;
-  }
-  if (updatedAt != null) {
-    if (!isNumber(updatedAt)) return null;
-    profile.updatedAt = updatedAt;
-  }
-  if (extra != null && !addExtra(profile, extra)) return null;
-  return profile;
-}
-
-// ---- format 2: the Redis layout ----------------------------------------------------------------
 
 /** The format of a person's value in Redis: the low 3 bits of its first byte. */
 export const PERSON_FORMAT = 2;
@@ -866,99 +752,6 @@ export function decodePerson(
   } catch {
     return null;
   }
-}
-
-// ---- frequency counters -----------------------------------------------------------------------
-
-const TIME_BYTES = 8;
-
-/** Packed impression times (ascending epoch ms). */
-export function encodeTimes(times: readonly number[]): Buffer {
-  const buf = Buffer.allocUnsafe(times.length * TIME_BYTES);
-  for (let i = 0; i < times.length; i++) buf.writeDoubleBE(times[i]!, i * TIME_BYTES);
-  return buf;
-}
-
-/** The times in packed bytes; null when the bytes cannot be packed times. */
-export function decodeTimes(bytes: Uint8Array): number[] | null {
-  if (bytes.length % TIME_BYTES !== 0) return null;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n = bytes.length / TIME_BYTES;
-  const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const t = view.getFloat64(i * TIME_BYTES, false);
-    if (!Number.isFinite(t)) return null;
-    out[i] = t;
-  }
-  return out;
-}
-
-/**
- * The times of one campaign after one more impression at `at`: ascending, at most `keep` of the
- * most recent, and none older than `ttlMs` before the newest. RECORD_IMPRESSION_LUA (lua.ts) does exactly
- * the same in Redis.
- */
-export function appendImpression(
-  times: readonly number[],
-  at: number,
-  keep: number,
-  ttlMs: number,
-): number[] {
-  const all = times.slice();
-  // Insert in order (times are usually appended in order, so scan from the end).
-  let i = all.length;
-  while (i > 0 && all[i - 1]! > at) i--;
-  all.splice(i, 0, at);
-  const newest = all[all.length - 1]!;
-  const floor = newest - ttlMs;
-  let from = Math.max(0, all.length - Math.max(1, keep));
-  while (from < all.length && all[from]! < floor) from++;
-  return from === 0 ? all : all.slice(from);
-}
-
-/** Clamps the arguments of recordImpression to what the stores accept. */
-export function impressionLimits(keep: number, ttlMs: number): { keep: number; ttlMs: number } {
-  return {
-    keep: Number.isFinite(keep) ? Math.max(1, Math.floor(keep)) : 1,
-    ttlMs: Number.isFinite(ttlMs) ? Math.max(1, Math.ceil(ttlMs)) : 1,
-  };
-}
-
-/** Sets one campaign's times on a counters object (safe for any campaign id). */
-export function setCounter(out: Record<string, number[]>, campaign: string, times: number[]): void {
-  if (campaign === '__proto__')
-    Object.defineProperty(out, campaign, { value: times, enumerable: true, writable: true });
-  else out[campaign] = times;
-}
-
-/** An alias as the stores keep it: `kind:value` (the Redis key is `a:{kind:value}`). */
-export function aliasMember(kind: string, value: string): string {
-  return `${kind}:${value}`;
-}
-
-// ---- shape checks -----------------------------------------------------------------------------
-
-function isString(v: unknown): v is string {
-  return typeof v === 'string';
-}
-function isNumber(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v);
-}
-function isScalar(v: unknown): v is Scalar {
-  return typeof v === 'string' || typeof v === 'boolean' || isNumber(v);
-}
-function isStringArray(v: unknown): v is string[] {
-  return Array.isArray(v) && v.every(isString);
-}
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
-function isRecordOf<T>(v: unknown, check: (x: unknown) => x is T): v is Record<string, T> {
-  if (!isPlainObject(v)) return false;
-  for (const key of Object.keys(v)) if (!check(v[key])) return false;
-  return true;
 }
 
 /** Every dictionary id a format-2 value holds (with repeats); null when it is not such a value. */
