@@ -3,11 +3,10 @@
  * real listeners (the embedded store, and a redis-server started for the test and then killed).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIZ_ID, CONTRACT_NOW, seedContractPeople } from '../test/decide.contract.js';
+import { BIZ_ID, seedContractPeople } from '../test/decide.contract.js';
 import { postJson } from '../test/http.js';
-import { type RedisHandle, startRedis } from '../test/redis-server.js';
-import { type RunningServer, startServer } from './app.js';
-import { loadConfig } from './config.js';
+import { serverOver, type TestServer } from '../test/server-kit.js';
+import type { RunningServer } from './app.js';
 import type { DecisionOutcome } from './decision/service.js';
 import { DECISION_BUCKETS, instrumentStore, Metrics, unansweredWorker } from './metrics.js';
 
@@ -122,7 +121,6 @@ async function scrape(port: number): Promise<{ text: string; e: Exposition; type
 }
 
 const BANNER = { id: 'home-banner', channels: ['display'], formats: ['banner-300x250'] };
-const quiet = () => {};
 
 // ---- units ------------------------------------------------------------------------------------------
 
@@ -265,17 +263,17 @@ describe('Metrics', () => {
 // ---- a server on the embedded store -------------------------------------------------------------
 
 describe('GET /metrics on the embedded store', () => {
+  let kit: TestServer;
   let server: RunningServer;
   let admin: string;
   let decide: string;
   beforeAll(async () => {
-    const config = loadConfig({ PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', DEMO_PEOPLE: '20' });
-    server = await startServer(config, { log: quiet, now: () => CONTRACT_NOW });
-    await seedContractPeople(server.store);
-    admin = `http://127.0.0.1:${server.adminPort}`;
-    decide = `http://127.0.0.1:${server.dataPort}/v1/decide`;
+    kit = await serverOver('embedded', { DEMO_PEOPLE: '20' }, { seed: seedContractPeople });
+    server = kit.server;
+    admin = kit.adminUrl;
+    decide = `${kit.dataUrl}/v1/decide`;
   });
-  afterAll(() => server?.close());
+  afterAll(() => kit?.close());
 
   it('is Prometheus text with the instance and process metrics, without a token', async () => {
     const { e, type } = await scrape(server.adminPort);
@@ -440,28 +438,20 @@ describe('GET /metrics on the embedded store', () => {
 // ---- a server on Redis, then without it --------------------------------------------------------------
 
 describe('GET /metrics on Redis', () => {
-  let redis: RedisHandle;
+  let kit: TestServer<'redis'>;
   let server: RunningServer;
   beforeAll(async () => {
-    redis = await startRedis();
-    const config = loadConfig({
-      PORT: '0',
-      ADMIN_PORT: '0',
-      HOST: '127.0.0.1',
-      REDIS_URL: redis.url,
-      DECISION_DEADLINE_MS: '20',
-      CACHE_TTL_MS: '50',
-    });
-    server = await startServer(config, { log: quiet, now: () => CONTRACT_NOW });
-    await seedContractPeople(server.store);
+    kit = await serverOver(
+      'redis',
+      { DECISION_DEADLINE_MS: '20', CACHE_TTL_MS: '50' },
+      { seed: seedContractPeople },
+    );
+    server = kit.server;
   });
-  afterAll(async () => {
-    await server?.close();
-    await redis?.stop();
-  });
+  afterAll(() => kit?.close());
 
   it('times store operations, and reports degraded decisions and the connection when Redis dies', async () => {
-    const url = `http://127.0.0.1:${server.dataPort}/v1/decide`;
+    const url = `${kit.dataUrl}/v1/decide`;
     const body = { user: { id: BIZ_ID }, placements: [BANNER], context: { tags: ['circle:mobile-gamer'] } };
     expect((await postJson(url, body)).body.degraded).toBeUndefined();
     let { e } = await scrape(server.adminPort);
@@ -474,7 +464,7 @@ describe('GET /metrics on Redis', () => {
       value(e, 'mindshare_decisions_degraded_total', { reason: 'store_error' }) +
       value(e, 'mindshare_decisions_degraded_total', { reason: 'timeout' });
 
-    await redis.kill();
+    await kit.redis.kill();
     await new Promise((r) => setTimeout(r, 100)); // cached entries expire
     const r = await postJson(url, body);
     expect(r.status).toBe(200);

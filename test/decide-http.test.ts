@@ -4,91 +4,48 @@
  * same contract suite runs against all three.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, startServer } from '../server/app.js';
-import { loadConfig } from '../server/config.js';
 import { RedisStore } from '../server/store/redis.js';
-import {
-  CONTRACT_NOW,
-  type DecideTarget,
-  describeDecideContract,
-  seedContractPeople,
-} from './decide.contract.js';
+import { describeDecideContract, seedContractPeople } from './decide.contract.js';
 import { postJson } from './http.js';
-import { type RedisHandle, startRedis } from './redis-server.js';
-import { clusterTarget, type RedisTarget } from './redis-targets.js';
+import { serverOver, type TestServer } from './server-kit.js';
 
-const quiet = () => {};
+/** Over Redis: a short deadline, and cached people that expire soon after Redis goes away. */
+const OVER_REDIS = { DECISION_DEADLINE_MS: '20', CACHE_TTL_MS: '50' };
 
 describe('embedded store', () => {
-  let server: RunningServer;
+  let kit: TestServer;
   beforeAll(async () => {
-    const config = loadConfig({ PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', DEMO_PEOPLE: '50' });
-    server = await startServer(config, { log: quiet, now: () => CONTRACT_NOW });
-    await seedContractPeople(server.store);
+    kit = await serverOver('embedded', { DEMO_PEOPLE: '50' }, { seed: seedContractPeople });
   });
-  afterAll(() => server.close());
-  describeDecideContract(
-    'embedded store',
-    (): DecideTarget => ({ port: server.dataPort, store: server.store }),
-  );
+  afterAll(() => kit.close());
+  describeDecideContract('embedded store', () => kit);
 });
 
 describe('Redis Cluster store', () => {
-  let target: RedisTarget;
-  let server: RunningServer;
+  let kit: TestServer;
   beforeAll(async () => {
-    target = await clusterTarget();
-    const config = loadConfig({
-      PORT: '0',
-      ADMIN_PORT: '0',
-      HOST: '127.0.0.1',
-      REDIS_CLUSTER_NODES: target.cluster!.seeds,
-      DECISION_DEADLINE_MS: '20',
-      CACHE_TTL_MS: '50',
-    });
-    server = await startServer(config, { log: quiet, now: () => CONTRACT_NOW });
-    await seedContractPeople(server.store);
+    kit = await serverOver('cluster', OVER_REDIS, { seed: seedContractPeople });
   }, 60_000);
-  afterAll(async () => {
-    await server?.close();
-    await target?.stop();
-  });
-  describeDecideContract(
-    'Redis Cluster store',
-    (): DecideTarget => ({ port: server.dataPort, store: server.store }),
-  );
+  afterAll(() => kit?.close());
+  describeDecideContract('Redis Cluster store', () => kit);
 });
 
 describe('Redis store', () => {
-  let redis: RedisHandle;
-  let server: RunningServer;
+  let kit: TestServer<'redis'>;
   beforeAll(async () => {
-    redis = await startRedis();
-    const config = loadConfig({
-      PORT: '0',
-      ADMIN_PORT: '0',
-      HOST: '127.0.0.1',
-      REDIS_URL: redis.url,
-      DECISION_DEADLINE_MS: '20',
-      CACHE_TTL_MS: '50',
-    });
-    server = await startServer(config, { log: quiet, now: () => CONTRACT_NOW });
-    await seedContractPeople(server.store);
+    kit = await serverOver('redis', OVER_REDIS, { seed: seedContractPeople });
   });
-  afterAll(async () => {
-    await server?.close();
-    await redis?.stop();
-  });
-  describeDecideContract('Redis store', (): DecideTarget => ({ port: server.dataPort, store: server.store }));
+  afterAll(() => kit?.close());
+  describeDecideContract('Redis store', () => kit);
 
   it('answers degraded inside the deadline while Redis is down, and normally once it is back', async () => {
-    const url = `http://127.0.0.1:${server.dataPort}/v1/decide`;
+    const url = `${kit.dataUrl}/v1/decide`;
     const body = {
       user: { id: 'p-degraded' },
       placements: [{ id: 'home-banner', channels: ['display'], formats: ['banner-300x250'] }],
       context: { tags: ['circle:mobile-gamer'] },
     };
-    const store = new RedisStore({ url: redis.url });
+    const store = new RedisStore({ url: kit.redis.url });
     await store.putProfile({
       id: 'p-degraded',
       tags: ['circle:business'],
@@ -100,7 +57,7 @@ describe('Redis store', () => {
     expect(normal.body.degraded).toBeUndefined();
     expect(normal.body.decisions[0].segment).toBe('highend-business');
 
-    await redis.kill();
+    await kit.redis.kill();
     await new Promise((r) => setTimeout(r, 100)); // let cached entries expire
     for (let i = 0; i < 20; i++) {
       const t0 = performance.now();
@@ -112,11 +69,11 @@ describe('Redis store', () => {
       expect(r.body.decisions[0]).toMatchObject({ campaign: 'x90-launch', segment: 'mobile-gamer' });
       expect(elapsed).toBeLessThan(500); // a generous bound: the deadline is 20 ms, this machine is shared
     }
-    const ready = await fetch(`http://127.0.0.1:${server.adminPort}/readyz`);
+    const ready = await fetch(`${kit.adminUrl}/readyz`);
     expect(ready.status).toBe(503);
 
-    await redis.restart();
-    const store2 = new RedisStore({ url: redis.url });
+    await kit.redis.restart();
+    const store2 = new RedisStore({ url: kit.redis.url });
     await store2.putProfile({
       id: 'p-degraded',
       tags: ['circle:business'],
@@ -131,6 +88,6 @@ describe('Redis store', () => {
       if (!back) await new Promise((res) => setTimeout(res, 100));
     }
     expect(back).toBe(true);
-    expect((await fetch(`http://127.0.0.1:${server.adminPort}/readyz`)).status).toBe(200);
+    expect((await fetch(`${kit.adminUrl}/readyz`)).status).toBe(200);
   });
 });

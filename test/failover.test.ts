@@ -6,12 +6,11 @@
  * counted once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, startServer } from '../server/app.js';
-import { loadConfig } from '../server/config.js';
+import type { RunningServer } from '../server/app.js';
 import { slotOf } from '../server/store/slots.js';
-import { type ClusterHandle, type ClusterNode, startCluster } from './redis-cluster.js';
+import type { ClusterHandle, ClusterNode } from './redis-cluster.js';
+import { serverOver, type TestServer } from './server-kit.js';
 
-const quiet = () => {};
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const PEOPLE = 120;
 const pid = (i: number) => `fo-${i}`;
@@ -19,20 +18,20 @@ const BANNER = { id: 'home-banner', channels: ['display'], formats: ['banner-300
 const DEADLINE_MS = 10;
 
 describe('a Redis Cluster master killed under load', () => {
+  let kit: TestServer<'cluster'>;
   let cluster: ClusterHandle;
   let server: RunningServer;
   beforeAll(async () => {
-    cluster = await startCluster({ nodeTimeoutMs: 2000 });
-    const config = loadConfig({
-      PORT: '0',
-      ADMIN_PORT: '0',
-      HOST: '127.0.0.1',
-      REDIS_CLUSTER_NODES: cluster.seeds,
-      DECISION_DEADLINE_MS: String(DEADLINE_MS),
-      // Every decision reads Redis: nothing is answered from the cache.
-      CACHE_TTL_MS: '1',
-    });
-    server = await startServer(config, { log: quiet });
+    kit = await serverOver(
+      'cluster',
+      {
+        DECISION_DEADLINE_MS: String(DEADLINE_MS),
+        // Every decision reads Redis: nothing is answered from the cache.
+        CACHE_TTL_MS: '1',
+      },
+      { cluster: { nodeTimeoutMs: 2000 }, now: Date.now },
+    );
+    ({ cluster, server } = kit);
     await server.store.putProfiles(
       Array.from({ length: PEOPLE }, (_, i) => ({
         id: pid(i),
@@ -42,10 +41,7 @@ describe('a Redis Cluster master killed under load', () => {
       })),
     );
   }, 60_000);
-  afterAll(async () => {
-    await server?.close(0, 0);
-    await cluster?.stop();
-  });
+  afterAll(() => kit?.close(0, 0));
 
   const admin = (path: string) => `http://127.0.0.1:${server.adminPort}${path}`;
   const redisUp = async () => {

@@ -5,17 +5,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, startServer } from '../server/app.js';
-import { loadConfig } from '../server/config.js';
 import type { ProfileStore } from '../server/store/types.js';
 import { postJson, splitRequest } from './http.js';
-import { type RedisHandle, startRedis } from './redis-server.js';
-import { clusterTarget, type RedisTarget } from './redis-targets.js';
+import { serverOver, type TestServer } from './server-kit.js';
 
-const quiet = () => {};
 // biome-ignore lint/suspicious/noTemplateCurlyInString: the OpenRTB macro as the exchange sees it
 const MACRO = '${AUCTION_PRICE}';
-const NOW = Date.parse('2026-11-24T04:00:00.000Z');
 const RULESET = new URL('./openrtb/ruleset.yaml', import.meta.url).pathname;
 // biome-ignore lint/suspicious/noExplicitAny: requests are edited field by field
 type Json = any;
@@ -280,22 +275,15 @@ function describeBidder(name: string, target: () => Target): void {
 }
 
 describe('embedded store', () => {
-  let server: RunningServer;
+  let kit: TestServer;
   beforeAll(async () => {
-    const config = loadConfig({
-      PORT: '0',
-      ADMIN_PORT: '0',
-      HOST: '127.0.0.1',
-      DEMO_PEOPLE: '0',
-      RULESET_FILE: RULESET,
-    });
-    server = await startServer(config, { log: quiet, now: () => NOW });
+    kit = await serverOver('embedded', { DEMO_PEOPLE: '0', RULESET_FILE: RULESET });
   });
-  afterAll(() => server.close());
-  describeBidder('embedded store', () => ({ port: server.dataPort, store: server.store }));
+  afterAll(() => kit.close());
+  describeBidder('embedded store', () => kit);
 
   it('reports bids, no-bids and notices in /metrics', async () => {
-    const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    const text = await (await fetch(`${kit.adminUrl}/metrics`)).text();
     expect(text).toMatch(/mindshare_openrtb_bids_total [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_no_bids_total\{reason="blocked"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_no_bids_total\{reason="timeout"\} [1-9]/);
@@ -306,48 +294,23 @@ describe('embedded store', () => {
   });
 });
 
+/** Over Redis: the rule set of these tests, a deadline of 50 ms, and people cached briefly. */
+const OVER_REDIS = { RULESET_FILE: RULESET, DECISION_DEADLINE_MS: '50', CACHE_TTL_MS: '50' };
+
 describe('Redis store', () => {
-  let redis: RedisHandle;
-  let server: RunningServer;
+  let kit: TestServer;
   beforeAll(async () => {
-    redis = await startRedis();
-    const config = loadConfig({
-      PORT: '0',
-      ADMIN_PORT: '0',
-      HOST: '127.0.0.1',
-      REDIS_URL: redis.url,
-      RULESET_FILE: RULESET,
-      DECISION_DEADLINE_MS: '50',
-      CACHE_TTL_MS: '50',
-    });
-    server = await startServer(config, { log: quiet, now: () => NOW });
+    kit = await serverOver('redis', OVER_REDIS);
   });
-  afterAll(async () => {
-    await server?.close();
-    await redis?.stop();
-  });
-  describeBidder('Redis store', () => ({ port: server.dataPort, store: server.store }));
+  afterAll(() => kit?.close());
+  describeBidder('Redis store', () => kit);
 });
 
 describe('Redis Cluster store', () => {
-  let target: RedisTarget;
-  let server: RunningServer;
+  let kit: TestServer;
   beforeAll(async () => {
-    target = await clusterTarget();
-    const config = loadConfig({
-      PORT: '0',
-      ADMIN_PORT: '0',
-      HOST: '127.0.0.1',
-      REDIS_CLUSTER_NODES: target.cluster!.seeds,
-      RULESET_FILE: RULESET,
-      DECISION_DEADLINE_MS: '50',
-      CACHE_TTL_MS: '50',
-    });
-    server = await startServer(config, { log: quiet, now: () => NOW });
+    kit = await serverOver('cluster', OVER_REDIS);
   }, 60_000);
-  afterAll(async () => {
-    await server?.close();
-    await target?.stop();
-  });
-  describeBidder('Redis Cluster store', () => ({ port: server.dataPort, store: server.store }));
+  afterAll(() => kit?.close());
+  describeBidder('Redis Cluster store', () => kit);
 });

@@ -4,9 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, startServer } from '../server/app.js';
-import { loadConfig } from '../server/config.js';
 import { postJson } from './http.js';
+import { serverOver, type TestServer } from './server-kit.js';
 
 /** The moment the README's answer was taken: 24 November 2026, noon in Shanghai. */
 const README_NOW = Date.parse('2026-11-24T04:00:00.000Z');
@@ -14,12 +13,11 @@ const README_NOW = Date.parse('2026-11-24T04:00:00.000Z');
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
 describe('the README example', () => {
-  let server: RunningServer;
+  let kit: TestServer;
   beforeAll(async () => {
-    const config = loadConfig({ PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', DEMO_PEOPLE: '1100' });
-    server = await startServer(config, { log: () => {}, now: () => README_NOW });
+    kit = await serverOver('embedded', { DEMO_PEOPLE: '1100' }, { now: () => README_NOW });
   });
-  afterAll(() => server?.close());
+  afterAll(() => kit?.close());
 
   it('answers the curl request with the answer shown', async () => {
     const request = /curl -s http:\/\/localhost:8080\/v1\/decide[\s\S]*?-d '([^']+)'/.exec(readme)?.[1];
@@ -27,7 +25,7 @@ describe('the README example', () => {
     const after = readme.slice(readme.indexOf(request ?? ''));
     const shown = /```json\n([\s\S]*?)\n```/.exec(after)?.[1];
     expect(shown, 'a JSON answer after the curl line').toBeDefined();
-    const reply = await postJson(`http://127.0.0.1:${server.dataPort}/v1/decide`, request ?? '');
+    const reply = await postJson(`${kit.dataUrl}/v1/decide`, request ?? '');
     expect(reply.status).toBe(200);
     expect(reply.body).toEqual(JSON.parse(shown ?? 'null'));
   });

@@ -5,8 +5,8 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, startServer } from '../server/app.js';
-import { loadConfig } from '../server/config.js';
+import type { RunningServer } from '../server/app.js';
+import { serverOver, type TestServer } from './server-kit.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -36,22 +36,24 @@ function readAll(s: Socket, waitMs: number): Promise<{ text: string; closed: boo
 }
 
 describe('slow and greedy clients of the control plane', () => {
+  let kit: TestServer;
   let server: RunningServer;
   const logs: string[] = [];
   beforeAll(async () => {
-    const config = loadConfig({
-      PORT: '0',
-      ADMIN_PORT: '0',
-      HOST: '127.0.0.1',
-      DEMO_PEOPLE: '10',
-      ADMIN_BODY_TIMEOUT_MS: '400',
-      ADMIN_HEADERS_TIMEOUT_MS: '600',
-      ADMIN_MAX_CONNECTIONS: '100',
-      ADMIN_MAX_CONNECTIONS_PER_CLIENT: '10',
-    });
-    server = await startServer(config, { log: (line) => logs.push(line) });
+    kit = await serverOver(
+      'embedded',
+      {
+        DEMO_PEOPLE: '10',
+        ADMIN_BODY_TIMEOUT_MS: '400',
+        ADMIN_HEADERS_TIMEOUT_MS: '600',
+        ADMIN_MAX_CONNECTIONS: '100',
+        ADMIN_MAX_CONNECTIONS_PER_CLIENT: '10',
+      },
+      { log: (line) => logs.push(line), now: Date.now },
+    );
+    server = kit.server;
   });
-  afterAll(() => server?.close(0, 0));
+  afterAll(() => kit?.close(0, 0));
 
   const post = (path: string, type: string, extra = '') =>
     `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\n${extra}`;
