@@ -5,6 +5,7 @@
  * server/decision/request.ts). Used by the control plane and the profile import.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type Type from 'typebox';
 import { isTimeZone } from '../../rules/time.js';
 import { FORBIDDEN_KEYS } from '../../rules/types.js';
 import { ClientError, type ErrorCode } from '../errors.js';
@@ -33,10 +34,19 @@ export type Checker<T> = (
   base?: string,
 ) => { ok: true; value: T } | { ok: false; problem: Problem };
 
+/**
+ * What a body that passed `S` is: the type TypeBox derives from the schema; `unknown` for a
+ * plain-object schema, which promises nothing the compiler can see.
+ */
+export type Checked<S extends JsonSchema> = S extends Type.TSchema ? Type.Static<S> : unknown;
+
+/** A schema as ajv hands it back in an error: a plain object. */
+type SchemaObject = Record<string, unknown>;
+
 const compiled = new WeakMap<JsonSchema, ValidateFunction>();
 
 /** A checker for a schema, compiled once. `base` prefixes paths (`events[3]`). */
-export function checker<T>(schema: JsonSchema): Checker<T> {
+export function checker<S extends JsonSchema>(schema: S): Checker<Checked<S>> {
   let validate = compiled.get(schema);
   if (validate === undefined) {
     validate = ajv.compile(schema);
@@ -46,7 +56,7 @@ export function checker<T>(schema: JsonSchema): Checker<T> {
   return (data, base = '') => {
     const forbidden = findForbiddenKey(data, base);
     if (forbidden !== null) return { ok: false, problem: forbidden };
-    if (fn(data)) return { ok: true, value: data as T };
+    if (fn(data)) return { ok: true, value: data as Checked<S> };
     const first = fn.errors?.[0];
     return {
       ok: false,
@@ -59,8 +69,8 @@ export function checker<T>(schema: JsonSchema): Checker<T> {
 }
 
 /** Validates or throws the first problem as a ClientError. */
-export function check<T>(schema: JsonSchema, data: unknown, base = ''): T {
-  const r = checker<T>(schema)(data, base);
+export function check<S extends JsonSchema>(schema: S, data: unknown, base = ''): Checked<S> {
+  const r = checker(schema)(data, base);
   if (!r.ok) throw new ClientError(r.problem.code, r.problem.message, r.problem.path);
   return r.value;
 }
@@ -155,7 +165,7 @@ function describeError(e: ErrorObject, data: unknown, base: string): Problem {
     case 'additionalProperties': {
       const field = join(at, String(p.additionalProperty));
       const allowed = Object.keys(
-        ((e.parentSchema as JsonSchema | undefined)?.properties as JsonSchema | undefined) ?? {},
+        ((e.parentSchema as SchemaObject | undefined)?.properties as SchemaObject | undefined) ?? {},
       );
       return {
         code: 'unknown_field',
@@ -167,8 +177,8 @@ function describeError(e: ErrorObject, data: unknown, base: string): Problem {
       return bad(`${name} has a key that is not allowed`);
     case 'minProperties':
       // `minProperties: 1, maxProperties: 1` says "exactly one of these fields" (`user`).
-      if ((e.parentSchema as JsonSchema | undefined)?.maxProperties === 1) {
-        const fields = Object.keys(((e.parentSchema as JsonSchema).properties as JsonSchema) ?? {});
+      if ((e.parentSchema as SchemaObject | undefined)?.maxProperties === 1) {
+        const fields = Object.keys(((e.parentSchema as SchemaObject).properties as SchemaObject) ?? {});
         return { code: 'missing_field', message: `${name} needs ${fields.join(' or ')}`, path: at };
       }
       return bad(`${name} must have at least ${p.limit} ${p.limit === 1 ? 'entry' : 'entries'}`);

@@ -2,11 +2,18 @@
  * JSON Schemas of the control plane's bodies and answers, as plain objects. The same objects
  * validate requests (compiled once with ajv, server/contracts/check.ts) and make up the OpenAPI
  * document (server/control/openapi.ts), so the two never drift apart.
+ *
+ * The request bodies are written with TypeBox, whose builders give both the JSON Schema and its
+ * TypeScript type (`Type.Static`): a handler's body type is derived from the schema that checked
+ * it, never written beside it, so the two cannot drift either. The answers, which are only
+ * documented, stay plain objects.
  */
-import { CHANNELS, EVENT_TYPES, MESSAGE_TYPES } from '../../rules/types.js';
+import Type from 'typebox';
+import { CHANNELS, type Channel, EVENT_TYPES, type EventType, MESSAGE_TYPES } from '../../rules/types.js';
 import { SCOPES } from '../scopes.js';
 
-export type JsonSchema = Record<string, unknown>;
+/** A JSON Schema: a plain object, or one built with TypeBox. */
+export type JsonSchema = Record<string, unknown> | Type.TSchema;
 
 export const LIMITS = {
   idLength: 256,
@@ -26,196 +33,231 @@ export const LIMITS = {
 /** Lower-case letters, digits, `-` or `_`, starting with a letter (as the data plane takes). */
 export const ALIAS_KIND_PATTERN = '^[a-z][a-z0-9_-]{0,31}$';
 
-const id = { type: 'string', minLength: 1, maxLength: LIMITS.idLength } as const;
-const tag = { type: 'string', minLength: 1, maxLength: LIMITS.tagLength } as const;
-const key = { type: 'string', minLength: 1, maxLength: LIMITS.keyLength } as const;
-const channel = { type: 'string', enum: [...CHANNELS] } as const;
-const hour = { type: 'integer', minimum: 0, maximum: 23 } as const;
-const affinity = { type: 'number', minimum: 0, maximum: 1 } as const;
-const scalar = {
-  anyOf: [{ type: 'string', maxLength: LIMITS.stringValue }, { type: 'number' }, { type: 'boolean' }],
-} as const;
-const timezone = { type: 'string', format: 'iana-timezone', description: 'An IANA time zone' } as const;
-const dateTime = { type: 'string', format: 'date-time' } as const;
+const id = Type.String({ minLength: 1, maxLength: LIMITS.idLength });
+const tag = Type.String({ minLength: 1, maxLength: LIMITS.tagLength });
+const key = Type.String({ minLength: 1, maxLength: LIMITS.keyLength });
+const tags = Type.Array(tag, { maxItems: LIMITS.tags });
+const channel = Type.Unsafe<Channel>({ type: 'string', enum: [...CHANNELS] });
+const hour = Type.Integer({ minimum: 0, maximum: 23 });
+const activeHours = Type.Array(hour, { maxItems: 24, uniqueItems: true });
+const affinity = Type.Number({ minimum: 0, maximum: 1 });
+const scalar = Type.Union([Type.String({ maxLength: LIMITS.stringValue }), Type.Number(), Type.Boolean()]);
+const timezone = Type.String({ format: 'iana-timezone', description: 'An IANA time zone' });
+const dateTime = Type.String({ format: 'date-time' });
 
-function map(values: JsonSchema, description: string): JsonSchema {
-  return {
+/** An object of `values` by key (bounded keys and entries). */
+function map<V extends Type.TSchema>(values: V, description: string) {
+  return Type.Unsafe<Record<string, Type.Static<V>>>({
     type: 'object',
     description,
     maxProperties: LIMITS.mapEntries,
     propertyNames: key,
     additionalProperties: values,
-  };
+  });
 }
 
-function nullable(schema: JsonSchema): JsonSchema {
-  return { anyOf: [schema, { type: 'null' }] };
+/** One value per channel, each optional; no other keys. */
+function perChannel<V extends Type.TSchema>(value: V, description?: string) {
+  return Type.Unsafe<Partial<Record<Channel, Type.Static<V>>>>({
+    type: 'object',
+    ...(description === undefined ? {} : { description }),
+    additionalProperties: false,
+    properties: Object.fromEntries(CHANNELS.map((c) => [c, value])),
+  });
 }
+
+const nullable = <S extends Type.TSchema>(schema: S) => Type.Union([schema, Type.Null()]);
 
 const profileProperties = {
-  id: { ...id, description: 'The person id; optional in PUT, where it must match the path' },
-  tags: { type: 'array', maxItems: LIMITS.tags, items: tag, description: 'Tags known about the person' },
-  stages: map({ type: 'string', minLength: 1, maxLength: LIMITS.keyLength }, 'Funnel stage per brand'),
-  clv: map({ type: 'number' }, 'Predicted spend per brand'),
-  attrs: map(scalar, 'Numeric or text attributes (price_band, city_tier, ...)'),
-  channels: {
-    type: 'object',
-    description: 'Affinity per channel, 0 to 1; a channel not listed is 0',
-    additionalProperties: false,
-    properties: Object.fromEntries(CHANNELS.map((c) => [c, affinity])),
-  },
-  activeHours: {
-    type: 'array',
-    maxItems: 24,
-    uniqueItems: true,
-    items: hour,
-    description: 'Hours of the day (in timezone) when the person is usually active',
-  },
-  timezone,
-  updatedAt: { type: 'integer', minimum: 0, description: 'Epoch ms; set by the server when absent' },
-} as const;
-
-export const profileSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: profileProperties,
+  tags: Type.Optional(Type.Array(tag, { maxItems: LIMITS.tags, description: 'Tags known about the person' })),
+  stages: Type.Optional(map(key, 'Funnel stage per brand')),
+  clv: Type.Optional(map(Type.Number(), 'Predicted spend per brand')),
+  attrs: Type.Optional(map(scalar, 'Numeric or text attributes (price_band, city_tier, ...)')),
+  channels: Type.Optional(perChannel(affinity, 'Affinity per channel, 0 to 1; a channel not listed is 0')),
+  activeHours: Type.Optional(
+    Type.Array(hour, {
+      maxItems: 24,
+      uniqueItems: true,
+      description: 'Hours of the day (in timezone) when the person is usually active',
+    }),
+  ),
+  timezone: Type.Optional(timezone),
+  updatedAt: Type.Optional(
+    Type.Integer({ minimum: 0, description: 'Epoch ms; set by the server when absent' }),
+  ),
 };
+const personId = (description: string) =>
+  Type.String({ minLength: 1, maxLength: LIMITS.idLength, description });
 
-export const aliasesSchema: JsonSchema = {
+export const profileSchema = Type.Object(
+  {
+    id: Type.Optional(personId('The person id; optional in PUT, where it must match the path')),
+    ...profileProperties,
+  },
+  { additionalProperties: false },
+);
+export type ProfileBody = Type.Static<typeof profileSchema>;
+
+export const aliasesSchema = Type.Unsafe<Record<string, string>>({
   type: 'object',
   description: 'Aliases by kind: `{"idfa": "…", "cookie": "…"}`',
   minProperties: 1,
   maxProperties: LIMITS.aliases,
   propertyNames: { type: 'string', pattern: ALIAS_KIND_PATTERN },
   additionalProperties: id,
-};
+});
+export type AliasesBody = Type.Static<typeof aliasesSchema>;
 
 /** One line of an NDJSON import: a profile with its id, and optionally its aliases. */
-export const importLineSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['id'],
-  properties: { ...profileProperties, aliases: aliasesSchema },
-};
-
-export const profilePatchSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: false,
-  description: 'In maps, null removes the entry. Tags are added after removals.',
-  properties: {
-    addTags: { type: 'array', maxItems: LIMITS.tags, items: tag },
-    removeTags: { type: 'array', maxItems: LIMITS.tags, items: tag },
-    stages: map(nullable({ type: 'string', minLength: 1, maxLength: LIMITS.keyLength }), 'Stage per brand'),
-    clv: map(nullable({ type: 'number' }), 'CLV per brand'),
-    attrs: map({ anyOf: [...scalar.anyOf, { type: 'null' }] }, 'Attributes'),
-    channels: {
-      type: 'object',
-      additionalProperties: false,
-      properties: Object.fromEntries(CHANNELS.map((c) => [c, nullable(affinity)])),
-    },
-    activeHours: nullable({ type: 'array', maxItems: 24, uniqueItems: true, items: hour }),
-    timezone: nullable(timezone),
+export const importLineSchema = Type.Object(
+  {
+    id: personId('The person id'),
+    ...profileProperties,
+    aliases: Type.Optional(aliasesSchema),
   },
-};
+  { additionalProperties: false },
+);
+export type ImportLine = Type.Static<typeof importLineSchema>;
+
+export const profilePatchSchema = Type.Object(
+  {
+    addTags: Type.Optional(tags),
+    removeTags: Type.Optional(tags),
+    stages: Type.Optional(map(nullable(key), 'Stage per brand')),
+    clv: Type.Optional(map(nullable(Type.Number()), 'CLV per brand')),
+    attrs: Type.Optional(
+      map(
+        Type.Union([
+          Type.String({ maxLength: LIMITS.stringValue }),
+          Type.Number(),
+          Type.Boolean(),
+          Type.Null(),
+        ]),
+        'Attributes',
+      ),
+    ),
+    channels: Type.Optional(perChannel(nullable(affinity))),
+    activeHours: Type.Optional(nullable(activeHours)),
+    timezone: Type.Optional(nullable(timezone)),
+  },
+  {
+    additionalProperties: false,
+    description: 'In maps, null removes the entry. Tags are added after removals.',
+  },
+);
+export type ProfilePatchBody = Type.Static<typeof profilePatchSchema>;
 
 /** `{id}` (a person id) or `{ids}` (aliases resolved to one person). */
-export const userRefSchema: JsonSchema = {
-  type: 'object',
-  description: '`{"id": …}` or `{"ids": {"idfa": …}}`, not both',
-  additionalProperties: false,
-  minProperties: 1,
-  maxProperties: 1,
-  properties: { id, ids: aliasesSchema },
-};
-
-export const placementSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['id'],
-  properties: {
-    id,
-    channels: { type: 'array', maxItems: CHANNELS.length, items: channel },
-    formats: { type: 'array', maxItems: LIMITS.formats, items: tag },
+export const userRefSchema = Type.Object(
+  { id: Type.Optional(id), ids: Type.Optional(aliasesSchema) },
+  {
+    description: '`{"id": …}` or `{"ids": {"idfa": …}}`, not both',
+    additionalProperties: false,
+    minProperties: 1,
+    maxProperties: 1,
   },
-};
+);
 
-const placements = { type: 'array', minItems: 1, maxItems: LIMITS.placements, items: placementSchema };
-const context = {
-  type: 'object',
-  additionalProperties: false,
-  properties: { tags: { type: 'array', maxItems: LIMITS.contextTags, items: tag } },
-};
+export const placementSchema = Type.Object(
+  {
+    id,
+    channels: Type.Optional(Type.Array(channel, { maxItems: CHANNELS.length })),
+    formats: Type.Optional(Type.Array(tag, { maxItems: LIMITS.formats })),
+  },
+  { additionalProperties: false },
+);
+
+const placements = (description?: string) =>
+  Type.Array(placementSchema, {
+    minItems: 1,
+    maxItems: LIMITS.placements,
+    ...(description === undefined ? {} : { description }),
+  });
+const context = Type.Object(
+  { tags: Type.Optional(Type.Array(tag, { maxItems: LIMITS.contextTags })) },
+  { additionalProperties: false },
+);
 
 /**
  * The body of the data plane's POST /v1/decide, for documentation: the data plane parses it by
  * hand (server/decision/request.ts); a test keeps the two in agreement.
  */
-export const decideRequestSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['user', 'placements'],
-  properties: {
+export const decideRequestSchema = Type.Object(
+  {
     user: userRefSchema,
-    placements: { ...placements, description: 'Placement ids must be unique' },
-    context,
-    explain: { type: 'boolean' },
-    deadlineMs: { type: 'integer', minimum: 1, maximum: 60_000 },
+    placements: placements('Placement ids must be unique'),
+    context: Type.Optional(context),
+    explain: Type.Optional(Type.Boolean()),
+    deadlineMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
   },
-};
+  { additionalProperties: false },
+);
 
-export const previewRequestSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['placements'],
-  description: 'Give `user` (a stored person) or `profile` (inline), not both',
-  properties: {
+export const previewRequestSchema = Type.Object(
+  {
+    user: Type.Optional(userRefSchema),
+    profile: Type.Optional(
+      Type.Object({ id: personId('The person id'), ...profileProperties }, { additionalProperties: false }),
+    ),
+    placements: placements(),
+    context: Type.Optional(context),
+    ruleset: Type.Optional(
+      Type.Union(
+        [
+          Type.String({ minLength: 1 }),
+          Type.Unsafe<Record<string, unknown>>({ type: 'object' }),
+          Type.Integer({ minimum: 1 }),
+        ],
+        {
+          description:
+            'A draft (rule-set text, or a rule-set object) or a stored version; default the active one',
+        },
+      ),
+    ),
+    at: Type.Optional(
+      Type.String({ format: 'date-time', description: 'The moment to decide at; default now' }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: 'Give `user` (a stored person) or `profile` (inline), not both',
+  },
+);
+export type PreviewBody = Type.Static<typeof previewRequestSchema>;
+
+export const eventSchema = Type.Object(
+  {
+    eventId: Type.String({
+      minLength: 1,
+      maxLength: LIMITS.idLength,
+      description: 'Events are applied once per id',
+    }),
+    type: Type.Unsafe<EventType>({ type: 'string', enum: [...EVENT_TYPES] }),
     user: userRefSchema,
-    profile: { ...profileSchema, required: ['id'] },
-    placements,
-    context,
-    ruleset: {
-      description:
-        'A draft (rule-set text, or a rule-set object) or a stored version; default the active one',
-      anyOf: [{ type: 'string', minLength: 1 }, { type: 'object' }, { type: 'integer', minimum: 1 }],
-    },
-    at: { ...dateTime, description: 'The moment to decide at; default now' },
+    campaign: Type.Optional(id),
+    brand: Type.Optional(id),
+    at: Type.Optional(
+      Type.Union([dateTime, Type.Integer({ minimum: 0 })], {
+        description: 'When it happened: ISO 8601 or epoch ms; default now',
+      }),
+    ),
   },
-};
+  { additionalProperties: false },
+);
+export type EventBody = Type.Static<typeof eventSchema>;
 
-export const eventSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['eventId', 'type', 'user'],
-  properties: {
-    eventId: { ...id, description: 'Events are applied once per id' },
-    type: { type: 'string', enum: [...EVENT_TYPES] },
-    user: userRefSchema,
-    campaign: id,
-    brand: id,
-    at: {
-      description: 'When it happened: ISO 8601 or epoch ms; default now',
-      anyOf: [dateTime, { type: 'integer', minimum: 0 }],
-    },
-  },
-};
-
-export const eventBatchSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['events'],
-  properties: {
-    events: { type: 'array', minItems: 1, maxItems: LIMITS.events, items: eventSchema },
-  },
-};
+export const eventBatchSchema = Type.Object(
+  { events: Type.Array(eventSchema, { minItems: 1, maxItems: LIMITS.events }) },
+  { additionalProperties: false },
+);
 
 /** What POST /v1/events takes: one event, an array of them, or `{events: [...]}`. */
-export const eventsRequestSchema: JsonSchema = {
-  anyOf: [
-    eventSchema,
-    { type: 'array', minItems: 1, maxItems: LIMITS.events, items: eventSchema },
-    eventBatchSchema,
-  ],
-};
+export const eventsRequestSchema = Type.Union([
+  eventSchema,
+  Type.Array(eventSchema, { minItems: 1, maxItems: LIMITS.events }),
+  eventBatchSchema,
+]);
+export type EventsBody = Type.Static<typeof eventsRequestSchema>;
 
 // ---- answers ------------------------------------------------------------------------------------
 

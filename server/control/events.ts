@@ -8,20 +8,14 @@ import type { CompiledRuleSet } from '../../rules/compile.js';
 import { stageAfterEvent } from '../../rules/stage-moves.js';
 import type { EventType } from '../../rules/types.js';
 import { check } from '../contracts/check.js';
-import { eventBatchSchema, eventSchema, LIMITS } from '../contracts/schemas.js';
+import { type EventBody, eventBatchSchema, eventSchema, LIMITS } from '../contracts/schemas.js';
 import { ClientError } from '../errors.js';
 import { DEFAULT_EVENT_DEDUPE_MS } from '../store/person.js';
 import type { EventResult, EventWrite } from '../store/types.js';
 import type { ControlContext, Register } from './context.js';
 
-interface EventIn {
-  eventId: string;
-  type: EventType;
-  user: { id?: string; ids?: Record<string, string> };
-  campaign?: string;
-  brand?: string;
-  at?: string | number;
-}
+/** A checked event, as the schema describes it. */
+type EventIn = EventBody;
 
 type Outcome = EventResult['outcome'] | 'unknown_person' | 'unknown_campaign' | 'unknown_brand';
 
@@ -35,12 +29,12 @@ interface EventOut {
 /** One event, an array of them, or `{events: [...]}`; paths name `events[i]` for batches. */
 export function checkEvents(data: unknown): EventIn[] {
   if (Array.isArray(data)) {
-    return check<{ events: EventIn[] }>(eventBatchSchema, { events: data }).events;
+    return check(eventBatchSchema, { events: data }).events;
   }
   if (data !== null && typeof data === 'object' && 'events' in data) {
-    return check<{ events: EventIn[] }>(eventBatchSchema, data).events;
+    return check(eventBatchSchema, data).events;
   }
-  return [check<EventIn>(eventSchema, data)];
+  return [check(eventSchema, data)];
 }
 
 /** How far ahead of the server's clock an event may be dated (clients' clocks drift). */

@@ -5,21 +5,13 @@
 import { type CompiledRuleSet, compileRuleSetInSlices } from '../../rules/compile.js';
 import { decide } from '../../rules/decide.js';
 import type { FrequencyCounters, Placement, Profile } from '../../rules/types.js';
+import type { PreviewBody } from '../contracts/schemas.js';
 import { findPerson, profileToDecide, userRef } from '../decision/identity.js';
 import { notePlacementId } from '../decision/request.js';
 import { ClientError } from '../errors.js';
 import { hasScope } from './auth.js';
 import type { ControlContext, Register } from './context.js';
 import { parseOrThrow } from './rulesets.js';
-
-interface PreviewBody {
-  user?: { id?: string; ids?: Record<string, string> };
-  profile?: Profile;
-  placements: Placement[];
-  context?: { tags?: string[] };
-  ruleset?: string | number | Record<string, unknown>;
-  at?: string;
-}
 
 /** Compiled stored versions, by version and checksum; a few are enough. */
 const MAX_CACHED = 8;

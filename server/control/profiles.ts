@@ -4,7 +4,7 @@
  * (CachedStore), so other instances drop their cached copies too.
  */
 import type { Profile } from '../../rules/types.js';
-import { LIMITS } from '../contracts/schemas.js';
+import { type AliasesBody, LIMITS, type ProfileBody, type ProfilePatchBody } from '../contracts/schemas.js';
 import { ClientError } from '../errors.js';
 import {
   chunksOf,
@@ -14,7 +14,6 @@ import {
   importProfiles,
 } from '../profiles/import.js';
 import { unknownStage } from '../profiles/stages.js';
-import type { ProfilePatch } from '../store/types.js';
 import type { ControlContext, Register } from './context.js';
 
 function pidOf(raw: string | undefined): string {
@@ -31,7 +30,7 @@ function notFound(pid: string): ClientError {
 export function registerProfiles(register: Register, ctx: ControlContext): void {
   const store = ctx.deps.profiles;
 
-  register<Profile>('putProfile', async ({ c, body }) => {
+  register<ProfileBody>('putProfile', async ({ c, body }) => {
     const pid = pidOf(c.req.param('id'));
     if (body.id !== undefined && body.id !== pid) {
       throw new ClientError(
@@ -62,7 +61,7 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
     return c.json({ profile, aliases });
   });
 
-  register<ProfilePatch>('patchProfile', async ({ c, body }) => {
+  register<ProfilePatchBody>('patchProfile', async ({ c, body }) => {
     const pid = pidOf(c.req.param('id'));
     const offLadder = unknownStage(body.stages, ctx.deps.active().compiled.funnel);
     if (offLadder !== null) throw offLadder;
@@ -78,7 +77,7 @@ export function registerProfiles(register: Register, ctx: ControlContext): void 
     return c.body(null, 204);
   });
 
-  register<Record<string, string>>('linkAliases', async ({ c, body }) => {
+  register<AliasesBody>('linkAliases', async ({ c, body }) => {
     const pid = pidOf(c.req.param('id'));
     await ctx.storeCall('link the aliases', () => store.linkAliases(pid, body));
     const aliases = await ctx.storeCall('read the aliases', () => store.aliasesOf(pid));

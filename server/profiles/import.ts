@@ -83,7 +83,7 @@ export class ImportTooLarge extends Error {
 
 type Line = { profile: Profile; aliases: Record<string, string> | undefined };
 
-const checkLine = checker<Profile & { aliases?: Record<string, string> }>(importLineSchema);
+const checkLine = checker(importLineSchema);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const NL = 10;
 
