@@ -358,6 +358,9 @@ describe('GET /metrics on the embedded store', () => {
     expect((await fetch(`${admin}/v1/rulesets/1`)).status).toBe(200);
     expect((await fetch(`${admin}/no/such/${id}`)).status).toBe(404);
     expect((await fetch(`http://127.0.0.1:${server.dataPort}/nothing/${id}`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${server.dataPort}/openrtb2/win`, { method: 'POST' })).status).toBe(
+      405,
+    );
     await postJson(decide, { user: { id }, placements: [BANNER] });
     await postJson(decide, { user: { ids: { cookie: `ck-${id}` } }, placements: [BANNER] });
 
@@ -377,6 +380,13 @@ describe('GET /metrics on the embedded store', () => {
       }),
     ).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { listener: 'data', route: 'unmatched' })).toBe(1);
+    expect(
+      value(e, 'mindshare_http_errors_total', {
+        listener: 'data',
+        route: '/openrtb2/win',
+        code: 'method_not_allowed',
+      }),
+    ).toBe(1);
     // No person id anywhere, in any label.
     for (const pid of [id, 'p-metrics-nobody', 'p-nobody-at-all', BIZ_ID]) expect(text).not.toContain(pid);
     for (const s of e.samples) {
