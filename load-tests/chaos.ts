@@ -40,6 +40,7 @@ import { seed } from '../server/cli/seed.js';
 import { ROUTES } from '../server/control/routes.js';
 import { demoProfile } from '../server/demo/profiles.js';
 import { bidRequestFor, bodyFor } from './driver.js';
+import { sleep } from './measure.js';
 import { freePort, type RedisHandle, startRedis, track } from './redis.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -544,10 +545,6 @@ async function fuzz(ctx: Context): Promise<void> {
 async function seedPeople(url: string): Promise<void> {
   const code = await seed({ REDIS_URL: url, DEMO_PEOPLE: String(PEOPLE) }, () => {});
   if (code !== 0) throw new Error(`seeding ${url} failed`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 async function runScenario(

@@ -15,16 +15,12 @@
  * Prints the figures' median, p90 and maximum over the trials, and writes them to
  * bench/results/freshness-<date>.json.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Agent } from 'node:http';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { writeResults } from '../bench/report.js';
 import { decideOnce } from '../test/http.js';
-import { freePort, startCluster, startRedis, track } from './redis.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep, startNode, waitReady } from './measure.js';
+import { freePort, startCluster, startRedis } from './redis.js';
 
 interface Process {
   child: ChildProcess;
@@ -32,32 +28,23 @@ interface Process {
   admin: number;
 }
 
-function start(env: Record<string, string>): Promise<Process> {
-  return Promise.all([freePort(), freePort()]).then(async ([data, admin]) => {
-    const child = spawn(process.execPath, [join(here, '..', 'server', 'main.js')], {
-      env: {
-        ...process.env,
-        ...env,
-        HOST: '127.0.0.1',
-        PORT: String(data),
-        ADMIN_PORT: String(admin),
-        WORKERS: '2',
-        CACHE_TTL_MS: '600000',
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    track(child);
-    for (let i = 0; i < 300; i++) {
-      const ok = await fetch(`http://127.0.0.1:${admin}/readyz`).then(
-        (r) => r.status === 200,
-        () => false,
-      );
-      if (ok) return { child, data, admin };
-      await sleep(100);
-    }
-    throw new Error('a server did not become ready');
-  });
+async function start(env: Record<string, string>, name: string): Promise<Process> {
+  const [data, admin] = await Promise.all([freePort(), freePort()]);
+  const child = startNode(
+    'server/main.js',
+    {
+      ...env,
+      HOST: '127.0.0.1',
+      PORT: String(data),
+      ADMIN_PORT: String(admin),
+      WORKERS: '2',
+      CACHE_TTL_MS: '600000',
+      LOG_LEVEL: 'warn',
+    },
+    name,
+  );
+  await waitReady(`http://127.0.0.1:${admin}/readyz`);
+  return { child, data, admin };
 }
 
 /** The campaign of the one placement a decision for `cookie` fills (null: none). */
@@ -79,8 +66,8 @@ async function main(): Promise<void> {
   const cluster = onCluster ? await startCluster({ masters: 3, replicas: 0 }) : null;
   const env: Record<string, string> =
     cluster !== null ? { REDIS_CLUSTER_NODES: cluster.seeds } : { REDIS_URL: redis!.url };
-  const a = await start(env);
-  const b = await start(env);
+  const a = await start(env, 'server-a');
+  const b = await start(env, 'server-b');
   const servers = [a, b];
   // Per process, three keep-alive connections (each stays with one thread) and fresh ones.
   const agents = servers.map(() =>
