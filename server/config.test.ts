@@ -80,6 +80,25 @@ describe('configuration', () => {
     }
   });
 
+  it('reads the OpenRTB privacy policy: our TCF vendor id and the purposes that need consent', () => {
+    expect(loadConfig({}).openrtb).toMatchObject({ tcfVendorId: null, tcfPurposes: [1, 3, 4] });
+    expect(
+      loadConfig({ OPENRTB_TCF_VENDOR_ID: '755', OPENRTB_TCF_PURPOSES: '1, 2,7' }).openrtb,
+    ).toMatchObject({
+      tcfVendorId: 755,
+      tcfPurposes: [1, 2, 7],
+    });
+    for (const [env, problem] of [
+      [{ OPENRTB_TCF_VENDOR_ID: 'acme' }, /OPENRTB_TCF_VENDOR_ID="acme"/],
+      [{ OPENRTB_TCF_VENDOR_ID: '0' }, /OPENRTB_TCF_VENDOR_ID="0"/],
+      [{ OPENRTB_TCF_PURPOSES: '1,25' }, /OPENRTB_TCF_PURPOSES="1,25"/],
+      [{ OPENRTB_TCF_PURPOSES: '1,1' }, /OPENRTB_TCF_PURPOSES/],
+      [{ OPENRTB_TCF_PURPOSES: 'all' }, /OPENRTB_TCF_PURPOSES/],
+    ] as const) {
+      expect(() => loadConfig(env), JSON.stringify(env)).toThrow(problem);
+    }
+  });
+
   it('keeps event ids at least as long as bids take notices, and events no older than that', () => {
     expect(loadConfig({}).eventDedupeMs).toBe(7 * 86_400_000);
     expect(loadConfig({ EVENT_DEDUPE_MS: String(30 * 86_400_000) }).eventDedupeMs).toBe(30 * 86_400_000);

@@ -83,6 +83,10 @@ export interface OpenRtbConfig {
   secretConfigured: boolean;
   /** How long after a bid its notices are accepted, ms. */
   bidTtlMs: number;
+  /** Our id in the IAB Global Vendor List (GDPR consent is checked for it); null: none. */
+  tcfVendorId: number | null;
+  /** TCF purposes a GDPR request must consent to before personal data is used. */
+  tcfPurposes: number[];
 }
 
 /** A bearer token from the configuration (name: safe to log; secret: never logged). */
@@ -284,9 +288,35 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: '3600000',
     description: 'OpenRTB: how long after a bid its win and billing notices are accepted',
   },
+  {
+    name: 'OPENRTB_TCF_VENDOR_ID',
+    default: '(none)',
+    description:
+      "OpenRTB: this bidder's id in the IAB Global Vendor List; GDPR requests use personal data only when their TCF consent names it. Unset: GDPR requests are decided on context alone",
+  },
+  {
+    name: 'OPENRTB_TCF_PURPOSES',
+    default: '1,3,4',
+    description:
+      'OpenRTB: the TCF purposes a GDPR request must have consent for before personal data is used (1 store and access, 3 build an ad profile, 4 select personalised ads)',
+  },
 ];
 
 export class ConfigError extends Error {}
+
+/** TCF purposes, `1,3,4`: distinct whole numbers from 1 to 24 (the TCF's purpose bits). */
+function purposes(raw: string | undefined, problems: string[]): number[] {
+  if (raw === undefined || raw.trim() === '') return [1, 3, 4];
+  const list = raw.split(',').map((p) => p.trim());
+  const ok = list.every((p) => /^\d+$/.test(p) && Number(p) >= 1 && Number(p) <= 24);
+  if (!ok || new Set(list).size !== list.length) {
+    problems.push(
+      `OPENRTB_TCF_PURPOSES=${JSON.stringify(raw)}: expected distinct purpose numbers 1-24, e.g. 1,3,4`,
+    );
+    return [1, 3, 4];
+  }
+  return list.map(Number);
+}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
@@ -345,6 +375,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       secret: '',
       secretConfigured: false,
       bidTtlMs: int('OPENRTB_BID_TTL_MS', 3_600_000, 1000, 7 * 86_400_000),
+      tcfVendorId: env.OPENRTB_TCF_VENDOR_ID ? int('OPENRTB_TCF_VENDOR_ID', 0, 1, 65_535) : null,
+      tcfPurposes: purposes(env.OPENRTB_TCF_PURPOSES, problems),
     },
   };
   const o = config.openrtb;

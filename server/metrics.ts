@@ -36,6 +36,7 @@ import {
   type NoticeKind,
   type NoticeResult,
 } from './openrtb/bidder.js';
+import { PRIVACY_REASONS } from './openrtb/privacy.js';
 import type { CacheStats } from './store/cached.js';
 
 declare module 'hono' {
@@ -333,6 +334,8 @@ export class Metrics {
   // ---- OpenRTB ---------------------------------------------------------------------------------
   private readonly bids: HotCounter;
   private readonly noBids = new Map<NoBidReason, HotCounter>();
+  /** Requests decided on context alone, by privacy reason, then `bid` or `no_bid`. */
+  private readonly contextOnly = new Map<string, HotCounter>();
   private readonly noticeChild: (labels: Record<'type' | 'outcome', string>) => HotCounter;
   private readonly noticeBy = new Map<string, HotCounter>();
   private readonly priceChild: (labels: Record<'type' | 'currency', string>) => HotCounter;
@@ -545,6 +548,17 @@ export class Metrics {
       ['reason'],
     );
     for (const reason of NO_BID_REASONS) this.noBids.set(reason, noBids.child({ reason }));
+    const contextOnly = hotCounter(
+      registry,
+      'mindshare_openrtb_context_only_total',
+      'OpenRTB bid requests decided on context alone because a privacy signal forbade personal data, by reason (coppa, gdpr, us_privacy, gpp) and answer (bid, no_bid)',
+      ['reason', 'answer'],
+    );
+    for (const reason of PRIVACY_REASONS) {
+      for (const answer of ['bid', 'no_bid']) {
+        this.contextOnly.set(`${reason} ${answer}`, contextOnly.child({ reason, answer }));
+      }
+    }
     this.noticeChild = hotCounter(
       registry,
       'mindshare_openrtb_notices_total',
@@ -731,6 +745,9 @@ export class Metrics {
       return;
     }
     this.dataAnswer(BID_ROUTE, answer.status, null);
+    if (answer.privacy !== null) {
+      this.contextOnly.get(`${answer.privacy} ${answer.status === 200 ? 'bid' : 'no_bid'}`)?.inc();
+    }
     if (answer.status === 204) {
       this.noBids.get(answer.reason)?.inc();
       return;

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProfileStore } from '../server/store/types.js';
 import { postJson, splitRequest } from './http.js';
+import { gppString, tcString } from './openrtb/consent.js';
 import { serverOver, type TestServer } from './server-kit.js';
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: the OpenRTB macro as the exchange sees it
@@ -233,6 +234,71 @@ function describeBidder(name: string, target: () => Target): void {
       expect(capped).toBe(true);
     });
 
+    it('uses no personal data when a privacy signal forbids it: context alone, no person in the bid', async () => {
+      const pid = `private-${name.replace(/\W/g, '')}`;
+      await target().store.putProfile({ id: pid, tags: ['circle:capped'] });
+      await target().store.linkAliases(pid, { cookie: `buyer-${pid}` });
+      const base = example('banner');
+      base.user = { buyeruid: `buyer-${pid}`, data: [{ id: 'dmp', segment: [{ id: 'sports' }] }] };
+      base.imp[0].banner = {
+        format: [
+          { w: 728, h: 90 },
+          { w: 970, h: 250 },
+        ],
+      };
+      const campaigns = async (edit: (req: Json) => void): Promise<string[]> => {
+        const req = structuredClone(base);
+        req.id = `privacy-${Math.random()}`;
+        edit(req);
+        const r = await bid(req);
+        expect([200, 204]).toContain(r.status);
+        return r.status === 204 ? [] : r.body.seatbid[0].bid.map((b: Json) => b.cid);
+      };
+      // Allowed: the stored person (capped-leaderboard) and the third-party segment compete.
+      const personal = await campaigns(() => {});
+      expect(personal).toEqual(['capped-leaderboard']);
+      expect(await campaigns((r) => (r.imp[0].banner = { w: 970, h: 250 }))).toEqual(['dmp-sports']);
+      const consent = tcString([755], [1, 3, 4]);
+      expect(
+        await campaigns((r) => Object.assign(r, { regs: { gdpr: 1 }, user: { ...r.user, consent } })),
+      ).toEqual(personal);
+      expect(
+        await campaigns((r) =>
+          Object.assign(r, { regs: { ext: { gdpr: 1 } }, user: { ...r.user, ext: { consent } } }),
+        ),
+      ).toEqual(personal);
+      // Forbidden: neither the person nor their segments are used, in 2.6 and 2.5 places alike.
+      const forbidding: Array<(r: Json) => void> = [
+        (r) => (r.regs = { coppa: 1 }),
+        (r) => (r.regs = { gdpr: 1 }),
+        (r) => (r.regs = { ext: { gdpr: 1 } }),
+        (r) =>
+          Object.assign(r, { regs: { gdpr: 1 }, user: { ...r.user, consent: tcString([10], [1, 3, 4]) } }),
+        (r) => Object.assign(r, { regs: { gdpr: 1 }, user: { ...r.user, consent: 'garbage' } }),
+        (r) => (r.regs = { us_privacy: '1YYN' }),
+        (r) => (r.regs = { ext: { us_privacy: '1YYY' } }),
+        (r) => (r.regs = { gpp: gppString({ usnat: { SaleOptOut: 1 } }), gpp_sid: [7] }),
+      ];
+      for (const edit of forbidding) {
+        const cids = await campaigns(edit);
+        expect(cids).not.toContain('capped-leaderboard');
+        expect(cids).not.toContain('dmp-sports');
+      }
+      // A context-only bid carries no person: its notice counts nothing against anyone's caps.
+      const open = example('banner');
+      open.user = base.user;
+      open.regs = { coppa: 1 };
+      const r = await bid(open);
+      expect(r.status).toBe(200);
+      const b = r.body.seatbid[0].bid[0];
+      const win = b.nurl.replace(/^https?:\/\/[^/]+/, '').replace(MACRO, '1');
+      expect((await get(win)).status).toBe(204);
+      expect((await target().store.loadPerson(pid)).counters).toEqual({});
+      // A flag of the wrong kind is refused with its path.
+      const bad = await bid({ ...base, regs: { coppa: 'yes' } });
+      expect([bad.status, bad.body.error.path]).toEqual([400, 'regs.coppa']);
+    });
+
     it('refuses a clearing price above the bid, counting nothing for it', async () => {
       const r = await bid(example('banner'));
       const b = r.body.seatbid[0].bid[0];
@@ -277,7 +343,11 @@ function describeBidder(name: string, target: () => Target): void {
 describe('embedded store', () => {
   let kit: TestServer;
   beforeAll(async () => {
-    kit = await serverOver('embedded', { DEMO_PEOPLE: '0', RULESET_FILE: RULESET });
+    kit = await serverOver('embedded', {
+      DEMO_PEOPLE: '0',
+      RULESET_FILE: RULESET,
+      OPENRTB_TCF_VENDOR_ID: '755',
+    });
   });
   afterAll(() => kit.close());
   describeBidder('embedded store', () => kit);
@@ -291,11 +361,18 @@ describe('embedded store', () => {
     expect(text).toMatch(/mindshare_openrtb_notices_total\{type="win",outcome="counted"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_notices_total\{type="win",outcome="duplicate"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_notice_price_total\{type="win",currency="USD"\} [1-9]/);
+    expect(text).toMatch(/mindshare_openrtb_context_only_total\{reason="coppa",answer="bid"\} [1-9]/);
+    expect(text).toMatch(/mindshare_openrtb_context_only_total\{reason="gdpr",answer="no_bid"\} [1-9]/);
   });
 });
 
 /** Over Redis: the rule set of these tests, a deadline of 50 ms, and people cached briefly. */
-const OVER_REDIS = { RULESET_FILE: RULESET, DECISION_DEADLINE_MS: '50', CACHE_TTL_MS: '50' };
+const OVER_REDIS = {
+  RULESET_FILE: RULESET,
+  DECISION_DEADLINE_MS: '50',
+  CACHE_TTL_MS: '50',
+  OPENRTB_TCF_VENDOR_ID: '755',
+};
 
 describe('Redis store', () => {
   let kit: TestServer;

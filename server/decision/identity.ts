@@ -27,6 +27,7 @@ export function userRef(user: { id?: string; ids?: Readonly<Record<string, strin
 export async function findPerson(store: ProfileStore, user: UserRef): Promise<FoundPerson> {
   let pid: string | null;
   if (user.kind === 'id') pid = user.id;
+  else if (user.kind === 'anonymous') return { pid: null, record: null };
   else {
     const found = await Promise.all(user.aliases.map(([k, v]) => store.resolveAlias(k, v)));
     pid = found.find((x): x is string => typeof x === 'string') ?? null;
@@ -38,7 +39,7 @@ export async function findPerson(store: ProfileStore, user: UserRef): Promise<Fo
 /**
  * The profile to decide on: the stored one, else an empty profile whose id is the person id, or
  * for someone known by aliases only the first alias (`kind:value`), so that their hold-out draw
- * and tie-breaks stay the same from one request to the next.
+ * and tie-breaks stay the same from one request to the next; for an anonymous request, its seed.
  */
 export function profileToDecide(user: UserRef, pid: string | null, record: PersonRecord | null): Profile {
   if (record?.profile != null) return record.profile;
@@ -47,6 +48,7 @@ export function profileToDecide(user: UserRef, pid: string | null, record: Perso
 
 function anonymousId(user: UserRef): string {
   if (user.kind === 'id') return user.id;
+  if (user.kind === 'anonymous') return user.seed;
   const first = user.aliases[0];
   return first === undefined ? '' : `${first[0]}:${first[1]}`;
 }

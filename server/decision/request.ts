@@ -15,7 +15,12 @@ export type BodyFormat = 'json' | 'msgpack';
 
 export type UserRef =
   | { kind: 'id'; id: string }
-  | { kind: 'aliases'; aliases: Array<[kind: string, value: string]> };
+  | { kind: 'aliases'; aliases: Array<[kind: string, value: string]> }
+  /**
+   * Nobody may be looked up (a request without a lawful basis for personal data): decided on the
+   * request's context alone. `seed` stands in for the person in hold-out draws and tie-breaks.
+   */
+  | { kind: 'anonymous'; seed: string };
 
 export interface DecideInput {
   user: UserRef;

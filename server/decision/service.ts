@@ -87,6 +87,8 @@ export class DecisionService {
     let pid: string | null = null;
     if (input.user.kind === 'id') {
       pid = input.user.id;
+    } else if (input.user.kind === 'anonymous') {
+      return this.finish(rs, input, null, null, null, started);
     } else if (store.cachedAlias !== undefined) {
       let allMissed = true;
       for (const [kind, value] of input.user.aliases) {

@@ -13,6 +13,7 @@ import type { DecisionOutcome, DecisionService } from '../decision/service.js';
 import { ClientError } from '../errors.js';
 import type { EventStore, EventWrite } from '../store/types.js';
 import { BidIds } from './bid-id.js';
+import { PrivacyGate, type PrivacyReason } from './privacy.js';
 import type { BidRequest, Deal, Imp } from './request.js';
 
 /** Why a bid request got no bid (HTTP 204), or `invalid` for a request answered 400/413. */
@@ -53,7 +54,13 @@ export interface BidResponse {
   cur: string;
 }
 
-export type BidAnswer = { status: 200; body: BidResponse } | { status: 204; reason: NoBidReason };
+/**
+ * A bid (200) or no bid (204, with why). `privacy`: the signal that kept personal data out of the
+ * decision (it was made on the request's context alone), null when personal data was allowed.
+ */
+export type BidAnswer = ({ status: 200; body: BidResponse } | { status: 204; reason: NoBidReason }) & {
+  privacy: PrivacyReason | null;
+};
 
 export type NoticeKind = 'win' | 'bill';
 export type NoticeOutcome = 'counted' | 'duplicate';
@@ -89,6 +96,7 @@ export class Bidder {
   private readonly config: OpenRtbConfig;
   private readonly clock: () => number;
   private readonly ids: BidIds;
+  private readonly privacy: PrivacyGate;
 
   constructor(opts: BidderOptions) {
     this.service = opts.service;
@@ -96,32 +104,41 @@ export class Bidder {
     this.config = opts.config;
     this.clock = opts.clock ?? Date.now;
     this.ids = new BidIds(opts.config.secret);
+    this.privacy = new PrivacyGate({
+      tcfVendorId: opts.config.tcfVendorId,
+      tcfPurposes: opts.config.tcfPurposes,
+    });
   }
 
   /** `started`: performance.now() when the request arrived. */
   bid(req: BidRequest, started: number): BidAnswer | Promise<BidAnswer> {
     const seat = this.config.seat;
+    // Decided before anything personal is read: without a lawful basis, no alias is looked up and
+    // no third-party segment used; the bid ids then carry no person (notices write no caps).
+    const privacy = this.privacy.reason(req.privacy);
     if ((req.wseat.length > 0 && !req.wseat.includes(seat)) || req.bseat.includes(seat)) {
-      return { status: 204, reason: 'blocked' };
+      return { status: 204, reason: 'blocked', privacy };
     }
     const budget = req.tmax === undefined ? undefined : Math.floor(req.tmax - this.config.marginMs);
-    if (budget !== undefined && budget < 1) return { status: 204, reason: 'timeout' };
+    if (budget !== undefined && budget < 1) return { status: 204, reason: 'timeout', privacy };
 
     const rs = this.service.ruleSet;
     const plans = new Map<string, Plan>();
     const reasons: { first: FilterReason | null } = { first: null };
     const filter = this.filter(req, plans, reasons);
+    const personal = privacy === null;
     const input: DecideInput = {
-      user: { kind: 'aliases', aliases: req.aliases },
+      user: personal ? { kind: 'aliases', aliases: req.aliases } : { kind: 'anonymous', seed: req.id },
       placements: req.imps.map((imp) => ({ id: imp.id, channels: imp.channels, formats: imp.formats })),
-      contextTags: req.contextTags,
+      contextTags:
+        personal && req.userTags.length > 0 ? req.contextTags.concat(req.userTags) : req.contextTags,
       explain: false,
       deadlineMs: budget,
       filter,
     };
     const answer = (outcome: DecisionOutcome): BidAnswer => {
       if (budget !== undefined && performance.now() - started > budget)
-        return { status: 204, reason: 'timeout' };
+        return { status: 204, reason: 'timeout', privacy };
       return this.respond(
         req,
         outcome,
@@ -129,6 +146,7 @@ export class Bidder {
         rs.compiled.campaignIndex,
         plans,
         reasons.first,
+        privacy,
       );
     };
     const result = this.service.decide(input);
@@ -175,6 +193,7 @@ export class Bidder {
     campaignIndex: ReadonlyMap<string, number>,
     plans: Map<string, Plan>,
     refused: FilterReason | null,
+    privacy: PrivacyReason | null,
   ): BidAnswer {
     const bids: Bid[] = [];
     let currency: string | null = null;
@@ -231,11 +250,12 @@ export class Bidder {
       bids.push(bid);
     }
     if (bids.length === 0 || currency === null) {
-      return { status: 204, reason: held ? 'holdout' : (refused ?? 'no_fill') };
+      return { status: 204, reason: held ? 'holdout' : (refused ?? 'no_fill'), privacy };
     }
     return {
       status: 200,
       body: { id: req.id, seatbid: [{ seat: this.config.seat, bid: bids }], cur: currency },
+      privacy,
     };
   }
 

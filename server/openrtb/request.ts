@@ -8,6 +8,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { Channel } from '../../rules/types.js';
 import { ClientError } from '../errors.js';
+import type { PrivacySignals } from './privacy.js';
 
 export interface Deal {
   id: string;
@@ -41,9 +42,13 @@ export interface BidRequest {
   bcat: string[];
   wseat: string[];
   bseat: string[];
-  /** Aliases of the person, best first: `[kind, value]`. */
+  /** Aliases of the person, best first: `[kind, value]`. Personal data. */
   aliases: Array<[string, string]>;
+  /** Tags of the inventory: site or app, content, publisher. */
   contextTags: string[];
+  /** Tags of third-party segments of the person (`user.data`). Personal data. */
+  userTags: string[];
+  privacy: PrivacySignals;
 }
 
 export const OPENRTB_LIMITS = { imps: 64, deals: 64, aliases: 8, tags: 256, tagLength: 128 } as const;
@@ -142,6 +147,7 @@ export function checkBidRequest(data: unknown): BidRequest {
   const tmax = numberAt(data.tmax, 'tmax');
   const user = objectAt(data.user, 'user');
   const device = objectAt(data.device, 'device');
+  const tags = contextTags(site ?? app, site !== undefined ? 'site' : 'app', user);
   return {
     id,
     imps,
@@ -152,7 +158,40 @@ export function checkBidRequest(data: unknown): BidRequest {
     wseat: stringsAt(data.wseat, 'wseat'),
     bseat: stringsAt(data.bseat, 'bseat'),
     aliases: identity(user, device),
-    contextTags: contextTags(site ?? app, site !== undefined ? 'site' : 'app', user),
+    contextTags: tags.context,
+    userTags: tags.user,
+    privacy: privacySignals(objectAt(data.regs, 'regs'), user),
+  };
+}
+
+/**
+ * The privacy signals, each from its OpenRTB 2.6 place or else its 2.5 one (`ext`). Flags may come
+ * as 0/1 numbers or "0"/"1" strings (both are seen in the wild); anything else is refused.
+ */
+function privacySignals(regs: Obj | undefined, user: Obj | undefined): PrivacySignals {
+  const regsExt = objectAt(regs?.ext, 'regs.ext');
+  const userExt = objectAt(user?.ext, 'user.ext');
+  const flag = (v: unknown, path: string): number | undefined => {
+    if (v === undefined || v === null) return undefined;
+    if (v === 0 || v === 1) return v;
+    if (v === '0' || v === '1') return Number(v);
+    throw new ClientError('invalid_field', `${path} must be 0 or 1`, path);
+  };
+  /** A field's value and path: its 2.6 place when set, else its 2.5 place under `ext`. */
+  const place = (o: Obj | undefined, base: 'regs' | 'user', field: string): [unknown, string] => {
+    const ext = base === 'regs' ? regsExt : userExt;
+    const top = o?.[field];
+    return top !== undefined && top !== null
+      ? [top, `${base}.${field}`]
+      : [ext?.[field], `${base}.ext.${field}`];
+  };
+  return {
+    coppa: flag(...place(regs, 'regs', 'coppa')) === 1,
+    gdpr: flag(...place(regs, 'regs', 'gdpr')),
+    consent: stringAt(...place(user, 'user', 'consent')),
+    usPrivacy: stringAt(...place(regs, 'regs', 'us_privacy')),
+    gpp: stringAt(...place(regs, 'regs', 'gpp')),
+    gppSid: intsAt(...place(regs, 'regs', 'gpp_sid')),
   };
 }
 
@@ -277,12 +316,19 @@ function identity(user: Obj | undefined, device: Obj | undefined): Array<[string
 /**
  * Tags true for this request: `src:openrtb`; `iab:<category>` of the site or app, its pages
  * and its content; `kw:<keyword>` of the content (and site or app); `pub:<publisher id>`;
- * `site:<domain>` or `app:<bundle>`; `seg:<provider>:<segment id>` of `user.data`.
+ * `site:<domain>` or `app:<bundle>`; and apart, as they are the person's, `seg:<provider>:<segment
+ * id>` of `user.data`.
  */
-function contextTags(inventory: Obj | undefined, where: 'site' | 'app', user: Obj | undefined): string[] {
+function contextTags(
+  inventory: Obj | undefined,
+  where: 'site' | 'app',
+  user: Obj | undefined,
+): { context: string[]; user: string[] } {
   const tags = new Set<string>(['src:openrtb']);
-  const add = (tag: string) => {
-    if (tag.length <= OPENRTB_LIMITS.tagLength && tags.size < OPENRTB_LIMITS.tags) tags.add(tag);
+  const userTags = new Set<string>();
+  const add = (tag: string, to = tags) => {
+    if (tag.length <= OPENRTB_LIMITS.tagLength && tags.size + userTags.size < OPENRTB_LIMITS.tags)
+      to.add(tag);
   };
   const keywords = (o: Obj | undefined) => {
     if (o === undefined) return;
@@ -322,8 +368,8 @@ function contextTags(inventory: Obj | undefined, where: 'site' | 'app', user: Ob
     arrayAt(data?.segment, `user.data[${i}].segment`).forEach((s, j) => {
       const seg = objectAt(s, `user.data[${i}].segment[${j}]`);
       const sid = stringAt(seg?.id, `user.data[${i}].segment[${j}].id`);
-      if (sid !== undefined && sid !== '') add(`seg:${provider}:${sid}`);
+      if (sid !== undefined && sid !== '') add(`seg:${provider}:${sid}`, userTags);
     });
   });
-  return [...tags];
+  return { context: [...tags], user: [...userTags] };
 }
