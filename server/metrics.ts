@@ -544,7 +544,7 @@ export class Metrics {
     const noBids = hotCounter(
       registry,
       'mindshare_openrtb_no_bids_total',
-      'OpenRTB bid requests answered without a bid, by reason (no_fill, floor, currency, deal, blocked, holdout, timeout, invalid)',
+      'OpenRTB bid requests answered without a bid, by reason (no_fill, format, floor, currency, deal, blocked, holdout, timeout, invalid)',
       ['reason'],
     );
     for (const reason of NO_BID_REASONS) this.noBids.set(reason, noBids.child({ reason }));

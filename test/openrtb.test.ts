@@ -234,6 +234,38 @@ function describeBidder(name: string, target: () => Target): void {
       expect(capped).toBe(true);
     });
 
+    it('bids only what renders: a banner at a size the imp allows, each medium with its own size and mtype', async () => {
+      const req = example('banner');
+      req.site.keywords = 'anysize';
+      req.imp[0].banner = {};
+      const unsized = await bid(req);
+      expect(unsized.status).toBe(204);
+      req.imp[0].banner = { format: [{ w: 320, h: 100 }] };
+      const sized = await bid(req);
+      expect(sized.status).toBe(200);
+      expect(sized.body.seatbid[0].bid[0]).toMatchObject({
+        crid: 'any-size-creative',
+        w: 320,
+        h: 100,
+        mtype: 1,
+      });
+
+      const multi = example('banner');
+      multi.imp[0].banner = { w: 300, h: 250 };
+      multi.imp[0].video = { w: 640, h: 480, mimes: ['video/mp4'] };
+      const seen = new Set<number>();
+      for (const cat of [['IAB2-1'], ['IAB9']]) {
+        multi.site.cat = cat;
+        const r = await bid(multi);
+        expect(r.status).toBe(200);
+        for (const b of r.body.seatbid[0].bid) {
+          seen.add(b.mtype);
+          expect([b.mtype, b.w, b.h]).toEqual(b.mtype === 2 ? [2, 640, 480] : [1, 300, 250]);
+        }
+      }
+      expect(seen).toEqual(new Set([1, 2]));
+    });
+
     it('uses no personal data when a privacy signal forbids it: context alone, no person in the bid', async () => {
       const pid = `private-${name.replace(/\W/g, '')}`;
       await target().store.putProfile({ id: pid, tags: ['circle:capped'] });
@@ -361,6 +393,7 @@ describe('embedded store', () => {
     expect(text).toMatch(/mindshare_openrtb_notices_total\{type="win",outcome="counted"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_notices_total\{type="win",outcome="duplicate"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_notice_price_total\{type="win",currency="USD"\} [1-9]/);
+    expect(text).toMatch(/mindshare_openrtb_no_bids_total\{reason="format"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_context_only_total\{reason="coppa",answer="bid"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_context_only_total\{reason="gdpr",answer="no_bid"\} [1-9]/);
   });

@@ -19,6 +19,7 @@ import type { BidRequest, Deal, Imp } from './request.js';
 /** Why a bid request got no bid (HTTP 204), or `invalid` for a request answered 400/413. */
 export const NO_BID_REASONS = [
   'no_fill',
+  'format',
   'floor',
   'currency',
   'deal',
@@ -42,6 +43,8 @@ export interface Bid {
   cat?: string[];
   w?: number;
   h?: number;
+  /** The markup's type: 1 banner, 2 video, 3 audio, 4 native (OpenRTB 2.6). */
+  mtype: 1 | 2 | 3 | 4;
   adm: string;
   nurl: string;
   burl: string;
@@ -88,7 +91,13 @@ interface Plan {
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: the OpenRTB macro, substituted by the exchange
 const AUCTION_PRICE = '${AUCTION_PRICE}';
-const SIZE = /-(\d+)x(\d+)$/;
+const SIZE = /^(banner|video)-(\d+)x(\d+)$/;
+/** The bid's `mtype` and the prefix of its sized formats, by the channel decided. */
+const MEDIA: Readonly<Record<string, { mtype: 1 | 2 | 4; sized: string }>> = {
+  display: { mtype: 1, sized: 'banner' },
+  video: { mtype: 2, sized: 'video' },
+  native: { mtype: 4, sized: '' },
+};
 
 export class Bidder {
   private readonly service: DecisionService;
@@ -198,6 +207,7 @@ export class Bidder {
     const bids: Bid[] = [];
     let currency: string | null = null;
     let held = false;
+    let unsized = false;
     const pid = outcome.output.user ?? '';
     const expiresAt = this.clock() + this.config.bidTtlMs;
     const base = this.config.noticeUrl;
@@ -215,7 +225,14 @@ export class Bidder {
       const imp = req.imps[p];
       if (c === undefined || cr === undefined || imp === undefined) continue;
       const plan = plans.get(`${p}|${c.index}|${cr.index}`);
-      if (plan === undefined) continue;
+      const media = MEDIA[d.channel];
+      if (plan === undefined || media === undefined) continue;
+      const size = media.sized === '' ? null : sizeOf(imp, cr, media.sized);
+      // A banner renders only at a size the imp allows: without one there is no bid.
+      if (media.mtype === 1 && size === null) {
+        unsized = true;
+        continue;
+      }
       // One currency per response: bids in another one than the first are left out.
       if (currency !== null && plan.currency !== currency) continue;
       currency = plan.currency;
@@ -235,13 +252,13 @@ export class Bidder {
         adid: cr.id,
         crid: cr.id,
         cid: c.id,
+        mtype: media.mtype,
         adm: cr.adm ?? defaultMarkup(c, cr),
         nurl: `${base}/openrtb2/win?bid=${id}&price=${AUCTION_PRICE}`,
         burl: `${base}/openrtb2/bill?bid=${id}&price=${AUCTION_PRICE}`,
       };
       if (c.adomain.length > 0) bid.adomain = c.adomain.slice();
       if (c.cat.length > 0) bid.cat = c.cat.slice();
-      const size = sizeOf(imp, cr);
       if (size !== null) {
         bid.w = size[0];
         bid.h = size[1];
@@ -250,7 +267,8 @@ export class Bidder {
       bids.push(bid);
     }
     if (bids.length === 0 || currency === null) {
-      return { status: 204, reason: held ? 'holdout' : (refused ?? 'no_fill'), privacy };
+      const reason = held ? 'holdout' : (refused ?? (unsized ? 'format' : 'no_fill'));
+      return { status: 204, reason, privacy };
     }
     return {
       status: 200,
@@ -368,13 +386,16 @@ function blockedCategory(cat: string, bcat: readonly string[]): boolean {
   return false;
 }
 
-/** The size of the format the creative fills on the imp, when it has one. */
-function sizeOf(imp: Imp, cr: CompiledCreative): [number, number] | null {
+/**
+ * The size the creative takes on the imp for its medium (`banner` or `video`): the first sized
+ * format of that medium the imp allows and the creative declares (any, when it declares none).
+ */
+function sizeOf(imp: Imp, cr: CompiledCreative, medium: string): [number, number] | null {
   for (const f of imp.formats) {
-    if (cr.formats !== null && !cr.formats.includes(f)) continue;
     const m = SIZE.exec(f);
-    if (m !== null) return [Number(m[1]), Number(m[2])];
-    if (cr.formats !== null) return null;
+    if (m === null || m[1] !== medium) continue;
+    if (cr.formats !== null && !cr.formats.includes(f) && !cr.formats.includes(medium)) continue;
+    return [Number(m[2]), Number(m[3])];
   }
   return null;
 }
