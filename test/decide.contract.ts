@@ -2,12 +2,13 @@
  * The decision contract, run against every store behind the real data-plane listener.
  * POST /v1/decide as in the public contract: formats, identity, caps, explain, errors.
  */
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { hashString, mixHash } from '../rules/compile.js';
 import type { Profile } from '../rules/types.js';
 import type { ErrorBody } from '../server/errors.js';
 import type { ProfileStore } from '../server/store/types.js';
-import { packr, postJson, postMsgpack, rawRequest } from './http.js';
+import { packr, postJson, postMsgpack, postRaw, rawRequest } from './http.js';
 
 /** 2026-11-24 12:00 in Shanghai. */
 export const CONTRACT_NOW = Date.parse('2026-11-24T04:00:00.000Z');
@@ -254,6 +255,21 @@ export function describeDecideContract(name: string, target: () => DecideTarget)
         );
         expect(chunked).toMatch(/^HTTP\/1\.1 413/);
         expect((await postJson(url(), { user: { id: BIZ_ID }, placements: [BANNER] })).status).toBe(200);
+      });
+
+      it('takes a gzip body (bounded after inflating), and refuses broken gzip and other encodings', async () => {
+        const body = JSON.stringify({ user: { id: BIZ_ID }, placements: [BANNER] });
+        const zipped = { 'content-type': 'application/json', 'content-encoding': 'gzip' };
+        const plain = await postRaw(url(), Buffer.from(body), { 'content-type': 'application/json' });
+        const fromGzip = await postRaw(url(), gzipSync(body), zipped);
+        expect(fromGzip.status).toBe(200);
+        expect(JSON.parse(fromGzip.body.toString()).decisions).toEqual(
+          JSON.parse(plain.body.toString()).decisions,
+        );
+        expect((await postRaw(url(), Buffer.from(body), zipped)).status).toBe(400);
+        expect((await postRaw(url(), gzipSync(Buffer.alloc(1 << 20, 0x20)), zipped)).status).toBe(413);
+        const other = { 'content-type': 'application/json', 'content-encoding': 'deflate' };
+        expect((await postRaw(url(), Buffer.from(body), other)).status).toBe(415);
       });
 
       it('unknown routes get 404 and wrong methods 405', async () => {

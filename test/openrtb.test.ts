@@ -4,9 +4,10 @@
  * test/openrtb/ruleset.yaml; every constraint; win notices against frequency caps.
  */
 import { readFileSync } from 'node:fs';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProfileStore } from '../server/store/types.js';
-import { postJson, splitRequest } from './http.js';
+import { postJson, postRaw, splitRequest } from './http.js';
 import { gppString, tcString } from './openrtb/consent.js';
 import { serverOver, type TestServer } from './server-kit.js';
 
@@ -232,6 +233,55 @@ function describeBidder(name: string, target: () => Target): void {
         if (!capped) await new Promise((res) => setTimeout(res, 20));
       }
       expect(capped).toBe(true);
+    });
+
+    it('takes gzip bodies within the same limit, gzips large answers for who asks, says its OpenRTB version', async () => {
+      const json = { 'content-type': 'application/json' };
+      const zipped = { ...json, 'content-encoding': 'gzip' };
+      const plain = await postRaw(url(), Buffer.from(JSON.stringify(example('banner'))), json);
+      expect(plain.status).toBe(200);
+      expect(plain.headers['x-openrtb-version']).toBe('2.6');
+      const fromGzip = await postRaw(url(), gzipSync(JSON.stringify(example('banner'))), zipped);
+      expect(fromGzip.status).toBe(200);
+      expect(JSON.parse(fromGzip.body.toString()).seatbid).toEqual(
+        expect.arrayContaining([expect.objectContaining({ seat: 'mindshare' })]),
+      );
+      const noBid = await postRaw(
+        url(),
+        Buffer.from(JSON.stringify({ ...example('banner'), bcat: ['IAB18'] })),
+        json,
+      );
+      expect([noBid.status, noBid.headers['x-openrtb-version'], noBid.body.length]).toEqual([204, '2.6', 0]);
+      // Not gzip, a bomb past the body limit, an encoding not taken: 400, 413, 415; never a 5xx.
+      const broken = await postRaw(url(), Buffer.from('not gzip at all'), zipped);
+      expect([broken.status, JSON.parse(broken.body.toString()).error.code]).toEqual([400, 'bad_request']);
+      const bomb = gzipSync(Buffer.alloc(20 * 1024 * 1024, 0x20));
+      expect(bomb.length).toBeLessThan(65_536);
+      const boom = await postRaw(url(), bomb, zipped);
+      expect([boom.status, JSON.parse(boom.body.toString()).error.code]).toEqual([413, 'body_too_large']);
+      const brotli = await postRaw(url(), Buffer.from('{}'), { ...json, 'content-encoding': 'br' });
+      expect(brotli.status).toBe(415);
+      // An answer over 4 KiB (here by its echoed request id) comes gzipped to a client that takes gzip.
+      const many = example('banner');
+      many.id = 'r'.repeat(5000);
+      const small = await postRaw(url(), Buffer.from(JSON.stringify(example('banner'))), {
+        ...json,
+        'accept-encoding': 'gzip',
+      });
+      expect(small.headers['content-encoding']).toBeUndefined();
+      const big = await postRaw(url(), Buffer.from(JSON.stringify(many)), {
+        ...json,
+        'accept-encoding': 'gzip',
+      });
+      expect([big.status, big.headers['content-encoding']]).toEqual([200, 'gzip']);
+      expect(big.body.length).toBeLessThan(2000);
+      expect(JSON.parse(gunzipSync(big.body).toString())).toMatchObject({ id: many.id, cur: 'USD' });
+      const refused = await postRaw(url(), Buffer.from(JSON.stringify(many)), {
+        ...json,
+        'accept-encoding': 'gzip;q=0',
+      });
+      expect(refused.headers['content-encoding']).toBeUndefined();
+      expect(JSON.parse(refused.body.toString()).id).toBe(many.id);
     });
 
     it('bids only what renders: a banner at a size the imp allows, each medium with its own size and mtype', async () => {

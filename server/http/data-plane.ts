@@ -6,6 +6,7 @@
  * one way out (`send`, which writes nothing once the request was answered or aborted); they
  * differ only in what they parse and whom they tell.
  */
+import { gunzipSync, gzipSync } from 'node:zlib';
 import uWS from '@based/uws';
 import { type BodyFormat, bodyFormat, msgpack, parseDecideBody } from '../decision/request.js';
 import type { DecideOutput, DecisionOutcome, DecisionService } from '../decision/service.js';
@@ -94,6 +95,29 @@ interface Exchange {
   started: number;
   /** The `x-request-id` header as sent, '' when absent. */
   requestId: string;
+  /** The client takes gzip answers (`Accept-Encoding`). */
+  gzip: boolean;
+  /** `x-openrtb-version` of the answer; null: none. */
+  openrtbVersion: string | null;
+}
+
+/**
+ * Answers at least this long are gzipped for a client that takes gzip. Measured here (zlib level
+ * 1, median of 5 x 2,000): gzipSync costs 16-21 µs whatever the size, a third of a bid's CPU,
+ * while a one-bid answer (680 B) shrinks by 330 B, 2.6 µs on a 1 Gbit/s link. From about 4 KiB
+ * (8 bids: 4,969 B to 448 B) the bytes saved are worth the CPU.
+ */
+export const GZIP_MIN_BYTES = 4096;
+
+/** Whether an `Accept-Encoding` header takes gzip (`gzip`, `x-gzip`, `*`; not with `q=0`). */
+function takesGzip(header: string): boolean {
+  if (header === '') return false;
+  for (const part of header.split(',')) {
+    const [coding = '', ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== '*') continue;
+    return !params.some((p) => /^q=0(\.0*)?$/.test(p));
+  }
+  return false;
 }
 
 /**
@@ -107,12 +131,17 @@ function send(ex: Exchange, status: number, payload: unknown, close: boolean, be
   res.cork(() => {
     res.writeStatus(statusLine(status));
     if (bearer) res.writeHeader('www-authenticate', 'Bearer');
+    if (ex.openrtbVersion !== null) res.writeHeader('x-openrtb-version', ex.openrtbVersion);
     if (payload === undefined) {
       res.endWithoutBody(0, close);
       return;
     }
     const body = ex.format === 'json' ? JSON.stringify(payload) : msgpack.pack(payload);
-    res.writeHeader('content-type', CONTENT_TYPE[ex.format]).end(body, close);
+    res.writeHeader('content-type', CONTENT_TYPE[ex.format]);
+    if (ex.gzip && body.length >= GZIP_MIN_BYTES) {
+      res.writeHeader('content-encoding', 'gzip').writeHeader('vary', 'accept-encoding');
+      res.end(gzipSync(body, { level: 1 }), close);
+    } else res.end(body, close);
   });
   return true;
 }
@@ -128,11 +157,13 @@ interface BodyRoute {
   settled(ex: Exchange, status: number, code: ErrorCode | null): void;
   /** Handles the whole body; answers through `send`. */
   run(ex: Exchange, body: Buffer): void;
+  /** `x-openrtb-version` on every answer; null: none. */
+  openrtbVersion: string | null;
 }
 
 /** Makes the data plane's POST routes: one auth check, one body reader, one way to refuse. */
 function bodyRoutes(maxBody: number, authorize: DataPlaneOptions['authorize']) {
-  /** Answers an error before the body was read and closes the connection (the body is unread). */
+  /** Answers an error before the body was read or used, and closes the connection. */
   const refuse = (route: BodyRoute, ex: Exchange, code: ErrorCode, message: string): void => {
     const err = new ClientError(code, message);
     if (send(ex, err.status, err.toBody(), true, code === 'unauthorized')) {
@@ -153,12 +184,16 @@ function bodyRoutes(maxBody: number, authorize: DataPlaneOptions['authorize']) {
         format: format ?? 'json',
         started: performance.now(),
         requestId: req.getHeader('x-request-id'),
+        gzip: takesGzip(req.getHeader('accept-encoding')),
+        openrtbVersion: route.openrtbVersion,
       };
       res.onAborted(() => {
         if (ex.closed) return;
         ex.closed = true;
         route.settled(ex, 499, null);
       });
+      const encoding = req.getHeader('content-encoding').trim().toLowerCase();
+      const gzipped = encoding === 'gzip' || encoding === 'x-gzip';
       if (authorize !== undefined) {
         const verdict = authorize(req.getHeader('authorization'));
         if (verdict === 'unauthorized') {
@@ -174,10 +209,34 @@ function bodyRoutes(maxBody: number, authorize: DataPlaneOptions['authorize']) {
         refuse(route, ex, 'unsupported_media_type', route.mediaMessage(type));
         return;
       }
+      if (!gzipped && encoding !== '' && encoding !== 'identity') {
+        refuse(
+          route,
+          ex,
+          'unsupported_media_type',
+          `Content-Encoding ${encoding} is not taken; send gzip or none`,
+        );
+        return;
+      }
       if (declared !== '' && Number(declared) > maxBody) {
         refuse(route, ex, 'body_too_large', tooLarge);
         return;
       }
+      /** The whole body, inflated when it came gzipped (the same limit holds for what it inflates to). */
+      const take = (body: Buffer): void => {
+        let inflated = body;
+        if (gzipped) {
+          try {
+            inflated = gunzipSync(body, { maxOutputLength: maxBody });
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+              refuse(route, ex, 'body_too_large', `The body inflates to more than ${maxBody} bytes`);
+            } else refuse(route, ex, 'bad_request', 'The body is not valid gzip');
+            return;
+          }
+        }
+        route.run(ex, inflated);
+      };
       let chunks: Buffer[] | null = null;
       let size = 0;
       res.onData((chunk, isLast) => {
@@ -189,11 +248,11 @@ function bodyRoutes(maxBody: number, authorize: DataPlaneOptions['authorize']) {
         }
         if (isLast && chunks === null) {
           // The common case: the whole body in one chunk. Copy it: uWS reuses the memory.
-          route.run(ex, Buffer.from(new Uint8Array(chunk)));
+          take(Buffer.from(new Uint8Array(chunk)));
           return;
         }
         (chunks ??= []).push(Buffer.from(new Uint8Array(chunk)));
-        if (isLast) route.run(ex, Buffer.concat(chunks, size));
+        if (isLast) take(Buffer.concat(chunks, size));
       });
     };
 }
@@ -249,6 +308,7 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
       onRequest: opts.onRequest,
       format: bodyFormat,
       mediaMessage: () => 'Send application/json or application/msgpack',
+      openrtbVersion: null,
       settled,
       run(ex, body) {
         try {
@@ -285,6 +345,9 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
   return app;
 }
 
+/** The OpenRTB version the bidder speaks (2.6; it reads 2.5's `ext` places too). */
+const OPENRTB_VERSION = '2.6';
+
 /**
  * POST /openrtb2/bid: a BidResponse (200) or no bid (204, no body); malformed 400, too large 413.
  * GET /openrtb2/win and /openrtb2/bill: 204 once recorded; 400 malformed, 404 unknown bid.
@@ -317,6 +380,7 @@ function openRtbRoutes(
       // OpenRTB is JSON; a request without a Content-Type is taken as JSON.
       format: (type) => (bodyFormat(type) === 'json' ? 'json' : null),
       mediaMessage: (type) => `Content-Type ${type} is not taken here; send application/json (OpenRTB)`,
+      openrtbVersion: OPENRTB_VERSION,
       settled,
       run(ex, body) {
         try {
@@ -343,6 +407,8 @@ function openRtbRoutes(
         format: 'json',
         started: performance.now(),
         requestId: req.getHeader('x-request-id'),
+        gzip: false,
+        openrtbVersion: null,
       };
       res.onAborted(() => {
         ex.closed = true;
