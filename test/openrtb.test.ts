@@ -284,6 +284,27 @@ function describeBidder(name: string, target: () => Target): void {
       expect(JSON.parse(refused.body.toString()).id).toBe(many.id);
     });
 
+    it('takes up to 128 imps, and says so when there are more; a device id in any case finds the person', async () => {
+      const req = example('banner');
+      req.imp = Array.from({ length: 128 }, (_, i) => ({ ...req.imp[0], id: `imp-${i}` }));
+      expect((await bid(req)).status).toBe(200);
+      req.imp.push({ ...req.imp[0], id: 'one-too-many' });
+      const over = await bid(req);
+      expect([over.status, over.body.error.path, over.body.error.message]).toEqual([
+        400,
+        'imp',
+        'imp has more than 128 impressions',
+      ]);
+      const pid = `ifa-${name.replace(/\W/g, '')}`;
+      await target().store.putProfile({ id: pid, tags: ['circle:capped'] });
+      await target().store.linkAliases(pid, { idfa: `ab12cd34-${pid}` });
+      const byIfa = example('banner');
+      byIfa.device = { ifa: `AB12CD34-${pid}`.toUpperCase() };
+      byIfa.imp[0].banner = { format: [{ w: 728, h: 90 }] };
+      const r = await bid(byIfa);
+      expect(r.body.seatbid[0].bid[0].cid).toBe('capped-leaderboard');
+    });
+
     it('bids only what renders: a banner at a size the imp allows, each medium with its own size and mtype', async () => {
       const req = example('banner');
       req.site.keywords = 'anysize';

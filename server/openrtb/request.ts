@@ -51,7 +51,8 @@ export interface BidRequest {
   privacy: PrivacySignals;
 }
 
-export const OPENRTB_LIMITS = { imps: 64, deals: 64, aliases: 8, tags: 256, tagLength: 128 } as const;
+/** Bounds of a BidRequest; exchanges send up to about a hundred imps (video pods, multi-slot pages). */
+export const OPENRTB_LIMITS = { imps: 128, deals: 64, aliases: 8, tags: 256, tagLength: 128 } as const;
 
 type Obj = Record<string, unknown>;
 

@@ -235,6 +235,16 @@ export function describeStoreContract(
       expect(await store.resolveAlias('idfa', `idfa-${id}`)).toBe(id);
     });
 
+    it('matches device advertising ids in any case, and other aliases exactly', async () => {
+      const id = freshId('ifa');
+      const ifa = `6D92078A-8246-4BA4-AE5B-76104861E7DC-${id}`;
+      await store.linkAliases(id, { idfa: ifa, cookie: `CK-${id}` });
+      expect(await store.resolveAlias('idfa', ifa)).toBe(id);
+      expect(await store.resolveAlias('idfa', ifa.toLowerCase())).toBe(id);
+      expect(await store.aliasesOf(id)).toEqual({ idfa: ifa.toLowerCase(), cookie: `CK-${id}` });
+      expect(await store.resolveAlias('cookie', `ck-${id}`)).toBeNull();
+    });
+
     it('moves an alias to another person, and forgetting the first leaves it with the second', async () => {
       const a = freshId('from');
       const b = freshId('to');

@@ -180,9 +180,18 @@ function parseDay(day: string): number {
   return t;
 }
 
-/** An alias as the stores keep it: `kind:value` (the Redis key is `a:{kind:value}`). */
+/**
+ * Alias kinds whose values are device advertising ids (IDFA, GAID, …): UUIDs that devices, SDKs
+ * and exchanges write in either case, so they are kept and looked up in lower case.
+ */
+export const CASELESS_ALIAS_KINDS: ReadonlySet<string> = new Set(['idfa', 'ifa', 'gaid', 'aaid', 'adid']);
+
+/**
+ * An alias as the stores keep it: `kind:value` (the Redis key is `a:{kind:value}`); the value in
+ * lower case for a kind in CASELESS_ALIAS_KINDS. Every store links and resolves through this.
+ */
 export function aliasMember(kind: string, value: string): string {
-  return `${kind}:${value}`;
+  return CASELESS_ALIAS_KINDS.has(kind) ? `${kind}:${value.toLowerCase()}` : `${kind}:${value}`;
 }
 
 /** `kind:value` alias members as `kind -> value` (the first value of a kind in sorted order). */
