@@ -324,8 +324,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
             onRequest: () => {
               inFlight++;
             },
-            onBid: (answer, status, _elapsedMs, code) => {
-              metrics.bidRequest(answer, status, code);
+            onBid: (answer, status, elapsedMs, code) => {
+              metrics.bidRequest(answer, status, code, elapsedMs);
               inFlight--;
               if (inFlight === 0 && idle !== null) idle();
             },

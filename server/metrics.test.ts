@@ -159,7 +159,7 @@ describe('Metrics', () => {
     m.decision(null, 499, 5, null);
     m.dataAnswer('unmatched', 404, 'not_found');
     const e = parseExposition(await m.exposition());
-    expect(value(e, 'mindshare_decision_duration_seconds_count', { outcome: 'error' })).toBe(0);
+    expect(value(e, 'mindshare_decision_duration_seconds_count', { route: '/v1/decide', outcome: 'error' })).toBe(0);
     expect(value(e, 'mindshare_http_errors_total', { listener: 'data', code: 'bad_json' })).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { status: '499' })).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { route: 'unmatched', status: '404' })).toBe(1);
@@ -181,9 +181,9 @@ describe('Metrics', () => {
     m.decision(null, 503, 30, 'store_unavailable');
     const e = parseExposition(await m.exposition());
     const count = 'mindshare_decision_duration_seconds_count';
-    expect(value(e, count, { outcome: 'error' })).toBe(2);
-    expect(value(e, 'mindshare_decision_duration_seconds_sum', { outcome: 'error' })).toBeCloseTo(0.07);
-    expect(value(e, 'mindshare_decision_duration_seconds_bucket', { outcome: 'error', le: '0.025' })).toBe(0);
+    expect(value(e, count, { route: '/v1/decide', outcome: 'error' })).toBe(2);
+    expect(value(e, 'mindshare_decision_duration_seconds_sum', { route: '/v1/decide', outcome: 'error' })).toBeCloseTo(0.07);
+    expect(value(e, 'mindshare_decision_duration_seconds_bucket', { route: '/v1/decide', outcome: 'error', le: '0.025' })).toBe(0);
     // The 4xx answers are still requests and errors, and answers of this worker.
     expect(value(e, 'mindshare_http_requests_total', { route: '/v1/decide', status: '400' })).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { route: '/v1/decide', status: '413' })).toBe(1);
@@ -328,7 +328,7 @@ describe('GET /metrics on the embedded store', () => {
     expect(grew(count, { route: '/v1/decide', outcome: 'filled' })).toBe(N);
     expect(grew(count, { outcome: 'no_fill' })).toBe(1);
     // The 400 is counted as a request and an error, but not timed as a decision.
-    expect(grew(count, { outcome: 'error' })).toBe(0);
+    expect(grew(count, { route: '/v1/decide', outcome: 'error' })).toBe(0);
     expect(grew('mindshare_decision_duration_seconds_bucket', { outcome: 'filled', le: '+Inf' })).toBe(N);
     expect(grew('mindshare_decision_duration_seconds_sum', { outcome: 'filled' })).toBeGreaterThan(0);
     expect(grew('mindshare_placements_total', { outcome: 'filled', campaign: 'x90-launch' })).toBe(N);

@@ -50,6 +50,8 @@ declare module 'hono' {
 export const DECISION_BUCKETS: readonly number[] = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
+/** Buckets of `mindshare_openrtb_tmax_used_ratio`: the share of a bid request's tmax used. */
+export const TMAX_BUCKETS: readonly number[] = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1, 1.5];
 /** Buckets of `mindshare_redis_command_duration_seconds`, seconds. */
 export const REDIS_BUCKETS: readonly number[] = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -317,6 +319,11 @@ export class Metrics {
   private readonly decisionNoFill: HotHistogram;
   private readonly decisionDegraded: HotHistogram;
   private readonly decisionError: HotHistogram;
+  /** Bid requests on the decision histogram (route /openrtb2/bid): bid, no_bid, error (5xx). */
+  private readonly bidMade: HotHistogram;
+  private readonly bidNone: HotHistogram;
+  private readonly bidError: HotHistogram;
+  private readonly tmaxUsed: HotHistogram;
   /** Decision requests refused with a 4xx status: answered, but not timed. */
   private refusedDecisions = 0;
   private readonly degradedTimeout: HotCounter;
@@ -358,7 +365,7 @@ export class Metrics {
 
     const decisions = new AccumulatingHistogram(
       'mindshare_decision_duration_seconds',
-      'Time from a decision request arriving to its answer being written, by outcome: filled (at least one placement filled), no_fill, degraded (decided without the profile), error (a 5xx error answer; 4xx answers are counted in mindshare_http_requests_total, not timed)',
+      'Time from a decision request arriving to its answer being written, by route and outcome: /v1/decide filled (at least one placement filled), no_fill, degraded (decided without the profile), error (a 5xx error answer; 4xx answers are counted in mindshare_http_requests_total, not timed); /openrtb2/bid bid, no_bid, error',
       ['route', 'outcome'],
       DECISION_BUCKETS,
     );
@@ -367,6 +374,17 @@ export class Metrics {
     this.decisionNoFill = decisions.child([DECIDE_ROUTE, 'no_fill']);
     this.decisionDegraded = decisions.child([DECIDE_ROUTE, 'degraded']);
     this.decisionError = decisions.child([DECIDE_ROUTE, 'error']);
+    this.bidMade = decisions.child([BID_ROUTE, 'bid']);
+    this.bidNone = decisions.child([BID_ROUTE, 'no_bid']);
+    this.bidError = decisions.child([BID_ROUTE, 'error']);
+    const tmaxUsed = new AccumulatingHistogram(
+      'mindshare_openrtb_tmax_used_ratio',
+      "OpenRTB bid requests with a tmax: the time to the answer as a share of the request's tmax (above 1: answered after the exchange stopped waiting)",
+      [],
+      TMAX_BUCKETS,
+    );
+    registry.registerMetric(tmaxUsed as unknown as Metric);
+    this.tmaxUsed = tmaxUsed.child([]);
     const answered = [this.decisionFilled, this.decisionNoFill, this.decisionDegraded, this.decisionError];
     if (opts.worker !== undefined) {
       const worker = String(opts.worker);
@@ -737,14 +755,20 @@ export class Metrics {
 
   // ---- OpenRTB (hot) ---------------------------------------------------------------------------
 
-  /** One bid request answered: a bid (200), no bid (204), an error (null, `code`) or an abort (499). */
-  bidRequest(answer: BidAnswer | null, status: number, code: ErrorCode | null): void {
+  /**
+   * One bid request answered: a bid (200), no bid (204), an error (null, `code`) or an abort
+   * (499). Bids, no bids and 5xx errors are timed on the decision histogram, as decisions are.
+   */
+  bidRequest(answer: BidAnswer | null, status: number, code: ErrorCode | null, elapsedMs: number): void {
     if (answer === null) {
       this.dataAnswer(BID_ROUTE, status, code);
+      if (status >= 500) this.bidError.observe(elapsedMs / 1000);
       if (status === 400 || status === 413) this.noBids.get('invalid')?.inc();
       return;
     }
     this.dataAnswer(BID_ROUTE, answer.status, null);
+    (answer.status === 200 ? this.bidMade : this.bidNone).observe(elapsedMs / 1000);
+    if (answer.tmax !== undefined && answer.tmax > 0) this.tmaxUsed.observe(elapsedMs / answer.tmax);
     if (answer.privacy !== null) {
       this.contextOnly.get(`${answer.privacy} ${answer.status === 200 ? 'bid' : 'no_bid'}`)?.inc();
     }

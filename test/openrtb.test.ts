@@ -465,6 +465,13 @@ describe('embedded store', () => {
     expect(text).toMatch(/mindshare_openrtb_notices_total\{type="win",outcome="duplicate"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_notice_price_total\{type="win",currency="USD"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_no_bids_total\{reason="format"\} [1-9]/);
+    expect(text).toMatch(
+      /mindshare_decision_duration_seconds_count\{route="\/openrtb2\/bid",outcome="bid"\} [1-9]/,
+    );
+    expect(text).toMatch(
+      /mindshare_decision_duration_seconds_count\{route="\/openrtb2\/bid",outcome="no_bid"\} [1-9]/,
+    );
+    expect(text).toMatch(/mindshare_openrtb_tmax_used_ratio_count [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_context_only_total\{reason="coppa",answer="bid"\} [1-9]/);
     expect(text).toMatch(/mindshare_openrtb_context_only_total\{reason="gdpr",answer="no_bid"\} [1-9]/);
   });

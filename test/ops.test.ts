@@ -39,7 +39,10 @@ const LISTENER = ['data', 'control'];
 const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
   mindshare_decision_duration_seconds: {
     kind: 'histogram',
-    labels: { route: ['/v1/decide'], outcome: ['filled', 'no_fill', 'degraded', 'error'] },
+    labels: {
+      route: ['/v1/decide', '/openrtb2/bid'],
+      outcome: ['filled', 'no_fill', 'degraded', 'error', 'bid', 'no_bid'],
+    },
   },
   mindshare_http_requests_total: {
     kind: 'counter',
@@ -75,8 +78,15 @@ const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
   mindshare_openrtb_bids_total: { kind: 'counter', labels: {} },
   mindshare_openrtb_no_bids_total: {
     kind: 'counter',
-    labels: { reason: ['no_fill', 'floor', 'currency', 'deal', 'blocked', 'holdout', 'timeout', 'invalid'] },
+    labels: {
+      reason: ['no_fill', 'format', 'floor', 'currency', 'deal', 'blocked', 'holdout', 'timeout', 'invalid'],
+    },
   },
+  mindshare_openrtb_context_only_total: {
+    kind: 'counter',
+    labels: { reason: ['coppa', 'gdpr', 'us_privacy', 'gpp'], answer: ['bid', 'no_bid'] },
+  },
+  mindshare_openrtb_tmax_used_ratio: { kind: 'histogram', labels: {} },
   mindshare_openrtb_notices_total: {
     kind: 'counter',
     labels: { type: ['win', 'bill'], outcome: ['counted', 'duplicate', 'unknown', 'invalid'] },

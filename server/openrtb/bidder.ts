@@ -63,6 +63,8 @@ export interface BidResponse {
  */
 export type BidAnswer = ({ status: 200; body: BidResponse } | { status: 204; reason: NoBidReason }) & {
   privacy: PrivacyReason | null;
+  /** The request's `tmax`, ms, when it had one. */
+  tmax?: number;
 };
 
 export type NoticeKind = 'win' | 'bill';
@@ -121,6 +123,20 @@ export class Bidder {
 
   /** `started`: performance.now() when the request arrived. */
   bid(req: BidRequest, started: number): BidAnswer | Promise<BidAnswer> {
+    const answer = this.answer(req, started);
+    if (req.tmax === undefined) return answer;
+    const tmax = req.tmax;
+    if (answer instanceof Promise) {
+      return answer.then((a) => {
+        a.tmax = tmax;
+        return a;
+      });
+    }
+    answer.tmax = tmax;
+    return answer;
+  }
+
+  private answer(req: BidRequest, started: number): BidAnswer | Promise<BidAnswer> {
     const seat = this.config.seat;
     // Decided before anything personal is read: without a lawful basis, no alias is looked up and
     // no third-party segment used; the bid ids then carry no person (notices write no caps).
