@@ -159,7 +159,9 @@ describe('Metrics', () => {
     m.decision(null, 499, 5, null);
     m.dataAnswer('unmatched', 404, 'not_found');
     const e = parseExposition(await m.exposition());
-    expect(value(e, 'mindshare_decision_duration_seconds_count', { route: '/v1/decide', outcome: 'error' })).toBe(0);
+    expect(
+      value(e, 'mindshare_decision_duration_seconds_count', { route: '/v1/decide', outcome: 'error' }),
+    ).toBe(0);
     expect(value(e, 'mindshare_http_errors_total', { listener: 'data', code: 'bad_json' })).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { status: '499' })).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { route: 'unmatched', status: '404' })).toBe(1);
@@ -182,8 +184,16 @@ describe('Metrics', () => {
     const e = parseExposition(await m.exposition());
     const count = 'mindshare_decision_duration_seconds_count';
     expect(value(e, count, { route: '/v1/decide', outcome: 'error' })).toBe(2);
-    expect(value(e, 'mindshare_decision_duration_seconds_sum', { route: '/v1/decide', outcome: 'error' })).toBeCloseTo(0.07);
-    expect(value(e, 'mindshare_decision_duration_seconds_bucket', { route: '/v1/decide', outcome: 'error', le: '0.025' })).toBe(0);
+    expect(
+      value(e, 'mindshare_decision_duration_seconds_sum', { route: '/v1/decide', outcome: 'error' }),
+    ).toBeCloseTo(0.07);
+    expect(
+      value(e, 'mindshare_decision_duration_seconds_bucket', {
+        route: '/v1/decide',
+        outcome: 'error',
+        le: '0.025',
+      }),
+    ).toBe(0);
     // The 4xx answers are still requests and errors, and answers of this worker.
     expect(value(e, 'mindshare_http_requests_total', { route: '/v1/decide', status: '400' })).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { route: '/v1/decide', status: '413' })).toBe(1);
