@@ -9,36 +9,23 @@
  * only the segments filed under them, plus the few that no key can guard (`not`-only segments).
  * The cost therefore follows the number of segments a person could match, not the number of
  * segments in the rule set.
+ *
+ * Evaluation is split by how long things live:
+ *  - this file: a CompiledRuleSet holds the tables, built once, immutable and shared by every
+ *    decision on the thread, plus memos that depend on the tables alone (the preparation of
+ *    frozen profiles, the keys of each tag seen);
+ *  - evaluator.ts: the scratch one request works in, reused by the next request, so what an
+ *    evaluation returns is valid until the next one. The compiled set builds one Evaluator when
+ *    its build is done, and every decision uses that one (`compiled.evaluator`);
+ *  - eval-state.ts: EvalState, what the compiled segment tests read and the evaluator fills.
  */
+import { type CompiledSegment, type EvalState, evalSegment, type Predicate } from './eval-state.js';
+import { Evaluator, type PreparedPerson, type RuleTables } from './evaluator.js';
 import { parseDateTime, parseDuration, parseQuietHours } from './time.js';
 import type { Channel, Condition, MessageType, Profile, RuleSet, Scalar, Scoring } from './types.js';
 import { CHANNELS, PUSH_CHANNELS } from './types.js';
 
-/** Evaluation state of one request; the compiled rule set owns one and reuses it. */
-export interface EvalState {
-  profile: Profile;
-  attrs: Record<string, unknown>;
-  clv: Record<string, unknown>;
-  /** key id -> epoch when the person holds the key */
-  keyStamp: Int32Array;
-  epoch: number;
-  /** stage position per stage-brand (ladder index; -1 off the ladder) */
-  stagePos: Int32Array;
-  /** segment index -> epoch when evaluated; result in segResult */
-  segSeen: Int32Array;
-  segResult: Uint8Array;
-  segments: CompiledSegment[];
-}
-
-export type Predicate = (s: EvalState) => boolean;
-
-export interface CompiledSegment {
-  readonly index: number;
-  readonly id: string;
-  readonly test: Predicate;
-  /** Selling points of the segment, best first. */
-  readonly sellingPoints: readonly string[];
-}
+export type { CompiledSegment } from './eval-state.js';
 
 export interface CompiledCreative {
   readonly index: number;
@@ -116,7 +103,6 @@ enum KeyKind {
   Stage = 4,
 }
 
-const MAX_EPOCH = 0x3fffffff;
 /**
  * The build yields every 256 segments or keys: a few hundred microseconds of compilation apart at
  * most (a 50,000-segment set takes about 0.7 s in all on the machine this was written on).
@@ -160,22 +146,13 @@ export function mixHash(a: number, b: number): number {
   return h >>> 0;
 }
 
-/** A person's keys, derived once per profile object and reused while the object lives. */
-interface PreparedPerson {
-  readonly keys: Int32Array;
-  readonly hash: number;
-  /** ladder position per stage-brand (-1 off the ladder) */
-  readonly stagePos: Int32Array;
-}
-
 interface Guard {
   keys: number[];
   cost: number;
 }
 
-const EMPTY: Record<string, unknown> = Object.freeze(Object.create(null));
-
-export class CompiledRuleSet {
+/** A rule set compiled into immutable tables, with the one evaluator that reads them. */
+export class CompiledRuleSet implements RuleTables {
   readonly source: RuleSet;
   readonly funnel: readonly string[];
   readonly stageIndex: ReadonlyMap<string, number>;
@@ -188,6 +165,18 @@ export class CompiledRuleSet {
   readonly scoring: ResolvedScoring;
   /** segment index -> campaigns listing it */
   readonly campaignsBySegment: readonly Int32Array[] = [];
+  /** key id -> segments filed under it */
+  readonly postings: readonly Int32Array[] = [];
+  /** segments that no key guards: evaluated for everyone */
+  readonly unguarded: Int32Array = new Int32Array(0);
+  /** The same two, restricted to segments some campaign lists: all a decision needs. */
+  readonly campaignPostings: readonly Int32Array[] = [];
+  readonly campaignUnguarded: Int32Array = new Int32Array(0);
+  /**
+   * Evaluates this rule set for one person at a time, in scratch reused by every request. One is
+   * enough: evaluation is synchronous and a thread runs one at a time. Set when the build is done.
+   */
+  readonly evaluator!: Evaluator;
 
   /** Exact tags the rules mention -> key id. */
   private readonly tagKeys = new Map<string, number>();
@@ -204,35 +193,14 @@ export class CompiledRuleSet {
   private stageKeyBase: number[] = [];
   private keyCount = 0;
 
-  /** key id -> segments filed under it */
-  private postings: Int32Array[] = [];
-  /** segments that no key guards: evaluated for everyone */
-  private unguarded: Int32Array = new Int32Array(0);
-  /** The same two, restricted to segments some campaign lists: all a decision needs. */
-  private campaignPostings: Int32Array[] = [];
-  private campaignUnguarded: Int32Array = new Int32Array(0);
-
   /**
    * Preparations of frozen profiles (those a cache shares between decisions): frozen, they
    * cannot change, so the work is kept as long as the profile lives. Any other profile is
-   * prepared afresh by each decision; the last one is remembered for the look-ups within it.
+   * prepared afresh by each evaluation.
    */
   private readonly prepared = new WeakMap<Profile, PreparedPerson>();
-  private lastProfile: Profile | null = null;
-  private lastPrepared: PreparedPerson | null = null;
   /** Tag -> the keys it is filed under (most tags of a person: none). */
   private readonly tagMemo = new Map<string, readonly number[]>();
-  // The per-request scratch below is sized once the build has run (buildSteps).
-  private state: EvalState = evalState(0, 0, []);
-  /** Matched segment indices of the last evaluation (valid until the next one). */
-  private matched = new Int32Array(0);
-  /** Key ids of the current request's context tags (scratch). */
-  private readonly contextKeys: number[] = [];
-  /** segment index -> epoch when put in the matched list */
-  private listed = new Int32Array(0);
-  /** campaign index -> epoch when reached in the current request */
-  private campaignMarks = new Int32Array(0);
-  private reached = new Int32Array(0);
 
   /**
    * Compiles `ruleSet` at once (`now`), or only starts to (`stepwise`): then the build runs as
@@ -308,8 +276,8 @@ export class CompiledRuleSet {
       postings.push(Int32Array.from(buckets[k] ?? []));
       if ((k & STEP_MASK) === STEP_MASK) yield;
     }
-    this.postings = postings;
-    this.unguarded = Int32Array.from(unguarded);
+    out.postings = postings;
+    out.unguarded = Int32Array.from(unguarded);
     yield;
 
     // Campaigns.
@@ -395,14 +363,10 @@ export class CompiledRuleSet {
       campaignPostings.push(postings[k]!.filter(listed));
       if ((k & STEP_MASK) === STEP_MASK) yield;
     }
-    this.campaignPostings = campaignPostings;
-    this.campaignUnguarded = this.unguarded.filter(listed);
+    out.campaignPostings = campaignPostings;
+    out.campaignUnguarded = this.unguarded.filter(listed);
 
-    this.state = evalState(this.keyCount, this.stageBrands.length, segments);
-    this.matched = new Int32Array(segments.length);
-    this.listed = new Int32Array(segments.length);
-    this.campaignMarks = new Int32Array(campaigns.length);
-    this.reached = new Int32Array(campaigns.length);
+    out.evaluator = new Evaluator(this);
   }
 
   /** Position of `stage` on the ladder, or -1. */
@@ -434,120 +398,20 @@ export class CompiledRuleSet {
   }
 
   /**
-   * Evaluates every segment for a person. Returns the matched segment indices (ascending) in
-   * a scratch array valid until the next call, and their count. Never throws on odd profiles.
+   * Ids of the segments the person matches, in rule-set order: `evaluator.matchSegments`, here
+   * for callers that want the answer and have no use for the evaluator's scratch.
    */
-  evaluate(
-    profile: Profile,
-    contextTags: readonly string[] | undefined,
-    campaignSegmentsOnly = false,
-  ): { list: Int32Array; count: number } {
-    const st = this.state;
-    let epoch = st.epoch + 1;
-    if (epoch > MAX_EPOCH) {
-      st.keyStamp.fill(0);
-      st.segSeen.fill(0);
-      this.listed.fill(0);
-      this.campaignMarks.fill(0);
-      epoch = 1;
-    }
-    st.epoch = epoch;
-    st.profile = profile;
-    const attrs = profile.attrs as Record<string, unknown> | undefined;
-    st.attrs = attrs !== null && typeof attrs === 'object' ? attrs : EMPTY;
-    const clv = profile.clv as Record<string, unknown> | undefined;
-    st.clv = clv !== null && typeof clv === 'object' ? clv : EMPTY;
-
-    const stamp = st.keyStamp;
-    // A new evaluation: an unfrozen profile may have changed since the last one.
-    this.lastProfile = null;
-    const person = this.prepare(profile);
-    const keys = person.keys;
-    for (let i = 0; i < keys.length; i++) stamp[keys[i]!] = epoch;
-    const ctxKeys = this.contextKeys;
-    ctxKeys.length = 0;
-    if (contextTags !== undefined) {
-      for (let i = 0; i < contextTags.length; i++) {
-        const t = contextTags[i];
-        if (typeof t === 'string') this.tagKeysOf(t, ctxKeys);
-      }
-      for (let i = 0; i < ctxKeys.length; i++) stamp[ctxKeys[i]!] = epoch;
-    }
-    // Stage positions per stage-brand were worked out with the prepared person (they depend on
-    // the profile only), and so were their keys.
-    st.stagePos = person.stagePos;
-
-    // Candidates: the unguarded segments, then those filed under keys the person holds.
-    // A segment may already have been evaluated as a reference from another one: `listed`
-    // marks what is in the matched list, `segSeen` what has been evaluated.
-    let count = this.visitList(campaignSegmentsOnly ? this.campaignUnguarded : this.unguarded, 0);
-    const postings = campaignSegmentsOnly ? this.campaignPostings : this.postings;
-    for (let i = 0; i < keys.length; i++) count = this.visitList(postings[keys[i]!]!, count);
-    for (let i = 0; i < ctxKeys.length; i++) count = this.visitList(postings[ctxKeys[i]!]!, count);
-    const matched = this.matched;
-    if (count > 1) matched.subarray(0, count).sort();
-    return { list: matched, count };
-  }
-
-  private visitList(list: Int32Array, count: number): number {
-    const st = this.state;
-    const epoch = st.epoch;
-    const seen = st.segSeen;
-    const listed = this.listed;
-    const segs = this.segments;
-    const matched = this.matched;
-    for (let j = 0; j < list.length; j++) {
-      const s = list[j]!;
-      if (listed[s] === epoch) continue;
-      listed[s] = epoch;
-      let ok: boolean;
-      if (seen[s] === epoch) ok = st.segResult[s] === 1;
-      else {
-        seen[s] = epoch;
-        ok = segs[s]!.test(st);
-        st.segResult[s] = ok ? 1 : 0;
-      }
-      if (ok) matched[count++] = s;
-    }
-    return count;
-  }
-
-  /** Ids of the segments the person matches, in rule-set order. */
   matchSegments(profile: Profile, contextTags?: readonly string[]): string[] {
-    const { list, count } = this.evaluate(profile, contextTags);
-    const out: string[] = new Array(count);
-    for (let i = 0; i < count; i++) out[i] = this.segments[list[i]!]!.id;
-    return out;
+    return this.evaluator.matchSegments(profile, contextTags);
   }
 
-  /** Whether segment `index` matched in the last evaluation. */
-  segmentMatched(index: number): boolean {
-    const st = this.state;
-    return st.segSeen[index] === st.epoch && st.segResult[index] === 1;
-  }
+  // ---- per-person look-ups (the evaluator's) ------------------------------------------------
 
-  /** Scratch list for the campaigns reached in the current request. */
-  campaignScratch(): Int32Array {
-    return this.reached;
-  }
-
-  /** Marks a campaign as reached in the current request; false when it already was. */
-  markCampaign(index: number): boolean {
-    const epoch = this.state.epoch;
-    if (this.campaignMarks[index] === epoch) return false;
-    this.campaignMarks[index] = epoch;
-    return true;
-  }
-
-  /** Stable 32-bit hash of a person id, cached with the prepared profile. */
-  personHash(profile: Profile): number {
-    return this.prepare(profile).hash;
-  }
-
-  // ---- private: request helpers -------------------------------------------------------------
-
-  private prepare(profile: Profile): PreparedPerson {
-    if (profile === this.lastProfile) return this.lastPrepared!;
+  /**
+   * The person's keys, id hash and stage positions: kept with a frozen profile, worked out
+   * afresh for any other.
+   */
+  preparePerson(profile: Profile): PreparedPerson {
     const frozen = Object.isFrozen(profile);
     let p = frozen ? this.prepared.get(profile) : undefined;
     if (p !== undefined) return p;
@@ -594,12 +458,11 @@ export class CompiledRuleSet {
       stagePos,
     };
     if (frozen) this.prepared.set(profile, p);
-    this.lastProfile = profile;
-    this.lastPrepared = p;
     return p;
   }
 
-  private tagKeysOf(tag: string, out: number[]): void {
+  /** Appends the keys `tag` is filed under to `out` (remembered per tag). */
+  tagKeysOf(tag: string, out: number[]): void {
     let found = this.tagMemo.get(tag);
     if (found === undefined) {
       found = this.lookUpTag(tag);
@@ -782,31 +645,6 @@ export class CompiledRuleSet {
     for (const g of options) if (best === null || g.cost < best.cost) best = g;
     return best;
   }
-}
-
-/** A fresh evaluation scratch for `keys` keys, `stageBrands` stage brands and `segments`. */
-function evalState(keys: number, stageBrands: number, segments: CompiledSegment[]): EvalState {
-  return {
-    profile: { id: '', tags: [] },
-    attrs: EMPTY,
-    clv: EMPTY,
-    keyStamp: new Int32Array(keys),
-    epoch: 0,
-    stagePos: new Int32Array(stageBrands),
-    segSeen: new Int32Array(segments.length),
-    segResult: new Uint8Array(segments.length),
-    segments,
-  };
-}
-
-function evalSegment(s: EvalState, i: number): boolean {
-  if (s.segSeen[i] === s.epoch) return s.segResult[i] === 1;
-  // Mark before evaluating: validated rule sets have no cycles, but a stray one must not recurse.
-  s.segSeen[i] = s.epoch;
-  s.segResult[i] = 0;
-  const ok = s.segments[i]!.test(s);
-  s.segResult[i] = ok ? 1 : 0;
-  return ok;
 }
 
 function allOf(parts: Predicate[]): Predicate {

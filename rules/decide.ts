@@ -119,19 +119,21 @@ export function decide(
 ): DecisionResult {
   const placements = request.placements;
   const explain = request.explain === true;
+  // The matched list and the marks below are the evaluator's scratch: valid until the next decision.
+  const evaluator = compiled.evaluator;
   // Without explain, only the segments campaigns list need evaluating (others on reference).
-  const { list, count } = compiled.evaluate(person, request.contextTags, !explain);
-  const personHash = compiled.personHash(person);
+  const { list, count } = evaluator.evaluate(person, request.contextTags, !explain);
+  const personHash = evaluator.personHash(person);
 
   // Campaigns reachable from the matched segments, in rule order.
   const campaigns = compiled.campaigns;
-  const reached = compiled.campaignScratch();
+  const reached = evaluator.campaignScratch();
   let nReached = 0;
   for (let i = 0; i < count; i++) {
     const cs = compiled.campaignsBySegment[list[i]!]!;
     for (let j = 0; j < cs.length; j++) {
       const ci = cs[j]!;
-      if (compiled.markCampaign(ci)) reached[nReached++] = ci;
+      if (evaluator.markCampaign(ci)) reached[nReached++] = ci;
     }
   }
   if (nReached > 1) reached.subarray(0, nReached).sort();
@@ -157,7 +159,7 @@ export function decide(
     }
     let segment = -1;
     for (let s = 0; s < c.segments.length; s++) {
-      if (compiled.segmentMatched(c.segments[s]!)) {
+      if (evaluator.segmentMatched(c.segments[s]!)) {
         segment = c.segments[s]!;
         break;
       }

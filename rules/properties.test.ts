@@ -569,7 +569,7 @@ describe('matchSegments agrees with the reference interpreter', () => {
           const compiled = compileRuleSet(rs);
           for (const p of people) compiled.matchSegments(p, ctx);
           // The evaluation state stamps keys and segments with a counter that restarts near 2^30.
-          const state = (compiled as unknown as { state: { epoch: number } }).state;
+          const state = (compiled.evaluator as unknown as { state: { epoch: number } }).state;
           state.epoch = 0x3fffffff - 2;
           for (let round = 0; round < 3; round++)
             for (const p of people)
