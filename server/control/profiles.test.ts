@@ -28,14 +28,14 @@ describe('profiles', () => {
       body: { idfa: 'A-1', cookie: 'c-1' },
     });
     expect(linked.status).toBe(200);
-    expect(linked.body).toEqual({ aliases: { idfa: 'A-1', cookie: 'c-1' } });
-    expect(kit.messages).toContainEqual({ type: 'aliases', members: ['idfa:A-1', 'cookie:c-1'] });
+    expect(linked.body).toEqual({ aliases: { idfa: 'a-1', cookie: 'c-1' } });
+    expect(kit.messages).toContainEqual({ type: 'aliases', members: ['idfa:a-1', 'cookie:c-1'] });
     expect(await kit.store.resolveAlias('cookie', 'c-1')).toBe('p-1');
 
     const got = await kit.req('GET', '/v1/profiles/p-1', { token: 'read-secret' });
     expect(got.status).toBe(200);
     expect(got.body.profile).toMatchObject({ id: 'p-1', tags: ['x'], stages: { vivo: 'appeal' } });
-    expect(got.body.aliases).toEqual({ idfa: 'A-1', cookie: 'c-1' });
+    expect(got.body.aliases).toEqual({ idfa: 'a-1', cookie: 'c-1' });
 
     kit.clock.now += 1000;
     const patched = await kit.req('PATCH', '/v1/profiles/p-1', {
@@ -67,7 +67,7 @@ describe('profiles', () => {
     expect(kit.messages).toEqual(
       expect.arrayContaining([
         { type: 'person', pid: 'p-1' },
-        { type: 'aliases', members: expect.arrayContaining(['idfa:A-1', 'cookie:c-1']) },
+        { type: 'aliases', members: expect.arrayContaining(['idfa:a-1', 'cookie:c-1']) },
       ]),
     );
     expect(await kit.store.resolveAlias('idfa', 'A-1')).toBeNull();

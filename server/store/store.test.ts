@@ -182,7 +182,7 @@ for (const [name, startTarget] of [
         const t = tagOf('p-7');
         const always = [
           'layout:a:{cookie:c1}',
-          'layout:a:{idfa:ABC}',
+          'layout:a:{idfa:abc}',
           'layout:ax:{p-7}',
           'layout:dict:r:{ms}',
           'layout:dict:{ms}',
@@ -232,8 +232,8 @@ for (const [name, startTarget] of [
         const evTtl = await target.admin.pttl('layout:ev:{p-7}');
         expect(evTtl).toBeGreaterThan(6 * 86_400_000);
         expect(evTtl).toBeLessThanOrEqual(7 * 86_400_000);
-        expect(await target.admin.get('layout:a:{idfa:ABC}')).toBe('p-7');
-        expect((await target.admin.smembers('layout:ax:{p-7}')).sort()).toEqual(['cookie:c1', 'idfa:ABC']);
+        expect(await target.admin.get('layout:a:{idfa:abc}')).toBe('p-7');
+        expect((await target.admin.smembers('layout:ax:{p-7}')).sort()).toEqual(['cookie:c1', 'idfa:abc']);
         expect(await target.admin.type('layout:fc:{p-7}')).toBe('hash');
         const pttl = await target.admin.pttl('layout:fc:{p-7}');
         expect(pttl).toBeGreaterThan(0);
