@@ -287,8 +287,9 @@ function checkImp(raw: unknown, path: string): Imp {
 /**
  * The person's aliases, best first: `buyeruid` (the id this bidder gave the exchange in a cookie
  * sync: kind `cookie`), the device's advertising id (`device.ifa`: kind `idfa`, unless limit-ad-
- * tracking is on), extended ids (`user.eids[].uids[].id`: kind `eid-<source>`), and the
- * exchange's own user id (`user.id`: kind `exchange`). Blank and all-zero ids are ignored.
+ * tracking is on), extended ids (`user.eids[].uids[].id`, else their OpenRTB 2.5 place
+ * `user.ext.eids`: kind `eid-<source>`), and the exchange's own user id (`user.id`: kind
+ * `exchange`). Blank and all-zero ids are ignored.
  */
 function identity(user: Obj | undefined, device: Obj | undefined): Array<[string, string]> {
   const out: Array<[string, string]> = [];
@@ -300,14 +301,21 @@ function identity(user: Obj | undefined, device: Obj | undefined): Array<[string
   add('cookie', stringAt(user?.buyeruid, 'user.buyeruid'));
   const lmt = numberAt(device?.lmt, 'device.lmt');
   if (lmt !== 1) add('idfa', stringAt(device?.ifa, 'device.ifa'));
-  arrayAt(user?.eids, 'user.eids').forEach((e, i) => {
-    const eid = objectAt(e, `user.eids[${i}]`);
-    const source = stringAt(eid?.source, `user.eids[${i}].source`);
+  // Extended ids: their 2.6 place when set, else their 2.5 one (`user.ext.eids`, where Prebid
+  // Server and most 2.5 exchanges send them).
+  const top = user?.eids;
+  const [eids, at] =
+    top !== undefined && top !== null
+      ? [top, 'user.eids']
+      : [objectAt(user?.ext, 'user.ext')?.eids, 'user.ext.eids'];
+  arrayAt(eids, at).forEach((e, i) => {
+    const eid = objectAt(e, `${at}[${i}]`);
+    const source = stringAt(eid?.source, `${at}[${i}].source`);
     if (source === undefined || source === '') return;
     const kind = `eid-${source.toLowerCase().replace(/[^a-z0-9-]+/g, '-')}`.slice(0, 32);
-    arrayAt(eid?.uids, `user.eids[${i}].uids`).forEach((u, j) => {
-      const uid = objectAt(u, `user.eids[${i}].uids[${j}]`);
-      add(kind, stringAt(uid?.id, `user.eids[${i}].uids[${j}].id`));
+    arrayAt(eid?.uids, `${at}[${i}].uids`).forEach((u, j) => {
+      const uid = objectAt(u, `${at}[${i}].uids[${j}]`);
+      add(kind, stringAt(uid?.id, `${at}[${i}].uids[${j}].id`));
     });
   });
   add('exchange', stringAt(user?.id, 'user.id'));
