@@ -13,6 +13,7 @@ import { createDataPlane, type DataListener, type Listener, listen } from './htt
 import { createLogger, type Logger, lineDestination, lineLogger, requestIdOf } from './log.js';
 import { instrumentStore, Metrics } from './metrics.js';
 import { Bidder } from './openrtb/bidder.js';
+import { CurrencyRates, ratesAgeSeconds } from './openrtb/rates.js';
 import { initialRuleSet, type LoadedRuleSet, loadStoredRuleSet, RuleSetSync } from './ruleset-sync.js';
 import { announcer, EmbeddedBus } from './store/bus.js';
 import { CachedStore } from './store/cached.js';
@@ -272,11 +273,22 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw e;
   }
 
+  const rates = new CurrencyRates(backend.rulesets, { log, warn });
+  try {
+    await rates.start(config.openrtb.ratesFile, role !== 'data');
+  } catch (e) {
+    sync.stop();
+    unsubscribe();
+    if (ownsBackend) await backend.close();
+    throw e;
+  }
+
   let inFlight = 0;
   let draining = false;
   let closing = false;
   let idle: (() => void) | null = null;
   metrics.setSources({
+    ratesAgeSeconds: () => ratesAgeSeconds(rates.current, Date.now()),
     cache: () => store.stats(),
     ruleset: () => {
       const s = sync.stats();
@@ -320,7 +332,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           },
           onOtherRoute: (route, status, code) => metrics.dataAnswer(route, status, code),
           openrtb: {
-            bidder: new Bidder({ service, store, config: config.openrtb }),
+            bidder: new Bidder({ service, store, config: config.openrtb, rates: () => rates.current }),
             onRequest: () => {
               inFlight++;
             },
@@ -343,6 +355,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     allowOpen: config.allowOpenControlPlane,
     eventDedupeMs: config.eventDedupeMs,
     active: () => service.ruleSet,
+    rates,
     log,
   });
   let data: DataListener | null = null;
@@ -373,6 +386,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   } catch (e) {
     data?.close();
     sync.stop();
+    rates.stop();
     unsubscribe();
     if (ownsBackend) await backend.close();
     throw e;
@@ -411,6 +425,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       data?.terminate();
       admin?.close();
       sync.stop();
+      rates.stop();
       unsubscribe();
       if (ownsBackend) await backend.close();
     },

@@ -87,6 +87,8 @@ export interface OpenRtbConfig {
   tcfVendorId: number | null;
   /** TCF purposes a GDPR request must consent to before personal data is used. */
   tcfPurposes: number[];
+  /** A JSON file of currency rates that seeds the store's table when it has none. */
+  ratesFile: string | undefined;
 }
 
 /** A bearer token from the configuration (name: safe to log; secret: never logged). */
@@ -295,6 +297,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
       "OpenRTB: this bidder's id in the IAB Global Vendor List; GDPR requests use personal data only when their TCF consent names it. Unset: GDPR requests are decided on context alone",
   },
   {
+    name: 'OPENRTB_RATES_FILE',
+    default: '(none)',
+    description:
+      'OpenRTB: a JSON file of currency rates, `{"date": "2026-11-27", "base": "USD", "rates": {"EUR": 0.92}}`, stored for the fleet when the store has no table yet (PUT /v1/openrtb/rates replaces it). Without rates, floors and bids in different currencies do not meet',
+  },
+  {
     name: 'OPENRTB_TCF_PURPOSES',
     default: '1,3,4',
     description:
@@ -377,6 +385,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       bidTtlMs: int('OPENRTB_BID_TTL_MS', 3_600_000, 1000, 7 * 86_400_000),
       tcfVendorId: env.OPENRTB_TCF_VENDOR_ID ? int('OPENRTB_TCF_VENDOR_ID', 0, 1, 65_535) : null,
       tcfPurposes: purposes(env.OPENRTB_TCF_PURPOSES, problems),
+      ratesFile: env.OPENRTB_RATES_FILE ? env.OPENRTB_RATES_FILE : undefined,
     },
   };
   const o = config.openrtb;

@@ -280,6 +280,8 @@ export interface MetricSources {
   draining?: () => boolean;
   /** Data-plane worker threads serving now (absent: this thread serves the data plane). */
   workers?: () => number;
+  /** Age of the OpenRTB currency rates, seconds; null without a table. */
+  ratesAgeSeconds?: () => number | null;
 }
 
 export interface MetricsOptions {
@@ -604,6 +606,17 @@ export class Metrics {
     });
     this.imports.inc({ result: 'imported' }, 0);
     this.imports.inc({ result: 'failed' }, 0);
+
+    new Gauge({
+      name: 'mindshare_openrtb_rates_age_seconds',
+      help: 'Age of the currency rates the OpenRTB bidder converts floors and bids with, seconds since their date (-1: no rates, so no conversion)',
+      registers: [registry],
+      aggregator: 'max',
+      collect() {
+        const age = sources().ratesAgeSeconds?.();
+        this.set(age === undefined || age === null ? -1 : age);
+      },
+    });
 
     new Gauge({
       name: 'mindshare_draining',

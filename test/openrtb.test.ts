@@ -3,7 +3,9 @@
  * redis-server and a real Redis Cluster. The specification's example requests (test/openrtb/breq.*.json) against
  * test/openrtb/ruleset.yaml; every constraint; win notices against frequency caps.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProfileStore } from '../server/store/types.js';
@@ -127,13 +129,17 @@ function describeBidder(name: string, target: () => Target): void {
       expect((await bid(eur)).status).toBe(204);
     });
 
-    it('bids in the campaign currency only where the exchange takes it', async () => {
+    it('bids in the campaign currency only where the exchange takes it (USD when it does not say)', async () => {
       const req = example('banner');
       req.imp[0].banner = { w: 320, h: 50 };
+      req.cur = ['EUR'];
       const r = await bid(req);
       expect(r.status).toBe(200);
       expect(r.body.cur).toBe('EUR');
+      // No rates on this server: a EUR campaign cannot bid in USD, said or implied.
       req.cur = ['USD'];
+      expect((await bid(req)).status).toBe(204);
+      delete req.cur;
       expect((await bid(req)).status).toBe(204);
     });
 
@@ -501,4 +507,77 @@ describe('Redis Cluster store', () => {
   }, 60_000);
   afterAll(() => kit?.close());
   describeBidder('Redis Cluster store', () => kit);
+});
+
+describe('currency rates', () => {
+  let kit: TestServer;
+  const RATES = { date: '2026-11-20', base: 'USD', rates: { EUR: 0.92, GBP: 0.79 } };
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rates-'));
+    const file = join(dir, 'rates.json');
+    writeFileSync(file, JSON.stringify(RATES));
+    kit = await serverOver('embedded', { DEMO_PEOPLE: '0', RULESET_FILE: RULESET, OPENRTB_RATES_FILE: file });
+  });
+  afterAll(() => kit?.close());
+  const bid = (body: unknown) => postJson(`${kit.dataUrl}/openrtb2/bid`, body);
+  const rates = (body?: unknown) =>
+    fetch(`${kit.adminUrl}/v1/openrtb/rates`, {
+      method: body === undefined ? 'GET' : 'PUT',
+      headers: { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+
+  it('compares floors in the bid currency and prices bids in one the exchange takes', async () => {
+    // A EUR floor against a USD campaign: 0.1 EUR is 0.11 USD, under the 1.5 USD bid.
+    const eurFloor = example('banner');
+    eurFloor.imp[0].bidfloor = 0.1;
+    eurFloor.imp[0].bidfloorcur = 'EUR';
+    const r = await bid(eurFloor);
+    expect([r.status, r.body?.cur, r.body?.seatbid[0].bid[0].price]).toEqual([200, 'USD', 1.5]);
+    // 1.45 EUR is 1.576 USD: over the bid.
+    eurFloor.imp[0].bidfloor = 1.45;
+    expect((await bid(eurFloor)).status).toBe(204);
+    // An exchange that takes EUR only gets the USD campaign's bid in EUR (1.5 x 0.92).
+    const inEur = example('banner');
+    inEur.cur = ['EUR'];
+    inEur.imp[0].bidfloor = 1.3;
+    inEur.imp[0].bidfloorcur = 'EUR';
+    const e = await bid(inEur);
+    expect([e.status, e.body?.cur, e.body?.seatbid[0].bid[0].price]).toEqual([200, 'EUR', 1.38]);
+    // The EUR campaign bids in USD where USD is what the exchange takes (1 EUR = 1.087 USD).
+    const euroCampaign = example('banner');
+    euroCampaign.imp[0].banner = { w: 320, h: 50 };
+    const u = await bid(euroCampaign);
+    expect([u.status, u.body?.cur, u.body?.seatbid[0].bid[0].price]).toEqual([200, 'USD', 1.087]);
+    // A currency the table does not name: no bid, counted.
+    const yen = example('banner');
+    yen.cur = ['JPY'];
+    expect((await bid(yen)).status).toBe(204);
+    const metrics = await (await fetch(`${kit.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/mindshare_openrtb_no_bids_total\{reason="currency"\} [1-9]/);
+    expect(metrics).toMatch(/mindshare_openrtb_rates_age_seconds [0-9]/);
+  });
+
+  it('reads and replaces the table for the fleet, refusing a bad one with the path of the bad field', async () => {
+    const got = await rates();
+    expect(got.status).toBe(200);
+    expect(await got.json()).toEqual({ ...RATES, rates: { ...RATES.rates, USD: 1 } });
+    for (const [bad, path] of [
+      [{ ...RATES, rates: { EUR: 0 } }, 'rates.EUR'],
+      [{ ...RATES, rates: { eur: 1 } }, 'rates.eur'],
+      [{ ...RATES, date: '2026-02-30' }, 'date'],
+      [{ ...RATES, base: 'dollar' }, 'base'],
+    ] as const) {
+      const r = await rates(bad);
+      expect(r.status, JSON.stringify(bad)).toBe(400);
+      expect(((await r.json()) as Json).error.path).toBe(path);
+    }
+    const put = await rates({ date: '2026-11-27', base: 'USD', rates: { EUR: 0.5 } });
+    expect(put.status).toBe(200);
+    expect(await kit.server.backend.rulesets.getDocument('currency-rates')).toContain('"EUR":0.5');
+    const inEur = example('banner');
+    inEur.cur = ['EUR'];
+    const e = await bid(inEur);
+    expect([e.body?.cur, e.body?.seatbid[0].bid[0].price]).toEqual(['EUR', 0.75]);
+  });
 });

@@ -87,6 +87,7 @@ const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
     labels: { reason: ['coppa', 'gdpr', 'us_privacy', 'gpp'], answer: ['bid', 'no_bid'] },
   },
   mindshare_openrtb_tmax_used_ratio: { kind: 'histogram', labels: {} },
+  mindshare_openrtb_rates_age_seconds: { kind: 'gauge', labels: {} },
   mindshare_openrtb_notices_total: {
     kind: 'counter',
     labels: { type: ['win', 'bill'], outcome: ['counted', 'duplicate', 'unknown', 'invalid'] },

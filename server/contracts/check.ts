@@ -18,6 +18,14 @@ const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?
 
 const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true, verbose: true });
 ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => isTimeZone(s) });
+ajv.addFormat('date', {
+  type: 'string',
+  validate: (s: string) => {
+    const ms = /^\d{4}-\d{2}-\d{2}$/.test(s) ? Date.parse(`${s}T00:00:00Z`) : Number.NaN;
+    // A real day: 2026-02-30 parses (to March 2nd) but does not print back the same.
+    return Number.isFinite(ms) && new Date(ms).toISOString().startsWith(s);
+  },
+});
 ajv.addFormat('date-time', {
   type: 'string',
   validate: (s: string) => ISO_DATE_TIME.test(s) && Number.isFinite(Date.parse(s)),

@@ -259,6 +259,26 @@ export const eventsRequestSchema = Type.Union([
 ]);
 export type EventsBody = Type.Static<typeof eventsRequestSchema>;
 
+/** A currency: ISO 4217, three capital letters. */
+const currency = Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217, e.g. USD' });
+
+/** The bidder's currency rates: units of each currency one unit of `base` buys, on `date`. */
+export const ratesSchema = Type.Object(
+  {
+    date: Type.String({ format: 'date', description: 'The day the rates are of, YYYY-MM-DD' }),
+    base: currency,
+    rates: Type.Unsafe<Record<string, number>>({
+      type: 'object',
+      description: 'Units of each currency one unit of base buys: {"EUR": 0.92, "GBP": 0.79}',
+      maxProperties: 400,
+      propertyNames: { type: 'string', pattern: '^[A-Z]{3}$' },
+      additionalProperties: { type: 'number', exclusiveMinimum: 0 },
+    }),
+  },
+  { additionalProperties: false },
+);
+export type RatesBody = Type.Static<typeof ratesSchema>;
+
 // ---- answers ------------------------------------------------------------------------------------
 
 const errorObject: JsonSchema = {

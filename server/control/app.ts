@@ -24,6 +24,7 @@ import { registerFunnels } from './funnels.js';
 import { buildOpenApi } from './openapi.js';
 import { registerPreview } from './preview.js';
 import { registerProfiles } from './profiles.js';
+import { registerRates } from './rates.js';
 import { honoPath, ROUTES, type RouteSpec, routeSpec, YAML_TYPES } from './routes.js';
 import { registerRuleSets } from './rulesets.js';
 
@@ -105,6 +106,7 @@ export function createControlApp(deps: ControlDeps): Hono {
   registerProfiles(register, ctx);
   registerEvents(register, ctx);
   registerFunnels(register, ctx);
+  registerRates(register, ctx);
   let doc: Record<string, unknown> | null = null;
   register('openapi', ({ c }) => c.json((doc ??= buildOpenApi())));
 

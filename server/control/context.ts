@@ -4,6 +4,7 @@
  */
 import type { Context } from 'hono';
 import type { ActiveRuleSet } from '../decision/service.js';
+import type { CurrencyRates } from '../openrtb/rates.js';
 import type { ApiToken } from '../scopes.js';
 import type { EventStore, ProfileStore, RuleSetStore } from '../store/types.js';
 import type { Caller } from './auth.js';
@@ -15,6 +16,8 @@ export interface ControlDeps {
   tokens: ApiToken[];
   /** The rule set this instance decides with now. */
   active: () => ActiveRuleSet;
+  /** The OpenRTB bidder's currency rates (absent: GET and PUT /v1/openrtb/rates answer 404). */
+  rates?: Pick<CurrencyRates, 'current' | 'replace'>;
   now?: () => number;
   /** Largest JSON body, bytes. Default 1 MiB. */
   maxBodyBytes?: number;

@@ -22,6 +22,7 @@ import {
   previewResponseSchema,
   profilePatchSchema,
   profileSchema,
+  ratesSchema,
   ruleSetMetaSchema,
 } from '../contracts/schemas.js';
 import type { ErrorCode } from '../errors.js';
@@ -393,6 +394,32 @@ export const ROUTES: readonly RouteSpec[] = [
       },
     ],
     responses: { 200: ok('Counts and flow', funnelResponseSchema) },
+    errors: ['store_unavailable'],
+  },
+  {
+    id: 'getRates',
+    method: 'get',
+    path: '/v1/openrtb/rates',
+    tag: 'openrtb',
+    summary: "The OpenRTB bidder's currency rates",
+    description: 'The table floors and bids are converted with; 404 while there is none.',
+    scope: 'rules:read',
+    servedBy: 'control',
+    responses: { 200: ok('The rates', ratesSchema) },
+    errors: ['rates_not_found'],
+  },
+  {
+    id: 'putRates',
+    method: 'put',
+    path: '/v1/openrtb/rates',
+    tag: 'openrtb',
+    summary: 'Replace the currency rates, for the whole fleet',
+    description:
+      'Stored beside the rule sets; this instance bids with it at once, the others within 10 seconds. The rate of `base` is 1.',
+    scope: 'rules:write',
+    servedBy: 'control',
+    body: { kind: 'json', contentTypes: JSON_TYPES, schema: ratesSchema },
+    responses: { 200: ok('The rates now in force', ratesSchema) },
     errors: ['store_unavailable'],
   },
   {

@@ -14,6 +14,7 @@ import { ClientError } from '../errors.js';
 import type { EventStore, EventWrite } from '../store/types.js';
 import { BidIds } from './bid-id.js';
 import { PrivacyGate, type PrivacyReason } from './privacy.js';
+import { convert, NO_RATES, type RatesTable } from './rates.js';
 import type { BidRequest, Deal, Imp } from './request.js';
 
 /** Why a bid request got no bid (HTTP 204), or `invalid` for a request answered 400/413. */
@@ -82,6 +83,8 @@ export interface BidderOptions {
   config: OpenRtbConfig;
   /** Wall clock of bid-id expiry and notices. */
   clock?: () => number;
+  /** The currency rates in force (they change while the bidder runs); none: no conversion. */
+  rates?: () => RatesTable;
 }
 
 /** How a creative bids on one imp: its price, and the deal it goes through. */
@@ -90,6 +93,9 @@ interface Plan {
   currency: string;
   deal: Deal | null;
 }
+
+/** The currencies a request takes when its `cur` is empty (OpenRTB's default). */
+const DEFAULT_CURRENCIES: readonly string[] = ['USD'];
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: the OpenRTB macro, substituted by the exchange
 const AUCTION_PRICE = '${AUCTION_PRICE}';
@@ -108,6 +114,7 @@ export class Bidder {
   private readonly clock: () => number;
   private readonly ids: BidIds;
   private readonly privacy: PrivacyGate;
+  private readonly rates: () => RatesTable;
 
   constructor(opts: BidderOptions) {
     this.service = opts.service;
@@ -115,6 +122,7 @@ export class Bidder {
     this.config = opts.config;
     this.clock = opts.clock ?? Date.now;
     this.ids = new BidIds(opts.config.secret);
+    this.rates = opts.rates ?? (() => NO_RATES);
     this.privacy = new PrivacyGate({
       tcfVendorId: opts.config.tcfVendorId,
       tcfPurposes: opts.config.tcfPurposes,
@@ -184,6 +192,9 @@ export class Bidder {
     reasons: { first: FilterReason | null },
   ): EligibilityFilter {
     const seat = this.config.seat;
+    const rates = this.rates();
+    // The currencies the exchange takes; USD when it does not say (OpenRTB's default).
+    const accepted = req.cur.length > 0 ? req.cur : DEFAULT_CURRENCIES;
     const refuse = (r: FilterReason): DropReason => {
       reasons.first ??= r;
       return r;
@@ -202,8 +213,7 @@ export class Bidder {
         if (imp === undefined) return refuse('blocked');
         if (cr.bid <= 0) return refuse('floor');
         if (imp.battr.length > 0 && cr.attr.some((a) => imp.battr.includes(a))) return refuse('blocked');
-        if (req.cur.length > 0 && !req.cur.includes(cr.currency)) return refuse('currency');
-        const plan = planOf(imp, c, cr, seat);
+        const plan = planOf(imp, c, cr, seat, rates, accepted);
         if (typeof plan === 'string') return refuse(plan);
         plans.set(`${p}|${c.index}|${cr.index}`, plan);
         return null;
@@ -283,7 +293,8 @@ export class Bidder {
       bids.push(bid);
     }
     if (bids.length === 0 || currency === null) {
-      const reason = held ? 'holdout' : (refused ?? (unsized ? 'format' : 'no_fill'));
+      // A bid that was decided but cannot render says more than an earlier refusal of another one.
+      const reason = held ? 'holdout' : unsized ? 'format' : (refused ?? 'no_fill');
       return { status: 204, reason, privacy };
     }
     return {
@@ -361,8 +372,39 @@ export class Bidder {
   }
 }
 
-/** How a creative bids on an imp, or why it may not. */
-function planOf(imp: Imp, c: CompiledCampaign, cr: CompiledCreative, seat: string): Plan | FilterReason {
+/**
+ * How a creative bids on an imp, or why it may not. The bid is priced in the first currency the
+ * exchange takes that the creative's can be converted to (its own when taken), and compared with
+ * each floor converted into that currency; prices are rounded up to 1/10,000, so a bid that meets a
+ * floor still does once rounded.
+ */
+function planOf(
+  imp: Imp,
+  c: CompiledCampaign,
+  cr: CompiledCreative,
+  seat: string,
+  rates: RatesTable,
+  accepted: readonly string[],
+): Plan | FilterReason {
+  let currency = accepted.includes(cr.currency) ? cr.currency : null;
+  let price: number | null = currency === null ? null : cr.bid;
+  for (let i = 0; currency === null && i < accepted.length; i++) {
+    const to = accepted[i]!;
+    const converted = convert(rates, cr.bid, cr.currency, to);
+    if (converted !== null) {
+      currency = to;
+      price = converted;
+    }
+  }
+  if (currency === null || price === null) return 'currency';
+  // Up to the next 1/10,000, past the float error of the product (1.5 x 0.92 is 1.3800000000000001).
+  const bid = currency === cr.currency ? price : Math.ceil(price * 10_000 - 1e-6) / 10_000;
+  /** Whether the bid meets a floor; null when the floor's currency cannot be converted. */
+  const meets = (floor: number, floorCurrency: string): boolean | null => {
+    if (floor <= 0) return true;
+    const inBidCurrency = convert(rates, floor, floorCurrency, currency);
+    return inBidCurrency === null ? null : price >= inBidCurrency;
+  };
   let why: FilterReason | null = null;
   if (c.deals.size > 0) {
     for (const deal of imp.deals) {
@@ -371,23 +413,20 @@ function planOf(imp: Imp, c: CompiledCampaign, cr: CompiledCreative, seat: strin
         why ??= 'blocked';
         continue;
       }
-      if (deal.bidfloor > 0 && deal.bidfloorcur !== cr.currency) {
-        why = 'currency';
+      const ok = meets(deal.bidfloor, deal.bidfloorcur);
+      if (ok !== true) {
+        why = ok === null ? 'currency' : 'floor';
         continue;
       }
-      if (cr.bid < deal.bidfloor) {
-        why = 'floor';
-        continue;
-      }
-      return { price: cr.bid, currency: cr.currency, deal };
+      return { price: bid, currency, deal };
     }
     // A campaign that buys deals bids through them only.
     return why ?? 'deal';
   }
   if (imp.privateAuction) return 'deal';
-  if (imp.bidfloor > 0 && imp.bidfloorcur !== cr.currency) return 'currency';
-  if (cr.bid < imp.bidfloor) return 'floor';
-  return { price: cr.bid, currency: cr.currency, deal: null };
+  const ok = meets(imp.bidfloor, imp.bidfloorcur);
+  if (ok !== true) return ok === null ? 'currency' : 'floor';
+  return { price: bid, currency, deal: null };
 }
 
 /** `company.com` in badv blocks company.com and its subdomains. */

@@ -750,6 +750,17 @@ export function describeStoreContract(
       off();
     });
 
+    it('keeps named configuration documents beside the rule sets', async () => {
+      const rs = fx.ruleSets;
+      if (rs === undefined) return;
+      const name = freshId('doc');
+      expect(await rs.getDocument(name)).toBeNull();
+      await rs.putDocument(name, '{"date":"2026-11-27"}');
+      expect(await rs.getDocument(name)).toBe('{"date":"2026-11-27"}');
+      await rs.putDocument(name, 'é, and more: ✓');
+      expect(await rs.getDocument(name)).toBe('é, and more: ✓');
+    });
+
     it('delivers bus messages to every subscriber, the publisher included, and ignores malformed ones', async () => {
       const bus = fx.bus;
       if (bus === undefined || fx.makeBus === undefined) return;

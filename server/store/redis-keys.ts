@@ -55,6 +55,7 @@ export class RedisKeys {
   /** A version's key without the version number. */
   readonly rulesetVersionBase: string;
   readonly rulesetActive: string;
+  private readonly rulesetDocumentBase: string;
   readonly folds: string;
   readonly foldLease: string;
   readonly foldCursor: string;
@@ -78,6 +79,7 @@ export class RedisKeys {
     this.rulesetSeq = `${prefix}rs:seq:${g}`;
     this.rulesetVersionBase = `${prefix}rs:v:${g}:`;
     this.rulesetActive = `${prefix}rs:active:${g}`;
+    this.rulesetDocumentBase = `${prefix}rs:doc:${g}:`;
     this.folds = `${prefix}fold:${g}`;
     this.foldLease = `${prefix}fold:lease:${g}`;
     this.foldCursor = `${prefix}fold:cursor:${g}`;
@@ -124,6 +126,11 @@ export class RedisKeys {
   pendingCounts(slot: number): string {
     return `${this.prefix}fq:{${this.slotKeysTag(slot)}}`;
   }
+  /** A named configuration document beside the rule sets (in the global slot). */
+  document(name: string): string {
+    return `${this.rulesetDocumentBase}${name}`;
+  }
+
   rulesetVersion(version: number): string {
     return `${this.rulesetVersionBase}${version}`;
   }

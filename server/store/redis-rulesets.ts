@@ -4,6 +4,7 @@
  *   rs:v:{ms}:<version>  hash: source, checksum, format, createdBy, createdAt, bytes, and once
  *                        activated activatedAt, activatedBy
  *   rs:active:{ms}       the active version
+ *   rs:doc:{ms}:<name>   a named configuration document (the currency rates), as text
  * Adding (INCR + HSET) and activating (check + HSET + SET) are each one Lua script; an
  * activation is then announced on the bus as `{type: 'ruleset', version, checksum}`.
  */
@@ -144,6 +145,17 @@ export class RedisRuleSets implements RuleSetStore {
       .publish(checksum === null ? { type: 'ruleset', version } : { type: 'ruleset', version, checksum })
       .catch(() => undefined);
     return true;
+  }
+
+  async getDocument(name: string): Promise<string | null> {
+    const { client, keys } = await this.connected();
+    return client.main.get(keys.document(name));
+  }
+
+  async putDocument(name: string, text: string): Promise<void> {
+    if (typeof text !== 'string') throw new TypeError('a document is text');
+    const { client, keys } = await this.connected();
+    await client.main.set(keys.document(name), text);
   }
 
   async close(): Promise<void> {

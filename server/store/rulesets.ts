@@ -30,6 +30,7 @@ export class EmbeddedRuleSets implements RuleSetStore {
   private readonly bus: Bus;
   private readonly versions: Stored[] = [];
   private active: number | null = null;
+  private readonly documents = new Map<string, string>();
 
   constructor(opts: EmbeddedRuleSetsOptions) {
     this.bus = opts.bus;
@@ -64,6 +65,15 @@ export class EmbeddedRuleSets implements RuleSetStore {
   async activeRuleSet(): Promise<ActiveVersion | null> {
     const stored = this.active === null ? undefined : this.find(this.active);
     return stored === undefined ? null : { version: stored.meta.version, checksum: stored.meta.checksum };
+  }
+
+  async getDocument(name: string): Promise<string | null> {
+    return this.documents.get(name) ?? null;
+  }
+
+  async putDocument(name: string, text: string): Promise<void> {
+    if (typeof text !== 'string') throw new TypeError('a document is text');
+    this.documents.set(name, text);
   }
 
   async activateRuleSet(version: number, by: string, at: number, ifNoneActive = false): Promise<boolean> {

@@ -174,6 +174,13 @@ export interface RuleSetStore {
    * when some version is active already). Announces it on the bus.
    */
   activateRuleSet(version: number, by: string, at: number, ifNoneActive?: boolean): Promise<boolean>;
+  /**
+   * A named document of the fleet's configuration beside its rule sets (the currency rates), as
+   * stored: text the caller checked; null when none was stored.
+   */
+  getDocument(name: string): Promise<string | null>;
+  /** Stores (replaces) a named document. Instances read it again on their own schedule. */
+  putDocument(name: string, text: string): Promise<void>;
 }
 
 /** What instances sharing a store tell each other. */
