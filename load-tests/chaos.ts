@@ -120,6 +120,7 @@ async function startServer(redisUrl: string): Promise<Server> {
     env: {
       ...process.env,
       REDIS_URL: redisUrl,
+      OPENRTB_NOTICE_URL: `http://127.0.0.1:${dataPort}`,
       PORT: String(dataPort),
       ADMIN_PORT: String(adminPort),
       HOST: '127.0.0.1',

@@ -66,6 +66,8 @@ async function main(): Promise<void> {
   const cluster = onCluster ? await startCluster({ masters: 3, replicas: 0 }) : null;
   const env: Record<string, string> =
     cluster !== null ? { REDIS_CLUSTER_NODES: cluster.seeds } : { REDIS_URL: redis!.url };
+  // Notice URLs are not used here; with Redis the bidder needs one to start.
+  env.OPENRTB_NOTICE_URL = 'http://127.0.0.1';
   const a = await start(env, 'server-a');
   const b = await start(env, 'server-b');
   const servers = [a, b];

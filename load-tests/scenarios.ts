@@ -169,6 +169,7 @@ export async function startOnOneRedis(
   ];
   const serverEnv = (port: number, admin: number) => ({
     REDIS_URL: redis.url,
+    OPENRTB_NOTICE_URL: `http://127.0.0.1:${port}`,
     LOG_LEVEL: 'warn',
     WORKERS: String(workers),
     HOST: '127.0.0.1',
@@ -330,6 +331,7 @@ export async function driveOnCluster(
         'server/main.js',
         {
           REDIS_CLUSTER_NODES: cluster.seeds,
+          OPENRTB_NOTICE_URL: `http://127.0.0.1:${port}`,
           REDIS_LEAN_READS: String(lean),
           LOG_LEVEL: 'warn',
           WORKERS: String(opt.workers),

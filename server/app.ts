@@ -331,18 +331,20 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
             inFlight++;
           },
           onOtherRoute: (route, status, code) => metrics.dataAnswer(route, status, code),
-          openrtb: {
-            bidder: new Bidder({ service, store, config: config.openrtb, rates: () => rates.current }),
-            onRequest: () => {
-              inFlight++;
-            },
-            onBid: (answer, status, elapsedMs, code) => {
-              metrics.bidRequest(answer, status, code, elapsedMs);
-              inFlight--;
-              if (inFlight === 0 && idle !== null) idle();
-            },
-            onNotice: (kind, result, status, code) => metrics.notice(kind, result, status, code),
-          },
+          openrtb: !config.openrtb.enabled
+            ? undefined
+            : {
+                bidder: new Bidder({ service, store, config: config.openrtb, rates: () => rates.current }),
+                onRequest: () => {
+                  inFlight++;
+                },
+                onBid: (answer, status, elapsedMs, code) => {
+                  metrics.bidRequest(answer, status, code, elapsedMs);
+                  inFlight--;
+                  if (inFlight === 0 && idle !== null) idle();
+                },
+                onNotice: (kind, result, status, code) => metrics.notice(kind, result, status, code),
+              },
           draining: () => draining,
           onError: (err, requestId) => logger.error({ err, requestId }, 'decision failed'),
         });

@@ -71,6 +71,10 @@ export interface Config {
 }
 
 export interface OpenRtbConfig {
+  /** Whether the data plane serves the bidder (POST /openrtb2/bid and its notices). */
+  enabled: boolean;
+  /** True when OPENRTB_NOTICE_URL was set (not the localhost default). */
+  noticeUrlConfigured: boolean;
   /** Subtracted from a bid request's `tmax` for the way back to the exchange, ms. */
   marginMs: number;
   /** The seat id this bidder bids as (`seatbid[].seat`, checked against `wseat`/`bseat`). */
@@ -263,6 +267,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     description: 'Share of decisions logged, 0 to 1 (0: decisions are not logged, errors are)',
   },
   {
+    name: 'OPENRTB_BIDDER',
+    default: 'true',
+    description:
+      'OpenRTB: whether the data plane serves the bidder (POST /openrtb2/bid, its win and billing notices); with a Redis store it then needs OPENRTB_NOTICE_URL',
+  },
+  {
     name: 'OPENRTB_MARGIN_MS',
     default: '20',
     description:
@@ -277,7 +287,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: 'OPENRTB_NOTICE_URL',
     default: 'http://localhost:<PORT>',
     description:
-      'OpenRTB: base URL of the win (`nurl`) and billing (`burl`) notices, as the exchange reaches this server',
+      'OpenRTB: base URL of the win (`nurl`) and billing (`burl`) notices, as the exchange reaches this server; required to start with a Redis store while the bidder is on (the default only suits the embedded demo)',
   },
   {
     name: 'OPENRTB_SECRET',
@@ -377,6 +387,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: logLevel(env.LOG_LEVEL, problems),
     logDecisionsSample: share('LOG_DECISIONS_SAMPLE', env.LOG_DECISIONS_SAMPLE, problems),
     openrtb: {
+      enabled: bool('OPENRTB_BIDDER', env.OPENRTB_BIDDER, true, problems),
+      noticeUrlConfigured: false,
       marginMs: int('OPENRTB_MARGIN_MS', 20, 0, 10_000),
       seat: env.OPENRTB_SEAT === undefined || env.OPENRTB_SEAT === '' ? 'mindshare' : env.OPENRTB_SEAT,
       noticeUrl: '',
@@ -393,7 +405,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (noticeUrl === undefined || noticeUrl === '') o.noticeUrl = `http://localhost:${config.port}`;
   else if (!/^https?:\/\/[^\s?#]+$/.test(noticeUrl))
     problems.push(`OPENRTB_NOTICE_URL=${JSON.stringify(noticeUrl)}: expected http(s)://host[:port][/path]`);
-  else o.noticeUrl = noticeUrl.replace(/\/+$/, '');
+  else {
+    o.noticeUrl = noticeUrl.replace(/\/+$/, '');
+    o.noticeUrlConfigured = true;
+  }
   const secret = env.OPENRTB_SECRET;
   if (secret === undefined || secret === '') o.secret = randomBytes(32).toString('hex');
   else if (secret.length < MIN_SECRET)

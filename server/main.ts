@@ -12,6 +12,12 @@ import { startWorkers, type WorkerPool } from './worker.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Notices name this server as the exchange reaches it: only the embedded demo may guess.
+  if (config.redis !== undefined && config.openrtb.enabled && !config.openrtb.noticeUrlConfigured) {
+    throw new ConfigError(
+      'OPENRTB_NOTICE_URL is required with a Redis store while the OpenRTB bidder is on: bids carry win and billing notice URLs (nurl, burl) that exchanges call, so they must name this server as exchanges reach it (e.g. https://bid.example.com). Set it, or OPENRTB_BIDDER=false to serve no OpenRTB.',
+    );
+  }
   const logger = createLogger({ level: config.logLevel });
   const threaded = config.redis !== undefined && config.workers > 1;
   // Said only to whoever asked for workers: the default (one per core) is no request.

@@ -60,11 +60,12 @@ export interface Run {
   exited: Promise<number | null>;
 }
 
-/** Starts `node dist/server/main.js` with only PATH, HOST=127.0.0.1 and `env` set. */
+/** Starts `node dist/server/main.js` with only PATH, HOST=127.0.0.1, a notice URL and `env` set. */
 export function run(env: Record<string, string>): Run {
   const child = spawn(process.execPath, [main], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env },
+    // A notice URL, which a server on Redis needs while the bidder is on (tests read notices by path).
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', OPENRTB_NOTICE_URL: 'http://127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -149,6 +149,44 @@ describe('the server process', () => {
     }
   }, 60_000);
 
+  it('on Redis, refuses to start the bidder without a notice URL, and starts with the bidder off', async () => {
+    const redis = await startRedis();
+    try {
+      const refused = run({
+        PORT: '0',
+        ADMIN_PORT: '0',
+        REDIS_URL: redis.url,
+        WORKERS: '1',
+        OPENRTB_NOTICE_URL: '',
+      });
+      expect(await refused.exited).toBe(1);
+      expect(refused.stderr()).toContain('OPENRTB_NOTICE_URL is required with a Redis store');
+      expect(refused.stderr()).toContain('OPENRTB_BIDDER=false');
+      const server = await start({
+        REDIS_URL: redis.url,
+        WORKERS: '1',
+        OPENRTB_NOTICE_URL: '',
+        OPENRTB_BIDDER: 'false',
+      });
+      try {
+        const data = `http://127.0.0.1:${server.dataPort}`;
+        const bid = await fetch(`${data}/openrtb2/bid`, { method: 'POST', body: '{}' });
+        expect(bid.status).toBe(404);
+        const decide = await fetch(`${data}/v1/decide`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ user: { id: 'p-1' }, placements: [{ id: 'a' }] }),
+        });
+        expect(decide.status).toBe(200);
+      } finally {
+        server.child.kill('SIGTERM');
+        expect(await server.exited).toBe(0);
+      }
+    } finally {
+      await redis.stop();
+    }
+  }, 60_000);
+
   it('refuses to start on an invalid rule set and says why, problem by problem', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mindshare-rules-'));
     const file = join(dir, 'broken.yaml');
