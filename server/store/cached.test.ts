@@ -349,8 +349,8 @@ describe('CachedStore', () => {
     expect(await cache.funnel('vivo', '2026-11-24', '2026-11-24')).toEqual(
       await backing.funnel('vivo', '2026-11-24', '2026-11-24'),
     );
-    await backing.linkAliases('alice', { idfa: 'A' });
-    expect(await cache.aliasesOf('alice')).toEqual({ idfa: 'A' });
+    await backing.linkAliases('alice', { idfa: 'a' });
+    expect(await cache.aliasesOf('alice')).toEqual({ idfa: 'a' });
   });
 
   it('reads a single profile from the backing store, not the cache', async () => {
