@@ -22,7 +22,17 @@
 import { type CompiledSegment, type EvalState, evalSegment, type Predicate } from './eval-state.js';
 import { Evaluator, type PreparedPerson, type RuleTables } from './evaluator.js';
 import { parseDateTime, parseDuration, parseQuietHours } from './time.js';
-import type { Channel, Condition, MessageType, Profile, RuleSet, Scalar, Scoring } from './types.js';
+import type {
+  Channel,
+  Condition,
+  CreativeNative,
+  CreativeVideo,
+  MessageType,
+  Profile,
+  RuleSet,
+  Scalar,
+  Scoring,
+} from './types.js';
 import { CHANNELS, PUSH_CHANNELS } from './types.js';
 
 export type { CompiledSegment } from './eval-state.js';
@@ -47,6 +57,12 @@ export interface CompiledCreative {
   readonly adm: string | null;
   /** OpenRTB: IAB creative attributes. */
   readonly attr: readonly number[];
+  /** OpenRTB: the video file of a video creative; null when it has none. */
+  readonly video: Readonly<CreativeVideo> | null;
+  /** OpenRTB: the creative's own VAST document; null to build one from `video`. */
+  readonly vast: string | null;
+  /** OpenRTB: the assets of a native creative; null when it has none. */
+  readonly native: Readonly<CreativeNative> | null;
 }
 
 export interface CompiledCap {
@@ -319,6 +335,9 @@ export class CompiledRuleSet implements RuleTables {
         currency: cr.currency ?? campaignCurrency,
         adm: cr.adm ?? null,
         attr: (cr.attr ?? []).slice(),
+        video: cr.video === undefined ? null : { ...cr.video },
+        vast: cr.vast ?? null,
+        native: cr.native === undefined ? null : { ...cr.native },
       }));
       campaigns.push({
         index: ci,

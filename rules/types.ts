@@ -129,6 +129,41 @@ export interface Creative {
   adm?: string;
   /** OpenRTB: IAB creative attributes of this creative (`attr`, 1 to 17), matched against `battr`. */
   attr?: number[];
+  /** OpenRTB: the video file of a video creative; a bid carries it in VAST 3.0 (or `vast`). */
+  video?: CreativeVideo;
+  /** OpenRTB: the creative's own VAST document, sent as `adm` instead of the one built from `video`. */
+  vast?: string;
+  /** OpenRTB: the assets of a native creative, answered to a native request's assets (Native 1.2). */
+  native?: CreativeNative;
+}
+
+export interface CreativeVideo {
+  url: string;
+  /** The media file's type, `video/mp4`. */
+  mime: string;
+  /** Seconds. */
+  duration: number;
+  width?: number;
+  height?: number;
+}
+
+export interface NativeImage {
+  url: string;
+  w: number;
+  h: number;
+}
+
+export interface CreativeNative {
+  title: string;
+  /** Where a click goes. */
+  clickUrl: string;
+  body?: string;
+  /** The advertiser's name as shown (`sponsored by`). */
+  sponsored?: string;
+  /** Call to action, `Shop now`. */
+  cta?: string;
+  image?: NativeImage;
+  icon?: NativeImage;
 }
 
 export interface Campaign {

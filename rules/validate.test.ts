@@ -452,6 +452,9 @@ describe('the JSON Schema', () => {
         'currency',
         'adm',
         'attr',
+        'video',
+        'vast',
+        'native',
       ].sort(),
     );
     expect(props('flight')).toEqual(['end', 'start', 'timezone']);

@@ -774,7 +774,10 @@ function checkCampaign(x: Context, c: Obj, path: PathSegment[]): void {
   });
 }
 
-/** OpenRTB: a currency says what a bid is in; one where no bid applies is a mistake. */
+/**
+ * OpenRTB: a currency says what a bid is in, and one where no bid applies is a mistake; a creative
+ * that bids on video or native needs what renders there.
+ */
 function checkBids(x: Context, c: Obj, creatives: unknown, path: PathSegment[]): void {
   const campaignBid = typeof own(c, 'bid') === 'number';
   const list = Array.isArray(creatives) ? creatives.filter(isObject) : [];
@@ -787,8 +790,31 @@ function checkBids(x: Context, c: Obj, creatives: unknown, path: PathSegment[]):
     );
   }
   if (!Array.isArray(creatives)) return;
+  const campaignChannels = own(c, 'channels');
   creatives.forEach((cr, j) => {
-    if (!isObject(cr) || campaignBid) return;
+    if (!isObject(cr)) return;
+    // A creative that bids on video or native must render there: a VAST, a native response.
+    if (campaignBid || typeof own(cr, 'bid') === 'number') {
+      const channels = own(cr, 'channels') ?? campaignChannels;
+      const on = (ch: string) => Array.isArray(channels) && channels.includes(ch);
+      const id = own(cr, 'id');
+      const name = isText(id) ? `creative ${quote(id)}` : 'this creative';
+      if (on('video') && own(cr, 'video') === undefined) {
+        x.r.add(
+          'cannot_render',
+          [...path, 'creatives', j, 'video'],
+          `${name} bids on video but has no video: {url, mime, duration} for its VAST (or restrict its channels)`,
+        );
+      }
+      if (on('native') && own(cr, 'native') === undefined) {
+        x.r.add(
+          'cannot_render',
+          [...path, 'creatives', j, 'native'],
+          `${name} bids on native but has no native: {title, clickUrl, ...} to answer the assets with (or restrict its channels)`,
+        );
+      }
+    }
+    if (campaignBid) return;
     if (typeof own(cr, 'currency') === 'string' && typeof own(cr, 'bid') !== 'number') {
       x.r.add(
         'currency_without_bid',

@@ -21,6 +21,18 @@ type Json = any;
 const example = (name: string): Json =>
   JSON.parse(readFileSync(new URL(`./openrtb/breq.${name}.json`, import.meta.url), 'utf8'));
 
+/** A Native 1.0 request (wrapped in {native: …}): a title of up to 20 characters, a main image, the sponsor. */
+const NATIVE_REQUEST = {
+  native: {
+    ver: '1.0',
+    assets: [
+      { id: 1, required: 1, title: { len: 20 } },
+      { id: 2, required: 1, img: { type: 3, wmin: 600, hmin: 300 } },
+      { id: 3, required: 0, data: { type: 1 } },
+    ],
+  },
+};
+
 interface Target {
   port: number;
   store: ProfileStore;
@@ -67,6 +79,26 @@ function describeBidder(name: string, target: () => Target): void {
       expect(byImp['2'].w).toBe(640);
       expect(byImp['3']).toMatchObject({ cid: 'cars-video-open', price: 3 });
       expect(byImp['3'].dealid).toBeUndefined();
+      // Each bid carries VAST 3.0 around the creative's media file, within the imp's durations.
+      for (const b of bids) {
+        expect(b.mtype).toBe(2);
+        expect(b.adm).toMatch(/^<VAST version="3\.0"><Ad id="[^"]+"><InLine>/);
+        expect(b.adm).toContain('<Duration>00:00:30</Duration>');
+        expect(b.adm).toMatch(
+          /<MediaFile delivery="progressive" type="video\/mp4"[^>]*>https:\/\/cdn\.cars\.example\//,
+        );
+        expect(b.adm).toContain(`/openrtb2/bill?bid=${b.id}</Impression>`);
+      }
+      // A player that takes other files, or VAST 2 only, gets no bid; nor a slot too short.
+      for (const edit of [
+        (v: Json) => (v.mimes = ['video/webm']),
+        (v: Json) => (v.protocols = [2, 5]),
+        (v: Json) => (v.maxduration = 20),
+      ]) {
+        const other = example('video');
+        for (const imp of other.imp) edit(imp.video);
+        expect((await bid(other)).status).toBe(204);
+      }
       expect(new Set(bids.map((b) => b.id)).size).toBe(bids.length);
       for (const b of bids) {
         const imp = req.imp.find((i: Json) => i.id === b.impid);
@@ -83,10 +115,30 @@ function describeBidder(name: string, target: () => Target): void {
       expect(r.status).toBe(204);
       expect(r.body).toBeNull();
       req.wseat.push('mindshare');
+      // The example's native.request is a placeholder; the bid answers a real request's assets.
+      expect((await bid(req)).status).toBe(204);
+      req.imp[0].native.request = JSON.stringify(NATIVE_REQUEST);
       const ok = await bid(req);
       expect(ok.status).toBe(200);
-      expect(ok.body.seatbid[0].bid[0]).toMatchObject({ impid: '1', cid: 'news-native', price: 0.5 });
-      expect(ok.body.seatbid[0].bid[0].price).toBeGreaterThanOrEqual(0.03);
+      const b = ok.body.seatbid[0].bid[0];
+      expect(b).toMatchObject({ impid: '1', cid: 'news-native', price: 0.5, mtype: 4 });
+      expect(b.price).toBeGreaterThanOrEqual(0.03);
+      // Native 1.0 wraps the response in {native: …}; every asset the creative has is answered.
+      const adm = JSON.parse(b.adm).native;
+      expect(adm.link.url).toBe('https://news.example/');
+      expect(adm.assets).toEqual([
+        { id: 1, title: { text: 'news: news-native-card'.slice(0, 20) } },
+        { id: 2, img: { url: 'https://cdn.news.example/news-native-card-1200x627.jpg', w: 1200, h: 627 } },
+        { id: 3, data: { value: 'news' } },
+      ]);
+      // A required asset the creative cannot fill (a rating, data type 3): no bid.
+      const native = NATIVE_REQUEST.native;
+      const rating = {
+        native: { ...native, assets: [...native.assets, { id: 4, required: 1, data: { type: 3 } }] },
+      };
+      req.imp[0].native.request = JSON.stringify(rating);
+      expect((await bid(req)).status).toBe(204);
+      req.imp[0].native.request = JSON.stringify(NATIVE_REQUEST);
       req.bseat.push('mindshare');
       expect((await bid(req)).status).toBe(204);
     });

@@ -4,7 +4,7 @@
  * BidResponse; win and billing notices count impressions against frequency caps. Knows nothing
  * of HTTP.
  */
-import type { CompiledCampaign, CompiledCreative } from '../../rules/compile.js';
+import { CHANNEL_BIT, type CompiledCampaign, type CompiledCreative } from '../../rules/compile.js';
 import type { EligibilityFilter } from '../../rules/decide.js';
 import type { DropReason } from '../../rules/types.js';
 import type { OpenRtbConfig } from '../config.js';
@@ -13,6 +13,7 @@ import type { DecisionOutcome, DecisionService } from '../decision/service.js';
 import { ClientError } from '../errors.js';
 import type { EventStore, EventWrite } from '../store/types.js';
 import { BidIds } from './bid-id.js';
+import { nativeMarkup, vastMarkup, videoFits } from './media.js';
 import { PrivacyGate, type PrivacyReason } from './privacy.js';
 import { convert, NO_RATES, type RatesTable } from './rates.js';
 import type { BidRequest, Deal, Imp } from './request.js';
@@ -31,7 +32,7 @@ export const NO_BID_REASONS = [
 ] as const;
 export type NoBidReason = (typeof NO_BID_REASONS)[number];
 /** The reasons of the bidder's eligibility filter (drop reasons of explain too). */
-type FilterReason = Extract<DropReason, 'floor' | 'currency' | 'blocked' | 'deal'>;
+type FilterReason = Extract<DropReason, 'floor' | 'currency' | 'blocked' | 'deal' | 'format'>;
 
 export interface Bid {
   id: string;
@@ -213,6 +214,7 @@ export class Bidder {
         if (imp === undefined) return refuse('blocked');
         if (cr.bid <= 0) return refuse('floor');
         if (imp.battr.length > 0 && cr.attr.some((a) => imp.battr.includes(a))) return refuse('blocked');
+        if (!rendersOn(imp, cr)) return refuse('format');
         const plan = planOf(imp, c, cr, seat, rates, accepted);
         if (typeof plan === 'string') return refuse(plan);
         plans.set(`${p}|${c.index}|${cr.index}`, plan);
@@ -233,7 +235,7 @@ export class Bidder {
     const bids: Bid[] = [];
     let currency: string | null = null;
     let held = false;
-    let unsized = false;
+    let unrenderable = false;
     const pid = outcome.output.user ?? '';
     const expiresAt = this.clock() + this.config.bidTtlMs;
     const base = this.config.noticeUrl;
@@ -254,9 +256,14 @@ export class Bidder {
       const media = MEDIA[d.channel];
       if (plan === undefined || media === undefined) continue;
       const size = media.sized === '' ? null : sizeOf(imp, cr, media.sized);
-      // A banner renders only at a size the imp allows: without one there is no bid.
-      if (media.mtype === 1 && size === null) {
-        unsized = true;
+      // A banner renders only at a size the imp allows, a video in VAST the imp takes, a native ad
+      // with every asset the request requires: otherwise there is no bid.
+      if (
+        (media.mtype === 1 && size === null) ||
+        (media.mtype === 2 && (imp.video === null || !videoFits(imp.video, cr))) ||
+        (media.mtype === 4 && (imp.native === null || nativeMarkup(imp.native, cr) === null))
+      ) {
+        unrenderable = true;
         continue;
       }
       // One currency per response: bids in another one than the first are left out.
@@ -279,7 +286,12 @@ export class Bidder {
         crid: cr.id,
         cid: c.id,
         mtype: media.mtype,
-        adm: cr.adm ?? defaultMarkup(c, cr),
+        adm:
+          media.mtype === 2
+            ? vastMarkup(c, cr, `${base}/openrtb2/bill?bid=${id}`)
+            : media.mtype === 4
+              ? nativeMarkup(imp.native!, cr)!
+              : (cr.adm ?? defaultMarkup(c, cr)),
         nurl: `${base}/openrtb2/win?bid=${id}&price=${AUCTION_PRICE}`,
         burl: `${base}/openrtb2/bill?bid=${id}&price=${AUCTION_PRICE}`,
       };
@@ -294,7 +306,7 @@ export class Bidder {
     }
     if (bids.length === 0 || currency === null) {
       // A bid that was decided but cannot render says more than an earlier refusal of another one.
-      const reason = held ? 'holdout' : unsized ? 'format' : (refused ?? 'no_fill');
+      const reason = held ? 'holdout' : unrenderable ? 'format' : (refused ?? 'no_fill');
       return { status: 204, reason, privacy };
     }
     return {
@@ -453,6 +465,17 @@ function sizeOf(imp: Imp, cr: CompiledCreative, medium: string): [number, number
     return [Number(m[2]), Number(m[3])];
   }
   return null;
+}
+
+/** Whether the creative renders on any medium of the imp it may run on. */
+function rendersOn(imp: Imp, cr: CompiledCreative): boolean {
+  for (const channel of imp.channels) {
+    if ((cr.channelMask & (CHANNEL_BIT.get(channel) ?? 0)) === 0) continue;
+    if (channel === 'display' && sizeOf(imp, cr, 'banner') !== null) return true;
+    if (channel === 'video' && imp.video !== null && videoFits(imp.video, cr)) return true;
+    if (channel === 'native' && imp.native !== null && nativeMarkup(imp.native, cr) !== null) return true;
+  }
+  return false;
 }
 
 function defaultMarkup(c: CompiledCampaign, cr: CompiledCreative): string {

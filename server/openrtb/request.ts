@@ -18,8 +18,33 @@ export interface Deal {
   wseats: string[];
 }
 
+/** What a video imp allows: durations (seconds), media types and VAST protocols (empty: any). */
+export interface VideoSpec {
+  minduration: number | undefined;
+  maxduration: number | undefined;
+  mimes: string[];
+  protocols: number[];
+}
+
+/** One asset a native request asks for (Native 1.2 `assets[]`). */
+export type NativeAsset = { id: number; required: boolean } & (
+  | { kind: 'title'; len: number | undefined }
+  | { kind: 'img'; type: number | undefined; w?: number; h?: number; wmin?: number; hmin?: number }
+  | { kind: 'data'; type: number; len: number | undefined }
+  | { kind: 'other' }
+);
+
+/** A native request's assets; null `assets` when `native.request` could not be read. */
+export interface NativeSpec {
+  /** Native 1.0/1.1 wrap request and response in `{"native": …}`; 1.2 does not. */
+  wrapped: boolean;
+  assets: NativeAsset[] | null;
+}
+
 export interface Imp {
   id: string;
+  video: VideoSpec | null;
+  native: NativeSpec | null;
   channels: Channel[];
   formats: string[];
   bidfloor: number;
@@ -274,6 +299,16 @@ function checkImp(raw: unknown, path: string): Imp {
   const pa = numberAt(pmp?.private_auction, `${path}.pmp.private_auction`);
   return {
     id,
+    video:
+      video === undefined
+        ? null
+        : {
+            minduration: numberAt(video.minduration, `${path}.video.minduration`),
+            maxduration: numberAt(video.maxduration, `${path}.video.maxduration`),
+            mimes: stringsAt(video.mimes, `${path}.video.mimes`).map((m) => m.toLowerCase()),
+            protocols: intsAt(video.protocols, `${path}.video.protocols`),
+          },
+    native: native === undefined ? null : nativeSpec(native.request),
     channels,
     formats,
     bidfloor: numberAt(imp.bidfloor, `${path}.bidfloor`) ?? 0,
@@ -282,6 +317,45 @@ function checkImp(raw: unknown, path: string): Imp {
     privateAuction: pa === 1,
     deals,
   };
+}
+
+/**
+ * The assets a native imp asks for, from `native.request` (JSON text, or an object as some
+ * exchanges send): read tolerantly, since a request the bidder cannot read only means no native
+ * bid for that imp, not a refused request.
+ */
+function nativeSpec(request: unknown): NativeSpec {
+  let data: unknown = request;
+  if (typeof request === 'string') {
+    try {
+      data = JSON.parse(request);
+    } catch {
+      return { wrapped: false, assets: null };
+    }
+  }
+  if (!isObject(data)) return { wrapped: false, assets: null };
+  const wrapped = isObject(data.native);
+  const body = wrapped ? (data.native as Obj) : data;
+  if (!Array.isArray(body.assets)) return { wrapped, assets: null };
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const assets: NativeAsset[] = [];
+  for (const raw of body.assets.slice(0, 64)) {
+    if (!isObject(raw) || typeof raw.id !== 'number') return { wrapped, assets: null };
+    const base = { id: raw.id, required: raw.required === 1 };
+    if (isObject(raw.title)) assets.push({ ...base, kind: 'title', len: num(raw.title.len) });
+    else if (isObject(raw.img)) {
+      const img = raw.img;
+      const sizes: { w?: number; h?: number; wmin?: number; hmin?: number } = {};
+      for (const k of ['w', 'h', 'wmin', 'hmin'] as const) {
+        const v = num(img[k]);
+        if (v !== undefined) sizes[k] = v;
+      }
+      assets.push({ ...base, kind: 'img', type: num(img.type), ...sizes });
+    } else if (isObject(raw.data) && num(raw.data.type) !== undefined) {
+      assets.push({ ...base, kind: 'data', type: num(raw.data.type)!, len: num(raw.data.len) });
+    } else assets.push({ ...base, kind: 'other' });
+  }
+  return { wrapped, assets };
 }
 
 /**
