@@ -90,6 +90,13 @@ describe('decide: hold-out', () => {
     }
   });
 
+  it('draws no hold-out for a request about nobody in particular (holdouts: false)', () => {
+    for (let i = 0; i < 500; i++) {
+      const d = decide(compiled, person(`p-${i}`), {}, { ...request, holdouts: false }, now).decisions[0]!;
+      expect(d).toMatchObject({ campaign: 'phone', variant: 'treatment' });
+    }
+  });
+
   it('reports a held-out person as dropped for hold-out in explain', () => {
     const id = Array.from({ length: 100 }, (_, i) => `p-${i}`).find(
       (x) => mixHash(hashString(x), hashString('phone') ^ 0x5bd1e995) / 2 ** 32 < 0.2,

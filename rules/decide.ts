@@ -225,7 +225,10 @@ export function decide(
       k.used = true;
       k.drop = Drop.None;
       if (explain) k.rank = rankOf(o);
-      const held = c.holdout > 0 && mixHash(personHash, c.hash ^ HOLDOUT_SALT) / TWO_32 < c.holdout;
+      const held =
+        c.holdout > 0 &&
+        request.holdouts !== false &&
+        mixHash(personHash, c.hash ^ HOLDOUT_SALT) / TWO_32 < c.holdout;
       if (held) k.drop = Drop.Holdout;
       decision = filled(compiled, pid, o, ch, sendAt, held);
       // Everything else that could have filled this placement was outranked.

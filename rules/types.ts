@@ -267,6 +267,11 @@ export interface DecisionRequest {
   /** Tags true for this request only (`scene:commute`). */
   contextTags?: string[];
   explain?: boolean;
+  /**
+   * False for a request about nobody in particular (decided on context alone): a hold-out needs a
+   * person who stays in it, so none is drawn. Default true.
+   */
+  holdouts?: boolean;
 }
 
 export type Variant = 'treatment' | 'control';

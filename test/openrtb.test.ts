@@ -85,7 +85,7 @@ function describeBidder(name: string, target: () => Target): void {
         expect(b.adm).toMatch(/^<VAST version="3\.0"><Ad id="[^"]+"><InLine>/);
         expect(b.adm).toContain('<Duration>00:00:30</Duration>');
         expect(b.adm).toMatch(
-          /<MediaFile delivery="progressive" type="video\/mp4"[^>]*>https:\/\/cdn\.cars\.example\//,
+          /<MediaFile delivery="progressive" type="video\/mp4" width="\d+" height="\d+">https:\/\/cdn\.cars\.example\//,
         );
         expect(b.adm).toContain(`/openrtb2/bill?bid=${b.id}</Impression>`);
       }
@@ -94,6 +94,7 @@ function describeBidder(name: string, target: () => Target): void {
         (v: Json) => (v.mimes = ['video/webm']),
         (v: Json) => (v.protocols = [2, 5]),
         (v: Json) => (v.maxduration = 20),
+        (v: Json) => (v.rqddurs = [15, 60]),
       ]) {
         const other = example('video');
         for (const imp of other.imp) edit(imp.video);
@@ -125,6 +126,7 @@ function describeBidder(name: string, target: () => Target): void {
       expect(b.price).toBeGreaterThanOrEqual(0.03);
       // Native 1.0 wraps the response in {native: …}; every asset the creative has is answered.
       const adm = JSON.parse(b.adm).native;
+      expect(adm.ver).toBe('1.0');
       expect(adm.link.url).toBe('https://news.example/');
       expect(adm.assets).toEqual([
         { id: 1, title: { text: 'news: news-native-card'.slice(0, 20) } },
@@ -151,6 +153,17 @@ function describeBidder(name: string, target: () => Target): void {
       req.someFutureField = { a: 1 };
       req.regs = { gdpr: 1, ext: {} };
       expect((await bid(req)).status).toBe(200);
+      // ext of odd shapes where the 2.5 places are: read leniently, never a refused request.
+      for (const user of [
+        { ext: 'x' },
+        { ext: { eids: {} } },
+        { ext: { eids: [{ source: 'x.com', uids: [{ id: 123 }] }] } },
+        { ext: { consent: 1 } },
+      ]) {
+        expect((await bid({ ...example('banner'), user, regs: { ext: { gpp_sid: 'all' } } })).status).toBe(
+          200,
+        );
+      }
     });
 
     it('does not bid for a blocked advertiser domain', async () => {
@@ -601,6 +614,10 @@ describe('currency rates', () => {
     euroCampaign.imp[0].banner = { w: 320, h: 50 };
     const u = await bid(euroCampaign);
     expect([u.status, u.body?.cur, u.body?.seatbid[0].bid[0].price]).toEqual([200, 'USD', 1.087]);
+    // A currency named like an object's member is a currency without a rate.
+    const odd = example('banner');
+    odd.cur = ['constructor'];
+    expect((await bid(odd)).status).toBe(204);
     // A currency the table does not name: no bid, counted.
     const yen = example('banner');
     yen.cur = ['JPY'];

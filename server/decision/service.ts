@@ -159,6 +159,7 @@ export class DecisionService {
   ): DecisionOutcome {
     const profile = profileToDecide(input.user, pid, record);
     const request: DecisionRequest = { placements: input.placements, explain: input.explain };
+    if (input.user.kind === 'anonymous') request.holdouts = false;
     if (input.contextTags !== undefined) request.contextTags = input.contextTags;
     const counters = record?.counters ?? NO_COUNTERS;
     const result = decide(rs.compiled, profile, counters, request, now, input.filter);

@@ -288,7 +288,7 @@ export class Bidder {
         mtype: media.mtype,
         adm:
           media.mtype === 2
-            ? vastMarkup(c, cr, `${base}/openrtb2/bill?bid=${id}`)
+            ? vastMarkup(c, cr, `${base}/openrtb2/bill?bid=${id}`, imp.video!)
             : media.mtype === 4
               ? nativeMarkup(imp.native!, cr)!
               : (cr.adm ?? defaultMarkup(c, cr)),
@@ -408,7 +408,7 @@ function planOf(
       price = converted;
     }
   }
-  if (currency === null || price === null) return 'currency';
+  if (currency === null || price === null || !Number.isFinite(price) || price <= 0) return 'currency';
   // Up to the next 1/10,000, past the float error of the product (1.5 x 0.92 is 1.3800000000000001).
   const bid = currency === cr.currency ? price : Math.ceil(price * 10_000 - 1e-6) / 10_000;
   /** Whether the bid meets a floor; null when the floor's currency cannot be converted. */

@@ -11,10 +11,10 @@ import type { NativeAsset, NativeSpec, VideoSpec } from './request.js';
 const VAST_PROTOCOLS: Readonly<Record<string, readonly number[]>> = {
   '2': [2, 5],
   '3': [3, 6],
-  '4': [7, 8],
+  '4': [7, 8, 11, 12, 13, 14],
 };
-/** The built document is VAST 3.0; players of VAST 4 (protocols 7, 8) read it too. */
-const BUILT_VAST_PROTOCOLS: readonly number[] = [3, 6, 7, 8];
+/** The built document is VAST 3.0; players of VAST 4.x (7, 8, 11-14) read it too. */
+const BUILT_VAST_PROTOCOLS: readonly number[] = [3, 6, 7, 8, 11, 12, 13, 14];
 
 /** Whether a video imp allows the creative: its media type, its duration and its VAST version. */
 export function videoFits(spec: VideoSpec, cr: CompiledCreative): boolean {
@@ -24,6 +24,7 @@ export function videoFits(spec: VideoSpec, cr: CompiledCreative): boolean {
   if (spec.minduration !== undefined && video.duration < spec.minduration) return false;
   if (spec.maxduration !== undefined && spec.maxduration > 0 && video.duration > spec.maxduration)
     return false;
+  if (spec.rqddurs.length > 0 && !spec.rqddurs.includes(video.duration)) return false;
   if (spec.protocols.length === 0) return true;
   const version = cr.vast === null ? null : /<VAST[^>]*\bversion\s*=\s*["'](\d)/.exec(cr.vast)?.[1];
   const accepted = version === null ? BUILT_VAST_PROTOCOLS : (VAST_PROTOCOLS[version ?? ''] ?? []);
@@ -32,13 +33,20 @@ export function videoFits(spec: VideoSpec, cr: CompiledCreative): boolean {
 
 /**
  * The VAST of a video bid: the creative's own, or VAST 3.0 InLine around its media file, with the
- * impression and errors reported to `impressionUrl` (the bid's billing notice, counted once).
+ * impression reported to `impressionUrl` (the bid's billing notice, counted once). VAST 3.0 wants
+ * a media file's size: the creative's, else the player's, else 640x360.
  */
-export function vastMarkup(c: CompiledCampaign, cr: CompiledCreative, impressionUrl: string): string {
+export function vastMarkup(
+  c: CompiledCampaign,
+  cr: CompiledCreative,
+  impressionUrl: string,
+  spec: VideoSpec,
+): string {
   if (cr.vast !== null) return cr.vast;
   const video = cr.video!;
-  const size = video.width !== undefined && video.height !== undefined;
-  const attrs = `delivery="progressive" type="${xml(video.mime)}"${size ? ` width="${video.width}" height="${video.height}"` : ''}`;
+  const width = video.width ?? spec.w ?? 640;
+  const height = video.height ?? spec.h ?? 360;
+  const attrs = `delivery="progressive" type="${xml(video.mime)}" width="${width}" height="${height}"`;
   return (
     `<VAST version="3.0"><Ad id="${xml(cr.id)}"><InLine><AdSystem>Mindshare</AdSystem>` +
     `<AdTitle>${xml(`${c.brand}: ${cr.id}`)}</AdTitle><Impression>${xml(impressionUrl)}</Impression>` +
@@ -72,7 +80,7 @@ export function nativeMarkup(spec: NativeSpec, cr: CompiledCreative): string | n
     if (filled !== null) assets.push({ id: a.id, ...filled });
     else if (a.required) return null;
   }
-  const response = { ver: '1.2', assets, link: { url: n.clickUrl } };
+  const response = { ver: spec.ver, assets, link: { url: n.clickUrl } };
   return JSON.stringify(spec.wrapped ? { native: response } : response);
 }
 

@@ -13,6 +13,11 @@ describe('currency rates', () => {
     expect(convert(TABLE, 3, 'JPY', 'JPY')).toBe(3);
     expect(convert(TABLE, 3, 'JPY', 'USD')).toBeNull();
     expect(convert(NO_RATES, 3, 'EUR', 'USD')).toBeNull();
+    // Names of Object.prototype's members are currencies without a rate, not functions.
+    for (const odd of ['constructor', '__proto__', 'toString']) {
+      expect(convert(TABLE, 3, 'USD', odd)).toBeNull();
+      expect(convert(TABLE, 3, odd, 'USD')).toBeNull();
+    }
   });
 
   it('refuse a bad table with the path of the bad field', () => {

@@ -42,10 +42,12 @@ export function parseStoredRates(text: string): RatesTable | null {
 /** `amount` of `from` in `to`; null when the table cannot convert between them. */
 export function convert(table: RatesTable, amount: number, from: string, to: string): number | null {
   if (from === to) return amount;
-  const a = from === table.base ? 1 : table.rates[from];
-  const b = to === table.base ? 1 : table.rates[to];
+  // Own keys only: a currency named `constructor` must not find Object.prototype's.
+  const a = from === table.base ? 1 : Object.hasOwn(table.rates, from) ? table.rates[from] : undefined;
+  const b = to === table.base ? 1 : Object.hasOwn(table.rates, to) ? table.rates[to] : undefined;
   if (a === undefined || b === undefined) return null;
-  return (amount / a) * b;
+  const converted = (amount / a) * b;
+  return Number.isFinite(converted) ? converted : null;
 }
 
 /** Seconds since the table's date (midnight UTC); null without a table. */

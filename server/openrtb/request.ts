@@ -22,6 +22,11 @@ export interface Deal {
 export interface VideoSpec {
   minduration: number | undefined;
   maxduration: number | undefined;
+  /** OpenRTB 2.6: the only durations allowed, seconds (empty: any within min and max). */
+  rqddurs: number[];
+  /** The player's size, when the imp says. */
+  w: number | undefined;
+  h: number | undefined;
   mimes: string[];
   protocols: number[];
 }
@@ -38,6 +43,8 @@ export type NativeAsset = { id: number; required: boolean } & (
 export interface NativeSpec {
   /** Native 1.0/1.1 wrap request and response in `{"native": …}`; 1.2 does not. */
   wrapped: boolean;
+  /** The request's version, answered with the same (1.1 when a wrapped one does not say). */
+  ver: string;
   assets: NativeAsset[] | null;
 }
 
@@ -195,30 +202,48 @@ export function checkBidRequest(data: unknown): BidRequest {
  * as 0/1 numbers or "0"/"1" strings (both are seen in the wild); anything else is refused.
  */
 function privacySignals(regs: Obj | undefined, user: Obj | undefined): PrivacySignals {
-  const regsExt = objectAt(regs?.ext, 'regs.ext');
-  const userExt = objectAt(user?.ext, 'user.ext');
+  const regsExt = extOf(regs?.ext);
+  const userExt = extOf(user?.ext);
   const flag = (v: unknown, path: string): number | undefined => {
     if (v === undefined || v === null) return undefined;
     if (v === 0 || v === 1) return v;
     if (v === '0' || v === '1') return Number(v);
     throw new ClientError('invalid_field', `${path} must be 0 or 1`, path);
   };
-  /** A field's value and path: its 2.6 place when set, else its 2.5 place under `ext`. */
-  const place = (o: Obj | undefined, base: 'regs' | 'user', field: string): [unknown, string] => {
-    const ext = base === 'regs' ? regsExt : userExt;
+  /**
+   * A field from its 2.6 place, checked; else from its 2.5 place under `ext`, read leniently as
+   * `ext` is: a value of the wrong type there counts as the most protective one (a flag as 1, a
+   * string as one that does not decode), never as a refused request.
+   */
+  const read = <T>(
+    o: Obj | undefined,
+    ext: Obj | undefined,
+    base: 'regs' | 'user',
+    field: string,
+    check: (v: unknown, path: string) => T | undefined,
+    protective: T,
+  ): T | undefined => {
     const top = o?.[field];
-    return top !== undefined && top !== null
-      ? [top, `${base}.${field}`]
-      : [ext?.[field], `${base}.ext.${field}`];
+    if (top !== undefined && top !== null) return check(top, `${base}.${field}`);
+    try {
+      return check(ext?.[field], `${base}.ext.${field}`);
+    } catch {
+      return protective;
+    }
   };
   return {
-    coppa: flag(...place(regs, 'regs', 'coppa')) === 1,
-    gdpr: flag(...place(regs, 'regs', 'gdpr')),
-    consent: stringAt(...place(user, 'user', 'consent')),
-    usPrivacy: stringAt(...place(regs, 'regs', 'us_privacy')),
-    gpp: stringAt(...place(regs, 'regs', 'gpp')),
-    gppSid: intsAt(...place(regs, 'regs', 'gpp_sid')),
+    coppa: read(regs, regsExt, 'regs', 'coppa', flag, 1) === 1,
+    gdpr: read(regs, regsExt, 'regs', 'gdpr', flag, 1),
+    consent: read(user, userExt, 'user', 'consent', stringAt, ''),
+    usPrivacy: read(regs, regsExt, 'regs', 'us_privacy', stringAt, ''),
+    gpp: read(regs, regsExt, 'regs', 'gpp', stringAt, ''),
+    gppSid: read(regs, regsExt, 'regs', 'gpp_sid', intsAt, [0]) ?? [],
   };
+}
+
+/** An `ext` object, or undefined when it is anything else: `ext` is free-form, never refused. */
+function extOf(v: unknown): Obj | undefined {
+  return isObject(v) ? v : undefined;
 }
 
 function checkImp(raw: unknown, path: string): Imp {
@@ -305,6 +330,9 @@ function checkImp(raw: unknown, path: string): Imp {
         : {
             minduration: numberAt(video.minduration, `${path}.video.minduration`),
             maxduration: numberAt(video.maxduration, `${path}.video.maxduration`),
+            rqddurs: intsAt(video.rqddurs, `${path}.video.rqddurs`),
+            w: numberAt(video.w, `${path}.video.w`),
+            h: numberAt(video.h, `${path}.video.h`),
             mimes: stringsAt(video.mimes, `${path}.video.mimes`).map((m) => m.toLowerCase()),
             protocols: intsAt(video.protocols, `${path}.video.protocols`),
           },
@@ -330,17 +358,19 @@ function nativeSpec(request: unknown): NativeSpec {
     try {
       data = JSON.parse(request);
     } catch {
-      return { wrapped: false, assets: null };
+      return { wrapped: false, ver: '1.2', assets: null };
     }
   }
-  if (!isObject(data)) return { wrapped: false, assets: null };
+  if (!isObject(data)) return { wrapped: false, ver: '1.2', assets: null };
   const wrapped = isObject(data.native);
   const body = wrapped ? (data.native as Obj) : data;
-  if (!Array.isArray(body.assets)) return { wrapped, assets: null };
+  const ver =
+    typeof body.ver === 'string' && /^1\.[0-9]$/.test(body.ver) ? body.ver : wrapped ? '1.1' : '1.2';
+  if (!Array.isArray(body.assets)) return { wrapped, ver, assets: null };
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
   const assets: NativeAsset[] = [];
   for (const raw of body.assets.slice(0, 64)) {
-    if (!isObject(raw) || typeof raw.id !== 'number') return { wrapped, assets: null };
+    if (!isObject(raw) || typeof raw.id !== 'number') return { wrapped, ver, assets: null };
     const base = { id: raw.id, required: raw.required === 1 };
     if (isObject(raw.title)) assets.push({ ...base, kind: 'title', len: num(raw.title.len) });
     else if (isObject(raw.img)) {
@@ -355,7 +385,7 @@ function nativeSpec(request: unknown): NativeSpec {
       assets.push({ ...base, kind: 'data', type: num(raw.data.type)!, len: num(raw.data.len) });
     } else assets.push({ ...base, kind: 'other' });
   }
-  return { wrapped, assets };
+  return { wrapped, ver, assets };
 }
 
 /**
@@ -378,16 +408,23 @@ function identity(user: Obj | undefined, device: Obj | undefined): Array<[string
   // Extended ids: their 2.6 place when set, else their 2.5 one (`user.ext.eids`, where Prebid
   // Server and most 2.5 exchanges send them).
   const top = user?.eids;
-  const [eids, at] =
-    top !== undefined && top !== null
-      ? [top, 'user.eids']
-      : [objectAt(user?.ext, 'user.ext')?.eids, 'user.ext.eids'];
-  arrayAt(eids, at).forEach((e, i) => {
+  const fromExt = top === undefined || top === null;
+  const [eids, at] = fromExt ? [extOf(user?.ext)?.eids, 'user.ext.eids'] : [top, 'user.eids'];
+  // `ext` is read leniently: a malformed entry there is skipped, not a refused request.
+  const each = (list: unknown[], visit: (x: unknown, i: number) => void) =>
+    list.forEach((x, i) => {
+      try {
+        visit(x, i);
+      } catch (e) {
+        if (!fromExt) throw e;
+      }
+    });
+  each(fromExt && !Array.isArray(eids) ? [] : arrayAt(eids, at), (e, i) => {
     const eid = objectAt(e, `${at}[${i}]`);
     const source = stringAt(eid?.source, `${at}[${i}].source`);
     if (source === undefined || source === '') return;
     const kind = `eid-${source.toLowerCase().replace(/[^a-z0-9-]+/g, '-')}`.slice(0, 32);
-    arrayAt(eid?.uids, `${at}[${i}].uids`).forEach((u, j) => {
+    each(arrayAt(eid?.uids, `${at}[${i}].uids`), (u, j) => {
       const uid = objectAt(u, `${at}[${i}].uids[${j}]`);
       add(kind, stringAt(uid?.id, `${at}[${i}].uids[${j}].id`));
     });
