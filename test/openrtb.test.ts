@@ -406,6 +406,17 @@ function describeBidder(name: string, target: () => Target): void {
         }
       }
       expect(seen).toEqual(new Set([1, 2]));
+
+      // The decision may pick a medium the imp cannot show the creative in (here the banner, at a
+      // size the creative lacks): the bid is made in one it can (the video).
+      const dual = example('banner');
+      dual.site.keywords = 'dual';
+      dual.site.cat = ['IAB9'];
+      dual.imp[0].banner = { w: 728, h: 90 };
+      dual.imp[0].video = { w: 640, h: 480, mimes: ['video/mp4'], protocols: [2, 3] };
+      const d = await bid(dual);
+      expect(d.status).toBe(200);
+      expect(d.body.seatbid[0].bid[0]).toMatchObject({ cid: 'dual-media', mtype: 2, w: 640, h: 480 });
     });
 
     it('uses no personal data when a privacy signal forbids it: context alone, no person in the bid', async () => {

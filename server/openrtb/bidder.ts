@@ -253,19 +253,15 @@ export class Bidder {
       const imp = req.imps[p];
       if (c === undefined || cr === undefined || imp === undefined) continue;
       const plan = plans.get(`${p}|${c.index}|${cr.index}`);
-      const media = MEDIA[d.channel];
-      if (plan === undefined || media === undefined) continue;
-      const size = media.sized === '' ? null : sizeOf(imp, cr, media.sized);
-      // A banner renders only at a size the imp allows, a video in VAST the imp takes, a native ad
-      // with every asset the request requires: otherwise there is no bid.
-      if (
-        (media.mtype === 1 && size === null) ||
-        (media.mtype === 2 && (imp.video === null || !videoFits(imp.video, cr))) ||
-        (media.mtype === 4 && (imp.native === null || nativeMarkup(imp.native, cr) === null))
-      ) {
+      if (plan === undefined) continue;
+      // The medium decided, else another of the imp's the creative may run on and renders in
+      // (the decision ranks channels by the person's affinity, not by what the imp can show).
+      const media = renderingMedium(imp, cr, d.channel);
+      if (media === null) {
         unrenderable = true;
         continue;
       }
+      const size = media.sized === '' ? null : sizeOf(imp, cr, media.sized);
       // One currency per response: bids in another one than the first are left out.
       if (currency !== null && plan.currency !== currency) continue;
       currency = plan.currency;
@@ -467,15 +463,40 @@ function sizeOf(imp: Imp, cr: CompiledCreative, medium: string): [number, number
   return null;
 }
 
+/**
+ * Whether the creative renders on the imp in `channel`: a banner at a size the imp allows, a video
+ * in VAST the imp takes, a native ad with every asset the request requires.
+ */
+function rendersIn(imp: Imp, cr: CompiledCreative, channel: string): boolean {
+  if (channel === 'display') return sizeOf(imp, cr, 'banner') !== null;
+  if (channel === 'video') return imp.video !== null && videoFits(imp.video, cr);
+  if (channel === 'native') return imp.native !== null && nativeMarkup(imp.native, cr) !== null;
+  return false;
+}
+
 /** Whether the creative renders on any medium of the imp it may run on. */
 function rendersOn(imp: Imp, cr: CompiledCreative): boolean {
+  return renderingMedium(imp, cr, null) !== null;
+}
+
+/** The medium a bid is made in: `preferred` when the creative renders there, else the imp's first that does. */
+function renderingMedium(
+  imp: Imp,
+  cr: CompiledCreative,
+  preferred: string | null,
+): (typeof MEDIA)[string] | null {
+  if (
+    preferred !== null &&
+    imp.channels.includes(preferred as Imp['channels'][number]) &&
+    rendersIn(imp, cr, preferred)
+  ) {
+    return MEDIA[preferred] ?? null;
+  }
   for (const channel of imp.channels) {
     if ((cr.channelMask & (CHANNEL_BIT.get(channel) ?? 0)) === 0) continue;
-    if (channel === 'display' && sizeOf(imp, cr, 'banner') !== null) return true;
-    if (channel === 'video' && imp.video !== null && videoFits(imp.video, cr)) return true;
-    if (channel === 'native' && imp.native !== null && nativeMarkup(imp.native, cr) !== null) return true;
+    if (rendersIn(imp, cr, channel)) return MEDIA[channel] ?? null;
   }
-  return false;
+  return null;
 }
 
 function defaultMarkup(c: CompiledCampaign, cr: CompiledCreative): string {
