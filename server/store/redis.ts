@@ -49,6 +49,7 @@ import {
   aliasMember,
   aliasRecord,
   applyPatch,
+  CASELESS_ALIAS_KINDS,
   checkEvent,
   DEFAULT_EVENT_DEDUPE_MS,
   DEFAULT_MOVES_TTL_MS,
@@ -283,7 +284,16 @@ export class RedisStore implements ProfileStore, EventStore {
 
   async resolveAlias(kind: string, value: string): Promise<string | null> {
     await this.client.up();
-    const key = this.keys.alias(aliasMember(kind, value));
+    const found = await this.getAlias(this.keys.alias(aliasMember(kind, value)));
+    // Device ids linked before they were kept in lower case are under their case as sent: a
+    // miss for such an id looks there too (one more read, only for misses of mixed-case ids).
+    if (found === null && CASELESS_ALIAS_KINDS.has(kind) && value !== value.toLowerCase()) {
+      return this.getAlias(this.keys.alias(`${kind}:${value}`));
+    }
+    return found;
+  }
+
+  private async getAlias(key: string): Promise<string | null> {
     const lean = this.client.lean;
     if (lean === null) return this.client.main.get(key);
     const reply = await lean.get(key);

@@ -234,6 +234,10 @@ for (const [name, startTarget] of [
         expect(evTtl).toBeLessThanOrEqual(7 * 86_400_000);
         expect(await target.admin.get('layout:a:{idfa:abc}')).toBe('p-7');
         expect((await target.admin.smembers('layout:ax:{p-7}')).sort()).toEqual(['cookie:c1', 'idfa:abc']);
+        // A device id linked in its own case (before ids were kept in lower case) is still found.
+        await target.admin.set('layout:a:{idfa:OLD-ID}', 'p-7');
+        expect(await store.resolveAlias('idfa', 'OLD-ID')).toBe('p-7');
+        expect(await store.resolveAlias('cookie', 'OLD-ID')).toBeNull();
         expect(await target.admin.type('layout:fc:{p-7}')).toBe('hash');
         const pttl = await target.admin.pttl('layout:fc:{p-7}');
         expect(pttl).toBeGreaterThan(0);
