@@ -5,14 +5,11 @@
  * side of a hold-out they fall.
  */
 import type { Profile } from '../../rules/types.js';
-import type { PersonRecord, ProfileStore } from '../store/types.js';
+import type { FoundByAlias, PersonRecord, ProfileStore } from '../store/types.js';
 import type { UserRef } from './request.js';
 
 /** The person found for a user reference; both null when aliases resolved to nobody. */
-export interface FoundPerson {
-  pid: string | null;
-  record: PersonRecord | null;
-}
+export type FoundPerson = FoundByAlias;
 
 /** The user reference of a body's `user` object: `id` when given, else its `ids`, in order. */
 export function userRef(user: { id?: string; ids?: Readonly<Record<string, string>> }): UserRef {
@@ -28,7 +25,11 @@ export async function findPerson(store: ProfileStore, user: UserRef): Promise<Fo
   let pid: string | null;
   if (user.kind === 'id') pid = user.id;
   else if (user.kind === 'anonymous') return { pid: null, record: null };
-  else {
+  else if (user.aliases.length === 1 && store.loadPersonByAlias !== undefined) {
+    // One alias (an exchange's cookie id, say): alias and person in one round trip where the store can.
+    const [kind, value] = user.aliases[0]!;
+    return store.loadPersonByAlias(kind, value);
+  } else {
     const found = await Promise.all(user.aliases.map(([k, v]) => store.resolveAlias(k, v)));
     pid = found.find((x): x is string => typeof x === 'string') ?? null;
   }

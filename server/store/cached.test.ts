@@ -44,6 +44,19 @@ class CountingStore extends EmbeddedStore {
     if (gate !== null) await gate;
     return pid;
   }
+  /** As a single Redis answers it: alias and person in one read (held like the others). */
+  byAliasLoads = 0;
+  async loadPersonByAlias(
+    kind: string,
+    value: string,
+  ): Promise<{ pid: string | null; record: PersonRecord | null }> {
+    this.byAliasLoads++;
+    const gate = this.gate;
+    const pid = await super.resolveAlias(kind, value);
+    const record = pid === null ? null : await super.loadPerson(pid);
+    if (gate !== null) await gate;
+    return { pid, record };
+  }
   override async close(): Promise<void> {
     this.closedCalls++;
     return super.close();
@@ -423,5 +436,41 @@ describe('CachedStore', () => {
       await late;
       expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['new']);
     });
+  });
+});
+
+describe('CachedStore: a person by alias in one read', () => {
+  it('caches both the alias and the person from one backing read', async () => {
+    const { backing, cache } = setup();
+    await backing.putProfile(alice);
+    await backing.linkAliases('alice', { cookie: 'ck-a' });
+    const first = await cache.loadPersonByAlias('cookie', 'ck-a');
+    expect(first.pid).toBe('alice');
+    expect(first.record?.profile).toEqual(alice);
+    expect([backing.byAliasLoads, backing.loads, backing.aliasLookups]).toEqual([1, 0, 0]);
+    const again = await cache.loadPersonByAlias('cookie', 'ck-a');
+    expect(again.record).toBe(first.record);
+    expect(cache.cachedAlias('cookie', 'ck-a')).toBe('alice');
+    expect([backing.byAliasLoads, backing.loads, backing.aliasLookups]).toEqual([1, 0, 0]);
+    expect(await cache.loadPersonByAlias('cookie', 'nobody')).toEqual({ pid: null, record: null });
+    expect(cache.cachedAlias('cookie', 'nobody')).toBeNull();
+  });
+
+  it('does not cache what a write changed while the read was on its way', async () => {
+    const { backing, cache } = setup();
+    await backing.putProfile(alice);
+    await backing.linkAliases('alice', { cookie: 'ck-a' });
+    backing.hold();
+    const pending = cache.loadPersonByAlias('cookie', 'ck-a');
+    cache.invalidatePerson('alice');
+    backing.release();
+    expect((await pending).pid).toBe('alice');
+    expect(cache.cachedPerson('alice')).toBeUndefined();
+    backing.hold();
+    const second = cache.loadPersonByAlias('cookie', 'ck-b');
+    cache.invalidateAlias('cookie', 'ck-b');
+    backing.release();
+    await second;
+    expect(cache.cachedAlias('cookie', 'ck-b')).toBeUndefined();
   });
 });

@@ -29,6 +29,7 @@ import type {
   EventResult,
   EventStore,
   EventWrite,
+  FoundByAlias,
   FunnelCounts,
   PersonRecord,
   PersonStore,
@@ -154,14 +155,7 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
       promise: this.backing.loadPerson(pid).then(
         (record) => {
           if (this.loadingPeople.get(pid) === flight) this.loadingPeople.delete(pid);
-          if (flight.stale) return record;
-          if (this.admission !== null && !this.admission.admit(pid)) {
-            this.counts.notAdmitted++;
-            return record;
-          }
-          const frozen = freezeRecord(record);
-          this.people.set(pid, frozen);
-          return frozen;
+          return flight.stale ? record : this.keep(pid, record);
         },
         (err: unknown) => {
           if (this.loadingPeople.get(pid) === flight) this.loadingPeople.delete(pid);
@@ -171,6 +165,57 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
     };
     this.loadingPeople.set(pid, flight);
     return flight.promise;
+  }
+
+  /** A loaded record, cached when admitted (frozen: decisions share it). */
+  private keep(pid: string, record: PersonRecord): PersonRecord {
+    if (this.admission !== null && !this.admission.admit(pid)) {
+      this.counts.notAdmitted++;
+      return record;
+    }
+    const frozen = freezeRecord(record);
+    this.people.set(pid, frozen);
+    return frozen;
+  }
+
+  /**
+   * The person an alias names, with their record: from the cache when it knows the alias, else in
+   * one round trip where the backing store can (then both are cached, unless a write touched them
+   * on the way: an announced change of the alias, or of any person, since the read was sent).
+   */
+  loadPersonByAlias(kind: string, value: string): Promise<FoundByAlias> {
+    const member = aliasMember(kind, value);
+    const hit = this.aliases.get(member);
+    const byAlias = this.backing.loadPersonByAlias;
+    if (hit !== undefined || byAlias === undefined || this.loadingAliases.has(member)) {
+      return this.resolveAlias(kind, value).then((pid) =>
+        pid === null ? { pid, record: null } : this.loadPerson(pid).then((record) => ({ pid, record })),
+      );
+    }
+    this.counts.aliasMisses++;
+    this.counts.peopleMisses++;
+    this.counts.backingLoads++;
+    const invalidations = this.counts.invalidations;
+    const found = byAlias.call(this.backing, kind, value);
+    const flight: InFlight<string | null> = { stale: false, promise: found.then((f) => f.pid) };
+    this.loadingAliases.set(member, flight);
+    const settle = () => {
+      if (this.loadingAliases.get(member) === flight) this.loadingAliases.delete(member);
+    };
+    return found.then(
+      ({ pid, record }) => {
+        settle();
+        if (flight.stale) return { pid, record };
+        this.aliases.set(member, pid ?? NOBODY);
+        if (pid === null || record === null || this.counts.invalidations !== invalidations)
+          return { pid, record };
+        return { pid, record: this.keep(pid, record) };
+      },
+      (err: unknown) => {
+        settle();
+        throw err;
+      },
+    );
   }
 
   resolveAlias(kind: string, value: string): Promise<string | null> {

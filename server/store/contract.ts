@@ -235,6 +235,26 @@ export function describeStoreContract(
       expect(await store.resolveAlias('idfa', `idfa-${id}`)).toBe(id);
     });
 
+    it('loads the person an alias names with their record, where the store does it at once', async () => {
+      if (store.loadPersonByAlias === undefined) return;
+      const id = freshId('by-alias');
+      await store.putProfile(fullProfile(id));
+      await store.linkAliases(id, { cookie: `ck-${id}`, idfa: `IDFA-${id}` });
+      await store.recordImpression(id, 'spring', T0, 10, 86_400_000);
+      const found = await store.loadPersonByAlias('cookie', `ck-${id}`);
+      expect(found.pid).toBe(id);
+      expect(found.record).toEqual(await store.loadPerson(id));
+      expect((await store.loadPersonByAlias('idfa', `idfa-${id}`)).pid).toBe(id);
+      expect(await store.loadPersonByAlias('cookie', `nobody-${id}`)).toEqual({ pid: null, record: null });
+      // An alias of someone without a profile: the id, and an empty record.
+      const bare = freshId('by-alias-bare');
+      await store.linkAliases(bare, { cookie: `ck-${bare}` });
+      expect(await store.loadPersonByAlias('cookie', `ck-${bare}`)).toEqual({
+        pid: bare,
+        record: await store.loadPerson(bare),
+      });
+    });
+
     it('matches device advertising ids in any case, and other aliases exactly', async () => {
       const id = freshId('ifa');
       const ifa = `6D92078A-8246-4BA4-AE5B-76104861E7DC-${id}`;

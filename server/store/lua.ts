@@ -193,6 +193,26 @@ return { v, c }
 `;
 
 /**
+ * The decision read of someone known by an alias, in one round trip, on a single Redis only
+ * (on a cluster the alias and the person are in different slots): KEYS a:{kind:value}, sl:{T};
+ * ARGV the caller's epoch, then the person's and the counters' key prefix (`p:{`, `fc:{`, with
+ * the store's prefix). Returns {} when the alias names nobody, else { pid, value, counters } and
+ * the marker as LOAD_PERSON_LUA does. The person's keys are built here, not declared: a single
+ * Redis allows it, and the script is never sent to a cluster.
+ */
+export const LOAD_BY_ALIAS_LUA = `
+local pid = redis.call('GET', KEYS[1])
+if not pid then return {} end
+local v = redis.call('GET', ARGV[2] .. pid .. '}')
+local c = redis.call('HGETALL', ARGV[3] .. pid .. '}')
+if v then
+  local e = redis.call('HGET', KEYS[2], 'epoch') or ''
+  if e ~= ARGV[1] then return { pid, v, c, e } end
+end
+return { pid, v, c }
+`;
+
+/**
  * A person's value for reads outside decisions (profile reads, patches): KEYS p:{pid}, sl:{T};
  * ARGV the caller's epoch. Returns { value }, or { value, marker } as LOAD_PERSON_LUA.
  */

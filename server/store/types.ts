@@ -33,6 +33,11 @@ export interface ProfileStore {
   loadPerson(pid: string): Promise<PersonRecord>;
   /** The person id an alias (`idfa`, `cookie`, `phone`, `member`, ...) points at, or null. */
   resolveAlias(kind: string, value: string): Promise<string | null>;
+  /**
+   * The person an alias points at, with their record, in one round trip where the store can (a
+   * single Redis); absent where it cannot, and then callers resolve, then load.
+   */
+  loadPersonByAlias?(kind: string, value: string): Promise<FoundByAlias>;
   getProfile(pid: string): Promise<Profile | null>;
   putProfile(profile: Profile): Promise<void>;
   /** Many profiles at once, pipelined; resolves when all are written. */
@@ -202,6 +207,12 @@ export interface Bus {
 
 /** A profile store that also takes events, patches and answers funnels (both backends are one). */
 export type PersonStore = ProfileStore & EventStore;
+
+/** What loadPersonByAlias finds: both null when the alias names nobody. */
+export interface FoundByAlias {
+  pid: string | null;
+  record: PersonRecord | null;
+}
 
 /**
  * Synchronous cache look-ups, when the store has a cache in front of it (CachedStore). A hit
