@@ -3,7 +3,8 @@
  * import from its own layer and the layers below it, never above. From the bottom:
  *
  *   0  rules/                      the rule language: parse, validate, compile, decide
- *   1  server/{errors,log,project,scopes}.ts, server/types/   leaves every layer may use
+ *   1  server/{errors,log,project,scopes}.ts, server/types/, server/measure/   leaves every layer
+ *      may use (measure/: the statistics of campaign measurement, pure arithmetic)
  *   2  server/store/, server/demo/  profile stores (embedded, Redis), stored formats, bus
  *   3  server/decision/, server/contracts/, server/profiles/, server/config.ts
  *   4  server/ruleset-file.ts, server/ruleset-sync.ts, server/openrtb/ (the bidder: OpenRTB
@@ -19,7 +20,7 @@
  */
 const LAYERS = [
   ['rules', '^rules/'],
-  ['leaves', '^server/(errors|log|project|scopes)\\.ts$|^server/types/'],
+  ['leaves', '^server/(errors|log|project|scopes)\\.ts$|^server/(types|measure)/'],
   ['store', '^server/(store|demo)/'],
   ['decision', '^server/(decision|contracts|profiles)/|^server/config\\.ts$'],
   ['rule-set loading and the bidder', '^server/ruleset-(file|sync)\\.ts$|^server/openrtb/'],
