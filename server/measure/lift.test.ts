@@ -40,6 +40,32 @@ describe('lift', () => {
     expect(lift({ people: 500, converted: 25 }, { people: 700, converted: 35 }).pValue).toBeCloseTo(1, 10);
   });
 
+  it("answers with Fisher's exact test when a cell expects few outcomes", () => {
+    // Fisher's tea tasting: 3 of 4 against 1 of 4, two-sided p = 34/70.
+    expect(lift({ people: 4, converted: 3 }, { people: 4, converted: 1 }).pValue).toBeCloseTo(34 / 70, 10);
+    // A small hold-out with rare conversions: the z-test would say 8.7e-16.
+    expect(lift({ people: 100_000, converted: 10 }, { people: 1000, converted: 3 }).pValue).toBeCloseTo(
+      2.6e-4,
+      5,
+    );
+    expect(lift({ people: 50_000, converted: 20 }, { people: 500, converted: 2 }).pValue).toBeCloseTo(
+      0.02,
+      2,
+    );
+    expect(lift({ people: 100_000, converted: 0 }, { people: 100, converted: 1 }).pValue).toBeCloseTo(
+      1e-3,
+      4,
+    );
+  });
+
+  it('finds the minimum detectable effect for high rates and small hold-outs too', () => {
+    const r = lift({ people: 1_000_000, converted: 950_000 }, { people: 100, converted: 95 });
+    expect(r.minimumDetectableEffect).toBeCloseTo(0.0389, 3);
+    expect(
+      lift({ people: 10, converted: 5 }, { people: 2, converted: 1 }).minimumDetectableEffect,
+    ).toBeNull();
+  });
+
   it('covers the true lift about 95% of the time over simulated campaigns', () => {
     const next = random(20261127);
     const campaigns = 400;

@@ -7,7 +7,8 @@
  *   10), built from the two arms' Wilson score intervals. Unlike the Wald interval it stays inside
  *   [-1, 1] and keeps close to its nominal coverage with few conversions, which is the usual case
  *   for a campaign (rates of a few percent, arms of a few thousand people).
- * - The p-value: the two-sided pooled two-proportion z-test of "no difference".
+ * - The p-value: the two-sided pooled two-proportion z-test of "no difference", or Fisher's exact
+ *   test when a cell expects fewer than 5 (null when everybody or nobody converted).
  * - The minimum detectable effect: the smallest absolute lift the current arms would detect with
  *   80% power at the 5% level (two-sided), from the control's rate.
  *
@@ -83,7 +84,15 @@ export function lift(treatment: Arm, control: Arm): LiftResult {
   const high = d + Math.sqrt((u1 - t.rate) ** 2 + (c.rate - l2) ** 2);
   const pooled = (t.converted + c.converted) / (t.people + c.people);
   const se = Math.sqrt(pooled * (1 - pooled) * (1 / t.people + 1 / c.people));
-  const pValue = se === 0 ? null : erfc(Math.abs(d) / se / Math.SQRT2);
+  // The z-test needs a few expected outcomes in every cell; with fewer (a small hold-out, rare
+  // conversions) it is far too confident, and Fisher's exact test answers instead.
+  const expected = Math.min(
+    pooled * t.people,
+    pooled * c.people,
+    (1 - pooled) * t.people,
+    (1 - pooled) * c.people,
+  );
+  const pValue = se === 0 ? null : expected < 5 ? fisherExact(t, c) : erfc(Math.abs(d) / se / Math.SQRT2);
   return {
     treatment: t,
     control: c,
@@ -96,22 +105,60 @@ export function lift(treatment: Arm, control: Arm): LiftResult {
 }
 
 /**
- * The smallest absolute lift δ the pooled z-test detects with 80% power at the 5% level:
- * δ = z₀.₉₇₅·SE₀(δ) + z₀.₈·SE₁(δ), with SE₀ the pooled error under no difference and SE₁ the
- * error at the treatment rate p + δ; found by fixed-point iteration from the control-rate guess
- * (it settles in a few steps). Null when the control rate leaves nothing to detect (0 or 1).
+ * The smallest absolute lift δ the pooled z-test detects with 80% power at the 5% level: the root
+ * of δ = z₀.₉₇₅·SE₀(δ) + z₀.₈·SE₁(δ), with SE₀ the pooled error under no difference and SE₁ the
+ * error at the treatment rate p + δ, found by bisection on [0, 1 - p] (a fixed-point iteration
+ * oscillates for high rates and small arms). Null when no lift up to a rate of 1 is detectable.
  */
 function detectable(p: number, nt: number, nc: number): number | null {
   if (p <= 0 || p >= 1) return null;
-  let d = (Z_95 + Z_80) * Math.sqrt(p * (1 - p) * (1 / nt + 1 / nc));
-  for (let i = 0; i < 20; i++) {
-    const q = Math.min(1, p + d);
+  const need = (d: number) => {
+    const q = p + d;
     const pooled = (nt * q + nc * p) / (nt + nc);
     const se0 = Math.sqrt(pooled * (1 - pooled) * (1 / nt + 1 / nc));
     const se1 = Math.sqrt((q * (1 - q)) / nt + (p * (1 - p)) / nc);
-    d = Z_95 * se0 + Z_80 * se1;
+    return Z_95 * se0 + Z_80 * se1 - d;
+  };
+  let low = 0;
+  let high = 1 - p;
+  if (need(high) > 0) return null;
+  for (let i = 0; i < 60; i++) {
+    const mid = (low + high) / 2;
+    if (need(mid) > 0) low = mid;
+    else high = mid;
   }
-  return p + d > 1 ? null : d;
+  return high;
+}
+
+/**
+ * Fisher's exact test, two-sided: the probability, with the margins fixed, of a table at most as
+ * likely as the one seen. The hypergeometric terms are built by their ratio from the most likely
+ * one, so no factorial is formed and nothing overflows.
+ */
+function fisherExact(t: Arm, c: Arm): number {
+  const total = t.people + c.people;
+  const converted = t.converted + c.converted;
+  const n = c.people;
+  const lo = Math.max(0, n + converted - total);
+  const hi = Math.min(converted, n);
+  const mode = Math.min(hi, Math.max(lo, Math.floor(((n + 1) * (converted + 1)) / (total + 2))));
+  // Relative probabilities: P(x + 1) / P(x) = (K - x)(n - x) / ((x + 1)(N - K - n + x + 1)).
+  const weights = new Float64Array(hi - lo + 1);
+  weights[mode - lo] = 1;
+  for (let x = mode; x < hi; x++) {
+    weights[x + 1 - lo] =
+      (weights[x - lo]! * (converted - x) * (n - x)) / ((x + 1) * (total - converted - n + x + 1));
+  }
+  for (let x = mode; x > lo; x--) {
+    weights[x - 1 - lo] =
+      (weights[x - lo]! * x * (total - converted - n + x)) / ((converted - x + 1) * (n - x + 1));
+  }
+  let sum = 0;
+  for (const w of weights) sum += w;
+  const seen = weights[c.converted - lo]!;
+  let p = 0;
+  for (const w of weights) if (w <= seen * (1 + 1e-7)) p += w;
+  return Math.min(1, p / sum);
 }
 
 function withRate(arm: Arm): ArmResult {

@@ -46,11 +46,13 @@ class CountingStore extends EmbeddedStore {
   }
   /** As a single Redis answers it: alias and person in one read (held like the others). */
   byAliasLoads = 0;
+  failByAlias = false;
   async loadPersonByAlias(
     kind: string,
     value: string,
   ): Promise<{ pid: string | null; record: PersonRecord | null }> {
     this.byAliasLoads++;
+    if (this.failByAlias) throw new Error('store down');
     const gate = this.gate;
     const pid = await super.resolveAlias(kind, value);
     const record = pid === null ? null : await super.loadPerson(pid);
@@ -472,5 +474,24 @@ describe('CachedStore: a person by alias in one read', () => {
     backing.release();
     await second;
     expect(cache.cachedAlias('cookie', 'ck-b')).toBeUndefined();
+    // An impression recorded here meanwhile: the counters read before it are not kept.
+    await backing.linkAliases('alice', { cookie: 'ck-c' });
+    backing.hold();
+    const third = cache.loadPersonByAlias('cookie', 'ck-c');
+    await cache.recordImpression('alice', 'spring', 1000, 10, 86_400_000);
+    backing.release();
+    await third;
+    expect(cache.cachedPerson('alice')).toBeUndefined();
+    expect((await cache.loadPerson('alice')).counters).toEqual({ spring: [1000] });
+  });
+
+  it('passes a failure to its caller only (no unhandled rejection), and caches nothing', async () => {
+    const { backing, cache } = setup();
+    backing.failByAlias = true;
+    await expect(cache.loadPersonByAlias('cookie', 'ck-a')).rejects.toThrow('store down');
+    expect(cache.cachedAlias('cookie', 'ck-a')).toBeUndefined();
+    backing.failByAlias = false;
+    await backing.linkAliases('alice', { cookie: 'ck-a' });
+    expect((await cache.loadPersonByAlias('cookie', 'ck-a')).pid).toBe('alice');
   });
 });

@@ -88,6 +88,8 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
   private readonly aliases: LRUCache<string, AliasEntry>;
   private readonly loadingPeople = new Map<string, InFlight<PersonRecord>>();
   private readonly loadingAliases = new Map<string, InFlight<string | null>>();
+  /** Writes and invalidations of people so far: a read by alias is cached only if none came between. */
+  private personWrites = 0;
   private readonly counts = {
     peopleHits: 0,
     peopleMisses: 0,
@@ -193,11 +195,12 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
       );
     }
     this.counts.aliasMisses++;
-    this.counts.peopleMisses++;
     this.counts.backingLoads++;
-    const invalidations = this.counts.invalidations;
+    const writes = this.personWrites;
     const found = byAlias.call(this.backing, kind, value);
     const flight: InFlight<string | null> = { stale: false, promise: found.then((f) => f.pid) };
+    // The caller handles a failure; a flight nobody else joined must not be an unhandled one.
+    flight.promise.catch(() => {});
     this.loadingAliases.set(member, flight);
     const settle = () => {
       if (this.loadingAliases.get(member) === flight) this.loadingAliases.delete(member);
@@ -207,8 +210,10 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
         settle();
         if (flight.stale) return { pid, record };
         this.aliases.set(member, pid ?? NOBODY);
-        if (pid === null || record === null || this.counts.invalidations !== invalidations)
-          return { pid, record };
+        if (pid === null || record === null) return { pid, record };
+        this.counts.peopleMisses++;
+        // A write to any person since the read was sent (here or announced) may be this one's.
+        if (this.personWrites !== writes) return { pid, record };
         return { pid, record: this.keep(pid, record) };
       },
       (err: unknown) => {
@@ -430,6 +435,7 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
 
   /** Drops everything cached. */
   clear(): void {
+    this.personWrites++;
     this.people.clear();
     this.aliases.clear();
     for (const f of this.loadingPeople.values()) f.stale = true;
@@ -467,6 +473,7 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
   }
 
   private dropLoading(pid: string): void {
+    this.personWrites++;
     const flight = this.loadingPeople.get(pid);
     if (flight !== undefined) {
       flight.stale = true;

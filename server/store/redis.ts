@@ -171,6 +171,8 @@ export class RedisStore implements ProfileStore, EventStore {
   readonly kind = 'redis' as const;
   readonly client: RedisClient;
   readonly keys: RedisKeys;
+  /** ProfileStore.loadPersonByAlias: present on a single Redis (or Sentinel), absent on a cluster. */
+  readonly loadPersonByAlias: ((kind: string, value: string) => Promise<FoundByAlias>) | undefined;
   private readonly ownsClient: boolean;
   private readonly batchSize: number;
   private readonly dedupeMs: number;
@@ -201,6 +203,9 @@ export class RedisStore implements ProfileStore, EventStore {
       this.ownsClient = true;
     }
     this.keys = new RedisKeys(opts.keyPrefix ?? '', this.client.kind === 'cluster');
+    // One round trip by alias on a single Redis only: on a cluster the alias and the person are
+    // in different slots, and callers resolve, then load (sharing and caching each read).
+    this.loadPersonByAlias = this.keys.sharded ? undefined : (kind, value) => this.byAliasAtOnce(kind, value);
     this.batchSize = Math.max(1, opts.batchSize ?? 1000);
     this.dedupeMs = Math.max(1, Math.ceil(opts.eventDedupeMs ?? DEFAULT_EVENT_DEDUPE_MS));
     this.dict = new StringDictionary(
@@ -286,13 +291,13 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 
   /**
-   * The person an alias names, with their record: one script on a single Redis (LOAD_BY_ALIAS_LUA),
-   * the alias then the person on a cluster, where the two are in different slots.
+   * The person an alias names, with their record, in one script (LOAD_BY_ALIAS_LUA) on a single
+   * Redis; the alias then the person before the store has settled or without a lean connection.
    */
-  async loadPersonByAlias(kind: string, value: string): Promise<FoundByAlias> {
+  private async byAliasAtOnce(kind: string, value: string): Promise<FoundByAlias> {
     const lean = this.client.lean;
     const legacyCase = CASELESS_ALIAS_KINDS.has(kind) && value !== value.toLowerCase();
-    if (this.keys.sharded || lean === null || !this.identity.learnt || !this.client.isReady) {
+    if (lean === null || !this.identity.learnt || !this.client.isReady) {
       return this.resolveThenLoad(kind, value);
     }
     const keys = [this.keys.alias(aliasMember(kind, value)), this.keys.slotMarker(0)];
