@@ -147,7 +147,7 @@ function send(ex: Exchange, status: number, payload: unknown, close: boolean, be
 }
 
 /** A POST route that takes a body: what differs between the decide and the bid route. */
-interface BodyRoute {
+interface BodyRoute<T> {
   /** Called when a request arrives, before anything else. */
   onRequest: (() => void) | undefined;
   /** The body's format from its Content-Type header; null refuses it (415) with `mediaMessage`. */
@@ -155,24 +155,52 @@ interface BodyRoute {
   mediaMessage(contentType: string): string;
   /** Called once per request refused, failed or aborted (499): no result then. */
   settled(ex: Exchange, status: number, code: ErrorCode | null): void;
-  /** Handles the whole body; answers through `send`. */
-  run(ex: Exchange, body: Buffer): void;
+  /** The answer to the whole body, at once or later; a throw or a rejection answers an error. */
+  handle(ex: Exchange, body: Buffer): T | Promise<T>;
+  /** Writes the answer (through `send`) and reports it. */
+  done(ex: Exchange, answer: T): void;
   /** `x-openrtb-version` on every answer; null: none. */
   openrtbVersion: string | null;
 }
 
-/** Makes the data plane's POST routes: one auth check, one body reader, one way to refuse. */
-function bodyRoutes(maxBody: number, authorize: DataPlaneOptions['authorize']) {
+/**
+ * Makes the data plane's POST routes: one auth check, one body reader, one way to refuse, and one
+ * way from the handler to the answer (synchronous when it can be, an error answer on a failure).
+ */
+function bodyRoutes(
+  maxBody: number,
+  authorize: DataPlaneOptions['authorize'],
+  errorOf: (ex: Exchange, err: unknown) => ClientError,
+  draining: () => boolean,
+) {
   /** Answers an error before the body was read or used, and closes the connection. */
-  const refuse = (route: BodyRoute, ex: Exchange, code: ErrorCode, message: string): void => {
+  const refuse = <T>(route: BodyRoute<T>, ex: Exchange, code: ErrorCode, message: string): void => {
     const err = new ClientError(code, message);
     if (send(ex, err.status, err.toBody(), true, code === 'unauthorized')) {
       route.settled(ex, err.status, err.code);
     }
   };
   const tooLarge = `The body is larger than ${maxBody} bytes`;
+  /** Answers a failure of the handler: a ClientError as it is, anything else a logged 500. */
+  const fail = <T>(route: BodyRoute<T>, ex: Exchange, err: unknown): void => {
+    const e = errorOf(ex, err);
+    if (send(ex, e.status, e.toBody(), draining())) route.settled(ex, e.status, e.code);
+  };
+  const run = <T>(route: BodyRoute<T>, ex: Exchange, body: Buffer): void => {
+    try {
+      const answer = route.handle(ex, body);
+      if (answer instanceof Promise) {
+        answer.then(
+          (a) => route.done(ex, a),
+          (err: unknown) => fail(route, ex, err),
+        );
+      } else route.done(ex, answer);
+    } catch (err) {
+      fail(route, ex, err);
+    }
+  };
 
-  return (route: BodyRoute) =>
+  return <T>(route: BodyRoute<T>) =>
     (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
       route.onRequest?.();
       const type = req.getHeader('content-type');
@@ -235,7 +263,7 @@ function bodyRoutes(maxBody: number, authorize: DataPlaneOptions['authorize']) {
             return;
           }
         }
-        route.run(ex, inflated);
+        run(route, ex, inflated);
       };
       let chunks: Buffer[] | null = null;
       let size = 0;
@@ -288,39 +316,21 @@ export function createDataPlane(opts: DataPlaneOptions): uWS.TemplatedApp {
     onError(err, requestIdOf(ex.requestId));
     return new ClientError('internal');
   };
-  const bodyRoute = bodyRoutes(opts.maxBodyBytes, opts.authorize);
-
-  const settled = (ex: Exchange, status: number, code: ErrorCode | null): void =>
-    onDecision?.(null, status, performance.now() - ex.started, code, ex.requestId);
-  const fail = (ex: Exchange, err: unknown): void => {
-    const e = errorOf(ex, err);
-    if (send(ex, e.status, e.toBody(), draining())) settled(ex, e.status, e.code);
-  };
-  const done = (ex: Exchange, outcome: DecisionOutcome): void => {
-    if (send(ex, 200, outcome.output satisfies DecideOutput, draining())) {
-      onDecision?.(outcome, 200, performance.now() - ex.started, null, ex.requestId);
-    }
-  };
+  const bodyRoute = bodyRoutes(opts.maxBodyBytes, opts.authorize, errorOf, draining);
 
   app.post(
     '/v1/decide',
-    bodyRoute({
+    bodyRoute<DecisionOutcome>({
       onRequest: opts.onRequest,
       format: bodyFormat,
       mediaMessage: () => 'Send application/json or application/msgpack',
       openrtbVersion: null,
-      settled,
-      run(ex, body) {
-        try {
-          const result = opts.service.decide(parseDecideBody(body, ex.format));
-          if (result instanceof Promise) {
-            result.then(
-              (outcome) => done(ex, outcome),
-              (err: unknown) => fail(ex, err),
-            );
-          } else done(ex, result);
-        } catch (err) {
-          fail(ex, err);
+      settled: (ex, status, code) =>
+        onDecision?.(null, status, performance.now() - ex.started, code, ex.requestId),
+      handle: (ex, body) => opts.service.decide(parseDecideBody(body, ex.format)),
+      done(ex, outcome) {
+        if (send(ex, 200, outcome.output satisfies DecideOutput, draining())) {
+          onDecision?.(outcome, 200, performance.now() - ex.started, null, ex.requestId);
         }
       },
     }),
@@ -362,38 +372,19 @@ function openRtbRoutes(
 ): void {
   const { bidder, onBid, onNotice } = rtb;
 
-  const settled = (ex: Exchange, status: number, code: ErrorCode | null): void =>
-    onBid?.(null, status, performance.now() - ex.started, code);
-  const bidFailed = (ex: Exchange, err: unknown): void => {
-    const e = errorOf(ex, err);
-    if (send(ex, e.status, e.toBody(), draining())) settled(ex, e.status, e.code);
-  };
-  const bidDone = (ex: Exchange, answer: BidAnswer): void => {
-    const ok = send(ex, answer.status, answer.status === 200 ? answer.body : undefined, draining());
-    if (ok) onBid?.(answer, answer.status, performance.now() - ex.started, null);
-  };
-
   app.post(
     '/openrtb2/bid',
-    bodyRoute({
+    bodyRoute<BidAnswer>({
       onRequest: rtb.onRequest,
       // OpenRTB is JSON; a request without a Content-Type is taken as JSON.
       format: (type) => (bodyFormat(type) === 'json' ? 'json' : null),
       mediaMessage: (type) => `Content-Type ${type} is not taken here; send application/json (OpenRTB)`,
       openrtbVersion: OPENRTB_VERSION,
-      settled,
-      run(ex, body) {
-        try {
-          const result = bidder.bid(parseBidRequest(body), ex.started);
-          if (result instanceof Promise) {
-            result.then(
-              (a) => bidDone(ex, a),
-              (err: unknown) => bidFailed(ex, err),
-            );
-          } else bidDone(ex, result);
-        } catch (err) {
-          bidFailed(ex, err);
-        }
+      settled: (ex, status, code) => onBid?.(null, status, performance.now() - ex.started, code),
+      handle: (ex, body) => bidder.bid(parseBidRequest(body), ex.started),
+      done(ex, answer) {
+        const ok = send(ex, answer.status, answer.status === 200 ? answer.body : undefined, draining());
+        if (ok) onBid?.(answer, answer.status, performance.now() - ex.started, null);
       },
     }),
   );
