@@ -101,12 +101,16 @@ const DEFAULT_CURRENCIES: readonly string[] = ['USD'];
 // biome-ignore lint/suspicious/noTemplateCurlyInString: the OpenRTB macro, substituted by the exchange
 const AUCTION_PRICE = '${AUCTION_PRICE}';
 const SIZE = /^(banner|video)-(\d+)x(\d+)$/;
-/** The bid's `mtype` and the prefix of its sized formats, by the channel decided. */
-const MEDIA: Readonly<Record<string, { mtype: 1 | 2 | 4; sized: string }>> = {
-  display: { mtype: 1, sized: 'banner' },
-  video: { mtype: 2, sized: 'video' },
-  native: { mtype: 4, sized: '' },
-};
+
+/**
+ * How a creative renders on an imp in one medium: the bid's `mtype`, the size it takes (banner
+ * and video) and, for native, the response it carries. Worked out once per bid and used as is.
+ */
+interface Rendering {
+  mtype: 1 | 2 | 4;
+  size: [number, number] | null;
+  native: string | null;
+}
 
 export class Bidder {
   private readonly service: DecisionService;
@@ -256,12 +260,11 @@ export class Bidder {
       if (plan === undefined) continue;
       // The medium decided, else another of the imp's the creative may run on and renders in
       // (the decision ranks channels by the person's affinity, not by what the imp can show).
-      const media = renderingMedium(imp, cr, d.channel);
-      if (media === null) {
+      const rendering = renderingOf(imp, cr, d.channel);
+      if (rendering === null) {
         unrenderable = true;
         continue;
       }
-      const size = media.sized === '' ? null : sizeOf(imp, cr, media.sized);
       // One currency per response: bids in another one than the first are left out.
       if (currency !== null && plan.currency !== currency) continue;
       currency = plan.currency;
@@ -281,21 +284,20 @@ export class Bidder {
         adid: cr.id,
         crid: cr.id,
         cid: c.id,
-        mtype: media.mtype,
+        mtype: rendering.mtype,
         adm:
-          media.mtype === 2
+          rendering.native ??
+          (rendering.mtype === 2
             ? vastMarkup(c, cr, `${base}/openrtb2/bill?bid=${id}`, imp.video!)
-            : media.mtype === 4
-              ? nativeMarkup(imp.native!, cr)!
-              : (cr.adm ?? defaultMarkup(c, cr)),
+            : (cr.adm ?? defaultMarkup(c, cr))),
         nurl: `${base}/openrtb2/win?bid=${id}&price=${AUCTION_PRICE}`,
         burl: `${base}/openrtb2/bill?bid=${id}&price=${AUCTION_PRICE}`,
       };
       if (c.adomain.length > 0) bid.adomain = c.adomain.slice();
       if (c.cat.length > 0) bid.cat = c.cat.slice();
-      if (size !== null) {
-        bid.w = size[0];
-        bid.h = size[1];
+      if (rendering.size !== null) {
+        bid.w = rendering.size[0];
+        bid.h = rendering.size[1];
       }
       if (plan.deal !== null) bid.dealid = plan.deal.id;
       bids.push(bid);
@@ -464,37 +466,42 @@ function sizeOf(imp: Imp, cr: CompiledCreative, medium: string): [number, number
 }
 
 /**
- * Whether the creative renders on the imp in `channel`: a banner at a size the imp allows, a video
- * in VAST the imp takes, a native ad with every asset the request requires.
+ * How the creative renders on the imp in `channel`, or null when it cannot: a banner at a size the
+ * imp allows, a video in VAST the imp takes, a native ad with every asset the request requires.
  */
-function rendersIn(imp: Imp, cr: CompiledCreative, channel: string): boolean {
-  if (channel === 'display') return sizeOf(imp, cr, 'banner') !== null;
-  if (channel === 'video') return imp.video !== null && videoFits(imp.video, cr);
-  if (channel === 'native') return imp.native !== null && nativeMarkup(imp.native, cr) !== null;
-  return false;
+function renderIn(imp: Imp, cr: CompiledCreative, channel: string): Rendering | null {
+  switch (channel) {
+    case 'display': {
+      const size = sizeOf(imp, cr, 'banner');
+      return size === null ? null : { mtype: 1, size, native: null };
+    }
+    case 'video':
+      if (imp.video === null || !videoFits(imp.video, cr)) return null;
+      return { mtype: 2, size: sizeOf(imp, cr, 'video'), native: null };
+    case 'native': {
+      const native = imp.native === null ? null : nativeMarkup(imp.native, cr);
+      return native === null ? null : { mtype: 4, size: null, native };
+    }
+    default:
+      return null;
+  }
 }
 
 /** Whether the creative renders on any medium of the imp it may run on. */
 function rendersOn(imp: Imp, cr: CompiledCreative): boolean {
-  return renderingMedium(imp, cr, null) !== null;
+  return renderingOf(imp, cr, null) !== null;
 }
 
-/** The medium a bid is made in: `preferred` when the creative renders there, else the imp's first that does. */
-function renderingMedium(
-  imp: Imp,
-  cr: CompiledCreative,
-  preferred: string | null,
-): (typeof MEDIA)[string] | null {
-  if (
-    preferred !== null &&
-    imp.channels.includes(preferred as Imp['channels'][number]) &&
-    rendersIn(imp, cr, preferred)
-  ) {
-    return MEDIA[preferred] ?? null;
+/** How a bid renders: in `preferred` when the creative renders there, else in the imp's first medium that does. */
+function renderingOf(imp: Imp, cr: CompiledCreative, preferred: string | null): Rendering | null {
+  if (preferred !== null && imp.channels.includes(preferred as Imp['channels'][number])) {
+    const rendering = renderIn(imp, cr, preferred);
+    if (rendering !== null) return rendering;
   }
   for (const channel of imp.channels) {
     if ((cr.channelMask & (CHANNEL_BIT.get(channel) ?? 0)) === 0) continue;
-    if (rendersIn(imp, cr, channel)) return MEDIA[channel] ?? null;
+    const rendering = renderIn(imp, cr, channel);
+    if (rendering !== null) return rendering;
   }
   return null;
 }
