@@ -1,7 +1,7 @@
 /** The load run's Redis Cluster step: the same people loaded into a cluster, and what they take there. */
 import { Redis } from 'ioredis';
-import { demoProfile } from '../server/demo/profiles.js';
 import { RedisStore } from '../server/store/redis.js';
+import { storeDemoPeople } from './memory.js';
 
 export interface ClusterMemory {
   people: number;
@@ -37,14 +37,7 @@ export async function loadCluster(
   try {
     await store.ping();
     const m0 = await usedMemory(masters);
-    const t0 = performance.now();
-    const CHUNK = 10_000;
-    for (let i = 0; i < n; i += CHUNK) {
-      const chunk = [];
-      for (let j = i; j < Math.min(n, i + CHUNK); j++) chunk.push(demoProfile(j));
-      await store.putProfiles(chunk);
-    }
-    const loadS = (performance.now() - t0) / 1000;
+    const loadS = await storeDemoPeople(store, n);
     await store.foldCounts();
     const m1 = await usedMemory(masters);
     log(`  ${n} profiles stored in the cluster with putProfiles in ${loadS.toFixed(1)} s`);

@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { prng as random } from '../../bench/synthetic.js';
 import { lift, wilson } from './lift.js';
-
-/** A seeded generator (mulberry32): the simulations are the same on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function binomial(n: number, p: number, next: () => number): number {
   let x = 0;
