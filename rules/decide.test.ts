@@ -70,11 +70,15 @@ describe('decide: hold-out', () => {
     let control = 0;
     const n = 20_000;
     for (let i = 0; i < n; i++) {
-      const d = decide(compiled, person(`p-${i}`), {}, request, now).decisions[0]!;
-      expect(d.campaign).toBe('phone');
-      if ('variant' in d && d.variant === 'control') {
+      const r = decide(compiled, person(`p-${i}`), {}, request, now);
+      if (r.ghosts === undefined) expect(r.decisions[0]!.campaign).toBe('phone');
+      else {
         control++;
-        expect(d.creative).toBeNull();
+        expect(r.ghosts).toEqual([
+          { placement: 'banner', campaign: 'phone', creative: expect.any(String), channel: 'display' },
+        ]);
+        // Nothing else fits: the placement goes unfilled rather than to the held-out campaign.
+        expect(r.decisions[0]).toEqual({ placement: 'banner', campaign: null });
       }
     }
     expect(control / n).toBeGreaterThan(0.185);
@@ -84,30 +88,63 @@ describe('decide: hold-out', () => {
   it('puts the same person in the same arm every time, across compilations', () => {
     const other = compileRuleSet(structuredClone(base));
     for (let i = 0; i < 200; i++) {
-      const a = decide(compiled, person(`p-${i}`), {}, request, now).decisions[0];
-      const b = decide(other, person(`p-${i}`), {}, request, now + 86_400_000).decisions[0];
-      expect((a as { variant: string }).variant).toBe((b as { variant: string }).variant);
+      const a = decide(compiled, person(`p-${i}`), {}, request, now);
+      const b = decide(other, person(`p-${i}`), {}, request, now + 86_400_000);
+      expect(a.ghosts === undefined).toBe(b.ghosts === undefined);
     }
   });
 
   it('draws no hold-out for a request about nobody in particular (holdouts: false)', () => {
     for (let i = 0; i < 500; i++) {
-      const d = decide(compiled, person(`p-${i}`), {}, { ...request, holdouts: false }, now).decisions[0]!;
-      expect(d).toMatchObject({ campaign: 'phone', variant: 'treatment' });
+      const r = decide(compiled, person(`p-${i}`), {}, { ...request, holdouts: false }, now);
+      expect(r.decisions[0]).toMatchObject({ campaign: 'phone', variant: 'treatment' });
+      expect(r.ghosts).toBeUndefined();
     }
   });
 
-  it('reports a held-out person as dropped for hold-out in explain', () => {
-    const id = Array.from({ length: 100 }, (_, i) => `p-${i}`).find(
-      (x) => mixHash(hashString(x), hashString('phone') ^ 0x5bd1e995) / 2 ** 32 < 0.2,
+  const heldOut = (campaign: string, share: number) =>
+    Array.from({ length: 100 }, (_, i) => `p-${i}`).find(
+      (x) => mixHash(hashString(x), hashString(campaign) ^ 0x5bd1e995) / 2 ** 32 < share,
     )!;
-    const r = decide(compiled, person(id), {}, { ...request, explain: true }, now);
-    expect(r.decisions[0]).toMatchObject({ campaign: 'phone', creative: null, variant: 'control' });
-    expect(r.explain?.campaigns[0]).toMatchObject({
-      campaign: 'phone',
+
+  it('gives a held-out person the next best campaign, and reports the hold-out in explain', () => {
+    const rs = structuredClone(base);
+    rs.campaigns.push({
+      ...structuredClone(rs.campaigns[0]!),
+      id: 'runner-up',
+      priority: -1,
+      holdout: 0,
+    });
+    const r = decide(
+      compileRuleSet(rs),
+      person(heldOut('phone', 0.2)),
+      {},
+      { ...request, explain: true },
+      now,
+    );
+    expect(r.decisions[0]).toMatchObject({ campaign: 'runner-up', variant: 'treatment' });
+    expect(typeof (r.decisions[0] as { creative: unknown }).creative).toBe('string');
+    expect(r.ghosts).toEqual([
+      { placement: 'banner', campaign: 'phone', creative: expect.any(String), channel: 'display' },
+    ]);
+    expect(r.explain?.campaigns.find((e) => e.campaign === 'phone')).toMatchObject({
       status: 'dropped',
       reason: 'holdout',
+      placement: 'banner',
     });
+    expect(r.explain?.campaigns.find((e) => e.campaign === 'runner-up')).toMatchObject({ status: 'chosen' });
+  });
+
+  it('sets a held-out campaign aside for every placement of the request', () => {
+    const two: DecisionRequest = {
+      placements: [
+        { id: 'banner', channels: ['display'] },
+        { id: 'second', channels: ['display'] },
+      ],
+    };
+    const r = decide(compiled, person(heldOut('phone', 0.2)), {}, two, now);
+    expect(r.decisions.map((d) => d.campaign)).toEqual([null, null]);
+    expect(r.ghosts).toHaveLength(1);
   });
 });
 

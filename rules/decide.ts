@@ -13,8 +13,12 @@
  *     channel needs a send time inside the flight.
  *  4. ranking: priority first; then score = weight x (1 + clv x C + sellingPoints x S + affinity x A)
  *     with C = clv / (clv + clvScale); then a stable hash of (person, campaign); then rule order.
- *  5. hold-out: the winner answers `variant: "control"` with no creative when the stable hash of
- *     (person, campaign) falls in its hold-out share.
+ *  5. hold-out: when the stable hash of (person, campaign) falls in the winner's hold-out share,
+ *     the person is in that campaign's control group: the campaign is set aside for the whole
+ *     request and recorded as a ghost (the creative and channel it would have shown), and the
+ *     placement goes to the next best campaign, which may be held out in turn (or none: no fill).
+ *     Ghost exposures are what lift is measured against (Johnson, Lewis & Nubbemeyer, "Ghost
+ *     Ads", 2017): the control group's people are those who would have seen the campaign.
  *
  * An optional EligibilityFilter adds checks of the caller's (OpenRTB floors, blocks, deals): a
  * campaign it refuses does not compete (step 1), a creative it refuses for a placement is not
@@ -31,6 +35,7 @@ import type {
   DropReason,
   FilledDecision,
   FrequencyCounters,
+  Ghost,
   PlacementDecision,
   Profile,
 } from './types.js';
@@ -182,6 +187,7 @@ export function decide(
   }
 
   const decisions: PlacementDecision[] = new Array(placements.length);
+  let ghosts: Ghost[] | null = null;
   const ctx: SendContext = {
     now,
     personTz: personTimezone(person),
@@ -225,12 +231,18 @@ export function decide(
       k.used = true;
       k.drop = Drop.None;
       if (explain) k.rank = rankOf(o);
-      const held =
+      if (
         c.holdout > 0 &&
         request.holdouts !== false &&
-        mixHash(personHash, c.hash ^ HOLDOUT_SALT) / TWO_32 < c.holdout;
-      if (held) k.drop = Drop.Holdout;
-      decision = filled(compiled, pid, o, ch, sendAt, held);
+        mixHash(personHash, c.hash ^ HOLDOUT_SALT) / TWO_32 < c.holdout
+      ) {
+        // The control group: what it would have shown is a ghost; the next best takes the slot.
+        k.drop = Drop.Holdout;
+        (ghosts ??= []).push({ placement: pid, campaign: c.id, creative: o.creative.id, channel: ch });
+        options.splice(bi, 1);
+        continue;
+      }
+      decision = filled(compiled, pid, o, ch, sendAt);
       // Everything else that could have filled this placement was outranked.
       for (let i = 0; i < options.length; i++) {
         if (i === bi) continue;
@@ -243,7 +255,7 @@ export function decide(
     decisions[p] = decision ?? { placement: pid, campaign: null };
   }
 
-  if (!explain || drops === null) return { decisions };
+  if (!explain || drops === null) return ghosts === null ? { decisions } : { decisions, ghosts };
 
   // Contenders that never got an option: tell channel from format.
   for (const k of contenders) {
@@ -255,6 +267,7 @@ export function decide(
   for (const k of contenders) byCampaign.set(k.campaign.index, k);
   const chosenAt = new Map<string, string>();
   for (const d of decisions) if (d.campaign !== null) chosenAt.set(d.campaign, d.placement);
+  if (ghosts !== null) for (const g of ghosts) chosenAt.set(g.campaign, g.placement);
   const explained: CampaignExplanation[] = campaigns.map((c) => {
     const k = byCampaign.get(c.index);
     const drop = drops[c.index]!;
@@ -269,7 +282,9 @@ export function decide(
   });
   const segments: string[] = new Array(count);
   for (let i = 0; i < count; i++) segments[i] = compiled.segments[list[i]!]!.id;
-  return { decisions, explain: { segments, campaigns: explained } };
+  const result: DecisionResult = { decisions, explain: { segments, campaigns: explained } };
+  if (ghosts !== null) result.ghosts = ghosts;
+  return result;
 }
 
 function capReached(c: CompiledCampaign, counters: FrequencyCounters, now: number): boolean {
@@ -418,25 +433,24 @@ function filled(
   o: Option,
   channel: Channel,
   sendAt: number,
-  control: boolean,
 ): FilledDecision {
   const k = o.contender;
   const c = k.campaign;
   const labels = k.segment >= 0 ? compiled.segments[k.segment]!.sellingPoints : EMPTY_LABELS;
   const stress: string[] = [];
-  if (!control) for (const l of labels) if (o.creative.sellingPoints.has(l)) stress.push(l);
+  for (const l of labels) if (o.creative.sellingPoints.has(l)) stress.push(l);
   return {
     placement,
     campaign: c.id,
-    creative: control ? null : o.creative.id,
+    creative: o.creative.id,
     brand: c.brand,
     segment: k.segment >= 0 ? compiled.segments[k.segment]!.id : '',
     stage: k.stage,
     sellingPoints: stress,
-    message: control ? null : o.creative.message,
+    message: o.creative.message,
     channel,
     sendAt: new Date(sendAt).toISOString(),
-    variant: control ? 'control' : 'treatment',
+    variant: 'treatment',
   };
 }
 

@@ -274,12 +274,17 @@ describe('examples/singles-day.yaml', () => {
     expect(reason(night, 'lotus-1111-coupon')).toBe('flight');
   });
 
-  it('keeps about a tenth of the buyers as a control group', () => {
+  it('keeps about a tenth of the buyers as a control group, who see the next best instead', () => {
     let control = 0;
     for (let i = 0; i < 2000; i++) {
-      const d = run(rs, buyer({ id: `p-${i}` }), [banner], during).decisions[0];
-      expect(d?.campaign).toBe('lotus-1111-coupon');
-      if (d !== undefined && 'variant' in d && d.variant === 'control') control++;
+      const r = run(rs, buyer({ id: `p-${i}` }), [banner], during);
+      const ghost = r.ghosts?.find((g) => g.campaign === 'lotus-1111-coupon');
+      if (ghost === undefined) expect(r.decisions[0]?.campaign).toBe('lotus-1111-coupon');
+      else {
+        control++;
+        expect(ghost.placement).toBe(banner.id);
+        expect(r.decisions[0]?.campaign).not.toBe('lotus-1111-coupon');
+      }
     }
     expect(control / 2000).toBeGreaterThan(0.08);
     expect(control / 2000).toBeLessThan(0.12);

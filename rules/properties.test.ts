@@ -640,13 +640,26 @@ function checkDecisions(
   // (c) one answer per placement, in request order; a campaign fills at most one placement
   expect(result.decisions.map((d) => d.placement)).toEqual(placements.map((p) => p.id));
   const used = new Set<string>();
+  // Ghosts: campaigns held out for this person, each once, set aside for the whole request.
+  const held = new Set<string>();
+  for (const g of result.ghosts ?? []) {
+    expect(held.has(g.campaign)).toBe(false);
+    held.add(g.campaign);
+    const c = rs.campaigns.find((x) => x.id === g.campaign)!;
+    expect(c.holdout ?? 0).toBeGreaterThan(0);
+    expect(checks.get(c.id)!.failure).toBeNull();
+    expect(c.creatives.map((x) => x.id)).toContain(g.creative);
+    expect(placements.map((p) => p.id)).toContain(g.placement);
+  }
 
   result.decisions.forEach((d, i) => {
     const placement = placements[i]!;
     // Campaigns that surely could fill this placement: it may not go empty, nor to a lower priority.
     const sure = rs.campaigns.filter((c) => {
       const k = checks.get(c.id)!;
-      return k.failure === null && !used.has(c.id) && surelyDeliverable(c, k.stage, placement);
+      return (
+        k.failure === null && !used.has(c.id) && !held.has(c.id) && surelyDeliverable(c, k.stage, placement)
+      );
     });
     if (d.campaign === null) {
       expect(sure.map((c) => c.id)).toEqual([]);
@@ -654,6 +667,7 @@ function checkDecisions(
     }
     const f = d as FilledDecision;
     expect(used.has(f.campaign)).toBe(false);
+    expect(held.has(f.campaign)).toBe(false);
     used.add(f.campaign);
     const c = rs.campaigns.find((x) => x.id === f.campaign)!;
     const k = checks.get(c.id)!;
@@ -670,12 +684,7 @@ function checkDecisions(
     expect(c.channels).toContain(f.channel);
     if (placement.channels !== undefined) expect(placement.channels).toContain(f.channel);
 
-    if (f.variant === 'control') {
-      expect(c.holdout ?? 0).toBeGreaterThan(0);
-      expect(f.creative).toBeNull();
-      expect(f.message).toBeNull();
-      expect(f.sellingPoints).toEqual([]);
-    } else {
+    {
       const fit = fittingCreatives(c, k.stage, placement);
       const cr = fit.find((x) => x.id === f.creative);
       expect(cr, `creative ${f.creative} fits stage, channels and formats`).toBeDefined();
@@ -727,8 +736,8 @@ function checkDecisions(
       expect(e.reason).toBe(k.failure);
     }
     const d = result.decisions.find((x) => x.campaign === e.campaign) as FilledDecision | undefined;
-    if (d === undefined) expect(e.status).toBe('dropped');
-    else if (d.variant === 'control') expect(e.reason).toBe('holdout');
+    if (held.has(e.campaign)) expect(e).toMatchObject({ status: 'dropped', reason: 'holdout' });
+    else if (d === undefined) expect(e.status).toBe('dropped');
     else expect(e.status).toBe('chosen');
   }
 }

@@ -274,18 +274,21 @@ export interface DecisionRequest {
   holdouts?: boolean;
 }
 
-export type Variant = 'treatment' | 'control';
+/**
+ * Always `treatment`: a person in a campaign's hold-out is given the next best campaign instead
+ * (the held-out one is a Ghost), so every filled decision is shown.
+ */
+export type Variant = 'treatment';
 
 export interface FilledDecision {
   placement: string;
   campaign: string;
-  /** null for a person in the campaign's hold-out. */
-  creative: string | null;
+  creative: string;
   brand: string;
   segment: string;
   stage: string;
   sellingPoints: string[];
-  message: MessageType | null;
+  message: MessageType;
   channel: Channel;
   /** ISO 8601, UTC. */
   sendAt: string;
@@ -317,8 +320,8 @@ export interface CampaignExplanation {
   campaign: string;
   /**
    * `chosen`: the campaign filled a placement. `dropped`: it did not, for `reason`; a person in
-   * the campaign's hold-out is `dropped` with reason `holdout`, and the placement it would have
-   * filled answers `variant: "control"`.
+   * the campaign's hold-out is `dropped` with reason `holdout` (with the placement it would have
+   * filled), and that placement went to the next best campaign.
    */
   status: 'chosen' | 'dropped';
   placement?: string;
@@ -333,8 +336,21 @@ export interface Explanation {
   campaigns: CampaignExplanation[];
 }
 
+/**
+ * A campaign that won a placement for a person in its hold-out: what it would have shown. The
+ * placement went to the next best campaign; the ghost is the control group's exposure.
+ */
+export interface Ghost {
+  placement: string;
+  campaign: string;
+  creative: string;
+  channel: Channel;
+}
+
 export interface DecisionResult {
   decisions: PlacementDecision[];
+  /** Campaigns held out of this decision (absent when none). */
+  ghosts?: Ghost[];
   explain?: Explanation;
 }
 

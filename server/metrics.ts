@@ -333,10 +333,11 @@ export class Metrics {
   private readonly decideOk: HotCounter;
   private readonly noFill: HotCounter;
   private readonly filledBy = new Map<string, HotCounter>();
-  private readonly controlBy = new Map<string, HotCounter>();
+  private readonly ghostsBy = new Map<string, HotCounter>();
   private readonly requestChild: (labels: Record<'listener' | 'route' | 'status', string>) => HotCounter;
   private readonly errorChild: (labels: Record<'listener' | 'route' | 'code', string>) => HotCounter;
   private readonly placementChild: (labels: Record<'outcome' | 'campaign', string>) => HotCounter;
+  private readonly ghostChild: (labels: Record<'campaign', string>) => HotCounter;
   /** Children for rarer data-plane answers, by `route status code`. */
   private readonly dataOther = new Map<string, { request: HotCounter; error: HotCounter | null }>();
 
@@ -457,10 +458,16 @@ export class Metrics {
     const placements = hotCounter(
       registry,
       'mindshare_placements_total',
-      'Placements answered, by outcome (filled, no_fill, control: the person is in the campaign’s hold-out) and campaign (empty for no fill)',
+      'Placements answered, by outcome (filled, no_fill) and campaign (empty for no fill)',
       ['outcome', 'campaign'],
     );
     this.placementChild = placements.child;
+    this.ghostChild = hotCounter(
+      registry,
+      'mindshare_ghost_exposures_total',
+      'Placements a campaign won for a person in its hold-out (the placement went to the next best campaign or none), by campaign',
+      ['campaign'],
+    ).child;
     this.noFill = placements.child({ outcome: 'no_fill', campaign: '' });
 
     const cacheStats = (read: (s: CacheStats, cache: 'people' | 'aliases') => number) =>
@@ -729,14 +736,24 @@ export class Metrics {
         continue;
       }
       filled = true;
-      const control = d.variant === 'control';
-      const by = control ? this.controlBy : this.filledBy;
-      let c = by.get(d.campaign);
+      let c = this.filledBy.get(d.campaign);
       if (c === undefined) {
-        c = this.placementChild({ outcome: control ? 'control' : 'filled', campaign: d.campaign });
-        by.set(d.campaign, c);
+        c = this.placementChild({ outcome: 'filled', campaign: d.campaign });
+        this.filledBy.set(d.campaign, c);
       }
       c.inc();
+    }
+    const ghosts = outcome.ghosts;
+    if (ghosts !== undefined) {
+      for (let i = 0; i < ghosts.length; i++) {
+        const g = ghosts[i]!;
+        let c = this.ghostsBy.get(g.campaign);
+        if (c === undefined) {
+          c = this.ghostChild({ campaign: g.campaign });
+          this.ghostsBy.set(g.campaign, c);
+        }
+        c.inc();
+      }
     }
     if (outcome.degradedBy !== null) {
       (outcome.degradedBy === 'timeout' ? this.degradedTimeout : this.degradedStore).inc();

@@ -69,8 +69,9 @@ const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
   mindshare_profile_imports_total: { kind: 'counter', labels: { result: null } },
   mindshare_placements_total: {
     kind: 'counter',
-    labels: { outcome: ['filled', 'no_fill', 'control'], campaign: null },
+    labels: { outcome: ['filled', 'no_fill'], campaign: null },
   },
+  mindshare_ghost_exposures_total: { kind: 'counter', labels: { campaign: null } },
   mindshare_draining: { kind: 'gauge', labels: {} },
   mindshare_event_loop_delay_seconds: { kind: 'gauge', labels: { thread: null } },
   mindshare_workers: { kind: 'gauge', labels: {} },

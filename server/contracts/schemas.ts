@@ -341,15 +341,33 @@ const decisionSchema: JsonSchema = {
   properties: {
     placement: { type: 'string' },
     campaign: { type: ['string', 'null'] },
-    creative: { type: ['string', 'null'] },
+    creative: { type: 'string' },
     brand: { type: 'string' },
     segment: { type: 'string' },
     stage: { type: 'string' },
     sellingPoints: { type: 'array', items: { type: 'string' } },
-    message: { type: ['string', 'null'], enum: [...MESSAGE_TYPES, null] },
+    message: { type: 'string', enum: [...MESSAGE_TYPES] },
     channel: channel,
     sendAt: dateTime,
-    variant: { type: 'string', enum: ['treatment', 'control'] },
+    variant: {
+      type: 'string',
+      enum: ['treatment'],
+      description:
+        'Always `treatment`: a person in a hold-out gets the next best campaign (see `ghosts` in the preview)',
+    },
+  },
+};
+
+const ghostSchema: JsonSchema = {
+  type: 'object',
+  required: ['placement', 'campaign', 'creative', 'channel'],
+  description:
+    "A campaign the person is held out of, and what it would have shown (its control group's exposure)",
+  properties: {
+    placement: { type: 'string' },
+    campaign: { type: 'string' },
+    creative: { type: 'string' },
+    channel: channel,
   },
 };
 
@@ -383,6 +401,7 @@ export const previewResponseSchema: JsonSchema = {
     profile: profileSchema,
     at: dateTime,
     decisions: { type: 'array', items: decisionSchema },
+    ghosts: { type: 'array', items: ghostSchema },
     explain: explainSchema,
   },
 };

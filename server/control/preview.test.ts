@@ -130,12 +130,11 @@ describe('preview', () => {
       });
       expect(preview.status).toBe(200);
       const input = parseDecideBody(Buffer.from(JSON.stringify({ user, placements: PLACEMENTS })), 'json');
-      const decided = (await service.decide(input)).output;
-      expect(preview.body.user).toBe(decided.user);
-      const d = decided.decisions[0]!;
-      const variant = 'variant' in d ? d.variant : null;
-      expect(preview.body.decisions[0].variant).toBe(variant);
-      sides.push(String(variant));
+      const outcome = await service.decide(input);
+      expect(preview.body.user).toBe(outcome.output.user);
+      expect(preview.body.decisions).toEqual(outcome.output.decisions);
+      expect(preview.body.ghosts).toEqual(outcome.ghosts ?? []);
+      sides.push(outcome.ghosts === undefined ? 'treatment' : 'control');
     }
     // Both sides are drawn: the comparison is not between two answers that never vary.
     expect(new Set(sides).size).toBe(2);

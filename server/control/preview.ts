@@ -112,6 +112,7 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
       at: new Date(at).toISOString(),
       profile,
       decisions: result.decisions,
+      ghosts: result.ghosts ?? [],
       explain: result.explain,
     });
   });

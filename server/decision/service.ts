@@ -8,6 +8,7 @@ import type {
   DecisionRequest,
   Explanation,
   FrequencyCounters,
+  Ghost,
   PlacementDecision,
 } from '../../rules/types.js';
 import type { CacheLookups, PersonRecord, ProfileStore } from '../store/types.js';
@@ -34,6 +35,11 @@ export interface DecideOutput {
 
 export interface DecisionOutcome {
   readonly output: DecideOutput;
+  /**
+   * Campaigns the person is held out of, with what each would have shown (the control group's
+   * exposures; not part of the answer). Absent when none.
+   */
+  readonly ghosts?: readonly Ghost[];
   /** Why the person's data could not be used: `timeout` or `store_error`; null when it was. */
   readonly degradedBy: 'timeout' | 'store_error' | null;
 }
@@ -166,6 +172,8 @@ export class DecisionService {
     const output: DecideOutput = { ruleset: rs.version, user: pid, decisions: result.decisions };
     if (degradedBy !== null) output.degraded = true;
     if (result.explain !== undefined) output.explain = result.explain;
-    return { output, degradedBy };
+    return result.ghosts === undefined
+      ? { output, degradedBy }
+      : { output, degradedBy, ghosts: result.ghosts };
   }
 }

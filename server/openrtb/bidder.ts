@@ -238,7 +238,7 @@ export class Bidder {
   ): BidAnswer {
     const bids: Bid[] = [];
     let currency: string | null = null;
-    let held = false;
+    const held = outcome.ghosts !== undefined;
     let unrenderable = false;
     const pid = outcome.output.user ?? '';
     const expiresAt = this.clock() + this.config.bidTtlMs;
@@ -247,10 +247,6 @@ export class Bidder {
     for (let p = 0; p < decisions.length; p++) {
       const d = decisions[p]!;
       if (d.campaign === null) continue;
-      if (d.creative === null) {
-        held = true; // hold-out: the control group sees nothing and nothing is recorded
-        continue;
-      }
       const ci = campaignIndex.get(d.campaign);
       const c = ci === undefined ? undefined : campaigns[ci];
       const cr = c?.creatives.find((x) => x.id === d.creative);
