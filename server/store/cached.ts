@@ -26,11 +26,15 @@ import type {
   AliasLink,
   BusMessage,
   CacheLookups,
+  DeliveryAdd,
+  DeliveryRow,
   EventResult,
   EventStore,
   EventWrite,
+  ExposureWrite,
   FoundByAlias,
   FunnelCounts,
+  LiftCounts,
   PersonRecord,
   PersonStore,
   ProfilePatch,
@@ -396,6 +400,23 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
 
   noteOnce(key: string, ttlMs: number): Promise<boolean> {
     return this.backing.noteOnce(key, ttlMs);
+  }
+
+  // Measurement changes nothing a decision reads: straight through.
+  addDelivery(adds: readonly DeliveryAdd[]): Promise<void> {
+    return this.backing.addDelivery(adds);
+  }
+
+  recordExposures(exposures: readonly ExposureWrite[]): Promise<void> {
+    return this.backing.recordExposures(exposures);
+  }
+
+  delivery(campaign: string, fromDay: string, toDay: string): Promise<DeliveryRow[]> {
+    return this.backing.delivery(campaign, fromDay, toDay);
+  }
+
+  lift(campaign: string): Promise<LiftCounts> {
+    return this.backing.lift(campaign);
   }
 
   ping(): Promise<void> {

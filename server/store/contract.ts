@@ -644,6 +644,135 @@ export function describeStoreContract(
       for (const pid of [0, 1, 2]) await store.forgetPerson(`${b}-p${pid}`);
     });
 
+    it('counts each exposed person once per arm, and a window again once it closed', async () => {
+      const c = freshId('campaign');
+      const [a, b, z] = [freshId('x'), freshId('x'), freshId('x')];
+      const week = 7 * DAY;
+      await store.recordExposures([
+        { pid: a, campaign: c, arm: 'treatment', at: T0, windowMs: week },
+        { pid: a, campaign: c, arm: 'treatment', at: T0 + DAY, windowMs: week },
+        { pid: b, campaign: c, arm: 'control', at: T0, windowMs: week },
+        // The other arm after the first: not counted (the first arm holds).
+        { pid: b, campaign: c, arm: 'treatment', at: T0 + MINUTE, windowMs: week },
+      ]);
+      await store.recordExposures([
+        { pid: a, campaign: c, arm: 'treatment', at: T0 + week + 1, windowMs: week },
+      ]);
+      await store.recordExposures([{ pid: z, campaign: c, arm: 'control', at: T0, windowMs: week }]);
+      expect(await store.lift(c)).toEqual({
+        treatment: { people: 1, exposures: 2, conversions: 0, purchases: 0 },
+        control: { people: 2, exposures: 2, conversions: 0, purchases: 0 },
+      });
+      expect(await store.lift(freshId('none'))).toEqual({
+        treatment: { people: 0, exposures: 0, conversions: 0, purchases: 0 },
+        control: { people: 0, exposures: 0, conversions: 0, purchases: 0 },
+      });
+      for (const pid of [a, b, z]) await store.forgetPerson(pid);
+    });
+
+    it('attributes conversions and purchases inside the window to the arm, once per person', async () => {
+      const [c1, c2] = [freshId('campaign'), freshId('campaign')];
+      const [a, b, late, early] = [freshId('o'), freshId('o'), freshId('o'), freshId('o')];
+      const window = 2 * DAY;
+      await store.recordExposures([
+        { pid: a, campaign: c1, arm: 'treatment', at: T0 - DAY, windowMs: window },
+        { pid: a, campaign: c2, arm: 'control', at: T0 - DAY, windowMs: window },
+        { pid: b, campaign: c1, arm: 'control', at: T0 - DAY, windowMs: window },
+        { pid: late, campaign: c1, arm: 'treatment', at: T0 - 3 * DAY, windowMs: window },
+        { pid: early, campaign: c1, arm: 'treatment', at: T0 + MINUTE, windowMs: window },
+      ]);
+      const conversion = (pid: string, id = freshId('ev')): EventWrite => ({
+        eventId: id,
+        pid,
+        at: T0,
+        outcome: 'conversions',
+      });
+      const again = freshId('ev');
+      const results = await store.applyEvents([
+        conversion(a, again),
+        conversion(a, again), // the same event: a duplicate, nothing counted
+        conversion(a), // a second conversion of the same person: counted once
+        conversion(b),
+        conversion(late), // after the window closed
+        conversion(early), // before the exposure
+        { eventId: freshId('ev'), pid: a, at: T0, outcome: 'purchases' },
+      ]);
+      expect(results.map((r) => r.outcome)).toEqual([
+        'applied',
+        'duplicate',
+        'applied',
+        'applied',
+        'applied',
+        'applied',
+        'applied',
+      ]);
+      expect(await store.lift(c1)).toEqual({
+        treatment: { people: 3, exposures: 3, conversions: 1, purchases: 1 },
+        control: { people: 1, exposures: 1, conversions: 1, purchases: 0 },
+      });
+      expect(await store.lift(c2)).toEqual({
+        treatment: { people: 0, exposures: 0, conversions: 0, purchases: 0 },
+        control: { people: 1, exposures: 1, conversions: 1, purchases: 1 },
+      });
+      // Forgetting a person forgets their exposures: a later conversion is theirs no more.
+      expect(await store.forgetPerson(b)).toBe(true);
+      await store.applyEvents([{ eventId: freshId('ev'), pid: b, at: T0, outcome: 'purchases' }]);
+      expect((await store.lift(c1)).control.purchases).toBe(0);
+      for (const pid of [a, late, early]) await store.forgetPerson(pid);
+    });
+
+    it('keeps delivery rows per day, creative and channel, from counts and from events', async () => {
+      const c = freshId('campaign "odd|name/é"');
+      const pid = freshId('d');
+      await store.addDelivery([
+        { campaign: c, day: '2026-11-24', creative: 'cr-1', channel: 'display', metric: 'decisions', n: 3 },
+        { campaign: c, day: '2026-11-24', creative: 'cr-1', channel: 'display', metric: 'decisions', n: 2 },
+        { campaign: c, day: '2026-11-24', creative: 'cr|2', channel: 'video', metric: 'ghosts', n: 1 },
+        { campaign: c, day: '2026-11-26', creative: 'cr-1', channel: 'display', metric: 'decisions', n: 1 },
+      ]);
+      const shown = {
+        eventId: freshId('ev'),
+        pid,
+        at: T0,
+        delivery: [
+          {
+            campaign: c,
+            day: '2026-11-24',
+            creative: 'cr-1',
+            channel: 'display',
+            metric: 'impressions',
+            n: 1,
+          },
+          {
+            campaign: c,
+            day: '2026-11-24',
+            creative: 'cr-1',
+            channel: 'display',
+            metric: 'spend:EUR',
+            n: 1250,
+          },
+        ],
+      } satisfies EventWrite;
+      await store.applyEvents([shown, shown]);
+      expect(await store.delivery(c, '2026-11-23', '2026-11-26')).toEqual([
+        {
+          day: '2026-11-24',
+          creative: 'cr-1',
+          channel: 'display',
+          counts: { decisions: 5, impressions: 1, 'spend:EUR': 1250 },
+        },
+        { day: '2026-11-24', creative: 'cr|2', channel: 'video', counts: { ghosts: 1 } },
+        { day: '2026-11-26', creative: 'cr-1', channel: 'display', counts: { decisions: 1 } },
+      ]);
+      expect(await store.delivery(c, '2026-11-25', '2026-11-25')).toEqual([]);
+      await expect(
+        store.addDelivery([
+          { campaign: c, day: '2026-13-01', creative: '', channel: '', metric: 'clicks', n: 1 },
+        ]),
+      ).rejects.toThrow();
+      await store.forgetPerson(pid);
+    });
+
     it('patches a profile: tags, maps with null removals, active hours and time zone', async () => {
       const id = freshId('patch');
       const b = freshId('brand');

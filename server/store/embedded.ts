@@ -8,10 +8,12 @@
  */
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
 import { appendImpression, decodeTimes, encodeTimes, impressionLimits, setCounter } from './impressions.js';
+import { checkExposure, DEFAULT_MEASURE_RETENTION_MS, MeasureLedger } from './measure.js';
 import {
   aliasMember,
   aliasRecord,
   applyPatch,
+  checkDeliveryAdd,
   checkEvent,
   DEFAULT_EVENT_DEDUPE_MS,
   DEFAULT_MOVES_TTL_MS,
@@ -25,10 +27,15 @@ import {
 import { decodeProfile, encodeProfile } from './profile-format.js';
 import type {
   AliasLink,
+  DeliveryAdd,
+  DeliveryRow,
   EventResult,
   EventStore,
   EventWrite,
+  ExposureWrite,
   FunnelCounts,
+  LiftCounts,
+  MeasureStore,
   PersonRecord,
   ProfilePatch,
   ProfileStore,
@@ -41,6 +48,8 @@ export interface EmbeddedStoreOptions {
   eventDedupeMs?: number;
   /** How long the moves of a day are kept after the last one, ms. Default 400 days. */
   movesTtlMs?: number;
+  /** How long delivery rows, lift counts and exposures are kept after their last change, ms. Default 400 days. */
+  measureRetentionMs?: number;
 }
 
 interface DayMoves {
@@ -53,7 +62,7 @@ interface CounterHash {
   expiresAt: number;
 }
 
-export class EmbeddedStore implements ProfileStore, EventStore {
+export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore {
   readonly kind = 'embedded' as const;
   private readonly now: () => number;
   private readonly dedupeMs: number;
@@ -81,6 +90,7 @@ export class EmbeddedStore implements ProfileStore, EventStore {
   private readonly notes = new Map<string, number>();
   private notesAfterSweep = 1024;
   private closed = false;
+  private readonly measure: MeasureLedger;
   /** Values that did not decode (never expected in process; kept for parity with Redis). */
   corruptValues = 0;
 
@@ -88,6 +98,10 @@ export class EmbeddedStore implements ProfileStore, EventStore {
     this.now = opts.now ?? Date.now;
     this.dedupeMs = Math.max(1, opts.eventDedupeMs ?? DEFAULT_EVENT_DEDUPE_MS);
     this.movesTtlMs = Math.max(1, opts.movesTtlMs ?? DEFAULT_MOVES_TTL_MS);
+    this.measure = new MeasureLedger(
+      Math.max(1, opts.measureRetentionMs ?? DEFAULT_MEASURE_RETENTION_MS),
+      this.now,
+    );
   }
 
   async loadPerson(pid: string): Promise<PersonRecord> {
@@ -179,6 +193,7 @@ export class EmbeddedStore implements ProfileStore, EventStore {
     if (this.liveCounters(pid, this.now()) !== undefined) found = true;
     this.counters.delete(pid);
     this.seenEvents.delete(pid);
+    if (this.measure.forget(pid)) found = true;
     if (this.stages.has(pid)) found = true;
     this.replaceStages(pid, []);
     const mine = this.aliasSets.get(pid);
@@ -213,6 +228,8 @@ export class EmbeddedStore implements ProfileStore, EventStore {
     if (seen === undefined) this.seenEvents.set(event.pid, (seen = new Map()));
     seen.set(event.eventId, now + this.dedupeMs);
     this.seenCount++;
+    if (event.delivery !== undefined) for (const a of event.delivery) this.measure.addDelivery(a);
+    if (event.outcome !== undefined) this.measure.attribute(event.pid, event.outcome, event.at);
     if (event.impression !== undefined) {
       const { campaign, keep, ttlMs } = event.impression;
       this.appendImpression(event.pid, campaign, event.at, keep, ttlMs);
@@ -226,6 +243,30 @@ export class EmbeddedStore implements ProfileStore, EventStore {
     this.setStage(event.pid, brand, to);
     this.recordMove(brand, day, `${from}>${to}`, now);
     return { outcome: 'applied', moved: { brand, from, to } };
+  }
+
+  // ---- measurement -----------------------------------------------------------------------------
+
+  async addDelivery(adds: readonly DeliveryAdd[]): Promise<void> {
+    this.check();
+    for (const a of adds) checkDeliveryAdd(a);
+    for (const a of adds) this.measure.addDelivery(a);
+  }
+
+  async recordExposures(exposures: readonly ExposureWrite[]): Promise<void> {
+    this.check();
+    for (const e of exposures) checkExposure(e);
+    for (const e of exposures) this.measure.expose(e);
+  }
+
+  async delivery(campaign: string, fromDay: string, toDay: string): Promise<DeliveryRow[]> {
+    this.check();
+    return this.measure.delivery(campaign, fromDay, toDay);
+  }
+
+  async lift(campaign: string): Promise<LiftCounts> {
+    this.check();
+    return this.measure.lift(campaign);
   }
 
   async patchProfile(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {

@@ -134,6 +134,83 @@ end
 `;
 
 /**
+ * A person's exposures to campaigns (measure.ts has the rules in TypeScript): `x:{pid}`, field
+ * per campaign, `arm,start,window,flags` (arm `t` or `c`; flags: 1 conversion, 2 purchase
+ * counted). `expose(x, fq, campaign, arm, at, window, keep)` and
+ * `attribute(x, fq, outcome, at, keep)` add what they count to the slot's pending counts under
+ * the JSON names of measure.ts (`["l", campaign, arm, what]`).
+ */
+const EXPOSURE_FN = `
+local ARMS = { t = 'treatment', c = 'control' }
+local function liftField(campaign, arm, what)
+  return cjson.encode({ 'l', campaign, ARMS[arm], what })
+end
+local function readExposure(v)
+  local arm, s, w, f = string.match(v, '^([tc]),(%-?%d+),(%d+),(%d+)$')
+  if not arm then return nil end
+  return arm, tonumber(s), tonumber(w), tonumber(f)
+end
+local function expose(x, fq, campaign, arm, at, window, keep)
+  local have = redis.call('HGET', x, campaign)
+  local harm, s, w, f
+  if have then harm, s, w, f = readExposure(have) end
+  if not harm then
+    redis.call('HSET', x, campaign, arm .. ',' .. string.format('%d', at) .. ',' .. string.format('%d', window) .. ',0')
+    pend(fq, liftField(campaign, arm, 'people'), 1)
+    pend(fq, liftField(campaign, arm, 'exposures'), 1)
+  elseif harm == arm and at > s + w then
+    redis.call('HSET', x, campaign, arm .. ',' .. string.format('%d', at) .. ',' .. string.format('%d', window) .. ',' .. f)
+    pend(fq, liftField(campaign, arm, 'exposures'), 1)
+  else
+    return
+  end
+  redis.call('PEXPIRE', x, keep)
+end
+local OUTCOME_BITS = { conversions = 1, purchases = 2 }
+local function attribute(x, fq, outcome, at, keep)
+  local all = redis.call('HGETALL', x)
+  local bit = OUTCOME_BITS[outcome]
+  local changed = false
+  for i = 1, #all, 2 do
+    local arm, s, w, f = readExposure(all[i + 1])
+    if arm and at >= s and at <= s + w and math.floor(f / bit) % 2 == 0 then
+      redis.call('HSET', x, all[i], arm .. ',' .. string.format('%d', s) .. ',' .. string.format('%d', w) .. ',' .. (f + bit))
+      pend(fq, liftField(all[i], arm, outcome), 1)
+      changed = true
+    end
+  end
+  if changed then redis.call('PEXPIRE', x, keep) end
+end
+`;
+
+/**
+ * Records exposures of one person. KEYS x:{pid}, fq:{T}; ARGV[1] how long exposure records live
+ * (ms), then per exposure: campaign, arm (`t`, `c`), time ms, attribution window ms.
+ */
+export const EXPOSE_LUA = `${PEND_FN}${EXPOSURE_FN}
+local keep = tonumber(ARGV[1])
+for i = 2, #ARGV, 4 do
+  expose(KEYS[1], KEYS[2], ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), keep)
+end
+return 1
+`;
+
+/**
+ * Adds delivery counts that belong to no one person (decisions filled, ghosts) to the gathered
+ * counts. KEYS[1] fold:{ms} (routing: every key named is global); ARGV[1] key prefix, [2] how long
+ * a day's row lives after its last change (ms), then per count: campaign, day, row field, amount.
+ */
+export const DELIVERY_ADD_LUA = `
+local prefix, keep = ARGV[1], ARGV[2]
+for i = 3, #ARGV, 4 do
+  local key = prefix .. 'dl:{ms}:' .. ARGV[i] .. ':' .. ARGV[i + 1]
+  redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3])
+  redis.call('PEXPIRE', key, keep)
+end
+return 1
+`;
+
+/**
  * `appendImpression(key, field, at, keep, ttl)`: appends one impression time to a counters hash
  * (packed big-endian doubles, impressions.ts), keeping the `keep` most recent times not older
  * than `ttl` before the newest, and makes the hash live at least `ttl` ms from now (a shorter ttl
@@ -346,7 +423,7 @@ return 1
 
 /**
  * Forgets a person's keys, taking their stages out of the counts.
- * KEYS p:{pid}, fc:{pid}, ax:{pid}, ev:{pid}, fq:{T}. Returns { keys deleted but the events',
+ * KEYS p:{pid}, fc:{pid}, ax:{pid}, ev:{pid}, fq:{T}, x:{pid}. Returns { keys deleted but the events',
  * the person's alias members } (aliases live in their own slots: the caller unlinks them).
  */
 export const FORGET_PERSON_LUA = `${PEND_FN}${PERSON_FN}
@@ -355,18 +432,21 @@ if brands then
   for i = 1, #brands do pendStage(KEYS[5], brands[i], stages[i], -1) end
 end
 local members = redis.call('SMEMBERS', KEYS[3])
-local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[6])
 redis.call('DEL', KEYS[4])
 return { deleted, members }
 `;
 
 /**
  * Applies one event, all of it or nothing, once per event id and person.
- * KEYS ev:{pid}, fc:{pid}, p:{pid}, sl:{T}, fq:{T}.
+ * KEYS ev:{pid}, fc:{pid}, p:{pid}, sl:{T}, fq:{T}, x:{pid}.
  * ARGV[1] the dictionary epoch, [2] '1' when confirmed, [3] dedupe window ms, [4] event time ms,
  *   [5] '1' when an impression: [6] campaign, [7] keep, [8] ttl ms,
  *   [9] '1' when a stage move: [10] brand id, [11] default stage id, [12] UTC day,
- *   [13..] the move table as from, to pairs of stage ids (from `*`: any stage not listed),
+ *   [13] the outcome to attribute ('' none, `conversions`, `purchases`), [14] how long exposure
+ *   records live (ms), [15] N, the number of delivery counts, [16 .. 15 + 2N] their pending
+ *   fields (measure.ts) and amounts,
+ *   then the move table as from, to pairs of stage ids (from `*`: any stage not listed),
  *   and last the event id.
  * The person's events seen are one hash, `e:<eventId>` -> until when (Redis' clock, ms), living
  * the dedupe window after the last event; expired fields are dropped whenever the hash has
@@ -374,7 +454,7 @@ return { deleted, members }
  * A move for a person without a value creates one with only the stage (no tags, nothing else).
  * Returns {0} for a duplicate, {1} when applied without a move, {1, from id, to id} with one.
  */
-export const APPLY_EVENT_LUA = `${SLOT_FN}${PEND_FN}${APPEND_IMPRESSION_FN}${PERSON_FN}
+export const APPLY_EVENT_LUA = `${SLOT_FN}${PEND_FN}${EXPOSURE_FN}${APPEND_IMPRESSION_FN}${PERSON_FN}
 local fq = KEYS[5]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -402,10 +482,14 @@ redis.call('PEXPIRE', KEYS[1], window)
 if ARGV[5] == '1' then
   appendImpression(KEYS[2], ARGV[6], tonumber(ARGV[4]), tonumber(ARGV[7]), tonumber(ARGV[8]))
 end
+local nDelivery = tonumber(ARGV[15])
+local moveAt = 16 + 2 * nDelivery
+for i = 16, moveAt - 1, 2 do pend(fq, ARGV[i], tonumber(ARGV[i + 1])) end
+if ARGV[13] ~= '' then attribute(KEYS[6], fq, ARGV[13], tonumber(ARGV[4]), tonumber(ARGV[14])) end
 if ARGV[9] ~= '1' then return { 1 } end
 local b = tonumber(ARGV[10])
 local moves = {}
-for i = 13, #ARGV - 1, 2 do moves[ARGV[i]] = ARGV[i + 1] end
+for i = moveAt, #ARGV - 1, 2 do moves[ARGV[i]] = ARGV[i + 1] end
 local cur = redis.call('GET', KEYS[3])
 local brands, stages, body = readStages(cur)
 local j = brands and indexOf(brands, b)
@@ -647,14 +731,16 @@ return (redis.call('INCR', KEYS[2]) - 1) % tonumber(ARGV[2])
  * Folding, step 2: adds folds to the global counts, each (slot, generation) once. KEYS fold:{ms}
  * (the last generation added per slot, a 32-bit big-endian number at byte 4 × slot: 64 KiB for
  * every slot, where a hash of 16,384 fields takes about a megabyte);
- * ARGV[1] key prefix, [2] how long the moves of a day are kept (ms), then per fold: slot,
- * generation, the number of changes, and per change 4 strings: `s`, brand, stage, people or `m`,
- * brand, `<day>|<from>><to>`, moves (the day as YYYY-MM-DD). Returns the folds added.
+ * ARGV[1] key prefix, [2] how long the moves of a day are kept (ms), [3] how long delivery rows
+ * and lift counts are kept (ms), then per fold: slot, generation, the number of changes, and per
+ * change 4 strings: `s`, brand, stage, people; or `m`, brand, `<day>|<from>><to>`, moves (the day
+ * as YYYY-MM-DD); or `d`, campaign, `<day><row field>`, amount; or `l`, campaign, `<arm>|<what>`,
+ * amount. Returns the folds added.
  */
 export const FOLD_APPLY_LUA = `
-local prefix, ttl = ARGV[1], ARGV[2]
+local prefix, ttl, keep = ARGV[1], ARGV[2], ARGV[3]
 local added = 0
-local i = 3
+local i = 4
 while i <= #ARGV do
   local slot, gen, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local first = i + 3
@@ -670,6 +756,14 @@ while i <= #ARGV do
         local key = prefix .. 'fn:{ms}:' .. brand
         local left = redis.call('HINCRBY', key, ARGV[c + 2], d)
         if left <= 0 then redis.call('HDEL', key, ARGV[c + 2]) end
+      elseif ARGV[c] == 'd' then
+        local key = prefix .. 'dl:{ms}:' .. brand .. ':' .. string.sub(ARGV[c + 2], 1, 10)
+        redis.call('HINCRBY', key, string.sub(ARGV[c + 2], 11), d)
+        redis.call('PEXPIRE', key, keep)
+      elseif ARGV[c] == 'l' then
+        local key = prefix .. 'lf:{ms}:' .. brand
+        redis.call('HINCRBY', key, ARGV[c + 2], d)
+        redis.call('PEXPIRE', key, keep)
       else
         local day, move = string.sub(ARGV[c + 2], 1, 10), string.sub(ARGV[c + 2], 12)
         local key = prefix .. 'fm:{ms}:' .. brand .. ':' .. day

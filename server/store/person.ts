@@ -5,7 +5,7 @@
  * moves a person to, day arithmetic for funnel moves, and aliases as members (`kind:value`).
  */
 import type { Profile } from '../../rules/types.js';
-import type { EventWrite, ProfilePatch } from './types.js';
+import type { DeliveryAdd, EventWrite, ProfilePatch } from './types.js';
 
 /** Default dedupe window of event ids, ms (7 days). */
 export const DEFAULT_EVENT_DEDUPE_MS = 7 * 86_400_000;
@@ -222,4 +222,16 @@ export function checkEvent(event: EventWrite): void {
   }
   if (event.impression !== undefined && typeof event.impression.campaign !== 'string')
     throw new TypeError('an impression needs a campaign id');
+  if (event.delivery !== undefined) for (const a of event.delivery) checkDeliveryAdd(a);
+  if (event.outcome !== undefined && event.outcome !== 'conversions' && event.outcome !== 'purchases')
+    throw new TypeError(`not an outcome: ${String(event.outcome)}`);
+}
+
+/** A delivery count as stores take it: a campaign, a day, an integer. */
+export function checkDeliveryAdd(a: DeliveryAdd): void {
+  if (typeof a.campaign !== 'string' || a.campaign === '')
+    throw new TypeError('a delivery count needs a campaign');
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(a.day)) throw new RangeError(`not a day (YYYY-MM-DD): ${a.day}`);
+  daysBetween(a.day, a.day);
+  if (!Number.isSafeInteger(a.n)) throw new RangeError(`a delivery count must be an integer, got ${a.n}`);
 }

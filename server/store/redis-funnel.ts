@@ -20,6 +20,7 @@
 
 import type { StringDictionary } from './dictionary.js';
 import { FOLD_APPLY_LUA, FOLD_CLEAR_LUA, FOLD_TAKE_LUA, FOLD_TURN_LUA } from './lua.js';
+import { deliveryRowField, parseMeasureField } from './measure.js';
 import { daysBetween, setOwn } from './person.js';
 import type { RedisClient } from './redis-client.js';
 import type { RedisKeys } from './redis-keys.js';
@@ -47,6 +48,8 @@ export class RedisFunnel {
     private readonly dict: StringDictionary,
     /** How long the moves of a day are kept after the last one (`fm:`), ms. */
     private readonly movesTtlMs: number,
+    /** How long delivery rows and lift counts are kept after their last change (`dl:`, `lf:`), ms. */
+    private readonly measureRetentionMs: number,
     /** Waits for the connection and for the store's identity and dictionary to be learnt. */
     private readonly ready: () => Promise<void>,
   ) {}
@@ -136,6 +139,7 @@ export class RedisFunnel {
     for (const f of all) {
       if (f.marker !== epoch) continue;
       for (let i = 0; i < f.fields.length; i += 2) {
+        if (f.fields[i]!.startsWith('[')) continue;
         const parts = f.fields[i]!.split('|');
         ids.push(Number(parts[1]));
         if (parts[0] === 's') ids.push(Number(parts[2]));
@@ -149,8 +153,23 @@ export class RedisFunnel {
     let count = 0;
     for (const f of all) {
       const changes: string[] = [];
+      // Measurement counts name campaigns as they are (no dictionary): they always fold.
+      for (let i = 0; i < f.fields.length; i += 2) {
+        const m = parseMeasureField(f.fields[i]!);
+        if (m === null) continue;
+        const delta = f.fields[i + 1]!;
+        if (m.kind === 'd')
+          changes.push(
+            'd',
+            m.campaign,
+            `${m.day}${deliveryRowField(m.creative, m.channel, m.metric)}`,
+            delta,
+          );
+        else changes.push('l', m.campaign, `${m.arm}|${m.what}`, delta);
+      }
       if (f.marker === epoch) {
         for (let i = 0; i < f.fields.length; i += 2) {
+          if (f.fields[i]!.startsWith('[')) continue;
           const parts = f.fields[i]!.split('|');
           const delta = f.fields[i + 1]!;
           const brand = names[Number(parts[1])];
@@ -167,7 +186,7 @@ export class RedisFunnel {
           }
         }
       } else {
-        this.lostChanges += f.fields.length / 2;
+        for (let i = 0; i < f.fields.length; i += 2) if (!f.fields[i]!.startsWith('[')) this.lostChanges++;
       }
       args.push(f.slot, f.gen, changes.length / 4, ...changes);
       if (++count >= FOLD_APPLY_GROUP) {
@@ -178,7 +197,11 @@ export class RedisFunnel {
     }
     if (args.length > 0) groups.push(args);
     for (const group of groups)
-      await this.client.script(APPLY, [this.keys.folds], [prefix, this.movesTtlMs, ...group]);
+      await this.client.script(
+        APPLY,
+        [this.keys.folds],
+        [prefix, this.movesTtlMs, this.measureRetentionMs, ...group],
+      );
     await Promise.all(
       folds.map((run, r) => {
         if (run.length === 0) return null;

@@ -9,6 +9,8 @@
  *   ax:{pid}             set of the person's aliases, `kind:value`
  *   ev:{pid}             hash: events applied to the person, `e:<eventId>` -> until when they
  *                        count as seen (the dedupe window, default 7 days)
+ *   x:{pid}              hash: campaign -> the person's exposure (arm, window, outcomes counted;
+ *                        measure.ts)
  * An alias, tag `{kind:value}`:
  *   a:{kind:value}       alias -> pid
  * A note, tag `{key}` (a bid's win notice to nobody in particular, counted once):
@@ -30,6 +32,9 @@
  *   rs:active:{ms}       the active version
  *   fn:{ms}:<brand>      hash: stage -> people recorded at it
  *   fm:{ms}:<brand>:<day> hash: `from>to` -> people moved that UTC day (kept ~400 days)
+ *   dl:{ms}:<campaign>:<day> hash: delivery counts of the campaign's day (its time zone),
+ *                        `["creative","channel","metric"]` -> count (kept the retention)
+ *   lf:{ms}:<campaign>   hash: lift counts, `<arm>|<what>` -> count (kept the retention)
  *   fold:{ms}            the last fold generation added per slot (4 bytes a slot)
  *   fold:lease:{ms}, fold:cursor:{ms}   whose turn it is to fold in the background, and where
  *   bus:{ms}             the fleet's (sharded) pub/sub channel
@@ -98,6 +103,9 @@ export class RedisKeys {
   events(pid: string): string {
     return `${this.prefix}ev:{${pid}}`;
   }
+  exposures(pid: string): string {
+    return `${this.prefix}x:{${pid}}`;
+  }
   /** The key of an alias member (`kind:value`). */
   alias(member: string): string {
     return `${this.prefix}a:{${member}}`;
@@ -139,5 +147,11 @@ export class RedisKeys {
   }
   dayMoves(brand: string, day: string): string {
     return `${this.prefix}fm:{${GLOBAL_TAG}}:${brand}:${day}`;
+  }
+  deliveryDay(campaign: string, day: string): string {
+    return `${this.prefix}dl:{${GLOBAL_TAG}}:${campaign}:${day}`;
+  }
+  liftCounts(campaign: string): string {
+    return `${this.prefix}lf:{${GLOBAL_TAG}}:${campaign}`;
   }
 }

@@ -46,6 +46,7 @@ import {
   READ_PERSON_LUA,
   RECORD_IMPRESSION_LUA,
 } from './lua.js';
+import { DEFAULT_MEASURE_RETENTION_MS, deliveryField } from './measure.js';
 import {
   aliasMember,
   aliasRecord,
@@ -62,16 +63,21 @@ import { newEpoch, RedisClient, type RedisClientOptions, type RedisTopology } fr
 import { RedisFunnel } from './redis-funnel.js';
 import { RedisIdentity, StaleIds, type StoreIdentity, type StoreReset } from './redis-identity.js';
 import { RedisKeys } from './redis-keys.js';
+import { RedisMeasure } from './redis-measure.js';
 import { DictionarySweep } from './redis-sweep.js';
 import { type Arg, type LuaScript, luaScript } from './resp.js';
 
 import type {
   AliasLink,
+  DeliveryAdd,
+  DeliveryRow,
   EventResult,
   EventStore,
   EventWrite,
+  ExposureWrite,
   FoundByAlias,
   FunnelCounts,
+  LiftCounts,
   PersonRecord,
   ProfilePatch,
   ProfileStore,
@@ -103,6 +109,8 @@ export type RedisStoreOptions = (
     eventDedupeMs?: number;
     /** How long the moves of a day are kept after the last one (`fm:`), ms. Default 400 days. */
     movesTtlMs?: number;
+    /** How long delivery rows, lift counts and exposures are kept after their last change, ms. Default 400 days. */
+    measureRetentionMs?: number;
     /**
      * How often this store takes a turn at gathering the funnel counts of a sixteenth of the slots
      * in the background (0: never; they are gathered whole before every read anyway). The fleet
@@ -185,6 +193,7 @@ export class RedisStore implements ProfileStore, EventStore {
   private readonly identity: RedisIdentity;
   /** The funnel counts and their fold. */
   private readonly funnelCounts: RedisFunnel;
+  private readonly measure: RedisMeasure;
   /** Erasing the strings only deleted people held. */
   private readonly dictSweep: DictionarySweep;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -236,11 +245,23 @@ export class RedisStore implements ProfileStore, EventStore {
       log: this.log,
     });
     const ready = () => this.ready();
+    const measureRetentionMs = Math.max(
+      1,
+      Math.ceil(opts.measureRetentionMs ?? DEFAULT_MEASURE_RETENTION_MS),
+    );
     this.funnelCounts = new RedisFunnel(
       this.client,
       this.keys,
       this.dict,
       Math.max(1, Math.ceil(opts.movesTtlMs ?? DEFAULT_MOVES_TTL_MS)),
+      measureRetentionMs,
+      ready,
+    );
+    this.measure = new RedisMeasure(
+      this.client,
+      this.keys,
+      measureRetentionMs,
+      () => this.foldCounts(),
       ready,
     );
     this.dictSweep = new DictionarySweep(this.client, this.keys, {
@@ -608,6 +629,7 @@ export class RedisStore implements ProfileStore, EventStore {
         this.keys.aliasesOf(pid),
         this.keys.events(pid),
         this.keys.pendingCounts(slot),
+        this.keys.exposures(pid),
       ],
       [],
     )) as [number, string[]];
@@ -654,6 +676,7 @@ export class RedisStore implements ProfileStore, EventStore {
                 this.keys.person(event.pid),
                 this.keys.slotMarker(slot),
                 this.keys.pendingCounts(slot),
+                this.keys.exposures(event.pid),
               ];
               const own = args[j]!;
               own[0] = epoch;
@@ -696,6 +719,7 @@ export class RedisStore implements ProfileStore, EventStore {
       const limits = impressionLimits(event.impression.keep, event.impression.ttlMs);
       args.push('1', event.impression.campaign, limits.keep, limits.ttlMs);
     }
+    const table: Arg[] = [];
     if (event.stage === undefined) args.push('0', 0, 0, '');
     else {
       const { brand, defaultStage, next } = event.stage;
@@ -705,8 +729,11 @@ export class RedisStore implements ProfileStore, EventStore {
         return known ?? 0;
       };
       args.push('1', id(brand), id(defaultStage), utcDay(event.at));
-      for (const from of Object.keys(next)) args.push(from === '*' ? '*' : id(from), id(next[from]!));
+      for (const from of Object.keys(next)) table.push(from === '*' ? '*' : id(from), id(next[from]!));
     }
+    args.push(event.outcome ?? '', this.measure.retentionMs, event.delivery?.length ?? 0);
+    for (const a of event.delivery ?? []) args.push(deliveryField(a), a.n);
+    args.push(...table);
     args.push(event.eventId);
     return args;
   }
@@ -795,6 +822,22 @@ export class RedisStore implements ProfileStore, EventStore {
   }
 
   // ---- funnel counts (redis-funnel.ts) ---------------------------------------------------------
+
+  addDelivery(adds: readonly DeliveryAdd[]): Promise<void> {
+    return this.measure.addDelivery(adds);
+  }
+
+  recordExposures(exposures: readonly ExposureWrite[]): Promise<void> {
+    return this.measure.recordExposures(exposures);
+  }
+
+  delivery(campaign: string, fromDay: string, toDay: string): Promise<DeliveryRow[]> {
+    return this.measure.delivery(campaign, fromDay, toDay);
+  }
+
+  lift(campaign: string): Promise<LiftCounts> {
+    return this.measure.lift(campaign);
+  }
 
   funnel(brand: string, fromDay: string, toDay: string): Promise<FunnelCounts> {
     return this.funnelCounts.funnel(brand, fromDay, toDay);

@@ -94,6 +94,96 @@ export interface EventWrite {
    * stage not named (off the ladder). A person with no stage recorded is at `defaultStage`.
    */
   stage?: { brand: string; defaultStage: string; next: Readonly<Record<string, string>> };
+  /** Delivery counts the event adds (an impression, click, conversion or purchase of a campaign, spend). */
+  delivery?: readonly DeliveryAdd[];
+  /**
+   * A conversion or a purchase: counted for the arm of every campaign the person was exposed to
+   * within that campaign's attribution window, once per person and campaign.
+   */
+  outcome?: LiftOutcome;
+}
+
+// ---- measurement ------------------------------------------------------------------------------
+
+/** What a delivery row counts; `spend:<currency>` sums billed prices in millionths of the currency. */
+export const DELIVERY_METRICS = [
+  'decisions',
+  'ghosts',
+  'impressions',
+  'clicks',
+  'conversions',
+  'purchases',
+] as const;
+export type DeliveryMetric = (typeof DELIVERY_METRICS)[number] | `spend:${string}`;
+
+/** An addition to one delivery count: campaign x day (the campaign's time zone) x creative x channel. */
+export interface DeliveryAdd {
+  campaign: string;
+  /** `YYYY-MM-DD` in the campaign's time zone. */
+  day: string;
+  /** '' when unknown (an event that names only the campaign). */
+  creative: string;
+  /** '' when unknown. */
+  channel: string;
+  metric: DeliveryMetric;
+  n: number;
+}
+
+/** One stored delivery row. */
+export interface DeliveryRow {
+  day: string;
+  creative: string;
+  channel: string;
+  /** metric -> count (absent: 0). */
+  counts: Record<string, number>;
+}
+
+export type Arm = 'treatment' | 'control';
+export type LiftOutcome = 'conversions' | 'purchases';
+
+/**
+ * A person exposed to a campaign: shown it (`treatment`) or held out of it when it would have
+ * been shown (`control`, a ghost exposure).
+ */
+export interface ExposureWrite {
+  pid: string;
+  campaign: string;
+  arm: Arm;
+  at: number;
+  /** The campaign's attribution window, ms. */
+  windowMs: number;
+}
+
+export interface ArmCounts {
+  /** People exposed, each once. */
+  people: number;
+  /** Exposure windows opened (a person exposed again after a window closed opens another). */
+  exposures: number;
+  /** People with a conversion inside an exposure window, each once. */
+  conversions: number;
+  /** People with a purchase inside an exposure window, each once. */
+  purchases: number;
+}
+
+export type LiftCounts = Record<Arm, ArmCounts>;
+
+/**
+ * Delivery and lift counts, kept by the person store (same backend). Counts of a person's
+ * exposures and outcomes are exact and cluster-safe: each is changed in the same atomic step as
+ * the person's own record. Rows and counts live `retentionMs` after their last change.
+ *
+ * Exposures: a person's first exposure to a campaign puts them in that arm for good (a later
+ * exposure in the other arm, after the hold-out share changed, is not counted) and opens an
+ * attribution window of the campaign's length; an exposure after the window closed opens
+ * another. A conversion or purchase inside a window counts once per person and campaign.
+ */
+export interface MeasureStore {
+  /** Adds to delivery counts that belong to no one person (decisions filled, ghosts). */
+  addDelivery(adds: readonly DeliveryAdd[]): Promise<void>;
+  recordExposures(exposures: readonly ExposureWrite[]): Promise<void>;
+  /** The rows of a campaign for the days `fromDay` .. `toDay` (inclusive), by day then creative and channel. */
+  delivery(campaign: string, fromDay: string, toDay: string): Promise<DeliveryRow[]>;
+  lift(campaign: string): Promise<LiftCounts>;
 }
 
 export interface EventResult {
@@ -206,7 +296,7 @@ export interface Bus {
 }
 
 /** A profile store that also takes events, patches and answers funnels (both backends are one). */
-export type PersonStore = ProfileStore & EventStore;
+export type PersonStore = ProfileStore & EventStore & MeasureStore;
 
 /** What loadPersonByAlias finds: both null when the alias names nobody. */
 export interface FoundByAlias {

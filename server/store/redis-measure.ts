@@ -1,0 +1,80 @@
+/**
+ * Delivery and lift counts of the Redis store (RedisStore delegates here; measure.ts has the
+ * rules). Exposures are one script per person, on the person's slot, adding to the slot's pending
+ * counts like a funnel change; the counts are read after a fold (redis-funnel.ts), so a read is
+ * exact. Delivery counts that belong to no one person (decisions, ghosts) go straight to the
+ * global counts, many in one call.
+ */
+import { DELIVERY_ADD_LUA, EXPOSE_LUA } from './lua.js';
+import { checkExposure, deliveryRowField, deliveryRows, liftFromHash } from './measure.js';
+import { checkDeliveryAdd, daysBetween } from './person.js';
+import type { RedisClient } from './redis-client.js';
+import type { RedisKeys } from './redis-keys.js';
+import { type Arg, luaScript } from './resp.js';
+import type { DeliveryAdd, DeliveryRow, ExposureWrite, LiftCounts } from './types.js';
+
+const EXPOSE = luaScript(EXPOSE_LUA);
+const DELIVERY_ADD = luaScript(DELIVERY_ADD_LUA);
+/** Counts per DELIVERY_ADD call. */
+const ADD_GROUP = 500;
+
+export class RedisMeasure {
+  constructor(
+    private readonly client: RedisClient,
+    private readonly keys: RedisKeys,
+    /** How long rows, counts and exposure records live after their last change, ms. */
+    readonly retentionMs: number,
+    /** Gathers the slots' pending counts into the global ones (before every read). */
+    private readonly fold: () => Promise<void>,
+    private readonly ready: () => Promise<void>,
+  ) {}
+
+  async addDelivery(adds: readonly DeliveryAdd[]): Promise<void> {
+    for (const a of adds) checkDeliveryAdd(a);
+    if (adds.length === 0) return;
+    await this.ready();
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < adds.length; i += ADD_GROUP) {
+      const args: Arg[] = [this.keys.prefix, this.retentionMs];
+      for (const a of adds.slice(i, i + ADD_GROUP))
+        args.push(a.campaign, a.day, deliveryRowField(a.creative, a.channel, a.metric), a.n);
+      calls.push(this.client.script(DELIVERY_ADD, [this.keys.folds], args));
+    }
+    await Promise.all(calls);
+  }
+
+  /** One call per person, sent together. */
+  async recordExposures(exposures: readonly ExposureWrite[]): Promise<void> {
+    for (const e of exposures) checkExposure(e);
+    if (exposures.length === 0) return;
+    await this.ready();
+    const byPerson = new Map<string, Arg[]>();
+    for (const e of exposures) {
+      let args = byPerson.get(e.pid);
+      if (args === undefined) byPerson.set(e.pid, (args = [this.retentionMs]));
+      args.push(e.campaign, e.arm === 'treatment' ? 't' : 'c', Math.round(e.at), Math.round(e.windowMs));
+    }
+    await Promise.all(
+      [...byPerson].map(([pid, args]) =>
+        this.client.script(
+          EXPOSE,
+          [this.keys.exposures(pid), this.keys.pendingCounts(this.keys.slotOfPerson(pid))],
+          args,
+        ),
+      ),
+    );
+  }
+
+  async delivery(campaign: string, fromDay: string, toDay: string): Promise<DeliveryRow[]> {
+    const days = daysBetween(fromDay, toDay);
+    await this.fold();
+    const main = this.client.main;
+    const hashes = await Promise.all(days.map((day) => main.hgetall(this.keys.deliveryDay(campaign, day))));
+    return deliveryRows(days, hashes);
+  }
+
+  async lift(campaign: string): Promise<LiftCounts> {
+    await this.fold();
+    return liftFromHash(await this.client.main.hgetall(this.keys.liftCounts(campaign)));
+  }
+}
