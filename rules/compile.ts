@@ -21,7 +21,7 @@
  */
 import { type CompiledSegment, type EvalState, evalSegment, type Predicate } from './eval-state.js';
 import { Evaluator, type PreparedPerson, type RuleTables } from './evaluator.js';
-import { parseDateTime, parseDuration, parseQuietHours } from './time.js';
+import { DEFAULT_ATTRIBUTION_MS, parseDateTime, parseDuration, parseQuietHours } from './time.js';
 import type {
   Channel,
   Condition,
@@ -94,6 +94,8 @@ export interface CompiledCampaign {
   readonly quietEnd: number;
   readonly hasQuietHours: boolean;
   readonly holdout: number;
+  /** How long after an exposure outcomes count for lift, ms. */
+  readonly attributionMs: number;
   readonly hash: number;
   readonly creatives: readonly CompiledCreative[];
   /** OpenRTB: the advertiser's domains (lower case) and IAB categories. */
@@ -359,6 +361,7 @@ export class CompiledRuleSet implements RuleTables {
         quietEnd: quiet?.end ?? 0,
         hasQuietHours: quiet !== null,
         holdout: c.holdout ?? 0,
+        attributionMs: parseDuration(c.attributionWindow ?? '7d') ?? DEFAULT_ATTRIBUTION_MS,
         hash: hashString(c.id),
         creatives,
         adomain: (c.adomain ?? []).map((d) => d.toLowerCase()),

@@ -164,3 +164,8 @@ export function parseDateTime(text: string, tz: string): number | null {
   const second = wall - tzOffsetMinutes(tz, first) * MINUTE_MS;
   return second;
 }
+
+/** A campaign's attribution window (`attributionWindow`): default, shortest and longest, ms. */
+export const DEFAULT_ATTRIBUTION_MS = 7 * 86_400_000;
+export const MIN_ATTRIBUTION_MS = 3_600_000;
+export const MAX_ATTRIBUTION_MS = 90 * 86_400_000;

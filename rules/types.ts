@@ -184,6 +184,11 @@ export interface Campaign {
   timing?: Timing;
   /** Share of the campaign's audience kept as a control group, 0 to 0.5. Default 0. */
   holdout?: number;
+  /**
+   * How long after an exposure (shown, or held out when it would have been shown) the person's
+   * conversions and purchases count for the campaign's lift: `1h` to `90d`. Default `7d`.
+   */
+  attributionWindow?: string;
   /** OpenRTB: the CPM bid of the campaign's creatives; without one (here or on a creative), no bid. */
   bid?: number;
   /** OpenRTB: the currency of `bid` (ISO 4217). Default `USD`. */

@@ -431,6 +431,7 @@ describe('the JSON Schema', () => {
         'channels',
         'timing',
         'holdout',
+        'attributionWindow',
         'bid',
         'currency',
         'adomain',

@@ -12,7 +12,14 @@
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import schema from './ruleset.schema.json' with { type: 'json' };
-import { isTimeZone, parseDateTime, parseDuration, parseQuietHours } from './time.js';
+import {
+  isTimeZone,
+  MAX_ATTRIBUTION_MS,
+  MIN_ATTRIBUTION_MS,
+  parseDateTime,
+  parseDuration,
+  parseQuietHours,
+} from './time.js';
 import type { RuleError, RuleSet, Validated } from './types.js';
 import { CHANNELS, FORBIDDEN_KEYS } from './types.js';
 
@@ -430,6 +437,7 @@ const ENUM_CODES: Record<string, [code: string, what: string]> = {
 
 const PATTERN_CODES: Record<string, [code: string, hint: string]> = {
   per: ['bad_duration', 'is not a duration; use a number and a unit: 30m, 12h, 1d, 7d, 2w'],
+  attributionWindow: ['bad_duration', 'is not a duration; use a number and a unit: 12h, 1d, 7d, 2w'],
   quietHours: ['bad_quiet_hours', 'is not quiet hours; use HH:MM-HH:MM, such as 22:00-08:00'],
   start: [
     'bad_datetime',
@@ -726,6 +734,19 @@ function checkCampaign(x: Context, c: Obj, path: PathSegment[]): void {
         );
       }
     });
+  }
+
+  const window = own(c, 'attributionWindow');
+  if (typeof window === 'string') {
+    const ms = parseDuration(window);
+    // Not a duration at all: the schema's pattern reports it (bad_duration).
+    if (ms !== null && (ms < MIN_ATTRIBUTION_MS || ms > MAX_ATTRIBUTION_MS)) {
+      r.add(
+        'attribution_window_range',
+        [...path, 'attributionWindow'],
+        `attributionWindow ${quote(window)} is outside 1h to 90d`,
+      );
+    }
   }
 
   const creatives = own(c, 'creatives');

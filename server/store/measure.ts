@@ -8,6 +8,7 @@
  * Redis keeps the records of a person in one hash, `x:{pid}`, field per campaign; the Lua scripts
  * (lua.ts) apply the same rules as `expose` and `attribute` below.
  */
+import { MAX_ATTRIBUTION_MS } from '../../rules/time.js';
 import { daysBetween, setOwn } from './person.js';
 import type {
   Arm,
@@ -21,8 +22,6 @@ import type {
 
 /** How long delivery rows, lift counts and exposure records live after their last change. */
 export const DEFAULT_MEASURE_RETENTION_MS = 400 * 86_400_000;
-/** The longest attribution window a campaign may ask for. */
-export const MAX_ATTRIBUTION_MS = 90 * 86_400_000;
 
 export const OUTCOME_BITS: Readonly<Record<LiftOutcome, number>> = { conversions: 1, purchases: 2 };
 
