@@ -169,3 +169,9 @@ export function parseDateTime(text: string, tz: string): number | null {
 export const DEFAULT_ATTRIBUTION_MS = 7 * 86_400_000;
 export const MIN_ATTRIBUTION_MS = 3_600_000;
 export const MAX_ATTRIBUTION_MS = 90 * 86_400_000;
+
+/** The day (`2026-11-24`) a moment falls on in a time zone (an unknown zone reads as UTC). */
+export function localDay(tz: string, t: number): string {
+  const local = tz === 'UTC' ? t : t + tzOffsetMinutes(tz, t) * 60_000;
+  return new Date(local).toISOString().slice(0, 10);
+}

@@ -6,6 +6,7 @@
 import { type Config, describeRedis } from './config.js';
 import { createControlApp } from './control/app.js';
 import { decideAuthorizer } from './control/auth.js';
+import { DecisionRecorder } from './decision/recorder.js';
 import { DecisionService } from './decision/service.js';
 import { demoAliases, demoProfile } from './demo/profiles.js';
 import { createAdminApp, listenAdmin } from './http/admin.js';
@@ -17,7 +18,7 @@ import { CurrencyRates, ratesAgeSeconds } from './openrtb/rates.js';
 import { initialRuleSet, type LoadedRuleSet, loadStoredRuleSet, RuleSetSync } from './ruleset-sync.js';
 import { announcer, EmbeddedBus } from './store/bus.js';
 import { CachedStore } from './store/cached.js';
-import { EmbeddedStore } from './store/embedded.js';
+import { EmbeddedStore, type EmbeddedStoreOptions } from './store/embedded.js';
 import { RedisStore, type StoreReset } from './store/redis.js';
 import { RedisBus } from './store/redis-bus.js';
 import { isTransient } from './store/redis-client.js';
@@ -113,6 +114,7 @@ export async function openBackend(
       foldEveryMs: role === 'data' ? 0 : FOLD_EVERY_MS,
       sweepEveryMs: role === 'data' ? 0 : config.dictionarySweepMs,
       eventDedupeMs: config.eventDedupeMs,
+      measureRetentionMs: config.measureRetentionMs,
       log: warn,
     });
     let reconnected: () => void = () => {};
@@ -137,7 +139,10 @@ export async function openBackend(
       },
     };
   }
-  const people = await embeddedDemo(config.demoPeople, config.eventDedupeMs);
+  const people = await embeddedDemo(config.demoPeople, {
+    eventDedupeMs: config.eventDedupeMs,
+    measureRetentionMs: config.measureRetentionMs,
+  });
   log(
     `profile store: embedded, ${config.demoPeople} synthetic demo profiles loaded (p-0 .. p-${config.demoPeople - 1})`,
   );
@@ -159,8 +164,8 @@ export function embeddedBackend(people: EmbeddedStore = new EmbeddedStore()): Ba
   };
 }
 
-async function embeddedDemo(count: number, eventDedupeMs: number): Promise<EmbeddedStore> {
-  const store = new EmbeddedStore({ eventDedupeMs });
+async function embeddedDemo(count: number, opts: EmbeddedStoreOptions): Promise<EmbeddedStore> {
+  const store = new EmbeddedStore(opts);
   const batch = [];
   for (let i = 0; i < count; i++) batch.push(demoProfile(i));
   await store.putProfiles(batch);
@@ -195,6 +200,19 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     admitAfter: config.cacheAdmitAfter,
     announce: announcer(backend.bus, warn),
   });
+  // What decisions deliver, sent to the store in batches off the decision path.
+  let lastRecorderWarning = 0;
+  const recorder = new DecisionRecorder(backend.people, {
+    flushEveryMs: config.measureFlushMs,
+    onError: (err) => {
+      const now = Date.now();
+      if (now - lastRecorderWarning < 60_000) return;
+      lastRecorderWarning = now;
+      warn(
+        `delivery counts and exposures could not be written (dropped, counted in mindshare_measure_dropped_total): ${String(err)}`,
+      );
+    },
+  });
   let service: DecisionService;
   let sync: RuleSetSync;
   let unsubscribe: () => void = () => {};
@@ -211,6 +229,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     );
     service = new DecisionService(store, initial.active, {
       deadlineMs: config.deadlineMs,
+      recorder,
       ...(opts.now === undefined ? {} : { now: opts.now }),
     });
     sync = new RuleSetSync(
@@ -269,6 +288,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     }
     sync.start();
   } catch (e) {
+    await recorder.close();
     if (ownsBackend) await backend.close();
     throw e;
   }
@@ -279,6 +299,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   } catch (e) {
     sync.stop();
     unsubscribe();
+    await recorder.close();
     if (ownsBackend) await backend.close();
     throw e;
   }
@@ -295,6 +316,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       return { version: service.ruleSet.version, ...s, inStep: sync.health().inStep };
     },
     draining: () => draining,
+    measure: () => recorder.stats(),
   });
   if (role !== 'admin' && !config.openrtb.secretConfigured && opts.worker === undefined) {
     warn('OPENRTB_SECRET is unset: OpenRTB notices only work on this process, and not after a restart');
@@ -356,6 +378,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     rulesetCheckTimeoutMs: config.rulesetCheckTimeoutMs,
     allowOpen: config.allowOpenControlPlane,
     eventDedupeMs: config.eventDedupeMs,
+    measureRetentionMs: config.measureRetentionMs,
     active: () => service.ruleSet,
     rates,
     log,
@@ -390,6 +413,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     sync.stop();
     rates.stop();
     unsubscribe();
+    await recorder.close();
     if (ownsBackend) await backend.close();
     throw e;
   }
@@ -429,6 +453,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       sync.stop();
       rates.stop();
       unsubscribe();
+      await recorder.close();
       if (ownsBackend) await backend.close();
     },
   };

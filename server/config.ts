@@ -38,6 +38,10 @@ export interface Config {
   dictionarySweepMs: number;
   /** How long an event id is remembered; events older than that are refused (they could count twice). */
   eventDedupeMs: number;
+  /** How long delivery rows, lift counts and exposure records live after their last change, ms. */
+  measureRetentionMs: number;
+  /** How often decisions' delivery and exposures are sent to the store, ms. */
+  measureFlushMs: number;
   /** The longest a rule set may take to parse and check, on a thread of its own. */
   rulesetCheckTimeoutMs: number;
   /**
@@ -194,6 +198,18 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: '604800000',
     description:
       'How long an event id (and an OpenRTB notice) is remembered, so that a retry counts once: 1 hour to 400 days, 7 days by default. Events dated further back are refused (400), since they could count twice; raise it to load older history',
+  },
+  {
+    name: 'MEASURE_RETENTION_DAYS',
+    default: '400',
+    description:
+      "How long delivery rows, lift counts and people's exposure records are kept after their last change, days (1 to 3,660). Delivery reports reach back this far",
+  },
+  {
+    name: 'MEASURE_FLUSH_MS',
+    default: '1000',
+    description:
+      'How often each thread sends what its decisions delivered (counts, exposures) to the store, ms (50 to 60,000): reports lag decisions by up to this much',
   },
   {
     name: 'RULESET_CHECK_TIMEOUT_MS',
@@ -370,6 +386,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisLeanReads: bool('REDIS_LEAN_READS', env.REDIS_LEAN_READS, true, problems),
     dictionarySweepMs: int('DICTIONARY_SWEEP_MS', 600_000, 0, 86_400_000),
     eventDedupeMs: int('EVENT_DEDUPE_MS', DEFAULT_EVENT_DEDUPE_MS, 3_600_000, 400 * 86_400_000),
+    measureRetentionMs: int('MEASURE_RETENTION_DAYS', 400, 1, 3660) * 86_400_000,
+    measureFlushMs: int('MEASURE_FLUSH_MS', 1000, 50, 60_000),
     rulesetCheckTimeoutMs: int('RULESET_CHECK_TIMEOUT_MS', 30_000, 1000, 600_000),
     workers: int('WORKERS', Math.min(64, availableParallelism()), 1, 64),
     rulesetFile: env.RULESET_FILE === undefined || env.RULESET_FILE === '' ? DEMO_RULESET : env.RULESET_FILE,

@@ -18,6 +18,10 @@ export const ERRORS = {
   profile_not_found: { status: 404, text: 'No profile is stored for this person' },
   bid_not_found: { status: 404, text: 'No such bid, or its notices expired' },
   rates_not_found: { status: 404, text: 'No currency rates are set' },
+  campaign_not_found: {
+    status: 404,
+    text: 'The active rule set has no such campaign, and nothing is kept for one by that id',
+  },
   method_not_allowed: { status: 405, text: 'The route does not take this method' },
   request_timeout: { status: 408, text: 'The body did not arrive in time' },
   body_too_large: { status: 413, text: 'The body is larger than the limit' },

@@ -28,6 +28,8 @@ export const LIMITS = {
   contextTags: 64,
   events: 1000,
   fundays: 90,
+  /** Days one delivery report may span. */
+  deliveryDays: 400,
 } as const;
 
 /** Lower-case letters, digits, `-` or `_`, starting with a letter (as the data plane takes). */
@@ -235,6 +237,20 @@ export const eventSchema = Type.Object(
     type: Type.Unsafe<EventType>({ type: 'string', enum: [...EVENT_TYPES] }),
     user: userRefSchema,
     campaign: Type.Optional(id),
+    creative: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: LIMITS.idLength,
+        description: "The campaign's creative it was of (delivery rows by creative)",
+      }),
+    ),
+    channel: Type.Optional(
+      Type.Unsafe<Channel>({
+        type: 'string',
+        enum: [...CHANNELS],
+        description: 'The channel it was on (delivery rows by channel)',
+      }),
+    ),
     brand: Type.Optional(id),
     at: Type.Optional(
       Type.Union([dateTime, Type.Integer({ minimum: 0 })], {
@@ -431,6 +447,103 @@ export const eventsResponseSchema: JsonSchema = {
         },
       },
     },
+  },
+};
+
+const deliveryCounts: Record<string, JsonSchema> = {
+  decisions: {
+    type: 'integer',
+    description: 'Decisions (and OpenRTB bids) that filled a placement with the campaign',
+  },
+  ghosts: {
+    type: 'integer',
+    description: 'Placements the campaign won for a person in its hold-out (who saw the next best campaign)',
+  },
+  impressions: {
+    type: 'integer',
+    description: 'Impression events and OpenRTB win or billing notices (once per bid)',
+  },
+  clicks: { type: 'integer' },
+  conversions: { type: 'integer', description: 'Conversion events naming the campaign' },
+  purchases: { type: 'integer', description: 'Purchase events naming the campaign' },
+  spend: {
+    type: 'object',
+    description: 'OpenRTB billed prices per currency (a CPM price / 1000 per impression)',
+    additionalProperties: { type: 'number' },
+  },
+};
+
+export const deliveryResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['campaign', 'ruleset', 'active', 'timezone', 'from', 'to', 'totals', 'daily', 'rows'],
+  properties: {
+    campaign: { type: 'string' },
+    ruleset: { type: 'integer' },
+    active: { type: 'boolean', description: 'Whether the active rule set has the campaign' },
+    timezone: { type: 'string', description: "The campaign's time zone: what its days are" },
+    from: { type: 'string', format: 'date' },
+    to: { type: 'string', format: 'date' },
+    totals: { type: 'object', properties: deliveryCounts },
+    daily: {
+      type: 'array',
+      description: 'Every day of the range, with the sums of its rows',
+      items: { type: 'object', properties: { day: { type: 'string' }, ...deliveryCounts } },
+    },
+    rows: {
+      type: 'array',
+      description: 'Per day, creative and channel (empty strings: an event that did not name them)',
+      items: {
+        type: 'object',
+        properties: {
+          day: { type: 'string' },
+          creative: { type: 'string' },
+          channel: { type: 'string' },
+          ...deliveryCounts,
+        },
+      },
+    },
+  },
+};
+
+const armCounts: JsonSchema = {
+  type: 'object',
+  properties: {
+    people: { type: 'integer', description: 'People exposed, once each' },
+    exposures: { type: 'integer', description: 'Attribution windows opened' },
+    conversions: { type: 'integer', description: 'People with a conversion inside a window' },
+    purchases: { type: 'integer', description: 'People with a purchase inside a window' },
+  },
+};
+
+const liftResult: JsonSchema = {
+  type: 'object',
+  properties: {
+    treatment: { type: 'object', description: 'people, converted, rate' },
+    control: { type: 'object', description: 'people, converted, rate' },
+    absolute: { type: ['number', 'null'], description: 'Treatment rate minus control rate' },
+    relative: { type: ['number', 'null'], description: 'absolute / control rate' },
+    interval: {
+      type: ['object', 'null'],
+      description: '95% interval of the absolute lift (level, low, high, method)',
+    },
+    pValue: { type: ['number', 'null'] },
+    minimumDetectableEffect: { type: ['number', 'null'] },
+  },
+};
+
+export const liftResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['campaign', 'ruleset', 'active', 'arms', 'conversions', 'purchases'],
+  properties: {
+    campaign: { type: 'string' },
+    ruleset: { type: 'integer' },
+    active: { type: 'boolean' },
+    holdout: { type: ['number', 'null'] },
+    attributionWindowMs: { type: ['integer', 'null'] },
+    method: { type: 'object' },
+    arms: { type: 'object', properties: { treatment: armCounts, control: armCounts } },
+    conversions: liftResult,
+    purchases: liftResult,
   },
 };
 

@@ -18,6 +18,7 @@ import { StoreDataLostError } from '../store/redis.js';
 import { NotReplicatedError } from '../store/redis-client.js';
 import { type Caller, hasScope, TokenAuth } from './auth.js';
 import { decodeText, mediaType, parseJson, readBody } from './body.js';
+import { registerCampaigns } from './campaigns.js';
 import type { ControlContext, ControlDeps, Register, RouteHandler, RouteRequest } from './context.js';
 import { registerEvents } from './events.js';
 import { registerFunnels } from './funnels.js';
@@ -106,6 +107,7 @@ export function createControlApp(deps: ControlDeps): Hono {
   registerProfiles(register, ctx);
   registerEvents(register, ctx);
   registerFunnels(register, ctx);
+  registerCampaigns(register, ctx);
   registerRates(register, ctx);
   let doc: Record<string, unknown> | null = null;
   register('openapi', ({ c }) => c.json((doc ??= buildOpenApi())));

@@ -6,12 +6,12 @@ import type { Context } from 'hono';
 import type { ActiveRuleSet } from '../decision/service.js';
 import type { CurrencyRates } from '../openrtb/rates.js';
 import type { ApiToken } from '../scopes.js';
-import type { EventStore, ProfileStore, RuleSetStore } from '../store/types.js';
+import type { EventStore, MeasureStore, ProfileStore, RuleSetStore } from '../store/types.js';
 import type { Caller } from './auth.js';
 
 export interface ControlDeps {
   /** Profiles and events; writes through it are announced to the fleet by the store (CachedStore). */
-  profiles: ProfileStore & EventStore;
+  profiles: ProfileStore & EventStore & MeasureStore;
   rulesets: RuleSetStore;
   tokens: ApiToken[];
   /** The rule set this instance decides with now. */
@@ -44,6 +44,8 @@ export interface ControlDeps {
    * refused, since one sent again could not be told from the first. Default 7 days.
    */
   eventDedupeMs?: number;
+  /** How long delivery and lift counts are kept (MEASURE_RETENTION_DAYS), ms. Default 400 days. */
+  measureRetentionMs?: number;
   log?: (line: string) => void;
 }
 

@@ -6,6 +6,7 @@
  */
 import type { CompiledRuleSet } from '../../rules/compile.js';
 import { stageAfterEvent } from '../../rules/stage-moves.js';
+import { localDay } from '../../rules/time.js';
 import type { EventType } from '../../rules/types.js';
 import { check } from '../contracts/check.js';
 import { type EventBody, eventBatchSchema, eventSchema, LIMITS } from '../contracts/schemas.js';
@@ -68,6 +69,14 @@ export function eventTimes(
     return at;
   });
 }
+
+/** The delivery count each event type adds to. */
+const DELIVERY_METRIC_OF = {
+  impression: 'impressions',
+  click: 'clicks',
+  conversion: 'conversions',
+  purchase: 'purchases',
+} as const satisfies Record<EventType, string>;
 
 /** A stage ladder never has this name: stands for "a stage off the ladder". */
 const OFF_LADDER = '\u0000off-ladder';
@@ -142,6 +151,35 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
       const write: EventWrite = { eventId: e.eventId, pid, at };
       const ci = e.campaign === undefined ? undefined : compiled.campaignIndex.get(e.campaign);
       const campaign = ci === undefined ? undefined : compiled.campaigns[ci];
+      if (
+        e.creative !== undefined &&
+        (campaign === undefined || !campaign.creatives.some((cr) => cr.id === e.creative))
+      ) {
+        out[i] = {
+          eventId: e.eventId,
+          outcome: 'unknown_campaign',
+          detail:
+            campaign === undefined
+              ? 'a creative needs the campaign it belongs to'
+              : `campaign ${JSON.stringify(campaign.id)} has no creative ${JSON.stringify(e.creative)}`,
+        };
+        return;
+      }
+      // The campaign's delivery row of the day (in its time zone) counts what the event names.
+      if (campaign !== undefined) {
+        write.delivery = [
+          {
+            campaign: campaign.id,
+            day: localDay(campaign.timezone, at),
+            creative: e.creative ?? '',
+            channel: e.channel ?? '',
+            metric: DELIVERY_METRIC_OF[e.type],
+            n: 1,
+          },
+        ];
+      }
+      // Lift: a conversion or purchase counts for every campaign the person was exposed to.
+      if (e.type === 'conversion' || e.type === 'purchase') write.outcome = DELIVERY_METRIC_OF[e.type];
       if (e.type === 'impression') {
         if (campaign === undefined) {
           out[i] = {

@@ -11,6 +11,7 @@ import {
   aliasesSchema,
   decideRequestSchema,
   decideResponseSchema,
+  deliveryResponseSchema,
   eventsRequestSchema,
   eventsResponseSchema,
   funnelResponseSchema,
@@ -18,6 +19,7 @@ import {
   importResponseSchema,
   type JsonSchema,
   LIMITS,
+  liftResponseSchema,
   previewRequestSchema,
   previewResponseSchema,
   profilePatchSchema,
@@ -96,6 +98,13 @@ const versionParam: ParamSpec = {
   schema: { type: 'integer', minimum: 1 },
   required: true,
   pattern: '[0-9]+',
+};
+const campaignIdParam: ParamSpec = {
+  name: 'id',
+  in: 'path',
+  description: 'The campaign id',
+  schema: { type: 'string', minLength: 1, maxLength: LIMITS.idLength },
+  required: true,
 };
 const profileIdParam: ParamSpec = {
   name: 'id',
@@ -395,6 +404,60 @@ export const ROUTES: readonly RouteSpec[] = [
     ],
     responses: { 200: ok('Counts and flow', funnelResponseSchema) },
     errors: ['store_unavailable'],
+  },
+  {
+    id: 'getCampaignDelivery',
+    method: 'get',
+    path: '/v1/campaigns/{id}/delivery',
+    tag: 'campaigns',
+    summary: 'What a campaign delivered, per day, creative and channel',
+    description:
+      "Days are the campaign's time zone's. Decisions and ghosts are counted as decided (sent to the store every MEASURE_FLUSH_MS); impressions, clicks, conversions and purchases from events and OpenRTB notices naming the campaign; spend from billing notices. JSON, or CSV with `format=csv` or `Accept: text/csv`.",
+    scope: 'rules:read',
+    servedBy: 'control',
+    params: [
+      campaignIdParam,
+      {
+        name: 'from',
+        in: 'query',
+        description: 'First day, YYYY-MM-DD; default six days before `to`',
+        schema: { type: 'string', format: 'date' },
+      },
+      {
+        name: 'to',
+        in: 'query',
+        description: `Last day, YYYY-MM-DD; default today. At most ${LIMITS.deliveryDays} days from \`from\`, not before the retention (MEASURE_RETENTION_DAYS)`,
+        schema: { type: 'string', format: 'date' },
+      },
+      {
+        name: 'format',
+        in: 'query',
+        description: 'json (default) or csv',
+        schema: { type: 'string', enum: ['json', 'csv'] },
+      },
+    ],
+    responses: {
+      200: {
+        description: 'Totals, daily sums and rows (JSON), or the rows (CSV)',
+        schema: deliveryResponseSchema,
+        contentTypes: ['application/json', 'text/csv'],
+      },
+    },
+    errors: ['campaign_not_found', 'store_unavailable'],
+  },
+  {
+    id: 'getCampaignLift',
+    method: 'get',
+    path: '/v1/campaigns/{id}/lift',
+    tag: 'campaigns',
+    summary: 'The lift of a campaign against its hold-out',
+    description:
+      "People exposed per arm (shown the campaign, or held out when it would have been shown: a ghost exposure), those with a conversion or a purchase inside the campaign's attribution window, the absolute and relative lift, a 95% Newcombe interval, a p-value and the minimum detectable effect.",
+    scope: 'rules:read',
+    servedBy: 'control',
+    params: [campaignIdParam],
+    responses: { 200: ok('Arms, outcomes and lift', liftResponseSchema) },
+    errors: ['campaign_not_found', 'store_unavailable'],
   },
   {
     id: 'getRates',

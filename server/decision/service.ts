@@ -13,6 +13,7 @@ import type {
 } from '../../rules/types.js';
 import type { CacheLookups, PersonRecord, ProfileStore } from '../store/types.js';
 import { findPerson, profileToDecide } from './identity.js';
+import type { DecisionRecorder } from './recorder.js';
 import type { DecideInput } from './request.js';
 
 /** The rule set that decides, with what identifies it. Replaced as a whole, never mutated. */
@@ -49,6 +50,8 @@ export interface DecisionServiceOptions {
   deadlineMs: number;
   /** Time reserved after the store look-up for evaluation and writing, ms. */
   reserveMs?: number;
+  /** Where what decisions deliver is noted (delivery counts, exposures); none: not recorded. */
+  recorder?: DecisionRecorder;
   now?: () => number;
 }
 
@@ -63,6 +66,7 @@ export class DecisionService {
   private readonly deadlineMs: number;
   private readonly reserveMs: number;
   private readonly now: () => number;
+  private readonly recorder: DecisionRecorder | undefined;
 
   constructor(
     store: ProfileStore & Partial<CacheLookups>,
@@ -74,6 +78,7 @@ export class DecisionService {
     this.deadlineMs = opts.deadlineMs;
     this.reserveMs = opts.reserveMs ?? Math.min(1, opts.deadlineMs / 4);
     this.now = opts.now ?? Date.now;
+    this.recorder = opts.recorder;
   }
 
   get ruleSet(): ActiveRuleSet {
@@ -169,6 +174,13 @@ export class DecisionService {
     if (input.contextTags !== undefined) request.contextTags = input.contextTags;
     const counters = record?.counters ?? NO_COUNTERS;
     const result = decide(rs.compiled, profile, counters, request, now, input.filter);
+    this.recorder?.record(
+      rs.compiled,
+      input.user.kind === 'anonymous' ? null : pid,
+      result.decisions,
+      result.ghosts,
+      now,
+    );
     const output: DecideOutput = { ruleset: rs.version, user: pid, decisions: result.decisions };
     if (degradedBy !== null) output.degraded = true;
     if (result.explain !== undefined) output.explain = result.explain;

@@ -12,6 +12,7 @@ const claims: BidClaims = {
   price: 2.5,
   currency: 'EUR',
   expiresAt: NOW + 60_000,
+  channel: 'display',
 };
 
 describe('bid ids', () => {

@@ -32,6 +32,8 @@ export interface BidClaims {
   currency: string;
   /** Epoch ms after which notices are refused. */
   expiresAt: number;
+  /** The channel the bid renders on (`display`, `video`, `native`); '' in ids issued before it was carried. */
+  channel: string;
 }
 
 const IV_BYTES = 12;
@@ -79,7 +81,7 @@ export class BidIds {
 
   issue(c: BidClaims): string {
     const plain = Buffer.from(
-      JSON.stringify([c.pid, c.campaign, c.creative, c.imp, c.price, c.currency, c.expiresAt]),
+      JSON.stringify([c.pid, c.campaign, c.creative, c.imp, c.price, c.currency, c.expiresAt, c.channel]),
     );
     const iv = this.nextIv();
     const cipher = createCipheriv('aes-256-ctr', this.encKey, this.counterBlock(iv));
@@ -132,7 +134,7 @@ function claimsOf(
     return 'unknown';
   }
   if (!Array.isArray(body) || body.length < 7) return 'unknown';
-  const [pid, campaign, creative, imp, price, currency, expiresAt] = body as unknown[];
+  const [pid, campaign, creative, imp, price, currency, expiresAt, carried] = body as unknown[];
   if (
     typeof pid !== 'string' ||
     typeof campaign !== 'string' ||
@@ -145,5 +147,6 @@ function claimsOf(
     return 'unknown';
   }
   if (now > expiresAt) return 'unknown';
-  return { claims: { pid, campaign, creative, imp, price, currency, expiresAt }, signature };
+  const channel = typeof carried === 'string' ? carried : '';
+  return { claims: { pid, campaign, creative, imp, price, currency, expiresAt, channel }, signature };
 }

@@ -6,12 +6,13 @@
  */
 import { CHANNEL_BIT, type CompiledCampaign, type CompiledCreative } from '../../rules/compile.js';
 import type { EligibilityFilter } from '../../rules/decide.js';
+import { localDay } from '../../rules/time.js';
 import type { DropReason } from '../../rules/types.js';
 import type { OpenRtbConfig } from '../config.js';
 import type { DecideInput } from '../decision/request.js';
 import type { DecisionOutcome, DecisionService } from '../decision/service.js';
 import { ClientError } from '../errors.js';
-import type { EventStore, EventWrite } from '../store/types.js';
+import type { DeliveryAdd, EventStore, EventWrite, MeasureStore } from '../store/types.js';
 import { BidIds } from './bid-id.js';
 import { nativeMarkup, vastMarkup, videoFits } from './media.js';
 import { PrivacyGate, type PrivacyReason } from './privacy.js';
@@ -80,7 +81,7 @@ export interface NoticeResult {
 
 export interface BidderOptions {
   service: DecisionService;
-  store: EventStore;
+  store: EventStore & MeasureStore;
   config: OpenRtbConfig;
   /** Wall clock of bid-id expiry and notices. */
   clock?: () => number;
@@ -112,9 +113,12 @@ interface Rendering {
   native: string | null;
 }
 
+/** The channel of a bid's markup type (delivery rows by channel). */
+const MTYPE_CHANNEL = { 1: 'display', 2: 'video', 4: 'native' } as const;
+
 export class Bidder {
   private readonly service: DecisionService;
-  private readonly store: EventStore;
+  private readonly store: EventStore & MeasureStore;
   private readonly config: OpenRtbConfig;
   private readonly clock: () => number;
   private readonly ids: BidIds;
@@ -272,6 +276,7 @@ export class Bidder {
         price: plan.price,
         currency: plan.currency,
         expiresAt,
+        channel: MTYPE_CHANNEL[rendering.mtype],
       });
       const bid: Bid = {
         id,
@@ -346,28 +351,47 @@ export class Bidder {
     }
     const result = { price, currency: claims.currency };
     const now = this.clock();
+    const rs = this.service.ruleSet.compiled;
+    const ci = rs.campaignIndex.get(claims.campaign);
+    const c = ci === undefined ? undefined : rs.campaigns[ci];
+    const row = {
+      campaign: claims.campaign,
+      day: localDay(c?.timezone ?? 'UTC', now),
+      creative: claims.creative,
+      channel: claims.channel,
+    };
+    // Spend: the billed clearing price, once per bid (a CPM: a thousandth of it per impression).
+    const spend: DeliveryAdd[] =
+      kind === 'bill' && price !== null
+        ? [{ ...row, metric: `spend:${claims.currency}`, n: Math.round(price * 1000) }]
+        : [];
+    // The impression: once per bid whichever notice comes first (they share its event id).
+    const impression: EventWrite = {
+      eventId: `ortb-imp:${signature}`,
+      pid: claims.pid,
+      at: now,
+      delivery: [{ ...row, metric: 'impressions', n: 1 }],
+    };
+    if (c !== undefined && c.keepImpressions > 0 && c.longestCapMs > 0)
+      impression.impression = { campaign: c.id, keep: c.keepImpressions, ttlMs: c.longestCapMs };
     if (claims.pid === '') {
       // Counted once for the fleet, as long as the bid's notices are taken.
       let first: boolean;
       try {
         first = await this.store.noteOnce(`ortb-${kind}:${signature}`, Math.max(1, claims.expiresAt - now));
+        if (first) {
+          const imp = await this.store.noteOnce(`ortb-imp:${signature}`, Math.max(1, claims.expiresAt - now));
+          await this.store.addDelivery(imp ? [...impression.delivery!, ...spend] : spend);
+        }
       } catch {
         throw new ClientError('store_unavailable', 'The notice could not be recorded; send it again');
       }
       return { outcome: first ? 'counted' : 'duplicate', ...result };
     }
-    const rs = this.service.ruleSet.compiled;
-    const ci = rs.campaignIndex.get(claims.campaign);
-    const c = ci === undefined ? undefined : rs.campaigns[ci];
-    const writes: EventWrite[] = [{ eventId: `ortb-${kind}:${signature}`, pid: claims.pid, at: now }];
-    if (c !== undefined && c.keepImpressions > 0 && c.longestCapMs > 0) {
-      writes.push({
-        eventId: `ortb-imp:${signature}`,
-        pid: claims.pid,
-        at: now,
-        impression: { campaign: c.id, keep: c.keepImpressions, ttlMs: c.longestCapMs },
-      });
-    }
+    const writes: EventWrite[] = [
+      { eventId: `ortb-${kind}:${signature}`, pid: claims.pid, at: now, delivery: spend },
+      impression,
+    ];
     let results: Awaited<ReturnType<EventStore['applyEvents']>>;
     try {
       results = await this.store.applyEvents(writes);
