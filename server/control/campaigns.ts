@@ -91,7 +91,7 @@ export function registerCampaigns(register: Register, ctx: ControlContext): void
     const to = day('to', today);
     const from = day('from', localDay('UTC', Date.parse(`${to}T00:00:00Z`) - 6 * DAY));
     if (from > to) throw new ClientError('invalid_field', `from (${from}) is after to (${to})`, 'from');
-    const span = daysBetween(from, to).length;
+    const span = Math.round((Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY) + 1;
     if (span > LIMITS.deliveryDays)
       throw new ClientError(
         'invalid_field',
