@@ -317,6 +317,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     draining: () => draining,
     measure: () => recorder.stats(),
+    campaigns: () => {
+      const now = Date.now();
+      return service.ruleSet.compiled.campaigns.map((c) => ({
+        id: c.id,
+        inFlight: now >= c.flightStart && now <= c.flightEnd,
+        holdout: c.holdout,
+      }));
+    },
   });
   if (role !== 'admin' && !config.openrtb.secretConfigured && opts.worker === undefined) {
     warn('OPENRTB_SECRET is unset: OpenRTB notices only work on this process, and not after a restart');

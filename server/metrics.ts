@@ -282,6 +282,8 @@ export interface MetricSources {
   workers?: () => number;
   /** Age of the OpenRTB currency rates, seconds; null without a table. */
   ratesAgeSeconds?: () => number | null;
+  /** The active rule set's campaigns: inside their flight now, and their hold-out share. */
+  campaigns?: () => ReadonlyArray<{ id: string; inFlight: boolean; holdout: number }>;
   /** What this thread's decisions delivered, as written to the store (DecisionRecorder). */
   measure?: () => {
     countsWritten: number;
@@ -527,6 +529,28 @@ export class Metrics {
       aggregator: 'min',
       collect: onlyWith(sources, 'ruleset', function (this: Gauge, rs) {
         this.set(rs().version);
+      }),
+    });
+    new Gauge({
+      name: 'mindshare_campaign_in_flight',
+      help: "1 for a campaign of the active rule set inside its flight now, 0 outside it (by campaign: the rule set's, so bounded)",
+      labelNames: ['campaign'],
+      registers: [registry],
+      aggregator: 'max',
+      collect: onlyWith(sources, 'campaigns', function (this: Gauge<'campaign'>, list) {
+        this.reset();
+        for (const c of list()) this.set({ campaign: c.id }, c.inFlight ? 1 : 0);
+      }),
+    });
+    new Gauge({
+      name: 'mindshare_campaign_holdout_ratio',
+      help: "The hold-out share of each campaign of the active rule set (0: none), to compare with the ghosts' share of what it won",
+      labelNames: ['campaign'],
+      registers: [registry],
+      aggregator: 'max',
+      collect: onlyWith(sources, 'campaigns', function (this: Gauge<'campaign'>, list) {
+        this.reset();
+        for (const c of list()) this.set({ campaign: c.id }, c.holdout);
       }),
     });
     new Gauge({

@@ -147,6 +147,7 @@ function claimsOf(
     return 'unknown';
   }
   if (now > expiresAt) return 'unknown';
-  const channel = typeof carried === 'string' ? carried : '';
+  // The eighth element of the signed ids of before was a nonce, not a channel.
+  const channel = carried === 'display' || carried === 'video' || carried === 'native' ? carried : '';
   return { claims: { pid, campaign, creative, imp, price, currency, expiresAt, channel }, signature };
 }
