@@ -54,5 +54,6 @@ export function loadRuleSetFile(path: string, version = 1, now = Date.now()): Ac
     checksum: checksumOf(file.text),
     compiled: compileRuleSet(file.ruleSet),
     activatedAt: now,
+    definition: file.ruleSet,
   };
 }

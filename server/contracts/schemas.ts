@@ -30,6 +30,9 @@ export const LIMITS = {
   fundays: 90,
   /** Days one delivery report may span. */
   deliveryDays: 400,
+  /** People one audience count or what-if reads at most. */
+  audienceSample: 100_000,
+  whatIfSample: 10_000,
 } as const;
 
 /** Lower-case letters, digits, `-` or `_`, starting with a letter (as the data plane takes). */
@@ -226,6 +229,66 @@ export const previewRequestSchema = Type.Object(
   },
 );
 export type PreviewBody = Type.Static<typeof previewRequestSchema>;
+
+/** How many people an audience or what-if reads, and for how long at most. */
+const sampleSize = (max: number, dflt: number) =>
+  Type.Integer({
+    minimum: 1,
+    maximum: max,
+    description: `People to draw (all of them when the store holds fewer); default ${dflt}`,
+  });
+const timeBound = (dflt: number) =>
+  Type.Integer({
+    minimum: 100,
+    maximum: 30_000,
+    description: `Stop drawing after this long, ms (the answer says so with partial: true); default ${dflt}`,
+  });
+
+export const audienceRequestSchema = Type.Object(
+  {
+    segment: Type.Optional(Type.String({ minLength: 1, description: 'A segment of the active rule set' })),
+    when: Type.Optional(
+      Type.Unsafe<Record<string, unknown>>({
+        type: 'object',
+        description:
+          'A draft condition, checked as a segment of the active rule set (it may refer to its segments)',
+      }),
+    ),
+    segments: Type.Optional(
+      Type.Literal('all', { description: 'Every segment of the active rule set, on one sample' }),
+    ),
+    context: Type.Optional(context),
+    sample: Type.Optional(sampleSize(LIMITS.audienceSample, 10_000)),
+    timeoutMs: Type.Optional(timeBound(2_000)),
+  },
+  { additionalProperties: false, description: 'Give one of segment, when or segments' },
+);
+export type AudienceBody = Type.Static<typeof audienceRequestSchema>;
+
+export const whatIfRequestSchema = Type.Object(
+  {
+    ruleset: Type.Union(
+      [Type.String({ minLength: 1 }), Type.Unsafe<Record<string, unknown>>({ type: 'object' })],
+      { description: 'The draft: rule-set text (YAML or JSON) or a rule-set object' },
+    ),
+    placements: placements('The placements to decide, as a decision request names them'),
+    context: Type.Optional(context),
+    sample: Type.Optional(sampleSize(LIMITS.whatIfSample, 1_000)),
+    timeoutMs: Type.Optional(timeBound(5_000)),
+    at: Type.Optional(
+      Type.String({ format: 'date-time', description: 'The moment to decide at; default now' }),
+    ),
+    examples: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 10,
+        description: 'Person ids shown per change (with profiles:read only); default 3',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type WhatIfBody = Type.Static<typeof whatIfRequestSchema>;
 
 export const eventSchema = Type.Object(
   {
@@ -544,6 +607,100 @@ export const liftResponseSchema: JsonSchema = {
     arms: { type: 'object', properties: { treatment: armCounts, control: armCounts } },
     conversions: liftResult,
     purchases: liftResult,
+  },
+};
+
+const estimateProps: Record<string, JsonSchema> = {
+  people: { type: 'integer', description: 'Stored people in the segment (estimated unless exact)' },
+  low: { type: 'integer', description: 'Low end of the 95% interval' },
+  high: { type: 'integer', description: 'High end of the 95% interval' },
+};
+const sampleSchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    people: { type: 'integer', description: 'Distinct people read' },
+    draws: { type: 'integer' },
+    population: { type: 'integer' },
+    populationOf: { type: 'string', enum: ['people', 'keys'], description: 'What the draws were made from' },
+  },
+};
+
+export const audienceResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['ruleset', 'exact', 'partial', 'sample', 'storeReads', 'elapsedMs'],
+  properties: {
+    ruleset: { type: 'integer' },
+    exact: { type: 'boolean', description: 'Every stored person was read' },
+    partial: { type: 'boolean', description: 'Stopped at timeoutMs before drawing the sample asked for' },
+    sample: sampleSchema,
+    storeReads: { type: 'integer', description: 'Commands sent to the store' },
+    elapsedMs: { type: 'integer' },
+    interval: { type: 'string' },
+    ...estimateProps,
+    segments: {
+      type: 'array',
+      items: { type: 'object', properties: { segment: { type: 'string' }, ...estimateProps } },
+    },
+  },
+};
+
+const whatIfChoice: JsonSchema = {
+  type: ['object', 'null'],
+  description: 'A campaign and creative; null for no fill',
+  properties: { campaign: { type: 'string' }, creative: { type: 'string' } },
+};
+
+export const whatIfResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['active', 'sample', 'decisions', 'changed', 'fill', 'campaigns', 'changes'],
+  properties: {
+    active: { type: 'integer', description: 'The active version compared with' },
+    sample: sampleSchema,
+    exact: { type: 'boolean' },
+    partial: { type: 'boolean' },
+    decisions: { type: 'integer', description: 'People decided x placements' },
+    changed: { type: 'integer', description: 'Decisions whose campaign or creative differ' },
+    fill: {
+      type: 'object',
+      properties: { before: { type: 'number' }, after: { type: 'number' } },
+      description: 'Share of decisions filled, active and draft',
+    },
+    campaigns: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          campaign: { type: 'string' },
+          before: { type: 'integer' },
+          after: { type: 'integer' },
+          gained: {
+            type: 'integer',
+            description: 'Decisions the draft gives it that the active set did not',
+          },
+          lost: { type: 'integer' },
+        },
+      },
+    },
+    changes: {
+      type: 'array',
+      description: 'The most frequent changes, most first',
+      items: {
+        type: 'object',
+        properties: {
+          placement: { type: 'string' },
+          from: whatIfChoice,
+          to: whatIfChoice,
+          decisions: { type: 'integer' },
+          examples: {
+            type: 'array',
+            items: { type: 'string' },
+            description: 'Person ids (profiles:read only)',
+          },
+        },
+      },
+    },
+    storeReads: { type: 'integer' },
+    elapsedMs: { type: 'integer' },
   },
 };
 

@@ -16,6 +16,7 @@ import { check } from '../contracts/check.js';
 import { ClientError, type ErrorBody, RuleSetInvalid } from '../errors.js';
 import { StoreDataLostError } from '../store/redis.js';
 import { NotReplicatedError } from '../store/redis-client.js';
+import { registerAudience } from './audience.js';
 import { type Caller, hasScope, TokenAuth } from './auth.js';
 import { decodeText, mediaType, parseJson, readBody } from './body.js';
 import { registerCampaigns } from './campaigns.js';
@@ -28,6 +29,7 @@ import { registerProfiles } from './profiles.js';
 import { registerRates } from './rates.js';
 import { honoPath, ROUTES, type RouteSpec, routeSpec, YAML_TYPES } from './routes.js';
 import { registerRuleSets } from './rulesets.js';
+import { registerWhatIf } from './what-if.js';
 
 export type { ControlDeps } from './context.js';
 
@@ -108,6 +110,8 @@ export function createControlApp(deps: ControlDeps): Hono {
   registerEvents(register, ctx);
   registerFunnels(register, ctx);
   registerCampaigns(register, ctx);
+  registerAudience(register, ctx);
+  registerWhatIf(register, ctx);
   registerRates(register, ctx);
   let doc: Record<string, unknown> | null = null;
   register('openapi', ({ c }) => c.json((doc ??= buildOpenApi())));

@@ -6,12 +6,12 @@ import type { Context } from 'hono';
 import type { ActiveRuleSet } from '../decision/service.js';
 import type { CurrencyRates } from '../openrtb/rates.js';
 import type { ApiToken } from '../scopes.js';
-import type { EventStore, MeasureStore, ProfileStore, RuleSetStore } from '../store/types.js';
+import type { EventStore, MeasureStore, ProfileStore, RuleSetStore, SampleStore } from '../store/types.js';
 import type { Caller } from './auth.js';
 
 export interface ControlDeps {
   /** Profiles and events; writes through it are announced to the fleet by the store (CachedStore). */
-  profiles: ProfileStore & EventStore & MeasureStore;
+  profiles: ProfileStore & EventStore & MeasureStore & SampleStore;
   rulesets: RuleSetStore;
   tokens: ApiToken[];
   /** The rule set this instance decides with now. */

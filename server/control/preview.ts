@@ -26,18 +26,8 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
       const active = ctx.deps.active();
       return { label: active.version, compiled: active.compiled };
     }
-    if (typeof ruleset === 'string')
-      return {
-        label: 'draft',
-        compiled: await compileRuleSetInSlices(
-          await parseOrThrow(ruleset, undefined, ctx.rulesetCheckTimeoutMs),
-        ),
-      };
-    if (typeof ruleset === 'object') {
-      // As JSON text, so that a large draft is checked off this thread like an upload.
-      const draft = await parseOrThrow(JSON.stringify(ruleset), 'json', ctx.rulesetCheckTimeoutMs);
-      return { label: 'draft', compiled: await compileRuleSetInSlices(draft) };
-    }
+    if (typeof ruleset === 'string' || typeof ruleset === 'object')
+      return { label: 'draft', compiled: await draftRuleSet(ctx, ruleset) };
     const stored = await ctx.storeCall('read the rule set', () => ctx.deps.rulesets.getRuleSet(ruleset));
     if (stored === null) {
       throw new ClientError('ruleset_not_found', `There is no rule set version ${ruleset}`, 'ruleset');
@@ -116,6 +106,21 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
       explain: result.explain,
     });
   });
+}
+
+/**
+ * A draft, checked like an upload (422 with every error) and compiled: rule-set text, or a
+ * rule-set object (as JSON text, so that a large draft is checked off this thread too).
+ */
+export async function draftRuleSet(
+  ctx: ControlContext,
+  draft: string | Record<string, unknown>,
+): Promise<CompiledRuleSet> {
+  const value =
+    typeof draft === 'string'
+      ? await parseOrThrow(draft, undefined, ctx.rulesetCheckTimeoutMs)
+      : await parseOrThrow(JSON.stringify(draft), 'json', ctx.rulesetCheckTimeoutMs);
+  return compileRuleSetInSlices(value);
 }
 
 /** Placement ids must be unique, as on the data plane (the same check). */

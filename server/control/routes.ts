@@ -9,6 +9,8 @@
 
 import {
   aliasesSchema,
+  audienceRequestSchema,
+  audienceResponseSchema,
   decideRequestSchema,
   decideResponseSchema,
   deliveryResponseSchema,
@@ -26,6 +28,8 @@ import {
   profileSchema,
   ratesSchema,
   ruleSetMetaSchema,
+  whatIfRequestSchema,
+  whatIfResponseSchema,
 } from '../contracts/schemas.js';
 import type { ErrorCode } from '../errors.js';
 import type { Scope } from '../scopes.js';
@@ -270,6 +274,35 @@ export const ROUTES: readonly RouteSpec[] = [
     body: { kind: 'json', contentTypes: JSON_TYPES, schema: previewRequestSchema, limit: 'ruleset' },
     responses: { 200: ok('The decision', previewResponseSchema) },
     errors: ['invalid_ruleset', 'ruleset_not_found', 'store_unavailable'],
+  },
+  {
+    id: 'whatIf',
+    method: 'post',
+    path: '/v1/rulesets/what-if',
+    tag: 'rulesets',
+    summary:
+      'What a draft would change: the draft and the active rule set decided side by side for a sample of stored people',
+    description:
+      'How many decisions change (campaign or creative), fill before and after, per campaign what it gains and loses, and the most frequent changes with example person ids (with profiles:read only). The draft is validated (422 with every error) and never stored.',
+    scope: 'rules:read',
+    servedBy: 'control',
+    body: { kind: 'json', contentTypes: JSON_TYPES, schema: whatIfRequestSchema, limit: 'ruleset' },
+    responses: { 200: ok('The comparison', whatIfResponseSchema) },
+    errors: ['invalid_ruleset', 'store_unavailable'],
+  },
+  {
+    id: 'postAudience',
+    method: 'post',
+    path: '/v1/audience',
+    tag: 'campaigns',
+    summary: 'How many stored people a segment (or a draft condition) holds',
+    description:
+      'Counted on a uniform sample of stored people: exact when the store holds no more than `sample` people, else an estimate with its 95% interval; within `timeoutMs`. `segments: "all"` sizes every segment of the active rule set on one sample. A draft condition is validated as a segment of the active rule set (422 with every error, paths under `when`).',
+    scope: 'rules:read',
+    servedBy: 'control',
+    body: { kind: 'json', contentTypes: JSON_TYPES, schema: audienceRequestSchema },
+    responses: { 200: ok('The size', audienceResponseSchema) },
+    errors: ['invalid_ruleset', 'store_unavailable'],
   },
   {
     id: 'importProfiles',

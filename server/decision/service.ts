@@ -10,6 +10,7 @@ import type {
   FrequencyCounters,
   Ghost,
   PlacementDecision,
+  RuleSet,
 } from '../../rules/types.js';
 import type { CacheLookups, PersonRecord, ProfileStore } from '../store/types.js';
 import { findPerson, profileToDecide } from './identity.js';
@@ -22,6 +23,11 @@ export interface ActiveRuleSet {
   readonly checksum: string;
   readonly compiled: CompiledRuleSet;
   readonly activatedAt: number;
+  /**
+   * The rule set as written, when it was not read from the store (a file); a stored version's is
+   * read from the store by whoever needs it, rather than kept on every thread.
+   */
+  readonly definition?: RuleSet;
 }
 
 export interface DecideOutput {

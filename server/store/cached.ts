@@ -35,6 +35,7 @@ import type {
   FoundByAlias,
   FunnelCounts,
   LiftCounts,
+  PeopleSample,
   PersonRecord,
   PersonStore,
   ProfilePatch,
@@ -417,6 +418,10 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
 
   lift(campaign: string): Promise<LiftCounts> {
     return this.backing.lift(campaign);
+  }
+
+  samplePeople(n: number, deadline: number): Promise<PeopleSample> {
+    return this.backing.samplePeople(n, deadline);
   }
 
   ping(): Promise<void> {

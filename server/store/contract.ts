@@ -721,6 +721,28 @@ export function describeStoreContract(
       for (const pid of [a, late, early]) await store.forgetPerson(pid);
     });
 
+    it('draws stored people at random, every one of them when there are few', async () => {
+      const tag = freshId('sample');
+      const ids = Array.from({ length: 30 }, (_, i) => `${tag}-${i}`);
+      await store.putProfiles(ids.map((id) => ({ id, tags: ['t:sampled'] })));
+      const far = performance.now() + 30_000;
+      const all = await store.samplePeople(1_000_000, far);
+      const mine = all.people.filter((p) => p.pid.startsWith(tag));
+      // Every person of ours, once, with their record (other tests' people may share the server).
+      expect(mine.map((p) => p.pid).sort()).toEqual([...ids].sort());
+      expect(mine.every((p) => p.record.profile?.tags.includes('t:sampled') && p.draws >= 1)).toBe(true);
+      expect(all.exact).toBe(true);
+      expect(all.population).toBe(all.people.length);
+      expect(all.drawn).toBe(all.people.length);
+      // Fewer than there are: at most that many, drawn without replacement.
+      const few = await store.samplePeople(5, far);
+      expect(few.exact).toBe(false);
+      expect(few.people).toHaveLength(5);
+      expect(new Set(few.people.map((p) => p.pid)).size).toBe(5);
+      expect(few.population).toBe(all.people.length);
+      for (const id of ids) await store.forgetPerson(id);
+    });
+
     it('keeps delivery rows per day, creative and channel, from counts and from events', async () => {
       const c = freshId('campaign "odd|name/é"');
       const pid = freshId('d');

@@ -36,9 +36,11 @@ import type {
   FunnelCounts,
   LiftCounts,
   MeasureStore,
+  PeopleSample,
   PersonRecord,
   ProfilePatch,
   ProfileStore,
+  SampleStore,
 } from './types.js';
 
 export interface EmbeddedStoreOptions {
@@ -62,7 +64,7 @@ interface CounterHash {
   expiresAt: number;
 }
 
-export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore {
+export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore, SampleStore {
   readonly kind = 'embedded' as const;
   private readonly now: () => number;
   private readonly dedupeMs: number;
@@ -246,6 +248,26 @@ export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore {
   }
 
   // ---- measurement -----------------------------------------------------------------------------
+
+  /** Every person when there are at most `n`; else `n` drawn without replacement (a partial shuffle). */
+  async samplePeople(n: number, _deadline: number): Promise<PeopleSample> {
+    this.check();
+    const ids = [...this.profiles.keys()];
+    const exact = ids.length <= n;
+    const take = exact ? ids.length : n;
+    for (let i = 0; i < take && !exact; i++) {
+      const j = i + Math.floor(Math.random() * (ids.length - i));
+      const t = ids[i]!;
+      ids[i] = ids[j]!;
+      ids[j] = t;
+    }
+    const people = ids.slice(0, take).map((pid) => ({
+      pid,
+      record: { profile: this.readProfile(pid), counters: this.readCounters(pid) },
+      draws: 1,
+    }));
+    return { people, population: ids.length, drawn: take, exact, partial: false, reads: take };
+  }
 
   async addDelivery(adds: readonly DeliveryAdd[]): Promise<void> {
     this.check();

@@ -64,6 +64,7 @@ import { RedisFunnel } from './redis-funnel.js';
 import { RedisIdentity, StaleIds, type StoreIdentity, type StoreReset } from './redis-identity.js';
 import { RedisKeys } from './redis-keys.js';
 import { RedisMeasure } from './redis-measure.js';
+import { EXACT_KEYS, sampleRedisPeople } from './redis-sample.js';
 import { DictionarySweep } from './redis-sweep.js';
 import { type Arg, type LuaScript, luaScript } from './resp.js';
 
@@ -78,6 +79,7 @@ import type {
   FoundByAlias,
   FunnelCounts,
   LiftCounts,
+  PeopleSample,
   PersonRecord,
   ProfilePatch,
   ProfileStore,
@@ -111,6 +113,8 @@ export type RedisStoreOptions = (
     movesTtlMs?: number;
     /** How long delivery rows, lift counts and exposures are kept after their last change, ms. Default 400 days. */
     measureRetentionMs?: number;
+    /** samplePeople reads every person of a store with at most this many keys. Default 50,000. */
+    sampleExactKeys?: number;
     /**
      * How often this store takes a turn at gathering the funnel counts of a sixteenth of the slots
      * in the background (0: never; they are gathered whole before every read anyway). The fleet
@@ -194,6 +198,7 @@ export class RedisStore implements ProfileStore, EventStore {
   /** The funnel counts and their fold. */
   private readonly funnelCounts: RedisFunnel;
   private readonly measure: RedisMeasure;
+  private readonly sampleExactKeys: number;
   /** Erasing the strings only deleted people held. */
   private readonly dictSweep: DictionarySweep;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -257,6 +262,7 @@ export class RedisStore implements ProfileStore, EventStore {
       measureRetentionMs,
       ready,
     );
+    this.sampleExactKeys = opts.sampleExactKeys ?? EXACT_KEYS;
     this.measure = new RedisMeasure(
       this.client,
       this.keys,
@@ -837,6 +843,18 @@ export class RedisStore implements ProfileStore, EventStore {
 
   lift(campaign: string): Promise<LiftCounts> {
     return this.measure.lift(campaign);
+  }
+
+  async samplePeople(n: number, deadline: number): Promise<PeopleSample> {
+    await this.ready();
+    return sampleRedisPeople(
+      this.client,
+      this.keys,
+      (pid) => this.loadPerson(pid),
+      n,
+      deadline,
+      this.sampleExactKeys,
+    );
   }
 
   funnel(brand: string, fromDay: string, toDay: string): Promise<FunnelCounts> {

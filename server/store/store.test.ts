@@ -268,6 +268,37 @@ for (const [name, startTarget] of [
       }
     });
 
+    it('estimates how many people hold a tag from keys drawn at random, whatever else the server holds', async () => {
+      const store = open('sample:', { sampleExactKeys: 0 });
+      try {
+        const people = Array.from({ length: 600 }, (_, i) => ({
+          id: `s-${i}`,
+          tags: [i % 3 === 0 ? 'kind:wanted' : 'kind:other'],
+        }));
+        await store.putProfiles(people);
+        // More than there are: draws go on to their bound (100,000), across every master.
+        const s = await store.samplePeople(10_000, performance.now() + 60_000);
+        expect(s.exact).toBe(false);
+        expect(s.drawn).toBe(100_000);
+        expect(s.population).toBeGreaterThanOrEqual(600);
+        const mine = s.people.filter((p) => p.pid.startsWith('s-'));
+        expect(mine.length).toBeGreaterThan(500);
+        const hits = mine
+          .filter((p) => p.record.profile?.tags.includes('kind:wanted'))
+          .reduce((n, p) => n + p.draws, 0);
+        const share = hits / s.drawn;
+        const estimate = share * s.population;
+        // Within four standard errors of the 200 there are (fails by chance about once in 15,000 runs).
+        const sd = s.population * Math.sqrt((share * (1 - share)) / s.drawn);
+        expect(Math.abs(estimate - 200)).toBeLessThan(4 * sd + 1);
+        // A deadline already past: nothing drawn, said so.
+        const late = await store.samplePeople(10, performance.now() - 1);
+        expect(late).toMatchObject({ partial: true, drawn: 0, people: [] });
+      } finally {
+        await store.close();
+      }
+    }, 60_000);
+
     it('keeps a demo person in one value of under 80 bytes', async () => {
       const store = open('compact:');
       try {

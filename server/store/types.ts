@@ -295,8 +295,35 @@ export interface Bus {
   close(): Promise<void>;
 }
 
+/** People drawn at random from a store (audience sizes, what-if). */
+export interface PeopleSample {
+  /** Distinct people drawn, with their records, and how many of the draws fell on each. */
+  people: Array<{ pid: string; record: PersonRecord; draws: number }>;
+  /**
+   * What the draws were made from: every key of the store (Redis: keys drawn at random with
+   * replacement; a draw that is not a person is a draw all the same), or every person (exact).
+   * A share of the draws times `population` estimates a number of people.
+   */
+  population: number;
+  drawn: number;
+  /** Every stored person was read: counts are exact. */
+  exact: boolean;
+  /** Whether it stopped at the deadline before drawing `n` people. */
+  partial: boolean;
+  /** Commands sent to the store, for the report. */
+  reads: number;
+}
+
+export interface SampleStore {
+  /**
+   * About `n` distinct stored people drawn uniformly at random, every one when the store holds
+   * few; stops drawing at `deadline` (performance.now() time).
+   */
+  samplePeople(n: number, deadline: number): Promise<PeopleSample>;
+}
+
 /** A profile store that also takes events, patches and answers funnels (both backends are one). */
-export type PersonStore = ProfileStore & EventStore & MeasureStore;
+export type PersonStore = ProfileStore & EventStore & MeasureStore & SampleStore;
 
 /** What loadPersonByAlias finds: both null when the alias names nobody. */
 export interface FoundByAlias {
