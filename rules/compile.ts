@@ -396,6 +396,15 @@ export class CompiledRuleSet implements RuleTables {
     return typeof stage === 'string' ? (this.stageIndex.get(stage) ?? -1) : -1;
   }
 
+  /**
+   * The time zone a brand's days are counted in (funnel moves): that of its first campaign in
+   * rule order (`timing.timezone`), else UTC.
+   */
+  brandTimezone(brand: string): string {
+    for (const c of this.campaigns) if (c.brand === brand) return c.timezone;
+    return 'UTC';
+  }
+
   /** Whether the rule set names `brand`: in a campaign, a stage condition or a stage move. */
   knowsBrand(brand: string): boolean {
     if (this.knownBrands === null) {

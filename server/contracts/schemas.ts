@@ -710,9 +710,13 @@ export const funnelResponseSchema: JsonSchema = {
   properties: {
     brand: { type: 'string' },
     ruleset: { type: 'integer' },
+    timezone: {
+      type: 'string',
+      description: "The brand's time zone (its first campaign's, else UTC): what its days are",
+    },
     days: { type: 'integer' },
-    from: { type: 'string', description: 'First day of the window (UTC), YYYY-MM-DD' },
-    to: { type: 'string', description: 'Last day of the window (UTC), today' },
+    from: { type: 'string', description: "First day of the window (the brand's time zone), YYYY-MM-DD" },
+    to: { type: 'string', description: "Last day of the window, today in the brand's time zone" },
     stages: {
       type: 'array',
       items: {

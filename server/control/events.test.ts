@@ -169,6 +169,34 @@ describe('events', () => {
     }
   });
 
+  it("counts moves on the brand's days (its campaigns' time zone), and reads the window there", async () => {
+    const kit = await makeKit();
+    await kit.store.putProfiles([{ id: 'tz-1', tags: [] }]);
+    // 20:30 UTC on the 24th is 04:30 on the 25th in Shanghai, vivo's campaigns' zone.
+    kit.clock.now = Date.parse('2026-11-24T21:00:00Z');
+    const r = await kit.req('POST', '/v1/events', {
+      body: {
+        eventId: 'tz-e',
+        type: 'click',
+        user: { id: 'tz-1' },
+        brand: 'vivo',
+        at: '2026-11-24T20:30:00Z',
+      },
+    });
+    expect(r.body.results[0].moved).toEqual({ brand: 'vivo', from: 'aware', to: 'appeal' });
+    const f = await kit.req('GET', '/v1/funnels/vivo?days=2');
+    expect(f.body).toMatchObject({ timezone: 'Asia/Shanghai', from: '2026-11-24', to: '2026-11-25' });
+    expect(f.body.daily).toEqual([
+      { day: '2026-11-24', moves: {} },
+      { day: '2026-11-25', moves: { 'aware>appeal': 1 } },
+    ]);
+    // A brand without campaigns counts in UTC.
+    expect((await kit.req('GET', '/v1/funnels/nobrand?days=1')).body).toMatchObject({
+      timezone: 'UTC',
+      to: '2026-11-24',
+    });
+  });
+
   it('checks the whole batch first and applies nothing when one event is invalid', async () => {
     const kit = await makeKit();
     await people(kit);

@@ -224,7 +224,12 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
         }
         const next = stageMoveMap(compiled, brand, e.type);
         if (Object.entries(next).some(([from, to]) => from !== to))
-          write.stage = { brand, defaultStage: compiled.defaultStage, next };
+          write.stage = {
+            brand,
+            defaultStage: compiled.defaultStage,
+            next,
+            day: localDay(compiled.brandTimezone(brand), at),
+          };
       }
       writes.push(write);
       writeOf.push(i);

@@ -6,9 +6,11 @@
  *
  * that is, the share of the people who were at `a` during the window (those still there plus
  * those who moved on to `b`) who moved to `b`. Only direct moves count; null when nobody was at
- * `a`. Days are UTC; the window ends today.
+ * `a`. Days are the brand's time zone's (its first campaign's, else UTC: CompiledRuleSet.brandTimezone),
+ * as events count their moves; the window ends today there.
  */
 
+import { localDay } from '../../rules/time.js';
 import { LIMITS } from '../contracts/schemas.js';
 import { ClientError } from '../errors.js';
 import type { ControlContext, Register } from './context.js';
@@ -35,10 +37,11 @@ export function registerFunnels(register: Register, ctx: ControlContext): void {
       );
     }
     const now = ctx.now();
-    const to = dayOf(now);
-    const from = dayOf(now - (days - 1) * DAY);
-    const counts = await ctx.storeCall('read the funnel', () => ctx.deps.profiles.funnel(brand, from, to));
     const active = ctx.deps.active();
+    const timezone = active.compiled.brandTimezone(brand);
+    const to = localDay(timezone, now);
+    const from = dayOf(Date.parse(`${to}T00:00:00Z`) - (days - 1) * DAY);
+    const counts = await ctx.storeCall('read the funnel', () => ctx.deps.profiles.funnel(brand, from, to));
     const ladder = active.compiled.funnel;
     const onLadder = new Set(ladder);
     const others = Object.keys(counts.stages)
@@ -50,7 +53,7 @@ export function registerFunnels(register: Register, ctx: ControlContext): void {
       ...others.map((stage) => ({ stage, people: people(stage), onLadder: false })),
     ];
     const daily: Array<{ day: string; moves: Record<string, number> }> = [];
-    for (let t = now - (days - 1) * DAY; dayOf(t) <= to; t += DAY) {
+    for (let t = Date.parse(`${from}T00:00:00Z`); dayOf(t) <= to; t += DAY) {
       const day = dayOf(t);
       daily.push({ day, moves: { ...(counts.moves[day] ?? {}) } });
     }
@@ -63,6 +66,6 @@ export function registerFunnels(register: Register, ctx: ControlContext): void {
       const base = people(a) + moved;
       flow.push({ from: a, to: b, moved, rate: base === 0 ? null : moved / base });
     }
-    return c.json({ brand, ruleset: active.version, days, from, to, stages, flow, daily });
+    return c.json({ brand, ruleset: active.version, timezone, days, from, to, stages, flow, daily });
   });
 }

@@ -431,7 +431,7 @@ export const ROUTES: readonly RouteSpec[] = [
       {
         name: 'days',
         in: 'query',
-        description: `The window of moves, in days ending today (UTC); 1 to ${LIMITS.fundays}`,
+        description: `The window of moves, in days ending today (the brand's time zone: its first campaign's, else UTC); 1 to ${LIMITS.fundays}`,
         schema: { type: 'integer', minimum: 1, maximum: LIMITS.fundays, default: 7 },
       },
     ],

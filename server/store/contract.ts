@@ -644,6 +644,23 @@ export function describeStoreContract(
       for (const pid of [0, 1, 2]) await store.forgetPerson(`${b}-p${pid}`);
     });
 
+    it("counts a move on the day the event names (the brand's time zone's), else the UTC day", async () => {
+      const b = freshId('brand');
+      const pid = `${b}-p`;
+      await store.applyEvents([
+        {
+          eventId: freshId('d'),
+          pid,
+          at: Date.parse('2026-11-24T20:30:00.000Z'),
+          stage: { brand: b, defaultStage: 'aware', next: { aware: 'appeal' }, day: '2026-11-25' },
+        },
+      ]);
+      expect((await store.funnel(b, '2026-11-24', '2026-11-25')).moves).toEqual({
+        '2026-11-25': { 'aware>appeal': 1 },
+      });
+      await store.forgetPerson(pid);
+    });
+
     it('counts each exposed person once per arm, and a window again once it closed', async () => {
       const c = freshId('campaign');
       const [a, b, z] = [freshId('x'), freshId('x'), freshId('x')];

@@ -223,7 +223,7 @@ export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore, Sa
 
   private applyEvent(event: EventWrite, now: number): EventResult {
     // Everything that can fail is worked out before anything changes: all or nothing.
-    const day = utcDay(event.at);
+    const day = event.stage?.day ?? utcDay(event.at);
     let seen = this.seenEvents.get(event.pid);
     const seenUntil = seen?.get(event.eventId);
     if (seenUntil !== undefined && seenUntil > now) return { outcome: 'duplicate' };

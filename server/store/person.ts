@@ -219,6 +219,7 @@ export function checkEvent(event: EventWrite): void {
       throw new TypeError('a stage move needs a brand and a default stage');
     for (const key of Object.keys(next))
       if (typeof next[key] !== 'string') throw new TypeError(`stage move from ${key}: not a stage`);
+    if (event.stage.day !== undefined) daysBetween(event.stage.day, event.stage.day);
   }
   if (event.impression !== undefined && typeof event.impression.campaign !== 'string')
     throw new TypeError('an impression needs a campaign id');

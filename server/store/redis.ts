@@ -734,7 +734,7 @@ export class RedisStore implements ProfileStore, EventStore {
         if (known === undefined) missing.add(name);
         return known ?? 0;
       };
-      args.push('1', id(brand), id(defaultStage), utcDay(event.at));
+      args.push('1', id(brand), id(defaultStage), event.stage.day ?? utcDay(event.at));
       for (const from of Object.keys(next)) table.push(from === '*' ? '*' : id(from), id(next[from]!));
     }
     args.push(event.outcome ?? '', this.measure.retentionMs, event.delivery?.length ?? 0);

@@ -93,7 +93,13 @@ export interface EventWrite {
    * moves them to; a current stage not listed does not move, except that `*` stands for any
    * stage not named (off the ladder). A person with no stage recorded is at `defaultStage`.
    */
-  stage?: { brand: string; defaultStage: string; next: Readonly<Record<string, string>> };
+  stage?: {
+    brand: string;
+    defaultStage: string;
+    next: Readonly<Record<string, string>>;
+    /** The day a move counts on (`YYYY-MM-DD`, the brand's time zone); default the UTC day of `at`. */
+    day?: string;
+  };
   /** Delivery counts the event adds (an impression, click, conversion or purchase of a campaign, spend). */
   delivery?: readonly DeliveryAdd[];
   /**
