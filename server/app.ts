@@ -25,7 +25,7 @@ import { isTransient } from './store/redis-client.js';
 import { RedisRuleSets } from './store/redis-rulesets.js';
 import { retryDelay } from './store/resp.js';
 import { EmbeddedRuleSets } from './store/rulesets.js';
-import type { Bus, PersonStore, RuleSetStore } from './store/types.js';
+import type { Bus, LiftCounts, PersonStore, RuleSetStore } from './store/types.js';
 
 /** Where profiles, rule-set versions and fleet announcements live. */
 export interface Backend {
@@ -304,6 +304,25 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw e;
   }
 
+  // Lift counts of the campaigns with a hold-out, read once a minute by the instance that serves
+  // the control plane, for Prometheus (the lift report itself reads them fresh).
+  let liftSnapshot: Array<{ id: string; counts: LiftCounts }> = [];
+  const readLift = async () => {
+    const campaigns = service.ruleSet.compiled.campaigns
+      .filter((c) => c.holdout > 0)
+      .slice(0, MAX_LIFT_GAUGES);
+    const next = [];
+    for (const c of campaigns) next.push({ id: c.id, counts: await backend.people.lift(c.id) });
+    liftSnapshot = next;
+  };
+  const liftTimer =
+    role === 'data'
+      ? null
+      : setInterval(() => {
+          readLift().catch(() => {});
+        }, LIFT_GAUGES_EVERY_MS);
+  liftTimer?.unref();
+  if (role !== 'data') readLift().catch(() => {});
   let inFlight = 0;
   let draining = false;
   let closing = false;
@@ -317,6 +336,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     draining: () => draining,
     measure: () => recorder.stats(),
+    lift: () => liftSnapshot,
     campaigns: () => {
       const now = Date.now();
       return service.ruleSet.compiled.campaigns.map((c) => ({
@@ -420,6 +440,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     data?.close();
     sync.stop();
     rates.stop();
+    if (liftTimer !== null) clearInterval(liftTimer);
     unsubscribe();
     await recorder.close();
     if (ownsBackend) await backend.close();
@@ -460,6 +481,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       admin?.close();
       sync.stop();
       rates.stop();
+      if (liftTimer !== null) clearInterval(liftTimer);
       unsubscribe();
       await recorder.close();
       if (ownsBackend) await backend.close();
@@ -481,6 +503,9 @@ async function activeRuleSet(rulesets: RuleSetStore, log: (line: string) => void
  * time a turn (reads gather everything first, so they are exact whatever this is).
  */
 const FOLD_EVERY_MS = 1000;
+/** How often lift counts are read for Prometheus, and for how many campaigns at most. */
+const LIFT_GAUGES_EVERY_MS = 60_000;
+const MAX_LIFT_GAUGES = 100;
 
 /**
  * A data-plane worker found no active rule set: the store lost its data (a Redis restarted empty

@@ -284,6 +284,11 @@ export interface MetricSources {
   ratesAgeSeconds?: () => number | null;
   /** The active rule set's campaigns: inside their flight now, and their hold-out share. */
   campaigns?: () => ReadonlyArray<{ id: string; inFlight: boolean; holdout: number }>;
+  /** Lift counts of the campaigns with a hold-out, as last read (once a minute). */
+  lift?: () => ReadonlyArray<{
+    id: string;
+    counts: Record<'treatment' | 'control', { people: number; conversions: number; purchases: number }>;
+  }>;
   /** What this thread's decisions delivered, as written to the store (DecisionRecorder). */
   measure?: () => {
     countsWritten: number;
@@ -551,6 +556,22 @@ export class Metrics {
       collect: onlyWith(sources, 'campaigns', function (this: Gauge<'campaign'>, list) {
         this.reset();
         for (const c of list()) this.set({ campaign: c.id }, c.holdout);
+      }),
+    });
+    new Gauge({
+      name: 'mindshare_campaign_lift_people',
+      help: 'People exposed to a campaign with a hold-out, by arm (treatment: shown; control: held out), and of them those with a conversion or purchase in the attribution window (outcome: exposed, conversions, purchases). Read from the store once a minute; GET /v1/campaigns/{id}/lift has the interval',
+      labelNames: ['campaign', 'arm', 'outcome'],
+      registers: [registry],
+      aggregator: 'max',
+      collect: onlyWith(sources, 'lift', function (this: Gauge<'campaign' | 'arm' | 'outcome'>, list) {
+        this.reset();
+        for (const { id, counts } of list())
+          for (const arm of ['treatment', 'control'] as const) {
+            this.set({ campaign: id, arm, outcome: 'exposed' }, counts[arm].people);
+            this.set({ campaign: id, arm, outcome: 'conversions' }, counts[arm].conversions);
+            this.set({ campaign: id, arm, outcome: 'purchases' }, counts[arm].purchases);
+          }
       }),
     });
     new Gauge({

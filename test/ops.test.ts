@@ -74,6 +74,14 @@ const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
   mindshare_ghost_exposures_total: { kind: 'counter', labels: { campaign: null } },
   mindshare_campaign_in_flight: { kind: 'gauge', labels: { campaign: null } },
   mindshare_campaign_holdout_ratio: { kind: 'gauge', labels: { campaign: null } },
+  mindshare_campaign_lift_people: {
+    kind: 'gauge',
+    labels: {
+      campaign: null,
+      arm: ['treatment', 'control'],
+      outcome: ['exposed', 'conversions', 'purchases'],
+    },
+  },
   mindshare_measure_writes_total: { kind: 'counter', labels: { kind: ['counts', 'exposures'] } },
   mindshare_measure_dropped_total: { kind: 'counter', labels: { kind: ['counts', 'exposures'] } },
   mindshare_draining: { kind: 'gauge', labels: {} },

@@ -189,6 +189,25 @@ describe('the data plane in two worker threads, with Redis', () => {
     // Process metrics once, from the main thread.
     expect(samples(text, 'process_cpu_user_seconds_total')).toHaveLength(1);
     expect(text.match(/^# TYPE mindshare_decision_duration_seconds histogram$/gm)).toHaveLength(1);
+    // What both workers decided reaches the campaign's delivery (each sends its own batches), and
+    // the one person decided 200 times is one person in its lift.
+    const campaign = answers[0]!.body.decisions[0].campaign ?? 'x90-launch';
+    const admin = `http://127.0.0.1:${server.adminPort}`;
+    const until = Date.now() + 10_000;
+    let totals: { decisions: number; ghosts: number } = { decisions: 0, ghosts: 0 };
+    while (totals.decisions + totals.ghosts < N && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 100));
+      totals = (
+        (await (await fetch(`${admin}/v1/campaigns/${campaign}/delivery`)).json()) as {
+          totals: typeof totals;
+        }
+      ).totals;
+    }
+    expect(totals.decisions + totals.ghosts).toBe(N);
+    const lift = (await (await fetch(`${admin}/v1/campaigns/x90-launch/lift`)).json()) as {
+      arms: Record<string, { people: number }>;
+    };
+    expect(lift.arms.treatment!.people + lift.arms.control!.people).toBe(1);
   }, 60_000);
 
   it('brings a rule-set activation to every worker; the scrape shows the lowest version served', async () => {
