@@ -81,18 +81,19 @@ export function registerAudience(register: Register, ctx: ControlContext): void 
     const sample = await ctx.storeCall('sample stored people', () =>
       ctx.deps.profiles.samplePeople(body.sample ?? AUDIENCE_DEFAULTS.sample, deadline),
     );
-    const matched = new Array<number>(targets.length).fill(0);
+    // Draws per segment index, from the matched list: every segment at once costs what the person
+    // matches, not what the rule set holds.
+    const bySegment = new Float64Array(compiled.segments.length);
     const evaluator = compiled.evaluator;
     const contextTags = body.context?.tags;
     let evaluated = 0;
     for (const p of sample.people) {
       if (p.record.profile === null) continue;
-      evaluator.evaluate(p.record.profile, contextTags, false);
-      for (let t = 0; t < targets.length; t++)
-        if (evaluator.segmentMatched(targets[t]!.index)) matched[t]! += p.draws;
+      const { list, count } = evaluator.evaluate(p.record.profile, contextTags, false);
+      for (let i = 0; i < count; i++) bySegment[list[i]!] = bySegment[list[i]!]! + p.draws;
       if (++evaluated % SLICE === 0) await yieldToLoop();
     }
-    const results = targets.map((t, i) => ({ segment: t.id, ...estimate(matched[i]!, sample) }));
+    const results = targets.map((t) => ({ segment: t.id, ...estimate(bySegment[t.index]!, sample) }));
     const answer = {
       ruleset: active.version,
       exact: sample.exact,
