@@ -311,9 +311,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const campaigns = service.ruleSet.compiled.campaigns
       .filter((c) => c.holdout > 0)
       .slice(0, MAX_LIFT_GAUGES);
-    const next = [];
-    for (const c of campaigns) next.push({ id: c.id, counts: await backend.people.lift(c.id) });
-    liftSnapshot = next;
+    // Together: on Redis the reads share one fold of the pending counts.
+    const counts = await Promise.all(campaigns.map((c) => backend.people.lift(c.id)));
+    liftSnapshot = campaigns.map((c, i) => ({ id: c.id, counts: counts[i]! }));
   };
   const liftTimer =
     role === 'data'

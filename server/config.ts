@@ -203,7 +203,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: 'MEASURE_RETENTION_DAYS',
     default: '400',
     description:
-      "How long delivery rows, lift counts and people's exposure records are kept after their last change, days (1 to 3,660). Delivery reports reach back this far",
+      "How long delivery rows, lift counts and people's exposure records are kept after their last change, days (90 to 3,660: at least the longest attribution window, so that no record expires inside its window). Delivery reports reach back this far",
   },
   {
     name: 'MEASURE_FLUSH_MS',
@@ -386,7 +386,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisLeanReads: bool('REDIS_LEAN_READS', env.REDIS_LEAN_READS, true, problems),
     dictionarySweepMs: int('DICTIONARY_SWEEP_MS', 600_000, 0, 86_400_000),
     eventDedupeMs: int('EVENT_DEDUPE_MS', DEFAULT_EVENT_DEDUPE_MS, 3_600_000, 400 * 86_400_000),
-    measureRetentionMs: int('MEASURE_RETENTION_DAYS', 400, 1, 3660) * 86_400_000,
+    measureRetentionMs: int('MEASURE_RETENTION_DAYS', 400, 90, 3660) * 86_400_000,
     measureFlushMs: int('MEASURE_FLUSH_MS', 1000, 50, 60_000),
     rulesetCheckTimeoutMs: int('RULESET_CHECK_TIMEOUT_MS', 30_000, 1000, 600_000),
     workers: int('WORKERS', Math.min(64, availableParallelism()), 1, 64),

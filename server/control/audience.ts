@@ -102,7 +102,7 @@ export function registerAudience(register: Register, ctx: ControlContext): void 
         people: sample.people.length,
         draws: sample.drawn,
         population: sample.population,
-        populationOf: sample.exact || sample.population === sample.people.length ? 'people' : 'keys',
+        populationOf: sample.populationOf,
       },
       storeReads: sample.reads,
       elapsedMs: Math.round(performance.now() - started),

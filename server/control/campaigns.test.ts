@@ -174,6 +174,9 @@ describe('GET /v1/campaigns/{id}/delivery', () => {
     ]);
     const retired = await kit.req('GET', '/v1/campaigns/retired/delivery?from=2026-11-24&to=2026-11-24');
     expect(retired.body).toMatchObject({ active: false, timezone: 'UTC', totals: { decisions: 2 } });
+    // Its rows are on other days than those asked for: still known, nothing in the range.
+    const elsewhere = await kit.req('GET', '/v1/campaigns/retired/delivery?from=2026-11-20&to=2026-11-21');
+    expect([elsewhere.status, elsewhere.body.rows]).toEqual([200, []]);
   });
 });
 

@@ -110,12 +110,15 @@ export function registerCampaigns(register: Register, ctx: ControlContext): void
       throw new ClientError('invalid_field', 'format must be json or csv', 'format');
 
     const rows = await ctx.storeCall('read delivery', () => store.delivery(id, from, to));
-    if (
-      campaign === undefined &&
-      rows.length === 0 &&
-      isEmpty(await ctx.storeCall('read lift', () => store.lift(id)))
-    )
-      throw notFound(id);
+    if (campaign === undefined && rows.length === 0) {
+      // Nothing in this range for a campaign the rule set does not have: a misspelt id, or one
+      // whose rows are on other days? What is kept is looked at before saying "not found".
+      const reach = Math.min(retentionMs, (LIMITS.deliveryDays - 1) * DAY);
+      const kept = async () =>
+        !isEmpty(await store.lift(id)) ||
+        (await store.delivery(id, localDay('UTC', now - reach), localDay('UTC', now))).length > 0;
+      if (!(await ctx.storeCall('read what is kept', kept))) throw notFound(id);
+    }
     if (format === 'csv') {
       c.header('content-type', 'text/csv; charset=utf-8');
       c.header('content-disposition', `attachment; filename="delivery-${safeName(id)}-${from}-${to}.csv"`);
@@ -204,7 +207,7 @@ function toCsv(rows: readonly DeliveryRow[]): string {
 }
 
 function csvCell(s: string): string {
-  // A leading =, +, - or @ would be a formula to a spreadsheet: quoted with a leading '.
-  const safe = /^[=+\-@]/.test(s) ? `'${s}` : s;
+  // A leading =, +, -, @, tab or carriage return would be a formula to a spreadsheet: a leading '.
+  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
   return /[",\r\n']/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }

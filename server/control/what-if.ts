@@ -106,7 +106,7 @@ export function registerWhatIf(register: Register, ctx: ControlContext): void {
         people: sample.people.length,
         draws: sample.drawn,
         population: sample.population,
-        populationOf: sample.exact || sample.population === sample.people.length ? 'people' : 'keys',
+        populationOf: sample.populationOf,
       },
       decisions,
       changed,

@@ -18,7 +18,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { CompiledRuleSet } from '../../rules/compile.js';
-import { localDay } from '../../rules/time.js';
+import { localDay, tzOffsetMinutes } from '../../rules/time.js';
 import type { Ghost, PlacementDecision } from '../../rules/types.js';
 import type { DeliveryAdd, DeliveryMetric, ExposureWrite, MeasureStore } from '../store/types.js';
 
@@ -48,7 +48,10 @@ export interface RecorderStats {
 export class DecisionRecorder {
   private counts = new Map<string, DeliveryAdd>();
   private exposures: ExposureWrite[] = [];
-  private readonly recent: LRUCache<string, number>;
+  /** person x campaign -> the window start the store keeps (as far as this thread knows) and when last sent. */
+  private readonly recent: LRUCache<string, { start: number; sent: number }>;
+  /** The day of each time zone, by day number there (decisions come in order: one string a day). */
+  private readonly days = new Map<string, { index: number; day: string }>();
   private readonly timer: NodeJS.Timeout;
   private flushing: Promise<void> | null = null;
   private readonly maxPending: number;
@@ -108,7 +111,7 @@ export class DecisionRecorder {
     const c = ci === undefined ? undefined : rs.campaigns[ci];
     if (c === undefined) return;
     const metric: DeliveryMetric = arm === 'treatment' ? 'decisions' : 'ghosts';
-    const day = localDay(c.timezone, at);
+    const day = this.dayOf(c.timezone, at);
     const key = `${campaign}\u0000${day}\u0000${creative}\u0000${channel}\u0000${metric}`;
     const have = this.counts.get(key);
     if (have !== undefined) have.n++;
@@ -116,14 +119,27 @@ export class DecisionRecorder {
     // Lift is measured for campaigns with a hold-out only: without one there is no control arm.
     if (pid === null || c.holdout <= 0) return;
     const seen = `${pid}\u0000${campaign}`;
-    const sent = this.recent.get(seen);
-    if (sent !== undefined && at - sent < Math.min(this.resendAfterMs, c.attributionMs) && at >= sent) return;
+    const known = this.recent.get(seen);
+    // Inside the window the store keeps, sent lately: sending again would change nothing. Past
+    // the window's end it opens another, so it is sent at once.
+    const inWindow = known !== undefined && at >= known.start && at <= known.start + c.attributionMs;
+    if (inWindow && at - known.sent < this.resendAfterMs && at >= known.sent) return;
     if (this.exposures.length >= this.maxPending) {
       this.totals.exposuresDropped++;
       return;
     }
-    this.recent.set(seen, at);
+    this.recent.set(seen, { start: inWindow ? known.start : at, sent: at });
     this.exposures.push({ pid, campaign, arm, at, windowMs: c.attributionMs });
+  }
+
+  /** `localDay` without a date string per decision: one per time zone and day. */
+  private dayOf(tz: string, at: number): string {
+    const index = Math.floor((at + tzOffsetMinutes(tz, at) * 60_000) / 86_400_000);
+    const have = this.days.get(tz);
+    if (have !== undefined && have.index === index) return have.day;
+    const day = localDay(tz, at);
+    this.days.set(tz, { index, day });
+    return day;
   }
 
   /** Sends what is pending; concurrent calls share one flush. */

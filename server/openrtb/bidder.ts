@@ -305,7 +305,8 @@ export class Bidder {
     }
     if (bids.length === 0 || currency === null) {
       // A bid that was decided but cannot render says more than an earlier refusal of another one.
-      const reason = held ? 'holdout' : unrenderable ? 'format' : (refused ?? 'no_fill');
+      // A held-out campaign whose next best could not render: the render is what can be fixed.
+      const reason = unrenderable ? 'format' : held ? 'holdout' : (refused ?? 'no_fill');
       return { status: 204, reason, privacy };
     }
     return {

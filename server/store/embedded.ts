@@ -266,7 +266,15 @@ export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore, Sa
       record: { profile: this.readProfile(pid), counters: this.readCounters(pid) },
       draws: 1,
     }));
-    return { people, population: ids.length, drawn: take, exact, partial: false, reads: take };
+    return {
+      people,
+      population: ids.length,
+      populationOf: 'people',
+      drawn: take,
+      exact,
+      partial: false,
+      reads: take,
+    };
   }
 
   async addDelivery(adds: readonly DeliveryAdd[]): Promise<void> {

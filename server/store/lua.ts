@@ -136,9 +136,11 @@ end
 /**
  * A person's exposures to campaigns (measure.ts has the rules in TypeScript): `x:{pid}`, field
  * per campaign, `arm,start,window,flags` (arm `t` or `c`; flags: 1 conversion, 2 purchase
- * counted). `expose(x, fq, campaign, arm, at, window, keep)` and
- * `attribute(x, fq, outcome, at, keep)` add what they count to the slot's pending counts under
- * the JSON names of measure.ts (`["l", campaign, arm, what]`).
+ * counted). `expose(x, mq, campaign, arm, at, window, keep)` and
+ * `attribute(x, mq, outcome, at, keep)` add what they count to the slot's pending measurement
+ * counts (`mq:{T}`, apart from the funnel's `fq:{T}` so that an instance of an earlier version,
+ * which folds only `fq`, never meets them) under the JSON names of measure.ts
+ * (`["l", campaign, arm, what]`).
  */
 const EXPOSURE_FN = `
 local ARMS = { t = 'treatment', c = 'control' }
@@ -150,24 +152,24 @@ local function readExposure(v)
   if not arm then return nil end
   return arm, tonumber(s), tonumber(w), tonumber(f)
 end
-local function expose(x, fq, campaign, arm, at, window, keep)
+local function expose(x, mq, campaign, arm, at, window, keep)
   local have = redis.call('HGET', x, campaign)
   local harm, s, w, f
   if have then harm, s, w, f = readExposure(have) end
   if not harm then
     redis.call('HSET', x, campaign, arm .. ',' .. string.format('%d', at) .. ',' .. string.format('%d', window) .. ',0')
-    pend(fq, liftField(campaign, arm, 'people'), 1)
-    pend(fq, liftField(campaign, arm, 'exposures'), 1)
+    pend(mq, liftField(campaign, arm, 'people'), 1)
+    pend(mq, liftField(campaign, arm, 'exposures'), 1)
   elseif harm == arm and at > s + w then
     redis.call('HSET', x, campaign, arm .. ',' .. string.format('%d', at) .. ',' .. string.format('%d', window) .. ',' .. f)
-    pend(fq, liftField(campaign, arm, 'exposures'), 1)
+    pend(mq, liftField(campaign, arm, 'exposures'), 1)
   else
     return
   end
   redis.call('PEXPIRE', x, keep)
 end
 local OUTCOME_BITS = { conversions = 1, purchases = 2 }
-local function attribute(x, fq, outcome, at, keep)
+local function attribute(x, mq, outcome, at, keep)
   local all = redis.call('HGETALL', x)
   local bit = OUTCOME_BITS[outcome]
   local changed = false
@@ -175,7 +177,7 @@ local function attribute(x, fq, outcome, at, keep)
     local arm, s, w, f = readExposure(all[i + 1])
     if arm and at >= s and at <= s + w and math.floor(f / bit) % 2 == 0 then
       redis.call('HSET', x, all[i], arm .. ',' .. string.format('%d', s) .. ',' .. string.format('%d', w) .. ',' .. (f + bit))
-      pend(fq, liftField(all[i], arm, outcome), 1)
+      pend(mq, liftField(all[i], arm, outcome), 1)
       changed = true
     end
   end
@@ -184,7 +186,7 @@ end
 `;
 
 /**
- * Records exposures of one person. KEYS x:{pid}, fq:{T}; ARGV[1] how long exposure records live
+ * Records exposures of one person. KEYS x:{pid}, mq:{T}; ARGV[1] how long exposure records live
  * (ms), then per exposure: campaign, arm (`t`, `c`), time ms, attribution window ms.
  */
 export const EXPOSE_LUA = `${PEND_FN}${EXPOSURE_FN}
@@ -439,7 +441,7 @@ return { deleted, members }
 
 /**
  * Applies one event, all of it or nothing, once per event id and person.
- * KEYS ev:{pid}, fc:{pid}, p:{pid}, sl:{T}, fq:{T}, x:{pid}.
+ * KEYS ev:{pid}, fc:{pid}, p:{pid}, sl:{T}, fq:{T}, x:{pid}, mq:{T}.
  * ARGV[1] the dictionary epoch, [2] '1' when confirmed, [3] dedupe window ms, [4] event time ms,
  *   [5] '1' when an impression: [6] campaign, [7] keep, [8] ttl ms,
  *   [9] '1' when a stage move: [10] brand id, [11] default stage id, [12] UTC day,
@@ -484,8 +486,8 @@ if ARGV[5] == '1' then
 end
 local nDelivery = tonumber(ARGV[15])
 local moveAt = 16 + 2 * nDelivery
-for i = 16, moveAt - 1, 2 do pend(fq, ARGV[i], tonumber(ARGV[i + 1])) end
-if ARGV[13] ~= '' then attribute(KEYS[6], fq, ARGV[13], tonumber(ARGV[4]), tonumber(ARGV[14])) end
+for i = 16, moveAt - 1, 2 do pend(KEYS[7], ARGV[i], tonumber(ARGV[i + 1])) end
+if ARGV[13] ~= '' then attribute(KEYS[6], KEYS[7], ARGV[13], tonumber(ARGV[4]), tonumber(ARGV[14])) end
 if ARGV[9] ~= '1' then return { 1 } end
 local b = tonumber(ARGV[10])
 local moves = {}
@@ -682,7 +684,8 @@ return { active, redis.call('HGET', ARGV[1] .. active, 'checksum') }
  * Folding, step 1, for a run of slots served by one node: KEYS[1] a key of the run (it routes the
  * call; the others are named from ARGV, all on this node); ARGV[1] key prefix, then the slot
  * tags. Per slot: a fold already taken and not cleared is taken again as it is (its owner may
- * have died); otherwise the pending counts become the slot's fold under the next generation.
+ * have died); otherwise the pending counts, the funnel's (`fq`) and measurement's (`mq`), become
+ * the slot's fold under the next generation.
  * Returns, per slot that has a fold, { index of its tag in ARGV (from 2), generation, the slot's
  * marker ('' when none), the fold (flat field, value pairs, without the generation) }.
  */
@@ -692,11 +695,15 @@ local out = {}
 for i = 2, #ARGV do
   local t = '{' .. ARGV[i] .. '}'
   local ff, fq, sl = prefix .. 'ff:' .. t, prefix .. 'fq:' .. t, prefix .. 'sl:' .. t
+  local mq = prefix .. 'mq:' .. t
   -- Most slots have nothing pending: one call tells.
   local gen = false
-  if redis.call('EXISTS', fq, ff) > 0 then
+  if redis.call('EXISTS', fq, ff, mq) > 0 then
     if redis.call('EXISTS', ff) == 0 then
-      redis.call('RENAME', fq, ff)
+      if redis.call('EXISTS', fq) == 1 then redis.call('RENAME', fq, ff) end
+      local m = redis.call('HGETALL', mq)
+      for k = 1, #m, 2 do redis.call('HINCRBY', ff, m[k], m[k + 1]) end
+      redis.call('DEL', mq)
       redis.call('HSET', ff, '#gen', redis.call('HINCRBY', sl, 'gen', 1))
     end
     gen = redis.call('HGET', ff, '#gen')

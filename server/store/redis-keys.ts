@@ -20,6 +20,7 @@
  * `{ms}`, as if it were one slot (every key is on its one node), which spares it 16,384 keys:
  *   sl:{T}               hash: `epoch` (the dictionary the slot's ids come from), `gen` (folds)
  *   fq:{T}               hash: funnel changes made in the slot and not yet folded (lua.ts)
+ *   mq:{T}               hash: delivery and lift counts made in the slot and not yet folded
  *   ff:{T}               hash: a fold being added to the global counts
  * Global, tag `{ms}`:
  *   meta:{ms}            hash: the store's identity, `epoch` and `createdAt`; `retire` (dictionary sweeps)
@@ -133,6 +134,10 @@ export class RedisKeys {
   }
   pendingCounts(slot: number): string {
     return `${this.prefix}fq:{${this.slotKeysTag(slot)}}`;
+  }
+  /** Delivery and lift counts made in the slot and not yet folded (lua.ts). */
+  pendingMeasures(slot: number): string {
+    return `${this.prefix}mq:{${this.slotKeysTag(slot)}}`;
   }
   /** A named configuration document beside the rule sets (in the global slot). */
   document(name: string): string {

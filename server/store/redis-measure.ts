@@ -58,7 +58,7 @@ export class RedisMeasure {
       [...byPerson].map(([pid, args]) =>
         this.client.script(
           EXPOSE,
-          [this.keys.exposures(pid), this.keys.pendingCounts(this.keys.slotOfPerson(pid))],
+          [this.keys.exposures(pid), this.keys.pendingMeasures(this.keys.slotOfPerson(pid))],
           args,
         ),
       ),

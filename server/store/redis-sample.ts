@@ -43,6 +43,7 @@ export async function sampleRedisPeople(
   let peopleOrKeys = population;
 
   if (population <= exactKeys) {
+    // Small enough to scan whole whatever the deadline (50,000 keys: tens of SCAN calls).
     for (const m of masters) {
       let cursor = '0';
       do {
@@ -122,7 +123,15 @@ export async function sampleRedisPeople(
       people.push({ pid, record: records[j]!, draws: d });
     });
   }
-  return { people, population: peopleOrKeys, drawn, exact, partial, reads };
+  return {
+    people,
+    population: peopleOrKeys,
+    populationOf: population <= exactKeys ? 'people' : 'keys',
+    drawn,
+    exact,
+    partial,
+    reads,
+  };
 }
 
 function escapeGlob(s: string): string {

@@ -683,6 +683,7 @@ export class RedisStore implements ProfileStore, EventStore {
                 this.keys.slotMarker(slot),
                 this.keys.pendingCounts(slot),
                 this.keys.exposures(event.pid),
+                this.keys.pendingMeasures(slot),
               ];
               const own = args[j]!;
               own[0] = epoch;

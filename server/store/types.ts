@@ -311,6 +311,8 @@ export interface PeopleSample {
    * A share of the draws times `population` estimates a number of people.
    */
   population: number;
+  /** What `population` counts. */
+  populationOf: 'people' | 'keys';
   drawn: number;
   /** Every stored person was read: counts are exact. */
   exact: boolean;
