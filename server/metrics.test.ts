@@ -153,6 +153,50 @@ describe('Metrics', () => {
     expect(value(again, 'mindshare_http_requests_total', { listener: 'data', status: '200' })).toBe(4);
   });
 
+  it('exports ghosts, campaigns in flight, hold-out shares, lift counts and what was written', async () => {
+    const m = new Metrics({ processMetrics: false });
+    const outcome: DecisionOutcome = {
+      output: { ruleset: 1, user: 'x', decisions: [{ placement: 'a', campaign: null }] },
+      degradedBy: null,
+      ghosts: [{ placement: 'a', campaign: 'promo', creative: 'c', channel: 'display' }],
+    };
+    m.decision(outcome, 200, 0.1, null);
+    m.setSources({
+      campaigns: () => [
+        { id: 'promo', inFlight: true, holdout: 0.1 },
+        { id: 'later', inFlight: false, holdout: 0 },
+      ],
+      lift: () => [
+        {
+          id: 'promo',
+          counts: {
+            treatment: { people: 90, conversions: 9, purchases: 2 },
+            control: { people: 10, conversions: 0, purchases: 0 },
+          },
+        },
+      ],
+      measure: () => ({ countsWritten: 5, exposuresWritten: 3, countsDropped: 1, exposuresDropped: 2 }),
+    });
+    const e = parseExposition(await m.exposition());
+    expect(value(e, 'mindshare_ghost_exposures_total', { campaign: 'promo' })).toBe(1);
+    expect(value(e, 'mindshare_placements_total', { outcome: 'no_fill' })).toBe(1);
+    expect(value(e, 'mindshare_campaign_in_flight', { campaign: 'promo' })).toBe(1);
+    expect(value(e, 'mindshare_campaign_in_flight', { campaign: 'later' })).toBe(0);
+    expect(value(e, 'mindshare_campaign_holdout_ratio', { campaign: 'promo' })).toBe(0.1);
+    expect(
+      value(e, 'mindshare_campaign_lift_people', {
+        campaign: 'promo',
+        arm: 'treatment',
+        outcome: 'conversions',
+      }),
+    ).toBe(9);
+    expect(
+      value(e, 'mindshare_campaign_lift_people', { campaign: 'promo', arm: 'control', outcome: 'exposed' }),
+    ).toBe(10);
+    expect(value(e, 'mindshare_measure_writes_total', { kind: 'exposures' })).toBe(3);
+    expect(value(e, 'mindshare_measure_dropped_total', { kind: 'exposures' })).toBe(2);
+  });
+
   it('counts error answers by code and keeps aborted requests out of the latency histogram', async () => {
     const m = new Metrics({ processMetrics: false });
     expect(m.decision(null, 400, 0.1, 'bad_json')).toBe('error');

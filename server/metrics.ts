@@ -574,6 +574,30 @@ export class Metrics {
           }
       }),
     });
+    new Counter({
+      name: 'mindshare_measure_writes_total',
+      help: 'What decisions delivered, written to the store in batches: delivery count updates (counts) and exposures of people to campaigns with a hold-out (exposures)',
+      labelNames: ['kind'],
+      registers: [registry],
+      collect: onlyWith(sources, 'measure', function (this: Counter<'kind'>, s) {
+        const v = s();
+        this.reset();
+        this.inc({ kind: 'counts' }, v.countsWritten);
+        this.inc({ kind: 'exposures' }, v.exposuresWritten);
+      }),
+    });
+    new Counter({
+      name: 'mindshare_measure_dropped_total',
+      help: 'Delivery count updates and exposures not written: the store failed the batch, or too many exposures were waiting',
+      labelNames: ['kind'],
+      registers: [registry],
+      collect: onlyWith(sources, 'measure', function (this: Counter<'kind'>, s) {
+        const v = s();
+        this.reset();
+        this.inc({ kind: 'counts' }, v.countsDropped);
+        this.inc({ kind: 'exposures' }, v.exposuresDropped);
+      }),
+    });
     new Gauge({
       name: 'mindshare_ruleset_compile_seconds',
       help: 'Time the rule-set version in use took to compile, start to end (an activation while serving compiles in slices between decisions)',
@@ -741,30 +765,6 @@ export class Metrics {
         this.inc({ reason: 'lost' }, v.lostValues);
         this.inc({ reason: 'corrupt' }, v.corruptValues);
         this.inc({ reason: 'lost_count' }, v.lostCountChanges);
-      }),
-    });
-    new Counter({
-      name: 'mindshare_measure_writes_total',
-      help: 'What decisions delivered, written to the store in batches: delivery count updates (counts) and exposures of people to campaigns with a hold-out (exposures)',
-      labelNames: ['kind'],
-      registers: [registry],
-      collect: onlyWith(sources, 'measure', function (this: Counter<'kind'>, s) {
-        const v = s();
-        this.reset();
-        this.inc({ kind: 'counts' }, v.countsWritten);
-        this.inc({ kind: 'exposures' }, v.exposuresWritten);
-      }),
-    });
-    new Counter({
-      name: 'mindshare_measure_dropped_total',
-      help: 'Delivery count updates and exposures not written: the store failed the batch, or too many exposures were waiting',
-      labelNames: ['kind'],
-      registers: [registry],
-      collect: onlyWith(sources, 'measure', function (this: Counter<'kind'>, s) {
-        const v = s();
-        this.reset();
-        this.inc({ kind: 'counts' }, v.countsDropped);
-        this.inc({ kind: 'exposures' }, v.exposuresDropped);
       }),
     });
     new Counter({
