@@ -186,13 +186,17 @@ end
 `;
 
 /**
- * Records exposures of one person. KEYS x:{pid}, mq:{T}; ARGV[1] how long exposure records live
- * (ms), then per exposure: campaign, arm (`t`, `c`), time ms, attribution window ms.
+ * Records the exposures of many people whose keys are on one node (every key on a single Redis; a
+ * run of slots of one master on Redis Cluster), in one call: a flush of the decision recorder
+ * costs a call per node rather than one per person. KEYS[1] a key of the first person (it routes
+ * the call); ARGV[1] how long exposure records live (ms), then per exposure: the person's x:{pid}
+ * and their slot's mq:{T}, campaign, arm (`t`, `c`), time ms, attribution window ms.
  */
-export const EXPOSE_LUA = `${PEND_FN}${EXPOSURE_FN}
+export const EXPOSE_LUA = `#!lua flags=allow-cross-slot-keys
+${PEND_FN}${EXPOSURE_FN}
 local keep = tonumber(ARGV[1])
-for i = 2, #ARGV, 4 do
-  expose(KEYS[1], KEYS[2], ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), keep)
+for i = 2, #ARGV, 6 do
+  expose(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), keep)
 end
 return 1
 `;

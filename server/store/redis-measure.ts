@@ -17,6 +17,8 @@ const EXPOSE = luaScript(EXPOSE_LUA);
 const DELIVERY_ADD = luaScript(DELIVERY_ADD_LUA);
 /** Counts per DELIVERY_ADD call. */
 const ADD_GROUP = 500;
+/** Exposures per EXPOSE call. */
+const EXPOSE_GROUP = 500;
 
 export class RedisMeasure {
   constructor(
@@ -43,26 +45,38 @@ export class RedisMeasure {
     await Promise.all(calls);
   }
 
-  /** One call per person, sent together. */
+  /**
+   * One call per node and EXPOSE_GROUP exposures: one call per person cost the server about 25 µs
+   * and Redis about 10 µs per decision of new people (npm run load, decide uniform over 1M people
+   * with hold-outs: 79-84 µs a decision against 50-56 without the recorder, run twice each).
+   * A slot that moves between the grouping and the call fails its group (dropped, counted).
+   */
   async recordExposures(exposures: readonly ExposureWrite[]): Promise<void> {
     for (const e of exposures) checkExposure(e);
     if (exposures.length === 0) return;
     await this.ready();
-    const byPerson = new Map<string, Arg[]>();
+    const byNode = new Map<string, Array<{ key: string; args: Arg[] }>>();
     for (const e of exposures) {
-      let args = byPerson.get(e.pid);
-      if (args === undefined) byPerson.set(e.pid, (args = [this.retentionMs]));
-      args.push(e.campaign, e.arm === 'treatment' ? 't' : 'c', Math.round(e.at), Math.round(e.windowMs));
+      const slot = this.keys.slotOfPerson(e.pid);
+      const node = this.keys.sharded ? (this.client.masterOf(slot) ?? '?') : '';
+      let groups = byNode.get(node);
+      if (groups === undefined) byNode.set(node, (groups = []));
+      let group = groups.at(-1);
+      if (group === undefined || group.args.length >= 1 + 6 * EXPOSE_GROUP)
+        groups.push((group = { key: this.keys.exposures(e.pid), args: [this.retentionMs] }));
+      group.args.push(
+        this.keys.exposures(e.pid),
+        this.keys.pendingMeasures(slot),
+        e.campaign,
+        e.arm === 'treatment' ? 't' : 'c',
+        Math.round(e.at),
+        Math.round(e.windowMs),
+      );
     }
-    await Promise.all(
-      [...byPerson].map(([pid, args]) =>
-        this.client.script(
-          EXPOSE,
-          [this.keys.exposures(pid), this.keys.pendingMeasures(this.keys.slotOfPerson(pid))],
-          args,
-        ),
-      ),
-    );
+    const calls: Promise<unknown>[] = [];
+    for (const groups of byNode.values())
+      for (const g of groups) calls.push(this.client.script(EXPOSE, [g.key], g.args));
+    await Promise.all(calls);
   }
 
   async delivery(campaign: string, fromDay: string, toDay: string): Promise<DeliveryRow[]> {
