@@ -39,7 +39,9 @@ function describeLoop(over: Exclude<Over, 'cluster'>): void {
     beforeAll(async () => {
       kit = await serverOver(
         over,
-        { MEASURE_FLUSH_MS: '100', OPENRTB_NOTICE_URL: 'http://127.0.0.1:1' },
+        // What is checked is what gets counted, not how fast: on a loaded machine a 10 ms deadline
+        // would answer some decisions on context alone (another campaign, or none).
+        { MEASURE_FLUSH_MS: '100', OPENRTB_NOTICE_URL: 'http://127.0.0.1:1', DECISION_DEADLINE_MS: '2000' },
         {
           seed: (store) => store.putProfiles(Array.from({ length: PEOPLE }, (_, i) => buyer(i))),
         },
