@@ -45,6 +45,20 @@ export function estimate(matchedDraws: number, s: PeopleSample): Estimate {
   };
 }
 
+/** What a sample was, as the audience and what-if answers say it. */
+export function sampleReport(s: PeopleSample) {
+  return {
+    exact: s.exact,
+    partial: s.partial,
+    sample: {
+      people: s.people.length,
+      draws: s.drawn,
+      population: s.population,
+      populationOf: s.populationOf,
+    },
+  };
+}
+
 /** Lets the event loop turn (decisions, probes) between slices of work. */
 export const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
@@ -96,14 +110,7 @@ export function registerAudience(register: Register, ctx: ControlContext): void 
     const results = targets.map((t) => ({ segment: t.id, ...estimate(bySegment[t.index]!, sample) }));
     const answer = {
       ruleset: active.version,
-      exact: sample.exact,
-      partial: sample.partial,
-      sample: {
-        people: sample.people.length,
-        draws: sample.drawn,
-        population: sample.population,
-        populationOf: sample.populationOf,
-      },
+      ...sampleReport(sample),
       storeReads: sample.reads,
       elapsedMs: Math.round(performance.now() - started),
       interval: sample.exact

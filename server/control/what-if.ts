@@ -11,7 +11,7 @@
 import { decide } from '../../rules/decide.js';
 import type { PlacementDecision } from '../../rules/types.js';
 import type { WhatIfBody } from '../contracts/schemas.js';
-import { yieldToLoop } from './audience.js';
+import { sampleReport, yieldToLoop } from './audience.js';
 import { hasScope } from './auth.js';
 import type { ControlContext, Register } from './context.js';
 import { checkPlacements, draftRuleSet } from './preview.js';
@@ -100,14 +100,7 @@ export function registerWhatIf(register: Register, ctx: ControlContext): void {
       );
     return c.json({
       active: active.version,
-      exact: sample.exact,
-      partial: sample.partial,
-      sample: {
-        people: sample.people.length,
-        draws: sample.drawn,
-        population: sample.population,
-        populationOf: sample.populationOf,
-      },
+      ...sampleReport(sample),
       decisions,
       changed,
       fill: {

@@ -8,7 +8,7 @@
  */
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
 import { appendImpression, decodeTimes, encodeTimes, impressionLimits, setCounter } from './impressions.js';
-import { checkExposure, DEFAULT_MEASURE_RETENTION_MS, MeasureLedger } from './measure.js';
+import { checkExposure, DEFAULT_MEASURE_RETENTION_MS, MeasureLedger, sampleOf } from './measure.js';
 import {
   aliasMember,
   aliasRecord,
@@ -254,21 +254,17 @@ export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore, Sa
     this.check();
     const ids = [...this.profiles.keys()];
     const exact = ids.length <= n;
-    const take = exact ? ids.length : n;
-    for (let i = 0; i < take && !exact; i++) {
-      const j = i + Math.floor(Math.random() * (ids.length - i));
-      const t = ids[i]!;
-      ids[i] = ids[j]!;
-      ids[j] = t;
-    }
-    const people = ids.slice(0, take).map((pid) => ({
+    const population = ids.length;
+    const chosen = exact ? ids : sampleOf(ids, n);
+    const take = chosen.length;
+    const people = chosen.map((pid) => ({
       pid,
       record: { profile: this.readProfile(pid), counters: this.readCounters(pid) },
       draws: 1,
     }));
     return {
       people,
-      population: ids.length,
+      population,
       populationOf: 'people',
       drawn: take,
       exact,

@@ -178,6 +178,18 @@ export function checkExposure(e: ExposureWrite): void {
     throw new RangeError('an exposure needs a time and a window of at most 90 days');
 }
 
+/** `n` of `items` drawn uniformly without replacement (a partial Fisher-Yates shuffle, in place). */
+export function sampleOf<T>(items: T[], n: number): T[] {
+  const take = Math.min(n, items.length);
+  for (let i = 0; i < take; i++) {
+    const j = i + Math.floor(Math.random() * (items.length - i));
+    const t = items[i]!;
+    items[i] = items[j]!;
+    items[j] = t;
+  }
+  return items.slice(0, take);
+}
+
 // ---- the embedded store's ledger --------------------------------------------------------------
 
 interface Expiring<T> {

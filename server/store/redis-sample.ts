@@ -10,6 +10,7 @@
  * when there are at most `n` (counts are exact), else `n` of them drawn without replacement.
  */
 import type { Redis } from 'ioredis';
+import { sampleOf } from './measure.js';
 import type { RedisClient } from './redis-client.js';
 import type { RedisKeys } from './redis-keys.js';
 import type { PeopleSample, PersonRecord } from './types.js';
@@ -59,16 +60,10 @@ export async function sampleRedisPeople(
     peopleOrKeys = draws.size;
     exact = draws.size <= n;
     if (!exact) {
-      // More people than asked for: n of them without replacement (a partial shuffle).
-      const all = [...draws.keys()];
-      for (let i = 0; i < n; i++) {
-        const j = i + Math.floor(Math.random() * (all.length - i));
-        const t = all[i]!;
-        all[i] = all[j]!;
-        all[j] = t;
-      }
+      // More people than asked for: n of them without replacement.
+      const chosen = sampleOf([...draws.keys()], n);
       draws.clear();
-      for (const pid of all.slice(0, n)) draws.set(pid, 1);
+      for (const pid of chosen) draws.set(pid, 1);
     }
     drawn = draws.size;
   } else {
