@@ -23,6 +23,14 @@ export const ERRORS = {
     text: 'The active rule set has no such campaign, and nothing is kept for one by that id',
   },
   method_not_allowed: { status: 405, text: 'The route does not take this method' },
+  nothing_to_roll_back: {
+    status: 409,
+    text: 'No earlier activation to go back to (only one version was ever activated)',
+  },
+  ruleset_conflict: {
+    status: 409,
+    text: 'The active rule set changed while this change was made; look again and retry',
+  },
   request_timeout: { status: 408, text: 'The body did not arrive in time' },
   body_too_large: { status: 413, text: 'The body is larger than the limit' },
   unsupported_media_type: { status: 415, text: 'Send application/json or application/msgpack' },

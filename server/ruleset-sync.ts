@@ -119,7 +119,7 @@ export async function initialRuleSet(
     createdAt: now,
     bytes: Buffer.byteLength(text),
   });
-  if (!(await rulesets.activateRuleSet(version, 'startup', now, true))) {
+  if (!(await rulesets.activateRuleSet(version, 'startup', now, { ifNoneActive: true }))) {
     // Another instance starting at the same moment activated its own first: decide with that.
     const other = await rulesets.activeRuleSet();
     if (other !== null) {
@@ -251,7 +251,7 @@ export class RuleSetSync {
       createdAt: at,
       bytes: Buffer.byteLength(this.source.text),
     });
-    if (await this.rulesets.activateRuleSet(version, 'restore', at, true)) {
+    if (await this.rulesets.activateRuleSet(version, 'restore', at, { ifNoneActive: true })) {
       this.counts.restores++;
       this.error(
         `rule set: the store had no active rule set (it lost its data); stored the one served here (was version ${serving.version}, ${serving.checksum}) as version ${version} and activated it`,

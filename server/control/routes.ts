@@ -126,6 +126,60 @@ const ruleSetUpload = {
   limit: 'ruleset' as const,
 };
 
+const activationSchema: JsonSchema = {
+  type: 'object',
+  required: ['version', 'by', 'at', 'rollback'],
+  properties: {
+    version: { type: 'integer' },
+    by: { type: 'string' },
+    at: { type: 'string', format: 'date-time' },
+    rollback: { type: 'boolean' },
+  },
+};
+
+const ids: JsonSchema = { type: 'array', items: { type: 'string' } };
+const changedEntity: JsonSchema = {
+  type: 'object',
+  required: ['id', 'fields'],
+  properties: { id: { type: 'string' }, fields: ids },
+};
+const entityDiff = (changed: JsonSchema): JsonSchema => ({
+  type: 'object',
+  required: ['added', 'removed', 'changed'],
+  properties: { added: ids, removed: ids, changed: { type: 'array', items: changed } },
+});
+const sideSchema: JsonSchema = {
+  type: 'object',
+  required: ['version', 'checksum'],
+  properties: {
+    version: { type: ['integer', 'null'], description: 'null: the draft' },
+    checksum: { type: 'string' },
+  },
+};
+const ruleSetDiffSchema: JsonSchema = {
+  type: 'object',
+  required: ['from', 'to', 'changed', 'segments', 'campaigns', 'fields', 'text'],
+  properties: {
+    from: sideSchema,
+    to: sideSchema,
+    changed: {
+      type: 'boolean',
+      description: 'False when the two mean the same (key order, style and comments aside)',
+    },
+    segments: entityDiff(changedEntity),
+    campaigns: entityDiff({
+      type: 'object',
+      required: ['id', 'fields'],
+      properties: { id: { type: 'string' }, fields: ids, creatives: entityDiff(changedEntity) },
+    }),
+    fields: {
+      ...ids,
+      description: 'Other top-level fields that changed (`funnel`, `scoring`, `campaigns (order)`, …)',
+    },
+    text: { type: ['string', 'null'], description: 'Unified diff of the two sources; null when too costly' },
+  },
+};
+
 /** A stored rule set's text, as the two read routes answer it. */
 const ruleSetSource: ResponseSpec = {
   description: 'The source, with its media type',
@@ -211,10 +265,97 @@ export const ROUTES: readonly RouteSpec[] = [
           active: { type: ['integer', 'null'], description: 'The active version in the store' },
           serving: { type: 'integer', description: 'The version this instance decides with' },
           versions: { type: 'array', items: ruleSetMetaSchema },
+          activations: {
+            type: 'array',
+            description: 'The latest 50 activations, newest first',
+            items: activationSchema,
+          },
+          rollbackTo: {
+            type: ['integer', 'null'],
+            description: 'The version POST /v1/rulesets/rollback would activate (null: none)',
+          },
         },
       }),
     },
     errors: ['store_unavailable'],
+  },
+  {
+    id: 'diffRuleSets',
+    method: 'get',
+    path: '/v1/rulesets/diff',
+    tag: 'rule sets',
+    summary: 'What changes between two stored versions',
+    description:
+      'Segments, campaigns and creatives added, removed and changed (with the fields that changed), the other parts of the rule set that changed, and the unified text diff of the two sources (null when it would take longer than 2 s to compute).',
+    scope: 'rules:read',
+    servedBy: 'control',
+    params: [
+      {
+        name: 'from',
+        in: 'query',
+        description: 'A version, or `active` (the default)',
+        schema: { type: 'string', default: 'active' },
+      },
+      {
+        name: 'to',
+        in: 'query',
+        description: 'A version, or `active` (the default)',
+        schema: { type: 'string', default: 'active' },
+      },
+    ],
+    responses: { 200: ok('The difference', ruleSetDiffSchema) },
+    errors: ['ruleset_not_found', 'invalid_ruleset', 'store_unavailable'],
+  },
+  {
+    id: 'diffDraft',
+    method: 'post',
+    path: '/v1/rulesets/diff',
+    tag: 'rule sets',
+    summary: 'What a draft would change against a stored version',
+    description:
+      'The same answer as GET /v1/rulesets/diff, from a stored version (`against`, default the active one) to the rule set in the body (validated first: 422 with every error). Nothing is stored.',
+    scope: 'rules:read',
+    servedBy: 'control',
+    params: [
+      {
+        name: 'against',
+        in: 'query',
+        description: 'A version, or `active` (the default)',
+        schema: { type: 'string', default: 'active' },
+      },
+    ],
+    body: ruleSetUpload,
+    responses: { 200: ok('The difference', ruleSetDiffSchema) },
+    errors: ['ruleset_not_found', 'invalid_ruleset', 'store_unavailable'],
+  },
+  {
+    id: 'rollbackRuleSet',
+    method: 'post',
+    path: '/v1/rulesets/rollback',
+    tag: 'rule sets',
+    summary: 'Go back to the version active before the current one',
+    description:
+      'Replays the activation log: a roll back undoes the last activation that was not undone yet, so a second roll back goes further back. It takes effect only if the active version did not change meanwhile (409 ruleset_conflict).',
+    scope: 'rules:write',
+    servedBy: 'control',
+    responses: {
+      200: ok('Rolled back', {
+        type: 'object',
+        required: ['version', 'from', 'activatedAt'],
+        properties: {
+          version: { type: 'integer', description: 'Now active' },
+          from: { type: 'integer', description: 'Active before' },
+          activatedAt: { type: 'string', format: 'date-time' },
+        },
+      }),
+    },
+    errors: [
+      'nothing_to_roll_back',
+      'ruleset_conflict',
+      'ruleset_not_found',
+      'invalid_ruleset',
+      'store_unavailable',
+    ],
   },
   {
     id: 'getActiveRuleSet',

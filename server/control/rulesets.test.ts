@@ -175,4 +175,95 @@ describe('rule sets', () => {
     expect(r.body.error.code).toBe('store_unavailable');
     expect(await kit.rulesets.listRuleSets()).toEqual(before);
   });
+
+  it('answers what changes between two versions, and between a draft and the active one', async () => {
+    const kit = await makeKit();
+    await kit.req('POST', '/v1/rulesets?activate=true', { body: DEMO, type: YAML });
+    // Another version: a campaign changed (and one creative of it), one segment gone, one added.
+    const v2 = DEMO_V2.replace('      - id: x90-trade-in', '      - id: x90-trade-up')
+      .replace('Reacts to coupons and promotions', 'Reacts to coupons')
+      .replace('\nsellingPoints:', '  - id: pupil\n    when: { tag: "circle:pupil" }\n\nsellingPoints:');
+    const up = await kit.req('POST', '/v1/rulesets', { body: v2, type: YAML });
+    expect(up.status).toBe(201);
+
+    const d = await kit.req('GET', '/v1/rulesets/diff?from=1&to=2', { token: 'read-secret' });
+    expect(d.status).toBe(200);
+    expect(d.body.from).toEqual({ version: 1, checksum: checksumOf(DEMO) });
+    expect(d.body.to).toEqual({ version: 2, checksum: checksumOf(v2) });
+    expect(d.body.changed).toBe(true);
+    expect(d.body.segments).toEqual({
+      added: ['pupil'],
+      removed: [],
+      changed: [{ id: 'deal-seeker', fields: ['description'] }],
+    });
+    const x90 = d.body.campaigns.changed.find((c: Json) => c.id === 'x90-launch');
+    expect(x90.fields).toEqual(['creatives', 'priority']);
+    expect(x90.creatives).toEqual({ added: ['x90-trade-up'], removed: ['x90-trade-in'], changed: [] });
+    expect(d.body.fields).toEqual(['name']);
+    expect(d.body.text).toContain('-name: demo');
+    expect(d.body.text).toContain('+name: v2 of demo');
+    expect(d.body.text).toMatch(/^--- version 1/m);
+
+    // The same version on both sides, and a draft with only comments and key order changed.
+    const same = await kit.req('GET', '/v1/rulesets/diff?from=1', { token: 'read-secret' });
+    expect(same.body.changed).toBe(false);
+    const restyled = `# a comment\n${DEMO}`.replace(
+      'funnel: [aware, appeal, act, advocate]\n',
+      'funnel:\n  - aware\n  - appeal\n  - act\n  - advocate\n',
+    );
+    const draft = await kit.req('POST', '/v1/rulesets/diff', {
+      body: restyled,
+      type: YAML,
+      token: 'read-secret',
+    });
+    expect(draft.status).toBe(200);
+    expect(draft.body.changed).toBe(false);
+    expect(draft.body.to.version).toBeNull();
+    expect(draft.body.text).toContain('+# a comment');
+
+    // Bad input: an invalid draft (every error), an unknown version, a bad one.
+    const bad = await kit.req('POST', '/v1/rulesets/diff?against=1', { body: BROKEN, type: YAML });
+    expect(bad.status).toBe(422);
+    expect(bad.body.errors.length).toBeGreaterThan(0);
+    const missing = await kit.req('GET', '/v1/rulesets/diff?from=1&to=9');
+    expect(missing.status).toBe(404);
+    expect(missing.body.error).toMatchObject({ code: 'ruleset_not_found', path: 'to' });
+    const junk = await kit.req('GET', '/v1/rulesets/diff?from=x');
+    expect(junk.body.error).toMatchObject({ code: 'ruleset_not_found', path: 'from' });
+    // Writing is not needed to compare; a token without rules:read is refused.
+    expect((await kit.req('GET', '/v1/rulesets/diff', { token: 'events-secret' })).status).toBe(403);
+  });
+
+  it('rolls back along the activation log, and refuses what it cannot do', async () => {
+    const kit = await makeKit();
+    const none = await kit.req('POST', '/v1/rulesets/rollback', { token: 'rules-secret' });
+    expect(none.status).toBe(409);
+    expect(none.body.error.code).toBe('nothing_to_roll_back');
+    for (const n of [1, 2, 3]) {
+      const body = DEMO.replace('name: demo', `name: demo ${n}`);
+      expect((await kit.req('POST', '/v1/rulesets?activate=true', { body, type: YAML })).status).toBe(201);
+      kit.clock.now += 1000;
+    }
+    let list = await kit.req('GET', '/v1/rulesets');
+    expect(list.body.rollbackTo).toBe(2);
+    expect(list.body.activations.map((a: Json) => a.version)).toEqual([3, 2, 1]);
+
+    const back = await kit.req('POST', '/v1/rulesets/rollback', { token: 'rules-secret' });
+    expect(back.status).toBe(200);
+    expect(back.body).toEqual({ version: 2, from: 3, activatedAt: new Date(kit.clock.now).toISOString() });
+    await kit.synced();
+    expect(kit.active().version).toBe(2);
+    // Again: further back, not forth.
+    const again = await kit.req('POST', '/v1/rulesets/rollback', { token: 'rules-secret' });
+    expect(again.body).toMatchObject({ version: 1, from: 2 });
+    list = await kit.req('GET', '/v1/rulesets');
+    expect(list.body.activations[0]).toMatchObject({ version: 1, by: 'author', rollback: true });
+    expect(list.body.rollbackTo).toBeNull();
+    expect((await kit.req('POST', '/v1/rulesets/rollback')).body.error.code).toBe('nothing_to_roll_back');
+    // A new activation after roll backs: rolling back returns to the version before it.
+    expect((await kit.req('POST', '/v1/rulesets/3/activate')).status).toBe(200);
+    expect((await kit.req('POST', '/v1/rulesets/rollback')).body).toMatchObject({ version: 1, from: 3 });
+    // Needs rules:write.
+    expect((await kit.req('POST', '/v1/rulesets/rollback', { token: 'read-secret' })).status).toBe(403);
+  });
 });

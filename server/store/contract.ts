@@ -931,9 +931,20 @@ export function describeStoreContract(
       expect(await rs.activateRuleSet(v2, 'bob', T0 + 200)).toBe(true);
       expect(await rs.activeRuleSet()).toEqual({ version: v2, checksum: 'sha256:2' });
       // Only when none is active, when asked so.
-      expect(await rs.activateRuleSet(v1, 'carol', T0 + 300, true)).toBe(false);
+      expect(await rs.activateRuleSet(v1, 'carol', T0 + 300, { ifNoneActive: true })).toBe(false);
       expect(await rs.activeRuleSet()).toEqual({ version: v2, checksum: 'sha256:2' });
       await eventually(() => heard.some((m) => m.type === 'ruleset' && m.version === v2), 'the rollback');
+      // Only while a given version is active (a roll back must not undo a change it did not see).
+      expect(await rs.activateRuleSet(v1, 'dave', T0 + 400, { ifActive: v1, rollback: true })).toBe(false);
+      expect(await rs.activateRuleSet(v1, 'dave', T0 + 500, { ifActive: v2, rollback: true })).toBe(true);
+      expect(await rs.activeRuleSet()).toEqual({ version: v1, checksum: 'sha256:1' });
+      // The log: what took effect, newest first; refused activations are not in it.
+      expect(await rs.activations(3)).toEqual([
+        { version: v1, by: 'dave', at: T0 + 500, rollback: true },
+        { version: v2, by: 'bob', at: T0 + 200, rollback: false },
+        { version: v1, by: 'alice', at: T0 + 100, rollback: false },
+      ]);
+      expect(await rs.activations(0)).toEqual([]);
       expect(heard.filter((m) => m.type !== 'ruleset')).toEqual([]);
       off();
     });

@@ -662,15 +662,22 @@ return v
 `;
 
 /**
- * Activates a stored version. KEYS rs:v:{ms}:<version>, rs:active:{ms}; ARGV version, by, at,
- * and '1' to activate only when no version is active. Returns 1 when activated, 0 when there is
- * no such version, -1 when another version is active and ARGV[4] is '1'.
+ * Activates a stored version and logs it. KEYS rs:v:{ms}:<version>, rs:active:{ms}, rs:log:{ms};
+ * ARGV version, by, at, '1' to activate only when no version is active, the version that must be
+ * active ('' for any), the log entry, the log's length. Returns 1 when activated, 0 when there is
+ * no such version, -1 when another version is active and ARGV[4] is '1', -2 when the active
+ * version is not ARGV[5].
  */
 export const ACTIVATE_RULESET_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if ARGV[5] ~= nil and ARGV[5] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[5] then return -2 end
 redis.call('HSET', KEYS[1], 'activatedAt', ARGV[3], 'activatedBy', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
+if KEYS[3] ~= nil then
+  redis.call('LPUSH', KEYS[3], ARGV[6])
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[7]) - 1)
+end
 return 1
 `;
 

@@ -31,6 +31,7 @@
  *   rs:seq:{ms}          the last rule-set version given out
  *   rs:v:{ms}:<version>  hash: source, checksum, format, createdBy, createdAt, bytes, activatedAt, activatedBy
  *   rs:active:{ms}       the active version
+ *   rs:log:{ms}          the activation log, newest first (JSON entries, capped)
  *   fn:{ms}:<brand>      hash: stage -> people recorded at it
  *   fm:{ms}:<brand>:<day> hash: `from>to` -> people moved that UTC day (kept ~400 days)
  *   dl:{ms}:<campaign>:<day> hash: delivery counts of the campaign's day (its time zone),
@@ -61,6 +62,7 @@ export class RedisKeys {
   /** A version's key without the version number. */
   readonly rulesetVersionBase: string;
   readonly rulesetActive: string;
+  readonly rulesetLog: string;
   private readonly rulesetDocumentBase: string;
   readonly folds: string;
   readonly foldLease: string;
@@ -85,6 +87,7 @@ export class RedisKeys {
     this.rulesetSeq = `${prefix}rs:seq:${g}`;
     this.rulesetVersionBase = `${prefix}rs:v:${g}:`;
     this.rulesetActive = `${prefix}rs:active:${g}`;
+    this.rulesetLog = `${prefix}rs:log:${g}`;
     this.rulesetDocumentBase = `${prefix}rs:doc:${g}:`;
     this.folds = `${prefix}fold:${g}`;
     this.foldLease = `${prefix}fold:lease:${g}`;

@@ -4,15 +4,25 @@
  *   rs:v:{ms}:<version>  hash: source, checksum, format, createdBy, createdAt, bytes, and once
  *                        activated activatedAt, activatedBy
  *   rs:active:{ms}       the active version
+ *   rs:log:{ms}          the activation log, newest first: JSON {version, by, at, rollback},
+ *                        at most ACTIVATION_LOG_LENGTH entries
  *   rs:doc:{ms}:<name>   a named configuration document (the currency rates), as text
- * Adding (INCR + HSET) and activating (check + HSET + SET) are each one Lua script; an
+ * Adding (INCR + HSET) and activating (checks + HSET + SET + LPUSH) are each one Lua script; an
  * activation is then announced on the bus as `{type: 'ruleset', version, checksum}`.
  */
 import { ACTIVATE_RULESET_LUA, ACTIVE_RULESET_LUA, ADD_RULESET_LUA } from './lua.js';
 import { RedisStore, type RedisStoreOptions } from './redis.js';
 import { luaScript } from './resp.js';
 import { checkRuleSetMeta, type NewRuleSet } from './rulesets.js';
-import type { ActiveVersion, Bus, RuleSetMeta, RuleSetStore } from './types.js';
+import {
+  ACTIVATION_LOG_LENGTH,
+  type ActivateOptions,
+  type Activation,
+  type ActiveVersion,
+  type Bus,
+  type RuleSetMeta,
+  type RuleSetStore,
+} from './types.js';
 
 export type RedisRuleSetsOptions = (
   | {
@@ -127,14 +137,28 @@ export class RedisRuleSets implements RuleSetStore {
     return { version, checksum };
   }
 
-  async activateRuleSet(version: number, by: string, at: number, ifNoneActive = false): Promise<boolean> {
+  async activateRuleSet(
+    version: number,
+    by: string,
+    at: number,
+    opts: ActivateOptions = {},
+  ): Promise<boolean> {
     if (!Number.isSafeInteger(version) || version < 1) return false;
     const { client, keys } = await this.connected();
+    const entry: Activation = { version, by, at, rollback: opts.rollback === true };
     const done = Number(
       await client.script(
         ACTIVATE,
-        [keys.rulesetVersion(version), keys.rulesetActive],
-        [version, by, at, ifNoneActive ? '1' : '0'],
+        [keys.rulesetVersion(version), keys.rulesetActive, keys.rulesetLog],
+        [
+          version,
+          by,
+          at,
+          opts.ifNoneActive === true ? '1' : '0',
+          opts.ifActive === undefined ? '' : String(opts.ifActive),
+          JSON.stringify(entry),
+          ACTIVATION_LOG_LENGTH,
+        ],
       ),
     );
     if (done !== 1) return false;
@@ -145,6 +169,19 @@ export class RedisRuleSets implements RuleSetStore {
       .publish(checksum === null ? { type: 'ruleset', version } : { type: 'ruleset', version, checksum })
       .catch(() => undefined);
     return true;
+  }
+
+  async activations(limit = ACTIVATION_LOG_LENGTH): Promise<Activation[]> {
+    const n = Math.max(0, Math.min(limit, ACTIVATION_LOG_LENGTH));
+    if (n === 0) return [];
+    const { client, keys } = await this.connected();
+    const lines = await client.main.lrange(keys.rulesetLog, 0, n - 1);
+    const out: Activation[] = [];
+    for (const line of lines) {
+      const a = readActivation(line);
+      if (a !== null) out.push(a);
+    }
+    return out;
   }
 
   async getDocument(name: string): Promise<string | null> {
@@ -192,4 +229,18 @@ function toMeta(
   const activatedBy = get('activatedBy');
   if (activatedBy !== null) meta.activatedBy = activatedBy;
   return meta;
+}
+
+/** An entry of the activation log, or null for one this version cannot read. */
+function readActivation(line: string): Activation | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null) return null;
+  const { version, by, at, rollback } = v as Record<string, unknown>;
+  if (!Number.isSafeInteger(version) || typeof by !== 'string' || typeof at !== 'number') return null;
+  return { version: version as number, by, at, rollback: rollback === true };
 }

@@ -2,7 +2,15 @@
  * Versioned rule sets in process, for the embedded store (RedisRuleSets is the same on Redis).
  * Several servers in one process share one EmbeddedRuleSets and one bus.
  */
-import type { ActiveVersion, Bus, RuleSetMeta, RuleSetStore } from './types.js';
+import {
+  ACTIVATION_LOG_LENGTH,
+  type ActivateOptions,
+  type Activation,
+  type ActiveVersion,
+  type Bus,
+  type RuleSetMeta,
+  type RuleSetStore,
+} from './types.js';
 
 export type NewRuleSet = Omit<RuleSetMeta, 'version' | 'activatedAt' | 'activatedBy'>;
 
@@ -31,6 +39,8 @@ export class EmbeddedRuleSets implements RuleSetStore {
   private readonly versions: Stored[] = [];
   private active: number | null = null;
   private readonly documents = new Map<string, string>();
+  /** Oldest first. */
+  private readonly log: Activation[] = [];
 
   constructor(opts: EmbeddedRuleSetsOptions) {
     this.bus = opts.bus;
@@ -76,19 +86,36 @@ export class EmbeddedRuleSets implements RuleSetStore {
     this.documents.set(name, text);
   }
 
-  async activateRuleSet(version: number, by: string, at: number, ifNoneActive = false): Promise<boolean> {
+  async activateRuleSet(
+    version: number,
+    by: string,
+    at: number,
+    opts: ActivateOptions = {},
+  ): Promise<boolean> {
     const stored = this.find(version);
     if (stored === undefined) return false;
-    if (ifNoneActive && this.active !== null) return false;
+    if (opts.ifNoneActive === true && this.active !== null) return false;
+    if (opts.ifActive !== undefined && this.active !== opts.ifActive) return false;
     stored.meta.activatedAt = at;
     stored.meta.activatedBy = by;
     this.active = version;
+    this.log.push({ version, by, at, rollback: opts.rollback === true });
+    if (this.log.length > ACTIVATION_LOG_LENGTH) this.log.shift();
     // The version is active from here on: a lost announcement is not a failed activation (every
     // instance's poll of the active version picks it up), so it is not reported as one.
     await this.bus
       .publish({ type: 'ruleset', version, checksum: stored.meta.checksum })
       .catch(() => undefined);
     return true;
+  }
+
+  async activations(limit = ACTIVATION_LOG_LENGTH): Promise<Activation[]> {
+    const n = Math.max(0, Math.min(limit, ACTIVATION_LOG_LENGTH));
+    if (n === 0) return [];
+    return this.log
+      .slice(-n)
+      .reverse()
+      .map((a) => ({ ...a }));
   }
 
   private find(version: number): Stored | undefined {

@@ -242,6 +242,29 @@ export interface RuleSetMeta {
   activatedBy?: string;
 }
 
+/** One activation of a rule-set version, as the store's activation log keeps it. */
+export interface Activation {
+  version: number;
+  /** Who activated it (a token's name, `startup`, `restore`) and when, epoch ms. */
+  by: string;
+  at: number;
+  /** True when it was a roll back to the version active before. */
+  rollback: boolean;
+}
+
+/** Conditions and the kind of an activation (RuleSetStore.activateRuleSet). */
+export interface ActivateOptions {
+  /** Only when no version is active yet (a first start). */
+  ifNoneActive?: boolean;
+  /** Only while this version is the active one (a roll back that must not race another change). */
+  ifActive?: number;
+  /** Logged as a roll back. */
+  rollback?: boolean;
+}
+
+/** How many activations the store's log keeps (the oldest are dropped). */
+export const ACTIVATION_LOG_LENGTH = 1000;
+
 /** The active rule set as the store names it: its version and the checksum of its source. */
 export interface ActiveVersion {
   version: number;
@@ -271,10 +294,12 @@ export interface RuleSetStore {
   /** The active version and its checksum, or null when none is active. */
   activeRuleSet(): Promise<ActiveVersion | null>;
   /**
-   * Makes a stored version active; false when there is no such version (or, with `ifNoneActive`,
-   * when some version is active already). Announces it on the bus.
+   * Makes a stored version active and logs the activation; false when there is no such version, or
+   * a condition of `opts` does not hold. Announces it on the bus.
    */
-  activateRuleSet(version: number, by: string, at: number, ifNoneActive?: boolean): Promise<boolean>;
+  activateRuleSet(version: number, by: string, at: number, opts?: ActivateOptions): Promise<boolean>;
+  /** The activation log, newest first, at most `limit` (default and cap ACTIVATION_LOG_LENGTH). */
+  activations(limit?: number): Promise<Activation[]>;
   /**
    * A named document of the fleet's configuration beside its rule sets (the currency rates), as
    * stored: text the caller checked; null when none was stored.
