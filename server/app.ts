@@ -6,6 +6,7 @@
 import { type Config, describeRedis } from './config.js';
 import { createControlApp } from './control/app.js';
 import { decideAuthorizer } from './control/auth.js';
+import { createConsoleApp } from './control/console.js';
 import { DecisionRecorder } from './decision/recorder.js';
 import { DecisionService } from './decision/service.js';
 import { demoAliases, demoProfile } from './demo/profiles.js';
@@ -422,6 +423,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           store,
           draining: () => draining,
           control,
+          console: createConsoleApp({ tokens: config.tokens }),
           metrics,
           logger,
           rulesetHealth: () => sync.health(),

@@ -11,7 +11,7 @@ export const root = projectRoot();
 export const main = join(root, 'dist', 'server', 'main.js');
 
 /**
- * Compiles the server (tsc) once per test run. Test files run in parallel worker processes of
+ * Compiles the server (tsc) and builds the console once per test run. Test files run in parallel worker processes of
  * one vitest run (same parent process): the first takes a lock directory and builds, the others
  * wait for it and find the run's stamp.
  */
@@ -45,6 +45,8 @@ export async function buildOnce(): Promise<void> {
           stdio: 'inherit',
         },
       );
+      // The console the server serves at /console (as `npm run build` does).
+      execFileSync(process.execPath, [join(root, 'console', 'build.mjs')], { cwd: root, stdio: 'inherit' });
       writeFileSync(stamp, run);
       return;
     } finally {

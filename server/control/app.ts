@@ -11,13 +11,14 @@
  */
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { type Context, Hono } from 'hono';
+import { getCookie } from 'hono/cookie';
 import { DEFAULT_CHECK_TIMEOUT_MS } from '../../rules/check-thread.js';
 import { check } from '../contracts/check.js';
 import { ClientError, type ErrorBody, RuleSetInvalid } from '../errors.js';
 import { StoreDataLostError } from '../store/redis.js';
 import { NotReplicatedError } from '../store/redis-client.js';
 import { registerAudience } from './audience.js';
-import { type Caller, hasScope, TokenAuth } from './auth.js';
+import { type Caller, csrfMatches, hasScope, SESSION_COOKIE, TokenAuth } from './auth.js';
 import { decodeText, mediaType, parseJson, readBody } from './body.js';
 import { registerCampaigns } from './campaigns.js';
 import type { ControlContext, ControlDeps, Register, RouteHandler, RouteRequest } from './context.js';
@@ -96,7 +97,7 @@ export function createControlApp(deps: ControlDeps): Hono {
           'Without API tokens this API answers only clients on its own machine; configure TOKENS (or ALLOW_OPEN_CONTROL_PLANE=true)',
         );
       }
-      const caller = authorize(c, spec, auth);
+      const caller = authorize(c, spec, auth, ctx.now());
       const req: RouteRequest<B> = { c, caller, body: undefined as B, stream: null, format: undefined };
       if (spec.body !== undefined)
         await takeBody(c, spec, req, limits[spec.body.limit ?? 'json'], ctx.bodyTimeoutMs);
@@ -166,6 +167,11 @@ export function errorResponse(err: unknown, c: Context, log: (line: string) => v
  */
 function refuseCrossSite(c: Context, spec: RouteSpec): void {
   if (spec.method === 'get') return;
+  refuseForeignSite(c, 'Requests from another web site may not change anything here');
+}
+
+/** Throws 403 when a browser says the request comes from another site (Sec-Fetch-Site, Origin). */
+export function refuseForeignSite(c: Context, message: string): void {
   const site = c.req.header('sec-fetch-site');
   const origin = c.req.header('origin');
   let foreign = site !== undefined && site !== 'same-origin' && site !== 'none';
@@ -178,8 +184,7 @@ function refuseCrossSite(c: Context, spec: RouteSpec): void {
     }
     foreign = host === null || host !== c.req.header('host');
   }
-  if (foreign)
-    throw new ClientError('forbidden', 'Requests from another web site may not change anything here');
+  if (foreign) throw new ClientError('forbidden', message);
 }
 
 /** Whether the client is on this machine (a request made in process, as tests do, counts). */
@@ -194,8 +199,30 @@ function fromLoopback(c: Context): boolean {
   return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }
 
-function authorize(c: Context, spec: RouteSpec, auth: TokenAuth): Caller {
-  const result = auth.authenticate(c.req.header('authorization'));
+/**
+ * Who calls: a bearer token, or else the console's sign-in cookie (control/console.ts). A change
+ * made with the cookie must also send the session's CSRF token in `x-csrf-token`: the cookie is
+ * SameSite=Strict and changes from another site are refused anyway (refuseCrossSite), this is the
+ * third lock.
+ */
+function authorize(c: Context, spec: RouteSpec, auth: TokenAuth, now: number): Caller {
+  const header = c.req.header('authorization');
+  if (header === undefined && !auth.open) {
+    const session = auth.session(getCookie(c, SESSION_COOKIE), now);
+    if (session !== null) {
+      if (spec.method !== 'get' && !csrfMatches(session, c.req.header('x-csrf-token'))) {
+        throw new ClientError(
+          'forbidden',
+          'A change made with the console session must send its CSRF token (x-csrf-token)',
+        );
+      }
+      if (!hasScope(session.caller, spec.scope)) {
+        throw new ClientError('forbidden', `This route needs a token with the scope ${spec.scope}`);
+      }
+      return session.caller;
+    }
+  }
+  const result = auth.authenticate(header);
   if (!result.ok) {
     if (spec.scope === null) return { name: 'anonymous', scopes: new Set() };
     throw new ClientError(

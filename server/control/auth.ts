@@ -5,7 +5,7 @@
  * exit, so neither the length nor the position of a match leaks through timing. Secrets are never
  * logged.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { type ApiToken, SCOPES, type Scope } from '../scopes.js';
 
 /** Who made a request: a token's name and scopes, or `anonymous` when the API is open. */
@@ -28,6 +28,26 @@ function digest(secret: string): Buffer {
 
 export type AuthResult = { ok: true; caller: Caller } | { ok: false; reason: 'missing' | 'invalid' };
 
+/**
+ * A console session: what the sign-in cookie proves. The cookie is `v1.<name>.<expires>.<mac>`,
+ * the mac an HMAC-SHA256 of the rest keyed with the SHA-256 of the token's secret: it never
+ * carries the secret, it cannot be forged or extended without it, every instance that has the
+ * same TOKENS accepts it (no session store), and removing or changing the token ends it.
+ */
+export interface Session {
+  caller: Caller;
+  /** The cookie's value. */
+  cookie: string;
+  expiresAt: number;
+  /** What a change made with this session must send in `x-csrf-token`. */
+  csrf: string;
+}
+
+/** The console's sign-in cookie. */
+export const SESSION_COOKIE = 'mindshare_session';
+
+const b64url = (b: Buffer) => b.toString('base64url');
+
 /** Checks Authorization headers against a fixed list of tokens. */
 export class TokenAuth {
   private readonly tokens: readonly HashedToken[];
@@ -39,6 +59,38 @@ export class TokenAuth {
   /** True when no token is configured: every request is let in as `anonymous`. */
   get open(): boolean {
     return this.tokens.length === 0;
+  }
+
+  /** A session for the token whose secret is `secret` (a sign-in), or null for none. */
+  signIn(secret: string, now: number, ttlMs: number): Session | null {
+    const result = this.authenticate(`Bearer ${secret}`);
+    if (!result.ok || this.open) return null;
+    const token = result.caller as HashedToken;
+    const body = `v1.${b64url(Buffer.from(token.name, 'utf8'))}.${now + ttlMs}`;
+    return this.sessionOf(token, `${body}.${mac(token.digest, body)}`, now + ttlMs);
+  }
+
+  /** The session a cookie proves, or null (absent, forged, expired, or its token is gone). */
+  session(cookie: string | undefined, now: number): Session | null {
+    if (cookie === undefined || this.open) return null;
+    const m = /^v1\.([A-Za-z0-9_-]{1,400})\.([0-9]{1,16})\.([A-Za-z0-9_-]{43})$/.exec(cookie);
+    if (m === null) return null;
+    const expiresAt = Number(m[2]);
+    if (!(expiresAt > now)) return null;
+    const name = Buffer.from(m[1]!, 'base64url').toString('utf8');
+    const presented = Buffer.from(m[3]!, 'base64url');
+    const body = `v1.${m[1]}.${m[2]}`;
+    let found: HashedToken | null = null;
+    for (const token of this.tokens) {
+      if (token.name !== name) continue;
+      const expected = createHmac('sha256', token.digest).update(body).digest();
+      if (timingSafeEqual(presented, expected) && found === null) found = token;
+    }
+    return found === null ? null : this.sessionOf(found, cookie, expiresAt);
+  }
+
+  private sessionOf(token: HashedToken, cookie: string, expiresAt: number): Session {
+    return { caller: token, cookie, expiresAt, csrf: mac(token.digest, `csrf.${cookie}`) };
   }
 
   authenticate(header: string | undefined): AuthResult {
@@ -53,6 +105,18 @@ export class TokenAuth {
     }
     return found === null ? { ok: false, reason: 'invalid' } : { ok: true, caller: found };
   }
+}
+
+function mac(key: Buffer, text: string): string {
+  return b64url(createHmac('sha256', key).update(text).digest());
+}
+
+/** Whether `presented` is the session's CSRF token (compared in constant time). */
+export function csrfMatches(session: Session, presented: string | undefined): boolean {
+  if (presented === undefined) return false;
+  const a = Buffer.from(presented, 'utf8');
+  const b = Buffer.from(session.csrf, 'utf8');
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** Whether a caller may use a route that needs `scope` (null: any authenticated caller). */

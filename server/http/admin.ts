@@ -24,6 +24,8 @@ export interface AdminOptions {
   readinessTimeoutMs?: number;
   /** The control-plane API (rule sets, preview, profiles, events, funnels, OpenAPI). */
   control?: Hono;
+  /** The campaign manager's console (/console), beside the API. */
+  console?: Hono;
   /** Whether the data plane serves (`ok`) or why not, when it runs elsewhere (worker threads). */
   dataPlane?: () => string;
   /** Whether the rule set served is the store's active one (RuleSetSync.health). */
@@ -128,6 +130,7 @@ export function createAdminApp(opts: AdminOptions): Hono {
     });
   }
 
+  if (opts.console !== undefined) app.route('/', opts.console);
   if (opts.control !== undefined) app.route('/', opts.control);
 
   app.notFound((c) => c.json(new ClientError('not_found', `No route ${c.req.path}`).toBody(), 404));
