@@ -85,6 +85,13 @@ export function createEditor(
   });
 }
 
+/** Puts the cursor at an error's place, scrolled into view, and focuses the editor. */
+export function goTo(view: EditorView, e: RuleError): void {
+  const { from } = offsetOf(view, e);
+  view.dispatch({ selection: { anchor: from }, scrollIntoView: true });
+  view.focus();
+}
+
 /** Replaces the editor's whole text. */
 export function setText(view: EditorView, text: string): void {
   view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } });

@@ -257,11 +257,13 @@ function WhatIf() {
         changes.
       </p>
       <form onSubmit={run} class="form">
-        <label>
-          Draft rule set ({sourceType(draft) === 'application/json' ? 'JSON' : 'YAML'}){' '}
+        <div>
           <button type="button" onClick={load}>
             Start from the active version
           </button>
+        </div>
+        <label>
+          Draft rule set ({sourceType(draft) === 'application/json' ? 'JSON' : 'YAML'})
           <textarea
             rows={10}
             class="code"

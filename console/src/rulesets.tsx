@@ -7,7 +7,7 @@ import type { EditorView } from '@codemirror/view';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { call, type RuleSetDiff, sourceType, type VersionList } from './api';
 import { Confirm, ErrorBox, useCall, when } from './components';
-import { type Checked, createEditor, setText } from './editor';
+import { type Checked, createEditor, goTo, setText } from './editor';
 
 /** The semantic difference, in lists a person reads. */
 export function DiffSummary({ diff }: { diff: RuleSetDiff }) {
@@ -300,6 +300,7 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
                   <input
                     type="radio"
                     name="from"
+                    aria-label={`compare from version ${v.version}`}
                     checked={from === v.version}
                     onChange={() => setFrom(v.version)}
                   />{' '}
@@ -309,6 +310,7 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
                   <input
                     type="radio"
                     name="to"
+                    aria-label={`compare to version ${v.version}`}
                     checked={to === v.version}
                     onChange={() => setTo(v.version)}
                   />{' '}
@@ -401,11 +403,15 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
               {checked.errors.map((r, i) => (
                 <li key={i}>
                   {r.line !== undefined && (
-                    <span class="where">
+                    <button
+                      type="button"
+                      class="where link"
+                      onClick={() => editor.current !== null && goTo(editor.current, r)}
+                    >
                       line {r.line}
-                      {r.column !== undefined ? `, column ${r.column}` : ''}:{' '}
-                    </span>
-                  )}
+                      {r.column !== undefined ? `, column ${r.column}` : ''}
+                    </button>
+                  )}{' '}
                   <code>{r.path === '' ? '(rule set)' : r.path}</code> {r.message} <code>[{r.code}]</code>
                 </li>
               ))}
