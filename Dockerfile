@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Build stage: install everything, compile TypeScript to dist/.
+# Build stage: install everything, compile TypeScript to dist/ and bundle the console (dist/console).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -8,6 +8,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY rules ./rules
 COPY server ./server
 COPY bench ./bench
+COPY console ./console
 RUN npm run build
 
 # Runtime stage: production dependencies and the compiled code only, as a non-root user.

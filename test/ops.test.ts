@@ -656,6 +656,19 @@ async function answering(status: number): Promise<{ server: Server; port: number
 const closeServer = (server: Server) => new Promise((resolve) => server.close(resolve));
 
 describe('the Dockerfile', () => {
+  it('gives the build stage every folder `npm run build` reads (the TypeScript and the console)', () => {
+    const build = dockerStages(dockerfile)[0] ?? [];
+    const copied = build.filter((i) => i.op === 'COPY').map((i) => i.args.split(/\s+/)[0]);
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    const scripts = [...pkg.scripts.build!.matchAll(/\bnode (\w+)\//g)].map((m) => m[1]);
+    expect(scripts).toContain('console');
+    for (const dir of ['rules', 'server', ...scripts]) expect(copied).toContain(dir);
+    const index = (op: string, arg: string) => build.findIndex((i) => i.op === op && i.args.includes(arg));
+    expect(index('COPY', 'console')).toBeLessThan(index('RUN', 'npm run build'));
+  });
+
   it('checks health without starting a Node process every interval', () => {
     const hc = runtime.find((i) => i.op === 'HEALTHCHECK');
     expect(hc?.args).toMatch(/--interval=\d+s/);
