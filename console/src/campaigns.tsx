@@ -52,7 +52,11 @@ export function CampaignsPage({ canReadProfiles }: { canReadProfiles: boolean })
       <div class="form row">
         <label>
           Campaign{' '}
-          <select value={campaign} onChange={(e) => setCampaign((e.target as HTMLSelectElement).value)}>
+          <select
+            aria-label="Campaign"
+            value={campaign}
+            onChange={(e) => setCampaign((e.target as HTMLSelectElement).value)}
+          >
             {(outline.result?.campaigns ?? []).map((c) => (
               <option key={c.id} value={c.id}>
                 {c.id} ({c.brand})
@@ -62,7 +66,11 @@ export function CampaignsPage({ canReadProfiles }: { canReadProfiles: boolean })
         </label>{' '}
         <label>
           Days{' '}
-          <select value={days} onChange={(e) => setDays(Number((e.target as HTMLSelectElement).value))}>
+          <select
+            aria-label="Days"
+            value={days}
+            onChange={(e) => setDays(Number((e.target as HTMLSelectElement).value))}
+          >
             {[7, 14, 30, 90].map((n) => (
               <option key={n} value={n}>
                 {n}

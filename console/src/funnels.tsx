@@ -35,7 +35,11 @@ export function FunnelsPage() {
       <div class="form row">
         <label>
           Brand{' '}
-          <select value={brand} onChange={(e) => setBrand((e.target as HTMLSelectElement).value)}>
+          <select
+            aria-label="Brand"
+            value={brand}
+            onChange={(e) => setBrand((e.target as HTMLSelectElement).value)}
+          >
             {(outline.result?.brands ?? []).map((b) => (
               <option key={b} value={b}>
                 {b}
@@ -45,7 +49,11 @@ export function FunnelsPage() {
         </label>{' '}
         <label>
           Days{' '}
-          <select value={days} onChange={(e) => setDays(Number((e.target as HTMLSelectElement).value))}>
+          <select
+            aria-label="Days"
+            value={days}
+            onChange={(e) => setDays(Number((e.target as HTMLSelectElement).value))}
+          >
             {[7, 30, 90].map((d) => (
               <option key={d} value={d}>
                 {d}
