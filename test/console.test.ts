@@ -208,6 +208,11 @@ describe('the console in a browser', () => {
     const explain = page.getByRole('table', { name: 'Why each campaign was chosen or dropped' });
     expect(await explain.textContent()).toMatch(/chosen.*priority 10/);
     expect(await explain.textContent()).toContain('joymall-1111');
+    // Against a stored version that is not active.
+    await page.getByLabel('Rule set', { exact: true }).selectOption('2');
+    await page.getByRole('button', { name: 'Decide' }).click();
+    await expect.poll(() => decisions.textContent()).toContain('x90-camera-hero-v2');
+    await page.getByLabel('Rule set', { exact: true }).selectOption('');
     // What-if: a draft without the x90 campaign changes the banner decisions.
     await page.getByRole('button', { name: 'Start from the active version' }).click();
     await expect.poll(() => page.getByLabel(/Draft rule set/).inputValue()).toContain('x90-launch');

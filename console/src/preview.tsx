@@ -3,8 +3,15 @@
  * decided by the control plane's preview route with its explanation; and a draft's what-if on a
  * sample of stored people. Both go through the control plane, never the data plane.
  */
-import { useState } from 'preact/hooks';
-import { call, type Placement, type PreviewAnswer, sourceType, type WhatIfAnswer } from './api';
+import { useEffect, useState } from 'preact/hooks';
+import {
+  call,
+  type Placement,
+  type PreviewAnswer,
+  sourceType,
+  type VersionList,
+  type WhatIfAnswer,
+} from './api';
 import { ErrorBox, fmt, Progress, pct, useCall, when } from './components';
 
 const DEFAULT_PLACEMENTS = 'home-banner display banner-300x250\npush app_push';
@@ -51,7 +58,15 @@ export function PreviewPage() {
   );
   const [placements, setPlacements] = useState(DEFAULT_PLACEMENTS);
   const [at, setAt] = useState('');
+  const [version, setVersion] = useState('');
+  const [versions, setVersions] = useState<number[]>([]);
   const preview = useCall<PreviewAnswer>();
+
+  useEffect(() => {
+    call<VersionList>('/v1/rulesets')
+      .then((l) => setVersions(l.versions.map((v) => v.version)))
+      .catch(() => undefined);
+  }, []);
 
   const run = (e: Event) => {
     e.preventDefault();
@@ -67,6 +82,7 @@ export function PreviewPage() {
         }
       }
       if (at.trim() !== '') body.at = new Date(at).toISOString();
+      if (version !== '') body.ruleset = Number(version);
       return call<PreviewAnswer>('/v1/preview', { body, signal });
     });
   };
@@ -112,6 +128,21 @@ export function PreviewPage() {
           )}
         </fieldset>
         <PlacementsField value={placements} onChange={setPlacements} />
+        <label>
+          Rule set{' '}
+          <select
+            aria-label="Rule set"
+            value={version}
+            onChange={(e) => setVersion((e.target as HTMLSelectElement).value)}
+          >
+            <option value="">the active one</option>
+            {versions.map((v) => (
+              <option key={v} value={String(v)}>
+                version {v}
+              </option>
+            ))}
+          </select>
+        </label>
         <label>
           At (optional, local time){' '}
           <input
