@@ -1,6 +1,6 @@
 /**
- * Builds the console (console/src) into dist/console: one script and one style sheet named by
- * their content hash, the page naming them, and a brotli and a gzip copy of each file, so that the
+ * Builds the console (console/src) into dist/console: the script, the editor's chunk (loaded on
+ * the rule sets page only) and the style sheet, named by their content hash, the page naming them, and a brotli and a gzip copy of each file, so that the
  * server answers compressed without compressing per request (server/control/console.ts).
  * Run by `npm run build`; `node console/build.mjs` alone rebuilds only the console.
  */
@@ -25,15 +25,18 @@ const result = await build({
   jsx: 'automatic',
   jsxImportSource: 'preact',
   outdir: join(out, 'assets'),
+  // The editor (CodeMirror) is its own chunk, loaded by the rule sets page only.
+  splitting: true,
   entryNames: '[name]-[hash]',
+  chunkNames: 'chunk-[hash]',
   metafile: true,
   legalComments: 'linked',
   logLevel: 'warning',
 });
 
 const outputs = Object.keys(result.metafile.outputs).map((p) => basename(p));
-const script = outputs.find((f) => f.endsWith('.js'));
-const style = outputs.find((f) => f.endsWith('.css'));
+const script = outputs.find((f) => /^main-.*\.js$/.test(f));
+const style = outputs.find((f) => /^main-.*\.css$/.test(f));
 if (script === undefined || style === undefined)
   throw new Error(`console build: missing outputs in ${outputs}`);
 const page = readFileSync(join(here, 'src', 'index.html'), 'utf8')

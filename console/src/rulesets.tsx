@@ -7,7 +7,7 @@ import type { EditorView } from '@codemirror/view';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { call, type RuleSetDiff, sourceType, type VersionList } from './api';
 import { Confirm, ErrorBox, useCall, when } from './components';
-import { type Checked, createEditor, goTo, setText } from './editor';
+import type { Checked } from './editor';
 
 /** The semantic difference, in lists a person reads. */
 export function DiffSummary({ diff }: { diff: RuleSetDiff }) {
@@ -132,18 +132,25 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
     void reload();
   }, []);
 
+  // The editor (CodeMirror, most of the console's code) is loaded only here, when it is offered.
+  const editorModule = useRef<typeof import('./editor') | null>(null);
+  const [editorError, setEditorError] = useState<unknown>(null);
   useEffect(() => {
-    if (!canWrite || editorBox.current === null || editor.current !== null) return;
-    editor.current = createEditor(editorBox.current, '', setChecked, (t) => {
-      draft.current = t;
-    });
-    // Start from the active version's text.
-    void call<string>('/v1/rulesets/active')
-      .then((text) => {
-        if (editor.current !== null && draft.current === '') setText(editor.current, text);
+    if (!canWrite) return;
+    let gone = false;
+    void Promise.all([import('./editor'), call<string>('/v1/rulesets/active').catch(() => '')])
+      .then(([m, text]) => {
+        if (gone || editorBox.current === null || editor.current !== null) return;
+        editorModule.current = m;
+        editor.current = m.createEditor(editorBox.current, '', setChecked, (t) => {
+          draft.current = t;
+        });
+        // Start from the active version's text.
+        if (text !== '') m.setText(editor.current, text);
       })
-      .catch(() => undefined);
+      .catch(setEditorError);
     return () => {
+      gone = true;
       editor.current?.destroy();
       editor.current = null;
     };
@@ -380,6 +387,7 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
             Checked as you type by the server's validator; errors are marked at their line. Tab moves to the
             next control.
           </p>
+          <ErrorBox error={editorError} />
           <div ref={editorBox} class="editor" />
           <div class="check" role="status" aria-live="polite">
             {checked === null ? (
@@ -406,7 +414,7 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
                     <button
                       type="button"
                       class="where link"
-                      onClick={() => editor.current !== null && goTo(editor.current, r)}
+                      onClick={() => editor.current !== null && editorModule.current?.goTo(editor.current, r)}
                     >
                       line {r.line}
                       {r.column !== undefined ? `, column ${r.column}` : ''}
