@@ -50,6 +50,8 @@ let page: Page;
 let base = '';
 /** Script errors in the page: none may happen. */
 const pageErrors: string[] = [];
+/** Every URL the page asked for. */
+const requested: string[] = [];
 
 async function decide(
   id: string,
@@ -109,6 +111,7 @@ beforeAll(async () => {
   page = await context.newPage();
   page.setDefaultTimeout(10_000);
   page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('request', (r) => requested.push(r.url()));
 }, 180_000);
 
 afterAll(async () => {
@@ -239,7 +242,9 @@ describe('the console in a browser', () => {
     expect(moved).toBeGreaterThan(0);
     const cells = await page.locator('.chart details table tbody td').allTextContents();
     expect(cells.reduce((n, c) => n + Number(c), 0)).toBe(moved);
-    expect(await page.getByRole('table', { name: /Flow between stages/ }).textContent()).toContain('aware');
+    expect(await page.locator('.bars', { hasText: 'Moved to the next stage' }).textContent()).toContain(
+      'aware → appeal',
+    );
     await shot('funnels');
   });
 
@@ -290,5 +295,12 @@ describe('the console in a browser', () => {
     expect(await page.locator('.cm-content').count()).toBe(0);
     expect(await page.getByRole('button', { name: /Activate|Roll back/ }).count()).toBe(0);
     expect(pageErrors).toEqual([]);
+    // The console talks to the control plane only: never the data plane (the hot path), nothing else.
+    expect(requested.length).toBeGreaterThan(20);
+    const elsewhere = requested.filter(
+      (u) => !u.startsWith(`${base}/console`) && !u.startsWith(`${base}/v1/`),
+    );
+    expect(elsewhere).toEqual([]);
+    expect(requested.filter((u) => u.includes('/v1/decide'))).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 /** Funnels: per brand, people per stage, flow rates between stages, and moves per day. */
 import { useEffect, useState } from 'preact/hooks';
 import { call, type FunnelAnswer } from './api';
-import { Bars, DailyChart, ErrorBox, fmt, pct, useCall } from './components';
+import { Bars, DailyChart, ErrorBox, pct, useCall } from './components';
 import { activeOutline, type Outline } from './outline';
 
 const COLORS = ['#2563eb', '#d97706', '#059669', '#db2777', '#7c3aed', '#0891b2'];
@@ -77,27 +77,14 @@ export function FunnelsPage() {
               ...(s.onLadder ? {} : { note: '(off the ladder)' }),
             }))}
           />
-          <table class="flow">
-            <caption>Flow between stages over the window</caption>
-            <thead>
-              <tr>
-                <th scope="col">From</th>
-                <th scope="col">To</th>
-                <th scope="col">Moved</th>
-                <th scope="col">Rate</th>
-              </tr>
-            </thead>
-            <tbody>
-              {f.flow.map((x) => (
-                <tr key={`${x.from}>${x.to}`}>
-                  <td>{x.from}</td>
-                  <td>{x.to}</td>
-                  <td>{fmt(x.moved)}</td>
-                  <td>{pct(x.rate)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <Bars
+            title="Moved to the next stage over the window (the share of those who could)"
+            rows={f.flow.map((x) => ({
+              label: `${x.from} → ${x.to}`,
+              value: x.moved,
+              note: `(${pct(x.rate)})`,
+            }))}
+          />
           {moves.length === 0 ? (
             <p>No stage moves in these days.</p>
           ) : (
