@@ -3,13 +3,17 @@
  * the session's CSRF token on every change. An error answer becomes an ApiError carrying the
  * API's code, message, path and (for rule sets) every error with its line and column.
  */
+import type { RuleSetDiff } from '../../rules/diff';
+import type { CampaignExplanation, Placement, RuleError } from '../../rules/types';
 
-export interface RuleError {
-  code: string;
-  message: string;
-  path: string;
-  line?: number;
-  column?: number;
+// The rule language's own types (type-only: nothing of it is bundled).
+export type { CampaignExplanation, Placement, RuleError };
+
+/** The diff routes' answer: the semantic diff, its two sides and the text diff. */
+export interface RuleSetDiffAnswer extends RuleSetDiff {
+  from: { version: number | null; checksum: string };
+  to: { version: number | null; checksum: string };
+  text: string | null;
 }
 
 export class ApiError extends Error {
@@ -140,28 +144,6 @@ export interface VersionList {
   rollbackTo: number | null;
 }
 
-export interface EntityDiff<C = { id: string; fields: string[] }> {
-  added: string[];
-  removed: string[];
-  changed: C[];
-}
-
-export interface RuleSetDiff {
-  from: { version: number | null; checksum: string };
-  to: { version: number | null; checksum: string };
-  changed: boolean;
-  segments: EntityDiff;
-  campaigns: EntityDiff<{ id: string; fields: string[]; creatives?: EntityDiff }>;
-  fields: string[];
-  text: string | null;
-}
-
-export interface Placement {
-  id: string;
-  channels?: string[];
-  formats?: string[];
-}
-
 export interface Decision {
   placement: string;
   campaign: string | null;
@@ -173,14 +155,6 @@ export interface Decision {
   message?: string;
   channel?: string;
   sendAt?: string;
-}
-
-export interface CampaignExplanation {
-  campaign: string;
-  status: string;
-  placement?: string;
-  reason?: string;
-  rank?: Record<string, number>;
 }
 
 export interface PreviewAnswer {

@@ -4,6 +4,7 @@
  * sample of stored people. Both go through the control plane, never the data plane.
  */
 import { useEffect, useState } from 'preact/hooks';
+import { CHANNELS, type Channel } from '../../rules/types';
 import {
   call,
   type Placement,
@@ -18,7 +19,7 @@ const DEFAULT_PLACEMENTS = 'home-banner display banner-300x250\npush app_push';
 
 /** One placement per line: `id [channel …] [format …]` (a word with a dash and digits is a format). */
 export function parsePlacements(text: string): Placement[] {
-  const channels = new Set(['display', 'video', 'native', 'app_push', 'sms', 'email']);
+  const channels = new Set<string>(CHANNELS);
   const out: Placement[] = [];
   for (const line of text.split('\n')) {
     const words = line
@@ -30,7 +31,7 @@ export function parsePlacements(text: string): Placement[] {
     const p: Placement = { id };
     const ch = rest.filter((w) => channels.has(w));
     const fm = rest.filter((w) => !channels.has(w));
-    if (ch.length > 0) p.channels = ch;
+    if (ch.length > 0) p.channels = ch as Channel[];
     if (fm.length > 0) p.formats = fm;
     out.push(p);
   }

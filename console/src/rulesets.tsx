@@ -5,15 +5,15 @@
  */
 import type { EditorView } from '@codemirror/view';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { call, type RuleSetDiff, sourceType, type VersionList } from './api';
+import { call, type RuleSetDiffAnswer, sourceType, type VersionList } from './api';
 import { Confirm, ErrorBox, useCall, when } from './components';
 import type { Checked } from './editor';
 
 /** The semantic difference, in lists a person reads. */
-export function DiffSummary({ diff }: { diff: RuleSetDiff }) {
+export function DiffSummary({ diff }: { diff: RuleSetDiffAnswer }) {
   if (!diff.changed)
     return <p class="no-change">No change in meaning (only layout, comments or key order differ).</p>;
-  const list = (kind: string, d: RuleSetDiff['campaigns']) => (
+  const list = (kind: string, d: RuleSetDiffAnswer['campaigns']) => (
     <>
       {d.added.map((id) => (
         <li key={`+${id}`} class="added">
@@ -99,14 +99,14 @@ const label = (v: number | null) => (v === null ? 'the draft' : `version ${v}`);
 interface Pending {
   title: string;
   confirmLabel: string;
-  diff: RuleSetDiff | null;
+  diff: RuleSetDiffAnswer | null;
   note?: string;
   run: () => Promise<string>;
 }
 
 export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
   const list = useCall<VersionList>();
-  const diff = useCall<RuleSetDiff>();
+  const diff = useCall<RuleSetDiffAnswer>();
   const action = useCall<string>();
   const [from, setFrom] = useState<number | null>(null);
   const [to, setTo] = useState<number | null>(null);
@@ -157,11 +157,11 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
   }, [canWrite]);
 
   const compare = (a: number, b: number) =>
-    diff.run((signal) => call<RuleSetDiff>(`/v1/rulesets/diff?from=${a}&to=${b}`, { signal }));
+    diff.run((signal) => call<RuleSetDiffAnswer>(`/v1/rulesets/diff?from=${a}&to=${b}`, { signal }));
 
   const compareDraft = () =>
     diff.run((signal) =>
-      call<RuleSetDiff>('/v1/rulesets/diff', {
+      call<RuleSetDiffAnswer>('/v1/rulesets/diff', {
         body: draft.current,
         type: sourceType(draft.current),
         signal,
@@ -171,13 +171,13 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
   const ask = async (p: Omit<Pending, 'diff'>, diffPath: string | null, body?: string) => {
     setDone(null);
     action.setError(null);
-    let d: RuleSetDiff | null = null;
+    let d: RuleSetDiffAnswer | null = null;
     try {
       if (diffPath !== null) {
         d =
           body === undefined
-            ? await call<RuleSetDiff>(diffPath)
-            : await call<RuleSetDiff>(diffPath, { body, type: sourceType(body) });
+            ? await call<RuleSetDiffAnswer>(diffPath)
+            : await call<RuleSetDiffAnswer>(diffPath, { body, type: sourceType(body) });
       }
     } catch (e) {
       action.setError(e);
