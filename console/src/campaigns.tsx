@@ -4,7 +4,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { type AudienceAnswer, call, type DeliveryAnswer, type LiftAnswer, type OutcomeLift } from './api';
-import { Bars, DailyChart, ErrorBox, fmt, Progress, pct, useCall } from './components';
+import { Bars, Choice, DailyChart, dayOptions, ErrorBox, fmt, Progress, pct, useCall } from './components';
 import { activeOutline, type Outline } from './outline';
 
 const COUNTS = [
@@ -50,34 +50,21 @@ export function CampaignsPage({ canReadProfiles }: { canReadProfiles: boolean })
       <h1 id="campaigns-title">Campaigns</h1>
       <ErrorBox error={outline.error} />
       <div class="form row">
-        <label>
-          Campaign{' '}
-          <select
-            aria-label="Campaign"
-            value={campaign}
-            onChange={(e) => setCampaign((e.target as HTMLSelectElement).value)}
-          >
-            {(outline.result?.campaigns ?? []).map((c) => (
-              <option key={c.id} value={c.id}>
-                {c.id} ({c.brand})
-              </option>
-            ))}
-          </select>
-        </label>{' '}
-        <label>
-          Days{' '}
-          <select
-            aria-label="Days"
-            value={days}
-            onChange={(e) => setDays(Number((e.target as HTMLSelectElement).value))}
-          >
-            {[7, 14, 30, 90].map((n) => (
-              <option key={n} value={n}>
-                {n}
-              </option>
-            ))}
-          </select>
-        </label>{' '}
+        <Choice
+          label="Campaign"
+          value={campaign}
+          options={(outline.result?.campaigns ?? []).map((c) => ({
+            value: c.id,
+            text: `${c.id} (${c.brand})`,
+          }))}
+          onChange={setCampaign}
+        />{' '}
+        <Choice
+          label="Days"
+          value={String(days)}
+          options={dayOptions([7, 14, 30, 90])}
+          onChange={(v) => setDays(Number(v))}
+        />{' '}
         {campaign !== '' && (
           <a href={`/v1/campaigns/${encodeURIComponent(campaign)}/delivery?format=csv`} download>
             Delivery as CSV

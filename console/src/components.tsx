@@ -256,6 +256,40 @@ export function Bars({
   );
 }
 
+/** A labelled drop-down list (the label is the select's accessible name, whatever its options). */
+export function Choice({
+  label,
+  value,
+  options,
+  onChange,
+}: {
+  label: string;
+  value: string;
+  options: readonly { value: string; text: string }[];
+  onChange: (value: string) => void;
+}) {
+  return (
+    <label>
+      {label}{' '}
+      <select
+        aria-label={label}
+        value={value}
+        onChange={(e) => onChange((e.target as HTMLSelectElement).value)}
+      >
+        {options.map((o) => (
+          <option key={o.value} value={o.value}>
+            {o.text}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+/** Options for numbers of days. */
+export const dayOptions = (list: readonly number[]) =>
+  list.map((n) => ({ value: String(n), text: String(n) }));
+
 export const fmt = (n: number | null | undefined, digits = 0) =>
   n === null || n === undefined ? '—' : n.toLocaleString('en-US', { maximumFractionDigits: digits });
 export const pct = (n: number | null | undefined, digits = 1) =>

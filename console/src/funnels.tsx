@@ -1,7 +1,7 @@
 /** Funnels: per brand, people per stage, flow rates between stages, and moves per day. */
 import { useEffect, useState } from 'preact/hooks';
 import { call, type FunnelAnswer } from './api';
-import { Bars, DailyChart, ErrorBox, pct, useCall } from './components';
+import { Bars, Choice, DailyChart, dayOptions, ErrorBox, pct, useCall } from './components';
 import { activeOutline, type Outline } from './outline';
 
 const COLORS = ['#2563eb', '#d97706', '#059669', '#db2777', '#7c3aed', '#0891b2'];
@@ -33,34 +33,18 @@ export function FunnelsPage() {
       <h1 id="funnels-title">Funnels</h1>
       <ErrorBox error={outline.error} />
       <div class="form row">
-        <label>
-          Brand{' '}
-          <select
-            aria-label="Brand"
-            value={brand}
-            onChange={(e) => setBrand((e.target as HTMLSelectElement).value)}
-          >
-            {(outline.result?.brands ?? []).map((b) => (
-              <option key={b} value={b}>
-                {b}
-              </option>
-            ))}
-          </select>
-        </label>{' '}
-        <label>
-          Days{' '}
-          <select
-            aria-label="Days"
-            value={days}
-            onChange={(e) => setDays(Number((e.target as HTMLSelectElement).value))}
-          >
-            {[7, 30, 90].map((d) => (
-              <option key={d} value={d}>
-                {d}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Choice
+          label="Brand"
+          value={brand}
+          options={(outline.result?.brands ?? []).map((b) => ({ value: b, text: b }))}
+          onChange={setBrand}
+        />{' '}
+        <Choice
+          label="Days"
+          value={String(days)}
+          options={dayOptions([7, 30, 90])}
+          onChange={(v) => setDays(Number(v))}
+        />
       </div>
       <ErrorBox error={funnel.error} />
       {funnel.busy && <p role="status">Loading…</p>}

@@ -13,7 +13,7 @@ import {
   type VersionList,
   type WhatIfAnswer,
 } from './api';
-import { ErrorBox, fmt, Progress, pct, useCall, when } from './components';
+import { Choice, ErrorBox, fmt, Progress, pct, useCall, when } from './components';
 
 const DEFAULT_PLACEMENTS = 'home-banner display banner-300x250\npush app_push';
 
@@ -129,21 +129,15 @@ export function PreviewPage() {
           )}
         </fieldset>
         <PlacementsField value={placements} onChange={setPlacements} />
-        <label>
-          Rule set{' '}
-          <select
-            aria-label="Rule set"
-            value={version}
-            onChange={(e) => setVersion((e.target as HTMLSelectElement).value)}
-          >
-            <option value="">the active one</option>
-            {versions.map((v) => (
-              <option key={v} value={String(v)}>
-                version {v}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Choice
+          label="Rule set"
+          value={version}
+          options={[
+            { value: '', text: 'the active one' },
+            ...versions.map((v) => ({ value: String(v), text: `version ${v}` })),
+          ]}
+          onChange={setVersion}
+        />
         <label>
           At (optional, local time){' '}
           <input
