@@ -209,7 +209,9 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
             ? 'No version is active yet.'
             : `Every instance switches from version ${activeVersion} to version ${v} within seconds.`,
         run: async () => {
-          await call(`/v1/rulesets/${v}/activate`, { method: 'POST' });
+          // Only over the version the dialog compared against (409 if another change came first).
+          const only = activeVersion === null ? '' : `?ifActive=${activeVersion}`;
+          await call(`/v1/rulesets/${v}/activate${only}`, { method: 'POST' });
           return `Version ${v} is active.`;
         },
       },

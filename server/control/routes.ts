@@ -390,9 +390,19 @@ export const ROUTES: readonly RouteSpec[] = [
     path: '/v1/rulesets/{version}/activate',
     tag: 'rule sets',
     summary: 'Make a version active on every instance (also rollback)',
+    description:
+      'With `?ifActive=N`, only while version N is the active one (409 ruleset_conflict otherwise): a change confirmed against what was active does not undo another made meanwhile.',
     scope: 'rules:write',
     servedBy: 'control',
-    params: [versionParam],
+    params: [
+      versionParam,
+      {
+        name: 'ifActive',
+        in: 'query',
+        description: 'Activate only while this version is the active one',
+        schema: { type: 'integer', minimum: 1 },
+      },
+    ],
     responses: {
       200: ok('Activated', {
         type: 'object',
@@ -400,7 +410,7 @@ export const ROUTES: readonly RouteSpec[] = [
         properties: { version: { type: 'integer' }, activatedAt: { type: 'string', format: 'date-time' } },
       }),
     },
-    errors: ['ruleset_not_found', 'store_unavailable'],
+    errors: ['ruleset_not_found', 'ruleset_conflict', 'store_unavailable'],
   },
   {
     id: 'preview',

@@ -266,4 +266,21 @@ describe('rule sets', () => {
     // Needs rules:write.
     expect((await kit.req('POST', '/v1/rulesets/rollback', { token: 'read-secret' })).status).toBe(403);
   });
+
+  it('activates only over the version the caller saw, when asked so', async () => {
+    const kit = await makeKit();
+    for (const n of [1, 2]) {
+      const body = DEMO.replace('name: demo', `name: demo ${n}`);
+      expect((await kit.req('POST', '/v1/rulesets', { body, type: YAML })).status).toBe(201);
+    }
+    expect((await kit.req('POST', '/v1/rulesets/1/activate')).status).toBe(200);
+    const stale = await kit.req('POST', '/v1/rulesets/2/activate?ifActive=2');
+    expect(stale.status).toBe(409);
+    expect(stale.body.error).toMatchObject({ code: 'ruleset_conflict', path: 'ifActive' });
+    expect((await kit.rulesets.activeRuleSet())?.version).toBe(1);
+    const bad = await kit.req('POST', '/v1/rulesets/2/activate?ifActive=x');
+    expect(bad.body.error).toMatchObject({ code: 'invalid_field', path: 'ifActive' });
+    expect((await kit.req('POST', '/v1/rulesets/2/activate?ifActive=1')).status).toBe(200);
+    expect((await kit.rulesets.activeRuleSet())?.version).toBe(2);
+  });
 });

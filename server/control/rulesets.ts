@@ -210,6 +210,8 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
 
   register('activateRuleSet', async ({ c, caller }) => {
     const version = versionOf(c.req.param('version'));
+    const ifActiveParam = c.req.query('ifActive');
+    const ifActive = ifActiveParam === undefined ? undefined : whole(ifActiveParam, 'ifActive');
     const stored = await ctx.storeCall('read the rule set', () => rulesets.getRuleSet(version));
     if (stored === null) {
       throw new ClientError('ruleset_not_found', `There is no rule set version ${version}`, 'version');
@@ -219,8 +221,15 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
     await parseOrThrow(stored.source, stored.meta.format, ctx.rulesetCheckTimeoutMs);
     const now = ctx.now();
     const done = await ctx.storeCall('activate the rule set', () =>
-      rulesets.activateRuleSet(version, caller.name, now),
+      rulesets.activateRuleSet(version, caller.name, now, ifActive === undefined ? {} : { ifActive }),
     );
+    if (!done && ifActive !== undefined) {
+      throw new ClientError(
+        'ruleset_conflict',
+        `Version ${ifActive} is no longer the active one; look again and retry`,
+        'ifActive',
+      );
+    }
     if (!done)
       throw new ClientError('ruleset_not_found', `There is no rule set version ${version}`, 'version');
     ctx.log(`rule set ${version} activated by ${caller.name}`);
@@ -270,6 +279,15 @@ export function rollbackTarget(log: readonly Activation[], active: number): numb
   }
   if (stack[stack.length - 1] !== active) stack.push(active);
   return stack.length >= 2 ? stack[stack.length - 2]! : null;
+}
+
+/** A whole number query parameter, 1 or more (400 invalid_field otherwise). */
+function whole(text: string, name: string): number {
+  const n = Number(text);
+  if (!/^[0-9]{1,15}$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
+    throw new ClientError('invalid_field', `${name} must be a version number`, name);
+  }
+  return n;
 }
 
 function versionOf(text: string | undefined, name = 'version'): number {
