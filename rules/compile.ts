@@ -21,7 +21,7 @@
  */
 import { type CompiledSegment, type EvalState, evalSegment, type Predicate } from './eval-state.js';
 import { Evaluator, type PreparedPerson, type RuleTables } from './evaluator.js';
-import { DEFAULT_ATTRIBUTION_MS, parseDateTime, parseDuration, parseQuietHours } from './time.js';
+import { DEFAULT_ATTRIBUTION_MS, parseDuration, parseFlightBound, parseQuietHours } from './time.js';
 import type {
   Channel,
   Condition,
@@ -183,6 +183,8 @@ export class CompiledRuleSet implements RuleTables {
   readonly scoring: ResolvedScoring;
   /** segment index -> campaigns listing it */
   readonly campaignsBySegment: readonly Int32Array[] = [];
+  /** Campaigns without segments: every person may get them. */
+  readonly everyoneCampaigns: Int32Array = new Int32Array(0);
   /** key id -> segments filed under it */
   readonly postings: readonly Int32Array[] = [];
   /** segments that no key guards: evaluated for everyone */
@@ -302,6 +304,7 @@ export class CompiledRuleSet implements RuleTables {
     const brands: string[] = [];
     const brandIndex = new Map<string, number>();
     const bySegment: number[][] = segments.map(() => []);
+    const everyone: number[] = [];
     const campaigns: CompiledCampaign[] = [];
     for (let ci = 0; ci < ruleSet.campaigns.length; ci++) {
       const c = ruleSet.campaigns[ci]!;
@@ -311,8 +314,9 @@ export class CompiledRuleSet implements RuleTables {
         brands.push(c.brand);
         brandIndex.set(c.brand, bi);
       }
-      const segs = c.segments.map((id) => segIndex.get(id) ?? -1).filter((i) => i >= 0);
+      const segs = (c.segments ?? []).map((id) => segIndex.get(id) ?? -1).filter((i) => i >= 0);
       for (const s of new Set(segs)) bySegment[s]!.push(ci);
+      if (c.segments === undefined) everyone.push(ci);
       const timezone = c.timing?.timezone ?? 'UTC';
       const flightTz = c.flight?.timezone ?? timezone;
       const quiet = c.timing?.quietHours === undefined ? null : parseQuietHours(c.timing.quietHours);
@@ -350,8 +354,8 @@ export class CompiledRuleSet implements RuleTables {
         stageMask: this.stageMaskOf(c.stages),
         priority: c.priority ?? 0,
         weight: c.weight ?? 1,
-        flightStart: parseFlight(c.flight?.start, flightTz, Number.NEGATIVE_INFINITY),
-        flightEnd: parseFlight(c.flight?.end, flightTz, Number.POSITIVE_INFINITY),
+        flightStart: parseFlight(c.flight?.start, flightTz, 'start', Number.NEGATIVE_INFINITY),
+        flightEnd: parseFlight(c.flight?.end, flightTz, 'end', Number.POSITIVE_INFINITY),
         caps,
         keepImpressions: caps.reduce((m, cap) => Math.max(m, cap.max), 0),
         longestCapMs: caps.reduce((m, cap) => Math.max(m, cap.windowMs), 0),
@@ -379,6 +383,7 @@ export class CompiledRuleSet implements RuleTables {
       if ((i & STEP_MASK) === STEP_MASK) yield;
     }
     out.campaignsBySegment = bySegmentArrays;
+    out.everyoneCampaigns = Int32Array.from(everyone);
     const listed = (s: number) => bySegment[s]!.length > 0;
     const campaignPostings: Int32Array[] = [];
     for (let k = 0; k < postings.length; k++) {
@@ -829,11 +834,11 @@ function stageSatisfies(o: Record<string, unknown>, p: number, pos: (v: unknown)
   return true;
 }
 
-function parseFlight(v: unknown, tz: string, fallback: number): number {
+function parseFlight(v: unknown, tz: string, edge: 'start' | 'end', fallback: number): number {
   if (v === undefined || v === null) return fallback;
   if (v instanceof Date) return v.getTime();
   if (typeof v !== 'string') return fallback;
-  return parseDateTime(v, tz) ?? fallback;
+  return parseFlightBound(v, tz, edge) ?? fallback;
 }
 
 function resolveScoring(s: Scoring | undefined): ResolvedScoring {

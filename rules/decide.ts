@@ -130,10 +130,14 @@ export function decide(
   const { list, count } = evaluator.evaluate(person, request.contextTags, !explain);
   const personHash = evaluator.personHash(person);
 
-  // Campaigns reachable from the matched segments, in rule order.
+  // Campaigns reachable from the matched segments (and those for everyone), in rule order.
   const campaigns = compiled.campaigns;
   const reached = evaluator.campaignScratch();
   let nReached = 0;
+  const everyone = compiled.everyoneCampaigns;
+  for (let i = 0; i < everyone.length; i++) {
+    if (evaluator.markCampaign(everyone[i]!)) reached[nReached++] = everyone[i]!;
+  }
   for (let i = 0; i < count; i++) {
     const cs = compiled.campaignsBySegment[list[i]!]!;
     for (let j = 0; j < cs.length; j++) {

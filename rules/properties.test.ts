@@ -263,11 +263,15 @@ function campaign(
     .record(
       {
         brand: fc.constantFrom(...BRANDS),
-        segments: fc.shuffledSubarray([...segmentIds], {
-          minLength: 1,
-          maxLength: Math.min(3, segmentIds.length),
-        }),
-        channels: fc.subarray([...CHANNELS], { minLength: 1 }),
+        // Now and then a campaign for everyone (no segments) or for every channel.
+        segments: fc.option(
+          fc.shuffledSubarray([...segmentIds], {
+            minLength: 1,
+            maxLength: Math.min(3, segmentIds.length),
+          }),
+          { nil: undefined, freq: 6 },
+        ),
+        channels: fc.option(fc.subarray([...CHANNELS], { minLength: 1 }), { nil: undefined, freq: 6 }),
         creatives: fc
           .integer({ min: 1, max: 3 })
           .chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => creative(funnel, `${id}-k${i}`)))),
@@ -291,7 +295,7 @@ function campaign(
         ),
         holdout: fc.option(fc.constantFrom(0, 0.1, 0.5), { nil: undefined }),
       },
-      { requiredKeys: ['brand', 'segments', 'channels', 'creatives'] },
+      { requiredKeys: ['brand', 'segments', 'channels', 'creatives'] }, // present, possibly undefined
     )
     .map((c) => {
       const out: Campaign = { id, ...c, creatives: [...c.creatives] };
@@ -305,7 +309,9 @@ function campaign(
             if (fixed.stages.length === 0) delete fixed.stages;
           }
           if (fixed.channels !== undefined) {
-            fixed.channels = fixed.channels.filter((ch) => out.channels.includes(ch));
+            fixed.channels = fixed.channels.filter(
+              (ch) => out.channels === undefined || out.channels.includes(ch),
+            );
             if (fixed.channels.length === 0) delete fixed.channels;
           }
           return fixed;
@@ -681,7 +687,7 @@ function checkDecisions(
     const sendAt = Date.parse(f.sendAt);
     expect(sendAt).toBeGreaterThanOrEqual(now);
     expect(sendAt).toBeLessThanOrEqual(k.flightEnd);
-    expect(c.channels).toContain(f.channel);
+    expect(c.channels ?? CHANNELS).toContain(f.channel);
     if (placement.channels !== undefined) expect(placement.channels).toContain(f.channel);
 
     {

@@ -166,6 +166,24 @@ export function parseDateTime(text: string, tz: string): number | null {
 }
 
 /** A campaign's attribution window (`attributionWindow`): default, shortest and longest, ms. */
+const BARE_DATE = /^(\d{4})-(\d{2})-(\d{2})(Z|[+-]\d{2}:?\d{2})?$/;
+
+/**
+ * A flight's start or end: a date-time as parseDateTime reads it, except that a date alone as the
+ * end is the whole of that day (its last millisecond), so `end: "2026-11-11"` keeps the 11th.
+ */
+export function parseFlightBound(text: string, tz: string, edge: 'start' | 'end'): number | null {
+  const t = parseDateTime(text, tz);
+  if (t === null || edge === 'start') return t;
+  const m = BARE_DATE.exec(text.trim());
+  if (m === null) return t;
+  const next = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + 1))
+    .toISOString()
+    .slice(0, 10);
+  const end = parseDateTime(`${next}${m[4] ?? ''}`, tz);
+  return end === null ? t : end - 1;
+}
+
 export const DEFAULT_ATTRIBUTION_MS = 7 * 86_400_000;
 export const MIN_ATTRIBUTION_MS = 3_600_000;
 export const MAX_ATTRIBUTION_MS = 90 * 86_400_000;

@@ -170,8 +170,8 @@ export interface Campaign {
   id: string;
   brand: string;
   description?: string;
-  /** The person must be in any of these segments. */
-  segments: string[];
+  /** The person must be in any of these segments; absent means every person. */
+  segments?: string[];
   /** The person's stage for `brand` must be one of these; absent means any stage. */
   stages?: string[];
   /** Higher wins before any score is looked at. Default 0. */
@@ -180,7 +180,8 @@ export interface Campaign {
   weight?: number;
   flight?: Flight;
   frequencyCap?: FrequencyCap[];
-  channels: Channel[];
+  /** The channels it may run on; absent means every channel. */
+  channels?: Channel[];
   timing?: Timing;
   /** Share of the campaign's audience kept as a control group, 0 to 0.5. Default 0. */
   holdout?: number;

@@ -16,8 +16,8 @@ import {
   isTimeZone,
   MAX_ATTRIBUTION_MS,
   MIN_ATTRIBUTION_MS,
-  parseDateTime,
   parseDuration,
+  parseFlightBound,
   parseQuietHours,
 } from './time.js';
 import type { RuleError, RuleSet, Validated } from './types.js';
@@ -816,7 +816,8 @@ function checkBids(x: Context, c: Obj, creatives: unknown, path: PathSegment[]):
     if (!isObject(cr)) return;
     // A creative that bids on video or native must render there: a VAST, a native response.
     if (campaignBid || typeof own(cr, 'bid') === 'number') {
-      const channels = own(cr, 'channels') ?? campaignChannels;
+      // No channels named: every channel (the campaign's, else all of them).
+      const channels = own(cr, 'channels') ?? campaignChannels ?? CHANNELS;
       const on = (ch: string) => Array.isArray(channels) && channels.includes(ch);
       const id = own(cr, 'id');
       const name = isText(id) ? `creative ${quote(id)}` : 'this creative';
@@ -877,7 +878,7 @@ function checkFlight(
     if (typeof v !== 'string') return null;
     const offset = HAS_OFFSET.test(v.trim());
     // Without a usable zone, a date-time without an offset is only checked for its form.
-    const t = parseDateTime(v, zoneOk || offset ? zone : 'UTC');
+    const t = parseFlightBound(v, zoneOk || offset ? zone : 'UTC', key);
     if (t === null) {
       x.r.add(
         'bad_datetime',

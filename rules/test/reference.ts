@@ -296,8 +296,16 @@ export function flightOf(c: Campaign): { start: number; end: number } {
   const tz = c.flight?.timezone ?? c.timing?.timezone ?? 'UTC';
   return {
     start: flightInstant(c.flight?.start, tz, Number.NEGATIVE_INFINITY),
-    end: flightInstant(c.flight?.end, tz, Number.POSITIVE_INFINITY),
+    end: flightEnd(c.flight?.end, tz),
   };
+}
+
+/** A flight's end: a date alone means the whole day, so the end is just before the next midnight. */
+function flightEnd(text: string | undefined, tz: string): number {
+  const m = text === undefined ? null : /^(\d{4})-(\d{2})-(\d{2})(Z|[+-]\d{2}:\d{2})?$/.exec(text);
+  if (m === null) return flightInstant(text, tz, Number.POSITIVE_INFINITY);
+  const next = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + 1));
+  return flightInstant(`${next.toISOString().slice(0, 10)}${m[4] ?? ''}`, tz, Number.POSITIVE_INFINITY) - 1;
 }
 
 /** Whether some frequency cap of the campaign is reached by the impressions in `counters`. */
@@ -319,7 +327,8 @@ export function referenceChecks(
 ): CampaignCheck[] {
   const matched = new Set(referenceMatch(ruleSet, profile, contextTags));
   return ruleSet.campaigns.map((c) => {
-    const segment = c.segments.find((s) => matched.has(s)) ?? null;
+    // A campaign without segments is for every person (it names no segment in its decisions).
+    const segment = c.segments === undefined ? '' : (c.segments.find((s) => matched.has(s)) ?? null);
     const stage = referenceStage(ruleSet, profile, c.brand);
     const { start, end } = flightOf(c);
     let failure: FirstFailure = null;
@@ -335,7 +344,7 @@ export function referenceChecks(
 export function creativeChannels(c: Campaign, cr: Creative, placement: Placement): Channel[] {
   return CHANNELS.filter(
     (ch) =>
-      c.channels.includes(ch) &&
+      (c.channels === undefined || c.channels.includes(ch)) &&
       (cr.channels === undefined || cr.channels.includes(ch)) &&
       (placement.channels === undefined || placement.channels.includes(ch)),
   );
