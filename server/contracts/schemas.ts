@@ -49,6 +49,11 @@ const affinity = Type.Number({ minimum: 0, maximum: 1 });
 const scalar = Type.Union([Type.String({ maxLength: LIMITS.stringValue }), Type.Number(), Type.Boolean()]);
 const timezone = Type.String({ format: 'iana-timezone', description: 'An IANA time zone' });
 const dateTime = Type.String({ format: 'date-time' });
+/** A moment, wherever a request gives one: ISO 8601 with its zone, or epoch milliseconds. */
+const instant = (description: string) =>
+  Type.Union([dateTime, Type.Integer({ minimum: 0, maximum: 8.64e15 })], { description });
+/** The epoch ms of an `instant` field. */
+export const instantMs = (v: string | number): number => (typeof v === 'number' ? v : Date.parse(v));
 
 /** An object of `values` by key (bounded keys and entries). */
 function map<V extends Type.TSchema>(values: V, description: string) {
@@ -219,9 +224,7 @@ export const previewRequestSchema = Type.Object(
         },
       ),
     ),
-    at: Type.Optional(
-      Type.String({ format: 'date-time', description: 'The moment to decide at; default now' }),
-    ),
+    at: Type.Optional(instant('The moment to decide at: ISO 8601 or epoch ms; default now')),
   },
   {
     additionalProperties: false,
@@ -275,9 +278,7 @@ export const whatIfRequestSchema = Type.Object(
     context: Type.Optional(context),
     sample: Type.Optional(sampleSize(LIMITS.whatIfSample, 1_000)),
     timeoutMs: Type.Optional(timeBound(5_000)),
-    at: Type.Optional(
-      Type.String({ format: 'date-time', description: 'The moment to decide at; default now' }),
-    ),
+    at: Type.Optional(instant('The moment to decide at: ISO 8601 or epoch ms; default now')),
     examples: Type.Optional(
       Type.Integer({
         minimum: 0,
@@ -315,11 +316,7 @@ export const eventSchema = Type.Object(
       }),
     ),
     brand: Type.Optional(id),
-    at: Type.Optional(
-      Type.Union([dateTime, Type.Integer({ minimum: 0 })], {
-        description: 'When it happened: ISO 8601 or epoch ms; default now',
-      }),
-    ),
+    at: Type.Optional(instant('When it happened: ISO 8601 or epoch ms; default now')),
   },
   { additionalProperties: false },
 );

@@ -9,7 +9,7 @@ import { stageAfterEvent } from '../../rules/stage-moves.js';
 import { localDay } from '../../rules/time.js';
 import type { EventType } from '../../rules/types.js';
 import { check } from '../contracts/check.js';
-import { type EventBody, eventBatchSchema, eventSchema, LIMITS } from '../contracts/schemas.js';
+import { type EventBody, eventBatchSchema, eventSchema, instantMs, LIMITS } from '../contracts/schemas.js';
 import { ClientError } from '../errors.js';
 import { DEFAULT_EVENT_DEDUPE_MS } from '../store/person.js';
 import type { EventResult, EventWrite } from '../store/types.js';
@@ -53,7 +53,7 @@ export function eventTimes(
   windowMs = DEFAULT_EVENT_DEDUPE_MS,
 ): number[] {
   return events.map((e, i) => {
-    const at = e.at === undefined ? now : typeof e.at === 'number' ? e.at : Date.parse(e.at);
+    const at = e.at === undefined ? now : instantMs(e.at);
     const path = batch ? `events[${i}].at` : 'at';
     if (!Number.isFinite(at) || at > now + MAX_FUTURE_MS || at < now - windowMs) {
       const back =

@@ -71,6 +71,25 @@ describe('preview', () => {
     expect(unknown.body).toMatchObject({ user: 'p-new', known: false, decisions: [{ campaign: null }] });
   });
 
+  it('takes the moment as ISO 8601 or epoch milliseconds, as events do, and refuses anything else', async () => {
+    const kit = await makeKit();
+    const iso = '2026-11-20T10:00:00.000Z';
+    for (const at of [iso, '2026-11-20T18:00:00+08:00', Date.parse(iso)]) {
+      const r = await kit.req('POST', '/v1/preview', {
+        body: { profile: BUYER, placements: PLACEMENTS, at },
+      });
+      expect(r.status).toBe(200);
+      expect(r.body.at).toBe(iso);
+    }
+    for (const at of ['yesterday', -1, 1.5, true]) {
+      const r = await kit.req('POST', '/v1/preview', {
+        body: { profile: BUYER, placements: PLACEMENTS, at },
+      });
+      expect(r.status).toBe(400);
+      expect(r.body.error.path).toBe('at');
+    }
+  });
+
   it('decides against a draft (text or object) or a stored version, never storing the draft', async () => {
     const kit = await makeKit();
     const asText = await kit.req('POST', '/v1/preview', {

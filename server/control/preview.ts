@@ -5,7 +5,7 @@
 import { type CompiledRuleSet, compileRuleSetInSlices } from '../../rules/compile.js';
 import { decide } from '../../rules/decide.js';
 import type { FrequencyCounters, Placement, Profile } from '../../rules/types.js';
-import type { PreviewBody } from '../contracts/schemas.js';
+import { instantMs, type PreviewBody } from '../contracts/schemas.js';
 import { findPerson, profileToDecide, userRef } from '../decision/identity.js';
 import { notePlacementId } from '../decision/request.js';
 import { ClientError } from '../errors.js';
@@ -65,7 +65,7 @@ export function registerPreview(register: Register, ctx: ControlContext): void {
       );
     }
     checkPlacements(body.placements);
-    const at = body.at === undefined ? ctx.now() : Date.parse(body.at);
+    const at = body.at === undefined ? ctx.now() : instantMs(body.at);
     const { label, compiled } = await ruleSetFor(body.ruleset);
 
     let pid: string | null;

@@ -10,7 +10,7 @@
  */
 import { decide } from '../../rules/decide.js';
 import type { PlacementDecision } from '../../rules/types.js';
-import type { WhatIfBody } from '../contracts/schemas.js';
+import { instantMs, type WhatIfBody } from '../contracts/schemas.js';
 import { sampleReport, yieldToLoop } from './audience.js';
 import { hasScope } from './auth.js';
 import type { ControlContext, Register } from './context.js';
@@ -36,7 +36,7 @@ export function registerWhatIf(register: Register, ctx: ControlContext): void {
     checkPlacements(body.placements);
     const draft = await draftRuleSet(ctx, body.ruleset);
     const active = ctx.deps.active();
-    const at = body.at === undefined ? ctx.now() : Date.parse(body.at);
+    const at = body.at === undefined ? ctx.now() : instantMs(body.at);
     const showIds = hasScope(caller, 'profiles:read');
     const maxExamples = showIds ? (body.examples ?? 3) : 0;
     const sample = await ctx.storeCall('sample stored people', () =>
