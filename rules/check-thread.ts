@@ -25,8 +25,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { parseRuleSetText, type RuleSetFormat } from './parse.js';
-import type { RuleSet, Validated } from './types.js';
+import { type ParseOptions, parseRuleSetText, type RuleSetFormat } from './parse.js';
+import type { RuleError, RuleSet, Validated } from './types.js';
 
 const KIND = 'mindshare-ruleset-check';
 /** Texts shorter than this (characters) are checked in the calling thread. */
@@ -38,6 +38,7 @@ interface Request {
   id: number;
   text: string;
   format: RuleSetFormat | undefined;
+  opts: ParseOptions;
 }
 /** A valid rule set as JSON: all but its segments and campaigns, then those in pieces. */
 interface Pieces {
@@ -45,7 +46,9 @@ interface Pieces {
   segments: string[];
   campaigns: string[];
 }
-type Reply = { id: number; result: Validated<RuleSet> } | { id: number; pieces: Pieces };
+type Reply =
+  | { id: number; result: Validated<RuleSet> }
+  | { id: number; pieces: Pieces; warnings: RuleError[] | undefined };
 
 /** Segments or campaigns per piece: a few milliseconds of JSON.parse each. */
 const PIECE_ITEMS = 500;
@@ -68,9 +71,9 @@ class CheckThread {
     private readonly timeoutMs: number,
   ) {}
 
-  check(text: string, format: RuleSetFormat | undefined): Promise<Validated<RuleSet>> {
+  check(text: string, format: RuleSetFormat | undefined, opts: ParseOptions): Promise<Validated<RuleSet>> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: ++this.serial, text, format, resolve, reject });
+      this.queue.push({ id: ++this.serial, text, format, opts, resolve, reject });
       this.next();
     });
   }
@@ -87,7 +90,7 @@ class CheckThread {
     const worker = this.thread();
     worker.ref();
     this.timer = setTimeout(() => this.timedOut(job), this.timeoutMs);
-    worker.postMessage({ id: job.id, text: job.text, format: job.format } satisfies Request);
+    worker.postMessage({ id: job.id, text: job.text, format: job.format, opts: job.opts } satisfies Request);
   }
 
   private thread(): Worker {
@@ -97,9 +100,14 @@ class CheckThread {
       const job = this.running;
       if (job === null || reply.id !== job.id) return;
       this.finish();
-      if ('pieces' in reply)
-        assemble(reply.pieces).then((value) => job.resolve({ ok: true, value }), job.reject);
-      else job.resolve(reply.result);
+      if ('pieces' in reply) {
+        const { warnings } = reply;
+        assemble(reply.pieces).then(
+          (value) =>
+            job.resolve(warnings === undefined ? { ok: true, value } : { ok: true, value, warnings }),
+          job.reject,
+        );
+      } else job.resolve(reply.result);
     });
     worker.on('error', (err) => {
       const job = this.running;
@@ -162,26 +170,32 @@ const threads = new Map<number, CheckThread>();
 export function checkRuleSetText(
   text: string,
   format: RuleSetFormat | undefined,
-  opts: { timeoutMs?: number } = {},
+  opts: { timeoutMs?: number; warningsAt?: number } = {},
 ): Promise<Validated<RuleSet>> {
+  const parseOpts: ParseOptions = opts.warningsAt === undefined ? {} : { warningsAt: opts.warningsAt };
   const file = threadFile();
-  if (file === null || text.length < INLINE_CHARS) return Promise.resolve(parseRuleSetText(text, format));
+  if (file === null || text.length < INLINE_CHARS)
+    return Promise.resolve(parseRuleSetText(text, format, parseOpts));
   const timeoutMs = Math.max(1, opts.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS);
   let thread = threads.get(timeoutMs);
   if (thread === undefined) {
     thread = new CheckThread(file, timeoutMs);
     threads.set(timeoutMs, thread);
   }
-  return thread.check(text, format);
+  return thread.check(text, format, parseOpts);
 }
 
 // The checking thread's side.
 if (!isMainThread && (workerData as { kind?: string } | null)?.kind === KIND && parentPort !== null) {
   const port = parentPort;
   port.on('message', (req: Request) => {
-    const result = parseRuleSetText(req.text, req.format);
+    const result = parseRuleSetText(req.text, req.format, req.opts);
     const pieces = result.ok ? toPieces(result.value) : null;
-    port.postMessage((pieces === null ? { id: req.id, result } : { id: req.id, pieces }) satisfies Reply);
+    port.postMessage(
+      (pieces === null
+        ? { id: req.id, result }
+        : { id: req.id, pieces, warnings: result.ok ? result.warnings : undefined }) satisfies Reply,
+    );
   });
 }
 

@@ -6,6 +6,7 @@
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { RuleError, RuleSet, Validated } from './types.js';
 import { formatPath, MAX_DOCUMENT_DEPTH, type PathSegment, parsePath, validateRuleSet } from './validate.js';
+import { ruleSetWarnings } from './warnings.js';
 
 /** Text longer than this (in UTF-16 code units) is refused before parsing. */
 export const MAX_TEXT_LENGTH = 32 * 1024 * 1024;
@@ -21,7 +22,16 @@ export function detectFormat(text: string): RuleSetFormat {
 }
 
 /** Parses rule-set text and validates it; every problem is reported at once. */
-export function parseRuleSetText(text: string, format?: RuleSetFormat): Validated<RuleSet> {
+export interface ParseOptions {
+  /** Also find the warnings of a valid rule set (rules/warnings.ts) as of this moment, epoch ms. */
+  warningsAt?: number;
+}
+
+export function parseRuleSetText(
+  text: string,
+  format?: RuleSetFormat,
+  opts: ParseOptions = {},
+): Validated<RuleSet> {
   if (text.length > MAX_TEXT_LENGTH) {
     return fail([
       {
@@ -32,7 +42,7 @@ export function parseRuleSetText(text: string, format?: RuleSetFormat): Validate
     ]);
   }
   const body = stripBom(text);
-  return (format ?? detectFormat(body)) === 'json' ? parseJson(body) : parseYaml(body);
+  return (format ?? detectFormat(body)) === 'json' ? parseJson(body, opts) : parseYaml(body, opts);
 }
 
 function stripBom(text: string): string {
@@ -96,7 +106,19 @@ class LineIndex {
 
 // ---- YAML --------------------------------------------------------------------------------------
 
-function parseYaml(text: string): Validated<RuleSet> {
+/** The valid result, with its warnings (placed in the text) when asked for. */
+function valid(
+  value: RuleSet,
+  opts: ParseOptions,
+  offsetOf: () => (path: string) => number | undefined,
+  text: string,
+): Validated<RuleSet> {
+  if (opts.warningsAt === undefined) return { ok: true, value };
+  const warnings = ruleSetWarnings(value, opts.warningsAt);
+  return { ok: true, value, warnings: warnings.length === 0 ? [] : locate(warnings, offsetOf(), text) };
+}
+
+function parseYaml(text: string, opts: ParseOptions): Validated<RuleSet> {
   // The YAML library recurses per level of nesting and runs regular expressions over whole flow
   // collections: 1,000 levels overflow its stack, 100,000 on one line exhaust the process's
   // memory compiling a regular expression (measured). Deeper than a rule set can be: refused first.
@@ -155,7 +177,7 @@ function parseYaml(text: string): Validated<RuleSet> {
     ]);
   }
   const v = validateRuleSet(data);
-  if (v.ok) return v;
+  if (v.ok) return valid(v.value, opts, () => (path) => yamlOffset(doc, parsePath(path)), text);
   return fail(locate(v.errors, (path) => yamlOffset(doc, parsePath(path)), text));
 }
 
@@ -248,7 +270,7 @@ function rangeStart(node: unknown): number | undefined {
 
 // ---- JSON --------------------------------------------------------------------------------------
 
-function parseJson(text: string): Validated<RuleSet> {
+function parseJson(text: string, opts: ParseOptions): Validated<RuleSet> {
   const lines = new LineIndex(text);
   const scan = scanJson(text, false);
   if (scan.syntax !== null) {
@@ -274,7 +296,17 @@ function parseJson(text: string): Validated<RuleSet> {
     return fail([{ code: 'json_syntax', path: '', message: (e as Error).message }]);
   }
   const v = validateRuleSet(data);
-  if (v.ok) return v;
+  if (v.ok) {
+    return valid(
+      v.value,
+      opts,
+      () => {
+        const offsets = scanJson(text, true).offsets;
+        return (path) => offsets.get(path);
+      },
+      text,
+    );
+  }
   const offsets = scanJson(text, true).offsets;
   return fail(locate(v.errors, (path) => offsets.get(path), text));
 }

@@ -371,4 +371,11 @@ export interface RuleError {
   column?: number;
 }
 
-export type Validated<T> = { ok: true; value: T } | { ok: false; errors: RuleError[] };
+export type Validated<T> =
+  | {
+      ok: true;
+      value: T;
+      /** What probably was not meant (rules/warnings.ts), when asked for; never a refusal. */
+      warnings?: RuleError[];
+    }
+  | { ok: false; errors: RuleError[] };

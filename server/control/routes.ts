@@ -126,6 +126,24 @@ const ruleSetUpload = {
   limit: 'ruleset' as const,
 };
 
+/** What a valid rule set probably did not mean (rules/warnings.ts): never a refusal. */
+const ruleWarnings: JsonSchema = {
+  type: 'array',
+  description:
+    'Parts of a valid rule set that can never take effect (unused_segment, unused_selling_points, unillustrated_selling_point, flight_ended, stage_without_creative); never a refusal',
+  items: {
+    type: 'object',
+    required: ['code', 'path', 'message'],
+    properties: {
+      code: { type: 'string' },
+      path: { type: 'string' },
+      message: { type: 'string' },
+      line: { type: 'integer' },
+      column: { type: 'integer' },
+    },
+  },
+};
+
 const activationSchema: JsonSchema = {
   type: 'object',
   required: ['version', 'by', 'at', 'rollback'],
@@ -220,6 +238,7 @@ export const ROUTES: readonly RouteSpec[] = [
           checksum: { type: 'string' },
           active: { type: 'boolean' },
           activatedAt: { type: 'string', format: 'date-time' },
+          warnings: ruleWarnings,
         },
       }),
     },
@@ -244,6 +263,7 @@ export const ROUTES: readonly RouteSpec[] = [
           segments: { type: 'integer' },
           campaigns: { type: 'integer' },
           funnel: { type: 'array', items: { type: 'string' } },
+          warnings: ruleWarnings,
         },
       }),
     },

@@ -17,7 +17,16 @@ describe('rule sets', () => {
     const kit = await makeKit();
     const up1 = await kit.req('POST', '/v1/rulesets', { body: DEMO, type: YAML });
     expect(up1.status).toBe(201);
-    expect(up1.body).toEqual({ version: 1, checksum: checksumOf(DEMO), active: false });
+    expect(up1.body).toMatchObject({ version: 1, checksum: checksumOf(DEMO), active: false });
+    // The demo's warnings (it is valid): its 11.11 promotion has ended by the test's clock, and some
+    // selling points are illustrated by no creative.
+    expect(up1.body.warnings.map((w: Json) => w.code)).toContain('flight_ended');
+    expect(up1.body.warnings.find((w: Json) => w.code === 'flight_ended')).toMatchObject({
+      path: 'campaigns[2].flight.end',
+      line: expect.any(Number),
+    });
+    const checked = await kit.req('POST', '/v1/rulesets/validate', { body: DEMO, type: YAML });
+    expect(checked.body.warnings).toEqual(up1.body.warnings);
 
     const up2 = await kit.req('POST', '/v1/rulesets?activate=true', { body: DEMO_V2, type: YAML });
     expect(up2.status).toBe(201);

@@ -8,7 +8,7 @@ import { createTwoFilesPatch } from 'diff';
 import type { Context } from 'hono';
 import { checkRuleSetText } from '../../rules/check-thread.js';
 import { diffRuleSets } from '../../rules/diff.js';
-import type { RuleSet } from '../../rules/types.js';
+import type { RuleError, RuleSet } from '../../rules/types.js';
 import { ClientError, RuleSetInvalid } from '../errors.js';
 import { checksumOf } from '../ruleset-file.js';
 import type { Activation, RuleSetMeta } from '../store/types.js';
@@ -33,9 +33,23 @@ export async function parseOrThrow(
   format: 'yaml' | 'json' | undefined,
   timeoutMs: number,
 ): Promise<RuleSet> {
-  const parsed = await checkRuleSetText(text, format, { timeoutMs });
+  return (await checkOrThrow(text, format, timeoutMs)).ruleSet;
+}
+
+/** parseOrThrow, and the warnings of the valid rule set as of `now` (rules/warnings.ts). */
+async function checkOrThrow(
+  text: string,
+  format: 'yaml' | 'json' | undefined,
+  timeoutMs: number,
+  now?: number,
+): Promise<{ ruleSet: RuleSet; warnings: RuleError[] }> {
+  const parsed = await checkRuleSetText(
+    text,
+    format,
+    now === undefined ? { timeoutMs } : { timeoutMs, warningsAt: now },
+  );
   if (!parsed.ok) throw new RuleSetInvalid(parsed.errors);
-  return parsed.value;
+  return { ruleSet: parsed.value, warnings: parsed.warnings ?? [] };
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
@@ -63,7 +77,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
       throw new ClientError('invalid_field', 'activate must be true or false', 'activate');
     }
     const activate = activateParam === 'true' || activateParam === '1' || activateParam === '';
-    const ruleSet = await parseOrThrow(body, format, ctx.rulesetCheckTimeoutMs);
+    const { ruleSet, warnings } = await checkOrThrow(body, format, ctx.rulesetCheckTimeoutMs, ctx.now());
     const detected = format ?? (/^\s*\{/.test(body.replace(/^\uFEFF/, '')) ? 'json' : 'yaml');
     const checksum = checksumOf(body);
     const now = ctx.now();
@@ -79,23 +93,24 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
     ctx.log(
       `rule set ${version} uploaded by ${caller.name} (${checksum}, ${ruleSet.segments.length} segments, ${ruleSet.campaigns.length} campaigns)`,
     );
-    if (!activate) return c.json({ version, checksum, active: false }, 201);
+    if (!activate) return c.json({ version, checksum, active: false, warnings }, 201);
     const done = await ctx.storeCall('activate the rule set', () =>
       rulesets.activateRuleSet(version, caller.name, now),
     );
     if (!done) throw new ClientError('internal', `Rule set ${version} was stored but could not be activated`);
     ctx.log(`rule set ${version} activated by ${caller.name}`);
-    return c.json({ version, checksum, active: true, activatedAt: iso(now) }, 201);
+    return c.json({ version, checksum, active: true, activatedAt: iso(now), warnings }, 201);
   });
 
   register<string>('validateRuleSet', async ({ c, body, format }) => {
-    const ruleSet = await parseOrThrow(body, format, ctx.rulesetCheckTimeoutMs);
+    const { ruleSet, warnings } = await checkOrThrow(body, format, ctx.rulesetCheckTimeoutMs, ctx.now());
     return c.json({
       valid: true,
       checksum: checksumOf(body),
       funnel: ruleSet.funnel,
       segments: ruleSet.segments.length,
       campaigns: ruleSet.campaigns.length,
+      warnings,
     });
   });
 
