@@ -118,7 +118,9 @@ describe('mindshare, offline', () => {
       cli(['validate', join(dir, 'nope.yaml')]),
     ]);
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toMatch(/demo\.yaml: valid yaml, 7 segments, 3 campaigns, sha256:[0-9a-f]{64}\n$/);
+    expect(ok.stdout).toMatch(/demo\.yaml: valid yaml, 7 segments, 3 campaigns, sha256:[0-9a-f]{64}, \d+ warnings\n$/);
+    // Warnings (the demo's singles'-day campaign has ended) go to standard error and fail nothing.
+    expect(ok.stderr).toMatch(/demo\.yaml:\d+:\d+: warning: campaigns\[2\]\.flight\.end: .* \[flight_ended\]/);
 
     expect(bad.code).toBe(1);
     expect(bad.stdout).toBe('');
@@ -295,6 +297,8 @@ describe('mindshare against a server', () => {
     const pushed = await cli(['push', draft], { MINDSHARE_TOKEN: WRITER });
     expect(pushed.code).toBe(0);
     expect(pushed.stdout).toMatch(/^stored .*draft\.yaml as version 2 \(sha256:[0-9a-f]{64}\), not active/);
+    // The server's warnings, placed in the file.
+    expect(pushed.stderr).toMatch(/draft\.yaml:\d+:\d+: warning: .* \[unillustrated_selling_point\]/);
     const activated = await cli(['push', draft, '--activate'], { MINDSHARE_TOKEN: WRITER });
     expect(activated.code).toBe(0);
     expect(activated.stdout).toMatch(/as version 3 \(sha256:[0-9a-f]{64}\), active since 20\d\d-/);

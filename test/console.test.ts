@@ -145,7 +145,10 @@ describe('the console in a browser', () => {
   });
 
   it('shows an invalid edit’s errors in place, at their line', async () => {
-    await page.getByText('Valid: 7 segments, 3 campaigns.').waitFor();
+    await page.getByText(/^Valid: 7 segments, 3 campaigns/).waitFor();
+    // The demo is valid with warnings (its singles'-day campaign has ended): listed, not refused.
+    const warnings = page.getByRole('list', { name: 'Warnings' });
+    await expect.poll(() => warnings.textContent()).toContain('flight_ended');
     await replaceEditorText(INVALID);
     const errors = page.getByRole('list', { name: 'Errors in the draft' });
     await expect.poll(() => errors.textContent()).toContain(`line ${INVALID_LINE}`);
@@ -161,7 +164,7 @@ describe('the console in a browser', () => {
 
   it('uploads a valid draft after a confirmation that says what changes', async () => {
     await replaceEditorText(V2);
-    await page.getByText('Valid: 7 segments, 3 campaigns.').waitFor();
+    await page.getByText(/^Valid: 7 segments, 3 campaigns/).waitFor();
     await page.getByRole('button', { name: 'Upload the draft' }).click();
     const dialog = page.getByRole('dialog');
     await expect.poll(() => dialog.textContent()).toContain('campaign x90-launch changed: creatives');

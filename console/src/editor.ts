@@ -17,6 +17,8 @@ export interface Checked {
   /** A refusal that is not about the rule set (no token scope, no server). */
   error?: unknown;
   errors: RuleError[];
+  /** What a valid rule set probably did not mean (it is valid all the same). */
+  warnings: RuleError[];
 }
 
 /** The offset of a 1-based line and column in the document (clamped to it). */
@@ -38,33 +40,32 @@ export function createEditor(
     async (view) => {
       const text = view.state.doc.toString();
       if (text.trim() === '') {
-        onChecked({ text, valid: false, errors: [] });
+        onChecked({ text, valid: false, errors: [], warnings: [] });
         return [];
       }
+      const mark = (r: RuleError, severity: 'error' | 'warning'): Diagnostic => ({
+        ...offsetOf(view, r),
+        severity,
+        message: `${r.path === '' ? '' : `${r.path}: `}${r.message} [${r.code}]`,
+        source: 'validate',
+      });
       try {
-        const r = await call<{ segments: number; campaigns: number; checksum: string }>(
-          '/v1/rulesets/validate',
-          {
-            body: text,
-            type: sourceType(text),
-          },
-        );
-        onChecked({ text, valid: true, summary: r, errors: [] });
-        return [];
+        const r = await call<{
+          segments: number;
+          campaigns: number;
+          checksum: string;
+          warnings?: RuleError[];
+        }>('/v1/rulesets/validate', { body: text, type: sourceType(text) });
+        const warnings = r.warnings ?? [];
+        onChecked({ text, valid: true, summary: r, errors: [], warnings });
+        return warnings.map((w) => mark(w, 'warning'));
       } catch (e) {
         if (!(e instanceof ApiError) || e.errors.length === 0) {
-          onChecked({ text, valid: false, error: e, errors: [] });
+          onChecked({ text, valid: false, error: e, errors: [], warnings: [] });
           return [];
         }
-        onChecked({ text, valid: false, errors: e.errors });
-        return e.errors.map(
-          (r): Diagnostic => ({
-            ...offsetOf(view, r),
-            severity: 'error',
-            message: `${r.path === '' ? '' : `${r.path}: `}${r.message} [${r.code}]`,
-            source: 'validate',
-          }),
-        );
+        onChecked({ text, valid: false, errors: e.errors, warnings: [] });
+        return e.errors.map((r) => mark(r, 'error'));
       }
     },
     { delay: 400 },

@@ -5,7 +5,7 @@
  */
 import type { EditorView } from '@codemirror/view';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { call, type RuleSetDiffAnswer, sourceType, type VersionList } from './api';
+import { call, type RuleError, type RuleSetDiffAnswer, sourceType, type VersionList } from './api';
 import { Confirm, ErrorBox, useCall, when } from './components';
 import type { Checked } from './editor';
 
@@ -94,6 +94,25 @@ export function TextDiff({ text }: { text: string | null }) {
   );
 }
 
+/** Errors or warnings of the draft, each with a button to its place in the editor. */
+function IssueList({ label, items, go }: { label: string; items: RuleError[]; go: (r: RuleError) => void }) {
+  return (
+    <ul class={`rule-errors editor-errors ${label === 'Warnings' ? 'warnings' : ''}`} aria-label={label}>
+      {items.map((r, i) => (
+        <li key={i}>
+          {r.line !== undefined && (
+            <button type="button" class="where link" onClick={() => go(r)}>
+              line {r.line}
+              {r.column !== undefined ? `, column ${r.column}` : ''}
+            </button>
+          )}{' '}
+          <code>{r.path === '' ? '(rule set)' : r.path}</code> {r.message} <code>[{r.code}]</code>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
 const label = (v: number | null) => (v === null ? 'the draft' : `version ${v}`);
 
 interface Pending {
@@ -135,6 +154,9 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
   // The editor (CodeMirror, most of the console's code) is loaded only here, when it is offered.
   const editorModule = useRef<typeof import('./editor') | null>(null);
   const [editorError, setEditorError] = useState<unknown>(null);
+  const goToIssue = (r: RuleError) => {
+    if (editor.current !== null) editorModule.current?.goTo(editor.current, r);
+  };
   useEffect(() => {
     if (!canWrite) return;
     let gone = false;
@@ -396,7 +418,11 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
               'Not checked yet.'
             ) : checked.valid ? (
               <span class="valid">
-                Valid: {checked.summary?.segments} segments, {checked.summary?.campaigns} campaigns.
+                Valid: {checked.summary?.segments} segments, {checked.summary?.campaigns} campaigns
+                {checked.warnings.length > 0
+                  ? `; ${checked.warnings.length} warning${checked.warnings.length === 1 ? '' : 's'}`
+                  : ''}
+                .
               </span>
             ) : checked.errors.length > 0 ? (
               <span class="invalid">
@@ -409,23 +435,10 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
             )}
           </div>
           {checked !== null && checked.errors.length > 0 && (
-            <ul class="rule-errors editor-errors" aria-label="Errors in the draft">
-              {checked.errors.map((r, i) => (
-                <li key={i}>
-                  {r.line !== undefined && (
-                    <button
-                      type="button"
-                      class="where link"
-                      onClick={() => editor.current !== null && editorModule.current?.goTo(editor.current, r)}
-                    >
-                      line {r.line}
-                      {r.column !== undefined ? `, column ${r.column}` : ''}
-                    </button>
-                  )}{' '}
-                  <code>{r.path === '' ? '(rule set)' : r.path}</code> {r.message} <code>[{r.code}]</code>
-                </li>
-              ))}
-            </ul>
+            <IssueList label="Errors in the draft" items={checked.errors} go={goToIssue} />
+          )}
+          {checked !== null && checked.warnings.length > 0 && (
+            <IssueList label="Warnings" items={checked.warnings} go={goToIssue} />
           )}
           <div class="actions">
             <button type="button" onClick={compareDraft}>

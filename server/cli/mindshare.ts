@@ -414,6 +414,7 @@ interface UploadAnswer {
   checksum: string;
   active: boolean;
   activatedAt?: string;
+  warnings?: RuleError[];
 }
 interface ActivateAnswer {
   version: number;
@@ -474,7 +475,7 @@ async function validate(file: string, opts: GlobalOptions, io: CliIo): Promise<n
   const src = await readRuleSet(file);
   const { parseRuleSetText } = await import('../../rules/parse.js');
   const { checksumOf } = await import('../ruleset-file.js');
-  const parsed = parseRuleSetText(src.text, src.format);
+  const parsed = parseRuleSetText(src.text, src.format, { warningsAt: Date.now() });
   if (!parsed.ok) {
     if (opts.json === true) {
       io.out(
@@ -492,6 +493,7 @@ async function validate(file: string, opts: GlobalOptions, io: CliIo): Promise<n
     return EXIT.refused;
   }
   const rs = parsed.value;
+  const warnings = parsed.warnings ?? [];
   const checksum = checksumOf(src.text);
   if (opts.json === true) {
     io.out(
@@ -501,11 +503,13 @@ async function validate(file: string, opts: GlobalOptions, io: CliIo): Promise<n
         funnel: rs.funnel,
         segments: rs.segments.length,
         campaigns: rs.campaigns.length,
+        warnings,
       }),
     );
   } else {
+    printWarnings(src.name, warnings, io);
     io.out(
-      `${src.name}: valid ${src.format}, ${plural(rs.segments.length, 'segment')}, ${plural(rs.campaigns.length, 'campaign')}, ${checksum}`,
+      `${src.name}: valid ${src.format}, ${plural(rs.segments.length, 'segment')}, ${plural(rs.campaigns.length, 'campaign')}, ${checksum}${warnings.length === 0 ? '' : `, ${plural(warnings.length, 'warning')}`}`,
     );
   }
   return EXIT.ok;
@@ -536,11 +540,21 @@ async function diff(
   return opts.exitCode === true && d.changed ? EXIT.refused : EXIT.ok;
 }
 
+/** Warnings on standard error, `FILE:line:column: warning: path: message [code]`; they never fail a command. */
+function printWarnings(file: string, warnings: readonly RuleError[], io: CliIo): void {
+  for (const w of warnings) {
+    const where = formatRuleError(file, w);
+    const cut = where.indexOf(': ', file.length);
+    io.err(`${where.slice(0, cut)}: warning${where.slice(cut)}`);
+  }
+}
+
 async function push(file: string, opts: { activate?: boolean }, api: Api, io: CliIo): Promise<number> {
   const src = await readRuleSet(file);
   const query = opts.activate === true ? '?activate=true' : '';
   const a = await api.call<UploadAnswer>('POST', `v1/rulesets${query}`, ruleSetBody(src), src.name);
   if (!api.json) {
+    printWarnings(src.name, a.warnings ?? [], io);
     io.out(
       a.active
         ? `stored ${src.name} as version ${a.version} (${a.checksum}), active since ${a.activatedAt ?? 'now'}`
