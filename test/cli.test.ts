@@ -118,9 +118,13 @@ describe('mindshare, offline', () => {
       cli(['validate', join(dir, 'nope.yaml')]),
     ]);
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toMatch(/demo\.yaml: valid yaml, 7 segments, 3 campaigns, sha256:[0-9a-f]{64}, \d+ warnings\n$/);
+    expect(ok.stdout).toMatch(
+      /demo\.yaml: valid yaml, 7 segments, 3 campaigns, sha256:[0-9a-f]{64}, \d+ warnings\n$/,
+    );
     // Warnings (the demo's singles'-day campaign has ended) go to standard error and fail nothing.
-    expect(ok.stderr).toMatch(/demo\.yaml:\d+:\d+: warning: campaigns\[2\]\.flight\.end: .* \[flight_ended\]/);
+    expect(ok.stderr).toMatch(
+      /demo\.yaml:\d+:\d+: warning: campaigns\[2\]\.flight\.end: .* \[flight_ended\]/,
+    );
 
     expect(bad.code).toBe(1);
     expect(bad.stdout).toBe('');
