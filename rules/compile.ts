@@ -21,7 +21,13 @@
  */
 import { type CompiledSegment, type EvalState, evalSegment, type Predicate } from './eval-state.js';
 import { Evaluator, type PreparedPerson, type RuleTables } from './evaluator.js';
-import { DEFAULT_ATTRIBUTION_MS, parseDuration, parseFlightBound, parseQuietHours } from './time.js';
+import {
+  CALENDAR_MAX_MS,
+  DEFAULT_ATTRIBUTION_MS,
+  parseDuration,
+  parseFlightBound,
+  parseQuietHours,
+} from './time.js';
 import type {
   Channel,
   Condition,
@@ -67,7 +73,12 @@ export interface CompiledCreative {
 
 export interface CompiledCap {
   readonly max: number;
+  /** A rolling window's length; for a calendar cap, the longest its period can be (kept that long). */
   readonly windowMs: number;
+  /** A calendar cap's period, null for a rolling window. */
+  readonly calendar: 'day' | 'week' | null;
+  /** A calendar cap counted in the person's time zone (when their profile has one). */
+  readonly personZone: boolean;
 }
 
 export interface CompiledCampaign {
@@ -320,10 +331,15 @@ export class CompiledRuleSet implements RuleTables {
       const timezone = c.timing?.timezone ?? 'UTC';
       const flightTz = c.flight?.timezone ?? timezone;
       const quiet = c.timing?.quietHours === undefined ? null : parseQuietHours(c.timing.quietHours);
-      const caps = (c.frequencyCap ?? []).map((cap) => ({
-        max: cap.max,
-        windowMs: parseDuration(cap.per) ?? 0,
-      }));
+      const caps = (c.frequencyCap ?? []).map((cap): CompiledCap => {
+        const calendar = cap.per === 'day' || cap.per === 'week' ? cap.per : null;
+        return {
+          max: cap.max,
+          windowMs: calendar === null ? (parseDuration(cap.per) ?? 0) : CALENDAR_MAX_MS[calendar],
+          calendar,
+          personZone: calendar !== null && cap.zone === 'person',
+        };
+      });
       const campaignChannels = channelMaskOf(c.channels);
       const campaignCurrency = c.currency ?? 'USD';
       const creatives: CompiledCreative[] = c.creatives.map((cr, i) => ({

@@ -26,7 +26,7 @@
  */
 import type { CompiledCampaign, CompiledCreative, CompiledRuleSet } from './compile.js';
 import { ALL_CHANNELS_MASK, channelMaskOf, mixHash, PUSH_MASK } from './compile.js';
-import { isTimeZone, tzOffsetMinutes } from './time.js';
+import { calendarPeriod, isTimeZone, tzOffsetMinutes } from './time.js';
 import type {
   CampaignExplanation,
   Channel,
@@ -157,7 +157,7 @@ export function decide(
     let drop = Drop.None;
     if ((c.stageMask & stageBit) === 0) drop = Drop.Stage;
     else if (now < c.flightStart || now > c.flightEnd) drop = Drop.Flight;
-    else if (c.caps.length > 0 && capReached(c, counters, now)) drop = Drop.Cap;
+    else if (c.caps.length > 0 && capReached(c, counters, now, person)) drop = Drop.Cap;
     else if (filter?.campaign !== undefined) {
       const reason = filter.campaign(c);
       if (reason !== null) drop = dropOf(reason);
@@ -291,7 +291,7 @@ export function decide(
   return result;
 }
 
-function capReached(c: CompiledCampaign, counters: FrequencyCounters, now: number): boolean {
+function capReached(c: CompiledCampaign, counters: FrequencyCounters, now: number, person: Profile): boolean {
   const times = (counters as Record<string, unknown>)[c.id];
   if (times === undefined || times === null || typeof times !== 'object') return false;
   const arr = times as ArrayLike<unknown>;
@@ -299,11 +299,21 @@ function capReached(c: CompiledCampaign, counters: FrequencyCounters, now: numbe
   if (typeof n !== 'number' || n === 0) return false;
   for (let i = 0; i < c.caps.length; i++) {
     const cap = c.caps[i]!;
-    const from = now - cap.windowMs;
+    // A rolling window counts what is newer than its length; a calendar one, what is in its period.
     let seen = 0;
-    for (let j = 0; j < n; j++) {
-      const t = arr[j];
-      if (typeof t === 'number' && t > from) seen++;
+    if (cap.calendar === null) {
+      const from = now - cap.windowMs;
+      for (let j = 0; j < n; j++) {
+        const t = arr[j];
+        if (typeof t === 'number' && t > from) seen++;
+      }
+    } else {
+      const tz = (cap.personZone ? personTimezone(person) : null) ?? c.timezone;
+      const from = calendarPeriod(cap.calendar, tz, now).start;
+      for (let j = 0; j < n; j++) {
+        const t = arr[j];
+        if (typeof t === 'number' && t >= from) seen++;
+      }
     }
     if (seen >= cap.max) return true;
   }

@@ -281,10 +281,16 @@ function campaign(
         flight: fc.option(flight, { nil: undefined }),
         frequencyCap: fc.option(
           fc.array(
-            fc.record({
-              max: fc.integer({ min: 1, max: 3 }),
-              per: fc.constantFrom('30m', '1h', '12h', '1d', '7d'),
-            }),
+            fc
+              .record({
+                max: fc.integer({ min: 1, max: 3 }),
+                per: fc.constantFrom('30m', '1h', '12h', '1d', '7d', 'day', 'week'),
+                zone: fc.constantFrom<'campaign' | 'person' | undefined>(undefined, 'campaign', 'person'),
+              })
+              .map(({ max, per, zone }) =>
+                // A zone belongs to a calendar cap only.
+                zone === undefined || (per !== 'day' && per !== 'week') ? { max, per } : { max, per, zone },
+              ),
             { minLength: 1, maxLength: 2 },
           ),
           { nil: undefined },

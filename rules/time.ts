@@ -5,6 +5,7 @@
  */
 
 const MINUTE_MS = 60_000;
+const DAY_MS = 86_400_000;
 /** Offsets are cached per quarter hour of UTC: zone transitions fall on quarter hours. */
 const BUCKET_MS = 15 * MINUTE_MS;
 const MAX_CACHED_BUCKETS = 4096;
@@ -183,6 +184,33 @@ export function parseFlightBound(text: string, tz: string, edge: 'start' | 'end'
   const end = parseDateTime(`${next}${m[4] ?? ''}`, tz);
   return end === null ? t : end - 1;
 }
+
+/** The calendar periods found last, per kind and zone: a decision's cap check reuses them. */
+const periods = new Map<string, { start: number; end: number }>();
+
+/**
+ * The calendar day or week (Monday to Sunday) holding `t` in zone `tz`, as [start, end) epoch ms
+ * (23 to 25 hours for a day across a DST change). Remembered until `t` leaves it, so that checking
+ * a calendar frequency cap costs a map look-up, not a time-zone conversion.
+ */
+export function calendarPeriod(kind: 'day' | 'week', tz: string, t: number): { start: number; end: number } {
+  const key = `${kind}|${tz}`;
+  const known = periods.get(key);
+  if (known !== undefined && t >= known.start && t < known.end) return known;
+  const day = Date.parse(`${localDay(tz, t)}T00:00:00Z`);
+  const back = kind === 'week' ? (new Date(day).getUTCDay() + 6) % 7 : 0;
+  const first = day - back * DAY_MS;
+  const next = first + (kind === 'week' ? 7 : 1) * DAY_MS;
+  const midnight = (utcDay: number) =>
+    parseDateTime(`${new Date(utcDay).toISOString().slice(0, 10)}T00:00:00`, tz) ?? utcDay;
+  const period = { start: midnight(first), end: midnight(next) };
+  if (periods.size >= 1024) periods.clear();
+  periods.set(key, period);
+  return period;
+}
+
+/** How long a calendar period lasts at most (a DST change lengthens a day by an hour). */
+export const CALENDAR_MAX_MS = { day: 25 * 3_600_000, week: 7 * 24 * 3_600_000 + 3_600_000 } as const;
 
 export const DEFAULT_ATTRIBUTION_MS = 7 * 86_400_000;
 export const MIN_ATTRIBUTION_MS = 3_600_000;

@@ -97,8 +97,13 @@ export interface Flight {
 export interface FrequencyCap {
   /** At most this many impressions of the campaign per person (across all their devices)... */
   max: number;
-  /** ...in any rolling window this long: `30m`, `12h`, `1d`, `7d`. */
+  /**
+   * ...in any rolling window this long: `30m`, `12h`, `1d`, `7d`; or per calendar `day` or `week`
+   * (Monday to Sunday) in `zone`.
+   */
   per: string;
+  /** For a calendar `per`: the campaign's time zone (default) or the person's (`timezone` of the profile, else the campaign's). */
+  zone?: 'campaign' | 'person';
 }
 
 export interface Timing {

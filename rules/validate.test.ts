@@ -459,7 +459,7 @@ describe('the JSON Schema', () => {
       ].sort(),
     );
     expect(props('flight')).toEqual(['end', 'start', 'timezone']);
-    expect(props('frequencyCap')).toEqual(['max', 'per']);
+    expect(props('frequencyCap')).toEqual(['max', 'per', 'zone']);
     expect(props('timing')).toEqual(['quietHours', 'timezone']);
     expect(props('stageMove')).toEqual(['brands', 'from', 'on', 'to']);
     expect(props('scoring')).toEqual(['affinity', 'clv', 'clvScale', 'sellingPoints']);
@@ -526,7 +526,9 @@ describe('hostile sizes', () => {
 
 describe('docs/rules.md', () => {
   const doc = readFileSync(new URL('../docs/rules.md', import.meta.url), 'utf8');
-  const section = doc.slice(doc.indexOf('## Validation errors'));
+  const from = doc.indexOf('## Validation errors');
+  const next = doc.indexOf('\n## ', from + 1);
+  const section = doc.slice(from, next === -1 ? undefined : next);
   const documented = [...section.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]);
   const exercised = new Set([
     ...table.cases.flatMap((c) => c.errors.map((e) => e.code)),

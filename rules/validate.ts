@@ -436,7 +436,7 @@ const ENUM_CODES: Record<string, [code: string, what: string]> = {
 };
 
 const PATTERN_CODES: Record<string, [code: string, hint: string]> = {
-  per: ['bad_duration', 'is not a duration; use a number and a unit: 30m, 12h, 1d, 7d, 2w'],
+  per: ['bad_duration', 'is not a duration; use a number and a unit (30m, 12h, 1d, 7d, 2w), or day or week'],
   attributionWindow: ['bad_duration', 'is not a duration; use a number and a unit: 12h, 1d, 7d, 2w'],
   quietHours: ['bad_quiet_hours', 'is not quiet hours; use HH:MM-HH:MM, such as 22:00-08:00'],
   start: [
@@ -726,11 +726,19 @@ function checkCampaign(x: Context, c: Obj, path: PathSegment[]): void {
   if (Array.isArray(caps)) {
     caps.forEach((cap, k) => {
       const per = isObject(cap) ? own(cap, 'per') : undefined;
-      if (typeof per === 'string' && parseDuration(per) === null) {
+      const calendar = per === 'day' || per === 'week';
+      if (typeof per === 'string' && !calendar && parseDuration(per) === null) {
         r.add(
           'bad_duration',
           [...path, 'frequencyCap', k, 'per'],
-          `per ${quote(per)} is not a duration; use a number above zero and a unit: 30m, 12h, 1d, 7d, 2w`,
+          `per ${quote(per)} is not a duration; use a number above zero and a unit (30m, 12h, 1d, 7d, 2w), or day or week for a calendar one`,
+        );
+      }
+      if (isObject(cap) && own(cap, 'zone') !== undefined && typeof per === 'string' && !calendar) {
+        r.add(
+          'zone_without_calendar',
+          [...path, 'frequencyCap', k, 'zone'],
+          `zone applies to a calendar cap (per: day or week); per ${quote(per)} is a rolling window, the same in every zone`,
         );
       }
     });

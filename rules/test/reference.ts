@@ -308,13 +308,48 @@ function flightEnd(text: string | undefined, tz: string): number {
   return flightInstant(`${next.toISOString().slice(0, 10)}${m[4] ?? ''}`, tz, Number.POSITIVE_INFINITY) - 1;
 }
 
+/**
+ * The first instant of the calendar day or week (from Monday) holding `now` in `tz`: step back to
+ * the local midnight by whole hours and minutes read from Intl, then to Monday for a week.
+ */
+export function calendarStart(kind: string, tz: string, now: number): number {
+  const wall = now + offsetMinutes(tz, now) * 60000;
+  const d = new Date(wall);
+  let day = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+  if (kind === 'week') day -= ((d.getUTCDay() + 6) % 7) * 86_400_000;
+  // The local midnight of that day, as an instant (two passes settle the offset there).
+  let t = day - offsetMinutes(tz, day) * 60000;
+  t = day - offsetMinutes(tz, t) * 60000;
+  return t;
+}
+
 /** Whether some frequency cap of the campaign is reached by the impressions in `counters`. */
-export function capReached(c: Campaign, counters: FrequencyCounters, now: number): boolean {
+export function capReached(
+  c: Campaign,
+  counters: FrequencyCounters,
+  now: number,
+  profile?: Profile,
+): boolean {
   const times: unknown = Object.hasOwn(counters, c.id) ? counters[c.id] : undefined;
   const list = Array.isArray(times) ? times.filter((t): t is number => typeof t === 'number') : [];
-  return (c.frequencyCap ?? []).some(
-    (cap) => list.filter((t) => t > now - durationMs(cap.per)).length >= cap.max,
-  );
+  return (c.frequencyCap ?? []).some((cap) => {
+    if (cap.per !== 'day' && cap.per !== 'week') {
+      return list.filter((t) => t > now - durationMs(cap.per)).length >= cap.max;
+    }
+    const own = cap.zone === 'person' ? profile?.timezone : undefined;
+    const tz = typeof own === 'string' && validZone(own) ? own : (c.timing?.timezone ?? 'UTC');
+    const start = calendarStart(cap.per, tz, now);
+    return list.filter((t) => t >= start).length >= cap.max;
+  });
+}
+
+function validZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The person-level checks of every campaign, in the order decide() applies them. */
@@ -335,7 +370,7 @@ export function referenceChecks(
     if (segment === null) failure = 'no_segment';
     else if (c.stages !== undefined && !c.stages.includes(stage)) failure = 'stage';
     else if (now < start || now > end) failure = 'flight';
-    else if (capReached(c, counters, now)) failure = 'frequency_cap';
+    else if (capReached(c, counters, now, profile)) failure = 'frequency_cap';
     return { campaign: c, failure, segment, stage, flightStart: start, flightEnd: end };
   });
 }
