@@ -186,6 +186,8 @@ export class CompiledRuleSet implements RuleTables {
   readonly funnel: readonly string[];
   readonly stageIndex: ReadonlyMap<string, number>;
   readonly defaultStage: string;
+  /** Per brand, its own default stage (defaultStages); others have defaultStage. */
+  private readonly brandDefaultStage: ReadonlyMap<string, string>;
   readonly segments: readonly CompiledSegment[] = [];
   readonly segmentIndex: ReadonlyMap<string, number>;
   readonly campaigns: readonly CompiledCampaign[] = [];
@@ -242,6 +244,7 @@ export class CompiledRuleSet implements RuleTables {
     this.funnel = ruleSet.funnel.slice();
     this.stageIndex = new Map(this.funnel.map((s, i) => [s, i]));
     this.defaultStage = ruleSet.defaultStage ?? this.funnel[0] ?? '';
+    this.brandDefaultStage = new Map(Object.entries(ruleSet.defaultStages ?? {}));
     this.scoring = resolveScoring(ruleSet.scoring);
 
     const segIndex = new Map<string, number>();
@@ -440,7 +443,14 @@ export class CompiledRuleSet implements RuleTables {
   stageOf(profile: Profile, brand: string): string {
     const stages = profile.stages as Record<string, unknown> | undefined;
     const s = stages === undefined || stages === null ? undefined : stages[brand];
-    return typeof s === 'string' ? s : this.defaultStage;
+    return typeof s === 'string' ? s : this.defaultStageOf(brand);
+  }
+
+  /** The stage of a person with none recorded for `brand`. */
+  defaultStageOf(brand: string): string {
+    return this.brandDefaultStage.size === 0
+      ? this.defaultStage
+      : (this.brandDefaultStage.get(brand) ?? this.defaultStage);
   }
 
   /** Bit of a stage in stage masks: its ladder position, or the last bit off the ladder. */
@@ -491,7 +501,10 @@ export class CompiledRuleSet implements RuleTables {
     }
     // Stage positions: the default for every stage-brand, then the person's own entries (a few),
     // rather than a keyed probe per stage-brand (dozens, mostly misses).
-    const stagePos = new Int32Array(this.stageBrands.length).fill(this.stagePosition(this.defaultStage));
+    const stagePos =
+      this.brandDefaultStage.size === 0
+        ? new Int32Array(this.stageBrands.length).fill(this.stagePosition(this.defaultStage))
+        : Int32Array.from(this.stageBrands, (b) => this.stagePosition(this.defaultStageOf(b)));
     const stages = profile.stages as Record<string, unknown> | undefined;
     if (stages !== null && typeof stages === 'object' && stagePos.length > 0) {
       for (const brand in stages) {

@@ -18,6 +18,8 @@ interface DecideCase {
   expect: Record<string, unknown>[];
   /** campaign id -> expected drop reason, or null for a campaign that is chosen */
   reasons?: Record<string, string | null>;
+  /** Top-level fields of the rule set to set for this case. */
+  ruleSetPatch?: Partial<RuleSet>;
 }
 const table = JSON.parse(readFileSync(new URL('./test/decide-cases.json', import.meta.url), 'utf8')) as {
   base: RuleSet;
@@ -26,6 +28,7 @@ const table = JSON.parse(readFileSync(new URL('./test/decide-cases.json', import
 
 function ruleSetFor(c: DecideCase): RuleSet {
   const rs = structuredClone(table.base);
+  Object.assign(rs, c.ruleSetPatch ?? {});
   rs.campaigns[0] = { ...rs.campaigns[0]!, ...(c.campaignPatch ?? {}) };
   rs.campaigns.push(...(c.extraCampaigns ?? []));
   const v = validateRuleSet(rs);

@@ -387,6 +387,10 @@ function ruleSets(lenient: boolean): fc.Arbitrary<RuleSet> {
             const rs: RuleSet = { funnel: [...funnel], segments, sellingPoints, campaigns: [...campaigns] };
             if (defaultAt !== undefined && funnel[defaultAt] !== undefined)
               rs.defaultStage = funnel[defaultAt];
+            // Now and then a brand with a default stage of its own (the last of the ladder); `constructor`,
+            // a brand of the generator, is never a key (keys named so are refused).
+            if (reverse && campaigns.length > 1)
+              rs.defaultStages = { [BRANDS[campaigns.length % 3]!]: funnel.at(-1)! };
             if (scoring !== undefined) rs.scoring = scoring;
             return rs;
           });

@@ -28,7 +28,7 @@ export function stageAfterEvent(
 ): StageChange | null {
   const moves = compiled.source.stageMoves;
   if (moves === undefined) return null;
-  const from = current ?? compiled.defaultStage;
+  const from = current ?? compiled.defaultStageOf(brand);
   const pos = compiled.stagePosition(from);
   for (const move of moves) {
     if (move.on !== event) continue;

@@ -236,6 +236,8 @@ export interface RuleSet {
   funnel: string[];
   /** The stage of a person with no stage recorded for a brand. Default: the first stage. */
   defaultStage?: string;
+  /** Per brand, the stage of a person with none recorded for it, instead of `defaultStage`. */
+  defaultStages?: Record<string, string>;
   segments: Segment[];
   /** Per segment, the selling points its people care about, best first. */
   sellingPoints?: Record<string, string[]>;

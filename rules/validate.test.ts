@@ -405,6 +405,7 @@ describe('the JSON Schema', () => {
         'description',
         'funnel',
         'defaultStage',
+        'defaultStages',
         'segments',
         'sellingPoints',
         'campaigns',

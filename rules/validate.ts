@@ -596,6 +596,13 @@ function semanticChecks(d: Obj, r: Report, conditionSchemaErrors: Map<number, Co
 
   const defaultStage = own(d, 'defaultStage');
   if (isText(defaultStage)) checkStageName(x, defaultStage, ['defaultStage']);
+  const defaultStages = own(d, 'defaultStages');
+  if (isObject(defaultStages)) {
+    for (const brand of Object.keys(defaultStages)) {
+      const stage = own(defaultStages, brand);
+      if (isText(stage)) checkStageName(x, stage, ['defaultStages', brand]);
+    }
+  }
 
   segments.forEach((seg, i) => {
     if (!isObject(seg) || !Object.hasOwn(seg, 'when')) return;

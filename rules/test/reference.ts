@@ -46,7 +46,10 @@ export function personTags(profile: Profile, contextTags?: readonly string[]): s
 export function referenceStage(ruleSet: RuleSet, profile: Profile, brand: string): string {
   const s = field(profile.stages, brand);
   if (typeof s === 'string') return s;
-  return ruleSet.defaultStage ?? ruleSet.funnel[0] ?? '';
+  const own = ruleSet.defaultStages !== undefined && Object.hasOwn(ruleSet.defaultStages, brand);
+  return (
+    (own ? ruleSet.defaultStages?.[brand] : undefined) ?? ruleSet.defaultStage ?? ruleSet.funnel[0] ?? ''
+  );
 }
 
 interface Env {

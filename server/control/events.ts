@@ -226,7 +226,7 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
         if (Object.entries(next).some(([from, to]) => from !== to))
           write.stage = {
             brand,
-            defaultStage: compiled.defaultStage,
+            defaultStage: compiled.defaultStageOf(brand),
             next,
             day: localDay(compiled.brandTimezone(brand), at),
           };
