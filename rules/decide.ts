@@ -309,7 +309,14 @@ function capReached(c: CompiledCampaign, counters: FrequencyCounters, now: numbe
       }
     } else {
       const tz = (cap.personZone ? personTimezone(person) : null) ?? c.timezone;
-      const from = calendarPeriod(cap.calendar, tz, now).start;
+      const p = cap.period;
+      if (p.tz !== tz || now < p.start || now >= p.end) {
+        const found = calendarPeriod(cap.calendar, tz, now);
+        p.tz = tz;
+        p.start = found.start;
+        p.end = found.end;
+      }
+      const from = p.start;
       for (let j = 0; j < n; j++) {
         const t = arr[j];
         if (typeof t === 'number' && t >= from) seen++;
