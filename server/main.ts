@@ -80,6 +80,8 @@ async function main(): Promise<void> {
     const names = config.tokens.map((t) => `${t.name} (${t.scopes.join(' ')})`).join(', ');
     console.log(`mindshare: ${config.tokens.length} API token(s): ${names}`);
   }
+  if (server.adminPort !== 0)
+    console.log(`mindshare: the console on http://${host}:${server.adminPort}/console`);
   console.log('try:');
   // With tokens, deciding needs one with the decide scope: the line says where it goes.
   const auth =

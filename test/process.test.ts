@@ -20,6 +20,7 @@ describe('the server process', () => {
       await waitFor(() => server.stdout().includes("-d '"), 30_000);
       const out = server.stdout();
       expect(server.stderr()).toContain('answers clients on this machine only');
+      expect(out).toMatch(/the console on http:\/\/127\.0\.0\.1:\d+\/console\n/);
       const line = out.split('\n').find((l) => l.includes('curl -s'));
       const url = /curl -s (\S+)/.exec(line ?? '')?.[1];
       const body = /-d '([^']+)'/.exec(line ?? '')?.[1];
