@@ -170,19 +170,44 @@ export function parseDateTime(text: string, tz: string): number | null {
 const BARE_DATE = /^(\d{4})-(\d{2})-(\d{2})(Z|[+-]\d{2}:?\d{2})?$/;
 
 /**
- * A flight's start or end: a date-time as parseDateTime reads it, except that a date alone as the
- * end is the whole of that day (its last millisecond), so `end: "2026-11-11"` keeps the 11th.
+ * A flight's start or end: a date-time as parseDateTime reads it, except that a date alone is the
+ * whole of that day: as the start its first instant, as the end its last millisecond, so
+ * `end: "2026-11-11"` keeps the 11th.
  */
 export function parseFlightBound(text: string, tz: string, edge: 'start' | 'end'): number | null {
   const t = parseDateTime(text, tz);
-  if (t === null || edge === 'start') return t;
   const m = BARE_DATE.exec(text.trim());
-  if (m === null) return t;
+  if (t === null || m === null) return t;
+  // A date alone in a zone starts when the day does (midnight, unless a DST change skips it).
+  if (edge === 'start')
+    return m[4] === undefined && isTimeZone(tz) ? startOfDay(`${m[1]}-${m[2]}-${m[3]}`, tz) : t;
   const next = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + 1))
     .toISOString()
     .slice(0, 10);
-  const end = parseDateTime(`${next}${m[4] ?? ''}`, tz);
+  // With an offset, the next midnight at that offset; else the next day's start in the zone.
+  const end =
+    m[4] !== undefined ? parseDateTime(`${next}${m[4]}`, tz) : isTimeZone(tz) ? startOfDay(next, tz) : null;
   return end === null ? t : end - 1;
+}
+
+/**
+ * The first instant of a local day (`2026-11-24`) in a zone. Usually its midnight; where a DST
+ * change skips midnight (Santiago, Havana, Beirut: clocks go from 23:59 to 01:00), the moment the
+ * day begins, found by halving the hour after the reading of midnight that lands on the day before.
+ */
+export function startOfDay(day: string, tz: string): number {
+  const guess = parseDateTime(`${day}T00:00:00`, tz);
+  if (guess === null) return Date.parse(`${day}T00:00:00Z`);
+  if (localDay(tz, guess) === day && localDay(tz, guess - 1) !== day) return guess;
+  // The guess is off (inside a skipped hour): the day starts within three hours after it.
+  let lo = localDay(tz, guess) < day ? guess : guess - 3 * 3_600_000;
+  let hi = lo + 3 * 3_600_000;
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (localDay(tz, mid) < day) lo = mid;
+    else hi = mid;
+  }
+  return hi;
 }
 
 /** The calendar periods found last, per kind and zone: a decision's cap check reuses them. */
@@ -201,9 +226,10 @@ export function calendarPeriod(kind: 'day' | 'week', tz: string, t: number): { s
   const back = kind === 'week' ? (new Date(day).getUTCDay() + 6) % 7 : 0;
   const first = day - back * DAY_MS;
   const next = first + (kind === 'week' ? 7 : 1) * DAY_MS;
-  const midnight = (utcDay: number) =>
-    parseDateTime(`${new Date(utcDay).toISOString().slice(0, 10)}T00:00:00`, tz) ?? utcDay;
-  const period = { start: midnight(first), end: midnight(next) };
+  const period = {
+    start: startOfDay(new Date(first).toISOString().slice(0, 10), tz),
+    end: startOfDay(new Date(next).toISOString().slice(0, 10), tz),
+  };
   if (periods.size >= 1024) periods.clear();
   periods.set(key, period);
   return period;
