@@ -277,9 +277,19 @@ describe('the console in a browser', () => {
     await page.getByRole('heading', { name: 'Rule sets' }).waitFor();
     await page.keyboard.press('Tab');
     expect(await page.evaluate('document.activeElement?.textContent')).toBe('Skip to the page');
-    await page.keyboard.press('Tab');
-    await page.keyboard.press('Tab');
-    expect(await page.evaluate('document.activeElement?.textContent')).toBe('Preview and what-if');
+    // The skip link moves the focus to the page, and stays on it.
+    await page.keyboard.press('Enter');
+    expect(await page.evaluate('document.activeElement?.id')).toBe('main');
+    expect(new URL(page.url()).hash).toBe('#/rulesets');
+    // From the top of the page again: the skip link, then the navigation.
+    await page.reload();
+    await page.getByRole('heading', { name: 'Rule sets' }).waitFor();
+    const order: unknown[] = [];
+    for (let i = 0; i < 3; i++) {
+      await page.keyboard.press('Tab');
+      order.push(await page.evaluate('document.activeElement?.textContent'));
+    }
+    expect(order).toEqual(['Skip to the page', 'Rule sets', 'Preview and what-if']);
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Preview', exact: true }).waitFor();
   });
@@ -288,6 +298,27 @@ describe('the console in a browser', () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('API token').waitFor();
     expect((await context.request.get(`${base}/v1/rulesets`)).status()).toBe(401);
+  });
+
+  it('keeps an unsaved draft across a new sign-in', async () => {
+    await page.getByLabel('API token').fill(ROOT);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('link', { name: 'Rule sets' }).click();
+    await page.getByText(/^Valid: 7 segments/).waitFor();
+    await page.locator('.cm-content').click();
+    await page.keyboard.press('Control+End');
+    await page.keyboard.insertText('\n# a note not uploaded yet\n');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('API token').fill(ROOT);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('link', { name: 'Rule sets' }).click();
+    await page.getByText('Your unsaved draft is back in the editor.').waitFor();
+    // The editor draws only the lines in view: go to the end, where the note is.
+    await page.locator('.cm-content').click();
+    await page.keyboard.press('Control+End');
+    await expect.poll(() => page.locator('.cm-content').textContent()).toContain('# a note not uploaded yet');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('API token').waitFor();
   });
 
   it('offers a reader no changes', async () => {

@@ -18,7 +18,7 @@ const COUNTS = [
 
 const isoDay = (t: number) => new Date(t).toISOString().slice(0, 10);
 
-export function CampaignsPage({ canReadProfiles }: { canReadProfiles: boolean }) {
+export function CampaignsPage() {
   const outline = useCall<Outline>();
   const delivery = useCall<DeliveryAnswer>();
   const lift = useCall<LiftAnswer>();
@@ -145,7 +145,7 @@ export function CampaignsPage({ canReadProfiles }: { canReadProfiles: boolean })
           </div>
         )}
       </section>
-      <Audience enabled={canReadProfiles} />
+      <Audience />
     </section>
   );
 }
@@ -193,11 +193,10 @@ function LiftInterval({ o }: { o: OutcomeLift }) {
   );
 }
 
-function Audience({ enabled }: { enabled: boolean }) {
+function Audience() {
   const audience = useCall<AudienceAnswer>();
   const [sample, setSample] = useState(10_000);
   const timeoutMs = 10_000;
-  if (!enabled) return <p>Audience sizes need a token with profiles:read.</p>;
   const run = () =>
     audience.run((signal) =>
       call<AudienceAnswer>('/v1/audience', { body: { segments: 'all', sample, timeoutMs }, signal }),

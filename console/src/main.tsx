@@ -121,7 +121,15 @@ function App() {
   };
   return (
     <>
-      <a href="#main" class="skip">
+      <a
+        href="#main"
+        class="skip"
+        onClick={(e) => {
+          // Not a page of the hash router: move the focus to the page instead.
+          e.preventDefault();
+          document.getElementById('main')?.focus();
+        }}
+      >
         Skip to the page
       </a>
       <header>
@@ -147,7 +155,7 @@ function App() {
         {page === 'rulesets' && <RuleSetsPage canWrite={has(session, 'rules:write')} />}
         {page === 'preview' && <PreviewPage />}
         {page === 'funnels' && <FunnelsPage />}
-        {page === 'campaigns' && <CampaignsPage canReadProfiles={has(session, 'profiles:read')} />}
+        {page === 'campaigns' && <CampaignsPage />}
       </main>
     </>
   );

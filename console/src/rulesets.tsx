@@ -113,6 +113,9 @@ function IssueList({ label, items, go }: { label: string; items: RuleError[]; go
   );
 }
 
+/** Where the editor's unsaved draft is kept for the tab. */
+const DRAFT_KEY = 'mindshare.console.draft';
+
 const label = (v: number | null) => (v === null ? 'the draft' : `version ${v}`);
 
 interface Pending {
@@ -166,9 +169,16 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
         editorModule.current = m;
         editor.current = m.createEditor(editorBox.current, '', setChecked, (t) => {
           draft.current = t;
+          // Kept for this tab: a session that ends (sign-in again) does not lose the draft.
+          if (t !== text) sessionStorage.setItem(DRAFT_KEY, t);
+          else sessionStorage.removeItem(DRAFT_KEY);
         });
-        // Start from the active version's text.
-        if (text !== '') m.setText(editor.current, text);
+        // Start from the draft this tab was editing, else the active version's text.
+        const kept = sessionStorage.getItem(DRAFT_KEY);
+        if (kept !== null && kept !== '') {
+          m.setText(editor.current, kept);
+          setDone('Your unsaved draft is back in the editor.');
+        } else if (text !== '') m.setText(editor.current, text);
       })
       .catch(setEditorError);
     return () => {
@@ -247,9 +257,13 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
         confirmLabel: `Roll back to version ${target}`,
         note: `Undoes the last activation: version ${activeVersion} is replaced by version ${target} on every instance.`,
         run: async () => {
-          const r = await call<{ version: number; from: number }>('/v1/rulesets/rollback', {
-            method: 'POST',
-          });
+          // Only from the version the dialog compared against (409 if another change came first).
+          const r = await call<{ version: number; from: number }>(
+            `/v1/rulesets/rollback?ifActive=${activeVersion}`,
+            {
+              method: 'POST',
+            },
+          );
           return `Rolled back from version ${r.from} to version ${r.version}.`;
         },
       },
@@ -267,9 +281,10 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
           : 'It is stored as a new version; the active version does not change.',
         run: async () => {
           const r = await call<{ version: number; active: boolean }>(
-            `/v1/rulesets${activateAfter ? '?activate=true' : ''}`,
+            `/v1/rulesets${activateAfter ? `?activate=true${activeVersion === null ? '' : `&ifActive=${activeVersion}`}` : ''}`,
             { body: text, type: sourceType(text) },
           );
+          sessionStorage.removeItem(DRAFT_KEY);
           return `Stored as version ${r.version}${r.active ? ', now active' : ''}.`;
         },
       },

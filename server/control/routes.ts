@@ -103,6 +103,13 @@ const versionParam: ParamSpec = {
   required: true,
   pattern: '[0-9]+',
 };
+/** `?ifActive=N`: a change made only while version N is the active one. */
+const ifActiveParam = (description: string): ParamSpec => ({
+  name: 'ifActive',
+  in: 'query',
+  description,
+  schema: { type: 'integer', minimum: 1 },
+});
 const campaignIdParam: ParamSpec = {
   name: 'id',
   in: 'path',
@@ -227,6 +234,9 @@ export const ROUTES: readonly RouteSpec[] = [
         description: 'Activate the new version too',
         schema: { type: 'boolean', default: false },
       },
+      ifActiveParam(
+        'With activate: activate only while this version is the active one (409 ruleset_conflict otherwise; the new version stays stored)',
+      ),
     ],
     body: ruleSetUpload,
     responses: {
@@ -242,7 +252,7 @@ export const ROUTES: readonly RouteSpec[] = [
         },
       }),
     },
-    errors: ['invalid_ruleset', 'store_unavailable'],
+    errors: ['invalid_ruleset', 'ruleset_conflict', 'store_unavailable'],
   },
   {
     id: 'validateRuleSet',
@@ -358,6 +368,7 @@ export const ROUTES: readonly RouteSpec[] = [
       'Replays the activation log: a roll back undoes the last activation that was not undone yet, so a second roll back goes further back. It takes effect only if the active version did not change meanwhile (409 ruleset_conflict).',
     scope: 'rules:write',
     servedBy: 'control',
+    params: [ifActiveParam('Roll back only while this version is the active one')],
     responses: {
       200: ok('Rolled back', {
         type: 'object',
@@ -414,15 +425,7 @@ export const ROUTES: readonly RouteSpec[] = [
       'With `?ifActive=N`, only while version N is the active one (409 ruleset_conflict otherwise): a change confirmed against what was active does not undo another made meanwhile.',
     scope: 'rules:write',
     servedBy: 'control',
-    params: [
-      versionParam,
-      {
-        name: 'ifActive',
-        in: 'query',
-        description: 'Activate only while this version is the active one',
-        schema: { type: 'integer', minimum: 1 },
-      },
-    ],
+    params: [versionParam, ifActiveParam('Activate only while this version is the active one')],
     responses: {
       200: ok('Activated', {
         type: 'object',

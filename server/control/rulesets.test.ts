@@ -243,6 +243,19 @@ describe('rule sets', () => {
     expect((await kit.req('GET', '/v1/rulesets/diff', { token: 'events-secret' })).status).toBe(403);
   });
 
+  it('offers the roll back the whole log allows, though it lists only the latest activations', async () => {
+    const kit = await makeKit();
+    for (let n = 1; n <= 30; n++) {
+      const body = DEMO.replace('name: demo', `name: demo ${n}`);
+      expect((await kit.req('POST', '/v1/rulesets?activate=true', { body, type: YAML })).status).toBe(201);
+    }
+    for (let i = 0; i < 25; i++) expect((await kit.req('POST', '/v1/rulesets/rollback')).status).toBe(200);
+    const list = await kit.req('GET', '/v1/rulesets');
+    expect(list.body.active).toBe(5);
+    expect(list.body.activations).toHaveLength(50);
+    expect(list.body.rollbackTo).toBe(4);
+  });
+
   it('rolls back along the activation log, and refuses what it cannot do', async () => {
     const kit = await makeKit();
     const none = await kit.req('POST', '/v1/rulesets/rollback', { token: 'rules-secret' });
@@ -291,5 +304,29 @@ describe('rule sets', () => {
     expect(bad.body.error).toMatchObject({ code: 'invalid_field', path: 'ifActive' });
     expect((await kit.req('POST', '/v1/rulesets/2/activate?ifActive=1')).status).toBe(200);
     expect((await kit.rulesets.activeRuleSet())?.version).toBe(2);
+    // The same for a roll back and an upload that activates (that one stays stored).
+    const back = await kit.req('POST', '/v1/rulesets/rollback?ifActive=1');
+    expect(back.body.error).toMatchObject({ code: 'ruleset_conflict', path: 'ifActive' });
+    expect((await kit.req('POST', '/v1/rulesets/rollback?ifActive=2')).body).toMatchObject({
+      version: 1,
+      from: 2,
+    });
+    const third = DEMO.replace('name: demo', 'name: demo 3');
+    const up = await kit.req('POST', '/v1/rulesets?activate=true&ifActive=2', { body: third, type: YAML });
+    expect(up.status).toBe(409);
+    expect(up.body.error.message).toContain('Stored as version 3 but not activated');
+    expect((await kit.rulesets.activeRuleSet())?.version).toBe(1);
+    expect(
+      (await kit.req('POST', '/v1/rulesets?activate=true&ifActive=1', { body: third, type: YAML })).body,
+    ).toMatchObject({
+      version: 4,
+      active: true,
+    });
+    // A bad condition stores nothing.
+    const before = (await kit.rulesets.listRuleSets()).length;
+    expect(
+      (await kit.req('POST', '/v1/rulesets?activate=true&ifActive=x', { body: third, type: YAML })).status,
+    ).toBe(400);
+    expect((await kit.rulesets.listRuleSets()).length).toBe(before);
   });
 });

@@ -77,6 +77,8 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
       throw new ClientError('invalid_field', 'activate must be true or false', 'activate');
     }
     const activate = activateParam === 'true' || activateParam === '1' || activateParam === '';
+    // Checked before anything is stored: a bad parameter stores nothing.
+    const ifActive = optionalWhole(c.req.query('ifActive'), 'ifActive');
     const { ruleSet, warnings } = await checkOrThrow(body, format, ctx.rulesetCheckTimeoutMs, ctx.now());
     const detected = format ?? (/^\s*\{/.test(body.replace(/^\uFEFF/, '')) ? 'json' : 'yaml');
     const checksum = checksumOf(body);
@@ -95,8 +97,15 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
     );
     if (!activate) return c.json({ version, checksum, active: false, warnings }, 201);
     const done = await ctx.storeCall('activate the rule set', () =>
-      rulesets.activateRuleSet(version, caller.name, now),
+      rulesets.activateRuleSet(version, caller.name, now, ifActive === undefined ? {} : { ifActive }),
     );
+    if (!done && ifActive !== undefined) {
+      throw new ClientError(
+        'ruleset_conflict',
+        `Stored as version ${version} but not activated: version ${ifActive} is no longer the active one; look again and activate it if it is still wanted`,
+        'ifActive',
+      );
+    }
     if (!done) throw new ClientError('internal', `Rule set ${version} was stored but could not be activated`);
     ctx.log(`rule set ${version} activated by ${caller.name}`);
     return c.json({ version, checksum, active: true, activatedAt: iso(now), warnings }, 201);
@@ -116,18 +125,16 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
 
   register('listRuleSets', async ({ c }) => {
     const [versions, current, log] = await ctx.storeCall('list rule sets', () =>
-      Promise.all([
-        rulesets.listRuleSets(),
-        rulesets.activeRuleSet(),
-        rulesets.activations(LISTED_ACTIVATIONS),
-      ]),
+      Promise.all([rulesets.listRuleSets(), rulesets.activeRuleSet(), rulesets.activations()]),
     );
     const active = current?.version ?? null;
     return c.json({
       active,
       serving: ctx.deps.active().version,
       versions: versions.map((m) => metaOut(m, active)),
-      activations: log.map((a) => ({ version: a.version, by: a.by, at: iso(a.at), rollback: a.rollback })),
+      activations: log
+        .slice(0, LISTED_ACTIVATIONS)
+        .map((a) => ({ version: a.version, by: a.by, at: iso(a.at), rollback: a.rollback })),
       rollbackTo: active === null ? null : rollbackTarget(log, active),
     });
   });
@@ -169,9 +176,17 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
   });
 
   register('rollbackRuleSet', async ({ c, caller }) => {
+    const ifActive = optionalWhole(c.req.query('ifActive'), 'ifActive');
     const [current, log] = await ctx.storeCall('read the activation log', () =>
       Promise.all([rulesets.activeRuleSet(), rulesets.activations()]),
     );
+    if (ifActive !== undefined && current?.version !== ifActive) {
+      throw new ClientError(
+        'ruleset_conflict',
+        `Version ${ifActive} is no longer the active one; look again and retry`,
+        'ifActive',
+      );
+    }
     const target = current === null ? null : rollbackTarget(log, current.version);
     if (current === null || target === null) {
       throw new ClientError(
@@ -225,8 +240,7 @@ export function registerRuleSets(register: Register, ctx: ControlContext): void 
 
   register('activateRuleSet', async ({ c, caller }) => {
     const version = versionOf(c.req.param('version'));
-    const ifActiveParam = c.req.query('ifActive');
-    const ifActive = ifActiveParam === undefined ? undefined : whole(ifActiveParam, 'ifActive');
+    const ifActive = optionalWhole(c.req.query('ifActive'), 'ifActive');
     const stored = await ctx.storeCall('read the rule set', () => rulesets.getRuleSet(version));
     if (stored === null) {
       throw new ClientError('ruleset_not_found', `There is no rule set version ${version}`, 'version');
@@ -294,6 +308,11 @@ export function rollbackTarget(log: readonly Activation[], active: number): numb
   }
   if (stack[stack.length - 1] !== active) stack.push(active);
   return stack.length >= 2 ? stack[stack.length - 2]! : null;
+}
+
+/** An optional whole-number query parameter. */
+function optionalWhole(text: string | undefined, name: string): number | undefined {
+  return text === undefined ? undefined : whole(text, name);
 }
 
 /** A whole number query parameter, 1 or more (400 invalid_field otherwise). */
