@@ -121,17 +121,16 @@ function App() {
   };
   return (
     <>
-      <a
-        href="#main"
+      <button
+        type="button"
         class="skip"
-        onClick={(e) => {
-          // Not a page of the hash router: move the focus to the page instead.
-          e.preventDefault();
+        onClick={() => {
+          // Not a page of the hash router (#main would be): it moves the focus to the page.
           document.getElementById('main')?.focus();
         }}
       >
         Skip to the page
-      </a>
+      </button>
       <header>
         <span class="brand">Mindshare</span>
         <nav aria-label="Pages">
