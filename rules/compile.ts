@@ -195,6 +195,8 @@ export class CompiledRuleSet implements RuleTables {
   readonly defaultStage: string;
   /** Per brand, its own default stage (defaultStages); others have defaultStage. */
   private readonly brandDefaultStage: ReadonlyMap<string, string>;
+  /** The default stage's position per stage-brand (made on first use, once the build is done). */
+  private defaultStagePos: Int32Array | null = null;
   readonly segments: readonly CompiledSegment[] = [];
   readonly segmentIndex: ReadonlyMap<string, number>;
   readonly campaigns: readonly CompiledCampaign[] = [];
@@ -509,10 +511,10 @@ export class CompiledRuleSet implements RuleTables {
     }
     // Stage positions: the default for every stage-brand, then the person's own entries (a few),
     // rather than a keyed probe per stage-brand (dozens, mostly misses).
-    const stagePos =
-      this.brandDefaultStage.size === 0
-        ? new Int32Array(this.stageBrands.length).fill(this.stagePosition(this.defaultStage))
-        : Int32Array.from(this.stageBrands, (b) => this.stagePosition(this.defaultStageOf(b)));
+    this.defaultStagePos ??= Int32Array.from(this.stageBrands, (b) =>
+      this.stagePosition(this.defaultStageOf(b)),
+    );
+    const stagePos = this.defaultStagePos.slice();
     const stages = profile.stages as Record<string, unknown> | undefined;
     if (stages !== null && typeof stages === 'object' && stagePos.length > 0) {
       for (const brand in stages) {

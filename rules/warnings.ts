@@ -14,6 +14,7 @@
 
 import { parseFlightBound } from './time.js';
 import type { Condition, RuleError, RuleSet } from './types.js';
+import { formatPath } from './validate.js';
 
 /** Warnings of a valid rule set at `now` (epoch ms). */
 export function ruleSetWarnings(rs: RuleSet, now: number): RuleError[] {
@@ -27,7 +28,7 @@ export function ruleSetWarnings(rs: RuleSet, now: number): RuleError[] {
     if (listed.has(s.id) || referred.has(s.id)) return;
     out.push({
       code: 'unused_segment',
-      path: `segments[${i}]`,
+      path: formatPath(['segments', i]),
       message: `segment "${s.id}" is listed by no campaign and referred to by no other segment: it never takes effect`,
     });
   });
@@ -36,7 +37,7 @@ export function ruleSetWarnings(rs: RuleSet, now: number): RuleError[] {
     if (!listed.has(seg)) {
       out.push({
         code: 'unused_selling_points',
-        path: `sellingPoints.${seg}`,
+        path: formatPath(['sellingPoints', seg]),
         message: `the selling points of segment "${seg}" are never used: no campaign lists the segment`,
       });
       continue;
@@ -50,7 +51,7 @@ export function ruleSetWarnings(rs: RuleSet, now: number): RuleError[] {
       if (illustrated.has(label)) return;
       out.push({
         code: 'unillustrated_selling_point',
-        path: `sellingPoints.${seg}[${j}]`,
+        path: formatPath(['sellingPoints', seg, j]),
         message: `"${label}" is a selling point of "${seg}" that no creative of its campaigns illustrates`,
       });
     });
@@ -63,7 +64,7 @@ export function ruleSetWarnings(rs: RuleSet, now: number): RuleError[] {
       if (end !== null && end < now) {
         out.push({
           code: 'flight_ended',
-          path: `campaigns[${i}].flight.end`,
+          path: formatPath(['campaigns', i, 'flight', 'end']),
           message: `campaign "${c.id}" ended on ${new Date(end).toISOString()}: it no longer decides anything`,
         });
       }
@@ -76,7 +77,7 @@ export function ruleSetWarnings(rs: RuleSet, now: number): RuleError[] {
       if (covered.has(stage)) return;
       out.push({
         code: 'stage_without_creative',
-        path: c.stages === undefined ? `campaigns[${i}].creatives` : `campaigns[${i}].stages`,
+        path: formatPath(['campaigns', i, c.stages === undefined ? 'creatives' : 'stages']),
         message: `campaign "${c.id}" serves stage "${stage}" but none of its creatives is meant for it: people at "${stage}" never get it`,
       });
     });

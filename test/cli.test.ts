@@ -234,19 +234,29 @@ describe('mindshare against a server', () => {
       res.writeHead(503, { 'content-type': 'application/json' });
       res.end('{"error":{"code":"store_unavailable","message":"The profile store does not answer"}}');
     });
+    // And a proxy that redirects: following it would turn a POST into a GET of another route.
+    const moved = createHttpServer((_req, res) => {
+      res.writeHead(302, { location: 'http://127.0.0.1:1/v1/rulesets' });
+      res.end();
+    });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     await new Promise<void>((r) => failing.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => moved.listen(0, '127.0.0.1', r));
     const portOf = (s: { address(): unknown }) => (s.address() as { port: number }).port;
-    const [wrong, none, scope, unreachable, timedOut, unavailable] = await Promise.all([
+    const [wrong, none, scope, unreachable, timedOut, unavailable, redirected] = await Promise.all([
       cli(['versions'], { MINDSHARE_TOKEN: 'not-a-token-0123456789' }),
       cli(['versions'], { MINDSHARE_TOKEN: '' }),
       cli(['push', DEMO, '--token', READER]),
       cli(['versions', '--url', `http://127.0.0.1:${port}`]),
       cli(['versions', '--url', `http://127.0.0.1:${portOf(silent)}`, '--timeout', '300']),
       cli(['versions', '--url', `http://127.0.0.1:${portOf(failing)}`]),
+      cli(['push', DEMO, '--url', `http://127.0.0.1:${portOf(moved)}`]),
     ]);
     silent.close();
     failing.close();
+    moved.close();
+    expect(redirected.code).toBe(1);
+    expect(redirected.stderr).toContain('answered 302, a redirect to http://127.0.0.1:1/v1/rulesets');
     expect(wrong.code).toBe(3);
     expect(wrong.stderr).toBe('error: unauthorized: The bearer token is not valid\n');
     expect(none.code).toBe(3);

@@ -286,11 +286,19 @@ class Api {
         method,
         headers,
         ...(body === undefined ? {} : { body: body.text }),
+        // A redirect would turn a POST into a GET of another route: named as an error instead.
+        redirect: 'manual',
         signal: AbortSignal.timeout(this.timeoutMs),
       });
       text = await res.text();
     } catch (e) {
       throw new CliFailure(EXIT.unreachable, `error: ${unreachable(e, this.base.origin, this.timeoutMs)}`);
+    }
+    if (res.status >= 300 && res.status < 400) {
+      throw new CliFailure(
+        EXIT.refused,
+        `error: ${this.base.origin} answered ${res.status}, a redirect to ${res.headers.get('location') ?? '(nowhere)'}: give the control plane's own URL (--url or MINDSHARE_URL)`,
+      );
     }
     if (this.json && text !== '') this.io.out(text.endsWith('\n') ? text.slice(0, -1) : text);
     if (res.ok) {

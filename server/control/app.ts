@@ -91,13 +91,13 @@ export function createControlApp(deps: ControlDeps): Hono {
     methods.add(spec.method.toUpperCase());
     app.on(spec.method.toUpperCase(), path, async (c) => {
       refuseCrossSite(c, spec);
-      if (auth.open && spec.scope !== null && !deps.allowOpen && !fromLoopback(c)) {
+      if (auth.open && spec.scope !== null && !deps.allowOpen && !(fromLoopback(c) && loopbackHost(c))) {
         throw new ClientError(
           'forbidden',
           'Without API tokens this API answers only clients on its own machine; configure TOKENS (or ALLOW_OPEN_CONTROL_PLANE=true)',
         );
       }
-      const caller = authorize(c, spec, auth, ctx.now());
+      const caller = await authorize(c, spec, auth, ctx.now());
       const req: RouteRequest<B> = { c, caller, body: undefined as B, stream: null, format: undefined };
       if (spec.body !== undefined)
         await takeBody(c, spec, req, limits[spec.body.limit ?? 'json'], ctx.bodyTimeoutMs);
@@ -187,6 +187,18 @@ export function refuseForeignSite(c: Context, message: string): void {
   if (foreign) throw new ClientError('forbidden', message);
 }
 
+/**
+ * Whether the request names this machine as its host (`localhost`, `127.x`, `[::1]`): a page of
+ * another site whose name was made to resolve to 127.0.0.1 (DNS rebinding) still sends its own
+ * name, so it cannot use an open API through a browser on this machine.
+ */
+export function loopbackHost(c: Context): boolean {
+  const host = c.req.header('host');
+  if (host === undefined) return true;
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : (host.split(':')[0] ?? '');
+  return name === 'localhost' || name === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
+
 /** Whether the client is on this machine (a request made in process, as tests do, counts). */
 function fromLoopback(c: Context): boolean {
   let address: string | undefined;
@@ -205,10 +217,10 @@ function fromLoopback(c: Context): boolean {
  * SameSite=Strict and changes from another site are refused anyway (refuseCrossSite), this is the
  * third lock.
  */
-function authorize(c: Context, spec: RouteSpec, auth: TokenAuth, now: number): Caller {
+async function authorize(c: Context, spec: RouteSpec, auth: TokenAuth, now: number): Promise<Caller> {
   const header = c.req.header('authorization');
   if (header === undefined && !auth.open) {
-    const session = auth.session(getCookie(c, SESSION_COOKIE), now);
+    const session = await auth.session(getCookie(c, SESSION_COOKIE), now);
     if (session !== null) {
       if (spec.method !== 'get' && !csrfMatches(session, c.req.header('x-csrf-token'))) {
         throw new ClientError(

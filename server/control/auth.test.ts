@@ -85,10 +85,27 @@ describe('every route', () => {
     expect(big.body.error.code).toBe('body_too_large');
   });
 
-  it('is open without tokens', async () => {
+  it('is open without tokens, to requests naming this machine only', async () => {
     const kit = await makeKit({ tokens: [] });
     const r = await kit.req('GET', '/v1/rulesets', { token: null });
     expect(r.status).toBe(200);
+    for (const host of ['localhost:8081', '127.0.0.1:8081', '[::1]:8081', 'localhost']) {
+      expect((await kit.req('GET', '/v1/rulesets', { token: null, headers: { host } })).status, host).toBe(
+        200,
+      );
+    }
+    // A page of another site whose name resolves to 127.0.0.1 (DNS rebinding) sends its own name.
+    for (const host of ['evil.example:8081', '127.0.0.1.evil.example', 'localhost.evil.example']) {
+      const refused = await kit.req('POST', '/v1/rulesets/rollback', { token: null, headers: { host } });
+      expect(refused.status, host).toBe(403);
+      expect(refused.body.error.code).toBe('forbidden');
+    }
+    // ALLOW_OPEN_CONTROL_PLANE opens it to every name.
+    const open = await makeKit({ tokens: [], allowOpen: true });
+    expect(
+      (await open.req('GET', '/v1/rulesets', { token: null, headers: { host: 'mindshare.internal' } }))
+        .status,
+    ).toBe(200);
   });
 
   it('serves the OpenAPI document without a token', async () => {

@@ -5,7 +5,7 @@
  * exit, so neither the length nor the position of a match leaks through timing. Secrets are never
  * logged.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, scrypt, timingSafeEqual } from 'node:crypto';
 import { type ApiToken, SCOPES, type Scope } from '../scopes.js';
 
 /** Who made a request: a token's name and scopes, or `anonymous` when the API is open. */
@@ -62,16 +62,16 @@ export class TokenAuth {
   }
 
   /** A session for the token whose secret is `secret` (a sign-in), or null for none. */
-  signIn(secret: string, now: number, ttlMs: number): Session | null {
+  async signIn(secret: string, now: number, ttlMs: number): Promise<Session | null> {
     const result = this.authenticate(`Bearer ${secret}`);
     if (!result.ok || this.open) return null;
     const token = result.caller as HashedToken;
     const body = `v1.${b64url(Buffer.from(token.name, 'utf8'))}.${now + ttlMs}`;
-    return this.sessionOf(token, `${body}.${mac(token.digest, body)}`, now + ttlMs);
+    return this.sessionOf(token, `${body}.${mac(await this.sessionKey(token), body)}`, now + ttlMs);
   }
 
   /** The session a cookie proves, or null (absent, forged, expired, or its token is gone). */
-  session(cookie: string | undefined, now: number): Session | null {
+  async session(cookie: string | undefined, now: number): Promise<Session | null> {
     if (cookie === undefined || this.open) return null;
     const m = /^v1\.([A-Za-z0-9_-]{1,400})\.([0-9]{1,16})\.([A-Za-z0-9_-]{43})$/.exec(cookie);
     if (m === null) return null;
@@ -81,17 +81,39 @@ export class TokenAuth {
     const presented = Buffer.from(m[3]!, 'base64url');
     const body = `v1.${m[1]}.${m[2]}`;
     let found: HashedToken | null = null;
+    // Every token is tried, named so or not: the time taken says nothing of which names exist.
     for (const token of this.tokens) {
-      if (token.name !== name) continue;
-      const expected = createHmac('sha256', token.digest).update(body).digest();
-      if (timingSafeEqual(presented, expected) && found === null) found = token;
+      const expected = createHmac('sha256', await this.sessionKey(token))
+        .update(body)
+        .digest();
+      if (timingSafeEqual(presented, expected) && token.name === name && found === null) found = token;
     }
     return found === null ? null : this.sessionOf(found, cookie, expiresAt);
   }
 
-  private sessionOf(token: HashedToken, cookie: string, expiresAt: number): Session {
-    return { caller: token, cookie, expiresAt, csrf: mac(token.digest, `csrf.${cookie}`) };
+  private async sessionOf(token: HashedToken, cookie: string, expiresAt: number): Promise<Session> {
+    return { caller: token, cookie, expiresAt, csrf: mac(await this.sessionKey(token), `csrf.${cookie}`) };
   }
+
+  /**
+   * The key of a token's session MACs: scrypt of the secret's digest, made once per token on first
+   * use (50 ms of CPU each here, off the event loop: libuv's thread pool). A cookie carries a MAC;
+   * with a key this costly to derive, a stolen cookie is no fast oracle for guessing the token's
+   * secret offline, and the digest the bearer check keeps is not itself the key.
+   */
+  private sessionKey(token: HashedToken): Promise<Buffer> {
+    let key = this.sessionKeys.get(token);
+    if (key === undefined) {
+      key = new Promise<Buffer>((resolve, reject) =>
+        scrypt(token.digest, 'mindshare console session v1', 32, (err, k) =>
+          err ? reject(err) : resolve(k),
+        ),
+      );
+      this.sessionKeys.set(token, key);
+    }
+    return key;
+  }
+  private readonly sessionKeys = new Map<HashedToken, Promise<Buffer>>();
 
   authenticate(header: string | undefined): AuthResult {
     if (this.open) return { ok: true, caller: ANONYMOUS };

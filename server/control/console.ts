@@ -161,7 +161,9 @@ export function createConsoleApp(opts: ConsoleOptions): Hono {
     });
   };
 
-  app.get('/console/session', (c) => answer(c, auth.session(getCookie(c, SESSION_COOKIE), now())));
+  app.get('/console/session', async (c) =>
+    answer(c, await auth.session(getCookie(c, SESSION_COOKIE), now())),
+  );
 
   app.post('/console/session', async (c) => {
     refuseForeignSite(c, 'Sign in and out from the console of this server');
@@ -174,7 +176,7 @@ export function createConsoleApp(opts: ConsoleOptions): Hono {
       throw new ClientError('missing_field', 'Send the API token to sign in with', 'token');
     }
     if (auth.open) return answer(c, null);
-    const session = auth.signIn(token, now(), SESSION_TTL_MS);
+    const session = await auth.signIn(token, now(), SESSION_TTL_MS);
     if (session === null) throw new ClientError('unauthorized', 'The token is not valid', 'token');
     setCookie(c, SESSION_COOKIE, session.cookie, {
       httpOnly: true,
