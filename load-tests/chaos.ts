@@ -334,7 +334,7 @@ async function floodSlow(ctx: Context): Promise<void> {
   const sockets: Socket[] = [];
   const { adminPort, dataPort } = ctx.server;
   const bodyHead = (path: string) =>
-    `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{`;
+    `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{`;
   for (let i = 0; i < 300; i++) {
     if (i % 3 === 0) trickle(adminPort, 'GET /v1/rulesets HTTP/1.1\r\nHo', sockets);
     else trickle(adminPort, bodyHead(i % 3 === 1 ? '/v1/events' : '/v1/profiles/p-1'), sockets);

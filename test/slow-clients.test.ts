@@ -56,7 +56,7 @@ describe('slow and greedy clients of the control plane', () => {
   afterAll(() => kit?.close(0, 0));
 
   const post = (path: string, type: string, extra = '') =>
-    `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\n${extra}`;
+    `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${type}\r\n${extra}`;
 
   it.each([
     ['/v1/events', 'application/json'],
