@@ -2,7 +2,7 @@
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
-import { ApiError } from './api';
+import { ApiError, type RuleError } from './api';
 
 /** An error as the API gave it: code, message, path, and every rule-set error with its place. */
 export function ErrorBox({ error }: { error: unknown }) {
@@ -24,22 +24,50 @@ export function ErrorBox({ error }: { error: unknown }) {
           at <code>{e.path}</code>
         </>
       )}
-      {e.errors.length > 0 && (
-        <ul class="rule-errors">
-          {e.errors.map((r, i) => (
-            <li key={i}>
-              {r.line !== undefined && (
-                <span class="where">
-                  line {r.line}
-                  {r.column !== undefined ? `, column ${r.column}` : ''}:{' '}
-                </span>
-              )}
-              <code>{r.path === '' ? '(rule set)' : r.path}</code> {r.message} <code>[{r.code}]</code>
-            </li>
-          ))}
-        </ul>
-      )}
+      {e.errors.length > 0 && <RuleErrorList items={e.errors} />}
     </div>
+  );
+}
+
+/**
+ * Rule-set errors or warnings with their place: `line L, column C`, as a button to that place
+ * when `go` is given (the editor's lists), else as text.
+ */
+export function RuleErrorList({
+  items,
+  label,
+  className = '',
+  go,
+}: {
+  items: readonly RuleError[];
+  label?: string;
+  className?: string;
+  go?: (r: RuleError) => void;
+}) {
+  return (
+    <ul class={`rule-errors ${className}`} aria-label={label}>
+      {items.map((r, i) => {
+        const where =
+          r.line === undefined
+            ? null
+            : `line ${r.line}${r.column !== undefined ? `, column ${r.column}` : ''}`;
+        return (
+          <li key={i}>
+            {where !== null &&
+              (go === undefined ? (
+                <span class="where">{where}: </span>
+              ) : (
+                <>
+                  <button type="button" class="where link" onClick={() => go(r)}>
+                    {where}
+                  </button>{' '}
+                </>
+              ))}
+            <code>{r.path === '' ? '(rule set)' : r.path}</code> {r.message} <code>[{r.code}]</code>
+          </li>
+        );
+      })}
+    </ul>
   );
 }
 

@@ -43,6 +43,8 @@ export function createEditor(
         onChecked({ text, valid: false, errors: [], warnings: [] });
         return [];
       }
+      // A reply about an older text says nothing of this one (the linter asks again).
+      const stale = () => view.state.doc.toString() !== text;
       const mark = (r: RuleError, severity: 'error' | 'warning'): Diagnostic => ({
         ...offsetOf(view, r),
         severity,
@@ -57,12 +59,11 @@ export function createEditor(
           warnings?: RuleError[];
         }>('/v1/rulesets/validate', { body: text, type: sourceType(text) });
         const warnings = r.warnings ?? [];
-        // A reply about an older text says nothing of this one (the linter asks again).
-        if (view.state.doc.toString() !== text) return [];
+        if (stale()) return [];
         onChecked({ text, valid: true, summary: r, errors: [], warnings });
         return warnings.map((w) => mark(w, 'warning'));
       } catch (e) {
-        if (view.state.doc.toString() !== text) return [];
+        if (stale()) return [];
         if (!(e instanceof ApiError) || e.errors.length === 0) {
           onChecked({ text, valid: false, error: e, errors: [], warnings: [] });
           return [];

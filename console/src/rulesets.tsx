@@ -6,7 +6,7 @@
 import type { EditorView } from '@codemirror/view';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { call, type RuleError, type RuleSetDiffAnswer, sourceType, type VersionList } from './api';
-import { Confirm, ErrorBox, useCall, when } from './components';
+import { Confirm, ErrorBox, RuleErrorList, useCall, when } from './components';
 import type { Checked } from './editor';
 
 /** The semantic difference, in lists a person reads. */
@@ -91,25 +91,6 @@ export function TextDiff({ text }: { text: string | null }) {
         </span>
       ))}
     </pre>
-  );
-}
-
-/** Errors or warnings of the draft, each with a button to its place in the editor. */
-function IssueList({ label, items, go }: { label: string; items: RuleError[]; go: (r: RuleError) => void }) {
-  return (
-    <ul class={`rule-errors editor-errors ${label === 'Warnings' ? 'warnings' : ''}`} aria-label={label}>
-      {items.map((r, i) => (
-        <li key={i}>
-          {r.line !== undefined && (
-            <button type="button" class="where link" onClick={() => go(r)}>
-              line {r.line}
-              {r.column !== undefined ? `, column ${r.column}` : ''}
-            </button>
-          )}{' '}
-          <code>{r.path === '' ? '(rule set)' : r.path}</code> {r.message} <code>[{r.code}]</code>
-        </li>
-      ))}
-    </ul>
   );
 }
 
@@ -450,10 +431,20 @@ export function RuleSetsPage({ canWrite }: { canWrite: boolean }) {
             )}
           </div>
           {checked !== null && checked.errors.length > 0 && (
-            <IssueList label="Errors in the draft" items={checked.errors} go={goToIssue} />
+            <RuleErrorList
+              label="Errors in the draft"
+              className="editor-errors"
+              items={checked.errors}
+              go={goToIssue}
+            />
           )}
           {checked !== null && checked.warnings.length > 0 && (
-            <IssueList label="Warnings" items={checked.warnings} go={goToIssue} />
+            <RuleErrorList
+              label="Warnings"
+              className="editor-errors warnings"
+              items={checked.warnings}
+              go={goToIssue}
+            />
           )}
           <div class="actions">
             <button type="button" onClick={compareDraft}>

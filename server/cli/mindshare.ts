@@ -212,13 +212,18 @@ async function readRuleSet(file: string): Promise<RuleSetSource> {
   return { name: file === '-' ? '(stdin)' : file, text, format };
 }
 
-/** `FILE:line:column: path: message [code]`, line and column when the error has them. */
+/**
+ * `FILE:line:column: path: message [code]`, line and column when the error has them; a warning
+ * says so after the place (`FILE:line:column: warning: …`).
+ */
 export function formatRuleError(
   file: string,
   e: Pick<RuleError, 'path' | 'message' | 'code' | 'line' | 'column'>,
+  kind: 'error' | 'warning' = 'error',
 ) {
   const where = e.line === undefined ? '' : e.column === undefined ? `:${e.line}` : `:${e.line}:${e.column}`;
-  return `${file}${where}: ${e.path === '' ? '(rule set)' : e.path}: ${e.message} [${e.code}]`;
+  const label = kind === 'warning' ? ' warning:' : '';
+  return `${file}${where}:${label} ${e.path === '' ? '(rule set)' : e.path}: ${e.message} [${e.code}]`;
 }
 
 // ---- the API ---------------------------------------------------------------------------------------
@@ -550,11 +555,7 @@ async function diff(
 
 /** Warnings on standard error, `FILE:line:column: warning: path: message [code]`; they never fail a command. */
 function printWarnings(file: string, warnings: readonly RuleError[], io: CliIo): void {
-  for (const w of warnings) {
-    const where = formatRuleError(file, w);
-    const cut = where.indexOf(': ', file.length);
-    io.err(`${where.slice(0, cut)}: warning${where.slice(cut)}`);
-  }
+  for (const w of warnings) io.err(formatRuleError(file, w, 'warning'));
 }
 
 async function push(file: string, opts: { activate?: boolean }, api: Api, io: CliIo): Promise<number> {

@@ -310,24 +310,23 @@ export function rollbackTarget(log: readonly Activation[], active: number): numb
   return stack.length >= 2 ? stack[stack.length - 2]! : null;
 }
 
-/** An optional whole-number query parameter. */
+/** An optional version number in the query (`ifActive`): 400 invalid_field when it cannot be one. */
 function optionalWhole(text: string | undefined, name: string): number | undefined {
-  return text === undefined ? undefined : whole(text, name);
-}
-
-/** A whole number query parameter, 1 or more (400 invalid_field otherwise). */
-function whole(text: string, name: string): number {
-  const n = Number(text);
-  if (!/^[0-9]{1,15}$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
-    throw new ClientError('invalid_field', `${name} must be a version number`, name);
-  }
+  if (text === undefined) return undefined;
+  const n = versionNumber(text);
+  if (n === null) throw new ClientError('invalid_field', `${name} must be a version number`, name);
   return n;
 }
 
+/** A version named in a path or query (404 ruleset_not_found when it cannot be one). */
 function versionOf(text: string | undefined, name = 'version'): number {
-  const n = Number(text);
-  if (text === undefined || !/^[0-9]{1,15}$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
-    throw new ClientError('ruleset_not_found', `There is no rule set version ${text}`, name);
-  }
+  const n = text === undefined ? null : versionNumber(text);
+  if (n === null) throw new ClientError('ruleset_not_found', `There is no rule set version ${text}`, name);
   return n;
+}
+
+/** `text` as a version number (a whole number, 1 or more), or null. */
+function versionNumber(text: string): number | null {
+  const n = Number(text);
+  return /^[0-9]{1,15}$/.test(text) && Number.isSafeInteger(n) && n >= 1 ? n : null;
 }
