@@ -29,6 +29,8 @@ import {
   parseQuietHours,
 } from './time.js';
 import type {
+  Budget,
+  BudgetUnit,
   Channel,
   Condition,
   CreativeNative,
@@ -69,6 +71,43 @@ export interface CompiledCreative {
   readonly vast: string | null;
   /** OpenRTB: the assets of a native creative; null when it has none. */
   readonly native: Readonly<CreativeNative> | null;
+  /** The creative's own budget; null when it has none. */
+  readonly budget: CompiledBudget | null;
+  /**
+   * What an impression of it decided by /v1/decide costs a `spend` budget, in millionths of the
+   * campaign's currency: the budget's `cpm` (the creative's, else the campaign's), else its bid.
+   */
+  readonly impressionCost: number;
+}
+
+/**
+ * A budget, in millionths of its unit (integers all the way to the store: a daily budget of 500
+ * USD is 500,000,000), so that counts add exactly.
+ */
+export interface CompiledBudget {
+  readonly daily: number | null;
+  readonly total: number | null;
+  readonly unit: BudgetUnit;
+  readonly pacing: 'asap' | 'even';
+}
+
+/** Millionths: the unit budgets are counted in. */
+export const BUDGET_SCALE = 1_000_000;
+
+function compileBudget(b: Budget | undefined): CompiledBudget | null {
+  if (b === undefined) return null;
+  const scaled = (n: number | undefined) => (n === undefined ? null : Math.round(n * BUDGET_SCALE));
+  return {
+    daily: scaled(b.daily),
+    total: scaled(b.total),
+    unit: b.unit ?? 'impressions',
+    pacing: b.pacing ?? 'even',
+  };
+}
+
+/** What one impression at a CPM costs, in millionths of the currency. */
+function impressionCost(cpm: number): number {
+  return Math.round((cpm / 1000) * BUDGET_SCALE);
 }
 
 export interface CompiledCap {
@@ -121,6 +160,12 @@ export interface CompiledCampaign {
   readonly cat: readonly string[];
   /** OpenRTB: deal ids the campaign buys (empty: none). */
   readonly deals: ReadonlySet<string>;
+  /** The campaign's budget; null when it has none. */
+  readonly budget: CompiledBudget | null;
+  /** Whether the campaign or any of its creatives has a budget. */
+  readonly budgeted: boolean;
+  /** What an impression that names no creative costs a `spend` budget (its `cpm`, else `bid`). */
+  readonly impressionCost: number;
 }
 
 export interface ResolvedScoring {
@@ -373,7 +418,10 @@ export class CompiledRuleSet implements RuleTables {
         video: cr.video === undefined ? null : { ...cr.video },
         vast: cr.vast ?? null,
         native: cr.native === undefined ? null : { ...cr.native },
+        budget: compileBudget(cr.budget),
+        impressionCost: impressionCost(cr.budget?.cpm ?? c.budget?.cpm ?? cr.bid ?? c.bid ?? 0),
       }));
+      const budget = compileBudget(c.budget);
       campaigns.push({
         index: ci,
         id: c.id,
@@ -400,6 +448,9 @@ export class CompiledRuleSet implements RuleTables {
         adomain: (c.adomain ?? []).map((d) => d.toLowerCase()),
         cat: (c.cat ?? []).slice(),
         deals: new Set(c.deals ?? []),
+        budget,
+        budgeted: budget !== null || creatives.some((cr) => cr.budget !== null),
+        impressionCost: impressionCost(c.budget?.cpm ?? c.bid ?? 0),
       });
       yield;
     }

@@ -64,6 +64,8 @@ enum Drop {
   Currency = 10,
   Blocked = 11,
   Deal = 12,
+  Budget = 13,
+  Pace = 14,
 }
 /** Drop's names: its values are the positions in DROP_REASONS, plus one (0: not dropped). */
 const DROP_NAMES: readonly (DropReason | undefined)[] = [undefined, ...DROP_REASONS];

@@ -140,6 +140,8 @@ export interface Creative {
   vast?: string;
   /** OpenRTB: the assets of a native creative, answered to a native request's assets (Native 1.2). */
   native?: CreativeNative;
+  /** This creative's own budget, beside the campaign's (both must have room). */
+  budget?: Budget;
 }
 
 export interface CreativeVideo {
@@ -205,7 +207,36 @@ export interface Campaign {
   cat?: string[];
   /** OpenRTB: private-marketplace deal ids the campaign buys; a private auction takes only these. */
   deals?: string[];
+  /** At most this much delivered per day and in all, paced through the day; absent: no limit. */
+  budget?: Budget;
   creatives: Creative[];
+}
+
+/** What a budget counts. */
+export const BUDGET_UNITS = ['impressions', 'clicks', 'spend'] as const;
+export type BudgetUnit = (typeof BUDGET_UNITS)[number];
+
+/**
+ * A campaign's (or a creative's) budget: a daily and/or a total amount of its unit. Days are the
+ * campaign's (its time zone); `spend` is in the campaign's currency.
+ */
+export interface Budget {
+  /** At most this much a day. */
+  daily?: number;
+  /** At most this much over the whole flight. */
+  total?: number;
+  /** Default `impressions`. */
+  unit?: BudgetUnit;
+  /**
+   * `even` (default): spread across the day following the traffic's shape over the day (and a
+   * total budget across the flight's days); `asap`: as fast as the traffic allows.
+   */
+  pacing?: 'asap' | 'even';
+  /**
+   * For `unit: spend`: what an impression decided by /v1/decide costs, per thousand (a CPM in the
+   * campaign's currency); default the creative's or the campaign's `bid`.
+   */
+  cpm?: number;
 }
 
 export interface StageMove {
@@ -326,6 +357,8 @@ export const DROP_REASONS = [
   'currency',
   'blocked',
   'deal',
+  'budget',
+  'pace',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

@@ -391,6 +391,8 @@ function whatIs(path: readonly PathSegment[]): string {
       return 'a creative';
     case 'frequencyCap':
       return 'a frequency cap';
+    case 'budget':
+      return 'a budget';
     case 'stageMoves':
       return 'a stage move';
     case 'flight':
@@ -433,6 +435,8 @@ const ENUM_CODES: Record<string, [code: string, what: string]> = {
   channels: ['unknown_channel', 'channel'],
   message: ['unknown_message', 'message type'],
   on: ['unknown_event', 'event'],
+  unit: ['unknown_budget_unit', 'budget unit'],
+  pacing: ['unknown_pacing', 'pacing'],
 };
 
 const PATTERN_CODES: Record<string, [code: string, hint: string]> = {
@@ -524,6 +528,8 @@ function mapSchemaError(e: ErrorObject, path: PathSegment[], data: Obj, r: Repor
       else if (key === 'weight')
         r.add('bad_weight', path, `${field} must be greater than 0, not ${show(value)}`);
       else if (key === 'bid') r.add('bad_bid', path, `a bid must be greater than 0, not ${show(value)}`);
+      else if (path.includes('budget'))
+        r.add('bad_budget', path, `${field} must be greater than 0, not ${show(value)}`);
       else if (path.includes('attr'))
         r.add('bad_creative_attr', path, `an IAB creative attribute is 1 to 17, not ${show(value)}`);
       else
@@ -766,6 +772,7 @@ function checkCampaign(x: Context, c: Obj, path: PathSegment[]): void {
 
   const creatives = own(c, 'creatives');
   checkBids(x, c, creatives, path);
+  checkBudgets(x, c, creatives, path);
   if (!Array.isArray(creatives)) return;
   const ids = new Map<string, number>();
   creatives.forEach((cr, j) => {
@@ -859,6 +866,90 @@ function checkBids(x: Context, c: Obj, creatives: unknown, path: PathSegment[]):
         'currency is set but neither the creative nor its campaign has a bid',
       );
     }
+  });
+}
+
+/**
+ * Budgets: an amount to count; whole impressions and clicks; a price for every impression a spend
+ * budget counts, in the campaign's currency; an even total needs the flight's end to spread over.
+ */
+function checkBudgets(x: Context, c: Obj, creatives: unknown, path: PathSegment[]): void {
+  const list = Array.isArray(creatives) ? creatives : [];
+  const campaignBudget = own(c, 'budget');
+  const campaignCpm = isObject(campaignBudget) ? own(campaignBudget, 'cpm') : undefined;
+  const campaignCurrency = own(c, 'currency') ?? 'USD';
+  const flight = own(c, 'flight');
+  const hasEnd = isObject(flight) && own(flight, 'end') !== undefined;
+  const check = (b: unknown, at: PathSegment[], cr: Obj | null) => {
+    if (!isObject(b)) return;
+    const daily = own(b, 'daily');
+    const total = own(b, 'total');
+    const unit = own(b, 'unit') ?? 'impressions';
+    if (daily === undefined && total === undefined)
+      x.r.add('budget_without_amount', at, 'a budget needs daily, total or both');
+    for (const [key, n] of [
+      ['daily', daily],
+      ['total', total],
+    ] as const) {
+      if (
+        (unit === 'impressions' || unit === 'clicks') &&
+        typeof n === 'number' &&
+        n > 0 &&
+        !Number.isInteger(n)
+      )
+        x.r.add('budget_not_whole', [...at, key], `${key} counts ${unit}: a whole number, not ${show(n)}`);
+    }
+    if (own(b, 'cpm') !== undefined && unit !== 'spend')
+      x.r.add(
+        'cpm_without_spend',
+        [...at, 'cpm'],
+        `cpm prices impressions for a spend budget; this one counts ${String(unit)}`,
+      );
+    if ((own(b, 'pacing') ?? 'even') === 'even' && total !== undefined && daily === undefined && !hasEnd) {
+      x.r.add(
+        'even_total_without_end',
+        [...at, 'total'],
+        'an even total budget is spread over the flight: give the flight an end, a daily budget, or pacing: asap',
+      );
+    }
+    if (unit !== 'spend') return;
+    // Every creative the budget counts needs a price for the impressions /v1/decide delivers.
+    const counted = cr === null ? list.filter(isObject) : [cr];
+    for (const one of counted) {
+      const crBudget = own(one, 'budget');
+      const price =
+        (isObject(crBudget) ? own(crBudget, 'cpm') : undefined) ??
+        campaignCpm ??
+        own(one, 'bid') ??
+        own(c, 'bid');
+      const id = own(one, 'id');
+      const name = isText(id) ? `creative ${quote(id)}` : 'a creative';
+      if (typeof price !== 'number') {
+        x.r.add(
+          'spend_without_price',
+          [...at, 'unit'],
+          `a spend budget needs a price for every impression: ${name} has no cpm and no bid`,
+        );
+        return;
+      }
+      const currency = own(one, 'currency');
+      if (
+        typeof currency === 'string' &&
+        currency !== campaignCurrency &&
+        typeof own(one, 'bid') === 'number'
+      ) {
+        x.r.add(
+          'budget_currency',
+          [...at, 'unit'],
+          `a spend budget counts in the campaign's currency (${String(campaignCurrency)}); ${name} bids in ${currency}`,
+        );
+        return;
+      }
+    }
+  };
+  check(campaignBudget, [...path, 'budget'], null);
+  list.forEach((cr, j) => {
+    if (isObject(cr)) check(own(cr, 'budget'), [...path, 'creatives', j, 'budget'], cr);
   });
 }
 

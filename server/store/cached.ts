@@ -24,6 +24,9 @@ import { appendImpression, impressionLimits, setCounter } from './impressions.js
 import { aliasMember } from './person.js';
 import type {
   AliasLink,
+  BudgetCounts,
+  BudgetGrant,
+  BudgetReport,
   BusMessage,
   CacheLookups,
   DeliveryAdd,
@@ -418,6 +421,20 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
 
   lift(campaign: string): Promise<LiftCounts> {
     return this.backing.lift(campaign);
+  }
+
+  leaseBudgets(reports: readonly BudgetReport[], now: number, settleMs: number): Promise<BudgetGrant[]> {
+    return this.backing.leaseBudgets(reports, now, settleMs);
+  }
+
+  budgetCounts(
+    campaign: string,
+    creative: string,
+    days: readonly string[],
+    now: number,
+    settleMs: number,
+  ): Promise<BudgetCounts> {
+    return this.backing.budgetCounts(campaign, creative, days, now, settleMs);
   }
 
   samplePeople(n: number, deadline: number): Promise<PeopleSample> {

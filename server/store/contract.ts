@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Profile } from '../../rules/types.js';
-import type { Bus, BusMessage, EventWrite, PersonStore, RuleSetStore } from './types.js';
+import type { BudgetReport, Bus, BusMessage, EventWrite, PersonStore, RuleSetStore } from './types.js';
 
 export interface StoreFixture {
   store: PersonStore;
@@ -758,6 +758,145 @@ export function describeStoreContract(
       expect(new Set(few.people.map((p) => p.pid)).size).toBe(5);
       expect(few.population).toBe(all.people.length);
       for (const id of ids) await store.forgetPerson(id);
+    });
+
+    describe('budget lines', () => {
+      const SETTLE = 60_000;
+      const base = (campaign: string, over: Partial<BudgetReport> = {}): BudgetReport => ({
+        campaign,
+        creative: '',
+        day: '2026-11-24',
+        overdraft: 0,
+        delivered: [],
+        decisions: 0,
+        opportunities: [],
+        ask: 0,
+        dailyCap: null,
+        totalCap: null,
+        daysLeft: null,
+        paceShare: 1,
+        ...over,
+      });
+
+      it('grants what the budget has room for, counting leases as committed until given back or delivered', async () => {
+        const c = freshId('budget {odd} "name"');
+        const [a] = await store.leaseBudgets(
+          [base(c, { ask: 600, dailyCap: 1000, totalCap: 5000 })],
+          T0,
+          SETTLE,
+        );
+        expect(a).toMatchObject({ units: 600, at: T0, limit: null, dayLimit: 1000 });
+        expect(a!.day).toEqual({ spent: 0, committed: 600, decisions: 0 });
+        // A second holder gets only what is left of the day.
+        const [b] = await store.leaseBudgets(
+          [base(c, { ask: 600, dailyCap: 1000, totalCap: 5000 })],
+          T0 + 10,
+          SETTLE,
+        );
+        expect(b).toMatchObject({ units: 400, limit: 'budget' });
+        // The first gives back 100 of its 600 and reports 250 delivered: 500 + 400 committed, less 250 settled.
+        const [c2] = await store.leaseBudgets(
+          [
+            base(c, {
+              returned: { day: '2026-11-24', at: T0, units: 100 },
+              delivered: [{ day: '2026-11-24', units: 250 }],
+              decisions: 7,
+              ask: 1000,
+              dailyCap: 1000,
+              totalCap: 5000,
+            }),
+          ],
+          T0 + 1000,
+          SETTLE,
+        );
+        expect(c2).toMatchObject({ units: 100, limit: 'budget' });
+        expect(c2!.day).toEqual({ spent: 250, committed: 750, decisions: 7 });
+        expect(c2!.total).toEqual({ spent: 250, committed: 750, decisions: 7 });
+        // Past the settle window what was leased and never delivered lapses; the spent stays.
+        const [d] = await store.leaseBudgets(
+          [base(c, { ask: 2000, dailyCap: 1000, totalCap: 5000 })],
+          T0 + SETTLE + 5000,
+          SETTLE,
+        );
+        expect(d).toMatchObject({ units: 750, limit: 'budget' });
+        const counts = await store.budgetCounts(
+          c,
+          '',
+          ['2026-11-24', '2026-11-25'],
+          T0 + SETTLE + 5000,
+          SETTLE,
+        );
+        expect(counts.days['2026-11-24']).toMatchObject({ spent: 250, committed: 750, decisions: 7 });
+        expect(counts.days['2026-11-25']).toMatchObject({ spent: 0, committed: 0, decisions: 0 });
+        expect(counts.total).toEqual({ spent: 250, committed: 750, decisions: 7 });
+      });
+
+      it('stops at the total across days, paces by the share given, and spreads an even total over the days left', async () => {
+        const c = freshId('budget-total');
+        const [a] = await store.leaseBudgets(
+          [base(c, { ask: 900, totalCap: 1000, delivered: [{ day: '2026-11-24', units: 900 }] })],
+          T0,
+          SETTLE,
+        );
+        // 900 delivered on the 24th (nothing was leased: spent only); 100 left in all.
+        expect(a).toMatchObject({ units: 100, limit: 'budget', dayLimit: null });
+        // A day later the 100 leased and never delivered has lapsed: it may be leased again, once.
+        const next = () =>
+          store.leaseBudgets([base(c, { day: '2026-11-25', ask: 60, totalCap: 1000 })], T0 + DAY, SETTLE);
+        expect((await next())[0]).toMatchObject({ units: 60, limit: null });
+        expect((await next())[0]).toMatchObject({ units: 40, limit: 'budget' });
+        expect((await next())[0]).toMatchObject({ units: 0, limit: 'budget' });
+        // Pace: 40% of a 1000 daily by now, 0 used: 400 at most.
+        const p = freshId('budget-pace');
+        const [paced] = await store.leaseBudgets(
+          [base(p, { ask: 1000, dailyCap: 1000, paceShare: 0.4 })],
+          T0,
+          SETTLE,
+        );
+        expect(paced).toMatchObject({ units: 400, limit: 'pace' });
+        // Even total: 3000 over 3 days, 1000 spent before today -> 1000 today.
+        const e = freshId('budget-even');
+        await store.leaseBudgets(
+          [base(e, { delivered: [{ day: '2026-11-24', units: 1000 }], totalCap: 3000, daysLeft: 3 })],
+          T0,
+          SETTLE,
+        );
+        const [even] = await store.leaseBudgets(
+          [base(e, { day: '2026-11-25', ask: 5000, totalCap: 3000, daysLeft: 2 })],
+          T0 + DAY,
+          SETTLE,
+        );
+        expect(even).toMatchObject({ units: 1000, limit: 'budget', dayLimit: 1000 });
+      });
+
+      it('keeps lines of a campaign and its creatives apart, with opportunities per hour, and large amounts exactly', async () => {
+        const c = freshId('budget-lines');
+        const big = 123_456_789_012_345;
+        await store.leaseBudgets(
+          [
+            base(c, {
+              ask: big,
+              dailyCap: big + 1,
+              opportunities: [
+                { hour: 0, n: 3 },
+                { hour: 23, n: 2 },
+              ],
+            }),
+            base(c, { creative: 'cr|1', ask: 5, dailyCap: 10, decisions: 2 }),
+          ],
+          T0,
+          SETTLE,
+        );
+        const whole = await store.budgetCounts(c, '', ['2026-11-24'], T0, SETTLE);
+        expect(whole.days['2026-11-24']!.committed).toBe(big);
+        expect(whole.days['2026-11-24']!.opportunities).toEqual([3, ...new Array(22).fill(0), 2]);
+        const cr = await store.budgetCounts(c, 'cr|1', ['2026-11-24'], T0, SETTLE);
+        expect(cr.days['2026-11-24']).toMatchObject({ committed: 5, decisions: 2 });
+        const none = await store.budgetCounts(freshId('budget-none'), '', ['2026-11-24'], T0, SETTLE);
+        expect(none.total).toEqual({ spent: 0, committed: 0, decisions: 0 });
+        await expect(store.leaseBudgets([base(c, { ask: -1 })], T0, SETTLE)).rejects.toThrow(RangeError);
+        await expect(store.leaseBudgets([base(c, { ask: 0.5 })], T0, SETTLE)).rejects.toThrow(RangeError);
+      });
     });
 
     it('keeps delivery rows per day, creative and channel, from counts and from events', async () => {

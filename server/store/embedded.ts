@@ -7,6 +7,7 @@
  * deduplicated by id for the same window.
  */
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
+import { BudgetLedger, checkBudgetReport } from './budget.js';
 import { appendImpression, decodeTimes, encodeTimes, impressionLimits, setCounter } from './impressions.js';
 import { checkExposure, DEFAULT_MEASURE_RETENTION_MS, MeasureLedger, sampleOf } from './measure.js';
 import {
@@ -27,6 +28,9 @@ import {
 import { decodeProfile, encodeProfile } from './profile-format.js';
 import type {
   AliasLink,
+  BudgetCounts,
+  BudgetGrant,
+  BudgetReport,
   DeliveryAdd,
   DeliveryRow,
   EventResult,
@@ -93,6 +97,7 @@ export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore, Sa
   private notesAfterSweep = 1024;
   private closed = false;
   private readonly measure: MeasureLedger;
+  private readonly budgets: BudgetLedger;
   /** Values that did not decode (never expected in process; kept for parity with Redis). */
   corruptValues = 0;
 
@@ -101,6 +106,10 @@ export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore, Sa
     this.dedupeMs = Math.max(1, opts.eventDedupeMs ?? DEFAULT_EVENT_DEDUPE_MS);
     this.movesTtlMs = Math.max(1, opts.movesTtlMs ?? DEFAULT_MOVES_TTL_MS);
     this.measure = new MeasureLedger(
+      Math.max(1, opts.measureRetentionMs ?? DEFAULT_MEASURE_RETENTION_MS),
+      this.now,
+    );
+    this.budgets = new BudgetLedger(
       Math.max(1, opts.measureRetentionMs ?? DEFAULT_MEASURE_RETENTION_MS),
       this.now,
     );
@@ -293,6 +302,27 @@ export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore, Sa
   async lift(campaign: string): Promise<LiftCounts> {
     this.check();
     return this.measure.lift(campaign);
+  }
+
+  async leaseBudgets(
+    reports: readonly BudgetReport[],
+    now: number,
+    settleMs: number,
+  ): Promise<BudgetGrant[]> {
+    this.check();
+    for (const r of reports) checkBudgetReport(r);
+    return this.budgets.lease(reports, settleMs, now);
+  }
+
+  async budgetCounts(
+    campaign: string,
+    creative: string,
+    days: readonly string[],
+    now: number,
+    settleMs: number,
+  ): Promise<BudgetCounts> {
+    this.check();
+    return this.budgets.counts(campaign, creative, days, settleMs, now);
   }
 
   async patchProfile(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {

@@ -812,3 +812,120 @@ for i = 2, #ARGV, 2 do
 end
 return dropped
 `;
+
+/**
+ * A budget line's report and lease (budget.ts has the same rules in TypeScript, and the reasons).
+ * KEYS[1] the line's today key, KEYS[2] its total key, KEYS[3 ..] other days the report names; all
+ * under the campaign's hash tag. ARGV: [1] now (ms), [2] settle window (ms), [3] ring bucket (ms),
+ * [4] how long the keys live after a change (ms), [5] ask, [6] daily amount (-1: none), [7] total
+ * amount (-1: none), [8] days left of an even total (-1: none), [9] pace share in millionths, [10]
+ * decisions, [11] overdraft, [12] the KEYS index of a lease given back (0: none), [13] when it was
+ * granted, [14] units given back, [15] N deliveries, then N pairs (KEYS index, units), then M and
+ * M pairs (hour, opportunities). Hash fields: `s` spent, `n` decisions, `c:<second>` the commit
+ * ring, `o:<hour>` opportunities. Returns the grant, the limit (0 none, 1 budget, 2 pace), today's
+ * spent, committed and decisions, the total's, and today's limit (-1: none).
+ */
+export const BUDGET_LEASE_LUA = `
+local now, settle, bucket, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local ask, daily, total, daysLeft = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local pace = tonumber(ARGV[9]) / 1000000
+local oldest = math.floor((now - settle) / bucket)
+-- Whole numbers as digits: Lua would write 1e+14 for large ones, which HINCRBY refuses.
+local function int(n) return string.format('%d', n) end
+local function ring(key)
+  local h = redis.call('HGETALL', key)
+  local out = {}
+  for i = 1, #h, 2 do
+    if string.sub(h[i], 1, 2) == 'c:' then out[#out + 1] = { tonumber(string.sub(h[i], 3)), tonumber(h[i + 1]), h[i] } end
+  end
+  table.sort(out, function(a, b) return a[1] < b[1] end)
+  return out
+end
+local function committed(key)
+  local sum = 0
+  for _, e in ipairs(ring(key)) do
+    if e[1] < oldest or e[2] <= 0 then redis.call('HDEL', key, e[3]) else sum = sum + e[2] end
+  end
+  return sum
+end
+local function commit(key, units)
+  if units > 0 then redis.call('HINCRBY', key, 'c:' .. int(math.floor(now / bucket)), int(units)) end
+end
+local function giveBack(key, at, units)
+  local f = 'c:' .. int(math.floor(at / bucket))
+  local have = tonumber(redis.call('HGET', key, f))
+  if have == nil or units <= 0 then return end
+  if units >= have then redis.call('HDEL', key, f) else redis.call('HINCRBY', key, f, int(-units)) end
+end
+local function deliver(key, units)
+  redis.call('HINCRBY', key, 's', int(units))
+  local left = units
+  for _, e in ipairs(ring(key)) do
+    if left <= 0 then break end
+    local take = math.min(e[2], left)
+    if take >= e[2] then redis.call('HDEL', key, e[3]) else redis.call('HINCRBY', key, e[3], int(-take)) end
+    left = left - take
+  end
+end
+local today, all = KEYS[1], KEYS[2]
+local back = tonumber(ARGV[12])
+if back > 0 then
+  giveBack(KEYS[back], tonumber(ARGV[13]), tonumber(ARGV[14]))
+  giveBack(all, tonumber(ARGV[13]), tonumber(ARGV[14]))
+end
+local overdraft = tonumber(ARGV[11])
+commit(today, overdraft)
+commit(all, overdraft)
+local i = 16
+for _ = 1, tonumber(ARGV[15]) do
+  local units = tonumber(ARGV[i + 1])
+  if units > 0 then
+    deliver(KEYS[tonumber(ARGV[i])], units)
+    deliver(all, units)
+  end
+  i = i + 2
+end
+local decisions = tonumber(ARGV[10])
+if decisions > 0 then
+  redis.call('HINCRBY', today, 'n', int(decisions))
+  redis.call('HINCRBY', all, 'n', int(decisions))
+end
+for _ = 1, tonumber(ARGV[i]) do
+  redis.call('HINCRBY', today, 'o:' .. ARGV[i + 1], ARGV[i + 2])
+  i = i + 2
+end
+local daySpent = tonumber(redis.call('HGET', today, 's') or '0')
+local allSpent = tonumber(redis.call('HGET', all, 's') or '0')
+local dayUsed = daySpent + committed(today)
+local allUsed = allSpent + committed(all)
+local dayLimit = daily
+if daysLeft >= 0 and total >= 0 then
+  local share = math.max(0, math.floor((total - (allUsed - dayUsed)) / math.max(1, daysLeft)))
+  if dayLimit < 0 or share < dayLimit then dayLimit = share end
+end
+local room, limit, unlimited = 0, 0, true
+if dayLimit >= 0 then room, limit, unlimited = dayLimit - dayUsed, 1, false end
+if total >= 0 and (unlimited or total - allUsed < room) then room, limit, unlimited = total - allUsed, 1, false end
+if dayLimit >= 0 and pace < 1 then
+  local paced = math.floor(dayLimit * math.max(0, pace)) - dayUsed
+  if paced < room then room, limit = paced, 2 end
+end
+local units = ask
+if not unlimited and math.floor(room) < units then units = math.floor(room) end
+if units < 0 then units = 0 end
+commit(today, units)
+commit(all, units)
+redis.call('PEXPIRE', today, ttl)
+redis.call('PEXPIRE', all, ttl)
+for k = 3, #KEYS do redis.call('PEXPIRE', KEYS[k], ttl) end
+if units >= ask then limit = 0 end
+return { units, limit, daySpent, dayUsed - daySpent + units, tonumber(redis.call('HGET', today, 'n') or '0'),
+  allSpent, allUsed - allSpent + units, tonumber(redis.call('HGET', all, 'n') or '0'), dayLimit }
+`;
+
+/** The hashes of KEYS (a budget line's days and total), each as HGETALL answers it. */
+export const BUDGET_READ_LUA = `
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
+return out
+`;

@@ -13,6 +13,9 @@
  *                        measure.ts)
  * An alias, tag `{kind:value}`:
  *   a:{kind:value}       alias -> pid
+ * A campaign's budget lines, tag `{campaign}`:
+ *   bg:{campaign}:["<creative>","<day>|total"]  hash: `s` delivered, `n` decisions, `c:<second>`
+ *                        units leased then and not settled, `o:<hour>` opportunities (budget.ts)
  * A note, tag `{key}` (a bid's win notice to nobody in particular, counted once):
  *   n:{key}              '1', living as long as the note is to count
  * A hash slot, tag `{T}` where T is a short string that hashes to the slot (slots.ts); on Redis
@@ -161,5 +164,9 @@ export class RedisKeys {
   }
   liftCounts(campaign: string): string {
     return `${this.prefix}lf:{${GLOBAL_TAG}}:${campaign}`;
+  }
+  /** A budget line's day (`YYYY-MM-DD`) or `total`, under its campaign's tag (budget.ts). */
+  budget(campaign: string, creative: string, period: string): string {
+    return `${this.prefix}bg:{${campaign}}:${JSON.stringify([creative, period])}`;
   }
 }

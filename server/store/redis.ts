@@ -59,6 +59,7 @@ import {
   utcDay,
 } from './person.js';
 import { bodyStart, decodePerson, encodeBody, encodeStages, MissingStrings } from './person-format.js';
+import { RedisBudget } from './redis-budget.js';
 import { newEpoch, RedisClient, type RedisClientOptions, type RedisTopology } from './redis-client.js';
 import { RedisFunnel } from './redis-funnel.js';
 import { RedisIdentity, StaleIds, type StoreIdentity, type StoreReset } from './redis-identity.js';
@@ -70,6 +71,9 @@ import { type Arg, type LuaScript, luaScript } from './resp.js';
 
 import type {
   AliasLink,
+  BudgetCounts,
+  BudgetGrant,
+  BudgetReport,
   DeliveryAdd,
   DeliveryRow,
   EventResult,
@@ -198,6 +202,7 @@ export class RedisStore implements ProfileStore, EventStore {
   /** The funnel counts and their fold. */
   private readonly funnelCounts: RedisFunnel;
   private readonly measure: RedisMeasure;
+  private readonly budgets: RedisBudget;
   private readonly sampleExactKeys: number;
   /** Erasing the strings only deleted people held. */
   private readonly dictSweep: DictionarySweep;
@@ -270,6 +275,7 @@ export class RedisStore implements ProfileStore, EventStore {
       () => this.foldCounts(),
       ready,
     );
+    this.budgets = new RedisBudget(this.client, this.keys, measureRetentionMs, ready);
     this.dictSweep = new DictionarySweep(this.client, this.keys, {
       ready,
       checkIdentity: () => this.checkIdentity(),
@@ -844,6 +850,20 @@ export class RedisStore implements ProfileStore, EventStore {
 
   lift(campaign: string): Promise<LiftCounts> {
     return this.measure.lift(campaign);
+  }
+
+  leaseBudgets(reports: readonly BudgetReport[], now: number, settleMs: number): Promise<BudgetGrant[]> {
+    return this.budgets.leaseBudgets(reports, now, settleMs);
+  }
+
+  budgetCounts(
+    campaign: string,
+    creative: string,
+    days: readonly string[],
+    now: number,
+    settleMs: number,
+  ): Promise<BudgetCounts> {
+    return this.budgets.budgetCounts(campaign, creative, days, now, settleMs);
   }
 
   async samplePeople(n: number, deadline: number): Promise<PeopleSample> {

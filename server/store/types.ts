@@ -192,6 +192,86 @@ export interface MeasureStore {
   lift(campaign: string): Promise<LiftCounts>;
 }
 
+// ---- budgets ----------------------------------------------------------------------------------
+
+/**
+ * One budget line's report and ask, made by one thread on its lease's schedule (BudgetStore). A
+ * line is a campaign's budget (`creative` '') or a creative's. Amounts are millionths of the
+ * budget's unit (whole numbers); days are the campaign's (`YYYY-MM-DD` in its time zone).
+ */
+export interface BudgetReport {
+  campaign: string;
+  /** '' for the campaign's own budget. */
+  creative: string;
+  /** Today in the campaign's time zone: the day the grant is counted on. */
+  day: string;
+  /** The lease given back: the day and time it was granted at, and what was left of it. */
+  returned?: { day: string; at: number; units: number };
+  /** Consumed beyond the lease (one decision can overshoot it); counted as committed now. */
+  overdraft: number;
+  /** Units delivered (impressions, clicks, spend of the line's unit) by the day they count on. */
+  delivered: ReadonlyArray<{ day: string; units: number }>;
+  /** Decisions that used the line since the last report (a clicks budget's click rate). */
+  decisions: number;
+  /** Opportunities since the last report by hour of `day` (0-23): the traffic's shape. */
+  opportunities: ReadonlyArray<{ hour: number; n: number }>;
+  /** Units wanted for the next lease. */
+  ask: number;
+  /** The budget's daily and total amounts; null when it has none. */
+  dailyCap: number | null;
+  totalCap: number | null;
+  /** Even pacing of a total budget: days left of the flight, today included; null otherwise. */
+  daysLeft: number | null;
+  /** Even pacing: the share of today's amount that may be used by the end of the next lease, 0-1; 1 for asap. */
+  paceShare: number;
+}
+
+/** A lease granted, and the line's counts after it. */
+export interface BudgetGrant {
+  /** Units granted (0: none) and the time they were granted at (the store's clock). */
+  units: number;
+  at: number;
+  /** Why nothing (or less than asked) was granted: the budget is used up, or ahead of its pace. */
+  limit: 'budget' | 'pace' | null;
+  day: BudgetPeriodCounts;
+  total: BudgetPeriodCounts;
+  /** The most today's amount may reach (the daily budget, or an even total's share of it); null: no limit. */
+  dayLimit: number | null;
+}
+
+export interface BudgetPeriodCounts {
+  /** Delivered, as reported. */
+  spent: number;
+  /** Leased within the settle window and not yet delivered (nor given back). */
+  committed: number;
+  /** Decisions reported. */
+  decisions: number;
+}
+
+/** A line's stored counts for some days (opportunities by hour of each day) and in all. */
+export interface BudgetCounts {
+  days: Record<string, BudgetPeriodCounts & { opportunities: number[] }>;
+  total: BudgetPeriodCounts;
+}
+
+/**
+ * Budget lines shared by the fleet. A lease is committed when granted and stays committed for the
+ * settle window unless given back or turned into delivered units, so what is leased plus what is
+ * delivered never exceeds the budget: `spent + committed <= cap` at every grant. On Redis a
+ * campaign's lines live under the campaign's hash tag (one slot, cluster-safe); one call per line.
+ */
+export interface BudgetStore {
+  /** Applies reports and grants leases, one per report, at `now` (the caller's clock, epoch ms). */
+  leaseBudgets(reports: readonly BudgetReport[], now: number, settleMs: number): Promise<BudgetGrant[]>;
+  budgetCounts(
+    campaign: string,
+    creative: string,
+    days: readonly string[],
+    now: number,
+    settleMs: number,
+  ): Promise<BudgetCounts>;
+}
+
 export interface EventResult {
   /** `duplicate`: the event id was seen before; nothing was applied this time. */
   outcome: 'applied' | 'duplicate';
@@ -356,7 +436,7 @@ export interface SampleStore {
 }
 
 /** A profile store that also takes events, patches and answers funnels (both backends are one). */
-export type PersonStore = ProfileStore & EventStore & MeasureStore & SampleStore;
+export type PersonStore = ProfileStore & EventStore & MeasureStore & SampleStore & BudgetStore;
 
 /** What loadPersonByAlias finds: both null when the alias names nobody. */
 export interface FoundByAlias {
