@@ -142,6 +142,53 @@ describe('error messages', () => {
     expect(errors[0]?.message).toContain('(did you mean "tag"?)');
     expect(errors[0]?.message).toContain('tag, attr, clv, stage, segment, all, any, not');
   });
+
+  it('name every creative a spend budget cannot price or count, and what to do', () => {
+    const rs = applyPatch(structuredClone(table.base), [
+      { op: 'set', path: 'campaigns[0].budget', value: { daily: 500, unit: 'spend' } },
+      {
+        op: 'push',
+        path: 'campaigns[0].creatives',
+        value: { id: 'eur', message: 'brand', bid: 2, currency: 'EUR' },
+      },
+      {
+        op: 'push',
+        path: 'campaigns[0].creatives',
+        value: { id: 'gbp', message: 'brand', bid: 2, currency: 'GBP' },
+      },
+      { op: 'delete', path: 'campaigns[1].flight.end' },
+      { op: 'set', path: 'campaigns[1].budget', value: { total: 1000, pacing: 'fast' } },
+      { op: 'set', path: 'campaigns[1].creatives[0].budget', value: { total: 10, unit: 'clicks', cpm: 1 } },
+    ]);
+    const byPath = new Map(errorsOf(validateRuleSet(rs)).map((e) => [`${e.code} ${e.path}`, e.message]));
+    expect(byPath.get('spend_without_price campaigns[0].budget.unit')).toBe(
+      'a spend budget needs a price for every impression, but creatives "camera", "brand" have no cpm and no bid',
+    );
+    expect(byPath.get('budget_currency campaigns[0].budget.unit')).toBe(
+      `a spend budget counts in the campaign's currency, USD, but creatives "eur" (EUR), "gbp" (GBP) bid in other currencies`,
+    );
+    expect(byPath.get('unknown_pacing campaigns[1].budget.pacing')).toBe(
+      'unknown pacing "fast"; pacing values are even, asap',
+    );
+    expect(byPath.get('even_total_without_end campaigns[1].creatives[0].budget.total')).toBe(
+      'an even total budget is spread over the flight: give the flight an end, a daily budget, or pacing: asap',
+    );
+    expect(byPath.get('cpm_without_spend campaigns[1].creatives[0].budget.cpm')).toBe(
+      'cpm prices impressions for a spend budget; this one counts clicks',
+    );
+    expect(byPath.size).toBe(5);
+  });
+
+  it('say nothing more of a budget whose unit is unknown or whose price is not a number', () => {
+    const rs = applyPatch(structuredClone(table.base), [
+      { op: 'set', path: 'campaigns[0].budget', value: { daily: 5.5, unit: 'dollars', cpm: 2 } },
+      { op: 'set', path: 'campaigns[1].budget', value: { daily: 5, unit: 'spend', cpm: '2' } },
+    ]);
+    expect(errorsOf(validateRuleSet(rs)).map(({ code, path }) => ({ code, path }))).toEqual([
+      { code: 'unknown_budget_unit', path: 'campaigns[0].budget.unit' },
+      { code: 'wrong_type', path: 'campaigns[1].budget.cpm' },
+    ]);
+  });
 });
 
 describe('every problem at once', () => {
@@ -438,6 +485,7 @@ describe('the JSON Schema', () => {
         'adomain',
         'cat',
         'deals',
+        'budget',
         'creatives',
       ].sort(),
     );
@@ -457,11 +505,13 @@ describe('the JSON Schema', () => {
         'video',
         'vast',
         'native',
+        'budget',
       ].sort(),
     );
     expect(props('flight')).toEqual(['end', 'start', 'timezone']);
     expect(props('frequencyCap')).toEqual(['max', 'per', 'zone']);
     expect(props('timing')).toEqual(['quietHours', 'timezone']);
+    expect(props('budget')).toEqual(['cpm', 'daily', 'pacing', 'total', 'unit']);
     expect(props('stageMove')).toEqual(['brands', 'from', 'on', 'to']);
     expect(props('scoring')).toEqual(['affinity', 'clv', 'clvScale', 'sellingPoints']);
   });

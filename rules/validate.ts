@@ -21,7 +21,7 @@ import {
   parseQuietHours,
 } from './time.js';
 import type { RuleError, RuleSet, Validated } from './types.js';
-import { CHANNELS, FORBIDDEN_KEYS } from './types.js';
+import { BUDGET_UNITS, CHANNELS, FORBIDDEN_KEYS } from './types.js';
 
 /** Conditions may nest at most this deep (`when` itself is depth 1). */
 export const MAX_CONDITION_DEPTH = 32;
@@ -431,12 +431,12 @@ function getAt(data: unknown, path: readonly PathSegment[]): unknown {
   return cur;
 }
 
-const ENUM_CODES: Record<string, [code: string, what: string]> = {
+const ENUM_CODES: Record<string, [code: string, what: string, plural?: string]> = {
   channels: ['unknown_channel', 'channel'],
   message: ['unknown_message', 'message type'],
   on: ['unknown_event', 'event'],
   unit: ['unknown_budget_unit', 'budget unit'],
-  pacing: ['unknown_pacing', 'pacing'],
+  pacing: ['unknown_pacing', 'pacing', 'pacing values'],
 };
 
 const PATTERN_CODES: Record<string, [code: string, hint: string]> = {
@@ -484,8 +484,8 @@ function mapSchemaError(e: ErrorObject, path: PathSegment[], data: Obj, r: Repor
       return;
     case 'enum': {
       const allowed = (params.allowedValues as unknown[]).map(String);
-      const [code, what] = ENUM_CODES[key] ?? ['invalid', 'value'];
-      const plural = what.endsWith('s') ? what : `${what}s`;
+      const [code, what, named] = ENUM_CODES[key] ?? ['invalid', 'value'];
+      const plural = named ?? (what.endsWith('s') ? what : `${what}s`);
       const v = typeof value === 'string' ? value : '';
       r.add(
         code,
@@ -874,19 +874,22 @@ function checkBids(x: Context, c: Obj, creatives: unknown, path: PathSegment[]):
  * budget counts, in the campaign's currency; an even total needs the flight's end to spread over.
  */
 function checkBudgets(x: Context, c: Obj, creatives: unknown, path: PathSegment[]): void {
-  const list = Array.isArray(creatives) ? creatives : [];
+  const items = Array.isArray(creatives) ? creatives : [];
   const campaignBudget = own(c, 'budget');
   const campaignCpm = isObject(campaignBudget) ? own(campaignBudget, 'cpm') : undefined;
   const campaignCurrency = own(c, 'currency') ?? 'USD';
+  const campaignBid = own(c, 'bid');
   const flight = own(c, 'flight');
   const hasEnd = isObject(flight) && own(flight, 'end') !== undefined;
-  const check = (b: unknown, at: PathSegment[], cr: Obj | null) => {
+  const check = (b: unknown, at: PathSegment[], only: number | null) => {
     if (!isObject(b)) return;
     const daily = own(b, 'daily');
     const total = own(b, 'total');
     const unit = own(b, 'unit') ?? 'impressions';
     if (daily === undefined && total === undefined)
       x.r.add('budget_without_amount', at, 'a budget needs daily, total or both');
+    // An unknown unit is the schema's to report (unknown_budget_unit); nothing else is said of it.
+    if (!(BUDGET_UNITS as readonly unknown[]).includes(unit)) return;
     for (const [key, n] of [
       ['daily', daily],
       ['total', total],
@@ -913,44 +916,52 @@ function checkBudgets(x: Context, c: Obj, creatives: unknown, path: PathSegment[
       );
     }
     if (unit !== 'spend') return;
-    // Every creative the budget counts needs a price for the impressions /v1/decide delivers.
-    const counted = cr === null ? list.filter(isObject) : [cr];
-    for (const one of counted) {
+    // Every creative the budget counts needs a price for the impressions /v1/decide delivers, in
+    // the campaign's currency. Every creative that falls short is named, each problem once.
+    const unpriced: string[] = [];
+    const foreign: [name: string, currency: string][] = [];
+    for (const [j, one] of items.entries()) {
+      if ((only !== null && j !== only) || !isObject(one)) continue;
       const crBudget = own(one, 'budget');
+      const ownBid = own(one, 'bid');
       const price =
-        (isObject(crBudget) ? own(crBudget, 'cpm') : undefined) ??
-        campaignCpm ??
-        own(one, 'bid') ??
-        own(c, 'bid');
+        (isObject(crBudget) ? own(crBudget, 'cpm') : undefined) ?? campaignCpm ?? ownBid ?? campaignBid;
       const id = own(one, 'id');
-      const name = isText(id) ? `creative ${quote(id)}` : 'a creative';
-      if (typeof price !== 'number') {
-        x.r.add(
-          'spend_without_price',
-          [...at, 'unit'],
-          `a spend budget needs a price for every impression: ${name} has no cpm and no bid`,
-        );
-        return;
-      }
+      const name = isText(id) ? quote(id) : `creatives[${j}]`;
+      // A price that is there but not a number is the schema's to report (wrong_type).
+      if (price === undefined) unpriced.push(name);
+      // A creative's currency is that of every bid it makes, its own or the campaign's.
       const currency = own(one, 'currency');
-      if (
-        typeof currency === 'string' &&
-        currency !== campaignCurrency &&
-        typeof own(one, 'bid') === 'number'
-      ) {
-        x.r.add(
-          'budget_currency',
-          [...at, 'unit'],
-          `a spend budget counts in the campaign's currency (${String(campaignCurrency)}); ${name} bids in ${currency}`,
-        );
-        return;
-      }
+      const bids = typeof ownBid === 'number' || typeof campaignBid === 'number';
+      if (typeof currency === 'string' && currency !== campaignCurrency && bids)
+        foreign.push([name, currency]);
     }
+    if (unpriced.length > 0)
+      x.r.add(
+        'spend_without_price',
+        [...at, 'unit'],
+        `a spend budget needs a price for every impression, but ${creativesNamed(unpriced)} ${unpriced.length === 1 ? 'has' : 'have'} no cpm and no bid`,
+      );
+    if (foreign.length > 0)
+      x.r.add(
+        'budget_currency',
+        [...at, 'unit'],
+        `a spend budget counts in the campaign's currency, ${String(campaignCurrency)}, but ${
+          foreign.length === 1
+            ? `creative ${foreign[0]![0]} bids in ${foreign[0]![1]}`
+            : `creatives ${list(foreign.map(([n, cur]) => `${n} (${cur})`))} bid in other currencies`
+        }`,
+      );
   };
   check(campaignBudget, [...path, 'budget'], null);
-  list.forEach((cr, j) => {
-    if (isObject(cr)) check(own(cr, 'budget'), [...path, 'creatives', j, 'budget'], cr);
+  items.forEach((cr, j) => {
+    if (isObject(cr)) check(own(cr, 'budget'), [...path, 'creatives', j, 'budget'], j);
   });
+}
+
+/** `creative "a"`, `creatives "a", "b"`: names already quoted. */
+function creativesNamed(names: readonly string[]): string {
+  return `${names.length === 1 ? 'creative' : 'creatives'} ${list(names)}`;
 }
 
 function checkZone(x: Context, tz: string, path: PathSegment[]): boolean {

@@ -31,6 +31,8 @@ export interface DecideInput {
   deadlineMs: number | undefined;
   /** Extra eligibility checks of this request (OpenRTB floors, blocks, deals). */
   filter?: EligibilityFilter;
+  /** A bid (OpenRTB): a spend budget reserves the bid's price rather than the rule set's CPM. */
+  bidding?: boolean;
 }
 
 /** The request contract's bounds (server/contracts/schemas.ts), and what only deciding needs. */

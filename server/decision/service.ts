@@ -13,6 +13,7 @@ import type {
   RuleSet,
 } from '../../rules/types.js';
 import type { CacheLookups, PersonRecord, ProfileStore } from '../store/types.js';
+import type { BudgetGate } from './budgets.js';
 import { findPerson, profileToDecide } from './identity.js';
 import type { DecisionRecorder } from './recorder.js';
 import type { DecideInput } from './request.js';
@@ -58,6 +59,8 @@ export interface DecisionServiceOptions {
   reserveMs?: number;
   /** Where what decisions deliver is noted (delivery counts, exposures); none: not recorded. */
   recorder?: DecisionRecorder;
+  /** Budgets and pacing of the rule set's campaigns; none: budgets are not enforced. */
+  budgets?: BudgetGate;
   now?: () => number;
 }
 
@@ -73,6 +76,7 @@ export class DecisionService {
   private readonly reserveMs: number;
   private readonly now: () => number;
   private readonly recorder: DecisionRecorder | undefined;
+  private readonly budgets: BudgetGate | undefined;
 
   constructor(
     store: ProfileStore & Partial<CacheLookups>,
@@ -85,6 +89,8 @@ export class DecisionService {
     this.reserveMs = opts.reserveMs ?? Math.min(1, opts.deadlineMs / 4);
     this.now = opts.now ?? Date.now;
     this.recorder = opts.recorder;
+    this.budgets = opts.budgets;
+    this.budgets?.setRuleSet(active.compiled);
   }
 
   get ruleSet(): ActiveRuleSet {
@@ -94,6 +100,7 @@ export class DecisionService {
   /** Swaps the rule set atomically; decisions already started finish on the one they began with. */
   setRuleSet(next: ActiveRuleSet): void {
     this.active = next;
+    this.budgets?.setRuleSet(next.compiled);
   }
 
   /** Synchronous when the cache has everything; otherwise a promise that settles by the deadline. */
@@ -179,7 +186,11 @@ export class DecisionService {
     if (input.user.kind === 'anonymous') request.holdouts = false;
     if (input.contextTags !== undefined) request.contextTags = input.contextTags;
     const counters = record?.counters ?? NO_COUNTERS;
-    const result = decide(rs.compiled, profile, counters, request, now, input.filter);
+    const budgets = this.budgets?.active === true ? this.budgets : undefined;
+    const bidding = input.bidding === true;
+    const filter = budgets === undefined ? input.filter : budgets.filter(input.filter, bidding);
+    const result = decide(rs.compiled, profile, counters, request, now, filter);
+    if (budgets !== undefined) consumeBudgets(budgets, rs.compiled, result.decisions, bidding);
     this.recorder?.record(
       rs.compiled,
       input.user.kind === 'anonymous' ? null : pid,
@@ -193,5 +204,22 @@ export class DecisionService {
     return result.ghosts === undefined
       ? { output, degradedBy }
       : { output, degradedBy, ghosts: result.ghosts };
+  }
+}
+
+/** Takes what the filled placements can cost from their budget lines. */
+function consumeBudgets(
+  budgets: BudgetGate,
+  rs: CompiledRuleSet,
+  decisions: readonly PlacementDecision[],
+  bidding: boolean,
+): void {
+  for (const d of decisions) {
+    if (d.campaign === null) continue;
+    const ci = rs.campaignIndex.get(d.campaign);
+    const c = ci === undefined ? undefined : rs.campaigns[ci];
+    if (c === undefined || !c.budgeted) continue;
+    const cr = c.creatives.find((x) => x.id === d.creative);
+    if (cr !== undefined) budgets.consume(c, cr, bidding);
   }
 }

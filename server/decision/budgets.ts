@@ -1,0 +1,525 @@
+/**
+ * Budgets and pacing on one thread: the decision path checks a number in memory, never the store.
+ *
+ * Every budget line (a campaign's budget, or a creative's) holds a lease: units of its budget this
+ * thread may commit to until its next report. A decision that fills a placement with the campaign
+ * consumes what it can cost (an impression; a click at the campaign's click rate so far; the
+ * price of the impression or the bid) from every line it touches, and a line without room drops
+ * the campaign (`budget`, or `pace` when it is only ahead of its even pace). Every `leaseMs` the
+ * thread reports to the store, per line, what it delivered (impressions, clicks, spend from events
+ * and notices handled here), its decisions and opportunities, gives back what is left of its
+ * lease, and asks for the next one: one call per line, off the decision path (BudgetStore).
+ *
+ * The store grants only while `spent + committed <= amount` (server/store/budget.ts), so the fleet
+ * delivers past a budget only by what is delivered more than the settle window after its decision,
+ * or was reserved at less than it cost (clicks, which are estimated): docs/budgets.md states the
+ * bound. A lease is used for at most `3 x leaseMs` after it was granted (a thread whose reports
+ * fail or stall stops using it) and the settle window must be longer.
+ *
+ * Even pacing: by a moment of the day the line may have used its day's amount times the share of
+ * the day's opportunities that came before that moment, on the days before (the traffic's shape
+ * per hour, learned from the store; flat until there is history), looking one lease and `aheadMs`
+ * ahead. A total budget paced evenly gives each day its share of what is left over the flight's
+ * days left.
+ */
+import type {
+  CompiledBudget,
+  CompiledCampaign,
+  CompiledCreative,
+  CompiledRuleSet,
+} from '../../rules/compile.js';
+import { BUDGET_SCALE } from '../../rules/compile.js';
+import type { EligibilityFilter } from '../../rules/decide.js';
+import { calendarPeriod, localDay } from '../../rules/time.js';
+import type { DropReason } from '../../rules/types.js';
+import { daysBetween } from '../store/person.js';
+import type { BudgetGrant, BudgetReport, BudgetStore } from '../store/types.js';
+
+export interface BudgetGateOptions {
+  now?: () => number;
+  /** How often leases are renewed and reports sent, ms. Default 1000. */
+  leaseMs?: number;
+  /** How long a lease stays committed unless given back or delivered, ms. Default 120,000. */
+  settleMs?: number;
+  /** How far ahead of now an even pace may run (room for bursts), ms. Default 5 minutes. */
+  aheadMs?: number;
+  /** Days of opportunities the traffic's shape is learned from. Default 7. */
+  curveDays?: number;
+  /** Renew on a timer (default); false: the caller calls tick() (simulations, tests). */
+  timer?: boolean;
+  onError?: (err: unknown) => void;
+}
+
+/** What a line knows of itself, for metrics and the status route. */
+export interface BudgetLineStatus {
+  campaign: string;
+  creative: string;
+  budget: CompiledBudget;
+  /** The last grant's counts (null before the first). */
+  last: BudgetGrant | null;
+  /** Units of the current lease not used. */
+  left: number;
+  /** The share of a day's opportunities each hour has (0-23), as the even pace follows it. */
+  shape: number[];
+}
+
+interface Line {
+  readonly key: string;
+  readonly campaign: string;
+  readonly creative: string;
+  budget: CompiledBudget;
+  timezone: string;
+  flightEnd: number;
+  /** what is left of the lease, its size, day and grant time; leaseUntil 0: no lease */
+  left: number;
+  leaseDay: string;
+  leaseAt: number;
+  leaseUntil: number;
+  overdraft: number;
+  delivered: Map<string, number>;
+  decisions: number;
+  /** opportunities of `oppDay` by hour */
+  opportunities: number[];
+  oppDay: string;
+  /** the local hour being counted and when it ends */
+  hour: number;
+  hourEnds: number;
+  /** units wanted since the last report (consumed, or refused for want of room) */
+  demand: number;
+  /** units wanted per ms, smoothed over reports */
+  rate: number;
+  lastReport: number;
+  limit: 'budget' | 'pace' | null;
+  last: BudgetGrant | null;
+  /** a click's estimated cost per decision, millionths */
+  clickCost: number;
+  /** the traffic's shape: cumulative share of the day's opportunities at the start of each hour (25 values) */
+  curve: Float64Array;
+  curveDay: string;
+  /** the rule set no longer has it: one last report gives its lease back */
+  retired: boolean;
+}
+
+const FLAT_CURVE = Float64Array.from({ length: 25 }, (_, h) => h / 24);
+/** A lease asks for this many leases' worth of the recent use (room for bursts). */
+const ASK_LEASES = 3;
+/** Opportunities a shape is learned from at the least (ten an hour); fewer: flat. */
+const MIN_CURVE_OPPORTUNITIES = 240;
+
+export class BudgetGate {
+  private lines = new Map<string, Line>();
+  /** campaign index -> its campaign line (or null) and creative lines by creative index */
+  private byCampaign: Array<{ line: Line | null; creatives: Array<Line | null> } | undefined> = [];
+  private readonly now: () => number;
+  private readonly leaseMs: number;
+  private readonly settleMs: number;
+  private readonly aheadMs: number;
+  private readonly curveDays: number;
+  private readonly onError: (err: unknown) => void;
+  private readonly timer: NodeJS.Timeout | null;
+  private ticking: Promise<void> | null = null;
+  private errors = 0;
+  /** true while some campaign of the rule set has a budget */
+  active = false;
+
+  constructor(
+    private readonly store: BudgetStore,
+    opts: BudgetGateOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.leaseMs = opts.leaseMs ?? 1000;
+    this.settleMs = opts.settleMs ?? 120_000;
+    this.aheadMs = opts.aheadMs ?? 300_000;
+    this.curveDays = opts.curveDays ?? 7;
+    this.onError = opts.onError ?? (() => {});
+    if (this.settleMs <= 3 * this.leaseMs)
+      throw new RangeError('the settle window must be longer than three leases');
+    this.timer =
+      opts.timer === false
+        ? null
+        : setInterval(() => {
+            this.tick().catch(() => {});
+          }, this.leaseMs);
+    this.timer?.unref();
+  }
+
+  /** Follows the rule set: lines of new budgets start without a lease (asked for at once). */
+  setRuleSet(rs: CompiledRuleSet): void {
+    const next = new Map<string, Line>();
+    const byCampaign: typeof this.byCampaign = new Array(rs.campaigns.length);
+    const take = (c: CompiledCampaign, cr: CompiledCreative | null, budget: CompiledBudget): Line => {
+      const key = `${c.id}\u0000${cr?.id ?? ''}`;
+      const have = this.lines.get(key);
+      const line =
+        have !== undefined && have.budget.unit === budget.unit ? have : this.newLine(c, cr, budget);
+      line.budget = budget;
+      line.timezone = c.timezone;
+      line.flightEnd = c.flightEnd;
+      line.retired = false;
+      next.set(key, line);
+      return line;
+    };
+    for (const c of rs.campaigns) {
+      if (!c.budgeted) continue;
+      byCampaign[c.index] = {
+        line: c.budget === null ? null : take(c, null, c.budget),
+        creatives: c.creatives.map((cr) => (cr.budget === null ? null : take(c, cr, cr.budget))),
+      };
+    }
+    for (const [key, line] of this.lines) {
+      if (next.has(key)) continue;
+      line.retired = true;
+      if (line.leaseUntil > 0) next.set(key, line);
+    }
+    this.lines = next;
+    this.byCampaign = byCampaign;
+    this.active = byCampaign.some((e) => e !== undefined);
+    if (this.active && [...next.values()].some((l) => l.leaseUntil === 0 && !l.retired))
+      this.tick().catch(() => {});
+  }
+
+  private newLine(c: CompiledCampaign, cr: CompiledCreative | null, budget: CompiledBudget): Line {
+    return {
+      key: `${c.id}\u0000${cr?.id ?? ''}`,
+      campaign: c.id,
+      creative: cr?.id ?? '',
+      budget,
+      timezone: c.timezone,
+      flightEnd: c.flightEnd,
+      left: 0,
+      leaseDay: '',
+      leaseAt: 0,
+      leaseUntil: 0,
+      overdraft: 0,
+      delivered: new Map(),
+      decisions: 0,
+      opportunities: new Array<number>(24).fill(0),
+      oppDay: '',
+      hour: 0,
+      hourEnds: 0,
+      demand: 0,
+      rate: 0,
+      lastReport: this.now(),
+      limit: null,
+      last: null,
+      clickCost: Math.round(BUDGET_SCALE / 100),
+      curve: FLAT_CURVE,
+      curveDay: '',
+      retired: false,
+    };
+  }
+
+  /**
+   * The checks of one request, beside the caller's (`inner`, the bidder's): a campaign without
+   * room is dropped before it competes, a creative whose price does not fit is not considered.
+   */
+  filter(inner: EligibilityFilter | undefined, bidding: boolean): EligibilityFilter {
+    return {
+      campaign: (c) => {
+        const why = inner?.campaign?.(c) ?? null;
+        if (why !== null) return why;
+        return this.admitsCampaign(c);
+      },
+      creative: (placement, c, cr) => {
+        const why = inner?.creative?.(placement, c, cr) ?? null;
+        if (why !== null) return why;
+        return this.admitsCreative(c, cr, bidding);
+      },
+    };
+  }
+
+  /** An opportunity of the campaign; whether its own budget has room left. */
+  admitsCampaign(c: CompiledCampaign): DropReason | null {
+    const entry = this.byCampaign[c.index];
+    if (entry === undefined) return null;
+    const now = this.now();
+    const line = entry.line;
+    if (line !== null) this.countOpportunity(line, now);
+    for (const l of entry.creatives) if (l !== null) this.countOpportunity(l, now);
+    if (line === null) return null;
+    if (line.left > 0 && now < line.leaseUntil) return null;
+    line.demand += this.estimate(line, c);
+    return line.limit === 'pace' ? 'pace' : 'budget';
+  }
+
+  admitsCreative(c: CompiledCampaign, cr: CompiledCreative, bidding: boolean): DropReason | null {
+    const entry = this.byCampaign[c.index];
+    if (entry === undefined) return null;
+    const now = this.now();
+    for (const line of [entry.line, entry.creatives[cr.index] ?? null]) {
+      if (line === null) continue;
+      const cost = this.costOf(line, cr, bidding);
+      if (line.left >= cost && now < line.leaseUntil) continue;
+      line.demand += cost;
+      return line.limit === 'pace' ? 'pace' : 'budget';
+    }
+    return null;
+  }
+
+  /** A placement filled with the creative: what it can cost, taken from its lines' leases. */
+  consume(c: CompiledCampaign, cr: CompiledCreative, bidding: boolean): void {
+    const entry = this.byCampaign[c.index];
+    if (entry === undefined) return;
+    for (const line of [entry.line, entry.creatives[cr.index] ?? null]) {
+      if (line === null) continue;
+      const cost = this.costOf(line, cr, bidding);
+      line.demand += cost;
+      line.decisions++;
+      if (line.left >= cost) line.left -= cost;
+      else {
+        line.overdraft += cost - line.left;
+        line.left = 0;
+      }
+    }
+  }
+
+  /**
+   * Delivered: an impression (`/v1/events`: impressions, and spend at the rule set's price), a won
+   * bid (impressions only: the billing notice brings the spend), a click, or spend in millionths
+   * of the campaign's currency. Counted on the lines of the campaign and of the creative, on the
+   * day of `at` in the campaign's time zone.
+   */
+  delivered(
+    rs: CompiledRuleSet,
+    campaign: string,
+    creative: string | undefined,
+    what: 'impression' | 'won' | 'click' | { spend: number },
+    at: number,
+  ): void {
+    const ci = rs.campaignIndex.get(campaign);
+    const c = ci === undefined ? undefined : rs.campaigns[ci];
+    if (c === undefined) return;
+    const entry = this.byCampaign[c.index];
+    if (entry === undefined) return;
+    const cr = creative === undefined ? undefined : c.creatives.find((x) => x.id === creative);
+    const day = localDay(c.timezone, at);
+    for (const line of [entry.line, cr === undefined ? null : (entry.creatives[cr.index] ?? null)]) {
+      if (line === null) continue;
+      let units = 0;
+      const unit = line.budget.unit;
+      if (typeof what === 'object') units = unit === 'spend' ? what.spend : 0;
+      else if (what === 'click') units = unit === 'clicks' ? BUDGET_SCALE : 0;
+      else if (unit === 'impressions') units = BUDGET_SCALE;
+      else if (unit === 'spend' && what === 'impression') units = cr?.impressionCost ?? c.impressionCost;
+      if (units > 0) line.delivered.set(day, (line.delivered.get(day) ?? 0) + units);
+    }
+  }
+
+  private costOf(line: Line, cr: CompiledCreative, bidding: boolean): number {
+    switch (line.budget.unit) {
+      case 'impressions':
+        return BUDGET_SCALE;
+      case 'clicks':
+        return line.clickCost;
+      case 'spend':
+        // A bid can cost at most its price (validated: in the campaign's currency).
+        return bidding ? Math.round((cr.bid / 1000) * BUDGET_SCALE) : cr.impressionCost;
+    }
+  }
+
+  private estimate(line: Line, c: CompiledCampaign): number {
+    return line.budget.unit === 'impressions'
+      ? BUDGET_SCALE
+      : line.budget.unit === 'clicks'
+        ? line.clickCost
+        : c.impressionCost;
+  }
+
+  private countOpportunity(line: Line, now: number): void {
+    if (now >= line.hourEnds) this.moveHour(line, now);
+    line.opportunities[line.hour]!++;
+  }
+
+  private moveHour(line: Line, now: number): void {
+    const { start, end } = calendarPeriod('day', line.timezone, now);
+    const day = localDay(line.timezone, now);
+    if (day !== line.oppDay) {
+      // Opportunities of a day that ended before they were reported are not sent (at most a lease's).
+      line.opportunities.fill(0);
+      line.oppDay = day;
+    }
+    const hourLen = (end - start) / 24;
+    line.hour = Math.min(23, Math.floor((now - start) / hourLen));
+    line.hourEnds = Math.min(end, start + (line.hour + 1) * hourLen);
+  }
+
+  /** The share of the day's amount an even pace allows by `t` (1 past the day's end). */
+  private paceShare(line: Line, now: number): number {
+    if (line.budget.pacing === 'asap') return 1;
+    // Leases outstanding (up to ASK_LEASES of recent use, per thread) count as used until given
+    // back: look that much further ahead, or the pace lags its target by that much.
+    const t = now + (1 + ASK_LEASES) * this.leaseMs + this.aheadMs;
+    const { start, end } = calendarPeriod('day', line.timezone, now);
+    if (t >= end) return 1;
+    const x = ((t - start) / (end - start)) * 24;
+    const h = Math.min(23, Math.floor(x));
+    const curve = line.curve;
+    return curve[h]! + (curve[h + 1]! - curve[h]!) * (x - h);
+  }
+
+  /** Sends every line's report and takes the next leases; concurrent calls share one round. */
+  tick(): Promise<void> {
+    this.ticking ??= this.tickOnce().finally(() => {
+      this.ticking = null;
+    });
+    return this.ticking;
+  }
+
+  private async tickOnce(): Promise<void> {
+    const lines = [...this.lines.values()];
+    if (lines.length === 0) return;
+    const now = this.now();
+    const reports: BudgetReport[] = [];
+    for (const line of lines) reports.push(this.reportOf(line, now));
+    this.learnCurves(lines, now);
+    let grants: BudgetGrant[];
+    try {
+      grants = await this.store.leaseBudgets(reports, now, this.settleMs);
+    } catch (err) {
+      // Without the store no line may commit more: they stop until it answers. What was to be
+      // reported is kept for the next report (delivered units and decisions are not lost).
+      this.errors++;
+      lines.forEach((line, i) => {
+        this.restore(line, reports[i]!);
+      });
+      this.onError(err);
+      return;
+    }
+    lines.forEach((line, i) => {
+      const g = grants[i]!;
+      if (line.retired) {
+        this.lines.delete(line.key);
+        return;
+      }
+      line.left = g.units;
+      line.leaseAt = g.at;
+      line.leaseDay = reports[i]!.day;
+      line.leaseUntil = g.units > 0 ? now + 3 * this.leaseMs : 0;
+      line.limit = g.limit;
+      line.last = g;
+      if (line.budget.unit === 'clicks') {
+        // Clicks per decision so far, with a prior of 1 in 100 worth 100 decisions.
+        line.clickCost = Math.max(1, Math.round((g.total.spent + BUDGET_SCALE) / (g.total.decisions + 100)));
+      }
+    });
+  }
+
+  private reportOf(line: Line, now: number): BudgetReport {
+    const day = localDay(line.timezone, now);
+    const elapsed = Math.max(1, now - line.lastReport);
+    line.rate = line.rate === 0 ? line.demand / elapsed : 0.5 * line.rate + 0.5 * (line.demand / elapsed);
+    line.lastReport = now;
+    line.demand = 0;
+    const b = line.budget;
+    const step = b.unit === 'impressions' ? BUDGET_SCALE : 1;
+    // Enough for three times the recent pace of a lease (bursts), and at least one decision's worth.
+    const ask = line.retired
+      ? 0
+      : Math.max(step, Math.ceil((line.rate * this.leaseMs * ASK_LEASES) / step) * step);
+    const report: BudgetReport = {
+      campaign: line.campaign,
+      creative: line.creative,
+      day,
+      overdraft: line.overdraft,
+      delivered: [...line.delivered].map(([d, units]) => ({ day: d, units })),
+      decisions: line.decisions,
+      opportunities:
+        line.oppDay === day ? line.opportunities.flatMap((n, hour) => (n > 0 ? [{ hour, n }] : [])) : [],
+      ask,
+      dailyCap: b.daily,
+      totalCap: b.total,
+      daysLeft:
+        b.pacing === 'even' && b.total !== null && Number.isFinite(line.flightEnd)
+          ? daysBetween(day, localDay(line.timezone, Math.max(now, line.flightEnd))).length
+          : null,
+      paceShare: this.paceShare(line, now),
+    };
+    if (line.leaseUntil > 0) report.returned = { day: line.leaseDay, at: line.leaseAt, units: line.left };
+    line.left = 0;
+    line.leaseUntil = 0;
+    line.overdraft = 0;
+    line.delivered = new Map();
+    line.decisions = 0;
+    if (line.oppDay === day) line.opportunities.fill(0);
+    return report;
+  }
+
+  /** A report the store did not take: its counts wait for the next one; its lease is gone. */
+  private restore(line: Line, r: BudgetReport): void {
+    line.overdraft += r.overdraft;
+    for (const d of r.delivered) line.delivered.set(d.day, (line.delivered.get(d.day) ?? 0) + d.units);
+    line.decisions += r.decisions;
+    if (line.oppDay === r.day) for (const o of r.opportunities) line.opportunities[o.hour]! += o.n;
+  }
+
+  /** Once a local day per line: the shape of the days before, read off the decision path. */
+  private learnCurves(lines: readonly Line[], now: number): void {
+    for (const line of lines) {
+      const day = localDay(line.timezone, now);
+      if (line.curveDay === day || line.budget.pacing === 'asap') continue;
+      line.curveDay = day;
+      const first = localDay(line.timezone, now - this.curveDays * 86_400_000);
+      const days = daysBetween(first, day).slice(0, -1);
+      this.store
+        .budgetCounts(line.campaign, line.creative, days, now, this.settleMs)
+        .then((counts) => {
+          line.curve = curveOf(Object.values(counts.days).map((d) => d.opportunities));
+        })
+        .catch((err) => {
+          line.curveDay = '';
+          this.onError(err);
+        });
+    }
+  }
+
+  /** Lines as this thread knows them. */
+  status(): BudgetLineStatus[] {
+    return [...this.lines.values()]
+      .filter((l) => !l.retired)
+      .map((l) => ({
+        campaign: l.campaign,
+        creative: l.creative,
+        budget: l.budget,
+        last: l.last,
+        left: l.left,
+        shape: Array.from({ length: 24 }, (_, h) => l.curve[h + 1]! - l.curve[h]!),
+      }));
+  }
+
+  /** Reports that failed (the store did not answer). */
+  get failedReports(): number {
+    return this.errors;
+  }
+
+  /** Stops the timer and gives every lease back. */
+  async close(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    for (const line of this.lines.values()) line.retired = true;
+    await this.tick();
+  }
+}
+
+/**
+ * The cumulative share of a day's opportunities at the start of each hour (25 values), from the
+ * opportunities per hour of days before: each hour's share of its day, the median over the days
+ * (a burst on one day does not move the shape), each smoothed by one opportunity so that an hour
+ * never seen still gets a little. Flat below MIN_CURVE_OPPORTUNITIES in all.
+ */
+export function curveOf(days: ReadonlyArray<readonly number[]>): Float64Array {
+  const used = days.filter((d) => d.reduce((a, b) => a + b, 0) > 0);
+  const all = used.reduce((sum, d) => sum + d.reduce((a, b) => a + b, 0), 0);
+  if (all < MIN_CURVE_OPPORTUNITIES) return FLAT_CURVE;
+  const shares = new Array<number>(24);
+  for (let h = 0; h < 24; h++) {
+    const perDay = used
+      .map((d) => ((d[h] ?? 0) + 1) / (d.reduce((a, b) => a + b, 0) + 24))
+      .sort((a, b) => a - b);
+    const mid = perDay.length >> 1;
+    shares[h] = perDay.length % 2 === 1 ? perDay[mid]! : (perDay[mid - 1]! + perDay[mid]!) / 2;
+  }
+  const total = shares.reduce((a, b) => a + b, 0);
+  const out = new Float64Array(25);
+  for (let h = 0; h < 24; h++) out[h + 1] = out[h]! + shares[h]! / total;
+  out[24] = 1;
+  return out;
+}
