@@ -164,8 +164,13 @@ export interface CompiledCampaign {
   readonly budget: CompiledBudget | null;
   /** Whether the campaign or any of its creatives has a budget. */
   readonly budgeted: boolean;
-  /** What an impression that names no creative costs a `spend` budget (its `cpm`, else `bid`). */
+  /**
+   * What an impression that names no creative costs a `spend` budget: its `cpm`, else its `bid`,
+   * else the dearest of its creatives' (a budget never counts an impression as free).
+   */
   readonly impressionCost: number;
+  /** The campaign's currency (`currency`, default USD): what a spend budget counts in. */
+  readonly currency: string;
 }
 
 export interface ResolvedScoring {
@@ -450,7 +455,11 @@ export class CompiledRuleSet implements RuleTables {
         deals: new Set(c.deals ?? []),
         budget,
         budgeted: budget !== null || creatives.some((cr) => cr.budget !== null),
-        impressionCost: impressionCost(c.budget?.cpm ?? c.bid ?? 0),
+        impressionCost:
+          c.budget?.cpm !== undefined || c.bid !== undefined
+            ? impressionCost(c.budget?.cpm ?? c.bid ?? 0)
+            : creatives.reduce((m, cr) => Math.max(m, cr.impressionCost), 0),
+        currency: campaignCurrency,
       });
       yield;
     }

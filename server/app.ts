@@ -7,6 +7,7 @@ import { type Config, describeRedis } from './config.js';
 import { createControlApp } from './control/app.js';
 import { decideAuthorizer } from './control/auth.js';
 import { createConsoleApp } from './control/console.js';
+import { BudgetGate, type BudgetLineReport, campaignBudgetReport } from './decision/budgets.js';
 import { DecisionRecorder } from './decision/recorder.js';
 import { DecisionService } from './decision/service.js';
 import { demoAliases, demoProfile } from './demo/profiles.js';
@@ -214,6 +215,21 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       );
     },
   });
+  // Budgets and pacing: leases renewed off the decision path, one call per budget line.
+  let lastBudgetWarning = 0;
+  const budgets = new BudgetGate(backend.people, {
+    leaseMs: config.budgetLeaseMs,
+    settleMs: Math.max(config.budgetSettleMs, 3 * config.budgetLeaseMs + 1),
+    ...(opts.now === undefined ? {} : { now: opts.now }),
+    onError: (err) => {
+      const now = Date.now();
+      if (now - lastBudgetWarning < 60_000) return;
+      lastBudgetWarning = now;
+      warn(
+        `budget leases could not be renewed (campaigns with budgets pause until the store answers): ${String(err)}`,
+      );
+    },
+  });
   let service: DecisionService;
   let sync: RuleSetSync;
   let unsubscribe: () => void = () => {};
@@ -231,6 +247,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     service = new DecisionService(store, initial.active, {
       deadlineMs: config.deadlineMs,
       recorder,
+      budgets,
       ...(opts.now === undefined ? {} : { now: opts.now }),
     });
     sync = new RuleSetSync(
@@ -289,7 +306,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     }
     sync.start();
   } catch (e) {
-    await recorder.close();
+    await Promise.all([recorder.close(), budgets.close()]);
     if (ownsBackend) await backend.close();
     throw e;
   }
@@ -300,7 +317,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   } catch (e) {
     sync.stop();
     unsubscribe();
-    await recorder.close();
+    await Promise.all([recorder.close(), budgets.close()]);
     if (ownsBackend) await backend.close();
     throw e;
   }
@@ -324,6 +341,24 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         }, LIFT_GAUGES_EVERY_MS);
   liftTimer?.unref();
   if (role !== 'data') readLift().catch(() => {});
+  // Budget lines, read every 15 s by the same instance, for Prometheus (the route reads them fresh).
+  let budgetSnapshot: BudgetLineReport[] = [];
+  const readBudgets = async () => {
+    const campaigns = service.ruleSet.compiled.campaigns.filter((c) => c.budgeted).slice(0, MAX_LIFT_GAUGES);
+    const now = opts.now?.() ?? Date.now();
+    const lines = await Promise.all(
+      campaigns.map((c) => campaignBudgetReport(backend.people, c, now, budgets.settleWindowMs)),
+    );
+    budgetSnapshot = lines.flat();
+  };
+  const budgetTimer =
+    role === 'data'
+      ? null
+      : setInterval(() => {
+          readBudgets().catch(() => {});
+        }, BUDGET_GAUGES_EVERY_MS);
+  budgetTimer?.unref();
+  if (role !== 'data') readBudgets().catch(() => {});
   let inFlight = 0;
   let draining = false;
   let closing = false;
@@ -337,6 +372,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     draining: () => draining,
     measure: () => recorder.stats(),
+    budgets: () => ({ lines: budgetSnapshot, failedReports: budgets.failedReports }),
     lift: () => liftSnapshot,
     campaigns: () => {
       const now = Date.now();
@@ -385,7 +421,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           openrtb: !config.openrtb.enabled
             ? undefined
             : {
-                bidder: new Bidder({ service, store, config: config.openrtb, rates: () => rates.current }),
+                bidder: new Bidder({
+                  service,
+                  store,
+                  config: config.openrtb,
+                  rates: () => rates.current,
+                  budgets,
+                }),
                 onRequest: () => {
                   inFlight++;
                 },
@@ -401,6 +443,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         });
   const control = createControlApp({
     profiles: store,
+    budgets,
     rulesets: backend.rulesets,
     tokens: config.tokens,
     bodyTimeoutMs: config.adminBodyTimeoutMs,
@@ -443,8 +486,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     sync.stop();
     rates.stop();
     if (liftTimer !== null) clearInterval(liftTimer);
+    if (budgetTimer !== null) clearInterval(budgetTimer);
     unsubscribe();
-    await recorder.close();
+    await Promise.all([recorder.close(), budgets.close()]);
     if (ownsBackend) await backend.close();
     throw e;
   }
@@ -484,8 +528,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       sync.stop();
       rates.stop();
       if (liftTimer !== null) clearInterval(liftTimer);
+      if (budgetTimer !== null) clearInterval(budgetTimer);
+      if (budgetTimer !== null) clearInterval(budgetTimer);
       unsubscribe();
-      await recorder.close();
+      await Promise.all([recorder.close(), budgets.close()]);
       if (ownsBackend) await backend.close();
     },
   };
@@ -508,6 +554,8 @@ const FOLD_EVERY_MS = 1000;
 /** How often lift counts are read for Prometheus, and for how many campaigns at most. */
 const LIFT_GAUGES_EVERY_MS = 60_000;
 const MAX_LIFT_GAUGES = 100;
+/** How often budget gauges are read from the store. */
+const BUDGET_GAUGES_EVERY_MS = 15_000;
 
 /**
  * A data-plane worker found no active rule set: the store lost its data (a Redis restarted empty

@@ -42,6 +42,10 @@ export interface Config {
   measureRetentionMs: number;
   /** How often decisions' delivery and exposures are sent to the store, ms. */
   measureFlushMs: number;
+  /** How often each thread renews its budget leases, ms. */
+  budgetLeaseMs: number;
+  /** How long a budget lease stays committed unless delivered or given back, ms. */
+  budgetSettleMs: number;
   /** The longest a rule set may take to parse and check, on a thread of its own. */
   rulesetCheckTimeoutMs: number;
   /**
@@ -210,6 +214,18 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: '1000',
     description:
       'How often each thread sends what its decisions delivered (counts, exposures) to the store, ms (50 to 60,000): reports lag decisions by up to this much',
+  },
+  {
+    name: 'BUDGET_LEASE_MS',
+    default: '1000',
+    description:
+      'How often each thread reports what its budgets delivered and renews its leases of them, ms (100 to 10,000): a spent budget stops every instance within one lease (three when the store does not answer)',
+  },
+  {
+    name: 'BUDGET_SETTLE_MS',
+    default: '120000',
+    description:
+      'How long what a budget lease commits stays counted unless delivered or given back, ms (10,000 to 3,600,000; over three leases): a delivery (impression or click event, OpenRTB notice) reported later than this after its decision can take a budget over (docs/budgets.md)',
   },
   {
     name: 'RULESET_CHECK_TIMEOUT_MS',
@@ -388,6 +404,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventDedupeMs: int('EVENT_DEDUPE_MS', DEFAULT_EVENT_DEDUPE_MS, 3_600_000, 400 * 86_400_000),
     measureRetentionMs: int('MEASURE_RETENTION_DAYS', 400, 90, 3660) * 86_400_000,
     measureFlushMs: int('MEASURE_FLUSH_MS', 1000, 50, 60_000),
+    budgetLeaseMs: int('BUDGET_LEASE_MS', 1000, 100, 10_000),
+    budgetSettleMs: int('BUDGET_SETTLE_MS', 120_000, 10_000, 3_600_000),
     rulesetCheckTimeoutMs: int('RULESET_CHECK_TIMEOUT_MS', 30_000, 1000, 600_000),
     workers: int('WORKERS', Math.min(64, availableParallelism()), 1, 64),
     rulesetFile: env.RULESET_FILE === undefined || env.RULESET_FILE === '' ? DEMO_RULESET : env.RULESET_FILE,

@@ -27,6 +27,7 @@ import {
   type Metric,
   Registry,
 } from 'prom-client';
+import type { BudgetLineReport } from './decision/budgets.js';
 import type { DecisionOutcome } from './decision/service.js';
 import type { ErrorCode } from './errors.js';
 import {
@@ -285,6 +286,7 @@ export interface MetricSources {
   /** The active rule set's campaigns: inside their flight now, and their hold-out share. */
   campaigns?: () => ReadonlyArray<{ id: string; inFlight: boolean; holdout: number }>;
   /** Lift counts of the campaigns with a hold-out, as last read (once a minute). */
+  budgets?: () => { lines: readonly BudgetLineReport[]; failedReports: number };
   lift?: () => ReadonlyArray<{
     id: string;
     counts: Record<'treatment' | 'control', { people: number; conversions: number; purchases: number }>;
@@ -596,6 +598,66 @@ export class Metrics {
         this.reset();
         this.inc({ kind: 'counts' }, v.countsDropped);
         this.inc({ kind: 'exposures' }, v.exposuresDropped);
+      }),
+    });
+    const line = (l: BudgetLineReport) => ({ campaign: l.campaign, creative: l.creative ?? '' });
+    new Gauge({
+      name: 'mindshare_budget_spent',
+      help: "What a budget line delivered (its unit: impressions, clicks, or spend in the campaign's currency): today (the campaign's day) or in all",
+      labelNames: ['campaign', 'creative', 'period'],
+      registers: [registry],
+      aggregator: 'max',
+      collect: onlyWith(sources, 'budgets', function (this: Gauge<'campaign' | 'creative' | 'period'>, b) {
+        this.reset();
+        for (const l of b().lines) {
+          this.set({ ...line(l), period: 'today' }, l.today.spent);
+          this.set({ ...line(l), period: 'all' }, l.spentInAll);
+        }
+      }),
+    });
+    new Gauge({
+      name: 'mindshare_budget_limit',
+      help: "The most a budget line may deliver: today (its daily amount, or an even total's share of what is left) or in all (its total)",
+      labelNames: ['campaign', 'creative', 'period'],
+      registers: [registry],
+      aggregator: 'max',
+      collect: onlyWith(sources, 'budgets', function (this: Gauge<'campaign' | 'creative' | 'period'>, b) {
+        this.reset();
+        for (const l of b().lines) {
+          if (l.today.limit !== null) this.set({ ...line(l), period: 'today' }, l.today.limit);
+          if (l.total !== null) this.set({ ...line(l), period: 'all' }, l.total);
+        }
+      }),
+    });
+    new Gauge({
+      name: 'mindshare_budget_pace_target',
+      help: "Where an even pace puts a budget line's spending by now (today's limit times the share of the day's opportunities so far)",
+      labelNames: ['campaign', 'creative'],
+      registers: [registry],
+      aggregator: 'max',
+      collect: onlyWith(sources, 'budgets', function (this: Gauge<'campaign' | 'creative'>, b) {
+        this.reset();
+        for (const l of b().lines) if (l.today.target !== null) this.set(line(l), l.today.target);
+      }),
+    });
+    new Gauge({
+      name: 'mindshare_budget_pace_ratio',
+      help: "A budget line's spending today over its even pace's target by now (1: on pace; absent before 1% of the day's target)",
+      labelNames: ['campaign', 'creative'],
+      registers: [registry],
+      aggregator: 'max',
+      collect: onlyWith(sources, 'budgets', function (this: Gauge<'campaign' | 'creative'>, b) {
+        this.reset();
+        for (const l of b().lines) if (l.today.pace !== null) this.set(line(l), l.today.pace);
+      }),
+    });
+    new Counter({
+      name: 'mindshare_budget_lease_failures_total',
+      help: 'Budget reports and lease renewals the store did not answer (campaigns with budgets pause on that thread until it does)',
+      registers: [registry],
+      collect: onlyWith(sources, 'budgets', function (this: Counter, b) {
+        this.reset();
+        this.inc(b().failedReports);
       }),
     });
     new Gauge({

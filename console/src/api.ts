@@ -236,6 +236,34 @@ export interface LiftAnswer {
   purchases: OutcomeLift;
 }
 
+/** GET /v1/campaigns/{id}/budget (server/contracts/schemas.ts budgetResponseSchema). */
+export interface BudgetAnswer {
+  campaign: string;
+  currency: string;
+  lines: BudgetLine[];
+}
+
+export interface BudgetLine {
+  creative: string | null;
+  unit: 'impressions' | 'clicks' | 'spend';
+  pacing: 'even' | 'asap';
+  daily: number | null;
+  total: number | null;
+  today: {
+    day: string;
+    spent: number;
+    committed: number;
+    limit: number | null;
+    target: number | null;
+    pace: number | null;
+    opportunities: number[];
+  };
+  spentInAll: number;
+  remaining: number | null;
+  status: 'spent' | 'behind' | 'on_pace' | 'ahead' | 'unpaced';
+  shape: number[];
+}
+
 export interface AudienceAnswer {
   exact: boolean;
   partial: boolean;

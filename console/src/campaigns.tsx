@@ -1,9 +1,17 @@
 /**
- * Campaigns: delivery per day, the hold-out lift with its interval, and the audience size of
- * every segment, from the measurement routes.
+ * Campaigns: budgets and their pace, delivery per day, the hold-out lift with its interval, and
+ * the audience size of every segment, from the measurement routes.
  */
 import { useEffect, useState } from 'preact/hooks';
-import { type AudienceAnswer, call, type DeliveryAnswer, type LiftAnswer, type OutcomeLift } from './api';
+import {
+  type AudienceAnswer,
+  type BudgetAnswer,
+  type BudgetLine,
+  call,
+  type DeliveryAnswer,
+  type LiftAnswer,
+  type OutcomeLift,
+} from './api';
 import { Bars, Choice, DailyChart, dayOptions, ErrorBox, fmt, Progress, pct, useCall } from './components';
 import { activeOutline, type Outline } from './outline';
 
@@ -22,6 +30,7 @@ export function CampaignsPage() {
   const outline = useCall<Outline>();
   const delivery = useCall<DeliveryAnswer>();
   const lift = useCall<LiftAnswer>();
+  const budget = useCall<BudgetAnswer>();
   const [campaign, setCampaign] = useState('');
   const [days, setDays] = useState(14);
 
@@ -41,6 +50,7 @@ export function CampaignsPage() {
       call<DeliveryAnswer>(`/v1/campaigns/${id}/delivery?from=${from}`, { signal }),
     );
     void lift.run((signal) => call<LiftAnswer>(`/v1/campaigns/${id}/lift`, { signal }));
+    void budget.run((signal) => call<BudgetAnswer>(`/v1/campaigns/${id}/budget`, { signal }));
   }, [campaign, days]);
 
   const d = delivery.result;
@@ -71,6 +81,22 @@ export function CampaignsPage() {
           </a>
         )}
       </div>
+
+      <section aria-labelledby="budget-title">
+        <h2 id="budget-title">Budget and pace</h2>
+        <ErrorBox error={budget.error} />
+        {budget.result !== null && (
+          <div aria-live="polite">
+            {budget.result.lines.length === 0 ? (
+              <p>No budget: this campaign delivers as much as its rules allow.</p>
+            ) : (
+              budget.result.lines.map((line) => (
+                <BudgetPanel key={line.creative ?? ''} line={line} currency={budget.result!.currency} />
+              ))
+            )}
+          </div>
+        )}
+      </section>
 
       <section aria-labelledby="delivery-title">
         <h2 id="delivery-title">Delivery</h2>
@@ -147,6 +173,53 @@ export function CampaignsPage() {
       </section>
       <Audience />
     </section>
+  );
+}
+
+const STATUS_TEXT: Record<BudgetLine['status'], string> = {
+  spent: 'spent: no room left',
+  behind: 'behind its pace',
+  on_pace: 'on pace',
+  ahead: 'ahead of its pace',
+  unpaced: 'no pace to compare with yet',
+};
+
+/** One budget line: today's spent against its pace target and limit, in all, and the day's shape. */
+function BudgetPanel({ line, currency }: { line: BudgetLine; currency: string }) {
+  const unit = line.unit === 'spend' ? currency : line.unit;
+  const t = line.today;
+  const rows = [
+    { label: 'spent today', value: t.spent },
+    ...(t.target === null ? [] : [{ label: 'pace target by now', value: t.target }]),
+    ...(t.limit === null ? [] : [{ label: 'limit today', value: t.limit }]),
+    { label: 'committed (leased, not yet delivered)', value: t.committed },
+  ];
+  const name = line.creative === null ? 'Campaign budget' : `Creative ${line.creative}`;
+  return (
+    <div class="budget-line">
+      <h3>
+        {name}: {line.daily === null ? '' : `${fmt(line.daily)} ${unit} a day`}
+        {line.daily !== null && line.total !== null ? ', ' : ''}
+        {line.total === null ? '' : `${fmt(line.total)} ${unit} in all`} ({line.pacing})
+      </h3>
+      <p>
+        <strong class={`status-${line.status}`}>{STATUS_TEXT[line.status]}</strong>
+        {t.pace === null ? '' : `: ${pct(t.pace)} of its target by now`}. Spent in all {fmt(line.spentInAll)}{' '}
+        {unit}
+        {line.remaining === null ? '' : `, ${fmt(line.remaining)} left`}. Day {t.day}.
+      </p>
+      <Bars title={`${name}, today (${unit})`} rows={rows} />
+      {line.pacing === 'even' && (
+        <Bars
+          title="The day's shape the pace follows (share of the day's opportunities per hour)"
+          rows={line.shape.map((share, h) => ({
+            label: `${String(h).padStart(2, '0')}:00`,
+            value: Math.round(share * 1000) / 10,
+            note: `% (${fmt(t.opportunities[h] ?? 0)} today)`,
+          }))}
+        />
+      )}
+    </div>
   );
 }
 

@@ -591,6 +591,61 @@ const liftResult: JsonSchema = {
   },
 };
 
+const nullableNumber: JsonSchema = { type: ['number', 'null'] };
+
+/** GET /v1/campaigns/{id}/budget: every budget line of the campaign (server/decision/budgets.ts). */
+export const budgetResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['campaign', 'ruleset', 'currency', 'lines'],
+  properties: {
+    campaign: { type: 'string' },
+    ruleset: { type: 'integer' },
+    currency: { type: 'string' },
+    lines: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: [
+          'creative',
+          'unit',
+          'pacing',
+          'daily',
+          'total',
+          'today',
+          'spentInAll',
+          'remaining',
+          'status',
+          'shape',
+        ],
+        properties: {
+          creative: { type: ['string', 'null'] },
+          unit: { enum: ['impressions', 'clicks', 'spend'] },
+          pacing: { enum: ['even', 'asap'] },
+          daily: nullableNumber,
+          total: nullableNumber,
+          today: {
+            type: 'object',
+            required: ['day', 'spent', 'committed', 'limit', 'target', 'pace', 'opportunities'],
+            properties: {
+              day: { type: 'string' },
+              spent: { type: 'number' },
+              committed: { type: 'number' },
+              limit: nullableNumber,
+              target: nullableNumber,
+              pace: nullableNumber,
+              opportunities: { type: 'array', items: { type: 'integer' }, minItems: 24, maxItems: 24 },
+            },
+          },
+          spentInAll: { type: 'number' },
+          remaining: nullableNumber,
+          status: { enum: ['spent', 'behind', 'on_pace', 'ahead', 'unpaced'] },
+          shape: { type: 'array', items: { type: 'number' }, minItems: 24, maxItems: 24 },
+        },
+      },
+    },
+  },
+};
+
 export const liftResponseSchema: JsonSchema = {
   type: 'object',
   required: ['campaign', 'ruleset', 'active', 'arms', 'conversions', 'purchases'],

@@ -16,6 +16,7 @@
 import type { CompiledCampaign } from '../../rules/compile.js';
 import { localDay } from '../../rules/time.js';
 import { LIMITS } from '../contracts/schemas.js';
+import { campaignBudgetReport, DEFAULT_SETTLE_MS } from '../decision/budgets.js';
 import { ClientError } from '../errors.js';
 import { INTERVAL_METHOD, lift } from '../measure/lift.js';
 import { DEFAULT_MEASURE_RETENTION_MS } from '../store/measure.js';
@@ -49,6 +50,7 @@ function addInto(into: Counts, counts: Readonly<Record<string, number>>): void {
 export function registerCampaigns(register: Register, ctx: ControlContext): void {
   const retentionMs = ctx.deps.measureRetentionMs ?? DEFAULT_MEASURE_RETENTION_MS;
   const store = ctx.deps.profiles;
+  const budgetSettleMs = ctx.deps.budgets?.settleWindowMs ?? DEFAULT_SETTLE_MS;
 
   const campaignParam = (id: string | undefined): string => {
     if (id === undefined || id.length === 0 || id.length > LIMITS.idLength)
@@ -145,6 +147,26 @@ export function registerCampaigns(register: Register, ctx: ControlContext): void
       totals,
       daily: [...byDay].map(([d, counts]) => ({ day: d, ...counts })),
       rows: out,
+    });
+  });
+
+  register('getCampaignBudget', async ({ c }) => {
+    const id = campaignParam(c.req.param('id'));
+    const { c: campaign, ruleset } = activeCampaign(id);
+    if (campaign === undefined)
+      throw new ClientError(
+        'campaign_not_found',
+        `The active rule set has no campaign ${JSON.stringify(id)}`,
+        'id',
+      );
+    const lines = await ctx.storeCall('read budgets', () =>
+      campaignBudgetReport(store, campaign, ctx.now(), budgetSettleMs),
+    );
+    return c.json({
+      campaign: id,
+      ruleset,
+      currency: campaign.currency,
+      lines: lines.map(({ campaign: _, ...line }) => line),
     });
   });
 

@@ -3,15 +3,25 @@
  * module, and the shape of a checked request.
  */
 import type { Context } from 'hono';
+import type { BudgetGate } from '../decision/budgets.js';
 import type { ActiveRuleSet } from '../decision/service.js';
 import type { CurrencyRates } from '../openrtb/rates.js';
 import type { ApiToken } from '../scopes.js';
-import type { EventStore, MeasureStore, ProfileStore, RuleSetStore, SampleStore } from '../store/types.js';
+import type {
+  BudgetStore,
+  EventStore,
+  MeasureStore,
+  ProfileStore,
+  RuleSetStore,
+  SampleStore,
+} from '../store/types.js';
 import type { Caller } from './auth.js';
 
 export interface ControlDeps {
   /** Profiles and events; writes through it are announced to the fleet by the store (CachedStore). */
-  profiles: ProfileStore & EventStore & MeasureStore & SampleStore;
+  profiles: ProfileStore & EventStore & MeasureStore & SampleStore & BudgetStore;
+  /** This thread's budget gate: what events deliver is reported through it (absent: not counted). */
+  budgets?: BudgetGate;
   rulesets: RuleSetStore;
   tokens: ApiToken[];
   /** The rule set this instance decides with now. */

@@ -239,8 +239,18 @@ export function registerEvents(register: Register, ctx: ControlContext): void {
     const results =
       writes.length === 0 ? [] : await ctx.storeCall('apply the events', () => store.applyEvents(writes));
     // The store has dropped the people the events changed from every instance's cache.
+    const budgets = ctx.deps.budgets;
     results.forEach((r, j) => {
       const i = writeOf[j]!;
+      const e = events[i]!;
+      // What the event delivered counts against the campaign's budgets (once: not duplicates).
+      if (
+        budgets !== undefined &&
+        r.outcome === 'applied' &&
+        e.campaign !== undefined &&
+        (e.type === 'impression' || e.type === 'click')
+      )
+        budgets.delivered(compiled, e.campaign, e.creative, e.type, writes[j]!.at);
       const o: EventOut = { eventId: events[i]!.eventId, outcome: r.outcome };
       if (r.moved !== undefined) o.moved = r.moved;
       out[i] = o;

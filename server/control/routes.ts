@@ -11,6 +11,7 @@ import {
   aliasesSchema,
   audienceRequestSchema,
   audienceResponseSchema,
+  budgetResponseSchema,
   decideRequestSchema,
   decideResponseSchema,
   deliveryResponseSchema,
@@ -664,6 +665,20 @@ export const ROUTES: readonly RouteSpec[] = [
     servedBy: 'control',
     params: [campaignIdParam],
     responses: { 200: ok('Arms, outcomes and lift', liftResponseSchema) },
+    errors: ['campaign_not_found', 'store_unavailable'],
+  },
+  {
+    id: 'getCampaignBudget',
+    method: 'get',
+    path: '/v1/campaigns/{id}/budget',
+    tag: 'campaigns',
+    summary: "A campaign's budgets: spent, committed, and pace against target",
+    description:
+      "Every budget line of the campaign in the active rule set (its own, then its creatives'): today's spent and committed amounts (the campaign's day, in its time zone), the day's limit, where an even pace puts spending by now and the ratio of spent to it, what was spent in all and what a total has left, and the shape of the day the pace follows. Amounts are in the budget's unit (spend: the campaign's currency).",
+    scope: 'rules:read',
+    servedBy: 'control',
+    params: [campaignIdParam],
+    responses: { 200: ok('Budget lines', budgetResponseSchema) },
     errors: ['campaign_not_found', 'store_unavailable'],
   },
   {

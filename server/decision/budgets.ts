@@ -32,6 +32,7 @@ import { BUDGET_SCALE } from '../../rules/compile.js';
 import type { EligibilityFilter } from '../../rules/decide.js';
 import { calendarPeriod, localDay } from '../../rules/time.js';
 import type { DropReason } from '../../rules/types.js';
+import { roomOf } from '../store/budget.js';
 import { daysBetween } from '../store/person.js';
 import type { BudgetGrant, BudgetReport, BudgetStore } from '../store/types.js';
 
@@ -39,7 +40,7 @@ export interface BudgetGateOptions {
   now?: () => number;
   /** How often leases are renewed and reports sent, ms. Default 1000. */
   leaseMs?: number;
-  /** How long a lease stays committed unless given back or delivered, ms. Default 120,000. */
+  /** How long a lease stays committed unless given back or delivered, ms. Default DEFAULT_SETTLE_MS. */
   settleMs?: number;
   /** How far ahead of now an even pace may run (room for bursts), ms. Default 5 minutes. */
   aheadMs?: number;
@@ -100,6 +101,9 @@ interface Line {
   retired: boolean;
 }
 
+/** How long a lease stays committed unless given back or delivered, by default: 2 minutes. */
+export const DEFAULT_SETTLE_MS = 120_000;
+
 const FLAT_CURVE = Float64Array.from({ length: 25 }, (_, h) => h / 24);
 /** A lease asks for this many leases' worth of the recent use (room for bursts). */
 const ASK_LEASES = 3;
@@ -128,7 +132,7 @@ export class BudgetGate {
   ) {
     this.now = opts.now ?? Date.now;
     this.leaseMs = opts.leaseMs ?? 1000;
-    this.settleMs = opts.settleMs ?? 120_000;
+    this.settleMs = opts.settleMs ?? DEFAULT_SETTLE_MS;
     this.aheadMs = opts.aheadMs ?? 300_000;
     this.curveDays = opts.curveDays ?? 7;
     this.onError = opts.onError ?? (() => {});
@@ -486,6 +490,10 @@ export class BudgetGate {
       }));
   }
 
+  get settleWindowMs(): number {
+    return this.settleMs;
+  }
+
   /** Reports that failed (the store did not answer). */
   get failedReports(): number {
     return this.errors;
@@ -503,7 +511,8 @@ export class BudgetGate {
  * The cumulative share of a day's opportunities at the start of each hour (25 values), from the
  * opportunities per hour of days before: each hour's share of its day, the median over the days
  * (a burst on one day does not move the shape), each smoothed by one opportunity so that an hour
- * never seen still gets a little. Flat below MIN_CURVE_OPPORTUNITIES in all.
+ * never seen still gets a little, then with a quarter of each neighbouring hour's. Flat below
+ * MIN_CURVE_OPPORTUNITIES in all.
  */
 export function curveOf(days: ReadonlyArray<readonly number[]>): Float64Array {
   const used = days.filter((d) => d.reduce((a, b) => a + b, 0) > 0);
@@ -517,9 +526,135 @@ export function curveOf(days: ReadonlyArray<readonly number[]>): Float64Array {
     const mid = perDay.length >> 1;
     shares[h] = perDay.length % 2 === 1 ? perDay[mid]! : (perDay[mid - 1]! + perDay[mid]!) / 2;
   }
-  const total = shares.reduce((a, b) => a + b, 0);
+  // Each hour with a quarter of each neighbour's (around the clock): traffic changes smoothly
+  // from hour to hour, and a burst in one hour of a short history should not become a cliff.
+  const smooth = shares.map((x, h) => 0.25 * shares[(h + 23) % 24]! + 0.5 * x + 0.25 * shares[(h + 1) % 24]!);
+  const total = smooth.reduce((a, b) => a + b, 0);
   const out = new Float64Array(25);
-  for (let h = 0; h < 24; h++) out[h + 1] = out[h]! + shares[h]! / total;
+  for (let h = 0; h < 24; h++) out[h + 1] = out[h]! + smooth[h]! / total;
   out[24] = 1;
   return out;
+}
+
+/** A budget line's state as operators see it: amounts in the budget's unit (not millionths). */
+export interface BudgetLineReport {
+  campaign: string;
+  /** null for the campaign's own budget. */
+  creative: string | null;
+  unit: CompiledBudget['unit'];
+  pacing: CompiledBudget['pacing'];
+  daily: number | null;
+  total: number | null;
+  today: {
+    day: string;
+    spent: number;
+    /** Leased by instances and not yet delivered or given back. */
+    committed: number;
+    /** The most today may reach (the daily amount, or an even total's share); null: no limit. */
+    limit: number | null;
+    /** Where an even pace puts spending by now (null: asap or no daily limit). */
+    target: number | null;
+    /** spent / target (null without a target, or before 1% of the day's target). */
+    pace: number | null;
+    /** Opportunities per hour of the day so far. */
+    opportunities: number[];
+  };
+  spentInAll: number;
+  /** What a total budget has left (null without one). */
+  remaining: number | null;
+  /** `spent`: no room left today or in all; `behind`/`ahead` of an even pace by more than 10%; else `on_pace`. */
+  status: 'spent' | 'behind' | 'on_pace' | 'ahead' | 'unpaced';
+  /** The shape of the day the even pace follows: each hour's share. */
+  shape: number[];
+}
+
+const SCALE = 1_000_000;
+
+/**
+ * A line's report, read from the store: today's and all-time counts, the even pace's target by
+ * `now` (along the shape learned from the `curveDays` days before), and where it stands.
+ */
+export async function budgetLineReport(
+  store: BudgetStore,
+  c: CompiledCampaign,
+  creative: CompiledCreative | null,
+  now: number,
+  settleMs: number,
+  curveDays = 7,
+): Promise<BudgetLineReport | null> {
+  const budget = creative === null ? c.budget : creative.budget;
+  if (budget === null) return null;
+  const day = localDay(c.timezone, now);
+  const days = daysBetween(localDay(c.timezone, now - curveDays * 86_400_000), day);
+  const counts = await store.budgetCounts(c.id, creative?.id ?? '', days, now, settleMs);
+  const today = counts.days[day] ?? {
+    spent: 0,
+    committed: 0,
+    decisions: 0,
+    opportunities: new Array(24).fill(0),
+  };
+  const curve = curveOf(days.slice(0, -1).map((d) => counts.days[d]?.opportunities ?? []));
+  const dayUsed = today.spent + today.committed;
+  const totalUsed = counts.total.spent + counts.total.committed;
+  const daysLeft =
+    budget.pacing === 'even' && budget.total !== null && Number.isFinite(c.flightEnd)
+      ? daysBetween(day, localDay(c.timezone, Math.max(now, c.flightEnd))).length
+      : null;
+  const { dayLimit } = roomOf(
+    { dailyCap: budget.daily, totalCap: budget.total, daysLeft, paceShare: 1 },
+    dayUsed,
+    totalUsed,
+  );
+  const { start, end } = calendarPeriod('day', c.timezone, now);
+  const x = Math.min(24, ((now - start) / (end - start)) * 24);
+  const h = Math.min(23, Math.floor(x));
+  const share = curve[h]! + (curve[h + 1]! - curve[h]!) * (x - h);
+  const target = budget.pacing === 'even' && dayLimit !== null ? dayLimit * share : null;
+  const pace =
+    target !== null && dayLimit !== null && target >= dayLimit * 0.01 ? today.spent / target : null;
+  const noRoom =
+    (dayLimit !== null && dayUsed >= dayLimit) || (budget.total !== null && totalUsed >= budget.total);
+  return {
+    campaign: c.id,
+    creative: creative?.id ?? null,
+    unit: budget.unit,
+    pacing: budget.pacing,
+    daily: budget.daily === null ? null : budget.daily / SCALE,
+    total: budget.total === null ? null : budget.total / SCALE,
+    today: {
+      day,
+      spent: today.spent / SCALE,
+      committed: today.committed / SCALE,
+      limit: dayLimit === null ? null : dayLimit / SCALE,
+      target: target === null ? null : Math.round(target) / SCALE,
+      pace: pace === null ? null : Math.round(pace * 1000) / 1000,
+      opportunities: today.opportunities,
+    },
+    spentInAll: counts.total.spent / SCALE,
+    remaining: budget.total === null ? null : Math.max(0, budget.total - counts.total.spent) / SCALE,
+    status: noRoom
+      ? 'spent'
+      : pace === null
+        ? 'unpaced'
+        : pace < 0.9
+          ? 'behind'
+          : pace > 1.1
+            ? 'ahead'
+            : 'on_pace',
+    shape: Array.from({ length: 24 }, (_, i) => Math.round((curve[i + 1]! - curve[i]!) * 1e6) / 1e6),
+  };
+}
+
+/** Every budget line of a campaign (its own, then its creatives'), reported. */
+export async function campaignBudgetReport(
+  store: BudgetStore,
+  c: CompiledCampaign,
+  now: number,
+  settleMs: number,
+): Promise<BudgetLineReport[]> {
+  const lines = await Promise.all([
+    budgetLineReport(store, c, null, now, settleMs),
+    ...c.creatives.map((cr) => budgetLineReport(store, c, cr, now, settleMs)),
+  ]);
+  return lines.filter((l): l is BudgetLineReport => l !== null);
 }

@@ -4,11 +4,17 @@
  * BidResponse; win and billing notices count impressions against frequency caps. Knows nothing
  * of HTTP.
  */
-import { CHANNEL_BIT, type CompiledCampaign, type CompiledCreative } from '../../rules/compile.js';
+import {
+  BUDGET_SCALE,
+  CHANNEL_BIT,
+  type CompiledCampaign,
+  type CompiledCreative,
+} from '../../rules/compile.js';
 import type { EligibilityFilter } from '../../rules/decide.js';
 import { localDay } from '../../rules/time.js';
 import type { DropReason } from '../../rules/types.js';
 import type { OpenRtbConfig } from '../config.js';
+import type { BudgetGate } from '../decision/budgets.js';
 import type { DecideInput } from '../decision/request.js';
 import type { DecisionOutcome, DecisionService } from '../decision/service.js';
 import { ClientError } from '../errors.js';
@@ -87,6 +93,8 @@ export interface BidderOptions {
   clock?: () => number;
   /** The currency rates in force (they change while the bidder runs); none: no conversion. */
   rates?: () => RatesTable;
+  /** This thread's budget gate: won bids and billed prices are reported through it. */
+  budgets?: BudgetGate;
 }
 
 /** How a creative bids on one imp: its price, and the deal it goes through. */
@@ -123,6 +131,7 @@ export class Bidder {
   private readonly clock: () => number;
   private readonly ids: BidIds;
   private readonly privacy: PrivacyGate;
+  private readonly budgets: BudgetGate | undefined;
   private readonly rates: () => RatesTable;
 
   constructor(opts: BidderOptions) {
@@ -132,6 +141,7 @@ export class Bidder {
     this.clock = opts.clock ?? Date.now;
     this.ids = new BidIds(opts.config.secret);
     this.rates = opts.rates ?? (() => NO_RATES);
+    this.budgets = opts.budgets;
     this.privacy = new PrivacyGate({
       tcfVendorId: opts.config.tcfVendorId,
       tcfPurposes: opts.config.tcfPurposes,
@@ -177,6 +187,7 @@ export class Bidder {
       explain: false,
       deadlineMs: budget,
       filter,
+      bidding: true,
     };
     const answer = (outcome: DecisionOutcome): BidAnswer => {
       if (budget !== undefined && performance.now() - started > budget)
@@ -383,6 +394,7 @@ export class Bidder {
         if (first) {
           const imp = await this.store.noteOnce(`ortb-imp:${signature}`, Math.max(1, claims.expiresAt - now));
           await this.store.addDelivery(imp ? [...impression.delivery!, ...spend] : spend);
+          this.countForBudgets(claims, kind === 'bill' ? price : null, imp, now);
         }
       } catch {
         throw new ClientError('store_unavailable', 'The notice could not be recorded; send it again');
@@ -399,7 +411,37 @@ export class Bidder {
     } catch {
       throw new ClientError('store_unavailable', 'The notice could not be recorded; send it again');
     }
+    this.countForBudgets(
+      claims,
+      kind === 'bill' && results[0]?.outcome === 'applied' ? price : null,
+      results[1]?.outcome === 'applied',
+      now,
+    );
     return { outcome: results[0]?.outcome === 'duplicate' ? 'duplicate' : 'counted', ...result };
+  }
+
+  /**
+   * What a notice delivered, for budgets: the impression (once per bid), and a billed price in the
+   * campaign's currency: the creative's bid (in that currency: validated for spend budgets) scaled
+   * by the clearing price over the bid's price, which undoes any conversion the bid was made with.
+   */
+  private countForBudgets(
+    claims: { campaign: string; creative: string; price: number },
+    billed: number | null,
+    impression: boolean,
+    now: number,
+  ): void {
+    const budgets = this.budgets;
+    if (budgets === undefined) return;
+    const rs = this.service.ruleSet.compiled;
+    if (impression) budgets.delivered(rs, claims.campaign, claims.creative, 'won', now);
+    if (billed === null || !(claims.price > 0)) return;
+    const ci = rs.campaignIndex.get(claims.campaign);
+    const cr =
+      ci === undefined ? undefined : rs.campaigns[ci]?.creatives.find((x) => x.id === claims.creative);
+    if (cr === undefined) return;
+    const spend = Math.round(((cr.bid * (billed / claims.price)) / 1000) * BUDGET_SCALE);
+    budgets.delivered(rs, claims.campaign, claims.creative, { spend }, now);
   }
 }
 

@@ -1,0 +1,214 @@
+import { describe, expect, it } from 'vitest';
+import { BUDGET_SCALE, compileRuleSet } from '../../rules/compile.js';
+import type { Campaign, RuleSet } from '../../rules/types.js';
+import { EmbeddedStore } from '../store/embedded.js';
+import type { BudgetGrant, BudgetReport, BudgetStore } from '../store/types.js';
+import { BudgetGate, budgetLineReport, curveOf } from './budgets.js';
+import { DecisionService } from './service.js';
+
+const T0 = Date.parse('2026-12-01T06:00:00Z');
+const LEASE = 1000;
+
+function ruleSet(...campaigns: Campaign[]): RuleSet {
+  return { funnel: ['aware', 'buy'], segments: [], campaigns };
+}
+
+const capped = (id: string, budget: Campaign['budget'], extra: Partial<Campaign> = {}): Campaign => ({
+  id,
+  brand: 'b',
+  budget,
+  creatives: [{ id: `${id}-cr`, message: 'brand' }],
+  ...extra,
+});
+
+function fleet(n: number, store: BudgetStore, clock: { now: number }): BudgetGate[] {
+  return Array.from(
+    { length: n },
+    () => new BudgetGate(store, { now: () => clock.now, leaseMs: LEASE, settleMs: 10 * LEASE, timer: false }),
+  );
+}
+
+/** Decides for one person after another until the campaign is refused; how many it filled. */
+async function fillUntilRefused(service: DecisionService, limit = 1000): Promise<number> {
+  let filled = 0;
+  for (let i = 0; i < limit; i++) {
+    const out = await service.decide({
+      user: { kind: 'id', id: `p-${i}` },
+      placements: [{ id: 'slot', channels: ['display'], formats: undefined }],
+      contextTags: undefined,
+      explain: false,
+      deadlineMs: undefined,
+    });
+    if (out.output.decisions[0]?.campaign === 'ten') filled++;
+    else break;
+  }
+  return filled;
+}
+
+describe('BudgetGate', () => {
+  it('lets a fleet decide a budget once: two gates share ten impressions', async () => {
+    const clock = { now: T0 };
+    const store = new EmbeddedStore({ now: () => clock.now });
+    const rs = compileRuleSet(ruleSet(capped('ten', { daily: 10, pacing: 'asap' })));
+    const [a, b] = fleet(2, store, clock);
+    const active = { version: 1, checksum: 'x', compiled: rs, activatedAt: T0 };
+    const sa = new DecisionService(store, active, { deadlineMs: 50, budgets: a! });
+    const sb = new DecisionService(store, active, { deadlineMs: 50, budgets: b! });
+    for (const id of Array.from({ length: 40 }, (_, i) => `p-${i}`)) await store.putProfile({ id, tags: [] });
+    let total = 0;
+    for (let round = 0; round < 6; round++) {
+      clock.now += LEASE;
+      await Promise.all([a!.tick(), b!.tick()]);
+      total += (await fillUntilRefused(sa)) + (await fillUntilRefused(sb));
+    }
+    expect(total).toBe(10);
+    // Refused with its reason, and the next campaign fills instead.
+    const out = (await sa.decide({
+      user: { kind: 'id', id: 'p-1' },
+      placements: [{ id: 'slot', channels: ['display'], formats: undefined }],
+      contextTags: undefined,
+      explain: true,
+      deadlineMs: undefined,
+    })) as Awaited<ReturnType<DecisionService['decide']>>;
+    expect(out.output.explain?.campaigns.find((c) => c.campaign === 'ten')).toMatchObject({
+      status: 'dropped',
+      reason: 'budget',
+    });
+  });
+
+  it('stops using a lease within three leases when the store stops answering, and asks again once it does', async () => {
+    const clock = { now: T0 };
+    const inner = new EmbeddedStore({ now: () => clock.now });
+    let down = false;
+    const store: BudgetStore = {
+      leaseBudgets: (r: readonly BudgetReport[], now: number, settle: number): Promise<BudgetGrant[]> =>
+        down ? Promise.reject(new Error('down')) : inner.leaseBudgets(r, now, settle),
+      budgetCounts: (...args) => inner.budgetCounts(...args),
+    };
+    const rs = compileRuleSet(ruleSet(capped('c', { daily: 1_000_000, pacing: 'asap' })));
+    const [gate] = fleet(1, store, clock);
+    gate!.setRuleSet(rs);
+    await gate!.tick();
+    const c = rs.campaigns[0]!;
+    // Use builds up the ask: a few leases at a steady pace, each used in part.
+    for (let i = 0; i < 5; i++) {
+      clock.now += LEASE;
+      await gate!.tick();
+      for (let k = 0; k < 3 && gate!.admitsCampaign(c) === null; k++)
+        gate!.consume(c, c.creatives[0]!, false);
+    }
+    expect(gate!.status()[0]!.left, JSON.stringify(gate!.status()[0]!.last)).toBeGreaterThan(0);
+    expect(gate!.admitsCampaign(c)).toBeNull();
+    down = true;
+    clock.now += LEASE;
+    await gate!.tick();
+    expect(gate!.failedReports).toBe(1);
+    // The lease was given up with the failed report: nothing more is decided on it.
+    expect(gate!.admitsCampaign(c)).toBe('budget');
+    down = false;
+    clock.now += LEASE;
+    await gate!.tick();
+    expect(gate!.admitsCampaign(c)).toBeNull();
+    // A lease not renewed (a stalled thread) is not used past three leases after its grant.
+    clock.now += 3 * LEASE;
+    expect(gate!.admitsCampaign(c)).toBe('budget');
+    // What failed to be reported was kept: decisions made before are in the store.
+    const counts = await inner.budgetCounts('c', '', ['2026-12-01'], clock.now, 10 * LEASE);
+    expect(counts.days['2026-12-01']!.decisions).toBeGreaterThan(0);
+  });
+
+  it('counts deliveries in the unit of each line: impressions, clicks, spend at the CPM or the billed price', async () => {
+    const clock = { now: T0 };
+    const store = new EmbeddedStore({ now: () => clock.now });
+    const rs = compileRuleSet(
+      ruleSet(
+        capped('imps', { daily: 100, pacing: 'asap' }),
+        capped('clicks', { daily: 5, unit: 'clicks', pacing: 'asap' }),
+        {
+          id: 'spend',
+          brand: 'b',
+          currency: 'EUR',
+          bid: 4,
+          budget: { daily: 10, unit: 'spend', pacing: 'asap', cpm: 2 },
+          creatives: [
+            { id: 'a', message: 'brand' },
+            { id: 'b', message: 'brand', budget: { daily: 1, unit: 'spend', cpm: 3, pacing: 'asap' } },
+          ],
+        },
+      ),
+    );
+    const [gate] = fleet(1, store, clock);
+    gate!.setRuleSet(rs);
+    await gate!.tick();
+    gate!.delivered(rs, 'imps', 'imps-cr', 'impression', T0);
+    gate!.delivered(rs, 'imps', undefined, 'won', T0);
+    gate!.delivered(rs, 'imps', undefined, 'click', T0);
+    gate!.delivered(rs, 'clicks', undefined, 'click', T0);
+    gate!.delivered(rs, 'clicks', undefined, 'impression', T0);
+    gate!.delivered(rs, 'spend', 'a', 'impression', T0); // the campaign's cpm: 2 / 1000
+    gate!.delivered(rs, 'spend', 'b', 'impression', T0); // the creative's own cpm: 3 / 1000
+    gate!.delivered(rs, 'spend', undefined, 'won', T0); // a won bid: spend comes with its bill
+    gate!.delivered(rs, 'spend', 'a', { spend: 1_500 }, T0);
+    gate!.delivered(rs, 'nobody', undefined, 'impression', T0);
+    await gate!.tick();
+    const spent = async (campaign: string, creative = '') =>
+      (await store.budgetCounts(campaign, creative, ['2026-12-01'], T0, 10 * LEASE)).days['2026-12-01']!
+        .spent;
+    expect(await spent('imps')).toBe(2 * BUDGET_SCALE);
+    expect(await spent('clicks')).toBe(BUDGET_SCALE);
+    expect(await spent('spend')).toBe(2_000 + 3_000 + 1_500);
+    expect(await spent('spend', 'b')).toBe(3_000);
+  });
+
+  it('paces an even budget by the share of the day gone (flat without history), and reports where it stands', async () => {
+    const clock = { now: T0 }; // 06:00 UTC: a quarter of the day
+    const store = new EmbeddedStore({ now: () => clock.now });
+    const rs = compileRuleSet(ruleSet(capped('even', { daily: 24_000, pacing: 'even' })));
+    const gate = new BudgetGate(store, {
+      now: () => clock.now,
+      leaseMs: LEASE,
+      settleMs: 10 * LEASE,
+      aheadMs: 0,
+      timer: false,
+    });
+    gate.setRuleSet(rs);
+    await gate.tick();
+    clock.now += LEASE;
+    const c = rs.campaigns[0]!;
+    // A large appetite: opportunities refused for want of a lease raise the next ask.
+    for (let i = 0; i < 20_000; i++)
+      if (gate.admitsCampaign(c) === null) gate.consume(c, c.creatives[0]!, false);
+    await gate.tick();
+    const [line] = gate.status();
+    // 6 h of 24 (and the next leases): about 6,000, not the whole day's 24,000.
+    expect(line!.last!.units / BUDGET_SCALE).toBeGreaterThan(5_900);
+    expect(line!.last!.units / BUDGET_SCALE).toBeLessThan(6_100);
+    expect(line!.last!.limit).toBe('pace');
+    const report = await budgetLineReport(store, c, null, clock.now, 10 * LEASE);
+    expect(report).toMatchObject({
+      creative: null,
+      unit: 'impressions',
+      pacing: 'even',
+      daily: 24_000,
+      today: { day: '2026-12-01', spent: 0, limit: 24_000, pace: 0 },
+      status: 'behind',
+    });
+    expect(report!.today.target).toBeCloseTo(6_000, -1);
+    // The lease granted, and the first tick's single unit (still committed: it lapses later).
+    expect(report!.today.committed).toBeCloseTo(line!.last!.units / BUDGET_SCALE + 1);
+    expect(report!.today.opportunities[6]).toBe(20_000);
+  });
+
+  it('learns the shape of the day from the days before, one day bursting without moving it', () => {
+    const day = Array.from({ length: 24 }, (_, h) => (h < 12 ? 100 : 300));
+    const burst = day.map((n, h) => (h === 3 ? n * 10 : n));
+    const curve = curveOf([day, burst, day]);
+    // Half the hours at a third of the others' traffic: the first half of the day is a quarter.
+    // (a quarter, plus what the smoothing moves across its two edges: about 13/48).
+    expect(curve[12]).toBeCloseTo(13 / 48, 2);
+    expect(curve[4]! - curve[3]!).toBeCloseTo(curve[3]! - curve[2]!, 3);
+    expect(curve[24]).toBe(1);
+    // Too little history: flat.
+    expect(curveOf([[1, 2, 3]])[12]).toBe(0.5);
+  });
+});
