@@ -337,4 +337,32 @@ describe('the console in a browser', () => {
     expect(elsewhere).toEqual([]);
     expect(requested.filter((u) => u.includes('/v1/decide'))).toEqual([]);
   });
+
+  it('shows a budget against its pace and limit, and the day’s shape', async () => {
+    const budgeted = DEMO.replace(
+      '    priority: 10\n',
+      '    priority: 10\n    budget: { daily: 5000, total: 900000, unit: impressions, pacing: even }\n',
+    );
+    expect(budgeted).not.toBe(DEMO);
+    const res = await fetch(`${base}/v1/rulesets?activate=true`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/yaml', authorization: `Bearer ${ROOT}` },
+      body: budgeted,
+    });
+    expect(res.status, await res.clone().text()).toBe(201);
+    // Decisions take the campaign's leases, and the control plane reports where it stands.
+    for (let i = 1041; i <= 1060; i++) await decide(`p-${i}`);
+    // Still signed in as the reader: budgets are rules:read.
+    await page.getByRole('link', { name: 'Campaigns' }).click();
+    await page.getByLabel('Campaign', { exact: true }).selectOption('x90-launch');
+    const panel = page.locator('.budget-line');
+    await expect.poll(() => panel.textContent(), { timeout: 10_000 }).toContain('5,000 impressions a day');
+    const text = (await panel.textContent()) ?? '';
+    expect(text).toContain('900,000 impressions in all');
+    expect(text).toContain('pace target by now');
+    expect(text).toContain('limit today');
+    expect(text).toMatch(/The day's shape the pace follows/);
+    expect(pageErrors).toEqual([]);
+    await shot('budget');
+  });
 });

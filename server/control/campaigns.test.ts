@@ -324,3 +324,74 @@ describe('lift end to end: decisions, ghosts and outcomes of a simulated campaig
     expect(recorder.stats()).toMatchObject({ exposuresDropped: 0, countsDropped: 0 });
   });
 });
+
+describe('GET /v1/campaigns/{id}/budget', () => {
+  it("answers every budget line with today's spent, committed, limit, pace target and status; 404 for an unknown campaign", async () => {
+    const rs: RuleSet = {
+      funnel: ['aware', 'buy'],
+      segments: [],
+      campaigns: [
+        {
+          id: 'paced',
+          brand: 'b',
+          currency: 'EUR',
+          budget: { daily: 24, total: 1000, unit: 'spend', pacing: 'even', cpm: 2 },
+          creatives: [
+            { id: 'a', message: 'brand', budget: { daily: 100, pacing: 'asap' } },
+            { id: 'b', message: 'brand' },
+          ],
+        },
+        { id: 'free', brand: 'b', creatives: [{ id: 'f', message: 'brand' }] },
+      ],
+    };
+    const compiled = compileRuleSet(rs);
+    const kit = await makeKit({ active: () => ({ version: 3, checksum: 'c', compiled, activatedAt: T0 }) });
+    // 06:00 UTC: a quarter of the day; 6 EUR delivered and 1 leased.
+    kit.clock.now = Date.parse('2026-11-24T06:00:00Z');
+    await kit.store.leaseBudgets(
+      [
+        {
+          campaign: 'paced',
+          creative: '',
+          day: '2026-11-24',
+          overdraft: 0,
+          delivered: [{ day: '2026-11-24', units: 6_000_000 }],
+          decisions: 3000,
+          opportunities: [{ hour: 5, n: 40 }],
+          ask: 1_000_000,
+          dailyCap: 24_000_000,
+          totalCap: 1_000_000_000,
+          daysLeft: null,
+          paceShare: 1,
+        },
+      ],
+      kit.clock.now,
+      120_000,
+    );
+    const r = await kit.req('GET', '/v1/campaigns/paced/budget');
+    expect(r.status, r.text).toBe(200);
+    expect(r.body).toMatchObject({ campaign: 'paced', ruleset: 3, currency: 'EUR' });
+    expect(r.body.lines).toHaveLength(2);
+    const [own, creative] = r.body.lines;
+    expect(own).toMatchObject({
+      creative: null,
+      unit: 'spend',
+      pacing: 'even',
+      daily: 24,
+      total: 1000,
+      today: { day: '2026-11-24', spent: 6, committed: 1, limit: 24, target: 6, pace: 1 },
+      spentInAll: 6,
+      remaining: 994,
+      status: 'on_pace',
+    });
+    expect(own.today.opportunities[5]).toBe(40);
+    expect(own.shape.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
+    expect(creative).toMatchObject({ creative: 'a', unit: 'impressions', pacing: 'asap', status: 'unpaced' });
+    const none = await kit.req('GET', '/v1/campaigns/free/budget');
+    expect(none.body.lines).toEqual([]);
+    const missing = await kit.req('GET', '/v1/campaigns/nope/budget');
+    expect(missing.status).toBe(404);
+    expect(missing.body.error).toMatchObject({ code: 'campaign_not_found', path: 'id' });
+    expect((await kit.req('GET', '/v1/campaigns/paced/budget', { token: null })).status).toBe(401);
+  });
+});
