@@ -413,13 +413,17 @@ export class BudgetGate {
     const elapsed = Math.max(1, now - line.lastReport);
     line.rate = line.rate === 0 ? line.demand / elapsed : 0.5 * line.rate + 0.5 * (line.demand / elapsed);
     line.lastReport = now;
+    const idle = line.demand === 0;
     line.demand = 0;
     const b = line.budget;
     const step = b.unit === 'impressions' ? BUDGET_SCALE : 1;
-    // Enough for three times the recent pace of a lease (bursts), and at least one decision's worth.
-    const ask = line.retired
-      ? 0
-      : Math.max(step, Math.ceil((line.rate * this.leaseMs * ASK_LEASES) / step) * step);
+    // Enough for three times the recent pace of a lease (bursts), and at least one decision's
+    // worth, so that a thread with little traffic decides at once; but a thread that saw no
+    // opportunity holds nothing of a budget close to its end (others may need it).
+    const ask =
+      line.retired || (idle && scarce(line, step))
+        ? 0
+        : Math.max(step, Math.ceil((line.rate * this.leaseMs * ASK_LEASES) / step) * step);
     const report: BudgetReport = {
       campaign: line.campaign,
       creative: line.creative,
@@ -505,6 +509,20 @@ export class BudgetGate {
     for (const line of this.lines.values()) line.retired = true;
     await this.tick();
   }
+}
+
+/**
+ * Whether a line's last grant left it little room: under ten decisions' worth or 5% of its
+ * amount, today or in all.
+ */
+function scarce(line: Line, step: number): boolean {
+  const g = line.last;
+  if (g === null) return false;
+  const b = line.budget;
+  const dayRoom = g.dayLimit === null ? Number.POSITIVE_INFINITY : g.dayLimit - g.day.spent - g.day.committed;
+  const totalRoom = b.total === null ? Number.POSITIVE_INFINITY : b.total - g.total.spent - g.total.committed;
+  const amount = g.dayLimit ?? b.total ?? 0;
+  return Math.min(dayRoom, totalRoom) < Math.max(10 * step, 0.05 * amount);
 }
 
 /**
