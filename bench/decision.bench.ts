@@ -6,7 +6,9 @@
  * bench/results/decision-<date>.json and decision-latest.json. Run with `npm run bench:decision`.
  */
 import { do_not_optimize } from 'mitata';
+import { compileRuleSet } from '../rules/compile.js';
 import { DEMO_RULESET } from '../server/config.js';
+import { BudgetGate } from '../server/decision/budgets.js';
 import { checkDecideRequest, type DecideInput } from '../server/decision/request.js';
 import { type DecisionOutcome, DecisionService } from '../server/decision/service.js';
 import { demoProfile } from '../server/demo/profiles.js';
@@ -34,11 +36,35 @@ async function main(): Promise<void> {
   const cache = new CachedStore(backing, { maxPeople: 100_000, maxAliases: 100_000, ttlMs: 3_600_000 });
   const warm = new DecisionService(cache, active, { deadlineMs: 10, now: () => NOW });
   const cold = new DecisionService(backing, active, { deadlineMs: 10, now: () => NOW });
+  // The same rule set with a budget on every campaign (room for all the bench's decisions): what
+  // the budget checks and takes cost a decision.
+  const definition = active.definition!;
+  const budgeted = {
+    ...active,
+    compiled: compileRuleSet({
+      ...definition,
+      campaigns: definition.campaigns.map((c) => ({
+        ...c,
+        budget: { daily: 1e9, unit: 'impressions' as const, pacing: 'asap' as const },
+      })),
+    }),
+  };
+  const gate = new BudgetGate(new EmbeddedStore({ now: () => NOW }), { now: () => NOW, timer: false });
+  const paced = new DecisionService(cache, budgeted, { deadlineMs: 10, now: () => NOW, budgets: gate });
   const one = inputs([BANNER]);
   const two = inputs([BANNER, PUSH]);
   for (const input of one) await warm.decide(input);
   let filled = 0;
   for (const input of one) if ((await warm.decide(input)).output.decisions[0]?.campaign != null) filled++;
+  // Demand first (refused), then a lease as large as the room: every decision below has room.
+  await gate.tick();
+  for (let i = 0; i < 200_000; i++) paced.decide(one[i & 255]!);
+  await gate.tick();
+  let pacedFilled = 0;
+  for (const input of one)
+    if ((await paced.decide(input)).output.decisions[0]?.campaign != null) pacedFilled++;
+  if (pacedFilled !== filled)
+    throw new Error(`budgeted: ${pacedFilled} filled, not ${filled}: a lease ran out`);
 
   console.log(
     `demo rule set, ${PEOPLE} people in an EmbeddedStore, ${POOL} rotating; ${filled}/${POOL} banner requests filled\n`,
@@ -53,10 +79,16 @@ async function main(): Promise<void> {
   rows.push(await bench('decide, warm cache, 1 placement', () => sync(warm.decide(one[k++ & 255]!))));
   rows.push(await bench('decide, warm cache, 2 placements', () => sync(warm.decide(two[k++ & 255]!))));
   rows.push(await bench('decide, cache miss (store read), 1 placement', () => cold.decide(one[k++ & 255]!)));
+  rows.push(
+    await bench('decide, warm cache, 1 placement, every campaign budgeted', () =>
+      sync(paced.decide(one[k++ & 255]!)),
+    ),
+  );
   rows.push(await bench('decide, cache miss (store read), 2 placements', () => cold.decide(two[k++ & 255]!)));
   const ratios = {
     'miss / warm (1 placement)': rows[2]!.medianNs / rows[0]!.medianNs,
     '2 placements / 1 (warm)': rows[1]!.medianNs / rows[0]!.medianNs,
+    'budgeted / not (warm, 1 placement)': rows[3]!.medianNs / rows[0]!.medianNs,
   };
   console.log('\nratios (medians)');
   for (const [name, r] of Object.entries(ratios))

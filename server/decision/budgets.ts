@@ -125,6 +125,10 @@ export class BudgetGate {
   private errors = 0;
   /** true while some campaign of the rule set has a budget */
   active = false;
+  private readonly plainFilter: EligibilityFilter = {
+    campaign: (c) => this.admitsCampaign(c),
+    creative: (_placement, c, cr) => this.admitsCreative(c, cr, false),
+  };
 
   constructor(
     private readonly store: BudgetStore,
@@ -218,6 +222,8 @@ export class BudgetGate {
    * room is dropped before it competes, a creative whose price does not fit is not considered.
    */
   filter(inner: EligibilityFilter | undefined, bidding: boolean): EligibilityFilter {
+    // /v1/decide's (no filter of the caller's): one object for every request.
+    if (inner === undefined && !bidding) return this.plainFilter;
     return {
       campaign: (c) => {
         const why = inner?.campaign?.(c) ?? null;
@@ -250,30 +256,38 @@ export class BudgetGate {
     const entry = this.byCampaign[c.index];
     if (entry === undefined) return null;
     const now = this.now();
-    for (const line of [entry.line, entry.creatives[cr.index] ?? null]) {
-      if (line === null) continue;
-      const cost = this.costOf(line, cr, bidding);
-      if (line.left >= cost && now < line.leaseUntil) continue;
-      line.demand += cost;
-      return line.limit === 'pace' ? 'pace' : 'budget';
-    }
-    return null;
+    return (
+      this.roomFor(entry.line, cr, bidding, now) ??
+      this.roomFor(entry.creatives[cr.index] ?? null, cr, bidding, now)
+    );
+  }
+
+  /** null when the line (if any) has room for the creative's cost now; else why not. */
+  private roomFor(line: Line | null, cr: CompiledCreative, bidding: boolean, now: number): DropReason | null {
+    if (line === null) return null;
+    const cost = this.costOf(line, cr, bidding);
+    if (line.left >= cost && now < line.leaseUntil) return null;
+    line.demand += cost;
+    return line.limit === 'pace' ? 'pace' : 'budget';
   }
 
   /** A placement filled with the creative: what it can cost, taken from its lines' leases. */
   consume(c: CompiledCampaign, cr: CompiledCreative, bidding: boolean): void {
     const entry = this.byCampaign[c.index];
     if (entry === undefined) return;
-    for (const line of [entry.line, entry.creatives[cr.index] ?? null]) {
-      if (line === null) continue;
-      const cost = this.costOf(line, cr, bidding);
-      line.demand += cost;
-      line.decisions++;
-      if (line.left >= cost) line.left -= cost;
-      else {
-        line.overdraft += cost - line.left;
-        line.left = 0;
-      }
+    if (entry.line !== null) this.take(entry.line, cr, bidding);
+    const own = entry.creatives[cr.index];
+    if (own !== undefined && own !== null) this.take(own, cr, bidding);
+  }
+
+  private take(line: Line, cr: CompiledCreative, bidding: boolean): void {
+    const cost = this.costOf(line, cr, bidding);
+    line.demand += cost;
+    line.decisions++;
+    if (line.left >= cost) line.left -= cost;
+    else {
+      line.overdraft += cost - line.left;
+      line.left = 0;
     }
   }
 
