@@ -4,8 +4,11 @@
  * off the decision path), events and OpenRTB notices add what they name, and the control plane
  * answers it all.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { postJson } from './http.js';
 import { type Over, serverOver, type TestServer } from './server-kit.js';
 
@@ -139,6 +142,51 @@ describe('OpenRTB notices in delivery (redis)', () => {
       ...(body.rows.length > 1 ? [expect.anything()] : []),
     ]);
     expect(body.totals).toMatchObject({ impressions: 1, spend: { USD: 0.0012 } });
+  });
+});
+
+describe('OpenRTB notices in a spend budget (redis)', () => {
+  let kit: TestServer;
+  beforeAll(async () => {
+    // The OpenRTB rule set with a spend budget on every campaign (the campaign's own currency).
+    const rules = parseYaml(readFileSync(new URL('./openrtb/ruleset.yaml', import.meta.url), 'utf8'));
+    for (const c of rules.campaigns) c.budget = { daily: 100, unit: 'spend', pacing: 'asap' };
+    const file = join(mkdtempSync(join(tmpdir(), 'ortb-budget-')), 'rules.json');
+    writeFileSync(file, JSON.stringify(rules));
+    kit = await serverOver('redis', {
+      RULESET_FILE: file,
+      OPENRTB_NOTICE_URL: 'http://127.0.0.1:1',
+      OPENRTB_TCF_VENDOR_ID: '755',
+      DECISION_DEADLINE_MS: '50',
+      BUDGET_LEASE_MS: '100',
+    });
+  }, 60_000);
+  afterAll(async () => kit?.close(1000, 0));
+
+  it('counts the price once per bid, from the first notice that names it, in the budget', async () => {
+    const request = JSON.parse(readFileSync(new URL('./openrtb/breq.banner.json', import.meta.url), 'utf8'));
+    // The first lease arrives within one renewal of the start.
+    const r = await until(
+      () => postJson(`${kit.dataUrl}/openrtb2/bid`, request),
+      (x) => x.status === 200,
+      'a bid once the budget is leased',
+    );
+    const bid = r.body.seatbid[0].bid[0];
+    const notice = (u: string) =>
+      fetch(`${kit.dataUrl}${u.replace(/^https?:\/\/[^/]+/, '').replace(MACRO, '1.2')}`);
+    expect((await notice(bid.nurl)).status).toBe(204);
+    expect((await notice(bid.burl)).status).toBe(204);
+    expect((await notice(bid.burl)).status).toBe(204);
+    const budget = await until(
+      async () =>
+        (
+          await fetch(`${kit.adminUrl}/v1/campaigns/${encodeURIComponent(bid.cid)}/budget`)
+        ).json() as Promise<Json>,
+      (b) => b.lines?.[0]?.today.spent > 0,
+      'the price in the budget',
+    );
+    // 1.2 per thousand, once (the win named it; the bill and its repeat did not count again).
+    expect(budget.lines[0]).toMatchObject({ unit: 'spend', today: { spent: 0.0012 } });
   });
 });
 

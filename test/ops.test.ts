@@ -83,8 +83,14 @@ const METRICS: Record<string, { kind: Kind; labels: Labels }> = {
     },
   },
   mindshare_measure_writes_total: { kind: 'counter', labels: { kind: ['counts', 'exposures'] } },
-  mindshare_budget_spent: { kind: 'gauge', labels: { campaign: null, creative: null, period: ['today', 'all'] } },
-  mindshare_budget_limit: { kind: 'gauge', labels: { campaign: null, creative: null, period: ['today', 'all'] } },
+  mindshare_budget_spent: {
+    kind: 'gauge',
+    labels: { campaign: null, creative: null, period: ['today', 'all'] },
+  },
+  mindshare_budget_limit: {
+    kind: 'gauge',
+    labels: { campaign: null, creative: null, period: ['today', 'all'] },
+  },
   mindshare_budget_pace_target: { kind: 'gauge', labels: { campaign: null, creative: null } },
   mindshare_budget_pace_ratio: { kind: 'gauge', labels: { campaign: null, creative: null } },
   mindshare_budget_lease_failures_total: { kind: 'counter', labels: {} },

@@ -235,7 +235,14 @@ describe('budgets and pacing across 4 instances x 2 workers sharing a store', ()
 
     const report: string[] = [];
     if (process.env.PACING_DEBUG) {
-      const c = await stores[0]!.budgetCounts('even', '', ['2026-12-01', '2026-12-02'], now, SETTLE);
+      const c = await stores[0]!.budgetCounts(
+        'even',
+        '',
+        'impressions',
+        ['2026-12-01', '2026-12-02'],
+        now,
+        SETTLE,
+      );
       for (const d of Object.values(c.days)) {
         const sum = d.opportunities.reduce((a, b) => a + b, 0);
         console.log(
@@ -306,7 +313,7 @@ describe('budgets and pacing across 4 instances x 2 workers sharing a store', ()
     }
 
     // Every asap decision was delivered: it stopped exactly at its budget, on every gate at once.
-    const counts = await stores[0]!.budgetCounts('asap', '', ['2026-12-01'], T0 + DAY, SETTLE);
+    const counts = await stores[0]!.budgetCounts('asap', '', 'impressions', ['2026-12-01'], T0 + DAY, SETTLE);
     expect(counts.days['2026-12-01']!.spent).toBe(delivered.get('asap')![0]! * BUDGET_SCALE);
     for (let day = 0; day < DAYS; day++) {
       report.push(

@@ -353,6 +353,7 @@ describe('GET /v1/campaigns/{id}/budget', () => {
         {
           campaign: 'paced',
           creative: '',
+          unit: 'spend',
           day: '2026-11-24',
           overdraft: 0,
           delivered: [{ day: '2026-11-24', units: 6_000_000 }],

@@ -113,7 +113,7 @@ describe('BudgetGate', () => {
     clock.now += 3 * LEASE;
     expect(gate!.admitsCampaign(c)).toBe('budget');
     // What failed to be reported was kept: decisions made before are in the store.
-    const counts = await inner.budgetCounts('c', '', ['2026-12-01'], clock.now, 10 * LEASE);
+    const counts = await inner.budgetCounts('c', '', 'impressions', ['2026-12-01'], clock.now, 10 * LEASE);
     expect(counts.days['2026-12-01']!.decisions).toBeGreaterThan(0);
   });
 
@@ -151,13 +151,13 @@ describe('BudgetGate', () => {
     gate!.delivered(rs, 'spend', 'a', { spend: 1_500 }, T0);
     gate!.delivered(rs, 'nobody', undefined, 'impression', T0);
     await gate!.tick();
-    const spent = async (campaign: string, creative = '') =>
-      (await store.budgetCounts(campaign, creative, ['2026-12-01'], T0, 10 * LEASE)).days['2026-12-01']!
+    const spent = async (campaign: string, unit: string, creative = '') =>
+      (await store.budgetCounts(campaign, creative, unit, ['2026-12-01'], T0, 10 * LEASE)).days['2026-12-01']!
         .spent;
-    expect(await spent('imps')).toBe(2 * BUDGET_SCALE);
-    expect(await spent('clicks')).toBe(BUDGET_SCALE);
-    expect(await spent('spend')).toBe(2_000 + 3_000 + 1_500);
-    expect(await spent('spend', 'b')).toBe(3_000);
+    expect(await spent('imps', 'impressions')).toBe(2 * BUDGET_SCALE);
+    expect(await spent('clicks', 'clicks')).toBe(BUDGET_SCALE);
+    expect(await spent('spend', 'spend')).toBe(2_000 + 3_000 + 1_500);
+    expect(await spent('spend', 'spend', 'b')).toBe(3_000);
   });
 
   it('paces an even budget by the share of the day gone (flat without history), and reports where it stands', async () => {

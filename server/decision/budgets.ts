@@ -104,6 +104,12 @@ interface Line {
 /** How long a lease stays committed unless given back or delivered, by default: 2 minutes. */
 export const DEFAULT_SETTLE_MS = 120_000;
 
+interface Entry {
+  readonly id: string;
+  readonly line: Line | null;
+  readonly creatives: ReadonlyArray<Line | null>;
+}
+
 const FLAT_CURVE = Float64Array.from({ length: 25 }, (_, h) => h / 24);
 /** A lease asks for this many leases' worth of the recent use (room for bursts). */
 const ASK_LEASES = 3;
@@ -113,7 +119,9 @@ const MIN_CURVE_OPPORTUNITIES = 240;
 export class BudgetGate {
   private lines = new Map<string, Line>();
   /** campaign index -> its campaign line (or null) and creative lines by creative index */
-  private byCampaign: Array<{ line: Line | null; creatives: Array<Line | null> } | undefined> = [];
+  private byCampaign: Array<Entry | undefined> = [];
+  /** the same by campaign id (a request begun on the rule set before: indexes may differ) */
+  private byId = new Map<string, Entry>();
   private readonly now: () => number;
   private readonly leaseMs: number;
   private readonly settleMs: number;
@@ -167,20 +175,28 @@ export class BudgetGate {
       next.set(key, line);
       return line;
     };
+    const byId = new Map<string, Entry>();
     for (const c of rs.campaigns) {
       if (!c.budgeted) continue;
-      byCampaign[c.index] = {
+      const entry: Entry = {
+        id: c.id,
         line: c.budget === null ? null : take(c, null, c.budget),
         creatives: c.creatives.map((cr) => (cr.budget === null ? null : take(c, cr, cr.budget))),
       };
+      byCampaign[c.index] = entry;
+      byId.set(c.id, entry);
     }
     for (const [key, line] of this.lines) {
-      if (next.has(key)) continue;
+      if (next.get(key) === line) continue;
+      // Gone from the rule set (or counting another unit now): one last report gives its lease
+      // back and sends what it has not reported yet.
       line.retired = true;
-      if (line.leaseUntil > 0) next.set(key, line);
+      if (line.leaseUntil > 0 || line.delivered.size > 0 || line.decisions > 0 || line.overdraft > 0)
+        next.set(`${key}\u0000retired`, line);
     }
     this.lines = next;
     this.byCampaign = byCampaign;
+    this.byId = byId;
     this.active = byCampaign.some((e) => e !== undefined);
     if (this.active && [...next.values()].some((l) => l.leaseUntil === 0 && !l.retired))
       this.tick().catch(() => {});
@@ -240,7 +256,7 @@ export class BudgetGate {
 
   /** An opportunity of the campaign; whether its own budget has room left. */
   admitsCampaign(c: CompiledCampaign): DropReason | null {
-    const entry = this.byCampaign[c.index];
+    const entry = this.entryOf(c);
     if (entry === undefined) return null;
     const now = this.now();
     const line = entry.line;
@@ -253,13 +269,18 @@ export class BudgetGate {
   }
 
   admitsCreative(c: CompiledCampaign, cr: CompiledCreative, bidding: boolean): DropReason | null {
-    const entry = this.byCampaign[c.index];
+    const entry = this.entryOf(c);
     if (entry === undefined) return null;
     const now = this.now();
     return (
-      this.roomFor(entry.line, cr, bidding, now) ??
-      this.roomFor(entry.creatives[cr.index] ?? null, cr, bidding, now)
+      this.roomFor(entry.line, cr, bidding, now) ?? this.roomFor(creativeLine(entry, cr), cr, bidding, now)
     );
+  }
+
+  /** A campaign's lines, by index in the gate's rule set, else by id (a request begun before a swap). */
+  private entryOf(c: CompiledCampaign): Entry | undefined {
+    const e = this.byCampaign[c.index];
+    return e !== undefined && e.id === c.id ? e : this.byId.get(c.id);
   }
 
   /** null when the line (if any) has room for the creative's cost now; else why not. */
@@ -273,11 +294,11 @@ export class BudgetGate {
 
   /** A placement filled with the creative: what it can cost, taken from its lines' leases. */
   consume(c: CompiledCampaign, cr: CompiledCreative, bidding: boolean): void {
-    const entry = this.byCampaign[c.index];
+    const entry = this.entryOf(c);
     if (entry === undefined) return;
     if (entry.line !== null) this.take(entry.line, cr, bidding);
-    const own = entry.creatives[cr.index];
-    if (own !== undefined && own !== null) this.take(own, cr, bidding);
+    const own = creativeLine(entry, cr);
+    if (own !== null) this.take(own, cr, bidding);
   }
 
   private take(line: Line, cr: CompiledCreative, bidding: boolean): void {
@@ -307,11 +328,15 @@ export class BudgetGate {
     const ci = rs.campaignIndex.get(campaign);
     const c = ci === undefined ? undefined : rs.campaigns[ci];
     if (c === undefined) return;
-    const entry = this.byCampaign[c.index];
+    const entry = this.entryOf(c);
     if (entry === undefined) return;
     const cr = creative === undefined ? undefined : c.creatives.find((x) => x.id === creative);
+    const { start } = calendarPeriod('day', c.timezone, at);
     const day = localDay(c.timezone, at);
-    for (const line of [entry.line, cr === undefined ? null : (entry.creatives[cr.index] ?? null)]) {
+    // Within the settle window after midnight, most likely a decision of the day before.
+    const previous = at - start < this.settleMs ? localDay(c.timezone, start - 1) : '';
+    const key = `${day}|${previous}`;
+    for (const line of [entry.line, cr === undefined ? null : creativeLine(entry, cr)]) {
       if (line === null) continue;
       let units = 0;
       const unit = line.budget.unit;
@@ -319,7 +344,7 @@ export class BudgetGate {
       else if (what === 'click') units = unit === 'clicks' ? BUDGET_SCALE : 0;
       else if (unit === 'impressions') units = BUDGET_SCALE;
       else if (unit === 'spend' && what === 'impression') units = cr?.impressionCost ?? c.impressionCost;
-      if (units > 0) line.delivered.set(day, (line.delivered.get(day) ?? 0) + units);
+      if (units > 0) line.delivered.set(key, (line.delivered.get(key) ?? 0) + units);
     }
   }
 
@@ -387,31 +412,52 @@ export class BudgetGate {
     const lines = [...this.lines.values()];
     if (lines.length === 0) return;
     const now = this.now();
-    const reports: BudgetReport[] = [];
-    for (const line of lines) reports.push(this.reportOf(line, now));
+    const sent: Array<{ line: Line; report: BudgetReport; leftAtSend: number } | null> = lines.map((line) => {
+      try {
+        return { line, report: this.reportOf(line, now), leftAtSend: line.left };
+      } catch (err) {
+        // A line that cannot be reported (never expected) must not hold the others back.
+        this.errors++;
+        this.onError(err);
+        line.left = 0;
+        line.leaseUntil = 0;
+        return null;
+      }
+    });
     this.learnCurves(lines, now);
-    let grants: BudgetGrant[];
-    try {
-      grants = await this.store.leaseBudgets(reports, now, this.settleMs);
-    } catch (err) {
-      // Without the store no line may commit more: they stop until it answers. What was to be
-      // reported is kept for the next report (delivered units and decisions are not lost).
-      this.errors++;
-      lines.forEach((line, i) => {
-        this.restore(line, reports[i]!);
-      });
-      this.onError(err);
-      return;
-    }
-    lines.forEach((line, i) => {
-      const g = grants[i]!;
+    // One call per line, each on its own: a line whose call fails (its cluster shard away) does
+    // not make the others' reports be sent twice.
+    const results = await Promise.allSettled(
+      sent.map((x) =>
+        x === null ? Promise.resolve([]) : this.store.leaseBudgets([x.report], now, this.settleMs),
+      ),
+    );
+    results.forEach((result, i) => {
+      const x = sent[i];
+      if (x === null || x === undefined) return;
+      const { line, report, leftAtSend } = x;
+      // Used while the report was on its way: the lease given back did not cover it, so it is
+      // committed with the next report.
+      line.overdraft += Math.max(0, leftAtSend - line.left);
+      const g = result.status === 'fulfilled' ? result.value[0] : undefined;
+      if (g === undefined) {
+        // Without the store no line may commit more: it stops until the store answers. What was
+        // to be reported waits for the next report (delivered units and decisions are not lost).
+        this.errors++;
+        if (result.status === 'rejected') this.onError(result.reason);
+        line.left = 0;
+        line.leaseUntil = 0;
+        this.restore(line, report);
+        return;
+      }
       if (line.retired) {
-        this.lines.delete(line.key);
+        if (this.lines.get(line.key) === line) this.lines.delete(line.key);
+        for (const [key, l] of this.lines) if (l === line) this.lines.delete(key);
         return;
       }
       line.left = g.units;
       line.leaseAt = g.at;
-      line.leaseDay = reports[i]!.day;
+      line.leaseDay = report.day;
       line.leaseUntil = g.units > 0 ? now + 3 * this.leaseMs : 0;
       line.limit = g.limit;
       line.last = g;
@@ -422,6 +468,10 @@ export class BudgetGate {
     });
   }
 
+  /**
+   * A line's report. The lease stays usable until the answer (a report round must not drop the
+   * campaign): it is given back whole, and what is used meanwhile is committed with the next one.
+   */
   private reportOf(line: Line, now: number): BudgetReport {
     const day = localDay(line.timezone, now);
     const elapsed = Math.max(1, now - line.lastReport);
@@ -441,9 +491,13 @@ export class BudgetGate {
     const report: BudgetReport = {
       campaign: line.campaign,
       creative: line.creative,
+      unit: b.unit,
       day,
       overdraft: line.overdraft,
-      delivered: [...line.delivered].map(([d, units]) => ({ day: d, units })),
+      delivered: [...line.delivered].map(([key, units]) => {
+        const [d, previous] = key.split('|') as [string, string];
+        return previous === '' ? { day: d, units } : { day: d, units, previous };
+      }),
       decisions: line.decisions,
       opportunities:
         line.oppDay === day ? line.opportunities.flatMap((n, hour) => (n > 0 ? [{ hour, n }] : [])) : [],
@@ -451,14 +505,11 @@ export class BudgetGate {
       dailyCap: b.daily,
       totalCap: b.total,
       daysLeft:
-        b.pacing === 'even' && b.total !== null && Number.isFinite(line.flightEnd)
-          ? daysBetween(day, localDay(line.timezone, Math.max(now, line.flightEnd))).length
-          : null,
-      paceShare: this.paceShare(line, now),
+        b.pacing === 'even' && b.total !== null ? daysLeftOf(line.timezone, day, line.flightEnd, now) : null,
+      // Millionths, as the store takes it (both stores then grant alike).
+      paceShare: Math.round(this.paceShare(line, now) * 1_000_000) / 1_000_000,
     };
     if (line.leaseUntil > 0) report.returned = { day: line.leaseDay, at: line.leaseAt, units: line.left };
-    line.left = 0;
-    line.leaseUntil = 0;
     line.overdraft = 0;
     line.delivered = new Map();
     line.decisions = 0;
@@ -469,7 +520,10 @@ export class BudgetGate {
   /** A report the store did not take: its counts wait for the next one; its lease is gone. */
   private restore(line: Line, r: BudgetReport): void {
     line.overdraft += r.overdraft;
-    for (const d of r.delivered) line.delivered.set(d.day, (line.delivered.get(d.day) ?? 0) + d.units);
+    for (const d of r.delivered) {
+      const key = `${d.day}|${d.previous ?? ''}`;
+      line.delivered.set(key, (line.delivered.get(key) ?? 0) + d.units);
+    }
     line.decisions += r.decisions;
     if (line.oppDay === r.day) for (const o of r.opportunities) line.opportunities[o.hour]! += o.n;
   }
@@ -483,7 +537,7 @@ export class BudgetGate {
       const first = localDay(line.timezone, now - this.curveDays * 86_400_000);
       const days = daysBetween(first, day).slice(0, -1);
       this.store
-        .budgetCounts(line.campaign, line.creative, days, now, this.settleMs)
+        .budgetCounts(line.campaign, line.creative, line.budget.unit, days, now, this.settleMs)
         .then((counts) => {
           line.curve = curveOf(Object.values(counts.days).map((d) => d.opportunities));
         })
@@ -523,6 +577,24 @@ export class BudgetGate {
     for (const line of this.lines.values()) line.retired = true;
     await this.tick();
   }
+}
+
+/**
+ * Days of the flight left, today included, for an even total: from the day numbers (a flight may
+ * be years long); null without an end.
+ */
+function daysLeftOf(tz: string, today: string, flightEnd: number, now: number): number | null {
+  if (!Number.isFinite(flightEnd)) return null;
+  const last = localDay(tz, Math.max(now, flightEnd));
+  return Math.round((Date.parse(`${last}T00:00:00Z`) - Date.parse(`${today}T00:00:00Z`)) / 86_400_000) + 1;
+}
+
+/** A creative's own line in an entry, checked by id (indexes may differ across rule sets). */
+function creativeLine(entry: Entry, cr: CompiledCreative): Line | null {
+  const l = entry.creatives[cr.index];
+  if (l !== undefined && (l === null || l.creative === cr.id)) return l;
+  for (const other of entry.creatives) if (other !== null && other.creative === cr.id) return other;
+  return null;
 }
 
 /**
@@ -618,7 +690,7 @@ export async function budgetLineReport(
   if (budget === null) return null;
   const day = localDay(c.timezone, now);
   const days = daysBetween(localDay(c.timezone, now - curveDays * 86_400_000), day);
-  const counts = await store.budgetCounts(c.id, creative?.id ?? '', days, now, settleMs);
+  const counts = await store.budgetCounts(c.id, creative?.id ?? '', budget.unit, days, now, settleMs);
   const today = counts.days[day] ?? {
     spent: 0,
     committed: 0,
@@ -629,9 +701,7 @@ export async function budgetLineReport(
   const dayUsed = today.spent + today.committed;
   const totalUsed = counts.total.spent + counts.total.committed;
   const daysLeft =
-    budget.pacing === 'even' && budget.total !== null && Number.isFinite(c.flightEnd)
-      ? daysBetween(day, localDay(c.timezone, Math.max(now, c.flightEnd))).length
-      : null;
+    budget.pacing === 'even' && budget.total !== null ? daysLeftOf(c.timezone, day, c.flightEnd, now) : null;
   const { dayLimit } = roomOf(
     { dailyCap: budget.daily, totalCap: budget.total, daysLeft, paceShare: 1 },
     dayUsed,

@@ -394,7 +394,11 @@ export class Bidder {
         if (first) {
           const imp = await this.store.noteOnce(`ortb-imp:${signature}`, Math.max(1, claims.expiresAt - now));
           await this.store.addDelivery(imp ? [...impression.delivery!, ...spend] : spend);
-          this.countForBudgets(claims, kind === 'bill' ? price : null, imp, now);
+          // A budget's spend: once per bid, from the first notice with a price (win or bill).
+          const priced =
+            price !== null &&
+            (await this.store.noteOnce(`ortb-spend:${signature}`, Math.max(1, claims.expiresAt - now)));
+          this.countForBudgets(claims, priced ? price : null, imp, now);
         }
       } catch {
         throw new ClientError('store_unavailable', 'The notice could not be recorded; send it again');
@@ -405,6 +409,8 @@ export class Bidder {
       { eventId: `ortb-${kind}:${signature}`, pid: claims.pid, at: now, delivery: spend },
       impression,
     ];
+    // A budget's spend: once per bid, from the first notice with a price (win or bill).
+    if (price !== null) writes.push({ eventId: `ortb-spend:${signature}`, pid: claims.pid, at: now });
     let results: Awaited<ReturnType<EventStore['applyEvents']>>;
     try {
       results = await this.store.applyEvents(writes);
@@ -413,7 +419,7 @@ export class Bidder {
     }
     this.countForBudgets(
       claims,
-      kind === 'bill' && results[0]?.outcome === 'applied' ? price : null,
+      results[2]?.outcome === 'applied' ? price : null,
       results[1]?.outcome === 'applied',
       now,
     );
@@ -421,13 +427,15 @@ export class Bidder {
   }
 
   /**
-   * What a notice delivered, for budgets: the impression (once per bid), and a billed price in the
-   * campaign's currency: the creative's bid (in that currency: validated for spend budgets) scaled
-   * by the clearing price over the bid's price, which undoes any conversion the bid was made with.
+   * What a notice delivered, for budgets: the impression (once per bid), and the price paid (once
+   * per bid, the first notice that names it: exchanges send it with the win, the bill or both) in
+   * the campaign's currency: as it is when the bid was in that currency, else converted with the
+   * rates, else by the bid's own conversion (the creative's bid over the bid's price). Never more
+   * than the bid: that is what its decision reserved.
    */
   private countForBudgets(
-    claims: { campaign: string; creative: string; price: number },
-    billed: number | null,
+    claims: { campaign: string; creative: string; price: number; currency: string },
+    paid: number | null,
     impression: boolean,
     now: number,
   ): void {
@@ -435,12 +443,17 @@ export class Bidder {
     if (budgets === undefined) return;
     const rs = this.service.ruleSet.compiled;
     if (impression) budgets.delivered(rs, claims.campaign, claims.creative, 'won', now);
-    if (billed === null || !(claims.price > 0)) return;
+    if (paid === null || !(claims.price > 0)) return;
     const ci = rs.campaignIndex.get(claims.campaign);
-    const cr =
-      ci === undefined ? undefined : rs.campaigns[ci]?.creatives.find((x) => x.id === claims.creative);
-    if (cr === undefined) return;
-    const spend = Math.round(((cr.bid * (billed / claims.price)) / 1000) * BUDGET_SCALE);
+    const c = ci === undefined ? undefined : rs.campaigns[ci];
+    const cr = c?.creatives.find((x) => x.id === claims.creative);
+    if (c === undefined || cr === undefined) return;
+    const price = Math.min(paid, claims.price);
+    const inCampaignCurrency =
+      claims.currency === c.currency
+        ? price
+        : (convert(this.rates(), price, claims.currency, c.currency) ?? (cr.bid * price) / claims.price);
+    const spend = Math.round((inCampaignCurrency / 1000) * BUDGET_SCALE);
     budgets.delivered(rs, claims.campaign, claims.creative, { spend }, now);
   }
 }

@@ -92,7 +92,15 @@ export function applyBudgetReport(
   commit(total, now, r.overdraft);
   for (const d of r.delivered) {
     if (d.units <= 0) continue;
-    deliver(period(d.day), d.units);
+    let units = d.units;
+    if (d.previous !== undefined) {
+      // Just after midnight: yesterday's decisions are delivered first.
+      const before = period(d.previous);
+      const take = Math.min(units, committedOf(before, now, settleMs));
+      if (take > 0) deliver(before, take);
+      units -= take;
+    }
+    if (units > 0) deliver(period(d.day), units);
     deliver(total, d.units);
   }
   today.decisions += r.decisions;
@@ -156,6 +164,7 @@ export function checkBudgetReport(r: BudgetReport): void {
   if (typeof r.campaign !== 'string' || r.campaign === '')
     throw new TypeError('a budget report needs a campaign');
   if (typeof r.creative !== 'string') throw new TypeError('a budget report needs a creative (or "")');
+  if (typeof r.unit !== 'string' || r.unit === '') throw new TypeError('a budget report needs its unit');
   if (!/^\d{4}-\d{2}-\d{2}$/.test(r.day)) throw new RangeError(`not a day: ${String(r.day)}`);
   if (!whole(r.ask) || !whole(r.overdraft) || !whole(r.decisions))
     throw new RangeError('budget amounts are whole millionths, at least 0');
@@ -182,7 +191,12 @@ export class BudgetLedger {
 
   lease(reports: readonly BudgetReport[], settleMs: number, now: number): BudgetGrant[] {
     const grants = reports.map((r) =>
-      applyBudgetReport((day) => this.period(r.campaign, r.creative, day), r, now, settleMs),
+      applyBudgetReport(
+        (day) => this.period(r.campaign, `${r.creative}\u0000${r.unit}`, day),
+        r,
+        now,
+        settleMs,
+      ),
     );
     this.sweepSometimes();
     return grants;
@@ -191,16 +205,18 @@ export class BudgetLedger {
   counts(
     campaign: string,
     creative: string,
+    unit: string,
     days: readonly string[],
     settleMs: number,
     now: number,
   ): BudgetCounts {
+    const line = `${creative}\u0000${unit}`;
     const out: BudgetCounts = { days: {}, total: { spent: 0, committed: 0, decisions: 0 } };
     for (const day of days) {
-      const p = this.peek(campaign, creative, day) ?? emptyPeriod();
+      const p = this.peek(campaign, line, day) ?? emptyPeriod();
       out.days[day] = { ...periodCounts(p, now, settleMs), opportunities: p.opportunities.slice() };
     }
-    const total = this.peek(campaign, creative, TOTAL_PERIOD);
+    const total = this.peek(campaign, line, TOTAL_PERIOD);
     if (total !== undefined) out.total = periodCounts(total, now, settleMs);
     return out;
   }

@@ -430,11 +430,12 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
   budgetCounts(
     campaign: string,
     creative: string,
+    unit: string,
     days: readonly string[],
     now: number,
     settleMs: number,
   ): Promise<BudgetCounts> {
-    return this.backing.budgetCounts(campaign, creative, days, now, settleMs);
+    return this.backing.budgetCounts(campaign, creative, unit, days, now, settleMs);
   }
 
   samplePeople(n: number, deadline: number): Promise<PeopleSample> {

@@ -765,6 +765,7 @@ export function describeStoreContract(
       const base = (campaign: string, over: Partial<BudgetReport> = {}): BudgetReport => ({
         campaign,
         creative: '',
+        unit: 'impressions',
         day: '2026-11-24',
         overdraft: 0,
         delivered: [],
@@ -822,6 +823,7 @@ export function describeStoreContract(
         const counts = await store.budgetCounts(
           c,
           '',
+          'impressions',
           ['2026-11-24', '2026-11-25'],
           T0 + SETTLE + 5000,
           SETTLE,
@@ -869,6 +871,47 @@ export function describeStoreContract(
         expect(even).toMatchObject({ units: 1000, limit: 'budget', dayLimit: 1000 });
       });
 
+      it('counts a delivery just after midnight on the day before while that day has commitments, and keeps units apart', async () => {
+        const c = freshId('budget-midnight');
+        const late = T0 + 20 * 3_600_000 - 10_000; // 2026-11-24T23:59:50Z
+        const [a] = await store.leaseBudgets([base(c, { ask: 10, dailyCap: 10 })], late, SETTLE);
+        expect(a).toMatchObject({ units: 10 });
+        // Twelve delivered at 00:00:20 of the 25th: ten settle the 24th's commitments (and count
+        // there), two count on the 25th.
+        const [b] = await store.leaseBudgets(
+          [
+            base(c, {
+              day: '2026-11-25',
+              delivered: [{ day: '2026-11-25', units: 12, previous: '2026-11-24' }],
+              ask: 10,
+              dailyCap: 10,
+            }),
+          ],
+          late + 30_000,
+          SETTLE,
+        );
+        expect(b).toMatchObject({ units: 8, limit: 'budget' });
+        expect(b!.day).toMatchObject({ spent: 2, committed: 8 });
+        const counts = await store.budgetCounts(
+          c,
+          '',
+          'impressions',
+          ['2026-11-24', '2026-11-25'],
+          late + 30_000,
+          SETTLE,
+        );
+        expect(counts.days['2026-11-24']).toMatchObject({ spent: 10, committed: 0 });
+        expect(counts.total.spent).toBe(12);
+        // The same line counting another unit starts afresh.
+        const [other] = await store.leaseBudgets(
+          [base(c, { unit: 'clicks', day: '2026-11-25', ask: 10, dailyCap: 10 })],
+          late + 30_000,
+          SETTLE,
+        );
+        expect(other).toMatchObject({ units: 10, limit: null });
+        expect(other!.day).toMatchObject({ spent: 0, committed: 10 });
+      });
+
       it('keeps lines of a campaign and its creatives apart, with opportunities per hour, and large amounts exactly', async () => {
         const c = freshId('budget-lines');
         const big = 123_456_789_012_345;
@@ -887,12 +930,19 @@ export function describeStoreContract(
           T0,
           SETTLE,
         );
-        const whole = await store.budgetCounts(c, '', ['2026-11-24'], T0, SETTLE);
+        const whole = await store.budgetCounts(c, '', 'impressions', ['2026-11-24'], T0, SETTLE);
         expect(whole.days['2026-11-24']!.committed).toBe(big);
         expect(whole.days['2026-11-24']!.opportunities).toEqual([3, ...new Array(22).fill(0), 2]);
-        const cr = await store.budgetCounts(c, 'cr|1', ['2026-11-24'], T0, SETTLE);
+        const cr = await store.budgetCounts(c, 'cr|1', 'impressions', ['2026-11-24'], T0, SETTLE);
         expect(cr.days['2026-11-24']).toMatchObject({ committed: 5, decisions: 2 });
-        const none = await store.budgetCounts(freshId('budget-none'), '', ['2026-11-24'], T0, SETTLE);
+        const none = await store.budgetCounts(
+          freshId('budget-none'),
+          '',
+          'impressions',
+          ['2026-11-24'],
+          T0,
+          SETTLE,
+        );
         expect(none.total).toEqual({ spent: 0, committed: 0, decisions: 0 });
         await expect(store.leaseBudgets([base(c, { ask: -1 })], T0, SETTLE)).rejects.toThrow(RangeError);
         await expect(store.leaseBudgets([base(c, { ask: 0.5 })], T0, SETTLE)).rejects.toThrow(RangeError);

@@ -317,12 +317,13 @@ export class EmbeddedStore implements ProfileStore, EventStore, MeasureStore, Sa
   async budgetCounts(
     campaign: string,
     creative: string,
+    unit: string,
     days: readonly string[],
     now: number,
     settleMs: number,
   ): Promise<BudgetCounts> {
     this.check();
-    return this.budgets.counts(campaign, creative, days, settleMs, now);
+    return this.budgets.counts(campaign, creative, unit, days, settleMs, now);
   }
 
   async patchProfile(pid: string, patch: ProfilePatch, now: number): Promise<Profile | null> {

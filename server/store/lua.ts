@@ -820,8 +820,9 @@ return dropped
  * [4] how long the keys live after a change (ms), [5] ask, [6] daily amount (-1: none), [7] total
  * amount (-1: none), [8] days left of an even total (-1: none), [9] pace share in millionths, [10]
  * decisions, [11] overdraft, [12] the KEYS index of a lease given back (0: none), [13] when it was
- * granted, [14] units given back, [15] N deliveries, then N pairs (KEYS index, units), then M and
- * M pairs (hour, opportunities). Hash fields: `s` spent, `n` decisions, `c:<second>` the commit
+ * granted, [14] units given back, [15] N deliveries, then N triples (KEYS index, units, KEYS index
+ * of the day before whose commitments it settles first, 0: none), then M and M pairs (hour,
+ * opportunities). Hash fields: `s` spent, `n` decisions, `c:<second>` the commit
  * ring, `o:<hour>` opportunities. Returns the grant, the limit (0 none, 1 budget, 2 pace), today's
  * spent, committed and decisions, the total's, and today's limit (-1: none).
  */
@@ -879,11 +880,18 @@ commit(all, overdraft)
 local i = 16
 for _ = 1, tonumber(ARGV[15]) do
   local units = tonumber(ARGV[i + 1])
+  local previous = tonumber(ARGV[i + 2])
   if units > 0 then
-    deliver(KEYS[tonumber(ARGV[i])], units)
+    local rest = units
+    if previous > 0 then
+      local take = math.min(rest, committed(KEYS[previous]))
+      if take > 0 then deliver(KEYS[previous], take) end
+      rest = rest - take
+    end
+    if rest > 0 then deliver(KEYS[tonumber(ARGV[i])], rest) end
     deliver(all, units)
   end
-  i = i + 2
+  i = i + 3
 end
 local decisions = tonumber(ARGV[10])
 if decisions > 0 then

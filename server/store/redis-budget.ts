@@ -41,19 +41,21 @@ export class RedisBudget {
 
   private async leaseOne(r: BudgetReport, now: number, settleMs: number): Promise<BudgetGrant> {
     const keys = [
-      this.keys.budget(r.campaign, r.creative, r.day),
-      this.keys.budget(r.campaign, r.creative, TOTAL_PERIOD),
+      this.keys.budget(r.campaign, r.creative, r.unit, r.day),
+      this.keys.budget(r.campaign, r.creative, r.unit, TOTAL_PERIOD),
     ];
     const indexOf = (day: string): number => {
       if (day === r.day) return 1;
-      const key = this.keys.budget(r.campaign, r.creative, day);
+      const key = this.keys.budget(r.campaign, r.creative, r.unit, day);
       const i = keys.indexOf(key);
       if (i >= 0) return i + 1;
       keys.push(key);
       return keys.length;
     };
     const back = r.returned === undefined ? 0 : indexOf(r.returned.day);
-    const delivered = r.delivered.filter((d) => d.units > 0).map((d) => [indexOf(d.day), d.units] as const);
+    const delivered = r.delivered
+      .filter((d) => d.units > 0)
+      .map((d) => [indexOf(d.day), d.units, d.previous === undefined ? 0 : indexOf(d.previous)] as const);
     const args: Arg[] = [
       Math.round(now),
       Math.round(settleMs),
@@ -71,7 +73,7 @@ export class RedisBudget {
       r.returned?.units ?? 0,
       delivered.length,
     ];
-    for (const [k, units] of delivered) args.push(k, units);
+    for (const [k, units, previous] of delivered) args.push(k, units, previous);
     const opportunities = r.opportunities.filter((o) => o.n > 0);
     args.push(opportunities.length);
     for (const o of opportunities) args.push(o.hour, o.n);
@@ -91,12 +93,13 @@ export class RedisBudget {
   async budgetCounts(
     campaign: string,
     creative: string,
+    unit: string,
     days: readonly string[],
     now: number,
     settleMs: number,
   ): Promise<BudgetCounts> {
     await this.ready();
-    const keys = [TOTAL_PERIOD, ...days].map((p) => this.keys.budget(campaign, creative, p));
+    const keys = [TOTAL_PERIOD, ...days].map((p) => this.keys.budget(campaign, creative, unit, p));
     const hashes = (await this.client.script(READ, keys, [])) as unknown[][];
     const periods = hashes.map((h) => periodOf(h));
     const out: BudgetCounts = { days: {}, total: periodCounts(periods[0]!, now, settleMs) };

@@ -14,7 +14,7 @@
  * An alias, tag `{kind:value}`:
  *   a:{kind:value}       alias -> pid
  * A campaign's budget lines, tag `{campaign}`:
- *   bg:{campaign}:["<creative>","<day>|total"]  hash: `s` delivered, `n` decisions, `c:<second>`
+ *   bg:{campaign}:["<creative>","<unit>","<day>|total"]  hash: `s` delivered, `n` decisions, `c:<second>`
  *                        units leased then and not settled, `o:<hour>` opportunities (budget.ts)
  * A note, tag `{key}` (a bid's win notice to nobody in particular, counted once):
  *   n:{key}              '1', living as long as the note is to count
@@ -166,7 +166,7 @@ export class RedisKeys {
     return `${this.prefix}lf:{${GLOBAL_TAG}}:${campaign}`;
   }
   /** A budget line's day (`YYYY-MM-DD`) or `total`, under its campaign's tag (budget.ts). */
-  budget(campaign: string, creative: string, period: string): string {
-    return `${this.prefix}bg:{${campaign}}:${JSON.stringify([creative, period])}`;
+  budget(campaign: string, creative: string, unit: string, period: string): string {
+    return `${this.prefix}bg:{${campaign}}:${JSON.stringify([creative, unit, period])}`;
   }
 }

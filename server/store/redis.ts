@@ -859,11 +859,12 @@ export class RedisStore implements ProfileStore, EventStore {
   budgetCounts(
     campaign: string,
     creative: string,
+    unit: string,
     days: readonly string[],
     now: number,
     settleMs: number,
   ): Promise<BudgetCounts> {
-    return this.budgets.budgetCounts(campaign, creative, days, now, settleMs);
+    return this.budgets.budgetCounts(campaign, creative, unit, days, now, settleMs);
   }
 
   async samplePeople(n: number, deadline: number): Promise<PeopleSample> {

@@ -203,14 +203,20 @@ export interface BudgetReport {
   campaign: string;
   /** '' for the campaign's own budget. */
   creative: string;
+  /** What the line counts (`impressions`, `clicks`, `spend`): a line whose unit changes starts afresh. */
+  unit: string;
   /** Today in the campaign's time zone: the day the grant is counted on. */
   day: string;
   /** The lease given back: the day and time it was granted at, and what was left of it. */
   returned?: { day: string; at: number; units: number };
   /** Consumed beyond the lease (one decision can overshoot it); counted as committed now. */
   overdraft: number;
-  /** Units delivered (impressions, clicks, spend of the line's unit) by the day they count on. */
-  delivered: ReadonlyArray<{ day: string; units: number }>;
+  /**
+   * Units delivered (impressions, clicks, spend of the line's unit) by the day they were delivered
+   * on. `previous`: the day before, for a delivery within the settle window after midnight: it
+   * settles that day's commitments first (and counts there), as its decision most likely was.
+   */
+  delivered: ReadonlyArray<{ day: string; units: number; previous?: string }>;
   /** Decisions that used the line since the last report (a clicks budget's click rate). */
   decisions: number;
   /** Opportunities since the last report by hour of `day` (0-23): the traffic's shape. */
@@ -266,6 +272,7 @@ export interface BudgetStore {
   budgetCounts(
     campaign: string,
     creative: string,
+    unit: string,
     days: readonly string[],
     now: number,
     settleMs: number,
