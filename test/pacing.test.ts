@@ -28,7 +28,7 @@ const DAYS = Math.max(3, Number(process.env.PACING_DAYS ?? 3));
 /** A lease of a minute of simulated time (a second on a real server: the simulation is coarser). */
 const LEASE = MIN;
 const SETTLE = 10 * MIN;
-const AHEAD = 5 * MIN;
+const AHEAD = 2 * MIN;
 const INSTANCES = 4;
 const WORKERS = 2;
 

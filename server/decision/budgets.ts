@@ -42,7 +42,7 @@ export interface BudgetGateOptions {
   leaseMs?: number;
   /** How long a lease stays committed unless given back or delivered, ms. Default DEFAULT_SETTLE_MS. */
   settleMs?: number;
-  /** How far ahead of now an even pace may run (room for bursts), ms. Default 5 minutes. */
+  /** How far ahead of now an even pace may run (room for bursts), ms. Default 2 minutes. */
   aheadMs?: number;
   /** Days of opportunities the traffic's shape is learned from. Default 7. */
   curveDays?: number;
@@ -89,6 +89,9 @@ interface Line {
   demand: number;
   /** units wanted per ms, smoothed over reports */
   rate: number;
+  /** units consumed since the last report, and per ms smoothed over reports */
+  used: number;
+  useRate: number;
   lastReport: number;
   limit: 'budget' | 'pace' | null;
   last: BudgetGrant | null;
@@ -145,7 +148,7 @@ export class BudgetGate {
     this.now = opts.now ?? Date.now;
     this.leaseMs = opts.leaseMs ?? 1000;
     this.settleMs = opts.settleMs ?? DEFAULT_SETTLE_MS;
-    this.aheadMs = opts.aheadMs ?? 300_000;
+    this.aheadMs = opts.aheadMs ?? 120_000;
     this.curveDays = opts.curveDays ?? 7;
     this.onError = opts.onError ?? (() => {});
     if (this.settleMs <= 3 * this.leaseMs)
@@ -223,6 +226,8 @@ export class BudgetGate {
       hourEnds: 0,
       demand: 0,
       rate: 0,
+      used: 0,
+      useRate: 0,
       lastReport: this.now(),
       limit: null,
       last: null,
@@ -304,6 +309,7 @@ export class BudgetGate {
   private take(line: Line, cr: CompiledCreative, bidding: boolean): void {
     const cost = this.costOf(line, cr, bidding);
     line.demand += cost;
+    line.used += cost;
     line.decisions++;
     if (line.left >= cost) line.left -= cost;
     else {
@@ -390,9 +396,10 @@ export class BudgetGate {
   private paceShare(line: Line, now: number): number {
     if (line.budget.pacing === 'asap') return 1;
     // Leases outstanding (up to ASK_LEASES of recent use, per thread) count as used until given
-    // back: look that much further ahead, or the pace lags its target by that much.
-    const t = now + (1 + ASK_LEASES) * this.leaseMs + this.aheadMs;
+    // back: look that much further ahead, or the pace lags its target by that much. Not at the
+    // day's start, when nothing is outstanding yet: the lead grows with the day's first minutes.
     const { start, end } = calendarPeriod('day', line.timezone, now);
+    const t = now + Math.min((1 + ASK_LEASES) * this.leaseMs + this.aheadMs, now - start);
     if (t >= end) return 1;
     const x = ((t - start) / (end - start)) * 24;
     const h = Math.min(23, Math.floor(x));
@@ -412,6 +419,8 @@ export class BudgetGate {
     const lines = [...this.lines.values()];
     if (lines.length === 0) return;
     const now = this.now();
+    // A new day's shape first: the day's first report already paces by it.
+    await this.learnCurves(lines, now);
     const sent: Array<{ line: Line; report: BudgetReport; leftAtSend: number } | null> = lines.map((line) => {
       try {
         return { line, report: this.reportOf(line, now), leftAtSend: line.left };
@@ -424,7 +433,6 @@ export class BudgetGate {
         return null;
       }
     });
-    this.learnCurves(lines, now);
     // One call per line, each on its own: a line whose call fails (its cluster shard away) does
     // not make the others' reports be sent twice.
     const results = await Promise.allSettled(
@@ -476,18 +484,24 @@ export class BudgetGate {
     const day = localDay(line.timezone, now);
     const elapsed = Math.max(1, now - line.lastReport);
     line.rate = line.rate === 0 ? line.demand / elapsed : 0.5 * line.rate + 0.5 * (line.demand / elapsed);
+    line.useRate =
+      line.useRate === 0 ? line.used / elapsed : 0.5 * line.useRate + 0.5 * (line.used / elapsed);
     line.lastReport = now;
     const idle = line.demand === 0;
     line.demand = 0;
+    line.used = 0;
     const b = line.budget;
     const step = b.unit === 'impressions' ? BUDGET_SCALE : 1;
-    // Enough for three times the recent pace of a lease (bursts), and at least one decision's
-    // worth, so that a thread with little traffic decides at once; but a thread that saw no
-    // opportunity holds nothing of a budget close to its end (others may need it).
+    // Enough for three leases of what the thread wants (bursts), and at least one decision's
+    // worth, so that a thread with little traffic decides at once. Held back by its pace, it
+    // wants more than it may have: it asks for three leases of what it used instead, so that
+    // what it holds unused (committed all the same) follows its pace, not its traffic. A thread
+    // that saw no opportunity holds nothing of a budget close to its end (others may need it).
+    const rate = line.limit === 'pace' ? Math.min(line.rate, line.useRate) : line.rate;
     const ask =
       line.retired || (idle && scarce(line, step))
         ? 0
-        : Math.max(step, Math.ceil((line.rate * this.leaseMs * ASK_LEASES) / step) * step);
+        : Math.max(step, Math.ceil((rate * this.leaseMs * ASK_LEASES) / step) * step);
     const report: BudgetReport = {
       campaign: line.campaign,
       creative: line.creative,
@@ -528,24 +542,30 @@ export class BudgetGate {
     if (line.oppDay === r.day) for (const o of r.opportunities) line.opportunities[o.hour]! += o.n;
   }
 
-  /** Once a local day per line: the shape of the days before, read off the decision path. */
-  private learnCurves(lines: readonly Line[], now: number): void {
+  /**
+   * Once a local day per line: the shape of the days before, read off the decision path (a line
+   * whose read fails keeps the shape it had and tries again at the next report).
+   */
+  private async learnCurves(lines: readonly Line[], now: number): Promise<void> {
+    const reads: Promise<void>[] = [];
     for (const line of lines) {
       const day = localDay(line.timezone, now);
-      if (line.curveDay === day || line.budget.pacing === 'asap') continue;
-      line.curveDay = day;
+      if (line.curveDay === day || line.budget.pacing === 'asap' || line.retired) continue;
       const first = localDay(line.timezone, now - this.curveDays * 86_400_000);
       const days = daysBetween(first, day).slice(0, -1);
-      this.store
-        .budgetCounts(line.campaign, line.creative, line.budget.unit, days, now, this.settleMs)
-        .then((counts) => {
-          line.curve = curveOf(Object.values(counts.days).map((d) => d.opportunities));
-        })
-        .catch((err) => {
-          line.curveDay = '';
-          this.onError(err);
-        });
+      reads.push(
+        this.store
+          .budgetCounts(line.campaign, line.creative, line.budget.unit, days, now, this.settleMs)
+          .then((counts) => {
+            line.curve = curveOf(Object.values(counts.days).map((d) => d.opportunities));
+            line.curveDay = day;
+          })
+          .catch((err) => {
+            this.onError(err);
+          }),
+      );
     }
+    await Promise.all(reads);
   }
 
   /** Lines as this thread knows them. */
