@@ -191,7 +191,16 @@ function BudgetPanel({ line, currency }: { line: BudgetLine; currency: string })
   const rows = [
     { label: 'spent today', value: t.spent },
     ...(t.target === null ? [] : [{ label: 'pace target by now', value: t.target }]),
-    ...(t.limit === null ? [] : [{ label: 'limit today', value: t.limit }]),
+    ...(t.limit === null
+      ? []
+      : [
+          {
+            // An even total spreads what is left over the flight's days: less than a daily amount.
+            label:
+              line.daily !== null && t.limit < line.daily ? "limit today (the total's share)" : 'limit today',
+            value: t.limit,
+          },
+        ]),
     { label: 'committed (leased, not yet delivered)', value: t.committed },
   ];
   const name = line.creative === null ? 'Campaign budget' : `Creative ${line.creative}`;
@@ -210,14 +219,18 @@ function BudgetPanel({ line, currency }: { line: BudgetLine; currency: string })
       </p>
       <Bars title={`${name}, today (${unit})`} rows={rows} />
       {line.pacing === 'even' && (
-        <Bars
-          title="The day's shape the pace follows (share of the day's opportunities per hour)"
-          rows={line.shape.map((share, h) => ({
-            label: `${String(h).padStart(2, '0')}:00`,
-            value: Math.round(share * 1000) / 10,
-            note: `% (${fmt(t.opportunities[h] ?? 0)} today)`,
-          }))}
-        />
+        <details>
+          <summary>The day's shape the pace follows</summary>
+          <Bars
+            title="The day's shape the pace follows (share of the day's opportunities per hour)"
+            rows={line.shape.map((share, h) => ({
+              label: `${String(h).padStart(2, '0')}:00`,
+              value: Math.round(share * 1000) / 10,
+              digits: 1,
+              note: `% (${fmt(t.opportunities[h] ?? 0)} today)`,
+            }))}
+          />
+        </details>
       )}
     </div>
   );

@@ -249,7 +249,7 @@ export function Bars({
   rows,
 }: {
   title: string;
-  rows: { label: string; value: number; low?: number; high?: number; note?: string }[];
+  rows: { label: string; value: number; low?: number; high?: number; note?: string; digits?: number }[];
 }) {
   const max = Math.max(1, ...rows.map((r) => r.high ?? r.value));
   return (
@@ -270,7 +270,7 @@ export function Bars({
                 )}
               </td>
               <td class="num">
-                {fmt(r.value)}
+                {fmt(r.value, r.digits ?? 0)}
                 {r.low !== undefined && r.high !== undefined && r.high !== r.low
                   ? ` (${fmt(r.low)}–${fmt(r.high)})`
                   : ''}
