@@ -199,6 +199,42 @@ describe('BudgetGate', () => {
     expect(report!.today.opportunities[6]).toBe(20_000);
   });
 
+  it('reports a spent even total without a pace (its day has no target to compare with)', async () => {
+    const clock = { now: T0 };
+    const store = new EmbeddedStore({ now: () => clock.now });
+    const rs = compileRuleSet(
+      ruleSet(capped('done', { total: 10, pacing: 'even' }, { flight: { end: '2026-12-09T00:00:00Z' } })),
+    );
+    const c = rs.campaigns[0]!;
+    await store.leaseBudgets(
+      [
+        {
+          campaign: 'done',
+          creative: '',
+          unit: 'impressions',
+          day: '2026-11-30',
+          overdraft: 0,
+          delivered: [{ day: '2026-11-30', units: 10 * BUDGET_SCALE }],
+          decisions: 10,
+          opportunities: [],
+          ask: 0,
+          dailyCap: null,
+          totalCap: 10 * BUDGET_SCALE,
+          daysLeft: 10,
+          paceShare: 1,
+        },
+      ],
+      T0 - 86_400_000,
+      10 * LEASE,
+    );
+    const report = await budgetLineReport(store, c, null, clock.now, 10 * LEASE);
+    expect(report).toMatchObject({
+      status: 'spent',
+      remaining: 0,
+      today: { limit: 0, target: 0, pace: null },
+    });
+  });
+
   it('learns the shape of the day from the days before, one day bursting without moving it', () => {
     const day = Array.from({ length: 24 }, (_, h) => (h < 12 ? 100 : 300));
     const burst = day.map((n, h) => (h === 3 ? n * 10 : n));

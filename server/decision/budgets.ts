@@ -170,7 +170,7 @@ export class BudgetGate {
       const key = `${c.id}\u0000${cr?.id ?? ''}`;
       const have = this.lines.get(key);
       const line =
-        have !== undefined && have.budget.unit === budget.unit ? have : this.newLine(c, cr, budget);
+        have !== undefined && have.budget.unit === budget.unit ? have : this.newLine(key, c, cr, budget);
       line.budget = budget;
       line.timezone = c.timezone;
       line.flightEnd = c.flightEnd;
@@ -205,9 +205,14 @@ export class BudgetGate {
       this.tick().catch(() => {});
   }
 
-  private newLine(c: CompiledCampaign, cr: CompiledCreative | null, budget: CompiledBudget): Line {
+  private newLine(
+    key: string,
+    c: CompiledCampaign,
+    cr: CompiledCreative | null,
+    budget: CompiledBudget,
+  ): Line {
     return {
-      key: `${c.id}\u0000${cr?.id ?? ''}`,
+      key,
       campaign: c.id,
       creative: cr?.id ?? '',
       budget,
@@ -400,11 +405,7 @@ export class BudgetGate {
     // day's start, when nothing is outstanding yet: the lead grows with the day's first minutes.
     const { start, end } = calendarPeriod('day', line.timezone, now);
     const t = now + Math.min((1 + ASK_LEASES) * this.leaseMs + this.aheadMs, now - start);
-    if (t >= end) return 1;
-    const x = ((t - start) / (end - start)) * 24;
-    const h = Math.min(23, Math.floor(x));
-    const curve = line.curve;
-    return curve[h]! + (curve[h + 1]! - curve[h]!) * (x - h);
+    return shareBy(line.curve, start, end, t);
   }
 
   /** Sends every line's report and takes the next leases; concurrent calls share one round. */
@@ -578,7 +579,7 @@ export class BudgetGate {
         budget: l.budget,
         last: l.last,
         left: l.left,
-        shape: Array.from({ length: 24 }, (_, h) => l.curve[h + 1]! - l.curve[h]!),
+        shape: shapeOf(l.curve),
       }));
   }
 
@@ -615,6 +616,22 @@ function creativeLine(entry: Entry, cr: CompiledCreative): Line | null {
   if (l !== undefined && (l === null || l.creative === cr.id)) return l;
   for (const other of entry.creatives) if (other !== null && other.creative === cr.id) return other;
   return null;
+}
+
+/**
+ * The share of a day's opportunities that come before `t` along `curve` (cumulative at each
+ * hour's start), in the day [start, end) of the line's zone: 1 at or past its end.
+ */
+function shareBy(curve: Float64Array, start: number, end: number, t: number): number {
+  if (t >= end) return 1;
+  const x = ((t - start) / (end - start)) * 24;
+  const h = Math.min(23, Math.floor(x));
+  return curve[h]! + (curve[h + 1]! - curve[h]!) * (x - h);
+}
+
+/** Each hour's share of the day (0-23) from a cumulative curve. */
+function shapeOf(curve: Float64Array): number[] {
+  return Array.from({ length: 24 }, (_, h) => curve[h + 1]! - curve[h]!);
 }
 
 /**
@@ -728,12 +745,12 @@ export async function budgetLineReport(
     totalUsed,
   );
   const { start, end } = calendarPeriod('day', c.timezone, now);
-  const x = Math.min(24, ((now - start) / (end - start)) * 24);
-  const h = Math.min(23, Math.floor(x));
-  const share = curve[h]! + (curve[h + 1]! - curve[h]!) * (x - h);
-  const target = budget.pacing === 'even' && dayLimit !== null ? dayLimit * share : null;
+  const target =
+    budget.pacing === 'even' && dayLimit !== null ? dayLimit * shareBy(curve, start, end, now) : null;
   const pace =
-    target !== null && dayLimit !== null && target >= dayLimit * 0.01 ? today.spent / target : null;
+    target !== null && dayLimit !== null && target > 0 && target >= dayLimit * 0.01
+      ? today.spent / target
+      : null;
   const noRoom =
     (dayLimit !== null && dayUsed >= dayLimit) || (budget.total !== null && totalUsed >= budget.total);
   return {
@@ -763,7 +780,7 @@ export async function budgetLineReport(
           : pace > 1.1
             ? 'ahead'
             : 'on_pace',
-    shape: Array.from({ length: 24 }, (_, i) => Math.round((curve[i + 1]! - curve[i]!) * 1e6) / 1e6),
+    shape: shapeOf(curve).map((share) => Math.round(share * 1e6) / 1e6),
   };
 }
 
