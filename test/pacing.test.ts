@@ -12,6 +12,7 @@
  * `PACING_DAYS=N` runs more days (the long run: `npm run test:pacing`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prng } from '../bench/synthetic.js';
 import { BUDGET_SCALE, type CompiledCampaign, compileRuleSet } from '../rules/compile.js';
 import type { EligibilityFilter } from '../rules/decide.js';
 import type { RuleSet } from '../rules/types.js';
@@ -83,18 +84,6 @@ const ruleSet: RuleSet = {
 /** Opportunities per campaign per day across the fleet, three times the largest budget's need. */
 const DAILY_OPPORTUNITIES = 60_000;
 
-/** A seeded generator: the same run every time. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function poisson(mean: number, rnd: () => number): number {
   if (mean > 50) return Math.max(0, Math.round(mean + Math.sqrt(mean) * gaussian(rnd)));
   const l = Math.exp(-mean);
@@ -123,7 +112,7 @@ describe('budgets and pacing across 4 instances x 2 workers sharing a store', ()
   it(`keeps every budget within 1%, paces evenly by the hour, and stops spent budgets at once (${DAYS} days)`, async () => {
     const rs = compileRuleSet(ruleSet);
     let now = T0;
-    const rnd = random(17);
+    const rnd = prng(17);
     const prefix = `pacing-${process.pid}-${Date.now()}:`;
     const stores: RedisStore[] = [];
     const gates: BudgetGate[] = [];
