@@ -199,6 +199,44 @@ describe('BudgetGate', () => {
     expect(report!.today.opportunities[6]).toBe(20_000);
   });
 
+  it('gives back the lease of a budget the new rule set no longer has, with what it had not reported', async () => {
+    const clock = { now: T0 };
+    const store = new EmbeddedStore({ now: () => clock.now });
+    const before = compileRuleSet(ruleSet(capped('gone', { daily: 100, pacing: 'asap' })));
+    const [gate] = fleet(1, store, clock);
+    gate!.setRuleSet(before);
+    await gate!.tick();
+    const c = before.campaigns[0]!;
+    // One decision on the first lease, then refusals that raise the next ask.
+    let decided = 0;
+    const decide = () => {
+      if (gate!.admitsCampaign(c) !== null) return;
+      gate!.consume(c, c.creatives[0]!, false);
+      decided++;
+    };
+    for (let i = 0; i < 20; i++) decide();
+    clock.now += LEASE;
+    await gate!.tick();
+    decide();
+    expect(decided).toBe(2);
+    const read = async () =>
+      (await store.budgetCounts('gone', '', 'impressions', ['2026-12-01'], clock.now, 10 * LEASE)).days[
+        '2026-12-01'
+      ]!;
+    // Leased beyond the two decisions taken.
+    expect((await read()).committed).toBeGreaterThan(2 * BUDGET_SCALE);
+    gate!.setRuleSet(compileRuleSet(ruleSet(capped('other', { daily: 100, pacing: 'asap' }))));
+    expect(gate!.status().map((l) => l.campaign)).toEqual(['other']);
+    clock.now += LEASE;
+    await gate!.tick();
+    // The decisions taken stay committed, the rest of the lease came back, both decisions counted.
+    expect(await read()).toMatchObject({ committed: 2 * BUDGET_SCALE, decisions: 2 });
+    // Given back once: a later report does not send it again.
+    clock.now += LEASE;
+    await gate!.tick();
+    expect(await read()).toMatchObject({ committed: 2 * BUDGET_SCALE, decisions: 2 });
+  });
+
   it('reports a spent even total without a pace (its day has no target to compare with)', async () => {
     const clock = { now: T0 };
     const store = new EmbeddedStore({ now: () => clock.now });

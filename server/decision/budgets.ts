@@ -65,7 +65,6 @@ export interface BudgetLineStatus {
 }
 
 interface Line {
-  readonly key: string;
   readonly campaign: string;
   readonly creative: string;
   budget: CompiledBudget;
@@ -121,6 +120,8 @@ const MIN_CURVE_OPPORTUNITIES = 240;
 
 export class BudgetGate {
   private lines = new Map<string, Line>();
+  /** lines no longer in the rule set, until one last report gives their lease back */
+  private readonly retiring = new Set<Line>();
   /** campaign index -> its campaign line (or null) and creative lines by creative index */
   private byCampaign: Array<Entry | undefined> = [];
   /** the same by campaign id (a request begun on the rule set before: indexes may differ) */
@@ -170,7 +171,7 @@ export class BudgetGate {
       const key = `${c.id}\u0000${cr?.id ?? ''}`;
       const have = this.lines.get(key);
       const line =
-        have !== undefined && have.budget.unit === budget.unit ? have : this.newLine(key, c, cr, budget);
+        have !== undefined && have.budget.unit === budget.unit ? have : this.newLine(c, cr, budget);
       line.budget = budget;
       line.timezone = c.timezone;
       line.flightEnd = c.flightEnd;
@@ -195,24 +196,17 @@ export class BudgetGate {
       // back and sends what it has not reported yet.
       line.retired = true;
       if (line.leaseUntil > 0 || line.delivered.size > 0 || line.decisions > 0 || line.overdraft > 0)
-        next.set(`${key}\u0000retired`, line);
+        this.retiring.add(line);
     }
     this.lines = next;
     this.byCampaign = byCampaign;
     this.byId = byId;
     this.active = byCampaign.some((e) => e !== undefined);
-    if (this.active && [...next.values()].some((l) => l.leaseUntil === 0 && !l.retired))
-      this.tick().catch(() => {});
+    if (this.active && [...next.values()].some((l) => l.leaseUntil === 0)) this.tick().catch(() => {});
   }
 
-  private newLine(
-    key: string,
-    c: CompiledCampaign,
-    cr: CompiledCreative | null,
-    budget: CompiledBudget,
-  ): Line {
+  private newLine(c: CompiledCampaign, cr: CompiledCreative | null, budget: CompiledBudget): Line {
     return {
-      key,
       campaign: c.id,
       creative: cr?.id ?? '',
       budget,
@@ -417,7 +411,7 @@ export class BudgetGate {
   }
 
   private async tickOnce(): Promise<void> {
-    const lines = [...this.lines.values()];
+    const lines = [...this.lines.values(), ...this.retiring];
     if (lines.length === 0) return;
     const now = this.now();
     // A new day's shape first: the day's first report already paces by it.
@@ -460,8 +454,7 @@ export class BudgetGate {
         return;
       }
       if (line.retired) {
-        if (this.lines.get(line.key) === line) this.lines.delete(line.key);
-        for (const [key, l] of this.lines) if (l === line) this.lines.delete(key);
+        this.retiring.delete(line);
         return;
       }
       line.left = g.units;
@@ -571,16 +564,14 @@ export class BudgetGate {
 
   /** Lines as this thread knows them. */
   status(): BudgetLineStatus[] {
-    return [...this.lines.values()]
-      .filter((l) => !l.retired)
-      .map((l) => ({
-        campaign: l.campaign,
-        creative: l.creative,
-        budget: l.budget,
-        last: l.last,
-        left: l.left,
-        shape: shapeOf(l.curve),
-      }));
+    return [...this.lines.values()].map((l) => ({
+      campaign: l.campaign,
+      creative: l.creative,
+      budget: l.budget,
+      last: l.last,
+      left: l.left,
+      shape: shapeOf(l.curve),
+    }));
   }
 
   get settleWindowMs(): number {
@@ -595,7 +586,11 @@ export class BudgetGate {
   /** Stops the timer and gives every lease back. */
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
-    for (const line of this.lines.values()) line.retired = true;
+    for (const line of this.lines.values()) {
+      line.retired = true;
+      this.retiring.add(line);
+    }
+    this.lines.clear();
     await this.tick();
   }
 }
