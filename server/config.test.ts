@@ -80,6 +80,14 @@ describe('configuration', () => {
     }
   });
 
+  it('reads the form of the bid ids to issue', () => {
+    expect(loadConfig({}).openrtb.bidIdForm).toBe('xchacha20');
+    expect(loadConfig({ OPENRTB_BID_IDS: 'AES-CTR' }).openrtb.bidIdForm).toBe('aes-ctr');
+    expect(() => loadConfig({ OPENRTB_BID_IDS: 'gcm' })).toThrow(
+      /OPENRTB_BID_IDS="gcm": expected one of xchacha20, aes-ctr/,
+    );
+  });
+
   it('reads the OpenRTB privacy policy: our TCF vendor id and the purposes that need consent', () => {
     expect(loadConfig({}).openrtb).toMatchObject({ tcfVendorId: null, tcfPurposes: [1, 3, 4] });
     expect(

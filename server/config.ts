@@ -101,7 +101,13 @@ export interface OpenRtbConfig {
   tcfPurposes: number[];
   /** A JSON file of currency rates that seeds the store's table when it has none. */
   ratesFile: string | undefined;
+  /** The form of the bid ids issued (every form is read): see OPENRTB_BID_IDS. */
+  bidIdForm: BidIdForm;
 }
+
+/** `xchacha20`: the current form; `aes-ctr`: the form releases before it read (a rolling upgrade). */
+export const BID_ID_FORMS = ['xchacha20', 'aes-ctr'] as const;
+export type BidIdForm = (typeof BID_ID_FORMS)[number];
 
 /** A bearer token from the configuration (name: safe to log; secret: never logged). */
 export type ConfiguredToken = ApiToken;
@@ -345,6 +351,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
       'OpenRTB: a JSON file of currency rates, `{"date": "2026-11-27", "base": "USD", "rates": {"EUR": 0.92}}`, stored for the fleet when the store has no table yet (PUT /v1/openrtb/rates replaces it). Without rates, floors and bids in different currencies do not meet',
   },
   {
+    name: 'OPENRTB_BID_IDS',
+    default: 'xchacha20',
+    description:
+      'OpenRTB: the form of the bid ids issued, `xchacha20` or `aes-ctr` (the only form earlier releases read). Every form is read. Set `aes-ctr` while a fleet is upgraded from such a release, so that instances not yet upgraded can read the notices of upgraded ones; unset it once all are',
+  },
+  {
     name: 'OPENRTB_TCF_PURPOSES',
     default: '1,3,4',
     description:
@@ -434,6 +446,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tcfVendorId: env.OPENRTB_TCF_VENDOR_ID ? int('OPENRTB_TCF_VENDOR_ID', 0, 1, 65_535) : null,
       tcfPurposes: purposes(env.OPENRTB_TCF_PURPOSES, problems),
       ratesFile: env.OPENRTB_RATES_FILE ? env.OPENRTB_RATES_FILE : undefined,
+      bidIdForm: bidIdForm(env.OPENRTB_BID_IDS, problems),
     },
   };
   const o = config.openrtb;
@@ -471,6 +484,14 @@ function logLevel(raw: string | undefined, problems: string[]): LogLevel {
   if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
   problems.push(`LOG_LEVEL=${JSON.stringify(raw)}: expected one of ${LOG_LEVELS.join(', ')}`);
   return 'info';
+}
+
+function bidIdForm(raw: string | undefined, problems: string[]): BidIdForm {
+  if (raw === undefined || raw.trim() === '') return 'xchacha20';
+  const form = raw.trim().toLowerCase();
+  if ((BID_ID_FORMS as readonly string[]).includes(form)) return form as BidIdForm;
+  problems.push(`OPENRTB_BID_IDS=${JSON.stringify(raw)}: expected one of ${BID_ID_FORMS.join(', ')}`);
+  return 'xchacha20';
 }
 
 /** `true` or `false` (also 1 and 0). */

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createCipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { type BidClaims, BidIds } from './bid-id.js';
 
@@ -57,6 +57,44 @@ describe('bid ids', () => {
     expect(ids.read(id.slice(0, 20), NOW)).toBe('malformed');
     expect(ids.read('not a bid id', NOW)).toBe('malformed');
     expect(ids.read('x'.repeat(100_000), NOW)).toBe('malformed');
+  });
+
+  it('still reads the AES-256-CTR and HMAC-SHA256 ids of the form before, until they expire', () => {
+    // That form: a 96-bit IV, the claims encrypted with AES-256-CTR, an HMAC-SHA256 of both
+    // truncated to 128 bits, with keys derived from the secret by HKDF.
+    const key = (info: string) => Buffer.from(hkdfSync('sha256', SECRET, 'mindshare bid id', info, 32));
+    const ctrId = (iv: Buffer) => {
+      const plain = JSON.stringify([
+        claims.pid,
+        claims.campaign,
+        claims.creative,
+        claims.imp,
+        claims.price,
+        claims.currency,
+        claims.expiresAt,
+        claims.channel,
+      ]);
+      const cipher = createCipheriv('aes-256-ctr', key('encrypt'), Buffer.concat([iv, Buffer.alloc(4)]));
+      const sealed = Buffer.concat([iv, cipher.update(plain), cipher.final()]);
+      const tag = createHmac('sha256', key('authenticate')).update(sealed).digest().subarray(0, 16);
+      return { id: Buffer.concat([sealed, tag]).toString('base64url'), tag: tag.toString('base64url') };
+    };
+    const ids = new BidIds(SECRET);
+    // Issued in that form (for a fleet upgraded from a release that reads no other): exactly the
+    // construction above, which such a release reads.
+    const issued = Buffer.from(new BidIds(SECRET, 'aes-ctr').issue(claims), 'base64url');
+    expect(issued.toString('base64url')).toBe(ctrId(issued.subarray(0, 12)).id);
+    expect(ids.read(issued.toString('base64url'), NOW)).toMatchObject({ claims });
+    // An IV whose first byte is the current form's: the reader falls back to the form before.
+    for (const iv of [randomBytes(12), Buffer.concat([Buffer.from([0x02]), randomBytes(11)])]) {
+      const { id, tag } = ctrId(iv);
+      expect(ids.read(id, NOW)).toEqual({ claims, signature: tag });
+      expect(ids.read(id, claims.expiresAt + 1)).toBe('unknown');
+      const altered = Buffer.from(id, 'base64url');
+      altered[20]! ^= 0x01;
+      expect(ids.read(altered.toString('base64url'), NOW)).toBe('unknown');
+      expect(new BidIds(`${SECRET}-other`).read(id, NOW)).toBe('unknown');
+    }
   });
 
   it('still reads the signed ids made before they were sealed, until they expire', () => {

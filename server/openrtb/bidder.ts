@@ -139,7 +139,7 @@ export class Bidder {
     this.store = opts.store;
     this.config = opts.config;
     this.clock = opts.clock ?? Date.now;
-    this.ids = new BidIds(opts.config.secret);
+    this.ids = new BidIds(opts.config.secret, opts.config.bidIdForm);
     this.rates = opts.rates ?? (() => NO_RATES);
     this.budgets = opts.budgets;
     this.privacy = new PrivacyGate({

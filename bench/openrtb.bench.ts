@@ -1,0 +1,130 @@
+/**
+ * A bid in process against a decision, each as the data plane makes it from the body's bytes to
+ * the answer's text: the load run's BidRequest (load-tests/driver.ts, a person named by a cookie
+ * alias) parsed, bid on with the OpenRTB test rule set and its answer serialized, next to the load
+ * run's decision by id with the demo rule set, both on a cache miss over an EmbeddedStore of people
+ * with aliases. No HTTP, no Redis: this is the part of `npm run load`'s "openrtb uniform / decide
+ * uniform" ratio that the bidder's own code adds, and its parts (the request's parsing, the
+ * sealed bid id, the answer's text). Writes bench/results/openrtb-<date>.json and
+ * openrtb-latest.json. Run with `npm run bench:openrtb`.
+ */
+import { join } from 'node:path';
+import { bidRequestFor, bodyFor } from '../load-tests/driver.js';
+import { DEMO_RULESET, type OpenRtbConfig } from '../server/config.js';
+import { parseDecideBody } from '../server/decision/request.js';
+import { DecisionService } from '../server/decision/service.js';
+import { demoAliases, demoProfile } from '../server/demo/profiles.js';
+import { BidIds } from '../server/openrtb/bid-id.js';
+import { type BidAnswer, Bidder } from '../server/openrtb/bidder.js';
+import { parseBidRequest } from '../server/openrtb/request.js';
+import { projectRoot } from '../server/project.js';
+import { loadRuleSetFile } from '../server/ruleset-file.js';
+import { EmbeddedStore } from '../server/store/embedded.js';
+import { bench, HEAD, type Row, writeResults } from './report.js';
+
+/** 24 November 2026, noon in Shanghai: the demo campaigns are in flight. */
+const NOW = Date.parse('2026-11-24T04:00:00.000Z');
+const PEOPLE = 2_000;
+const POOL = 1_024;
+
+const CONFIG: OpenRtbConfig = {
+  enabled: true,
+  noticeUrlConfigured: true,
+  marginMs: 20,
+  seat: 'mindshare',
+  noticeUrl: 'https://bidder.example.com',
+  secret: 'bench-secret-0123456789abcdef',
+  secretConfigured: true,
+  bidTtlMs: 3_600_000,
+  tcfVendorId: null,
+  tcfPurposes: [1, 3, 4],
+  ratesFile: undefined,
+  bidIdForm: 'xchacha20',
+};
+
+async function main(): Promise<void> {
+  const store = new EmbeddedStore({ now: () => NOW });
+  for (let i = 0; i < PEOPLE; i++) {
+    await store.putProfile(demoProfile(i));
+    await store.linkAliases(`p-${i}`, demoAliases(i));
+  }
+  const demo = new DecisionService(store, loadRuleSetFile(DEMO_RULESET, 1, NOW), {
+    deadlineMs: 50,
+    now: () => NOW,
+  });
+  const ortbRules = loadRuleSetFile(join(projectRoot(), 'test', 'openrtb', 'ruleset.yaml'), 1, NOW);
+  const ortb = new DecisionService(store, ortbRules, { deadlineMs: 50, now: () => NOW });
+  const bidder = new Bidder({ service: ortb, store, config: CONFIG, clock: () => NOW });
+
+  const people = Array.from({ length: POOL }, (_, k) => (k * 7919) % PEOPLE);
+  const decideBodies = people.map((i) => Buffer.from(bodyFor(i, 'json', 1)));
+  const bidBodies = people.map((i) => Buffer.from(bidRequestFor(i)));
+
+  const decideOnce = async (k: number) => {
+    const outcome = await demo.decide(parseDecideBody(decideBodies[k & (POOL - 1)]!, 'json'));
+    return JSON.stringify(outcome.output);
+  };
+  const bidOnce = async (k: number) => {
+    const answer: BidAnswer = await bidder.bid(
+      parseBidRequest(bidBodies[k & (POOL - 1)]!),
+      performance.now(),
+    );
+    return answer.status === 200 ? JSON.stringify(answer.body) : '';
+  };
+  let bids = 0;
+  let filled = 0;
+  for (let k = 0; k < POOL; k++) {
+    if ((await bidOnce(k)) !== '') bids++;
+    if (JSON.parse(await decideOnce(k)).decisions[0]?.campaign != null) filled++;
+  }
+  const sample = await bidOnce(people.findIndex((_, k) => k >= 0));
+  const ids = new BidIds(CONFIG.secret);
+  const claims = {
+    pid: 'p-1234',
+    campaign: 'shoes-banner',
+    creative: 'shoes-300x250',
+    imp: '1',
+    price: 1.5,
+    currency: 'USD',
+    expiresAt: NOW + 3_600_000,
+    channel: 'display',
+  };
+  const oneId = ids.issue(claims);
+
+  console.log(
+    `${PEOPLE} people with aliases in an EmbeddedStore, ${POOL} rotating, cache misses; the load run's bodies: ${bids}/${POOL} bid requests bid, ${filled}/${POOL} decisions filled\n`,
+  );
+  console.log(HEAD);
+  const rows: Row[] = [];
+  let k = 0;
+  rows.push(await bench('decide by id (parse, decide, answer text)', () => decideOnce(k++)));
+  rows.push(await bench('bid by cookie alias (parse, bid, answer text)', () => bidOnce(k++)));
+  rows.push(
+    await bench('  parse and check the BidRequest', () => parseBidRequest(bidBodies[k++ & (POOL - 1)]!)),
+  );
+  rows.push(await bench('  issue a sealed bid id', () => ids.issue(claims)));
+  rows.push(await bench('  read a sealed bid id', () => ids.read(oneId, NOW)));
+  const ctrIds = new BidIds(CONFIG.secret, 'aes-ctr');
+  rows.push(await bench('  issue a bid id of the AES-CTR form', () => ctrIds.issue(claims)));
+  const ratios = {
+    'bid / decide': rows[1]!.medianNs / rows[0]!.medianNs,
+    'bid id: AES-CTR form / XChaCha20 form': rows[5]!.medianNs / rows[3]!.medianNs,
+  };
+  console.log('\nratios (medians)');
+  for (const [name, r] of Object.entries(ratios))
+    console.log(`  ${name.padEnd(40)}${r.toFixed(2).padStart(8)}`);
+  writeResults('openrtb', {
+    workload: {
+      people: PEOPLE,
+      pool: POOL,
+      ruleSets: ['rules/examples/demo.yaml', 'test/openrtb/ruleset.yaml'],
+      bids,
+      filled,
+      answerBytes: sample.length,
+    },
+    results: rows,
+    ratios,
+  });
+}
+
+await main();
