@@ -30,9 +30,15 @@ export function median(xs: readonly number[]): number | null {
 
 // ---- processes ---------------------------------------------------------------------------------
 
-/** Starts `node dist/<script>` with `env` added; its stderr goes to ours, each chunk led by `[name]`. */
+/**
+ * Starts `node dist/<script>` with `env` added; its stderr goes to ours, each chunk led by `[name]`.
+ * With LOAD_CPU_PROFILE=<dir> in our environment, it runs under V8's CPU profiler and writes its
+ * profile (one per thread) into <dir>/<name> when it exits.
+ */
 export function startNode(script: string, env: Record<string, string>, name: string): ChildProcess {
-  const child = spawn(process.execPath, [join(here, '..', script)], {
+  const profileDir = process.env.LOAD_CPU_PROFILE;
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, name)}`] : [];
+  const child = spawn(process.execPath, [...profile, join(here, '..', script)], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

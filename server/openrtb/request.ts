@@ -92,47 +92,67 @@ function isObject(v: unknown): v is Obj {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-function objectAt(v: unknown, path: string): Obj | undefined {
+// The checks below take the path of a field in two parts (`imp[0]`, `.banner.w`), joined only for
+// an error: a valid request builds no path strings.
+
+function objectAt(v: unknown, path: string, field = ''): Obj | undefined {
   if (v === undefined || v === null) return undefined;
-  if (!isObject(v)) throw new ClientError('invalid_field', `${path} must be an object`, path);
+  if (!isObject(v)) throw new ClientError('invalid_field', `${path}${field} must be an object`, path + field);
   return v;
 }
 
-function stringAt(v: unknown, path: string): string | undefined {
+function stringAt(v: unknown, path: string, field = ''): string | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string') throw new ClientError('invalid_field', `${path} must be a string`, path);
+  if (typeof v !== 'string')
+    throw new ClientError('invalid_field', `${path}${field} must be a string`, path + field);
   return v;
 }
 
-function numberAt(v: unknown, path: string, min = 0): number | undefined {
+function numberAt(v: unknown, path: string, field = ''): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-    throw new ClientError('invalid_field', `${path} must be a number of at least ${min}`, path);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+    throw new ClientError('invalid_field', `${path}${field} must be a number of at least 0`, path + field);
   }
   return v;
 }
 
-function arrayAt(v: unknown, path: string): unknown[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw new ClientError('invalid_field', `${path} must be an array`, path);
+const NONE: readonly never[] = Object.freeze([]);
+
+/** The array at `v` (a shared empty one when absent: never to be changed). */
+function arrayAt(v: unknown, path: string, field = ''): readonly unknown[] {
+  if (v === undefined || v === null) return NONE;
+  if (!Array.isArray(v))
+    throw new ClientError('invalid_field', `${path}${field} must be an array`, path + field);
   return v;
 }
 
-function stringsAt(v: unknown, path: string): string[] {
-  return arrayAt(v, path).map((x, i) => {
-    if (typeof x !== 'string')
-      throw new ClientError('invalid_field', `${path}[${i}] must be a string`, `${path}[${i}]`);
-    return x;
-  });
+function stringsAt(v: unknown, path: string, field = ''): string[] {
+  if (v === undefined || v === null) return [];
+  const list = arrayAt(v, path, field);
+  for (let i = 0; i < list.length; i++) {
+    if (typeof list[i] !== 'string')
+      throw new ClientError(
+        'invalid_field',
+        `${path}${field}[${i}] must be a string`,
+        `${path}${field}[${i}]`,
+      );
+  }
+  return list.slice() as string[];
 }
 
-function intsAt(v: unknown, path: string): number[] {
-  return arrayAt(v, path).map((x, i) => {
-    if (typeof x !== 'number' || !Number.isInteger(x)) {
-      throw new ClientError('invalid_field', `${path}[${i}] must be an integer`, `${path}[${i}]`);
-    }
-    return x;
-  });
+function intsAt(v: unknown, path: string, field = ''): number[] {
+  if (v === undefined || v === null) return [];
+  const list = arrayAt(v, path, field);
+  for (let i = 0; i < list.length; i++) {
+    const x = list[i];
+    if (typeof x !== 'number' || !Number.isInteger(x))
+      throw new ClientError(
+        'invalid_field',
+        `${path}${field}[${i}] must be an integer`,
+        `${path}${field}[${i}]`,
+      );
+  }
+  return list.slice() as number[];
 }
 
 /** An id exchanges send for "unknown": empty, or zeros only (`00000000-0000-...`). */
@@ -204,11 +224,11 @@ export function checkBidRequest(data: unknown): BidRequest {
 function privacySignals(regs: Obj | undefined, user: Obj | undefined): PrivacySignals {
   const regsExt = extOf(regs?.ext);
   const userExt = extOf(user?.ext);
-  const flag = (v: unknown, path: string): number | undefined => {
+  const flag = (v: unknown, path: string, field = ''): number | undefined => {
     if (v === undefined || v === null) return undefined;
     if (v === 0 || v === 1) return v;
     if (v === '0' || v === '1') return Number(v);
-    throw new ClientError('invalid_field', `${path} must be 0 or 1`, path);
+    throw new ClientError('invalid_field', `${path}${field} must be 0 or 1`, path + field);
   };
   /**
    * A field from its 2.6 place, checked; else from its 2.5 place under `ext`, read leniently as
@@ -220,13 +240,15 @@ function privacySignals(regs: Obj | undefined, user: Obj | undefined): PrivacySi
     ext: Obj | undefined,
     base: 'regs' | 'user',
     field: string,
-    check: (v: unknown, path: string) => T | undefined,
+    check: (v: unknown, path: string, field: string) => T | undefined,
     protective: T,
   ): T | undefined => {
     const top = o?.[field];
-    if (top !== undefined && top !== null) return check(top, `${base}.${field}`);
+    if (top !== undefined && top !== null) return check(top, base, `.${field}`);
+    const low = ext?.[field];
+    if (low === undefined || low === null) return undefined;
     try {
-      return check(ext?.[field], `${base}.ext.${field}`);
+      return check(low, base, `.ext.${field}`);
     } catch {
       return protective;
     }
@@ -249,13 +271,13 @@ function extOf(v: unknown): Obj | undefined {
 function checkImp(raw: unknown, path: string): Imp {
   const imp = objectAt(raw, path);
   if (imp === undefined) throw new ClientError('invalid_field', `${path} must be an object`, path);
-  const id = stringAt(imp.id, `${path}.id`);
+  const id = stringAt(imp.id, path, '.id');
   if (id === undefined || id === '')
     throw new ClientError('missing_field', `${path}.id is required`, `${path}.id`);
-  const banner = objectAt(imp.banner, `${path}.banner`);
-  const video = objectAt(imp.video, `${path}.video`);
-  const audio = objectAt(imp.audio, `${path}.audio`);
-  const native = objectAt(imp.native, `${path}.native`);
+  const banner = objectAt(imp.banner, path, '.banner');
+  const video = objectAt(imp.video, path, '.video');
+  const audio = objectAt(imp.audio, path, '.audio');
+  const native = objectAt(imp.native, path, '.native');
   if (banner === undefined && video === undefined && audio === undefined && native === undefined) {
     throw new ClientError('missing_field', `${path} needs one of banner, video, audio or native`, path);
   }
@@ -264,42 +286,42 @@ function checkImp(raw: unknown, path: string): Imp {
   const battr: number[] = [];
   if (banner !== undefined) {
     channels.push('display');
-    const w = numberAt(banner.w, `${path}.banner.w`);
-    const h = numberAt(banner.h, `${path}.banner.h`);
+    const w = numberAt(banner.w, path, '.banner.w');
+    const h = numberAt(banner.h, path, '.banner.h');
     if (w !== undefined && h !== undefined) formats.push(`banner-${w}x${h}`);
-    arrayAt(banner.format, `${path}.banner.format`).forEach((f, j) => {
+    arrayAt(banner.format, path, '.banner.format').forEach((f, j) => {
       const at = `${path}.banner.format[${j}]`;
       const fo = objectAt(f, at);
-      const fw = numberAt(fo?.w, `${at}.w`);
-      const fh = numberAt(fo?.h, `${at}.h`);
+      const fw = numberAt(fo?.w, at, '.w');
+      const fh = numberAt(fo?.h, at, '.h');
       if (fw !== undefined && fh !== undefined) {
         const name = `banner-${fw}x${fh}`;
         if (!formats.includes(name)) formats.push(name);
       }
     });
     if (formats.length === 0) formats.push('banner');
-    battr.push(...intsAt(banner.battr, `${path}.banner.battr`));
+    battr.push(...intsAt(banner.battr, path, '.banner.battr'));
   }
   if (video !== undefined) {
     channels.push('video');
-    const w = numberAt(video.w, `${path}.video.w`);
-    const h = numberAt(video.h, `${path}.video.h`);
+    const w = numberAt(video.w, path, '.video.w');
+    const h = numberAt(video.h, path, '.video.h');
     if (w !== undefined && h !== undefined) formats.push(`video-${w}x${h}`);
     formats.push('video');
-    battr.push(...intsAt(video.battr, `${path}.video.battr`));
+    battr.push(...intsAt(video.battr, path, '.video.battr'));
   }
   if (audio !== undefined) {
     // No audio channel: an audio-only impression gets no bid.
     formats.push('audio');
-    battr.push(...intsAt(audio.battr, `${path}.audio.battr`));
+    battr.push(...intsAt(audio.battr, path, '.audio.battr'));
   }
   if (native !== undefined) {
     channels.push('native');
     formats.push('native');
-    battr.push(...intsAt(native.battr, `${path}.native.battr`));
+    battr.push(...intsAt(native.battr, path, '.native.battr'));
   }
-  const pmp = objectAt(imp.pmp, `${path}.pmp`);
-  const rawDeals = arrayAt(pmp?.deals, `${path}.pmp.deals`);
+  const pmp = objectAt(imp.pmp, path, '.pmp');
+  const rawDeals = arrayAt(pmp?.deals, path, '.pmp.deals');
   if (rawDeals.length > OPENRTB_LIMITS.deals) {
     throw new ClientError(
       'invalid_field',
@@ -311,36 +333,36 @@ function checkImp(raw: unknown, path: string): Imp {
     const at = `${path}.pmp.deals[${j}]`;
     const deal = objectAt(d, at);
     if (deal === undefined) throw new ClientError('invalid_field', `${at} must be an object`, at);
-    const did = stringAt(deal.id, `${at}.id`);
+    const did = stringAt(deal.id, at, '.id');
     if (did === undefined || did === '')
       throw new ClientError('missing_field', `${at}.id is required`, `${at}.id`);
     return {
       id: did,
-      bidfloor: numberAt(deal.bidfloor, `${at}.bidfloor`) ?? 0,
-      bidfloorcur: stringAt(deal.bidfloorcur, `${at}.bidfloorcur`) ?? 'USD',
-      wseats: stringsAt(deal.wseat ?? deal.wseats, `${at}.wseat`),
+      bidfloor: numberAt(deal.bidfloor, at, '.bidfloor') ?? 0,
+      bidfloorcur: stringAt(deal.bidfloorcur, at, '.bidfloorcur') ?? 'USD',
+      wseats: stringsAt(deal.wseat ?? deal.wseats, at, '.wseat'),
     };
   });
-  const pa = numberAt(pmp?.private_auction, `${path}.pmp.private_auction`);
+  const pa = numberAt(pmp?.private_auction, path, '.pmp.private_auction');
   return {
     id,
     video:
       video === undefined
         ? null
         : {
-            minduration: numberAt(video.minduration, `${path}.video.minduration`),
-            maxduration: numberAt(video.maxduration, `${path}.video.maxduration`),
-            rqddurs: intsAt(video.rqddurs, `${path}.video.rqddurs`),
-            w: numberAt(video.w, `${path}.video.w`),
-            h: numberAt(video.h, `${path}.video.h`),
-            mimes: stringsAt(video.mimes, `${path}.video.mimes`).map((m) => m.toLowerCase()),
-            protocols: intsAt(video.protocols, `${path}.video.protocols`),
+            minduration: numberAt(video.minduration, path, '.video.minduration'),
+            maxduration: numberAt(video.maxduration, path, '.video.maxduration'),
+            rqddurs: intsAt(video.rqddurs, path, '.video.rqddurs'),
+            w: numberAt(video.w, path, '.video.w'),
+            h: numberAt(video.h, path, '.video.h'),
+            mimes: stringsAt(video.mimes, path, '.video.mimes').map((m) => m.toLowerCase()),
+            protocols: intsAt(video.protocols, path, '.video.protocols'),
           },
     native: native === undefined ? null : nativeSpec(native.request),
     channels,
     formats,
-    bidfloor: numberAt(imp.bidfloor, `${path}.bidfloor`) ?? 0,
-    bidfloorcur: stringAt(imp.bidfloorcur, `${path}.bidfloorcur`) ?? 'USD',
+    bidfloor: numberAt(imp.bidfloor, path, '.bidfloor') ?? 0,
+    bidfloorcur: stringAt(imp.bidfloorcur, path, '.bidfloorcur') ?? 'USD',
     battr,
     privateAuction: pa === 1,
     deals,
@@ -411,7 +433,7 @@ function identity(user: Obj | undefined, device: Obj | undefined): Array<[string
   const fromExt = top === undefined || top === null;
   const [eids, at] = fromExt ? [extOf(user?.ext)?.eids, 'user.ext.eids'] : [top, 'user.eids'];
   // `ext` is read leniently: a malformed entry there is skipped, not a refused request.
-  const each = (list: unknown[], visit: (x: unknown, i: number) => void) =>
+  const each = (list: readonly unknown[], visit: (x: unknown, i: number) => void) =>
     list.forEach((x, i) => {
       try {
         visit(x, i);
@@ -444,40 +466,51 @@ function contextTags(
   where: 'site' | 'app',
   user: Obj | undefined,
 ): { context: string[]; user: string[] } {
-  const tags = new Set<string>(['src:openrtb']);
-  const userTags = new Set<string>();
+  // Lists, searched while short: a request has a handful of tags, and a set costs more to make
+  // than a few comparisons. Past a few, a set of what each list holds keeps this linear.
+  const tags: string[] = ['src:openrtb'];
+  const userTags: string[] = [];
+  let seen: { context: Set<string>; user: Set<string> } | null = null;
   const add = (tag: string, to = tags) => {
-    if (tag.length <= OPENRTB_LIMITS.tagLength && tags.size + userTags.size < OPENRTB_LIMITS.tags)
-      to.add(tag);
+    if (tag.length > OPENRTB_LIMITS.tagLength || tags.length + userTags.length >= OPENRTB_LIMITS.tags) return;
+    if (seen === null) {
+      if (to.includes(tag)) return;
+      if (tags.length + userTags.length >= 16) seen = { context: new Set(tags), user: new Set(userTags) };
+    } else if ((to === tags ? seen.context : seen.user).has(tag)) return;
+    to.push(tag);
+    if (seen !== null) (to === tags ? seen.context : seen.user).add(tag);
+  };
+  const keyword = (k: unknown) => {
+    if (typeof k !== 'string') return;
+    const t = k.trim().toLowerCase();
+    if (t !== '') add(`kw:${t}`);
   };
   const keywords = (o: Obj | undefined) => {
     if (o === undefined) return;
     const kw = o.keywords;
-    const list = typeof kw === 'string' ? kw.split(',') : Array.isArray(kw) ? kw : [];
-    const more = [o.kwarray, o.keyword].flatMap((x) => (Array.isArray(x) ? x : []));
-    for (const k of [...list, ...more]) {
-      if (typeof k !== 'string') continue;
-      const t = k.trim().toLowerCase();
-      if (t !== '') add(`kw:${t}`);
-    }
+    if (typeof kw === 'string') for (const k of kw.split(',')) keyword(k);
+    else if (Array.isArray(kw)) for (const k of kw) keyword(k);
+    if (Array.isArray(o.kwarray)) for (const k of o.kwarray) keyword(k);
+    if (Array.isArray(o.keyword)) for (const k of o.keyword) keyword(k);
   };
-  const cats = (v: unknown, at: string) => {
-    for (const c of stringsAt(v, at)) add(`iab:${c}`);
+  const cats = (v: unknown, field: string) => {
+    if (v === undefined || v === null) return;
+    for (const c of stringsAt(v, where, field)) add(`iab:${c}`);
   };
   if (inventory !== undefined) {
-    cats(inventory.cat, `${where}.cat`);
-    cats(inventory.sectioncat, `${where}.sectioncat`);
-    cats(inventory.pagecat, `${where}.pagecat`);
+    cats(inventory.cat, '.cat');
+    cats(inventory.sectioncat, '.sectioncat');
+    cats(inventory.pagecat, '.pagecat');
     keywords(inventory);
-    const publisher = objectAt(inventory.publisher, `${where}.publisher`);
-    const pub = stringAt(publisher?.id, `${where}.publisher.id`);
+    const publisher = objectAt(inventory.publisher, where, '.publisher');
+    const pub = stringAt(publisher?.id, where, '.publisher.id');
     if (pub !== undefined && pub !== '') add(`pub:${pub}`);
     const name =
       where === 'site' ? stringAt(inventory.domain, 'site.domain') : stringAt(inventory.bundle, 'app.bundle');
     if (name !== undefined && name !== '') add(`${where}:${name.toLowerCase()}`);
-    const content = objectAt(inventory.content, `${where}.content`);
+    const content = objectAt(inventory.content, where, '.content');
     if (content !== undefined) {
-      cats(content.cat, `${where}.content.cat`);
+      cats(content.cat, '.content.cat');
       keywords(content);
     }
   }
@@ -491,5 +524,5 @@ function contextTags(
       if (sid !== undefined && sid !== '') add(`seg:${provider}:${sid}`, userTags);
     });
   });
-  return { context: [...tags], user: [...userTags] };
+  return { context: tags, user: userTags };
 }
