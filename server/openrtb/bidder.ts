@@ -104,12 +104,14 @@ interface Plan {
   deal: Deal | null;
 }
 
+/** Per imp, how each creative the filter let through bids on it. */
+type Plans = Array<Map<CompiledCreative, Plan>>;
+
 /** The currencies a request takes when its `cur` is empty (OpenRTB's default). */
 const DEFAULT_CURRENCIES: readonly string[] = ['USD'];
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: the OpenRTB macro, substituted by the exchange
 const AUCTION_PRICE = '${AUCTION_PRICE}';
-const SIZE = /^(banner|video)-(\d+)x(\d+)$/;
 
 /**
  * How a creative renders on an imp in one medium: the bid's `mtype`, the size it takes (banner
@@ -175,7 +177,7 @@ export class Bidder {
     if (budget !== undefined && budget < 1) return { status: 204, reason: 'timeout', privacy };
 
     const rs = this.service.ruleSet;
-    const plans = new Map<string, Plan>();
+    const plans: Plans = req.imps.map(() => new Map());
     const reasons: { first: FilterReason | null } = { first: null };
     const filter = this.filter(req, plans, reasons);
     const personal = privacy === null;
@@ -206,11 +208,7 @@ export class Bidder {
     return result instanceof Promise ? result.then(answer) : answer(result);
   }
 
-  private filter(
-    req: BidRequest,
-    plans: Map<string, Plan>,
-    reasons: { first: FilterReason | null },
-  ): EligibilityFilter {
+  private filter(req: BidRequest, plans: Plans, reasons: { first: FilterReason | null }): EligibilityFilter {
     const seat = this.config.seat;
     const rates = this.rates();
     // The currencies the exchange takes; USD when it does not say (OpenRTB's default).
@@ -236,7 +234,7 @@ export class Bidder {
         if (!rendersOn(imp, cr)) return refuse('format');
         const plan = planOf(imp, c, cr, seat, rates, accepted);
         if (typeof plan === 'string') return refuse(plan);
-        plans.set(`${p}|${c.index}|${cr.index}`, plan);
+        plans[p]!.set(cr, plan);
         return null;
       },
     };
@@ -247,7 +245,7 @@ export class Bidder {
     outcome: DecisionOutcome,
     campaigns: readonly CompiledCampaign[],
     campaignIndex: ReadonlyMap<string, number>,
-    plans: Map<string, Plan>,
+    plans: Plans,
     refused: FilterReason | null,
     privacy: PrivacyReason | null,
   ): BidAnswer {
@@ -267,7 +265,7 @@ export class Bidder {
       const cr = c?.creatives.find((x) => x.id === d.creative);
       const imp = req.imps[p];
       if (c === undefined || cr === undefined || imp === undefined) continue;
-      const plan = plans.get(`${p}|${c.index}|${cr.index}`);
+      const plan = plans[p]?.get(cr);
       if (plan === undefined) continue;
       // The medium decided, else another of the imp's the creative may run on and renders in
       // (the decision ranks channels by the person's affinity, not by what the imp can show).
@@ -531,12 +529,11 @@ function blockedCategory(cat: string, bcat: readonly string[]): boolean {
  * The size the creative takes on the imp for its medium (`banner` or `video`): the first sized
  * format of that medium the imp allows and the creative declares (any, when it declares none).
  */
-function sizeOf(imp: Imp, cr: CompiledCreative, medium: string): [number, number] | null {
-  for (const f of imp.formats) {
-    const m = SIZE.exec(f);
-    if (m === null || m[1] !== medium) continue;
-    if (cr.formats !== null && !cr.formats.includes(f) && !cr.formats.includes(medium)) continue;
-    return [Number(m[2]), Number(m[3])];
+function sizeOf(imp: Imp, cr: CompiledCreative, medium: 'banner' | 'video'): [number, number] | null {
+  for (const s of imp.sizes) {
+    if (s.medium !== medium) continue;
+    if (cr.formats !== null && !cr.formats.includes(s.format) && !cr.formats.includes(medium)) continue;
+    return [s.w, s.h];
   }
   return null;
 }
@@ -582,7 +579,19 @@ function renderingOf(imp: Imp, cr: CompiledCreative, preferred: string | null): 
   return null;
 }
 
+/** The markup of a creative without its own, made once per creative of a rule set. */
+const defaultMarkups = new WeakMap<CompiledCreative, string>();
+
 function defaultMarkup(c: CompiledCampaign, cr: CompiledCreative): string {
+  let markup = defaultMarkups.get(cr);
+  if (markup === undefined) {
+    markup = markupOf(c, cr);
+    defaultMarkups.set(cr, markup);
+  }
+  return markup;
+}
+
+function markupOf(c: CompiledCampaign, cr: CompiledCreative): string {
   return `<div class="mindshare-ad" data-campaign="${escapeHtml(c.id)}" data-creative="${escapeHtml(cr.id)}">${escapeHtml(c.brand)}: ${escapeHtml(cr.id)}</div>`;
 }
 

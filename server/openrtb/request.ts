@@ -54,6 +54,8 @@ export interface Imp {
   native: NativeSpec | null;
   channels: Channel[];
   formats: string[];
+  /** The sized formats of `formats` (`banner-300x250`, `video-640x480`), in their order. */
+  sizes: Array<{ medium: 'banner' | 'video'; w: number; h: number; format: string }>;
   bidfloor: number;
   bidfloorcur: string;
   /** Blocked creative attributes, of every media object of the imp. */
@@ -283,21 +285,26 @@ function checkImp(raw: unknown, path: string): Imp {
   }
   const channels: Channel[] = [];
   const formats: string[] = [];
+  const sizes: Imp['sizes'] = [];
+  const sized = (medium: 'banner' | 'video', w: number, h: number): void => {
+    const format = `${medium}-${w}x${h}`;
+    if (formats.includes(format)) return;
+    formats.push(format);
+    // Only whole pixels make a size a bid can carry.
+    if (Number.isInteger(w) && Number.isInteger(h)) sizes.push({ medium, w, h, format });
+  };
   const battr: number[] = [];
   if (banner !== undefined) {
     channels.push('display');
     const w = numberAt(banner.w, path, '.banner.w');
     const h = numberAt(banner.h, path, '.banner.h');
-    if (w !== undefined && h !== undefined) formats.push(`banner-${w}x${h}`);
+    if (w !== undefined && h !== undefined) sized('banner', w, h);
     arrayAt(banner.format, path, '.banner.format').forEach((f, j) => {
       const at = `${path}.banner.format[${j}]`;
       const fo = objectAt(f, at);
       const fw = numberAt(fo?.w, at, '.w');
       const fh = numberAt(fo?.h, at, '.h');
-      if (fw !== undefined && fh !== undefined) {
-        const name = `banner-${fw}x${fh}`;
-        if (!formats.includes(name)) formats.push(name);
-      }
+      if (fw !== undefined && fh !== undefined) sized('banner', fw, fh);
     });
     if (formats.length === 0) formats.push('banner');
     battr.push(...intsAt(banner.battr, path, '.banner.battr'));
@@ -306,7 +313,7 @@ function checkImp(raw: unknown, path: string): Imp {
     channels.push('video');
     const w = numberAt(video.w, path, '.video.w');
     const h = numberAt(video.h, path, '.video.h');
-    if (w !== undefined && h !== undefined) formats.push(`video-${w}x${h}`);
+    if (w !== undefined && h !== undefined) sized('video', w, h);
     formats.push('video');
     battr.push(...intsAt(video.battr, path, '.video.battr'));
   }
@@ -361,6 +368,7 @@ function checkImp(raw: unknown, path: string): Imp {
     native: native === undefined ? null : nativeSpec(native.request),
     channels,
     formats,
+    sizes,
     bidfloor: numberAt(imp.bidfloor, path, '.bidfloor') ?? 0,
     bidfloorcur: stringAt(imp.bidfloorcur, path, '.bidfloorcur') ?? 'USD',
     battr,
