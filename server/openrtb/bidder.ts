@@ -153,15 +153,8 @@ export class Bidder {
   /** `started`: performance.now() when the request arrived. */
   bid(req: BidRequest, started: number): BidAnswer | Promise<BidAnswer> {
     const answer = this.answer(req, started);
-    if (req.tmax === undefined) return answer;
-    const tmax = req.tmax;
-    if (answer instanceof Promise) {
-      return answer.then((a) => {
-        a.tmax = tmax;
-        return a;
-      });
-    }
-    answer.tmax = tmax;
+    // An answer that waited for the store has its tmax already (no second promise for it).
+    if (req.tmax !== undefined && !(answer instanceof Promise)) answer.tmax = req.tmax;
     return answer;
   }
 
@@ -192,6 +185,11 @@ export class Bidder {
       bidding: true,
     };
     const answer = (outcome: DecisionOutcome): BidAnswer => {
+      const a = decided(outcome);
+      if (req.tmax !== undefined) a.tmax = req.tmax;
+      return a;
+    };
+    const decided = (outcome: DecisionOutcome): BidAnswer => {
       if (budget !== undefined && performance.now() - started > budget)
         return { status: 204, reason: 'timeout', privacy };
       return this.respond(
