@@ -26,7 +26,7 @@
  */
 import type { CompiledCampaign, CompiledCreative, CompiledRuleSet } from './compile.js';
 import { ALL_CHANNELS_MASK, channelMaskOf, mixHash, PUSH_MASK } from './compile.js';
-import { calendarPeriod, isTimeZone, tzOffsetMinutes } from './time.js';
+import { calendarPeriod, isoTime, isTimeZone, tzOffsetMinutes } from './time.js';
 import type {
   CampaignExplanation,
   Channel,
@@ -472,7 +472,7 @@ function filled(
     sellingPoints: stress,
     message: o.creative.message,
     channel,
-    sendAt: new Date(sendAt).toISOString(),
+    sendAt: isoTime(sendAt),
     variant: 'treatment',
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { calendarPeriod, localDay, parseFlightBound, startOfDay } from './time.js';
+import { calendarPeriod, isoTime, localDay, parseFlightBound, startOfDay } from './time.js';
 
 const iso = (t: number) => new Date(t).toISOString();
 
@@ -43,5 +43,42 @@ describe('calendar days across DST changes', () => {
     expect(iso(parseFlightBound('2025-09-07', 'America/Santiago', 'start')!)).toBe(
       '2025-09-07T04:00:00.000Z',
     );
+  });
+});
+
+describe('isoTime', () => {
+  it('writes what toISOString writes, across days, years, signs and fractions', () => {
+    const times = [
+      0,
+      -1,
+      1,
+      86_399_999,
+      86_400_000,
+      -86_400_000,
+      -86_400_001,
+      Date.UTC(2026, 10, 28, 23, 59, 59, 999),
+      Date.UTC(2026, 10, 29),
+      Date.UTC(2024, 1, 29, 12, 5, 7, 9),
+      Date.UTC(1969, 11, 31, 23, 59, 59, 990),
+      Date.UTC(10_000, 0, 1, 1, 2, 3, 45),
+      -62_198_755_200_000, // the year -1
+      8.64e15,
+      -8.64e15,
+      1_764_000_000_123.9,
+      -1_764_000_000_123.9,
+    ];
+    let seed = 7;
+    for (let i = 0; i < 5000; i++) {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      times.push(Math.round((seed / 2_147_483_648 - 0.3) * 4e12));
+      times.push(times[times.length - 1]! + 1);
+    }
+    for (const t of times) expect(isoTime(t), String(t)).toBe(new Date(t).toISOString());
+  });
+
+  it('throws as toISOString does for a time no Date holds', () => {
+    for (const t of [Number.NaN, Number.POSITIVE_INFINITY, 8.64e15 + 1]) {
+      expect(() => isoTime(t)).toThrow(RangeError);
+    }
   });
 });

@@ -247,3 +247,34 @@ export function localDay(tz: string, t: number): string {
   const local = tz === 'UTC' ? t : t + tzOffsetMinutes(tz, t) * 60_000;
   return new Date(local).toISOString().slice(0, 10);
 }
+
+/** The UTC day of the last `isoTime`, and its text up to the `T`. */
+let isoDay = Number.NaN;
+let isoDayText = '';
+
+const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+
+/**
+ * `new Date(t).toISOString()`, as every decision's send time is written: that call costs 2.2 µs
+ * on this project's 2-core machine (a loop of a million), a tenth of a bid's decision. Here the
+ * date's text is kept per UTC day and the time of day written with integer arithmetic. Throws as
+ * toISOString does for a time no Date holds.
+ */
+export function isoTime(t: number): string {
+  const ms = Math.trunc(t);
+  if (!(Math.abs(ms) <= 8.64e15)) return new Date(ms).toISOString();
+  const day = Math.floor(ms / DAY_MS);
+  if (day !== isoDay) {
+    const text = new Date(day * DAY_MS).toISOString();
+    isoDayText = text.slice(0, text.indexOf('T') + 1);
+    isoDay = day;
+  }
+  let rest = ms - day * DAY_MS;
+  const h = Math.floor(rest / 3_600_000);
+  rest -= h * 3_600_000;
+  const m = Math.floor(rest / MINUTE_MS);
+  rest -= m * MINUTE_MS;
+  const s = Math.floor(rest / 1000);
+  const milli = rest - s * 1000;
+  return `${isoDayText}${pad2(h)}:${pad2(m)}:${pad2(s)}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+}
