@@ -485,6 +485,28 @@ describe('CachedStore: a person by alias in one read', () => {
     expect((await cache.loadPerson('alice')).counters).toEqual({ spring: [1000] });
   });
 
+  it('lets a second read of the same alias join the one on its way, in success and in failure', async () => {
+    const { backing, cache } = setup();
+    await backing.putProfile(alice);
+    await backing.linkAliases('alice', { cookie: 'ck-a' });
+    backing.hold();
+    const first = cache.loadPersonByAlias('cookie', 'ck-a');
+    const second = cache.loadPersonByAlias('cookie', 'ck-a');
+    const alias = cache.resolveAlias('cookie', 'ck-a');
+    backing.release();
+    expect((await first).pid).toBe('alice');
+    expect((await second).record?.profile).toEqual(alice);
+    expect(await alias).toBe('alice');
+    expect(backing.byAliasLoads).toBe(1);
+    expect(cache.stats().coalesced).toBe(2);
+
+    backing.failByAlias = true;
+    const failing = cache.loadPersonByAlias('cookie', 'ck-z');
+    const joining = cache.resolveAlias('cookie', 'ck-z');
+    await expect(failing).rejects.toThrow('store down');
+    await expect(joining).rejects.toThrow('store down');
+  });
+
   it('passes a failure to its caller only (no unhandled rejection), and caches nothing', async () => {
     const { backing, cache } = setup();
     backing.failByAlias = true;

@@ -206,9 +206,16 @@ export class CachedStore implements ProfileStore, EventStore, CacheLookups {
     this.counts.backingLoads++;
     const writes = this.personWrites;
     const found = byAlias.call(this.backing, kind, value);
-    const flight: InFlight<string | null> = { stale: false, promise: found.then((f) => f.pid) };
-    // The caller handles a failure; a flight nobody else joined must not be an unhandled one.
-    flight.promise.catch(() => {});
+    // The alias's own promise is made only for a request that joins this read (most never do):
+    // one promise fewer per miss, and none left unhandled when the read fails.
+    let joined: Promise<string | null> | null = null;
+    const flight: InFlight<string | null> = {
+      stale: false,
+      get promise() {
+        joined ??= found.then((f) => f.pid);
+        return joined;
+      },
+    };
     this.loadingAliases.set(member, flight);
     const settle = () => {
       if (this.loadingAliases.get(member) === flight) this.loadingAliases.delete(member);
