@@ -18,7 +18,7 @@ import {
   type StringIds,
 } from '../server/store/person-format.js';
 import { decodeProfile, encodeProfile } from '../server/store/profile-format.js';
-import { bench, HEAD, type Row, writeResults } from './report.js';
+import { bench, HEAD, printRatios, type Row, writeResults } from './report.js';
 
 const POOL = 256;
 
@@ -104,9 +104,7 @@ async function main(): Promise<void> {
     'Redis layout bytes / JSON bytes': sizes.redisBytes / sizes.jsonBytes,
     'msgpackr bytes / JSON bytes': sizes.msgpackrBytes / sizes.jsonBytes,
   };
-  console.log('\nratios (medians)');
-  for (const [name, r] of Object.entries(ratios))
-    console.log(`  ${name.padEnd(40)}${r.toFixed(2).padStart(8)}`);
+  printRatios(ratios);
   writeResults('codec', { workload: { people: POOL }, sizes, results: rows, ratios });
 }
 

@@ -15,7 +15,7 @@ import { demoProfile } from '../server/demo/profiles.js';
 import { loadRuleSetFile } from '../server/ruleset-file.js';
 import { CachedStore } from '../server/store/cached.js';
 import { EmbeddedStore } from '../server/store/embedded.js';
-import { bench, HEAD, type Row, writeResults } from './report.js';
+import { bench, HEAD, printRatios, type Row, writeResults } from './report.js';
 
 /** 24 November 2026, noon in Shanghai: the demo campaigns are in flight. */
 const NOW = Date.parse('2026-11-24T04:00:00.000Z');
@@ -90,9 +90,7 @@ async function main(): Promise<void> {
     '2 placements / 1 (warm)': rows[1]!.medianNs / rows[0]!.medianNs,
     'budgeted / not (warm, 1 placement)': rows[3]!.medianNs / rows[0]!.medianNs,
   };
-  console.log('\nratios (medians)');
-  for (const [name, r] of Object.entries(ratios))
-    console.log(`  ${name.padEnd(40)}${r.toFixed(2).padStart(8)}`);
+  printRatios(ratios);
   writeResults('decision', {
     workload: { people: PEOPLE, pool: POOL, ruleSet: 'rules/examples/demo.yaml', filled },
     results: rows,

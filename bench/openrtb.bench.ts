@@ -10,6 +10,7 @@
  */
 import { join } from 'node:path';
 import { bidRequestFor, bodyFor } from '../load-tests/driver.js';
+import { median } from '../load-tests/measure.js';
 import { DEMO_RULESET, type OpenRtbConfig } from '../server/config.js';
 import { parseDecideBody } from '../server/decision/request.js';
 import { DecisionService } from '../server/decision/service.js';
@@ -20,7 +21,7 @@ import { parseBidRequest } from '../server/openrtb/request.js';
 import { projectRoot } from '../server/project.js';
 import { loadRuleSetFile } from '../server/ruleset-file.js';
 import { EmbeddedStore } from '../server/store/embedded.js';
-import { bench, HEAD, type Row, time, writeResults } from './report.js';
+import { bench, HEAD, printRatios, type Row, time, writeResults } from './report.js';
 
 /** 24 November 2026, noon in Shanghai: the demo campaigns are in flight. */
 const NOW = Date.parse('2026-11-24T04:00:00.000Z');
@@ -28,11 +29,6 @@ const PEOPLE = 2_000;
 const POOL = 1_024;
 const ROUNDS = 21;
 const BLOCK = 2_000;
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
-}
 
 const CONFIG: OpenRtbConfig = {
   enabled: true,
@@ -125,9 +121,9 @@ async function main(): Promise<void> {
     rounds.push({ decideNs: await block(decideOnce), bidNs: await block(bidOnce) });
   }
   const alternated = {
-    decideNs: median(rounds.map((x) => x.decideNs)),
-    bidNs: median(rounds.map((x) => x.bidNs)),
-    ratio: median(rounds.map((x) => x.bidNs / x.decideNs)),
+    decideNs: median(rounds.map((x) => x.decideNs))!,
+    bidNs: median(rounds.map((x) => x.bidNs))!,
+    ratio: median(rounds.map((x) => x.bidNs / x.decideNs))!,
   };
   console.log(
     `\n${ROUNDS} alternating rounds of ${BLOCK} each: decide ${time(alternated.decideNs)}, bid ${time(alternated.bidNs)} (medians)`,
@@ -137,9 +133,7 @@ async function main(): Promise<void> {
     'bid / decide (mitata medians)': rows[1]!.medianNs / rows[0]!.medianNs,
     'bid id: AES-CTR form / XChaCha20 form': rows[5]!.medianNs / rows[3]!.medianNs,
   };
-  console.log('\nratios (medians)');
-  for (const [name, r] of Object.entries(ratios))
-    console.log(`  ${name.padEnd(58)}${r.toFixed(2).padStart(8)}`);
+  printRatios(ratios, 58);
   writeResults('openrtb', {
     workload: {
       people: PEOPLE,

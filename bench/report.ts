@@ -53,6 +53,13 @@ export async function bench(name: string, fn: () => unknown, samples = 20_000): 
   return row;
 }
 
+/** Prints the ratios under their heading, names padded to `width`. */
+export function printRatios(ratios: Record<string, number>, width = 40): void {
+  console.log('\nratios (medians)');
+  for (const [name, r] of Object.entries(ratios))
+    console.log(`  ${name.padEnd(width)}${r.toFixed(2).padStart(8)}`);
+}
+
 export function machine(): Record<string, unknown> {
   return {
     node: process.version,

@@ -15,6 +15,18 @@ const claims: BidClaims = {
   channel: 'display',
 };
 
+/** The claims in the order every form of id carries them, with `eighth` last. */
+const claimsArray = (eighth: string) => [
+  claims.pid,
+  claims.campaign,
+  claims.creative,
+  claims.imp,
+  claims.price,
+  claims.currency,
+  claims.expiresAt,
+  eighth,
+];
+
 describe('bid ids', () => {
   it('carry the claims to a reader with the same secret', () => {
     const ids = new BidIds(SECRET);
@@ -64,16 +76,7 @@ describe('bid ids', () => {
     // truncated to 128 bits, with keys derived from the secret by HKDF.
     const key = (info: string) => Buffer.from(hkdfSync('sha256', SECRET, 'mindshare bid id', info, 32));
     const ctrId = (iv: Buffer) => {
-      const plain = JSON.stringify([
-        claims.pid,
-        claims.campaign,
-        claims.creative,
-        claims.imp,
-        claims.price,
-        claims.currency,
-        claims.expiresAt,
-        claims.channel,
-      ]);
+      const plain = JSON.stringify(claimsArray(claims.channel));
       const cipher = createCipheriv('aes-256-ctr', key('encrypt'), Buffer.concat([iv, Buffer.alloc(4)]));
       const sealed = Buffer.concat([iv, cipher.update(plain), cipher.final()]);
       const tag = createHmac('sha256', key('authenticate')).update(sealed).digest().subarray(0, 16);
@@ -98,16 +101,8 @@ describe('bid ids', () => {
   });
 
   it('still reads the signed ids made before they were sealed, until they expire', () => {
-    const body = [
-      claims.pid,
-      claims.campaign,
-      claims.creative,
-      claims.imp,
-      claims.price,
-      claims.currency,
-      claims.expiresAt,
-      '1',
-    ];
+    // The eighth element of that form was a nonce, not a channel.
+    const body = claimsArray('1');
     const payload = Buffer.from(JSON.stringify(body)).toString('base64url');
     const sig = createHmac('sha256', SECRET).update(payload).digest().subarray(0, 16).toString('base64url');
     const ids = new BidIds(SECRET);

@@ -67,8 +67,6 @@ export class BidIds {
   private readonly form = Buffer.from([FORM]);
 
   private readonly issues: BidIdForm;
-  private ivs: Buffer | null = null;
-  private ivAt = NONCE_POOL;
 
   /**
    * `issues`: the form of the ids issued; `aes-ctr` while a fleet is upgraded from a release that
@@ -164,13 +162,7 @@ export class BidIds {
     const plain = Buffer.from(
       JSON.stringify([c.pid, c.campaign, c.creative, c.imp, c.price, c.currency, c.expiresAt, c.channel]),
     );
-    if (this.ivs === null || this.ivAt === NONCE_POOL) {
-      this.ivs ??= Buffer.alloc(CTR_IV_BYTES * NONCE_POOL);
-      randomFillSync(this.ivs);
-      this.ivAt = 0;
-    }
-    const at = this.ivAt++ * CTR_IV_BYTES;
-    const iv = this.ivs.subarray(at, at + CTR_IV_BYTES);
+    const iv = this.nextNonce().subarray(0, CTR_IV_BYTES);
     const cipher = createCipheriv('aes-256-ctr', this.ctrKey, counterBlock(iv));
     const sealed = Buffer.concat([iv, cipher.update(plain), cipher.final()]);
     const tag = createHmac('sha256', this.macKey).update(sealed).digest().subarray(0, CTR_TAG_BYTES);

@@ -152,22 +152,20 @@ export class Bidder {
 
   /** `started`: performance.now() when the request arrived. */
   bid(req: BidRequest, started: number): BidAnswer | Promise<BidAnswer> {
-    const answer = this.answer(req, started);
-    // An answer that waited for the store has its tmax already (no second promise for it).
-    if (req.tmax !== undefined && !(answer instanceof Promise)) answer.tmax = req.tmax;
-    return answer;
-  }
-
-  private answer(req: BidRequest, started: number): BidAnswer | Promise<BidAnswer> {
     const seat = this.config.seat;
+    // Every answer carries the request's tmax, set where it is made (no second promise for it).
+    const made = (a: BidAnswer): BidAnswer => {
+      if (req.tmax !== undefined) a.tmax = req.tmax;
+      return a;
+    };
     // Decided before anything personal is read: without a lawful basis, no alias is looked up and
     // no third-party segment used; the bid ids then carry no person (notices write no caps).
     const privacy = this.privacy.reason(req.privacy);
     if ((req.wseat.length > 0 && !req.wseat.includes(seat)) || req.bseat.includes(seat)) {
-      return { status: 204, reason: 'blocked', privacy };
+      return made({ status: 204, reason: 'blocked', privacy });
     }
     const budget = req.tmax === undefined ? undefined : Math.floor(req.tmax - this.config.marginMs);
-    if (budget !== undefined && budget < 1) return { status: 204, reason: 'timeout', privacy };
+    if (budget !== undefined && budget < 1) return made({ status: 204, reason: 'timeout', privacy });
 
     const rs = this.service.ruleSet;
     const plans: Plans = req.imps.map(() => new Map());
@@ -185,21 +183,18 @@ export class Bidder {
       bidding: true,
     };
     const answer = (outcome: DecisionOutcome): BidAnswer => {
-      const a = decided(outcome);
-      if (req.tmax !== undefined) a.tmax = req.tmax;
-      return a;
-    };
-    const decided = (outcome: DecisionOutcome): BidAnswer => {
       if (budget !== undefined && performance.now() - started > budget)
-        return { status: 204, reason: 'timeout', privacy };
-      return this.respond(
-        req,
-        outcome,
-        rs.compiled.campaigns,
-        rs.compiled.campaignIndex,
-        plans,
-        reasons.first,
-        privacy,
+        return made({ status: 204, reason: 'timeout', privacy });
+      return made(
+        this.respond(
+          req,
+          outcome,
+          rs.compiled.campaigns,
+          rs.compiled.campaignIndex,
+          plans,
+          reasons.first,
+          privacy,
+        ),
       );
     };
     const result = this.service.decide(input);

