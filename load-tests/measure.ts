@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DriverConfig, DriverResult } from './driver.js';
-import { cpuPerRequestUs, cpuSeconds } from './proc.js';
+import { cpuPerRequestUs, cpuSeconds, cpuTimes } from './proc.js';
 import { track } from './redis.js';
 import type { Scenario, Target } from './scenarios.js';
 
@@ -123,6 +123,11 @@ export interface Run {
   mode: string;
   result: DriverResult;
   serverCpuUsPerReq: number | null;
+  /**
+   * The part of serverCpuUsPerReq spent in the kernel (system time: the sockets' system calls and
+   * the network stack); the rest is the process's own code.
+   */
+  serverKernelUsPerReq: number | null;
   redisCpuUsPerReq: number | null;
 }
 
@@ -142,7 +147,7 @@ async function driveAndSample(
   rate: number | null,
   connections: number,
   durationS: number,
-): Promise<Pick<Run, 'result' | 'serverCpuUsPerReq' | 'redisCpuUsPerReq'>> {
+): Promise<Pick<Run, 'result' | 'serverCpuUsPerReq' | 'serverKernelUsPerReq' | 'redisCpuUsPerReq'>> {
   const cfg: DriverConfig = {
     url: endpoint.url,
     connections,
@@ -154,14 +159,15 @@ async function driveAndSample(
     ...(rate === null ? {} : { rate: Math.max(1, Math.round(rate)) }),
   };
   const redisCpu = () => endpoint.redisPids.reduce((s, pid) => s + cpuSeconds(pid), 0);
-  const c0 = cpuSeconds(endpoint.pid);
+  const c0 = cpuTimes(endpoint.pid);
   const r0 = redisCpu();
   const result = await drive(cfg);
-  const c1 = cpuSeconds(endpoint.pid);
+  const c1 = cpuTimes(endpoint.pid);
   const r1 = redisCpu();
   return {
     result,
-    serverCpuUsPerReq: cpuPerRequestUs(c0, c1, result.requests),
+    serverCpuUsPerReq: cpuPerRequestUs(c0.user + c0.system, c1.user + c1.system, result.requests),
+    serverKernelUsPerReq: cpuPerRequestUs(c0.system, c1.system, result.requests),
     redisCpuUsPerReq: endpoint.target === 'bare-uws' ? null : cpuPerRequestUs(r0, r1, result.requests),
   };
 }

@@ -43,8 +43,15 @@ export function clockTicks(): number {
 
 /** User + system CPU seconds a process (all its threads) has used so far. */
 export function cpuSeconds(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.system;
+}
+
+/** User-mode and kernel-mode CPU seconds a process (all its threads) has used so far. */
+export function cpuTimes(pid: number): { user: number; system: number } {
   const t = parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  return (t.utime + t.stime) / clockTicks();
+  const hz = clockTicks();
+  return { user: t.utime / hz, system: t.stime / hz };
 }
 
 /** Microseconds of CPU per request, from CPU seconds before and after and the requests served. */

@@ -34,16 +34,16 @@ export function startLine(opt: Options): string {
   return `load run${opt.quick ? ' (quick)' : ''}: ${opt.profiles} people, ${opt.workers} worker(s), ${opt.connections} connections, ${opt.durationS} s runs, ${availableParallelism()} cpus`;
 }
 
-export const RUN_HEADER = `${'target'.padEnd(14)}${'scenario'.padEnd(28)}${'load'.padEnd(25)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'p99.9'.padStart(8)}${'err'.padStart(6)}${'cpu µs/req'.padStart(11)}${'redis µs'.padStart(9)}`;
+export const RUN_HEADER = `${'target'.padEnd(14)}${'scenario'.padEnd(28)}${'load'.padEnd(25)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'p99.9'.padStart(8)}${'err'.padStart(6)}${'cpu µs/req'.padStart(11)}${'kernel'.padStart(8)}${'redis µs'.padStart(9)}`;
 
 export function runLine(run: Run): string {
   const { target, result } = run;
   const f = (x: number | null, d = 1) => (x === null ? '-' : x.toFixed(d));
-  return `${target.padEnd(14)}${run.scenario.slice(0, 27).padEnd(28)}${run.mode.slice(0, 24).padEnd(25)}${Math.round(result.rps).toString().padStart(9)}${f(result.latencyMs.p50, 2).padStart(8)}${f(result.latencyMs.p99, 2).padStart(8)}${f(result.latencyMs.p999, 2).padStart(8)}${String(result.errors + result.non2xx + result.timeouts).padStart(6)}${f(run.serverCpuUsPerReq).padStart(11)}${f(run.redisCpuUsPerReq).padStart(9)}${target === 'openrtb' ? `  bid ${(bidShare(result) * 100).toFixed(0)}%` : ''}`;
+  return `${target.padEnd(14)}${run.scenario.slice(0, 27).padEnd(28)}${run.mode.slice(0, 24).padEnd(25)}${Math.round(result.rps).toString().padStart(9)}${f(result.latencyMs.p50, 2).padStart(8)}${f(result.latencyMs.p99, 2).padStart(8)}${f(result.latencyMs.p999, 2).padStart(8)}${String(result.errors + result.non2xx + result.timeouts).padStart(6)}${f(run.serverCpuUsPerReq).padStart(11)}${f(run.serverKernelUsPerReq).padStart(8)}${f(run.redisCpuUsPerReq).padStart(9)}${target === 'openrtb' ? `  bid ${(bidShare(result) * 100).toFixed(0)}%` : ''}`;
 }
 
 export function redisBenchmarkLine(bench: RedisBenchmark): string {
-  return `${'redis GET'.padEnd(14)}${'redis-benchmark'.padEnd(28)}${'max (closed loop)'.padEnd(25)}${Math.round(bench.rps).toString().padStart(9)}${bench.latencyMs.p50.toFixed(2).padStart(8)}${bench.latencyMs.p99.toFixed(2).padStart(8)}${'-'.padStart(8)}${'-'.padStart(6)}${'-'.padStart(11)}${(bench.redisCpuUsPerReq ?? 0).toFixed(1).padStart(9)}`;
+  return `${'redis GET'.padEnd(14)}${'redis-benchmark'.padEnd(28)}${'max (closed loop)'.padEnd(25)}${Math.round(bench.rps).toString().padStart(9)}${bench.latencyMs.p50.toFixed(2).padStart(8)}${bench.latencyMs.p99.toFixed(2).padStart(8)}${'-'.padStart(8)}${'-'.padStart(6)}${'-'.padStart(11)}${'-'.padStart(8)}${(bench.redisCpuUsPerReq ?? 0).toFixed(1).padStart(9)}`;
 }
 
 export function wrkLine(run: WrkRun): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cpuPerRequestUs, parseProcStat } from '../load-tests/proc.js';
+import { cpuPerRequestUs, cpuSeconds, cpuTimes, parseProcStat } from '../load-tests/proc.js';
 
 describe('parseProcStat', () => {
   it('reads utime and stime, counting fields after the command name', () => {
@@ -17,5 +17,22 @@ describe('cpuPerRequestUs', () => {
   it('divides the CPU used by the requests served', () => {
     expect(cpuPerRequestUs(1, 1.5, 10_000)).toBeCloseTo(50);
     expect(cpuPerRequestUs(1, 2, 0)).toBeNull();
+  });
+});
+
+describe('cpuTimes', () => {
+  it("splits this process's CPU into user and kernel time that add up to cpuSeconds", () => {
+    // 60 ms of work in user mode: the user part moves by several clock ticks, the kernel part hardly.
+    const before = cpuTimes(process.pid);
+    const until = performance.now() + 60;
+    let x = 0;
+    while (performance.now() < until) x += Math.sqrt(x + 1);
+    const after = cpuTimes(process.pid);
+    expect(x).toBeGreaterThan(0);
+    expect(after.user).toBeGreaterThan(before.user);
+    expect(after.system).toBeGreaterThanOrEqual(before.system);
+    const total = cpuSeconds(process.pid);
+    expect(total).toBeGreaterThanOrEqual(after.user + after.system);
+    expect(total - (after.user + after.system)).toBeLessThan(1);
   });
 });
