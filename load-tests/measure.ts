@@ -109,7 +109,7 @@ export interface Endpoint {
   target: Target;
   url: string;
   pid: number;
-  /** Whose CPU counts as Redis's: none for bare uWS, every master for a cluster. */
+  /** Whose CPU counts as Redis's: none for bare uWS and the data plane alone, every master for a cluster. */
   redisPids: readonly number[];
 }
 
@@ -168,7 +168,7 @@ async function driveAndSample(
     result,
     serverCpuUsPerReq: cpuPerRequestUs(c0.user + c0.system, c1.user + c1.system, result.requests),
     serverKernelUsPerReq: cpuPerRequestUs(c0.system, c1.system, result.requests),
-    redisCpuUsPerReq: endpoint.target === 'bare-uws' ? null : cpuPerRequestUs(r0, r1, result.requests),
+    redisCpuUsPerReq: endpoint.redisPids.length === 0 ? null : cpuPerRequestUs(r0, r1, result.requests),
   };
 }
 
@@ -197,10 +197,15 @@ export class Runs {
     return run;
   }
 
+  /** A warm-up (not recorded), then the closed-loop maximum. */
+  async maximum(endpoint: Endpoint, sc: Scenario): Promise<Run> {
+    await driveAndSample(endpoint, sc, null, this.settings.connections, this.settings.warmUpS);
+    return this.at(endpoint, sc, null, 'max (closed loop)');
+  }
+
   /** A warm-up (not recorded), the closed-loop maximum, then the fractions of it; returns the maximum. */
   async series(endpoint: Endpoint, sc: Scenario): Promise<Run> {
-    await driveAndSample(endpoint, sc, null, this.settings.connections, this.settings.warmUpS);
-    const max = await this.at(endpoint, sc, null, 'max (closed loop)');
+    const max = await this.maximum(endpoint, sc);
     for (const fr of this.settings.fractions)
       await this.at(endpoint, sc, max.result.rps * fr, `${fr * 100}% of max`);
     return max;

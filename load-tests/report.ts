@@ -110,6 +110,7 @@ export function ratiosOf(runs: readonly Run[], table: ScenarioTable, redisBench:
   const dU = find('decide', uniform.name, MAX);
   const dH = find('decide', hot.name, MAX);
   const b = find('bare-uws', hot.name, MAX);
+  const plane = find('data plane', hot.name, MAX);
   const tU = find('typical-stack', uniform.name, MAX);
   const tH = find('typical-stack', hot.name, MAX);
   // Every run at the same rate (the 50% row and the repeats), for the median p99.
@@ -157,6 +158,15 @@ export function ratiosOf(runs: readonly Run[], table: ScenarioTable, redisBench:
     'openrtb uniform p99 / bare uWS p99, same offered rate (50% of openrtb max)': div(
       oU50?.result.latencyMs.p99,
       bO50?.result.latencyMs.p99,
+    ),
+    'data plane alone (a fixed decision) / bare uWS, CPU per request': div(
+      plane?.serverCpuUsPerReq,
+      b?.serverCpuUsPerReq,
+    ),
+    'decide hot / data plane alone, CPU per request': div(dH?.serverCpuUsPerReq, plane?.serverCpuUsPerReq),
+    'openrtb uniform / data plane alone, CPU per request': div(
+      oU?.serverCpuUsPerReq,
+      plane?.serverCpuUsPerReq,
     ),
     'openrtb uniform / decide uniform, throughput': div(oU?.result.rps, dU?.result.rps),
     'openrtb uniform / decide uniform, CPU per request': div(oU?.serverCpuUsPerReq, dU?.serverCpuUsPerReq),

@@ -8,8 +8,9 @@
  *    in a database of its own); bytes per person from INFO memory.
  * 2. Starts the real server (dist/server/main.js), the same server again with a rule set whose
  *    campaigns bid (test/openrtb/ruleset.yaml) for POST /openrtb2/bid, a bare uWebSockets.js
- *    endpoint (the HTTP ceiling) and a typical Node stack (Hono + ioredis + json-rules-engine),
- *    each its own process.
+ *    endpoint (the HTTP ceiling), the server's data plane answering a fixed decision (the HTTP
+ *    layer and the request's JSON alone) and a typical Node stack (Hono + ioredis +
+ *    json-rules-engine), each its own process.
  * 3. Drives each from a separate process (driver.ts, autocannon): per scenario a closed-loop
  *    maximum with fixed connections, then fixed offered rates at fractions of that maximum. Server
  *    CPU per request from /proc/<pid>/stat. redis-benchmark GET is the Redis ceiling; wrk, when
@@ -22,9 +23,9 @@
  * 4. Prints one table, the ratios and the aims; writes bench/results/load-<date>.json and
  *    load-latest.json (quick mode: a file under the temp folder). The run exits 1 (in every mode)
  *    when a target did not answer, or when the server answered any request with an error (for
- *    OpenRTB: with anything but 200 or 204). `--openrtb-only` runs the OpenRTB scenarios and the
- *    bare endpoint only (no decide, typical stack, redis-benchmark or wrk runs). `--memory-only`
- *    runs step 1 and prints the memory per person, nothing else.
+ *    OpenRTB: with anything but 200 or 204). `--openrtb-only` runs the OpenRTB scenarios, the
+ *    bare endpoint and the data plane alone only (no decide, typical stack, redis-benchmark or
+ *    wrk runs). `--memory-only` runs step 1 and prints the memory per person, nothing else.
  *
  * This file is only the order of those steps. What is run (the scenarios, the targets and what
  * they need) is scenarios.ts; how a run is measured (processes, the driver, CPU, the ceilings)

@@ -23,6 +23,7 @@ export type Target =
   | 'decide'
   | 'openrtb'
   | 'bare-uws'
+  | 'data plane'
   | 'typical-stack'
   | 'decide cluster'
   | 'decide cluster ioredis';
@@ -98,11 +99,12 @@ export function scenarioTable(opt: Pick<Options, 'quick' | 'profiles'>): Scenari
 
 /** The targets a run with these options drives: each must answer. */
 export function targetsDriven(opt: Pick<Options, 'openrtbOnly' | 'cluster'>): Target[] {
-  if (opt.openrtbOnly) return ['openrtb', 'bare-uws'];
+  if (opt.openrtbOnly) return ['openrtb', 'bare-uws', 'data plane'];
   return [
     'decide',
     'openrtb',
     'bare-uws',
+    'data plane',
     'typical-stack',
     ...(opt.cluster ? (['decide cluster', 'decide cluster ioredis'] as const) : []),
   ];
@@ -136,13 +138,15 @@ export interface Listener extends Endpoint {
   port: number;
 }
 
-/** The four targets on one Redis, up and answering. */
+/** The five targets on one Redis, up and answering. */
 export interface OneRedis {
   decide: Listener;
   /** The decide server's control plane (its /metrics). */
   decideAdminPort: number;
   openrtb: Listener;
   bare: Listener;
+  /** The server's data plane answering a fixed decision (load-tests/plane-only.ts). */
+  plane: Listener;
   typical: Listener;
   /** Bytes of a typical decision answer: the bare endpoint answers with as many. */
   answerBytes: number;
@@ -152,14 +156,16 @@ const DECIDE_BODY = bodyFor(1, 'json', 1) as string;
 
 /**
  * Starts the real server, the same server with the OpenRTB rule set, then (sized after the real
- * server's answers) the bare uWS endpoint and the typical stack; resolves when all four answer.
+ * server's answers) the bare uWS endpoint, the data plane alone and the typical stack; resolves
+ * when all five answer.
  */
 export async function startOnOneRedis(
   redis: RedisHandle,
   workers: number,
   log: (s: string) => void,
 ): Promise<OneRedis> {
-  const [decidePort, adminPort, ortbPort, ortbAdminPort, barePort, typicalPort] = [
+  const [decidePort, adminPort, ortbPort, ortbAdminPort, barePort, planePort, typicalPort] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -200,17 +206,20 @@ export async function startOnOneRedis(
     { PORT: String(barePort), BODY_BYTES: String(answerBytes) },
     'bare-uws',
   );
+  const plane = startNode('load-tests/plane-only.js', { PORT: String(planePort) }, 'plane-only');
   const typical = startNode(
     'load-tests/typical-stack.js',
     { PORT: String(typicalPort), REDIS_URL: redis.url, JSON_PREFIX: 'json:p:' },
     'typical-stack',
   );
   const bareUrl = `http://127.0.0.1:${barePort}/v1/decide`;
+  const planeUrl = `http://127.0.0.1:${planePort}/v1/decide`;
   const typicalUrl = `http://127.0.0.1:${typicalPort}/v1/decide`;
   await waitReady(bareUrl, DECIDE_BODY);
+  await waitReady(planeUrl, DECIDE_BODY);
   await waitReady(typicalUrl, DECIDE_BODY);
   log(
-    `servers up: decide :${decidePort} (pid ${server.pid}), openrtb :${ortbPort} (pid ${ortb.pid}), bare-uws :${barePort}, typical-stack :${typicalPort}; a typical answer is ${answerBytes} bytes\n`,
+    `servers up: decide :${decidePort} (pid ${server.pid}), openrtb :${ortbPort} (pid ${ortb.pid}), bare-uws :${barePort}, data plane alone :${planePort}, typical-stack :${typicalPort}; a typical answer is ${answerBytes} bytes\n`,
   );
   const listener = (
     target: Target,
@@ -231,6 +240,7 @@ export async function startOnOneRedis(
     decideAdminPort: adminPort,
     openrtb: listener('openrtb', ortb, ortbPort, ortbUrl, true),
     bare: listener('bare-uws', bare, barePort, bareUrl, false),
+    plane: listener('data plane', plane, planePort, planeUrl, false),
     typical: listener('typical-stack', typical, typicalPort, typicalUrl, true),
     answerBytes,
   };
@@ -251,12 +261,13 @@ async function typicalAnswerBytes(decideUrl: string): Promise<number> {
 }
 
 export async function stopOnOneRedis(on: OneRedis): Promise<void> {
-  await Promise.all([on.decide, on.openrtb, on.bare, on.typical].map((l) => stopChild(l.child)));
+  await Promise.all([on.decide, on.openrtb, on.bare, on.plane, on.typical].map((l) => stopChild(l.child)));
 }
 
 /**
- * The runs on one Redis, in this order: every decide and OpenRTB scenario; bare uWS on its own
- * and at the rates decide and OpenRTB reached at 50% of their maxima; unless quick, the pair
+ * The runs on one Redis, in this order: every decide and OpenRTB scenario; bare uWS on its own;
+ * the data plane alone at its maximum; bare uWS at the rates decide and OpenRTB reached at 50% of
+ * their maxima; unless quick, the pair
  * (decide uniform, bare uWS) again at one rate; then the typical stack.
  */
 export async function driveOnOneRedis(
@@ -271,6 +282,8 @@ export async function driveOnOneRedis(
   const ortbMax: Record<string, Run> = {};
   for (const sc of table.openrtb) ortbMax[sc.name] = await runs.series(on.openrtb, sc);
   await runs.series(on.bare, hot);
+  // What the HTTP layer and the request's JSON cost before any deciding: its maximum only.
+  await runs.maximum(on.plane, hot);
   // The same offered rates as the decide and OpenRTB runs at 50% of their maximum.
   if (!opt.openrtbOnly)
     for (const sc of [hot, uniform]) {

@@ -29,8 +29,11 @@ export interface OpenRtbRoutes {
   onNotice?: (kind: NoticeKind, result: NoticeResult | null, status: number, code: ErrorCode | null) => void;
 }
 
+/** What the data plane asks of the decision service: a decision for a checked request. */
+export type DataPlaneService = Pick<DecisionService, 'decide'>;
+
 export interface DataPlaneOptions {
-  service: DecisionService;
+  service: DataPlaneService;
   maxBodyBytes: number;
   /** Called when a decision request arrives, before anything else. */
   onRequest?: () => void;
