@@ -263,7 +263,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: 'CACHE_ADMIT_AFTER',
     default: '2',
     description:
-      'Loads of a person, within a recent window, before the profile is cached (1: at once); keeps thinly spread traffic from churning the cache',
+      "Loads of a person or of an alias, within a recent window, before the profile or the alias's resolution is cached (1: at once); keeps thinly spread traffic from churning the cache",
   },
   { name: 'DEMO_PEOPLE', default: '10000', description: 'Synthetic profiles loaded into the embedded store' },
   {

@@ -519,14 +519,10 @@ export class Metrics {
     });
     new Counter({
       name: 'mindshare_cache_not_admitted_total',
-      help: 'People loaded from the store but not cached: not asked for often enough lately (CACHE_ADMIT_AFTER)',
+      help: 'Loaded from the store but not cached: not asked for often enough lately (CACHE_ADMIT_AFTER), by cache',
+      labelNames: ['cache'],
       registers: [registry],
-      collect: function (this: Counter) {
-        const stats = sources().cache?.();
-        if (stats === undefined) return;
-        this.reset();
-        this.inc(stats.notAdmitted);
-      },
+      collect: cacheStats((s, c) => s[c].notAdmitted),
     });
 
     new Gauge({

@@ -387,8 +387,42 @@ describe('CachedStore', () => {
       }
       await cache.loadPerson('alice');
       expect(backing.loads).toBe(3);
-      expect(cache.stats().notAdmitted).toBe(2);
+      expect(cache.stats().people.notAdmitted).toBe(2);
       expect(Object.isFrozen((await cache.loadPerson('alice')).profile)).toBe(true);
+    });
+
+    it("caches an alias's resolution from the n-th load on, by itself and with its person", async () => {
+      const { backing, cache } = setup({ admitAfter: 2 });
+      await backing.putProfile(alice);
+      await backing.linkAliases('alice', { idfa: 'A-1', cookie: 'c-1' });
+      // Resolved alone.
+      expect(await cache.resolveAlias('idfa', 'A-1')).toBe('alice');
+      expect(cache.cachedAlias('idfa', 'A-1')).toBeUndefined();
+      expect(await cache.resolveAlias('idfa', 'A-1')).toBe('alice');
+      expect(cache.cachedAlias('idfa', 'A-1')).toBe('alice');
+      expect(await cache.resolveAlias('idfa', 'A-1')).toBe('alice');
+      expect(backing.aliasLookups).toBe(2);
+      // With the person in one read: the alias and the person each admitted at their second load.
+      const first = await cache.loadPersonByAlias('cookie', 'c-1');
+      expect(first.pid).toBe('alice');
+      expect(cache.cachedAlias('cookie', 'c-1')).toBeUndefined();
+      await cache.loadPersonByAlias('cookie', 'c-1');
+      expect(cache.cachedAlias('cookie', 'c-1')).toBe('alice');
+      expect(backing.byAliasLoads).toBe(2);
+      expect((await cache.loadPersonByAlias('cookie', 'c-1')).record?.profile?.id).toBe('alice');
+      expect(backing.byAliasLoads).toBe(2);
+      // An alias naming nobody is admitted the same way, as a cached miss.
+      expect(await cache.resolveAlias('idfa', 'nobody')).toBeNull();
+      expect(await cache.resolveAlias('idfa', 'nobody')).toBeNull();
+      expect(cache.cachedAlias('idfa', 'nobody')).toBeNull();
+      expect(cache.stats().aliases.notAdmitted).toBe(3);
+    });
+
+    it('keeps aliases asked for once out of the cache', async () => {
+      const { backing, cache } = setup({ admitAfter: 2, maxAliases: 1000 });
+      for (let i = 0; i < 3000; i++) await cache.loadPersonByAlias('cookie', `once-${i}`);
+      expect(cache.stats().aliases.size).toBeLessThan(150);
+      expect(backing.byAliasLoads).toBe(3000);
     });
 
     it('keeps people asked for once out of the cache, and still caches those asked for twice', async () => {
