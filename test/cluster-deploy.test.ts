@@ -119,7 +119,11 @@ describe('on a real Redis Cluster', () => {
         });
         return { ms: performance.now() - t0, body: (await res.json()) as { degraded?: boolean } };
       };
-      expect((await decide()).body.degraded).toBeUndefined();
+      // Served from the store while every shard is up. One decision may still answer degraded by
+      // its 10 ms deadline on a host busy with the other test files: a few tries.
+      let served = false;
+      for (let i = 0; i < 5 && !served; i++) served = (await decide()).body.degraded === undefined;
+      expect(served).toBe(true);
       // Its master and its replica go: the cluster has slots nobody serves.
       const replicas: string[] =
         (await cluster.cli(master.port, 'info', 'replication')).match(/port=(\d+)/g) ?? [];
