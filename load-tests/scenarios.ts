@@ -267,8 +267,8 @@ export async function stopOnOneRedis(on: OneRedis): Promise<void> {
 /**
  * The runs on one Redis, in this order: every decide and OpenRTB scenario; bare uWS on its own;
  * the data plane alone at its maximum; bare uWS at the rates decide and OpenRTB reached at 50% of
- * their maxima; unless quick, the pair
- * (decide uniform, bare uWS) again at one rate; then the typical stack.
+ * their maxima; unless quick, the pair (decide uniform, bare uWS) again at one rate; then the
+ * typical stack.
  */
 export async function driveOnOneRedis(
   runs: Runs,
