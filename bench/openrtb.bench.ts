@@ -72,7 +72,7 @@ async function main(): Promise<void> {
       parseBidRequest(bidBodies[k & (POOL - 1)]!),
       performance.now(),
     );
-    return answer.status === 200 ? JSON.stringify(answer.body) : '';
+    return answer.status === 200 ? answer.text : '';
   };
   let bids = 0;
   let filled = 0;

@@ -129,17 +129,34 @@ function takesGzip(header: string): boolean {
  */
 function send(ex: Exchange, status: number, payload: unknown, close: boolean, bearer = false): boolean {
   if (ex.closed) return false;
+  const body =
+    payload === undefined
+      ? undefined
+      : ex.format === 'json'
+        ? JSON.stringify(payload)
+        : msgpack.pack(payload);
+  return sendBody(ex, status, body, close, bearer);
+}
+
+/** As `send`, with the body already in the exchange's format. */
+function sendBody(
+  ex: Exchange,
+  status: number,
+  body: string | Buffer | undefined,
+  close: boolean,
+  bearer = false,
+): boolean {
+  if (ex.closed) return false;
   ex.closed = true;
   const res = ex.res;
   res.cork(() => {
     res.writeStatus(statusLine(status));
     if (bearer) res.writeHeader('www-authenticate', 'Bearer');
     if (ex.openrtbVersion !== null) res.writeHeader('x-openrtb-version', ex.openrtbVersion);
-    if (payload === undefined) {
+    if (body === undefined) {
       res.endWithoutBody(0, close);
       return;
     }
-    const body = ex.format === 'json' ? JSON.stringify(payload) : msgpack.pack(payload);
     res.writeHeader('content-type', CONTENT_TYPE[ex.format]);
     if (ex.gzip && body.length >= GZIP_MIN_BYTES) {
       res.writeHeader('content-encoding', 'gzip').writeHeader('vary', 'accept-encoding');
@@ -386,7 +403,7 @@ function openRtbRoutes(
       settled: (ex, status, code) => onBid?.(null, status, performance.now() - ex.started, code),
       handle: (ex, body) => bidder.bid(parseBidRequest(body), ex.started),
       done(ex, answer) {
-        const ok = send(ex, answer.status, answer.status === 200 ? answer.body : undefined, draining());
+        const ok = sendBody(ex, answer.status, answer.status === 200 ? answer.text : undefined, draining());
         if (ok) onBid?.(answer, answer.status, performance.now() - ex.started, null);
       },
     }),

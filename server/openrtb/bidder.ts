@@ -70,7 +70,15 @@ export interface BidResponse {
  * A bid (200) or no bid (204, with why). `privacy`: the signal that kept personal data out of the
  * decision (it was made on the request's context alone), null when personal data was allowed.
  */
-export type BidAnswer = ({ status: 200; body: BidResponse } | { status: 204; reason: NoBidReason }) & {
+export type BidAnswer = (
+  | {
+      status: 200;
+      body: BidResponse;
+      /** `body` as JSON, the text `JSON.stringify(body)` gives, written as the bids were made. */
+      text: string;
+    }
+  | { status: 204; reason: NoBidReason }
+) & {
   privacy: PrivacyReason | null;
   /** The request's `tmax`, ms, when it had one. */
   tmax?: number;
@@ -126,6 +134,42 @@ interface Rendering {
 /** The channel of a bid's markup type (delivery rows by channel). */
 const MTYPE_CHANNEL = { 1: 'display', 2: 'video', 4: 'native' } as const;
 
+/**
+ * A creative's part of a bid's JSON that is the same in every bid it makes: its ids, its
+ * campaign's domains and categories, and its banner markup, written once per creative of a rule
+ * set. The answer's text is these pieces and the bid's own values (the sealed id, which is
+ * base64url and needs no escaping, the imp id, the price, the size), in the order of `Bid`'s
+ * fields, so that it is the text JSON.stringify gives for the answer's object.
+ *
+ * Why: JSON.stringify of a one-bid answer (about 960 bytes, the sealed id three times over) cost
+ * 3.8-5.4 µs here, checking every character for escapes, and 5.4% of an OpenRTB server's CPU under
+ * the load run's uniform bids (perf, 2026-11-28); this text costs 0.3 µs before its flattening
+ * into the written bytes (1.4-1.8 µs with it, against 4.2-5.0 µs; medians of 3 x 300,000).
+ */
+interface CreativeJson {
+  /** `,"adid":…,"crid":…,"cid":…` */
+  ids: string;
+  /** The banner markup (the creative's own or the default one) as a JSON string. */
+  bannerAdm: string;
+  /** `,"adomain":[…]` and `,"cat":[…]` when the campaign has them; else ''. */
+  lists: string;
+}
+
+const creativeJsons = new WeakMap<CompiledCreative, CreativeJson>();
+
+function creativeJson(c: CompiledCampaign, cr: CompiledCreative): CreativeJson {
+  let json = creativeJsons.get(cr);
+  if (json === undefined) {
+    const ids = `,"adid":${JSON.stringify(cr.id)},"crid":${JSON.stringify(cr.id)},"cid":${JSON.stringify(c.id)}`;
+    let lists = '';
+    if (c.adomain.length > 0) lists += `,"adomain":${JSON.stringify(c.adomain)}`;
+    if (c.cat.length > 0) lists += `,"cat":${JSON.stringify(c.cat)}`;
+    json = { ids, bannerAdm: JSON.stringify(cr.adm ?? defaultMarkup(c, cr)), lists };
+    creativeJsons.set(cr, json);
+  }
+  return json;
+}
+
 export class Bidder {
   private readonly service: DecisionService;
   private readonly store: EventStore & MeasureStore;
@@ -135,6 +179,10 @@ export class Bidder {
   private readonly privacy: PrivacyGate;
   private readonly budgets: BudgetGate | undefined;
   private readonly rates: () => RatesTable;
+  /** The JSON text of the seat, and of the nurl and burl up to the bid id (`"https://…?bid=`). */
+  private readonly seatJson: string;
+  private readonly nurlJson: string;
+  private readonly burlJson: string;
 
   constructor(opts: BidderOptions) {
     this.service = opts.service;
@@ -144,6 +192,10 @@ export class Bidder {
     this.ids = new BidIds(opts.config.secret, opts.config.bidIdForm);
     this.rates = opts.rates ?? (() => NO_RATES);
     this.budgets = opts.budgets;
+    const open = (s: string) => JSON.stringify(s).slice(0, -1);
+    this.seatJson = JSON.stringify(opts.config.seat);
+    this.nurlJson = open(`${opts.config.noticeUrl}/openrtb2/win?bid=`);
+    this.burlJson = open(`${opts.config.noticeUrl}/openrtb2/bill?bid=`);
     this.privacy = new PrivacyGate({
       tcfVendorId: opts.config.tcfVendorId,
       tcfPurposes: opts.config.tcfPurposes,
@@ -243,6 +295,8 @@ export class Bidder {
     privacy: PrivacyReason | null,
   ): BidAnswer {
     const bids: Bid[] = [];
+    /** The bids' JSON, comma-separated, as JSON.stringify would write `bids`. */
+    let text = '';
     let currency: string | null = null;
     const held = outcome.ghosts !== undefined;
     let unrenderable = false;
@@ -304,6 +358,11 @@ export class Bidder {
       }
       if (plan.deal !== null) bid.dealid = plan.deal.id;
       bids.push(bid);
+      // The same bid as JSON, field by field in `bid`'s order (see CreativeJson).
+      const json = creativeJson(c, cr);
+      text += `${text === '' ? '' : ','}{"id":"${id}","impid":${JSON.stringify(imp.id)},"price":${plan.price}${json.ids},"mtype":${bid.mtype},"adm":${rendering.mtype === 1 ? json.bannerAdm : JSON.stringify(bid.adm)},"nurl":${this.nurlJson}${id}&price=${AUCTION_PRICE}","burl":${this.burlJson}${id}&price=${AUCTION_PRICE}"${json.lists}`;
+      if (bid.w !== undefined) text += `,"w":${bid.w},"h":${bid.h}`;
+      text += bid.dealid === undefined ? '}' : `,"dealid":${JSON.stringify(bid.dealid)}}`;
     }
     if (bids.length === 0 || currency === null) {
       // A bid that was decided but cannot render says more than an earlier refusal of another one.
@@ -314,6 +373,7 @@ export class Bidder {
     return {
       status: 200,
       body: { id: req.id, seatbid: [{ seat: this.config.seat, bid: bids }], cur: currency },
+      text: `{"id":${JSON.stringify(req.id)},"seatbid":[{"seat":${this.seatJson},"bid":[${text}]}],"cur":${JSON.stringify(currency)}}`,
       privacy,
     };
   }
