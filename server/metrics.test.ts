@@ -9,6 +9,7 @@ import { serverOver, type TestServer } from '../test/server-kit.js';
 import type { RunningServer } from './app.js';
 import type { DecisionOutcome } from './decision/service.js';
 import { DECISION_BUCKETS, instrumentStore, Metrics, unansweredWorker } from './metrics.js';
+import type { BidAnswer } from './openrtb/bidder.js';
 
 // ---- a small parser of the text exposition format (0.0.4) ----------------------------------------
 
@@ -210,6 +211,30 @@ describe('Metrics', () => {
     expect(value(e, 'mindshare_http_requests_total', { status: '499' })).toBe(1);
     expect(value(e, 'mindshare_http_requests_total', { route: 'unmatched', status: '404' })).toBe(1);
     expect(value(e, 'mindshare_http_errors_total', { route: 'unmatched', code: 'not_found' })).toBe(1);
+  });
+
+  it('counts bid requests by status on the bid route, and shows none before the first', async () => {
+    const m = new Metrics({ processMetrics: false });
+    const before = parseExposition(await m.exposition());
+    expect(
+      series(before, 'mindshare_http_requests_total').filter((s) => s.labels.route === '/openrtb2/bid'),
+    ).toEqual([]);
+    const bid: BidAnswer = {
+      status: 200,
+      body: { id: 'r', seatbid: [{ seat: 's', bid: [] }], cur: 'USD' },
+      text: '',
+      privacy: null,
+    };
+    m.bidRequest(bid, 200, null, 0.2);
+    m.bidRequest(bid, 200, null, 0.2);
+    m.bidRequest({ status: 204, reason: 'no_fill', privacy: null }, 204, null, 0.2);
+    m.bidRequest(null, 400, 'bad_json', 0.1);
+    const e = parseExposition(await m.exposition());
+    const on = (status: string) => ({ listener: 'data', route: '/openrtb2/bid', status });
+    expect(value(e, 'mindshare_http_requests_total', on('200'))).toBe(2);
+    expect(value(e, 'mindshare_http_requests_total', on('204'))).toBe(1);
+    expect(value(e, 'mindshare_http_requests_total', on('400'))).toBe(1);
+    expect(value(e, 'mindshare_http_errors_total', { route: '/openrtb2/bid', code: 'bad_json' })).toBe(1);
   });
 
   it('times 5xx error answers only: a client mistake (4xx) says nothing of the decision latency', async () => {

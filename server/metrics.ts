@@ -347,6 +347,12 @@ export class Metrics {
   private readonly degradedTimeout: HotCounter;
   private readonly degradedStore: HotCounter;
   private readonly decideOk: HotCounter;
+  /**
+   * Bid requests answered 200 (a bid) and 204 (no bid), counted without a look-up per request;
+   * made at the first such answer (a server without the bidder shows no bid route).
+   */
+  private bidOk: HotCounter | null = null;
+  private bidNoContent: HotCounter | null = null;
   private readonly noFill: HotCounter;
   private readonly filledBy = new Map<string, HotCounter>();
   private readonly ghostsBy = new Map<string, HotCounter>();
@@ -930,7 +936,11 @@ export class Metrics {
       if (status === 400 || status === 413) this.noBids.get('invalid')?.inc();
       return;
     }
-    this.dataAnswer(BID_ROUTE, answer.status, null);
+    if (answer.status === 200) {
+      (this.bidOk ??= this.requestChild({ listener: 'data', route: BID_ROUTE, status: '200' })).inc();
+    } else {
+      (this.bidNoContent ??= this.requestChild({ listener: 'data', route: BID_ROUTE, status: '204' })).inc();
+    }
     (answer.status === 200 ? this.bidMade : this.bidNone).observe(elapsedMs / 1000);
     if (answer.tmax !== undefined && answer.tmax > 0) this.tmaxUsed.observe(elapsedMs / answer.tmax);
     if (answer.privacy !== null) {
