@@ -82,6 +82,52 @@ describe('checkBidRequest', () => {
     ]);
   });
 
+  it('refuses an imp id seen before, among few imps and among many', () => {
+    const imps = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ id: `i${i}`, banner: { w: 1, h: 1 } }));
+    for (const [n, dup] of [
+      [3, 2],
+      [20, 5],
+      [20, 15],
+    ] as const) {
+      const got = refusal((r) => {
+        r.imp = imps(n);
+        r.imp[dup].id = r.imp[dup === 2 ? 0 : dup - 1].id;
+      });
+      expect(got).toMatchObject({ code: 'invalid_field', path: `imp[${dup}].id` });
+    }
+    const r = base();
+    r.imp = imps(OPENRTB_LIMITS.imps);
+    expect(checkBidRequest(r).imps).toHaveLength(OPENRTB_LIMITS.imps);
+  });
+
+  it('reads sizes and blocked attributes of every medium of an imp', () => {
+    const r = base();
+    r.imp[0].banner = {
+      w: 300,
+      h: 250,
+      format: [null, { w: 728, h: 90 }, { w: 300, h: 250 }, { w: 320.5, h: 50 }],
+      battr: [1],
+    };
+    r.imp[0].video = { w: 640, h: 480, battr: [2, 3] };
+    r.imp[0].native = { request: '{}', battr: [4] };
+    const imp = checkBidRequest(r).imps[0]!;
+    expect(imp.formats).toEqual([
+      'banner-300x250',
+      'banner-728x90',
+      'banner-320.5x50',
+      'video-640x480',
+      'video',
+      'native',
+    ]);
+    expect(imp.sizes.map((s) => s.format)).toEqual(['banner-300x250', 'banner-728x90', 'video-640x480']);
+    expect(imp.battr).toEqual([1, 2, 3, 4]);
+    expect(imp.channels).toEqual(['display', 'video', 'native']);
+    const again = checkBidRequest(base()).imps[0]!;
+    expect(again.formats).toEqual(['banner-300x250']);
+    expect(again.battr).toEqual([]);
+  });
+
   it('makes each context tag once, however many there are, up to the bound', () => {
     const r = base();
     const words = Array.from({ length: 40 }, (_, i) => `w${i % 25}`);

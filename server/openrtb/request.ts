@@ -8,14 +8,14 @@
 import { isUtf8 } from 'node:buffer';
 import type { Channel } from '../../rules/types.js';
 import { ClientError } from '../errors.js';
-import type { PrivacySignals } from './privacy.js';
+import { NO_SIGNALS, type PrivacySignals } from './privacy.js';
 
 export interface Deal {
   id: string;
   bidfloor: number;
   bidfloorcur: string;
   /** Seats allowed to bid on the deal; empty: any. */
-  wseats: string[];
+  wseats: readonly string[];
 }
 
 /** What a video imp allows: durations (seconds), media types and VAST protocols (empty: any). */
@@ -70,12 +70,12 @@ export interface BidRequest {
   /** ms, when the exchange said */
   tmax: number | undefined;
   /** Currencies the exchange takes; empty: any. */
-  cur: string[];
+  cur: readonly string[];
   /** Blocked advertiser domains (lower case) and IAB categories. */
-  badv: string[];
-  bcat: string[];
-  wseat: string[];
-  bseat: string[];
+  badv: readonly string[];
+  bcat: readonly string[];
+  wseat: readonly string[];
+  bseat: readonly string[];
   /** Aliases of the person, best first: `[kind, value]`. Personal data. */
   aliases: Array<[string, string]>;
   /** Tags of the inventory: site or app, content, publisher. */
@@ -128,8 +128,9 @@ function arrayAt(v: unknown, path: string, field = ''): readonly unknown[] {
   return v;
 }
 
-function stringsAt(v: unknown, path: string, field = ''): string[] {
-  if (v === undefined || v === null) return [];
+/** The strings at `v` (a shared empty list when absent: never to be changed). */
+function stringsAt(v: unknown, path: string, field = ''): readonly string[] {
+  if (v === undefined || v === null) return NONE;
   const list = arrayAt(v, path, field);
   for (let i = 0; i < list.length; i++) {
     if (typeof list[i] !== 'string')
@@ -139,7 +140,7 @@ function stringsAt(v: unknown, path: string, field = ''): string[] {
         `${path}${field}[${i}]`,
       );
   }
-  return list.slice() as string[];
+  return list.slice() as readonly string[];
 }
 
 function intsAt(v: unknown, path: string, field = ''): number[] {
@@ -185,15 +186,19 @@ export function checkBidRequest(data: unknown): BidRequest {
   if (rawImps.length > OPENRTB_LIMITS.imps) {
     throw new ClientError('invalid_field', `imp has more than ${OPENRTB_LIMITS.imps} impressions`, 'imp');
   }
-  const seen = new Set<string>();
-  const imps = rawImps.map((raw, i) => {
-    const imp = checkImp(raw, `imp[${i}]`);
-    if (seen.has(imp.id)) {
+  // Unique ids: searched in the list while it is short (most requests have one imp), in a set past that.
+  const imps: Imp[] = [];
+  let seen: Set<string> | null = null;
+  for (let i = 0; i < rawImps.length; i++) {
+    const imp = checkImp(rawImps[i], `imp[${i}]`);
+    if (i === 8) seen = new Set(imps.map((x) => x.id));
+    const twice = seen === null ? imps.some((x) => x.id === imp.id) : seen.has(imp.id);
+    if (twice) {
       throw new ClientError('invalid_field', `imp[${i}].id: "${imp.id}" appears twice`, `imp[${i}].id`);
     }
-    seen.add(imp.id);
-    return imp;
-  });
+    seen?.add(imp.id);
+    imps.push(imp);
+  }
   const site = objectAt(data.site, 'site');
   const app = objectAt(data.app, 'app');
   if (site !== undefined && app !== undefined) {
@@ -208,7 +213,7 @@ export function checkBidRequest(data: unknown): BidRequest {
     imps,
     tmax,
     cur: stringsAt(data.cur, 'cur'),
-    badv: stringsAt(data.badv, 'badv').map((d) => d.toLowerCase()),
+    badv: data.badv == null ? NONE : stringsAt(data.badv, 'badv').map((d) => d.toLowerCase()),
     bcat: stringsAt(data.bcat, 'bcat'),
     wseat: stringsAt(data.wseat, 'wseat'),
     bseat: stringsAt(data.bseat, 'bseat'),
@@ -224,37 +229,11 @@ export function checkBidRequest(data: unknown): BidRequest {
  * as 0/1 numbers or "0"/"1" strings (both are seen in the wild); anything else is refused.
  */
 function privacySignals(regs: Obj | undefined, user: Obj | undefined): PrivacySignals {
+  // No signal anywhere (the common case): the shared answer, without reading each place.
+  if (regs === undefined && (user === undefined || (user.consent == null && user.ext == null)))
+    return NO_SIGNALS;
   const regsExt = extOf(regs?.ext);
   const userExt = extOf(user?.ext);
-  const flag = (v: unknown, path: string, field = ''): number | undefined => {
-    if (v === undefined || v === null) return undefined;
-    if (v === 0 || v === 1) return v;
-    if (v === '0' || v === '1') return Number(v);
-    throw new ClientError('invalid_field', `${path}${field} must be 0 or 1`, path + field);
-  };
-  /**
-   * A field from its 2.6 place, checked; else from its 2.5 place under `ext`, read leniently as
-   * `ext` is: a value of the wrong type there counts as the most protective one (a flag as 1, a
-   * string as one that does not decode), never as a refused request.
-   */
-  const read = <T>(
-    o: Obj | undefined,
-    ext: Obj | undefined,
-    base: 'regs' | 'user',
-    field: string,
-    check: (v: unknown, path: string, field: string) => T | undefined,
-    protective: T,
-  ): T | undefined => {
-    const top = o?.[field];
-    if (top !== undefined && top !== null) return check(top, base, `.${field}`);
-    const low = ext?.[field];
-    if (low === undefined || low === null) return undefined;
-    try {
-      return check(low, base, `.ext.${field}`);
-    } catch {
-      return protective;
-    }
-  };
   return {
     coppa: read(regs, regsExt, 'regs', 'coppa', flag, 1) === 1,
     gdpr: read(regs, regsExt, 'regs', 'gdpr', flag, 1),
@@ -265,9 +244,71 @@ function privacySignals(regs: Obj | undefined, user: Obj | undefined): PrivacySi
   };
 }
 
+function flag(v: unknown, path: string, field = ''): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (v === 0 || v === 1) return v;
+  if (v === '0' || v === '1') return Number(v);
+  throw new ClientError('invalid_field', `${path}${field} must be 0 or 1`, path + field);
+}
+
+/**
+ * A field from its 2.6 place, checked; else from its 2.5 place under `ext`, read leniently as
+ * `ext` is: a value of the wrong type there counts as the most protective one (a flag as 1, a
+ * string as one that does not decode), never as a refused request.
+ */
+function read<T>(
+  o: Obj | undefined,
+  ext: Obj | undefined,
+  base: 'regs' | 'user',
+  field: string,
+  check: (v: unknown, path: string, field: string) => T | undefined,
+  protective: T,
+): T | undefined {
+  const top = o?.[field];
+  if (top !== undefined && top !== null) return check(top, base, `.${field}`);
+  const low = ext?.[field];
+  if (low === undefined || low === null) return undefined;
+  try {
+    return check(low, base, `.ext.${field}`);
+  } catch {
+    return protective;
+  }
+}
+
 /** An `ext` object, or undefined when it is anything else: `ext` is free-form, never refused. */
 function extOf(v: unknown): Obj | undefined {
   return isObject(v) ? v : undefined;
+}
+
+/**
+ * The format names of sizes (`banner-300x250`), made once per size and medium: the same string
+ * for every request, whose comparisons with the creatives' formats are then quick.
+ */
+const formatNames = { banner: new Map<number, string>(), video: new Map<number, string>() };
+
+/** Adds a sized format to an imp's formats once, and to its sizes when whole pixels. */
+function addSize(
+  formats: string[],
+  sizes: Imp['sizes'],
+  medium: 'banner' | 'video',
+  w: number,
+  h: number,
+): void {
+  let format: string | undefined;
+  const small = Number.isInteger(w) && Number.isInteger(h) && w < 100_000 && h < 100_000;
+  if (small) {
+    const names = formatNames[medium];
+    const key = w * 100_000 + h;
+    format = names.get(key);
+    if (format === undefined) {
+      format = `${medium}-${w}x${h}`;
+      if (names.size < 4096) names.set(key, format);
+    }
+  } else format = `${medium}-${w}x${h}`;
+  if (formats.includes(format)) return;
+  formats.push(format);
+  // Only whole pixels make a size a bid can carry.
+  if (Number.isInteger(w) && Number.isInteger(h)) sizes.push({ medium, w, h, format });
 }
 
 function checkImp(raw: unknown, path: string): Imp {
@@ -286,46 +327,49 @@ function checkImp(raw: unknown, path: string): Imp {
   const channels: Channel[] = [];
   const formats: string[] = [];
   const sizes: Imp['sizes'] = [];
-  const sized = (medium: 'banner' | 'video', w: number, h: number): void => {
-    const format = `${medium}-${w}x${h}`;
-    if (formats.includes(format)) return;
-    formats.push(format);
-    // Only whole pixels make a size a bid can carry.
-    if (Number.isInteger(w) && Number.isInteger(h)) sizes.push({ medium, w, h, format });
+  let battr: number[] = [];
+  const blocked = (v: unknown, field: string): void => {
+    if (v === undefined || v === null) return;
+    const list = intsAt(v, path, field);
+    battr = battr.length === 0 ? list : battr.concat(list);
   };
-  const battr: number[] = [];
   if (banner !== undefined) {
     channels.push('display');
     const w = numberAt(banner.w, path, '.banner.w');
     const h = numberAt(banner.h, path, '.banner.h');
-    if (w !== undefined && h !== undefined) sized('banner', w, h);
-    arrayAt(banner.format, path, '.banner.format').forEach((f, j) => {
-      const at = `${path}.banner.format[${j}]`;
-      const fo = objectAt(f, at);
-      const fw = numberAt(fo?.w, at, '.w');
-      const fh = numberAt(fo?.h, at, '.h');
-      if (fw !== undefined && fh !== undefined) sized('banner', fw, fh);
-    });
+    if (w !== undefined && h !== undefined) addSize(formats, sizes, 'banner', w, h);
+    const bannerFormats = arrayAt(banner.format, path, '.banner.format');
+    for (let j = 0; j < bannerFormats.length; j++) {
+      const f = bannerFormats[j];
+      if (f === undefined || f === null) continue;
+      if (!isObject(f)) objectAt(f, `${path}.banner.format[${j}]`);
+      const fo = f as Obj;
+      const fw =
+        fo.w === undefined || fo.w === null ? undefined : numberAt(fo.w, `${path}.banner.format[${j}]`, '.w');
+      const fh =
+        fo.h === undefined || fo.h === null ? undefined : numberAt(fo.h, `${path}.banner.format[${j}]`, '.h');
+      if (fw !== undefined && fh !== undefined) addSize(formats, sizes, 'banner', fw, fh);
+    }
     if (formats.length === 0) formats.push('banner');
-    battr.push(...intsAt(banner.battr, path, '.banner.battr'));
+    blocked(banner.battr, '.banner.battr');
   }
   if (video !== undefined) {
     channels.push('video');
     const w = numberAt(video.w, path, '.video.w');
     const h = numberAt(video.h, path, '.video.h');
-    if (w !== undefined && h !== undefined) sized('video', w, h);
+    if (w !== undefined && h !== undefined) addSize(formats, sizes, 'video', w, h);
     formats.push('video');
-    battr.push(...intsAt(video.battr, path, '.video.battr'));
+    blocked(video.battr, '.video.battr');
   }
   if (audio !== undefined) {
     // No audio channel: an audio-only impression gets no bid.
     formats.push('audio');
-    battr.push(...intsAt(audio.battr, path, '.audio.battr'));
+    blocked(audio.battr, '.audio.battr');
   }
   if (native !== undefined) {
     channels.push('native');
     formats.push('native');
-    battr.push(...intsAt(native.battr, path, '.native.battr'));
+    blocked(native.battr, '.native.battr');
   }
   const pmp = objectAt(imp.pmp, path, '.pmp');
   const rawDeals = arrayAt(pmp?.deals, path, '.pmp.deals');
@@ -427,19 +471,30 @@ function nativeSpec(request: unknown): NativeSpec {
  */
 function identity(user: Obj | undefined, device: Obj | undefined): Array<[string, string]> {
   const out: Array<[string, string]> = [];
-  const add = (kind: string, value: string | undefined) => {
-    if (value === undefined || value.length > 256 || isBlankId(value)) return;
-    if (out.length >= OPENRTB_LIMITS.aliases) return;
-    if (!out.some(([k, v]) => k === kind && v === value)) out.push([kind, value]);
-  };
-  add('cookie', stringAt(user?.buyeruid, 'user.buyeruid'));
+  addAlias(out, 'cookie', stringAt(user?.buyeruid, 'user.buyeruid'));
   const lmt = numberAt(device?.lmt, 'device.lmt');
-  if (lmt !== 1) add('idfa', stringAt(device?.ifa, 'device.ifa'));
+  if (lmt !== 1) addAlias(out, 'idfa', stringAt(device?.ifa, 'device.ifa'));
   // Extended ids: their 2.6 place when set, else their 2.5 one (`user.ext.eids`, where Prebid
   // Server and most 2.5 exchanges send them).
   const top = user?.eids;
   const fromExt = top === undefined || top === null;
-  const [eids, at] = fromExt ? [extOf(user?.ext)?.eids, 'user.ext.eids'] : [top, 'user.eids'];
+  const eids = fromExt ? extOf(user?.ext)?.eids : top;
+  if (eids !== undefined && eids !== null) extendedIds(out, eids, fromExt);
+  addAlias(out, 'exchange', stringAt(user?.id, 'user.id'));
+  return out;
+}
+
+/** Adds an alias unless blank, too long, already there, or past the limit. */
+function addAlias(out: Array<[string, string]>, kind: string, value: string | undefined): void {
+  if (value === undefined || value.length > 256 || isBlankId(value)) return;
+  if (out.length >= OPENRTB_LIMITS.aliases) return;
+  if (!out.some(([k, v]) => k === kind && v === value)) out.push([kind, value]);
+}
+
+/** The aliases of extended ids, from `user.eids` or (`fromExt`) `user.ext.eids`. */
+function extendedIds(out: Array<[string, string]>, eids: unknown, fromExt: boolean): void {
+  const at = fromExt ? 'user.ext.eids' : 'user.eids';
+  const add = (kind: string, value: string | undefined) => addAlias(out, kind, value);
   // `ext` is read leniently: a malformed entry there is skipped, not a refused request.
   const each = (list: readonly unknown[], visit: (x: unknown, i: number) => void) =>
     list.forEach((x, i) => {
@@ -459,8 +514,6 @@ function identity(user: Obj | undefined, device: Obj | undefined): Array<[string
       add(kind, stringAt(uid?.id, `${at}[${i}].uids[${j}].id`));
     });
   });
-  add('exchange', stringAt(user?.id, 'user.id'));
-  return out;
 }
 
 /**
@@ -474,63 +527,83 @@ function contextTags(
   where: 'site' | 'app',
   user: Obj | undefined,
 ): { context: string[]; user: string[] } {
-  // Lists, searched while short: a request has a handful of tags, and a set costs more to make
-  // than a few comparisons (the load run's request checked in 2.1 µs, against 2.5 with two sets).
-  // Past a few, a set of what each list holds keeps this linear.
-  const tags: string[] = ['src:openrtb'];
-  const userTags: string[] = [];
-  let seen: { context: Set<string>; user: Set<string> } | null = null;
-  const add = (tag: string, to = tags) => {
-    if (tag.length > OPENRTB_LIMITS.tagLength || tags.length + userTags.length >= OPENRTB_LIMITS.tags) return;
-    if (seen === null) {
-      if (to.includes(tag)) return;
-      if (tags.length + userTags.length >= 16) seen = { context: new Set(tags), user: new Set(userTags) };
-    } else if ((to === tags ? seen.context : seen.user).has(tag)) return;
-    to.push(tag);
-    if (seen !== null) (to === tags ? seen.context : seen.user).add(tag);
-  };
-  const keyword = (k: unknown) => {
-    if (typeof k !== 'string') return;
-    const t = k.trim().toLowerCase();
-    if (t !== '') add(`kw:${t}`);
-  };
-  const keywords = (o: Obj | undefined) => {
-    if (o === undefined) return;
-    const kw = o.keywords;
-    if (typeof kw === 'string') for (const k of kw.split(',')) keyword(k);
-    else if (Array.isArray(kw)) for (const k of kw) keyword(k);
-    if (Array.isArray(o.kwarray)) for (const k of o.kwarray) keyword(k);
-    if (Array.isArray(o.keyword)) for (const k of o.keyword) keyword(k);
-  };
-  const cats = (v: unknown, field: string) => {
-    for (const c of stringsAt(v, where, field)) add(`iab:${c}`);
-  };
+  const t: Tags = { context: ['src:openrtb'], user: [], seen: null };
   if (inventory !== undefined) {
-    cats(inventory.cat, '.cat');
-    cats(inventory.sectioncat, '.sectioncat');
-    cats(inventory.pagecat, '.pagecat');
-    keywords(inventory);
+    categories(t, inventory.cat, where, '.cat');
+    categories(t, inventory.sectioncat, where, '.sectioncat');
+    categories(t, inventory.pagecat, where, '.pagecat');
+    keywords(t, inventory);
     const publisher = objectAt(inventory.publisher, where, '.publisher');
     const pub = stringAt(publisher?.id, where, '.publisher.id');
-    if (pub !== undefined && pub !== '') add(`pub:${pub}`);
+    if (pub !== undefined && pub !== '') addTag(t, `pub:${pub}`, t.context);
     const name =
       where === 'site' ? stringAt(inventory.domain, 'site.domain') : stringAt(inventory.bundle, 'app.bundle');
-    if (name !== undefined && name !== '') add(`${where}:${name.toLowerCase()}`);
+    if (name !== undefined && name !== '') addTag(t, `${where}:${name.toLowerCase()}`, t.context);
     const content = objectAt(inventory.content, where, '.content');
     if (content !== undefined) {
-      cats(content.cat, '.content.cat');
-      keywords(content);
+      categories(t, content.cat, where, '.content.cat');
+      keywords(t, content);
     }
   }
-  arrayAt(user?.data, 'user.data').forEach((d, i) => {
-    const data = objectAt(d, `user.data[${i}]`);
-    const provider = stringAt(data?.id, `user.data[${i}].id`) ?? stringAt(data?.name, `user.data[${i}].name`);
-    if (provider === undefined || provider === '') return;
-    arrayAt(data?.segment, `user.data[${i}].segment`).forEach((s, j) => {
-      const seg = objectAt(s, `user.data[${i}].segment[${j}]`);
+  const data = user?.data;
+  if (data !== undefined && data !== null) segments(t, data);
+  return { context: t.context, user: t.user };
+}
+
+/** `seg:<provider>:<segment id>` of each segment of `user.data`, the person's tags. */
+function segments(t: Tags, list: unknown): void {
+  const data = arrayAt(list, 'user.data');
+  for (let i = 0; i < data.length; i++) {
+    const d = objectAt(data[i], `user.data[${i}]`);
+    const provider = stringAt(d?.id, `user.data[${i}].id`) ?? stringAt(d?.name, `user.data[${i}].name`);
+    if (provider === undefined || provider === '') continue;
+    const segs = arrayAt(d?.segment, `user.data[${i}].segment`);
+    for (let j = 0; j < segs.length; j++) {
+      const seg = objectAt(segs[j], `user.data[${i}].segment[${j}]`);
       const sid = stringAt(seg?.id, `user.data[${i}].segment[${j}].id`);
-      if (sid !== undefined && sid !== '') add(`seg:${provider}:${sid}`, userTags);
-    });
-  });
-  return { context: tags, user: userTags };
+      if (sid !== undefined && sid !== '') addTag(t, `seg:${provider}:${sid}`, t.user);
+    }
+  }
+}
+
+/**
+ * The tags of a request being read. Lists, searched while short: a request has a handful of tags,
+ * and a set costs more to make than a few comparisons (the load run's request checked in 2.1 µs,
+ * against 2.5 with two sets). Past a few, a set of what each list holds keeps this linear.
+ */
+interface Tags {
+  context: string[];
+  user: string[];
+  seen: { context: Set<string>; user: Set<string> } | null;
+}
+
+function addTag(t: Tags, tag: string, to: string[]): void {
+  const { context, user } = t;
+  if (tag.length > OPENRTB_LIMITS.tagLength || context.length + user.length >= OPENRTB_LIMITS.tags) return;
+  if (t.seen === null) {
+    if (to.includes(tag)) return;
+    if (context.length + user.length >= 16) t.seen = { context: new Set(context), user: new Set(user) };
+  } else if ((to === context ? t.seen.context : t.seen.user).has(tag)) return;
+  to.push(tag);
+  if (t.seen !== null) (to === context ? t.seen.context : t.seen.user).add(tag);
+}
+
+function keyword(t: Tags, k: unknown): void {
+  if (typeof k !== 'string') return;
+  const w = k.trim().toLowerCase();
+  if (w !== '') addTag(t, `kw:${w}`, t.context);
+}
+
+/** `keywords` (a comma-separated string, or a list), `kwarray` and `keyword` of an object. */
+function keywords(t: Tags, o: Obj): void {
+  const kw = o.keywords;
+  if (typeof kw === 'string') for (const k of kw.split(',')) keyword(t, k);
+  else if (Array.isArray(kw)) for (const k of kw) keyword(t, k);
+  if (Array.isArray(o.kwarray)) for (const k of o.kwarray) keyword(t, k);
+  if (Array.isArray(o.keyword)) for (const k of o.keyword) keyword(t, k);
+}
+
+function categories(t: Tags, v: unknown, where: string, field: string): void {
+  if (v === undefined || v === null) return;
+  for (const c of stringsAt(v, where, field)) addTag(t, `iab:${c}`, t.context);
 }
