@@ -190,6 +190,9 @@ export class RedisStore implements ProfileStore, EventStore {
   /** ProfileStore.loadPersonByAlias: present on a single Redis (or Sentinel), absent on a cluster. */
   readonly loadPersonByAlias: ((kind: string, value: string) => Promise<FoundByAlias>) | undefined;
   private readonly ownsClient: boolean;
+  /** LOAD_BY_ALIAS_LUA's arguments naming a person's keys up to the id: `<prefix>p:{`, `<prefix>fc:{`. */
+  private readonly personKeyHead: string;
+  private readonly countersKeyHead: string;
   private readonly batchSize: number;
   private readonly dedupeMs: number;
   private readonly log: (line: string) => void;
@@ -222,6 +225,8 @@ export class RedisStore implements ProfileStore, EventStore {
       this.ownsClient = true;
     }
     this.keys = new RedisKeys(opts.keyPrefix ?? '', this.client.kind === 'cluster');
+    this.personKeyHead = `${this.keys.prefix}p:{`;
+    this.countersKeyHead = `${this.keys.prefix}fc:{`;
     // One round trip by alias on a single Redis only: on a cluster the alias and the person are
     // in different slots, and callers resolve, then load (sharing and caching each read).
     this.loadPersonByAlias = this.keys.sharded ? undefined : (kind, value) => this.byAliasAtOnce(kind, value);
@@ -327,26 +332,24 @@ export class RedisStore implements ProfileStore, EventStore {
    * The person an alias names, with their record, in one script (LOAD_BY_ALIAS_LUA) on a single
    * Redis; the alias then the person before the store has settled or without a lean connection.
    */
-  private async byAliasAtOnce(kind: string, value: string): Promise<FoundByAlias> {
+  private byAliasAtOnce(kind: string, value: string): Promise<FoundByAlias> {
     const lean = this.client.lean;
-    const legacyCase = CASELESS_ALIAS_KINDS.has(kind) && value !== value.toLowerCase();
     if (lean === null || !this.identity.learnt || !this.client.isReady) {
       return this.resolveThenLoad(kind, value);
     }
     const keys = [this.keys.alias(aliasMember(kind, value)), this.keys.slotMarker(0)];
-    const prefix = this.keys.prefix;
-    const reply = await lean.evalsha(
-      LOAD_BY_ALIAS,
-      keys,
-      [this.dict.epoch, `${prefix}p:{`, `${prefix}fc:{`],
-      0,
-    );
-    if (!Array.isArray(reply) || reply.length === 0) {
-      // Nobody, unless the id was linked in its own case by an earlier version.
-      return legacyCase ? this.resolveThenLoad(kind, value) : { pid: null, record: null };
-    }
-    const pid = Buffer.isBuffer(reply[0]) ? reply[0].toString('utf8') : String(reply[0]);
-    return { pid, record: await this.decodePersonReply(pid, reply.slice(1)) };
+    const args = [this.dict.epoch, this.personKeyHead, this.countersKeyHead];
+    // One promise from the call to the answer, as loadPerson's (this runs for every alias miss).
+    return lean.evalsha(LOAD_BY_ALIAS, keys, args, 0).then((reply): FoundByAlias | Promise<FoundByAlias> => {
+      if (!Array.isArray(reply) || reply.length === 0) {
+        // Nobody, unless the id was linked in its own case by an earlier version.
+        const legacyCase = CASELESS_ALIAS_KINDS.has(kind) && value !== value.toLowerCase();
+        return legacyCase ? this.resolveThenLoad(kind, value) : { pid: null, record: null };
+      }
+      const pid = Buffer.isBuffer(reply[0]) ? reply[0].toString('utf8') : String(reply[0]);
+      const record = this.decodePersonReply(pid, reply, 1);
+      return record instanceof Promise ? record.then((r) => ({ pid, record: r })) : { pid, record };
+    });
   }
 
   private async resolveThenLoad(kind: string, value: string): Promise<FoundByAlias> {
@@ -375,13 +378,15 @@ export class RedisStore implements ProfileStore, EventStore {
   // ---- decoding what the reads return ----------------------------------------------------------
 
   /**
-   * A person from LOAD_PERSON_LUA's reply, `[value, counters (flat field, value pairs), marker?]`:
-   * synchronous unless the value needs more from Redis (ids this process does not know, or a
+   * A person from LOAD_PERSON_LUA's reply, `[value, counters (flat field, value pairs), marker?]`
+   * (from index `from` on: LOAD_BY_ALIAS_LUA's reply has the person's id first), synchronous unless the value needs more from Redis (ids this process does not know, or a
    * marker that is not this process's epoch).
    */
-  private decodePersonReply(pid: string, reply: unknown): PersonRecord | Promise<PersonRecord> {
-    const [value, countersReply, marker] = Array.isArray(reply) ? reply : [];
-    const counters = this.decodeCounters(countersReply);
+  private decodePersonReply(pid: string, reply: unknown, from = 0): PersonRecord | Promise<PersonRecord> {
+    const list: readonly unknown[] = Array.isArray(reply) ? reply : [];
+    const value = list[from];
+    const marker = list[from + 2];
+    const counters = this.decodeCounters(list[from + 1]);
     const profile = this.decodeMarked(pid, value, marker);
     if (profile instanceof Promise) return profile.then((p) => ({ profile: p, counters }));
     return { profile, counters };
