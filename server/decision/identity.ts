@@ -21,15 +21,22 @@ export function userRef(user: { id?: string; ids?: Readonly<Record<string, strin
  * The person a reference names, loaded from the store. Aliases are resolved all at once; the
  * first (in the order given) that names someone wins.
  */
-export async function findPerson(store: ProfileStore, user: UserRef): Promise<FoundPerson> {
+export function findPerson(store: ProfileStore, user: UserRef): Promise<FoundPerson> {
+  if (user.kind === 'aliases' && user.aliases.length === 1 && store.loadPersonByAlias !== undefined) {
+    // One alias (an exchange's cookie id, say): alias and person in one round trip where the store
+    // can, and its promise as it is (not wrapped in an async function's: one per uniform bid).
+    const [kind, value] = user.aliases[0]!;
+    return store.loadPersonByAlias(kind, value);
+  }
+  return findInSteps(store, user);
+}
+
+/** findPerson by an id, or by aliases resolved first (several, or where one round trip cannot). */
+async function findInSteps(store: ProfileStore, user: UserRef): Promise<FoundPerson> {
   let pid: string | null;
   if (user.kind === 'id') pid = user.id;
   else if (user.kind === 'anonymous') return { pid: null, record: null };
-  else if (user.aliases.length === 1 && store.loadPersonByAlias !== undefined) {
-    // One alias (an exchange's cookie id, say): alias and person in one round trip where the store can.
-    const [kind, value] = user.aliases[0]!;
-    return store.loadPersonByAlias(kind, value);
-  } else {
+  else {
     const found = await Promise.all(user.aliases.map(([k, v]) => store.resolveAlias(k, v)));
     pid = found.find((x): x is string => typeof x === 'string') ?? null;
   }
