@@ -4,7 +4,7 @@
  * and wrk ceilings, and the server's own count of degraded answers. It knows nothing of which
  * scenarios are run (scenarios.ts) nor of how figures are printed (report.ts): a finished run is
  * handed to a callback, so the table can be printed row by row as the runs go. The other load
- * tools (freshness.ts, chaos.ts) take their process helpers from here too.
+ * tools (freshness.ts, chaos.ts, compare.ts) take their process helpers from here too.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -82,7 +82,7 @@ export function stopChild(child: ChildProcess): Promise<void> {
 // ---- driven runs -------------------------------------------------------------------------------
 
 /** One run of the driver process: its last line of output is the result. */
-function drive(cfg: DriverConfig): Promise<DriverResult> {
+export function drive(cfg: DriverConfig): Promise<DriverResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(here, 'driver.js'), JSON.stringify(cfg)], {
       stdio: ['ignore', 'pipe', 'inherit'],
