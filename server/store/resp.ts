@@ -7,10 +7,12 @@
  * - Commands are serialized into one string (or a list of parts when an argument is a Buffer)
  *   and written once per turn of the event loop (`setImmediate`): every request that the HTTP
  *   server read in one poll phase shares one socket write.
- * - Replies are parsed straight from the socket's chunks (RESP2); bulk strings come back as
- *   Buffers that view the chunk (no copy), simple strings as strings, integers as numbers, nil as
- *   null, nested arrays as arrays, errors inside arrays as ReplyError values. An error reply
- *   rejects its command.
+ * - Replies are parsed straight from what the socket read (RESP2); bulk strings come back as
+ *   Buffers that view it (no copy per reply), simple strings as strings, integers as numbers, nil
+ *   as null, nested arrays as arrays, errors inside arrays as ReplyError values. An error reply
+ *   rejects its command. Without TLS the socket reads into one buffer kept for the connection
+ *   (`onread`), and what it read is copied out once per read: a small slice of Node's buffer pool,
+ *   where a stream's read allocates 64 KiB and shrinks it to what came.
  * - `evalsha` sends EVALSHA and, when Redis does not know the script (NOSCRIPT, after a restart or
  *   SCRIPT FLUSH), sends the same call as EVAL; the caller sees one answer.
  *
@@ -116,6 +118,8 @@ const INCOMPLETE = Symbol('incomplete');
 type Parsed = Reply | typeof INCOMPLETE;
 
 const CR = 13;
+/** What a plain socket reads at most at once: Node's own read size for streams. */
+const READ_BUFFER_BYTES = 64 * 1024;
 
 export class RespConnection {
   private readonly host: string;
@@ -148,6 +152,8 @@ export class RespConnection {
   /** Bytes of a reply that has not arrived whole yet. */
   private rest: Buffer | null = null;
   private at = 0;
+  /** What a plain socket reads into (`onread`), made at the first connection. */
+  private readBuffer: Buffer | null = null;
   /** Set when the reply stream cannot be trusted; cleared by a new connection. */
   private broken = false;
 
@@ -337,7 +343,21 @@ export class RespConnection {
   }
 
   private connectTo(host: string, port: number): void {
-    const socket = this.tls ? tlsConnect({ host, port, servername: host }) : netConnect({ host, port });
+    // Without TLS, reads go into the connection's own buffer; what was read is copied out before
+    // the next read (replies view the copy, and may be used after this callback returns).
+    const socket = this.tls
+      ? tlsConnect({ host, port, servername: host })
+      : netConnect({
+          host,
+          port,
+          onread: {
+            buffer: (this.readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES)),
+            callback: (n: number, buf: Buffer) => {
+              if (this.socket === socket) this.onData(Buffer.copyBytesFrom(buf, 0, n));
+              return true;
+            },
+          },
+        });
     this.socket = socket;
     this.broken = false;
     this.rest = null;
@@ -365,9 +385,11 @@ export class RespConnection {
       this.writeOut(socket);
       this.opts.onReady?.();
     });
-    socket.on('data', (chunk: Buffer) => {
-      if (this.socket === socket) this.onData(chunk);
-    });
+    if (this.tls) {
+      socket.on('data', (chunk: Buffer) => {
+        if (this.socket === socket) this.onData(chunk);
+      });
+    }
     socket.on('error', (err: Error) => {
       if (this.socket === socket) this.opts.onError?.(err);
     });
