@@ -286,6 +286,13 @@ function extOf(v: unknown): Obj | undefined {
  */
 const formatNames = { banner: new Map<number, string>(), video: new Map<number, string>() };
 
+/** `battr` with the attributes listed at `v` after it (itself when `v` is absent). */
+function withBlocked(battr: number[], v: unknown, path: string, field: string): number[] {
+  if (v === undefined || v === null) return battr;
+  const list = intsAt(v, path, field);
+  return battr.length === 0 ? list : battr.concat(list);
+}
+
 /** Adds a sized format to an imp's formats once, and to its sizes when whole pixels. */
 function addSize(
   formats: string[],
@@ -295,8 +302,8 @@ function addSize(
   h: number,
 ): void {
   let format: string | undefined;
-  const small = Number.isInteger(w) && Number.isInteger(h) && w < 100_000 && h < 100_000;
-  if (small) {
+  const whole = Number.isInteger(w) && Number.isInteger(h);
+  if (whole && w < 100_000 && h < 100_000) {
     const names = formatNames[medium];
     const key = w * 100_000 + h;
     format = names.get(key);
@@ -308,7 +315,7 @@ function addSize(
   if (formats.includes(format)) return;
   formats.push(format);
   // Only whole pixels make a size a bid can carry.
-  if (Number.isInteger(w) && Number.isInteger(h)) sizes.push({ medium, w, h, format });
+  if (whole) sizes.push({ medium, w, h, format });
 }
 
 function checkImp(raw: unknown, path: string): Imp {
@@ -328,11 +335,6 @@ function checkImp(raw: unknown, path: string): Imp {
   const formats: string[] = [];
   const sizes: Imp['sizes'] = [];
   let battr: number[] = [];
-  const blocked = (v: unknown, field: string): void => {
-    if (v === undefined || v === null) return;
-    const list = intsAt(v, path, field);
-    battr = battr.length === 0 ? list : battr.concat(list);
-  };
   if (banner !== undefined) {
     channels.push('display');
     const w = numberAt(banner.w, path, '.banner.w');
@@ -340,18 +342,14 @@ function checkImp(raw: unknown, path: string): Imp {
     if (w !== undefined && h !== undefined) addSize(formats, sizes, 'banner', w, h);
     const bannerFormats = arrayAt(banner.format, path, '.banner.format');
     for (let j = 0; j < bannerFormats.length; j++) {
-      const f = bannerFormats[j];
-      if (f === undefined || f === null) continue;
-      if (!isObject(f)) objectAt(f, `${path}.banner.format[${j}]`);
-      const fo = f as Obj;
-      const fw =
-        fo.w === undefined || fo.w === null ? undefined : numberAt(fo.w, `${path}.banner.format[${j}]`, '.w');
-      const fh =
-        fo.h === undefined || fo.h === null ? undefined : numberAt(fo.h, `${path}.banner.format[${j}]`, '.h');
+      const at = `${path}.banner.format[${j}]`;
+      const fo = objectAt(bannerFormats[j], at);
+      const fw = numberAt(fo?.w, at, '.w');
+      const fh = numberAt(fo?.h, at, '.h');
       if (fw !== undefined && fh !== undefined) addSize(formats, sizes, 'banner', fw, fh);
     }
     if (formats.length === 0) formats.push('banner');
-    blocked(banner.battr, '.banner.battr');
+    battr = withBlocked(battr, banner.battr, path, '.banner.battr');
   }
   if (video !== undefined) {
     channels.push('video');
@@ -359,17 +357,17 @@ function checkImp(raw: unknown, path: string): Imp {
     const h = numberAt(video.h, path, '.video.h');
     if (w !== undefined && h !== undefined) addSize(formats, sizes, 'video', w, h);
     formats.push('video');
-    blocked(video.battr, '.video.battr');
+    battr = withBlocked(battr, video.battr, path, '.video.battr');
   }
   if (audio !== undefined) {
     // No audio channel: an audio-only impression gets no bid.
     formats.push('audio');
-    blocked(audio.battr, '.audio.battr');
+    battr = withBlocked(battr, audio.battr, path, '.audio.battr');
   }
   if (native !== undefined) {
     channels.push('native');
     formats.push('native');
-    blocked(native.battr, '.native.battr');
+    battr = withBlocked(battr, native.battr, path, '.native.battr');
   }
   const pmp = objectAt(imp.pmp, path, '.pmp');
   const rawDeals = arrayAt(pmp?.deals, path, '.pmp.deals');
@@ -604,6 +602,6 @@ function keywords(t: Tags, o: Obj): void {
 }
 
 function categories(t: Tags, v: unknown, where: string, field: string): void {
-  if (v === undefined || v === null) return;
+  if (v === undefined || v === null) return; // most are absent: no iterator made for nothing
   for (const c of stringsAt(v, where, field)) addTag(t, `iab:${c}`, t.context);
 }

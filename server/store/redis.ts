@@ -379,8 +379,9 @@ export class RedisStore implements ProfileStore, EventStore {
 
   /**
    * A person from LOAD_PERSON_LUA's reply, `[value, counters (flat field, value pairs), marker?]`
-   * (from index `from` on: LOAD_BY_ALIAS_LUA's reply has the person's id first), synchronous unless the value needs more from Redis (ids this process does not know, or a
-   * marker that is not this process's epoch).
+   * (from index `from` on: LOAD_BY_ALIAS_LUA's reply has the person's id first), synchronous
+   * unless the value needs more from Redis (ids this process does not know, or a marker that is
+   * not this process's epoch).
    */
   private decodePersonReply(pid: string, reply: unknown, from = 0): PersonRecord | Promise<PersonRecord> {
     const list: readonly unknown[] = Array.isArray(reply) ? reply : [];
