@@ -11,7 +11,7 @@
 import { join } from 'node:path';
 import { bidRequestFor, bodyFor } from '../load-tests/driver.js';
 import { median } from '../load-tests/measure.js';
-import { DEMO_RULESET, type OpenRtbConfig } from '../server/config.js';
+import { DEMO_RULESET, loadConfig, type OpenRtbConfig } from '../server/config.js';
 import { parseDecideBody } from '../server/decision/request.js';
 import { DecisionService } from '../server/decision/service.js';
 import { demoAliases, demoProfile } from '../server/demo/profiles.js';
@@ -30,20 +30,11 @@ const POOL = 1_024;
 const ROUNDS = 21;
 const BLOCK = 2_000;
 
-const CONFIG: OpenRtbConfig = {
-  enabled: true,
-  noticeUrlConfigured: true,
-  marginMs: 20,
-  seat: 'mindshare',
-  noticeUrl: 'https://bidder.example.com',
-  secret: 'bench-secret-0123456789abcdef',
-  secretConfigured: true,
-  bidTtlMs: 3_600_000,
-  tcfVendorId: null,
-  tcfPurposes: [1, 3, 4],
-  ratesFile: undefined,
-  bidIdForm: 'xchacha20',
-};
+/** The bidder's configuration as the server makes it, with a notice URL and a secret. */
+const CONFIG: OpenRtbConfig = loadConfig({
+  OPENRTB_NOTICE_URL: 'https://bidder.example.com',
+  OPENRTB_SECRET: 'bench-secret-0123456789abcdef',
+}).openrtb;
 
 async function main(): Promise<void> {
   const store = new EmbeddedStore({ now: () => NOW });

@@ -15,13 +15,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { demoAliases } from '../server/demo/profiles.js';
 import { projectRoot } from '../server/project.js';
-import { RedisStore } from '../server/store/redis.js';
 import { drive, median, stopChild, waitReady } from './measure.js';
-import { storeDemoPeople } from './memory.js';
 import { cpuPerRequestUs, cpuTimes } from './proc.js';
 import { freePort, startRedis, track } from './redis.js';
+import { loadOpenrtbPeople, ORTB_PREFIX } from './scenarios.js';
 
 const PEOPLE = 100_000;
 const SECRET = 'compare-secret-0123456789abcdef';
@@ -71,20 +69,15 @@ function parse(argv: readonly string[]) {
 async function main(): Promise<void> {
   const opt = parse(process.argv.slice(2));
   const redis = await startRedis();
-  const store = new RedisStore({ url: redis.url, log: () => {} });
-  await storeDemoPeople(store, PEOPLE);
-  for (let i = 0; i < PEOPLE; i += 10_000) {
-    const links = [];
-    for (let j = i; j < Math.min(PEOPLE, i + 10_000); j++) links.push([`p-${j}`, demoAliases(j)] as const);
-    await store.linkManyAliases(links);
-  }
-  await store.close();
+  // The OpenRTB server's people of the load run, under its key prefix: both scenarios use them.
+  await loadOpenrtbPeople(redis.url, PEOPLE);
   const openrtb = opt.scenario === 'openrtb';
   const builds: Build[] = [];
   for (const [k, dir] of opt.dirs.entries()) {
     const port = await freePort();
     const env: Record<string, string> = {
       REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: ORTB_PREFIX,
       LOG_LEVEL: 'warn',
       WORKERS: '1',
       HOST: '127.0.0.1',

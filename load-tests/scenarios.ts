@@ -46,8 +46,8 @@ const ALIASED = 100_000;
 /** Runs at 50% of the uniform maximum, for decide and for bare uWS each (the p99 aim). */
 const P99_RUNS = 3;
 
-/** Where the OpenRTB server keeps its rule sets and people. */
-const ORTB_PREFIX = 'ortb:';
+/** Where the OpenRTB server keeps its rule sets and people (compare.ts's servers too). */
+export const ORTB_PREFIX = 'ortb:';
 
 export interface ScenarioTable {
   /** For decide, the typical stack and the cluster: `hot` and `uniform` first, more unless quick. */

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { OpenRtbConfig } from '../config.js';
+import { loadConfig, type OpenRtbConfig } from '../config.js';
 import { DecisionService } from '../decision/service.js';
 import { projectRoot } from '../project.js';
 import { loadRuleSetFile } from '../ruleset-file.js';
@@ -12,20 +12,11 @@ import { parseBidRequest } from './request.js';
 const NOW = Date.parse('2026-11-24T04:00:00.000Z');
 const at = (...parts: string[]) => join(projectRoot(), 'test', 'openrtb', ...parts);
 
-const CONFIG: OpenRtbConfig = {
-  enabled: true,
-  noticeUrlConfigured: true,
-  marginMs: 20,
-  seat: 'mindshare',
-  noticeUrl: 'https://bidder.example.com',
-  secret: 'bidder-test-secret-0123456789abcdef',
-  secretConfigured: true,
-  bidTtlMs: 3_600_000,
-  tcfVendorId: null,
-  tcfPurposes: [1, 3, 4],
-  ratesFile: undefined,
-  bidIdForm: 'xchacha20',
-};
+/** The bidder's configuration as the server makes it, with a notice URL and a secret. */
+const CONFIG: OpenRtbConfig = loadConfig({
+  OPENRTB_NOTICE_URL: 'https://bidder.example.com',
+  OPENRTB_SECRET: 'bidder-test-secret-0123456789abcdef',
+}).openrtb;
 
 /** Every answer of a bidder over the rule set to the requests that parse. */
 async function answers(ruleset: string, requests: Buffer[], config: Partial<OpenRtbConfig> = {}) {
