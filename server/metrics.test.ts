@@ -422,6 +422,10 @@ describe('GET /metrics on the embedded store', () => {
     expect(grew('mindshare_cache_hits_total', { cache: 'people' })).toBeGreaterThanOrEqual(N - 2);
     expect(value(after, 'mindshare_cache_not_admitted_total', { cache: 'people' })).toBeGreaterThan(0);
     expect(value(after, 'mindshare_cache_misses_total', { cache: 'people' })).toBeGreaterThan(0);
+    // Look-ups hit: the cache does not stand aside, and no miss skipped it.
+    expect(value(after, 'mindshare_cache_aside', {})).toBe(0);
+    expect(value(after, 'mindshare_cache_bypassed_total', { cache: 'people' })).toBe(0);
+    expect(value(after, 'mindshare_cache_bypassed_total', { cache: 'aliases' })).toBe(0);
   });
 
   it('labels requests by route pattern, never by the ids in the URL', async () => {

@@ -530,6 +530,21 @@ export class Metrics {
       registers: [registry],
       collect: cacheStats((s, c) => s[c].notAdmitted),
     });
+    new Counter({
+      name: 'mindshare_cache_bypassed_total',
+      help: 'Misses sent straight to the store while the cache stood aside (hardly any look-up hit), by cache',
+      labelNames: ['cache'],
+      registers: [registry],
+      collect: cacheStats((s, c) => s[c].bypassed),
+    });
+    new Gauge({
+      name: 'mindshare_cache_aside',
+      help: 'Threads whose cache stands aside: fewer than 5% of look-ups hit, so misses skip it',
+      registers: [registry],
+      collect: onlyWith(sources, 'cache', function (this: Gauge, cache) {
+        this.set(cache().aside ? 1 : 0);
+      }),
+    });
 
     new Gauge({
       name: 'mindshare_ruleset_version',

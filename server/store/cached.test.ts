@@ -1,7 +1,7 @@
 /** The cache in front of a store: ages, misses, coalescing, and writes that keep it honest. */
 import { describe, expect, it } from 'vitest';
 import type { Profile } from '../../rules/types.js';
-import { CachedStore } from './cached.js';
+import { alwaysCached, CachedStore } from './cached.js';
 import { EmbeddedStore } from './embedded.js';
 import type { PersonRecord, PersonStore } from './types.js';
 
@@ -65,7 +65,9 @@ class CountingStore extends EmbeddedStore {
   }
 }
 
-function setup(opts: { maxPeople?: number; maxAliases?: number; admitAfter?: number } = {}) {
+function setup(
+  opts: { maxPeople?: number; maxAliases?: number; admitAfter?: number; standAside?: boolean } = {},
+) {
   let t = 5_000_000;
   const now = () => t;
   const backing = new CountingStore({ now });
@@ -75,6 +77,7 @@ function setup(opts: { maxPeople?: number; maxAliases?: number; admitAfter?: num
     ttlMs: TTL,
     now,
     ...(opts.admitAfter === undefined ? {} : { admitAfter: opts.admitAfter }),
+    ...(opts.standAside === undefined ? {} : { standAside: opts.standAside }),
   });
   return {
     backing,
@@ -426,7 +429,8 @@ describe('CachedStore', () => {
     });
 
     it('keeps people asked for once out of the cache, and still caches those asked for twice', async () => {
-      const { backing, cache } = setup({ admitAfter: 2, maxPeople: 1000 });
+      // Admission alone: standing aside would send 'twice' straight to the store.
+      const { backing, cache } = setup({ admitAfter: 2, maxPeople: 1000, standAside: false });
       for (let i = 0; i < 3000; i++) await cache.loadPerson(`once-${i}`);
       // A count-min sketch may say "seen" for someone it has not seen: a few, not many.
       expect(cache.stats().people.size).toBeLessThan(150);
@@ -472,6 +476,116 @@ describe('CachedStore', () => {
       await late;
       expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['new']);
     });
+  });
+});
+
+describe('CachedStore: standing aside while hardly anything hits', () => {
+  /** Keys of `prefix` whose look-ups the cache keeps counting while it stands aside, or not. */
+  const keysWhere = (prefix: string, sampled: boolean, n: number): string[] => {
+    const out: string[] = [];
+    for (let i = 0; out.length < n; i++)
+      if (alwaysCached(`${prefix}${i}`) === sampled) out.push(`${prefix}${i}`);
+    return out;
+  };
+  /** A cache that has just seen 1,100 people once each: no look-up hit. */
+  const spread = async () => {
+    const kit = setup({ maxPeople: 5000 });
+    for (let i = 0; i < 1100; i++) await kit.cache.loadPerson(`spread-${i}`);
+    return kit;
+  };
+
+  it('keys of a sixteenth keep the cache while it stands aside', () => {
+    const all = Array.from({ length: 16_000 }, (_, i) => `cookie:c-${i}`);
+    const kept = all.filter(alwaysCached).length;
+    expect(kept).toBeGreaterThan(800);
+    expect(kept).toBeLessThan(1200);
+    expect(alwaysCached('cookie:c-1')).toBe(alwaysCached('cookie:c-1'));
+  });
+
+  it('stands aside after a window of misses: a miss then goes straight to the store, uncached', async () => {
+    const { backing, cache } = await spread();
+    expect(cache.stats().aside).toBe(true);
+    expect(cache.stats().asideChanges).toBe(1);
+    const [other] = keysWhere('other-', false, 1);
+    await backing.putProfile({ ...alice, id: other! });
+    const before = backing.loads;
+    const bypassed = cache.stats().people.bypassed;
+    expect((await cache.loadPerson(other!)).profile?.id).toBe(other);
+    expect((await cache.loadPerson(other!)).profile?.id).toBe(other);
+    expect(backing.loads).toBe(before + 2);
+    expect(cache.cachedPerson(other!)).toBeUndefined();
+    expect(cache.stats().people.bypassed).toBe(bypassed + 2);
+    // Two loads at once are not shared either.
+    await Promise.all([cache.loadPerson(other!), cache.loadPerson(other!)]);
+    expect(backing.loads).toBe(before + 4);
+    // A key of the sixteenth is still loaded once and cached.
+    const [kept] = keysWhere('kept-', true, 1);
+    await backing.putProfile({ ...alice, id: kept! });
+    await cache.loadPerson(kept!);
+    await cache.loadPerson(kept!);
+    expect(backing.loads).toBe(before + 5);
+    expect(cache.cachedPerson(kept!)?.profile?.id).toBe(kept);
+  });
+
+  it('still answers from what it holds, and a write still replaces it', async () => {
+    const { backing, cache } = setup({ maxPeople: 5000 });
+    await backing.putProfile(alice);
+    await cache.loadPerson('alice');
+    for (let i = 0; i < 1100; i++) await cache.loadPerson(`spread-${i}`);
+    expect(cache.stats().aside).toBe(true);
+    const before = backing.loads;
+    expect((await cache.loadPerson('alice')).profile?.tags).toEqual(alice.tags);
+    expect(cache.cachedPerson('alice')).toBeDefined();
+    expect(backing.loads).toBe(before);
+    await cache.putProfile({ ...alice, tags: ['changed'] });
+    expect((await cache.loadPerson('alice')).profile?.tags).toEqual(['changed']);
+  });
+
+  it('reads by alias straight from the store while aside, for the keys outside the sixteenth', async () => {
+    const { backing, cache } = await spread();
+    // The alias as the cache keys it, `cookie:<value>`, outside the sixteenth.
+    const [member] = keysWhere('cookie:c-', false, 1);
+    const cookie = member!.slice('cookie:'.length);
+    await backing.putProfile(alice);
+    await backing.linkAliases('alice', { cookie });
+    const loads = backing.byAliasLoads;
+    expect((await cache.loadPersonByAlias('cookie', cookie)).record?.profile?.id).toBe('alice');
+    expect((await cache.loadPersonByAlias('cookie', cookie)).pid).toBe('alice');
+    expect(backing.byAliasLoads).toBe(loads + 2);
+    expect(cache.cachedAlias('cookie', cookie)).toBeUndefined();
+    expect(cache.stats().aliases.bypassed).toBe(2);
+    // Resolved alone, the same.
+    const lookups = backing.aliasLookups;
+    expect(await cache.resolveAlias('cookie', cookie)).toBe('alice');
+    expect(await cache.resolveAlias('cookie', cookie)).toBe('alice');
+    expect(backing.aliasLookups).toBe(lookups + 2);
+  });
+
+  it('takes everyone back once the sixteenth it still serves hits again', async () => {
+    const { backing, cache } = await spread();
+    const hot = keysWhere('hot-', true, 20);
+    for (const pid of hot) await backing.putProfile({ ...alice, id: pid });
+    for (let round = 0; round < 60 && cache.stats().aside; round++) {
+      for (const pid of hot) await cache.loadPerson(pid);
+    }
+    expect(cache.stats().aside).toBe(false);
+    expect(cache.stats().asideChanges).toBe(2);
+    // Every key is cached again.
+    const [other] = keysWhere('other-', false, 1);
+    await backing.putProfile({ ...alice, id: other! });
+    await cache.loadPerson(other!);
+    expect(cache.cachedPerson(other!)?.profile?.id).toBe(other);
+  });
+
+  it('does not stand aside when told not to, nor while look-ups hit', async () => {
+    const off = setup({ maxPeople: 5000, standAside: false });
+    for (let i = 0; i < 1100; i++) await off.cache.loadPerson(`spread-${i}`);
+    expect(off.cache.stats().aside).toBe(false);
+    const hot = setup({ maxPeople: 5000 });
+    // One person in ten asked for again: 10% of look-ups hit, above the 5% it stands aside below.
+    for (let i = 0; i < 3000; i++) await hot.cache.loadPerson(i % 10 === 9 ? `p-${i - 9}` : `p-${i}`);
+    expect(hot.cache.stats().people.hits).toBeGreaterThan(250);
+    expect(hot.cache.stats().aside).toBe(false);
   });
 });
 
