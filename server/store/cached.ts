@@ -25,6 +25,7 @@
  *   miss costs changes. See `Worth` for what was measured.
  */
 import { LRUCache } from 'lru-cache';
+import { hashString } from '../../rules/compile.js';
 import type { FrequencyCounters, Profile } from '../../rules/types.js';
 import { appendImpression, impressionLimits, setCounter } from './impressions.js';
 import { aliasMember } from './person.js';
@@ -767,10 +768,8 @@ class Worth {
   }
 }
 
-/** Whether a key is of the sixteenth that keeps the cache while it stands aside (FNV-1a). */
+/** Whether a key is of the sixteenth that keeps the cache while it stands aside. */
 export function alwaysCached(key: string): boolean {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  h ^= h >>> 15;
-  return (h & 15) === 0;
+  const h = hashString(key);
+  return ((h ^ (h >>> 15)) & 15) === 0;
 }
