@@ -76,6 +76,74 @@ describe('BudgetGate', () => {
     });
   });
 
+  it('covers what a thread decides while its report is on its way with the lease the report brings back', async () => {
+    const clock = { now: T0 };
+    const inner = new EmbeddedStore({ now: () => clock.now });
+    // Gate a's reports can be held on their way: decisions are then made while one is.
+    let release: () => void = () => {};
+    let held: Promise<void> | null = null;
+    let sent: () => void = () => {};
+    const slow: BudgetStore = {
+      leaseBudgets: async (r, now, settle) => {
+        sent();
+        if (held !== null) await held;
+        return inner.leaseBudgets(r, now, settle);
+      },
+      budgetCounts: (...args) => inner.budgetCounts(...args),
+    };
+    const opts = { now: () => clock.now, leaseMs: LEASE, settleMs: 10 * LEASE, timer: false };
+    const a = new BudgetGate(slow, opts);
+    const b = new BudgetGate(inner, opts);
+    const rs = compileRuleSet(ruleSet(capped('ten', { daily: 4, pacing: 'asap' })));
+    const active = { version: 1, checksum: 'x', compiled: rs, activatedAt: T0 };
+    const sa = new DecisionService(inner, active, { deadlineMs: 50, budgets: a });
+    const sb = new DecisionService(inner, active, { deadlineMs: 50, budgets: b });
+    for (const id of Array.from({ length: 10 }, (_, i) => `p-${i}`)) await inner.putProfile({ id, tags: [] });
+    const once = async (s: DecisionService, id: string): Promise<boolean> => {
+      const out = await s.decide({
+        user: { kind: 'id', id },
+        placements: [{ id: 'slot', channels: ['display'], formats: undefined }],
+        contextTags: undefined,
+        explain: false,
+        deadlineMs: undefined,
+      });
+      return out.output.decisions[0]?.campaign === 'ten';
+    };
+    // The rule set's first leases (asked for at once): one impression each.
+    expect([a.status()[0]!.left, b.status()[0]!.left]).toEqual([BUDGET_SCALE, BUDGET_SCALE]);
+    let filled = await fillUntilRefused(sa);
+    clock.now += LEASE;
+    await a.tick();
+    // a wants more: two of the two left.
+    expect(a.status()[0]!.left).toBe(2 * BUDGET_SCALE);
+    expect(await once(sa, 'p-1')).toBe(true);
+    filled++;
+    clock.now += LEASE;
+    held = new Promise((r) => {
+      release = r;
+    });
+    const onItsWay = new Promise<void>((r) => {
+      sent = r;
+    });
+    const round = a.tick();
+    await onItsWay;
+    // Its report gives back the impression a holds; a uses it before the answer comes.
+    expect(await once(sa, 'p-2')).toBe(true);
+    filled++;
+    release();
+    await round;
+    held = null;
+    // The store counts that decision already: all four are committed, none is granted again.
+    const day = '2026-12-01';
+    const counts = await inner.budgetCounts('ten', '', 'impressions', [day], clock.now, 10 * LEASE);
+    expect(counts.days[day]!.committed).toBe(4 * BUDGET_SCALE);
+    filled += (await fillUntilRefused(sa)) + (await fillUntilRefused(sb));
+    clock.now += LEASE;
+    await Promise.all([a.tick(), b.tick()]);
+    filled += (await fillUntilRefused(sa)) + (await fillUntilRefused(sb));
+    expect(filled).toBe(4);
+  });
+
   it('stops using a lease within three leases when the store stops answering, and asks again once it does', async () => {
     const clock = { now: T0 };
     const inner = new EmbeddedStore({ now: () => clock.now });

@@ -418,7 +418,13 @@ export class BudgetGate {
     await this.learnCurves(lines, now);
     const sent: Array<{ line: Line; report: BudgetReport; leftAtSend: number } | null> = lines.map((line) => {
       try {
-        return { line, report: this.reportOf(line, now), leftAtSend: line.left };
+        const report = this.reportOf(line, now);
+        // The report gives the whole lease back and the answer's lease covers what is used while
+        // it is on its way: the store grants min(ask, room), and the room it gives back is at
+        // least the lease, so up to `ask` of it stays usable meanwhile (a thread that asks for
+        // nothing, idle or retiring, stops using its lease now).
+        line.left = Math.min(line.left, report.ask);
+        return { line, report, leftAtSend: line.left };
       } catch (err) {
         // A line that cannot be reported (never expected) must not hold the others back.
         this.errors++;
@@ -439,9 +445,13 @@ export class BudgetGate {
       const x = sent[i];
       if (x === null || x === undefined) return;
       const { line, report, leftAtSend } = x;
-      // Used while the report was on its way: the lease given back did not cover it, so it is
-      // committed with the next report.
-      line.overdraft += Math.max(0, leftAtSend - line.left);
+      // Used while the report was on its way (from the lease it gave back, or past it): the store
+      // no longer counts it. The lease the answer brings covers it: the store gave back the old
+      // lease and granted the new one in one step, so no other thread could take that room in
+      // between. Only what the new lease cannot cover (the budget or its pace reached just then)
+      // waits for the next report.
+      const flight = Math.max(0, leftAtSend - line.left) + line.overdraft;
+      line.overdraft = flight;
       const g = result.status === 'fulfilled' ? result.value[0] : undefined;
       if (g === undefined) {
         // Without the store no line may commit more: it stops until the store answers. What was
@@ -457,7 +467,9 @@ export class BudgetGate {
         this.retiring.delete(line);
         return;
       }
-      line.left = g.units;
+      const cover = Math.min(flight, g.units);
+      line.left = g.units - cover;
+      line.overdraft = flight - cover;
       line.leaseAt = g.at;
       line.leaseDay = report.day;
       line.leaseUntil = g.units > 0 ? now + 3 * this.leaseMs : 0;
@@ -472,7 +484,7 @@ export class BudgetGate {
 
   /**
    * A line's report. The lease stays usable until the answer (a report round must not drop the
-   * campaign): it is given back whole, and what is used meanwhile is committed with the next one.
+   * campaign): it is given back whole, and the lease the answer brings covers what is used meanwhile.
    */
   private reportOf(line: Line, now: number): BudgetReport {
     const day = localDay(line.timezone, now);
