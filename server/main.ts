@@ -20,8 +20,8 @@ import { startWorkers, type WorkerPool } from './worker.js';
  * --trace-pretenuring-statistics: sites of the person decoder with every object alive, and its
  * code deoptimized for them), and afterwards every person read for a bid died in the old
  * generation: with uniform OpenRTB traffic over 100,000 people the heap grew by 0.7 MB at every
- * scavenge, a mark-compact came every 4 s, and scavenges took 0.9-1.2 ms instead of 0.5-0.7
- * (--trace-gc). Off, the heap stays level and a uniform bid takes 0.92x the CPU
+ * scavenge, a mark-compact came every 4 s, and a scavenge took 1.22 ms instead of 0.60 (medians,
+ * --trace-gc). Off, the heap stays level and a uniform bid takes 0.92x the CPU
  * (`npm run load:compare`, 8 pairs of 4 s: 7 of 8 below 1); a uniform decision 0.99x (no change).
  */
 setFlagsFromString('--no-allocation-site-pretenuring');
