@@ -28,20 +28,26 @@ function fleet(n: number, store: BudgetStore, clock: { now: number }): BudgetGat
   );
 }
 
+/** One decision for person `id` on the one display placement. */
+function decideFor(service: DecisionService, id: string, explain = false) {
+  return service.decide({
+    user: { kind: 'id', id },
+    placements: [{ id: 'slot', channels: ['display'], formats: undefined }],
+    contextTags: undefined,
+    explain,
+    deadlineMs: undefined,
+  });
+}
+
+/** Whether a decision for person `id` fills the placement with campaign `ten`. */
+async function fillsTen(service: DecisionService, id: string): Promise<boolean> {
+  return (await decideFor(service, id)).output.decisions[0]?.campaign === 'ten';
+}
+
 /** Decides for one person after another until the campaign is refused; how many it filled. */
 async function fillUntilRefused(service: DecisionService, limit = 1000): Promise<number> {
   let filled = 0;
-  for (let i = 0; i < limit; i++) {
-    const out = await service.decide({
-      user: { kind: 'id', id: `p-${i}` },
-      placements: [{ id: 'slot', channels: ['display'], formats: undefined }],
-      contextTags: undefined,
-      explain: false,
-      deadlineMs: undefined,
-    });
-    if (out.output.decisions[0]?.campaign === 'ten') filled++;
-    else break;
-  }
+  while (filled < limit && (await fillsTen(service, `p-${filled}`))) filled++;
   return filled;
 }
 
@@ -63,13 +69,7 @@ describe('BudgetGate', () => {
     }
     expect(total).toBe(10);
     // Refused with its reason, and the next campaign fills instead.
-    const out = (await sa.decide({
-      user: { kind: 'id', id: 'p-1' },
-      placements: [{ id: 'slot', channels: ['display'], formats: undefined }],
-      contextTags: undefined,
-      explain: true,
-      deadlineMs: undefined,
-    })) as Awaited<ReturnType<DecisionService['decide']>>;
+    const out = await decideFor(sa, 'p-1', true);
     expect(out.output.explain?.campaigns.find((c) => c.campaign === 'ten')).toMatchObject({
       status: 'dropped',
       reason: 'budget',
@@ -99,16 +99,6 @@ describe('BudgetGate', () => {
     const sa = new DecisionService(inner, active, { deadlineMs: 50, budgets: a });
     const sb = new DecisionService(inner, active, { deadlineMs: 50, budgets: b });
     for (const id of Array.from({ length: 10 }, (_, i) => `p-${i}`)) await inner.putProfile({ id, tags: [] });
-    const once = async (s: DecisionService, id: string): Promise<boolean> => {
-      const out = await s.decide({
-        user: { kind: 'id', id },
-        placements: [{ id: 'slot', channels: ['display'], formats: undefined }],
-        contextTags: undefined,
-        explain: false,
-        deadlineMs: undefined,
-      });
-      return out.output.decisions[0]?.campaign === 'ten';
-    };
     // The rule set's first leases (asked for at once): one impression each.
     expect([a.status()[0]!.left, b.status()[0]!.left]).toEqual([BUDGET_SCALE, BUDGET_SCALE]);
     let filled = await fillUntilRefused(sa);
@@ -116,7 +106,7 @@ describe('BudgetGate', () => {
     await a.tick();
     // a wants more: two of the two left.
     expect(a.status()[0]!.left).toBe(2 * BUDGET_SCALE);
-    expect(await once(sa, 'p-1')).toBe(true);
+    expect(await fillsTen(sa, 'p-1')).toBe(true);
     filled++;
     clock.now += LEASE;
     held = new Promise((r) => {
@@ -128,7 +118,7 @@ describe('BudgetGate', () => {
     const round = a.tick();
     await onItsWay;
     // Its report gives back the impression a holds; a uses it before the answer comes.
-    expect(await once(sa, 'p-2')).toBe(true);
+    expect(await fillsTen(sa, 'p-2')).toBe(true);
     filled++;
     release();
     await round;
